@@ -1,0 +1,261 @@
+"""Typed experiment parameters: YAML in params/ -> dataclasses, then dotted overrides.
+
+A params file is plain YAML data (`yaml.safe_load`); nothing in it is evaluated. Every key must
+exist in the dataclasses below and have the declared type, otherwise the error names the file,
+the key and the closest valid key. `save_params` writes the resolved params, and
+`load_params(saved_path)` gives back an equal object: that file is what workers read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posecore.runs import REPO_ROOT, atomic_write
+
+PARAMS_DIR = REPO_ROOT / "params"
+SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii"}
+AMP_ALIASES = {"O0": "off", "O1": "fp16", "O2": "fp16", "none": "off", "fp32": "off"}
+AMP_MODES = ("off", "fp16", "bf16")
+
+
+@dataclass
+class ModelParams:
+    name: str = "fastpose"          # key of posecore.models.MODELS
+    num_joints: int = 17
+    depth: int = 50                 # ResNet depth of fastpose / simplebaseline (18, 34, 50, 101, 152)
+    num_stacks: int = 1             # hourglass stacks
+    pretrained: str = ""            # local torchvision-layout ImageNet ResNet state_dict (backbone init)
+    init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
+
+
+@dataclass
+class DataParams:
+    dataset: str = "coco"           # coco | mpii
+    root: str = ""                  # dataset root in the official layout; "" = synthetic demo data
+    det_file: str = ""              # COCO-results person boxes for the `test` split
+    det_score_thr: float = 0.0      # drop detections below this score
+    input_size: list[int] = field(default_factory=lambda: [192, 256])   # (w, h)
+    heatmap_size: list[int] = field(default_factory=lambda: [48, 64])   # (w, h)
+    sigma: float = 2.0
+    # Normalization: (rgb / 255 - mean) / std. AlphaPose uses std 1 and its own mean.
+    mean: list[float] = field(default_factory=lambda: [0.406, 0.457, 0.480])
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    bbox_padding: float = 1.25
+    flip: bool = True
+    scale_factor: float = 0.3
+    rot_factor: float = 40.0
+    rot_prob: float = 0.6
+    half_body_prob: float = 0.0     # AlphaPose's COCO config disables it (PROB_HALF_BODY -1)
+    half_body_min_joints: int = 8
+    workers: int = 4                # DataLoader workers per device
+
+
+@dataclass
+class TrainParams:
+    epochs: int = 200
+    batch_size: int = 32            # per device
+    optimizer: str = "adam"         # adam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_steps: list[int] = field(default_factory=lambda: [90, 120])
+    lr_factor: float = 0.1
+    warmup_iters: int = 0           # linear warmup length in iterations
+    warmup_ratio: float = 0.001     # warmup starts at lr * warmup_ratio
+    dpg_epoch: int = -1             # AlphaPose DPG (box jitter) from this epoch; -1 = never
+    dpg_lr_steps: list[int] = field(default_factory=list)  # LR restarts at dpg_epoch, then steps here
+    seed: int = 0
+    amp: str = "off"                # off | fp16 | bf16 (aliases O0 -> off, O1/O2 -> fp16)
+    amp_backend: str = "torch"      # torch | apex
+    loss_scale: float = 0.0         # 0 = dynamic loss scaling; e.g. 32768 = the seeds' fixed scale
+    sync_bn: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float = 0.0          # max grad norm; 0 = off
+    val_every: int = 10             # epochs; 0 = never
+    resume: bool = True             # continue from last.pt of the same run
+    max_steps: int = 0              # performance mode: stop after this many steps (0 = full run)
+    perf_warmup_steps: int = 5      # steps left out of the reported images/s
+    log_every: int = 20             # steps
+    max_nan_steps: int = 20         # consecutive non-finite losses before stopping
+
+
+@dataclass
+class DistParams:
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    backend: str = ""               # "" = the device layer's choice (hccl / nccl / gloo)
+
+
+@dataclass
+class EvalParams:
+    use_gt_boxes: bool = True       # COCO: GT person boxes; false = data.det_file boxes
+    oracle: bool = False            # score encoded GT heatmaps instead of a model
+    flip_test: bool = True
+    shift_heatmap: bool = True      # shift flipped heatmaps one pixel right (references' default)
+    decode: str = "default"         # default (argmax + quarter offset) | dark
+    dark_kernel: int = 11
+    in_vis_thr: float = 0.2
+    oks_nms: float = 0.9
+    batch_size: int = 64
+    pckh_thr: float = 0.5
+
+
+@dataclass
+class Params:
+    name: str = ""
+    model: ModelParams = field(default_factory=ModelParams)
+    data: DataParams = field(default_factory=DataParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    dist: DistParams = field(default_factory=DistParams)
+    eval: EvalParams = field(default_factory=EvalParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ParamsError(ValueError):
+    """A params file or override that does not fit the schema."""
+
+
+def load_params(name_or_path: str | os.PathLike | Params,
+                overrides: dict[str, Any] | None = None) -> Params:
+    """Resolve a params file and apply dotted overrides, e.g. {"train.lr": 5e-4}.
+
+    `name_or_path`: an existing path, a shortcut ("fastpose", "hourglass"), or a name in params/.
+    A Params object is copied and the overrides applied to it.
+    """
+    if isinstance(name_or_path, Params):
+        params, source = dataclasses.replace(name_or_path), "params"
+        raw = params.to_dict()
+    else:
+        path = resolve_params_path(name_or_path)
+        source = str(path)
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+        raw.setdefault("name", path.stem)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value, source)
+    return _build(Params, raw, source, prefix="")
+
+
+def resolve_params_path(name_or_path: str | os.PathLike) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ParamsError(f"params file {path} does not exist")
+        return path
+    name = SHORTCUTS.get(str(name_or_path), str(name_or_path))
+    candidate = PARAMS_DIR / f"{name}.yaml"
+    if not candidate.exists():
+        known = sorted(SHORTCUTS) + sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+        hint = _closest(name, known)
+        raise ParamsError(f"no params named {name_or_path!r} in {PARAMS_DIR}; known: {known}{hint}")
+    return candidate
+
+
+def save_params(params: Params, path: str | os.PathLike) -> Path:
+    text = yaml.safe_dump(params.to_dict(), sort_keys=False, default_flow_style=None)
+    return atomic_write(path, text)
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
+    section, _, key = dotted.partition(".")
+    if not key:
+        if section == "name":
+            raw["name"] = value
+            return
+        raise ParamsError(f"override {dotted!r}: use a dotted key like 'train.lr' ({source})")
+    sub = raw.setdefault(section, {})
+    if not isinstance(sub, dict):
+        raise ParamsError(f"override {dotted!r}: {section!r} is not a section ({source})")
+    sub[key] = value
+
+
+def _build(cls: type, raw: dict, source: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in hints]
+    if unknown:
+        key = unknown[0]
+        raise ParamsError(
+            f"{source}: unknown key '{prefix}{key}'{_closest(key, names, prefix)}; "
+            f"valid keys in {prefix.rstrip('.') or 'the top level'}: {names}"
+        )
+    values = {}
+    for key, value in raw.items():
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            values[key] = _build(expected, value, source, f"{prefix}{key}.")
+        else:
+            values[key] = _coerce(value, expected, source, f"{prefix}{key}")
+    obj = cls(**values)
+    _check(obj, source, prefix)
+    return obj
+
+
+def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ParamsError(f"{source}: {key} must be a list, got {value!r}")
+        (item_type,) = typing.get_args(expected)
+        return [_coerce(v, item_type, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is bool and not isinstance(value, bool):
+        raise ParamsError(f"{source}: {key} must be true or false, got {value!r}")
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ParamsError(f"{source}: {key} must be an integer, got {value!r}")
+    if expected in (float, str) and not isinstance(value, expected):
+        raise ParamsError(f"{source}: {key} must be a {expected.__name__}, got {value!r}")
+    return value
+
+
+def _check(obj: Any, source: str, prefix: str) -> None:
+    """Value checks that types alone cannot express."""
+    def fail(key: str, message: str) -> None:
+        raise ParamsError(f"{source}: {prefix}{key} {message}")
+
+    if isinstance(obj, DataParams):
+        for key in ("input_size", "heatmap_size"):
+            size = getattr(obj, key)
+            if len(size) != 2 or min(size) <= 0:
+                fail(key, f"must be two positive integers (w, h), got {size}")
+        for key in ("mean", "std"):
+            if len(getattr(obj, key)) != 3:
+                fail(key, "must have 3 values (R, G, B)")
+        if obj.dataset not in ("coco", "mpii"):
+            fail("dataset", f"must be 'coco' or 'mpii', got {obj.dataset!r}")
+    if isinstance(obj, TrainParams):
+        obj.amp = AMP_ALIASES.get(obj.amp, obj.amp)
+        if obj.amp not in AMP_MODES:
+            fail("amp", f"must be one of {AMP_MODES} (or O0/O1/O2), got {obj.amp!r}")
+        if obj.amp_backend not in ("torch", "apex"):
+            fail("amp_backend", f"must be 'torch' or 'apex', got {obj.amp_backend!r}")
+        if obj.optimizer not in ("adam", "sgd"):
+            fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
+        if obj.batch_size <= 0 or obj.epochs <= 0:
+            fail("batch_size/epochs", "must be positive")
+    if isinstance(obj, EvalParams) and obj.decode not in ("default", "dark"):
+        fail("decode", f"must be 'default' or 'dark', got {obj.decode!r}")
+
+
+def _closest(key: str, names: list[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    return f" (did you mean '{prefix}{match[0]}'?)" if match else ""

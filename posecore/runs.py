@@ -1,0 +1,93 @@
+"""Run folders and crash-safe file writes.
+
+Every artifact goes through `atomic_write`: a temp file in the same folder, fsync, then
+os.replace, so a kill mid-write leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def outputs_root() -> Path:
+    """Where run folders live: $POSECORE_OUTPUTS, else <repo>/outputs."""
+    return Path(os.environ.get("POSECORE_OUTPUTS", REPO_ROOT / "outputs"))
+
+
+def default_run_name(prefix: str) -> str:
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_dir(run_name: str, create: bool = True) -> Path:
+    """`outputs/<run_name>/`; a run_name is a plain folder name, never a path."""
+    if not _RUN_NAME.match(run_name or ""):
+        raise ValueError(
+            f"run_name {run_name!r} must be a plain folder name (letters, digits, '.', '_', '-')"
+        )
+    path = outputs_root() / run_name
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Any], None]) -> Path:
+    """Write `data` (bytes, text, or a callable given a binary file object) to `path` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
+    """One JSON object per line; appends are line-sized so readers never see half a record."""
+    with open(path, "a") as f:
+        f.write(json.dumps(obj, default=_json_default) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Paths in params are relative to the repository root, whatever the notebook's cwd."""
+    path = Path(os.path.expanduser(str(path)))
+    return path if path.is_absolute() else REPO_ROOT / path
