@@ -1,0 +1,129 @@
+"""posecore.viz: the artists drawn match the keypoints, overlays keep the image shape, PNGs render headless."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from posecore import viz
+from posecore.keypoints import COCO, MPII
+
+
+def _skeletons(fig):
+    return [c for ax in fig.axes for c in ax.collections if c.get_gid() == viz.SKELETON_GID]
+
+
+def _person(info, visible, rng):
+    keypoints = np.zeros((info.num_joints, 3))
+    keypoints[:, :2] = rng.uniform(10, 90, (info.num_joints, 2))
+    keypoints[visible, 2] = 1
+    return keypoints
+
+
+def test_skeleton_has_one_segment_per_visible_limb():
+    rng = np.random.default_rng(0)
+    hidden = [0, 9, 15]  # nose, left wrist, left ankle
+    keypoints = _person(COCO, [j for j in range(17) if j not in hidden], rng)
+    expected = [(a, b) for a, b in COCO.skeleton if a not in hidden and b not in hidden]
+    fig = viz.plot_pose(np.zeros((100, 100, 3), np.uint8), COCO, gt=[keypoints])
+    (lines,) = _skeletons(fig)
+    assert len(lines.get_segments()) == len(expected) < len(COCO.skeleton)
+    first = lines.get_segments()[0]
+    np.testing.assert_allclose(first, keypoints[list(expected[0]), :2])
+
+
+def test_predicted_joints_below_score_threshold_are_hidden():
+    rng = np.random.default_rng(1)
+    pred = _person(MPII, list(range(16)), rng)
+    pred[:, 2] = np.linspace(0.05, 0.95, 16)
+    gt = _person(MPII, list(range(16)), rng)
+    fig = viz.plot_pose(np.zeros((100, 100, 3), np.uint8), MPII, gt=[gt], pred=[pred], score_thr=0.5)
+    gt_lines, pred_lines = _skeletons(fig)
+    assert len(gt_lines.get_segments()) == len(MPII.skeleton)
+    kept = [(a, b) for a, b in MPII.skeleton if pred[a, 2] > 0.5 and pred[b, 2] > 0.5]
+    assert len(pred_lines.get_segments()) == len(kept)
+    joints = fig.axes[0].collections[-1].get_offsets()
+    assert len(joints) == int((pred[:, 2] > 0.5).sum())
+
+
+def test_gallery_lays_out_one_panel_per_item_and_blanks_the_rest():
+    rng = np.random.default_rng(2)
+    items = [{"image": np.zeros((40, 30, 3), np.uint8), "gt": [_person(COCO, range(17), rng)],
+              "title": f"#{i}"} for i in range(5)]
+    fig = viz.plot_gallery(items, COCO, ncols=3)
+    assert len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes[:5]] == [f"#{i}" for i in range(5)]
+    assert len(_skeletons(fig)) == 5
+
+
+def test_heatmap_overlay_keeps_image_shape_and_marks_the_peak():
+    image = np.full((120, 80, 3), 128, np.uint8)
+    heatmap = np.zeros((32, 24), np.float32)
+    heatmap[8, 18] = 1.0  # peak at heatmap (x=18, y=8) -> image x≈60, y≈30
+    out = viz.heatmap_overlay(image, heatmap, alpha=0.8)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    changed = np.abs(out.astype(int) - image).sum(-1)
+    y, x = np.unravel_index(changed.argmax(), changed.shape)
+    assert abs(x - 18.5 * 80 / 24) < 5 and abs(y - 8.5 * 120 / 32) < 5
+    assert changed[0, 0] == 0  # cold pixels keep the photo
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        viz.heatmap_overlay(image[..., 0], heatmap)
+
+
+def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
+    keypoints = np.zeros((17, 3))
+    keypoints[:5, 2] = 2
+    ann = {"images": [{"id": 1}, {"id": 2}, {"id": 3}],
+           "annotations": [
+               {"image_id": 1, "bbox": [0, 0, 10, 20], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
+               {"image_id": 1, "bbox": [0, 0, 30, 40], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
+               {"image_id": 2, "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0},
+           ]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(ann))
+    stats = viz.annotation_stats(path, "coco")
+    assert stats["persons"] == 2 and stats["images"] == 3
+    assert stats["persons_per_image"] == {0: 2, 2: 1}
+    assert stats["labelled_per_joint"] == [2] * 5 + [0] * 12
+    np.testing.assert_allclose(stats["box_sizes"], [[10, 20], [30, 40]])
+    fig = viz.plot_dataset_stats(stats)
+    assert len(fig.axes) == 3
+    assert [p.get_height() for p in fig.axes[0].patches] == [2, 1]
+
+
+def test_dataset_stats_on_real_mpii_sample(mpii_root):
+    stats = viz.annotation_stats(mpii_root / "annotations" / "mpii_val.json", "mpii")
+    assert stats["persons"] == 5 and len(stats["labelled_per_joint"]) == 16
+    assert (np.asarray(stats["box_sizes"]) > 0).all()
+
+
+def test_training_curves_plot_logged_losses():
+    records = [{"step": s, "loss": 1.0 / (s + 1), "lr": 1e-3} for s in range(0, 50, 10)]
+    records.append({"epoch": 1, "AP": 0.3})  # validation rows have no loss
+    fig = viz.plot_training_curves(records)
+    (loss_line,) = fig.axes[0].get_lines()
+    np.testing.assert_allclose(loss_line.get_ydata(), [r["loss"] for r in records[:-1]])
+
+
+def test_renders_png_headless_without_pyplot(tmp_path):
+    """A fresh interpreter with no display draws and saves a figure, and never loads pyplot."""
+    code = (
+        "import sys, numpy as np\n"
+        "from posecore import viz\n"
+        "from posecore.keypoints import COCO\n"
+        "k = np.ones((17, 3)); k[:, :2] = np.random.default_rng(0).uniform(0, 50, (17, 2))\n"
+        "fig = viz.plot_pose(np.zeros((60, 50, 3), np.uint8), COCO, gt=[k], heatmap=np.ones((8, 6)))\n"
+        f"viz.save_figure(fig, {str(tmp_path / 'f.png')!r})\n"
+        "png = fig._repr_png_()\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "print(len(png))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "MPLBACKEND": "", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    data = (tmp_path / "f.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int(done.stdout) > 1000
