@@ -1,5 +1,8 @@
 """Top-down pose networks: images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4].
 
+H and W must be multiples of 32 for the ResNet models and of 128 for Hourglass-52 (4 x 2^5), as
+with the upstream models (256x192, 384x384).
+
 - fastpose: AlphaPose's FastPose, an SE-ResNet backbone then PixelShuffle and two DUC upsamplers.
 - simplebaseline: Xiao et al.'s ResNet + three stride-2 deconvolutions.
 - hourglass: mmpose's HourglassNet (Hourglass-52 per stack) with a 1x1 conv per stack.

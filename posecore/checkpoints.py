@@ -1,0 +1,299 @@
+"""Load weights into posecore models from this project's and upstream checkpoint files.
+
+Formats, detected from the file's structure and keys (a "module." / "_orig_mod." prefix from
+DataParallel / torch.compile is dropped first):
+- posecore: {"format": "posecore/1", "model_name", "num_joints", "model": state_dict, ...},
+  or a bare `model.state_dict()` of a posecore model.
+- alphapose: a FastPose state_dict (preact.*, duc1.*, duc2.*, conv_out.*).
+- mmpose: {"state_dict": {backbone.*, keypoint_head.*}} (0.x) or head.* (1.x); HourglassNet with
+  the multi-stage / CPM head, or ResNet with the simple heatmap head (SimpleBaseline).
+- torchvision-resnet: an ImageNet ResNet state_dict (conv1.*, layer1.*, fc.*); it initializes
+  the model's ResNet backbone as AlphaPose does (every tensor that fits; SE gates keep their
+  initialization, fc is dropped).
+
+Every file is read with torch.load(weights_only=True): tensors and plain containers only, so
+nothing in a checkpoint can run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+POSECORE_FORMAT = "posecore/1"
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+# upstream prefix -> posecore prefix (first match wins; order matters only for overlaps)
+ALPHAPOSE_PREFIXES = {
+    "preact.": "backbone.",
+    "duc1.": "head.duc1.",
+    "duc2.": "head.duc2.",
+    "conv_out.": "head.final_layer.",
+}
+# AlphaPose's SE block holds its two Linear layers in a Sequential (indices 0 and 2).
+ALPHAPOSE_PARTS = {".se.fc.0.": ".se.fc1.", ".se.fc.2.": ".se.fc2."}
+MMPOSE_PREFIXES = {
+    "keypoint_head.multi_final_layers.": "head.final_layers.",  # 0.x multi-stage head
+    "head.multi_final_layers.": "head.final_layers.",           # 1.x CPMHead
+    "keypoint_head.": "head.",                                  # 0.x simple head (deconvs)
+}
+# which posecore model a state_dict holds, told by a key only that model has
+MODEL_MARKERS = {
+    "backbone.hourglass_modules.": "hourglass",
+    "head.duc1.": "fastpose",
+    "head.deconv_layers.": "simplebaseline",
+}
+# the final conv, whose output channels are the joints
+JOINT_KEYS = {
+    "fastpose": "head.final_layer.weight",
+    "simplebaseline": "head.final_layer.weight",
+    "hourglass": "head.final_layers.0.weight",
+}
+MAX_LISTED = 30
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True
+                    ) -> dict[str, Any]:
+    """Load `path` into `model` (plain, DataParallel/DDP-wrapped or compiled).
+
+    strict=True: every model tensor must be in the file with the same shape and nothing else
+    may be there, otherwise CheckpointError lists the missing / unexpected / mismatched keys and
+    the model is left untouched. strict=False loads the tensors that fit (e.g. a checkpoint with
+    another joint count, all but the final layer) and reports the rest.
+    Returns {"format", "missing", "unexpected", "mismatched"} (lists of keys).
+    """
+    model = unwrap_model(model)
+    checkpoint = read_checkpoint(path)
+    fmt, state = split_checkpoint(checkpoint, path)
+    if fmt == "torchvision-resnet":
+        return _load_backbone(model, state, path, strict)
+    state = to_posecore_keys(fmt, state)
+    _check_same_model(model, checkpoint, fmt, state, path, strict)
+    return _load_state(model, state, path, fmt, strict)
+
+
+def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Initialize the ResNet backbone from a torchvision-layout ImageNet state_dict (strict:
+    every ResNet tensor of the file must fit, so a file of another depth is an error)."""
+    model = unwrap_model(model)
+    fmt, state = split_checkpoint(read_checkpoint(path), path)
+    if fmt != "torchvision-resnet":
+        raise CheckpointError(f"{path}: expected a torchvision ResNet state_dict (conv1.*, "
+                              f"layer1.*, ...) for model.pretrained, got a {fmt} checkpoint; "
+                              f"use model.init_checkpoint for whole-model weights")
+    return _load_backbone(model, state, path, strict=True)
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """torch.load with weights_only=True on the CPU; refusals become a CheckpointError.
+
+    NumPy arrays are allowed (mmpose stores dataset metadata as arrays); their contents go
+    through the same restricted unpickler.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path}: refused to load: it holds a Python object{what} other than tensors and "
+            f"plain containers, which could run code when unpickled (torch.load with "
+            f"weights_only=True). If you trust the file, re-save just its weights with "
+            f"torch.save(state_dict, new_path)") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from None
+
+
+def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
+                     ) -> tuple[str, dict[str, torch.Tensor]]:
+    """(format, state_dict with wrapper prefixes removed) of a loaded checkpoint object."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: expected a dict (a state_dict or a checkpoint with one),"
+                              f" got {type(checkpoint).__name__}")
+    if "format" in checkpoint:
+        if checkpoint["format"] != POSECORE_FORMAT:
+            raise CheckpointError(f"{path}: unsupported checkpoint format "
+                                  f"{checkpoint['format']!r}; this posecore reads "
+                                  f"{POSECORE_FORMAT!r}")
+        if not isinstance(checkpoint.get("model"), dict):
+            raise CheckpointError(f"{path}: posecore checkpoint without a 'model' state_dict")
+        return "posecore", _strip_wrappers(checkpoint["model"])
+    wrapped = isinstance(checkpoint.get("state_dict"), dict)
+    state = _strip_wrappers(checkpoint["state_dict"] if wrapped else checkpoint)
+    keys = list(state)
+    if _any_prefix(keys, "preact."):
+        return "alphapose", state
+    if _any_prefix(keys, "keypoint_head."):
+        return "mmpose-0.x", state
+    if _any_prefix(keys, "backbone.") and (wrapped or _any_prefix(keys, "head.multi_final_")):
+        return "mmpose-1.x", state
+    if _any_prefix(keys, "backbone.") and _any_prefix(keys, "head."):
+        return "posecore", state
+    if "conv1.weight" in state and _any_prefix(keys, "layer1."):
+        return "torchvision-resnet", state
+    raise CheckpointError(f"{path}: unrecognized checkpoint; first keys {keys[:5]} match none of"
+                          f" posecore, AlphaPose, mmpose or torchvision ResNet")
+
+
+def to_posecore_keys(fmt: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an upstream state_dict's keys to posecore's (identity for posecore)."""
+    if fmt == "alphapose":
+        state = _rename(state, ALPHAPOSE_PREFIXES)
+        return {_replace_parts(key, ALPHAPOSE_PARTS): value for key, value in state.items()}
+    if fmt.startswith("mmpose"):
+        return _rename(state, MMPOSE_PREFIXES)
+    return state
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside torch.compile / DataParallel / DistributedDataParallel wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def model_identity(model: nn.Module) -> tuple[str | None, int | None]:
+    """(model_name, num_joints) of a posecore model; (None, None) for other modules."""
+    model = unwrap_model(model)
+    return getattr(model, "model_name", None), getattr(model, "num_joints", None)
+
+
+# ---------------------------------------------------------------------------------------------
+def _check_same_model(model: nn.Module, checkpoint: dict, fmt: str,
+                      state: dict[str, torch.Tensor], path: str | os.PathLike,
+                      strict: bool) -> None:
+    """A checkpoint of another architecture is always an error; another joint count only
+    when strict (strict=False then loads all but the final layer)."""
+    model_name, num_joints = model_identity(model)
+    if model_name is None:
+        return
+    if "format" in checkpoint:
+        ckpt_name, ckpt_joints = checkpoint.get("model_name"), checkpoint.get("num_joints")
+    else:
+        ckpt_name = next((name for marker, name in MODEL_MARKERS.items()
+                          if _any_prefix(list(state), marker)), None)
+        joint_tensor = state.get(JOINT_KEYS.get(ckpt_name, ""))
+        ckpt_joints = None if joint_tensor is None else int(joint_tensor.shape[0])
+    what = f"{path}: the {fmt} checkpoint holds {ckpt_name} with {ckpt_joints} joints"
+    if ckpt_name is not None and ckpt_name != model_name:
+        raise CheckpointError(f"{what}, but the model is {model_name} with {num_joints} joints;"
+                              f" build a {ckpt_name} model to load it")
+    if strict and ckpt_joints is not None and ckpt_joints != num_joints:
+        raise CheckpointError(f"{what}, but the model has {num_joints} joints; pass "
+                              f"strict=False to load everything except the final layer")
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
+                fmt: str, strict: bool) -> dict[str, Any]:
+    own = model.state_dict()
+    # Checkpoints from before BatchNorm counted batches lack the counter; BN fills it in.
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if strict and (missing or unexpected or mismatched):
+        raise CheckpointError(
+            f"{path}: the {fmt} checkpoint does not fit {type(model).__name__}: "
+            + _describe(missing, unexpected, mismatched, state, own)
+            + "; pass strict=False to load only the tensors that fit")
+    fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(fitting, strict=False)
+    return {"format": fmt, "missing": missing, "unexpected": unexpected,
+            "mismatched": mismatched}
+
+
+def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
+                   strict: bool) -> dict[str, Any]:
+    """torchvision ResNet -> model.backbone; its classifier is dropped and the SE gates, which
+    ImageNet ResNets do not have, keep their initialization (as AlphaPose does)."""
+    backbone = getattr(model, "backbone", model)
+    if not hasattr(backbone, "layer1"):
+        raise CheckpointError(f"{path}: torchvision ResNet weights initialize a ResNet backbone;"
+                              f" {type(model).__name__} has none")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state and ".se." not in k
+               and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if strict and (missing or unexpected or mismatched):
+        depth = getattr(backbone, "depth", "?")
+        raise CheckpointError(
+            f"{path}: the torchvision ResNet does not fit the ResNet-{depth} backbone (another "
+            f"depth?): " + _describe(missing, unexpected, mismatched, state, own))
+    fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    backbone.load_state_dict(fitting, strict=False)
+    prefix = "backbone." if backbone is not model else ""
+    return {"format": "torchvision-resnet", "missing": [prefix + k for k in missing],
+            "unexpected": unexpected, "mismatched": [prefix + k for k in mismatched]}
+
+
+def _describe(missing: list[str], unexpected: list[str], mismatched: list[str],
+              state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> str:
+    shapes = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+              for k in mismatched]
+    parts = [f"{label} ({len(keys)}): {_listing(keys)}"
+             for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                 ("shape mismatches", shapes)) if keys]
+    return "; ".join(parts)
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_LISTED])
+    return shown + (f", ... and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else "")
+
+
+def _strip_wrappers(state: dict[str, Any]) -> dict[str, Any]:
+    stripped = {}
+    for key, value in state.items():
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        stripped[key] = value
+    return stripped
+
+
+def _rename(state: dict[str, Any], prefixes: dict[str, str]) -> dict[str, Any]:
+    renamed = {}
+    for key, value in state.items():
+        for old, new in prefixes.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
+
+
+def _replace_parts(key: str, parts: dict[str, str]) -> str:
+    for old, new in parts.items():
+        key = key.replace(old, new)
+    return key
+
+
+def _any_prefix(keys: list[str], prefix: str) -> bool:
+    return any(key.startswith(prefix) for key in keys)
+
+
+def _numpy_globals() -> list[Any]:
+    """What unpickling a plain NumPy array needs (numpy 1 and 2 module names)."""
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    core = getattr(np, "_core", None) or np.core
+    found = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    found += [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDGO"]
+    return found
