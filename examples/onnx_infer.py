@@ -1,0 +1,96 @@
+"""Keypoints of one person with an exported posecore model: onnxruntime + numpy + OpenCV only.
+
+    python examples/onnx_infer.py model.onnx image.jpg --box X Y W H [--out pose.png]
+
+The box is the person's (x, y, w, h) in pixels, e.g. from a detector. Everything model-specific
+comes from the file's metadata_props (JSON values): input_size, mean/std, bbox_padding,
+heatmap_stride, skeleton. Crop and decode follow HRNet / AlphaPose / mmpose 0.x.
+"""
+import argparse
+import json
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+
+def read_metadata(session):
+    return {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+
+
+def crop_matrix(box, meta):
+    """[2, 3] affine, image -> network input: box grown to the input aspect ratio, padded, centred."""
+    in_w, in_h = meta["input_size"]
+    x, y, w, h = box
+    crop_w = max(w, h * in_w / in_h) * meta["bbox_padding"]  # the other side follows the ratio
+    zoom = in_w / crop_w
+    cx, cy = x + w / 2, y + h / 2
+    return np.array([[zoom, 0, in_w / 2 - zoom * cx], [0, zoom, in_h / 2 - zoom * cy]])
+
+
+def decode(heatmaps):
+    """Heatmaps [N, K, H, W] -> (coords [N, K, 2] heatmap pixels, scores [N, K]).
+
+    Argmax, then a quarter pixel toward the higher neighbour (away from the border); a joint
+    whose maximum is not positive has no location and gets (0, 0).
+    """
+    n, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, k, h * w)
+    index = flat.argmax(axis=2)
+    scores = np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
+    x, y = index % w, index // w
+
+    def at(offset):
+        return np.take_along_axis(flat, np.clip(index + offset, 0, h * w - 1)[..., None], axis=2)[..., 0]
+
+    step = np.stack([np.sign(at(1) - at(-1)), np.sign(at(w) - at(-w))], axis=-1)
+    inside = (x > 1) & (x < w - 1) & (y > 1) & (y < h - 1)
+    coords = np.stack([x, y], axis=-1) + 0.25 * step * inside[..., None]
+    return coords * (scores > 0)[..., None], scores
+
+
+def predict(session, image_bgr, box):
+    """One person box -> (keypoints [K, 2] in image pixels, scores [K])."""
+    meta = read_metadata(session)
+    matrix = crop_matrix(box, meta)
+    crop = cv2.warpAffine(image_bgr, matrix, tuple(meta["input_size"]), flags=cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    image = ((rgb - meta["mean"]) / meta["std"]).astype(np.float32).transpose(2, 0, 1)[None]
+    heatmaps = session.run(["heatmaps"], {session.get_inputs()[0].name: image})[0]
+    coords, scores = decode(heatmaps)
+    input_xy = coords[0] * meta["heatmap_stride"]
+    inverse = cv2.invertAffineTransform(matrix)
+    return input_xy @ inverse[:, :2].T + inverse[:, 2], scores[0]
+
+
+def draw(image_bgr, keypoints, scores, skeleton, min_score=0.2):
+    """Limbs and joints whose scores pass `min_score`, drawn on a copy."""
+    canvas = image_bgr.copy()
+    points = [tuple(int(round(v)) for v in p) for p in keypoints]
+    for a, b in skeleton:
+        if min(scores[a], scores[b]) >= min_score:
+            cv2.line(canvas, points[a], points[b], (0, 200, 255), 2, cv2.LINE_AA)
+    for point, score in zip(points, scores):
+        if score >= min_score:
+            cv2.circle(canvas, point, 3, (0, 0, 255), -1, cv2.LINE_AA)
+    return canvas
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model"), parser.add_argument("image")
+    parser.add_argument("--box", type=float, nargs=4, required=True, metavar=("X", "Y", "W", "H"))
+    parser.add_argument("--out", default="pose.png")
+    args = parser.parse_args()
+    session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    image = cv2.imread(args.image)
+    if image is None:
+        raise SystemExit(f"cannot read image {args.image}")
+    keypoints, scores = predict(session, image, args.box)
+    cv2.imwrite(args.out, draw(image, keypoints, scores, read_metadata(session)["skeleton"]))
+    for name, (x, y), score in zip(read_metadata(session)["joint_names"], keypoints, scores):
+        print(f"{name:>16s} {x:8.1f} {y:8.1f} {score:6.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""ONNX export of the pose models, with the metadata a consumer needs to decode without posecore.
+
+The graph takes "image" float32 [N, 3, H, W] (RGB, (rgb / 255 - mean) / std, H/W = params'
+input size) and returns "heatmaps" float32 [N, K, Hh, Wh]; with `decode=True` it also returns
+"keypoints" float32 [N, K, 2] (x, y in input-image pixels: argmax + quarter offset, times the
+heatmap stride) and "scores" float32 [N, K] (heatmap maxima).
+
+Exporter: the TorchScript one (`dynamo=False`). On torch 2.13 it writes the requested opset
+itself (11..20), exports PixelShuffle as one DepthToSpace (CRD) node with a symbolic batch, matches
+eager within ~1e-6 at any batch, and takes 1.5 s (FastPose-50) / 4 s (Hourglass-52 at 128x128). The dynamo
+exporter builds opset 18 and down-converts: for FastPose the conversion to 17 fails (ReduceMean
+axes) and the file silently stays at opset 18, and it takes 10-15 s. Move to dynamo once the
+TorchScript exporter is gone and opset >= 18 is acceptable.
+
+`metadata_props` hold JSON-encoded values under the keys documented in METADATA_KEYS;
+`read_metadata(path)` decodes them.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+import posecore
+from posecore.keypoints import keypoint_info
+from posecore.params import Params, load_params
+from posecore.runs import atomic_write, run_dir
+
+MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
+MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
+PARITY_TOLERANCE = 1e-4
+INPUT_NAME = "image"
+DECODE_OUTPUTS = ("keypoints", "scores")
+RUN_CHECKPOINTS = ("best", "last")
+
+METADATA_KEYS = {
+    "model_name": "key of posecore.models.MODELS, e.g. 'fastpose'",
+    "dataset": "'coco' or 'mpii': the keypoint convention",
+    "joint_names": "list of K joint names, in heatmap channel order",
+    "flip_pairs": "list of [left, right] joint index pairs (for flip test)",
+    "skeleton": "list of [a, b] joint index pairs to draw as limbs",
+    "input_size": "[w, h] of the network input in pixels",
+    "heatmap_size": "[w, h] of the heatmaps",
+    "heatmap_stride": "[sx, sy] input pixels per heatmap pixel (input_size / heatmap_size)",
+    "mean": "[r, g, b] subtracted from rgb / 255",
+    "std": "[r, g, b] dividing (rgb / 255 - mean)",
+    "normalization": "the input formula, in words",
+    "bbox_padding": "box enlargement used in training crops (crop = box at the input aspect ratio * padding)",
+    "crop": "how a person box becomes the network input, in words",
+    "decode": "how 'keypoints' derive from 'heatmaps', in words",
+    "outputs": "list of output names",
+    "checkpoint": "file name of the exported weights, or null for untrained weights",
+    "checkpoint_format": "format detected by posecore.checkpoints.load_checkpoint, or null",
+    "posecore_version": "version of posecore that wrote the file",
+}
+
+
+def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLike | None,
+                path: str | os.PathLike, opset: int = 17, dynamic_batch: bool = True, *,
+                decode: bool = False, run_name: str | None = None,
+                parity_batch_sizes: Sequence[int] | None = None) -> dict[str, Any]:
+    """Export params' model with `checkpoint`'s weights to `path` and check it against PyTorch.
+
+    `params`: Params, or a name/path for posecore.load_params. `checkpoint`: a file in any format
+    posecore.load_checkpoint detects, "best"/"last" of `run_name`, or None (weights as built).
+    `parity_batch_sizes`: batches compared with onnxruntime after writing (default (1, 2), or
+    (1,) without a dynamic batch; () skips). Returns a report: path, opset, ir_version,
+    input/output names, parity max abs diff, checkpoint format.
+    """
+    import onnx
+
+    params = load_params(params)
+    check_opset(opset)
+    weights = resolve_checkpoint(checkpoint, run_name)
+    model, checkpoint_format = load_model(params, weights)
+    if parity_batch_sizes is None:
+        parity_batch_sizes = (1, 2) if dynamic_batch else (1,)
+    if not dynamic_batch and any(b != 1 for b in parity_batch_sizes):
+        raise ValueError(f"parity_batch_sizes {tuple(parity_batch_sizes)}: a fixed-batch export takes batch 1 only")
+
+    output_names = ["heatmaps", *(DECODE_OUTPUTS if decode else ())]
+    w, h = params.data.input_size
+    example = torch.zeros(2 if dynamic_batch else 1, 3, h, w)
+    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # the exporter choice is deliberate (module docstring); its deprecation notice is noise here
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message="The feature will be removed.*")
+        torch.onnx.export(ExportWrapper(model, heatmap_stride(params), decode), (example,), buffer,
+                          dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=output_names, dynamic_axes=dynamic_axes)
+    proto = onnx.load_from_string(buffer.getvalue())
+    # onnxruntime rejects IR versions newer than it knows; the lowest IR that carries the opset
+    # is what every runtime with that opset accepts.
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    set_metadata(proto, build_metadata(params, output_names, weights, checkpoint_format))
+    proto.doc_string = f"posecore {params.model.name} pose model; see metadata_props for decoding"
+    onnx.checker.check_model(proto, full_check=True)
+    path = atomic_write(path, proto.SerializeToString())
+
+    parity = check_parity(model, path, parity_batch_sizes) if parity_batch_sizes else None
+    if parity and not parity["ok"]:
+        warnings.warn(f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
+                      f"(> {PARITY_TOLERANCE})", RuntimeWarning, stacklevel=2)
+    return {
+        "path": str(path),
+        "model_name": params.model.name,
+        "opset": opset,
+        "ir_version": proto.ir_version,
+        "input_names": [INPUT_NAME],
+        "output_names": output_names,
+        "input_shape": ["batch" if dynamic_batch else 1, 3, h, w],
+        "dynamic_batch": dynamic_batch,
+        "checkpoint": str(weights) if weights else None,
+        "checkpoint_format": checkpoint_format,
+        "parity_max_abs_diff": parity["max_abs_diff"] if parity else None,
+        "parity": parity,
+        "size_mb": round(path.stat().st_size / 2**20, 2),
+    }
+
+
+class ExportWrapper(nn.Module):
+    """Eval-mode model -> heatmaps [N,K,Hh,Wh] (+ keypoints [N,K,2] input pixels, scores [N,K])."""
+
+    def __init__(self, model: nn.Module, stride: tuple[float, float], decode: bool):
+        super().__init__()
+        self.model = model
+        self.decode = decode
+        self.register_buffer("stride", torch.tensor(stride, dtype=torch.float32), persistent=False)
+
+    def forward(self, image: torch.Tensor):
+        heatmaps = self.model(image)
+        if isinstance(heatmaps, (list, tuple)):  # stacked hourglass: the last stack predicts
+            heatmaps = heatmaps[-1]
+        if not self.decode:
+            return heatmaps
+        coords, scores = decode_heatmaps_torch(heatmaps)
+        return heatmaps, coords * self.stride, scores
+
+
+def decode_heatmaps_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax + quarter offset with ONNX-exportable ops (no Python branches on values).
+
+    heatmaps [N,K,H,W] -> (coords [N,K,2] heatmap pixels (x, y), scores [N,K] maxima). The
+    quarter step toward the higher neighbour applies away from the border (1 < x < W-1 and
+    1 < y < H-1), and joints whose maximum is not positive get (0, 0): the classic decode.
+    """
+    height, width = heatmaps.shape[-2:]
+    flat = heatmaps.flatten(2)
+    scores, index = flat.max(dim=2)
+    x = index % width
+    y = torch.div(index - x, width, rounding_mode="trunc")
+    last = height * width - 1
+
+    def at(offset: int) -> torch.Tensor:
+        return flat.gather(2, (index + offset).clamp(0, last).unsqueeze(2)).squeeze(2)
+
+    step = torch.stack([torch.sign(at(1) - at(-1)), torch.sign(at(width) - at(-width))], dim=2)
+    inside = (x > 1) & (x < width - 1) & (y > 1) & (y < height - 1)
+    coords = torch.stack([x, y], dim=2).to(heatmaps.dtype)
+    coords = coords + 0.25 * step * inside.unsqueeze(2).to(heatmaps.dtype)
+    return coords * (scores > 0).unsqueeze(2).to(heatmaps.dtype), scores
+
+
+def check_opset(opset: int) -> None:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset {opset!r} is not supported: the exporter writes opset "
+                         f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})")
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None, run_name: str | None) -> Path | None:
+    """None, "best"/"last" of run_name (outputs/<run>/checkpoints/<name>.pt), or an existing file."""
+    if checkpoint is None:
+        return None
+    if str(checkpoint) in RUN_CHECKPOINTS and not Path(checkpoint).exists():
+        if not run_name:
+            raise ValueError(f"checkpoint {checkpoint!r} needs run_name= (the run whose "
+                             f"checkpoints/{checkpoint}.pt to export), or pass a file path")
+        path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
+    else:
+        path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_model(params: Params, checkpoint: Path | None) -> tuple[nn.Module, str | None]:
+    """params' model in eval mode with `checkpoint`'s weights -> (model, detected format).
+
+    posecore.load_checkpoint (strict) refuses unknown formats and checkpoints of another model,
+    depth or joint count with a CheckpointError (a ValueError) naming the file and the fix.
+    """
+    model = posecore.build_model(params)
+    checkpoint_format = None
+    if checkpoint is not None:
+        checkpoint_format = posecore.load_checkpoint(model, checkpoint, strict=True)["format"]
+    return model.eval(), checkpoint_format
+
+
+def heatmap_stride(params: Params) -> tuple[float, float]:
+    (iw, ih), (hw, hh) = params.data.input_size, params.data.heatmap_size
+    return iw / hw, ih / hh
+
+
+def build_metadata(params: Params, output_names: list[str], checkpoint: Path | None,
+                   checkpoint_format: str | None) -> dict[str, Any]:
+    info = keypoint_info(params.data.dataset)
+    if info.num_joints != params.model.num_joints:
+        raise ValueError(f"model.num_joints {params.model.num_joints} does not match dataset "
+                         f"{info.dataset!r} ({info.num_joints} joints): fix model.num_joints")
+    metadata = {
+        "model_name": params.model.name,
+        "dataset": info.dataset,
+        "joint_names": list(info.joint_names),
+        "flip_pairs": [list(pair) for pair in info.flip_pairs],
+        "skeleton": [list(pair) for pair in info.skeleton],
+        "input_size": list(params.data.input_size),
+        "heatmap_size": list(params.data.heatmap_size),
+        "heatmap_stride": list(heatmap_stride(params)),
+        "mean": list(params.data.mean),
+        "std": list(params.data.std),
+        "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",
+        "bbox_padding": params.data.bbox_padding,
+        "crop": ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect "
+                 "ratio, times bbox_padding = crop size in pixels; affine warp scaling crop width "
+                 "to input width, centre to input centre"),
+        "decode": ("argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
+                   "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
+                   "= input pixels; score = maximum"),
+        "outputs": output_names,
+        "checkpoint": checkpoint.name if checkpoint else None,
+        "checkpoint_format": checkpoint_format,
+        "posecore_version": posecore.__version__,
+    }
+    return metadata
+
+
+def set_metadata(proto, metadata: dict[str, Any]) -> None:
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """metadata_props of an ONNX file as a dict, JSON values decoded (others kept as text)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    metadata = {}
+    for entry in proto.metadata_props:
+        try:
+            metadata[entry.key] = json.loads(entry.value)
+        except json.JSONDecodeError:
+            metadata[entry.key] = entry.value
+    return metadata
+
+
+def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
+    """CPU onnxruntime session (threads default: torch's intra-op thread count, for fair timing)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def check_parity(model: nn.Module, onnx_path: str | os.PathLike,
+                 batch_sizes: Sequence[int] = (1, 5), seed: int = 0) -> dict[str, Any]:
+    """Max abs difference between onnxruntime (CPU) and PyTorch eval outputs on random images.
+
+    Compares "heatmaps" with model(x) and, when present, "keypoints"/"scores" with the same decode
+    in PyTorch. Returns {"max_abs_diff" (heatmaps), "ok" (<= PARITY_TOLERANCE), "tolerance",
+    "batches": {batch: {output name: max abs diff}}}.
+    """
+    session = ort_session(onnx_path)
+    input_meta = session.get_inputs()[0]
+    channels, height, width = input_meta.shape[1:]
+    metadata = session.get_modelmeta().custom_metadata_map
+    stride = torch.tensor(json.loads(metadata.get("heatmap_stride", "[1, 1]")), dtype=torch.float32)
+    names = [output.name for output in session.get_outputs()]
+    generator = torch.Generator().manual_seed(seed)
+    model = model.eval()
+    batches = {}
+    for batch in batch_sizes:
+        images = torch.randn(batch, channels, height, width, generator=generator)
+        with torch.no_grad():
+            heatmaps = model(images)
+        if isinstance(heatmaps, (list, tuple)):
+            heatmaps = heatmaps[-1]
+        coords, scores = decode_heatmaps_torch(heatmaps)
+        expected = {"heatmaps": heatmaps, "keypoints": coords * stride, "scores": scores}
+        outputs = session.run(names, {input_meta.name: images.numpy()})
+        batches[batch] = {name: float(np.abs(out - expected[name].numpy()).max())
+                          for name, out in zip(names, outputs)}
+    worst = max(diffs["heatmaps"] for diffs in batches.values())
+    return {"max_abs_diff": worst, "ok": worst <= PARITY_TOLERANCE, "tolerance": PARITY_TOLERANCE,
+            "batches": batches}
+
+
+def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLike,
+                  batch_sizes: Sequence[int] = (1, 8), repeats: int = 20, warmup: int = 3,
+                  threads: int | None = None) -> list[dict[str, Any]]:
+    """Median CPU latency (ms) of PyTorch eager vs onnxruntime, one row per batch size.
+
+    Both run with the same number of intra-op threads. Weights do not change the timing, so the
+    PyTorch side is params' model as built. Rows: batch, pytorch_ms, onnxruntime_ms, speedup
+    (pytorch / onnxruntime), threads.
+    """
+    from tqdm.auto import tqdm
+
+    params = load_params(params)
+    threads = threads or torch.get_num_threads()
+    session = ort_session(onnx_path, threads)
+    input_meta = session.get_inputs()[0]
+    fixed_batch = input_meta.shape[0]
+    if isinstance(fixed_batch, int) and any(b != fixed_batch for b in batch_sizes):
+        raise ValueError(f"{onnx_path} has a fixed batch of {fixed_batch}; re-export with "
+                         f"dynamic_batch=True to time batch sizes {tuple(batch_sizes)}")
+    model = posecore.build_model(params).eval()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    w, h = params.data.input_size
+    rows = []
+    try:
+        for batch in tqdm(batch_sizes, desc="latency", leave=False):
+            images = torch.randn(batch, 3, h, w)
+            with torch.no_grad():
+                torch_ms = _median_ms(lambda: model(images), repeats, warmup)
+            feed = {input_meta.name: images.numpy()}
+            ort_ms = _median_ms(lambda: session.run(None, feed), repeats, warmup)
+            rows.append({"batch": batch, "pytorch_ms": round(torch_ms, 2),
+                         "onnxruntime_ms": round(ort_ms, 2), "speedup": round(torch_ms / ort_ms, 2),
+                         "threads": threads})
+    finally:
+        torch.set_num_threads(previous_threads)
+    return rows
+
+
+def _median_ms(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
