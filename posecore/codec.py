@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 
 DECODE_METHODS = ("default", "dark")
-_CV_MAX_CHANNELS = 512
 
 
 def encode_heatmaps(joints_xy, visible, input_size, heatmap_size, sigma: float):
@@ -95,13 +94,13 @@ def _quarter_offset(heatmaps, coords):
 def _log_blurred(heatmaps, kernel: int):
     """DARK's modulation: Gaussian blur (zero border), rescale to the original max, log."""
     n, k, h, w = heatmaps.shape
-    stack = heatmaps.reshape(n * k, h, w).transpose(1, 2, 0)
-    blurred = np.empty_like(stack)
-    for start in range(0, n * k, _CV_MAX_CHANNELS):
-        part = np.ascontiguousarray(stack[..., start:start + _CV_MAX_CHANNELS])
-        out = cv2.GaussianBlur(part, (kernel, kernel), 0, borderType=cv2.BORDER_CONSTANT)
-        blurred[..., start:start + _CV_MAX_CHANNELS] = out.reshape(part.shape)
-    blurred = blurred.transpose(2, 0, 1).reshape(n, k, h, w)
+    gap = kernel // 2
+    # All maps stacked into one tall image, each followed by `gap` zero rows: one blur call
+    # equals blurring every map with zero padding.
+    tall = np.zeros((n * k, h + gap, w), dtype=np.float32)
+    tall[:, :h] = heatmaps.reshape(n * k, h, w)
+    tall = cv2.GaussianBlur(tall.reshape(-1, w), (kernel, kernel), 0, borderType=cv2.BORDER_CONSTANT)
+    blurred = tall.reshape(n * k, h + gap, w)[:, :h].reshape(n, k, h, w)
     original_max = heatmaps.reshape(n, k, -1).max(axis=2)
     blurred_max = blurred.reshape(n, k, -1).max(axis=2)
     ratio = np.where(blurred_max > 0, original_max / np.where(blurred_max > 0, blurred_max, 1), 1)
