@@ -151,10 +151,12 @@ def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarra
 
 @dataclass
 class CocoKeypointEval:
-    """What one COCOeval run gives: the 10 summary stats, AP per OKS threshold, the printed table."""
+    """What one COCOeval run gives: the 10 summary stats, AP per OKS threshold, the printed table
+    and per-joint keypoint similarity of the persons matched at OKS 0.5 (`coco_per_joint`)."""
     stats: dict[str, float]
     ap_per_oks: dict[float, float] = field(default_factory=dict)
     summary: str = ""
+    per_joint: list[dict] = field(default_factory=list)
 
 
 def load_coco(gt_json_path: str | os.PathLike | Any) -> Any:
@@ -196,7 +198,8 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any,
     summary = buffer.getvalue()
     log.info("COCOeval keypoints:\n%s", summary)
     stats = {name: float(value) for name, value in zip(COCO_STAT_NAMES, coco_eval.stats)}
-    return CocoKeypointEval(stats=stats, ap_per_oks=_ap_per_oks(coco_eval), summary=summary)
+    return CocoKeypointEval(stats=stats, ap_per_oks=_ap_per_oks(coco_eval), summary=summary,
+                            per_joint=coco_per_joint(coco_eval))
 
 
 def coco_keypoint_ap(gt_json_path: str | os.PathLike | Any,
@@ -215,6 +218,43 @@ def _ap_per_oks(coco_eval: Any) -> dict[float, float]:
         valid = values[values > -1]
         out[round(float(thr), 2)] = float(valid.mean()) if valid.size else -1.0
     return out
+
+
+def coco_per_joint(coco_eval: Any, oks_thr: float = 0.5) -> list[dict]:
+    """Per joint: how many matched ground-truth joints are labelled, their mean keypoint
+    similarity (OKS's per-joint term) and the fraction with similarity >= 0.5.
+
+    Pairs are COCOeval's own matches at `oks_thr` over all areas, so this breaks the AP down by
+    joint without a second matching. `coco_eval` must have run evaluate().
+    """
+    params = coco_eval.params
+    t = int(np.argmin(np.abs(np.asarray(params.iouThrs) - oks_thr)))
+    all_areas = params.areaRng[params.areaRngLbl.index("all")]
+    variances = (2.0 * np.asarray(params.kpt_oks_sigmas, dtype=np.float64)) ** 2
+    similarity, labelled = [], []
+    for entry in coco_eval.evalImgs:
+        if entry is None or list(entry["aRng"]) != list(all_areas):
+            continue
+        for d, dt_id in enumerate(entry["dtIds"]):
+            gt_id = int(entry["dtMatches"][t, d])
+            if gt_id == 0 or entry["dtIgnore"][t, d]:
+                continue
+            gt = coco_eval.cocoGt.anns[gt_id]
+            g = np.asarray(gt["keypoints"], dtype=np.float64).reshape(-1, 3)
+            p = np.asarray(coco_eval.cocoDt.anns[dt_id]["keypoints"], dtype=np.float64).reshape(-1, 3)
+            squared = ((p[:, :2] - g[:, :2]) ** 2).sum(axis=1)
+            similarity.append(np.exp(-squared / variances / (gt["area"] + np.spacing(1)) / 2))
+            labelled.append(g[:, 2] > 0)
+    num_joints = len(variances)
+    ks = np.asarray(similarity).reshape(-1, num_joints)
+    mask = np.asarray(labelled, dtype=bool).reshape(-1, num_joints)
+    rows = []
+    for j in range(num_joints):
+        values = ks[mask[:, j], j]
+        rows.append({"joint": j, "labelled": int(values.size),
+                     "mean_similarity": float(values.mean()) if values.size else float("nan"),
+                     "similarity_ge_0.5": float((values >= 0.5).mean()) if values.size else float("nan")})
+    return rows
 
 
 def _load_results(results: list[dict] | str | os.PathLike) -> list[dict]:

@@ -268,3 +268,17 @@ def test_pckh_bad_input(tmp_path):
         metrics.pckh(np.zeros((2, 17, 2)), path)
     with pytest.raises(FileNotFoundError, match="mpii_gt_val.mat"):
         metrics.pckh(gt, tmp_path / "nope.mat")
+
+
+def test_coco_per_joint_isolates_the_perturbed_joint(tmp_path):
+    gt_path = make_coco_gt(tmp_path / "gt.json")
+    results = perturbed_results(gt_path, 0.0)
+    for r in results:
+        r["keypoints"][9 * 3] += 15.0        # left_wrist off by 15 px, everything else exact
+    rows = metrics.coco_keypoint_eval(gt_path, results).per_joint
+    assert [r["joint"] for r in rows] == list(range(17))
+    similarity = np.array([r["mean_similarity"] for r in rows])
+    assert np.argmin(similarity) == 9 and similarity[9] < 0.9
+    np.testing.assert_allclose(np.delete(similarity, 9), 1.0)
+    gt = json.loads(gt_path.read_text())["annotations"]
+    assert rows[0]["labelled"] <= sum(a["keypoints"][2] > 0 for a in gt)

@@ -1,0 +1,472 @@
+"""Evaluation: heatmaps -> keypoints in image pixels -> COCO AP / MPII PCKh, on one or many devices.
+
+Each rank predicts a shard of the split, the per-instance keypoints are gathered on every rank
+(all_gather_object), the DistributedSampler's padding duplicates are dropped by dataset index, and
+rank 0 scores them; the metrics are then broadcast so every rank returns the same dict. With one
+device the same code runs without torch.distributed, so npus=N gives exactly the npus=1 numbers.
+
+Test time follows the references: heatmaps of the image, averaged with the un-flipped heatmaps of
+its mirror (eval.flip_test, eval.shift_heatmap), decoded by argmax + quarter-pixel step or DARK
+(eval.decode) and mapped back through the inverse crop affine. COCO then rescoring + OKS-NMS and
+COCOeval (plus AlphaPose's "gt mAP": GT boxes, no flip, no NMS, score mean + 1.25 x max, as gt_*
+keys); MPII the official PCKh. The oracle (eval.oracle) decodes the encoded targets instead of a
+model's output: the ceiling of encode + decode.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posecore import metrics as M
+from posecore.params import Params, load_params, save_params
+from posecore.runs import atomic_write, default_run_name, read_json, resolve_path, run_dir, write_json
+
+log = logging.getLogger(__name__)
+
+PRIMARY_METRIC = {"coco": "AP", "mpii": "PCKh"}
+CHECKPOINT_ALIASES = ("best", "last")
+
+
+# --------------------------------------------------------------------------- public API
+
+def primary_metric(params: Params | str) -> str:
+    """The metric that ranks checkpoints: "AP" for COCO, "PCKh" for MPII."""
+    params = _as_params(params)
+    return PRIMARY_METRIC[params.data.dataset]
+
+
+def eval_split(params: Params) -> str:
+    """COCO: "val" (GT boxes) or "test" (val images, data.det_file boxes); MPII: "val"."""
+    if params.data.dataset == "coco" and not params.eval.use_gt_boxes:
+        if not params.data.det_file:
+            raise ValueError("eval.use_gt_boxes is false but data.det_file is empty: set data.det_file "
+                             "to a COCO-results json of person boxes, or eval.use_gt_boxes: true")
+        if params.eval.oracle:
+            raise ValueError("eval.oracle needs ground-truth boxes (detector boxes carry no targets): "
+                             "set eval.use_gt_boxes: true")
+        return "test"
+    return "val"
+
+
+def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike | None,
+             npus: int = 1, run_name: str | None = None) -> dict[str, float]:
+    """Evaluate a checkpoint on the val split; write outputs/<run>/eval/ and merge the metrics
+    into outputs/<run>/metrics.json. Returns the flat metrics dict.
+
+    checkpoint: a path (posecore, AlphaPose or mmpose format), "best" / "last" of the run, or None
+    with eval.oracle. npus > 1 starts that many workers (posecore.distributed.launch).
+    eval/ holds results.json + gt_results.json (COCO) or predictions.json (MPII), metrics.json,
+    per_joint.csv and eval.log.
+    """
+    params = _as_params(params)
+    run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
+    folder = run_dir(run_name)
+    if not (folder / "params.yaml").exists():
+        save_params(params, folder / "params.yaml")
+    checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
+    eval_split(params)  # fail on bad settings before starting workers
+    out_dir = folder / "eval"
+    # workers get plain values only: the resolved params travel as a file
+    params_path = save_params(params, out_dir / "params.yaml")
+    from posecore.distributed import launch
+    metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus, params)
+    run_metrics_path = folder / "metrics.json"
+    merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
+    merged.update(metrics)
+    write_json(run_metrics_path, _json_safe(merged))
+    return metrics
+
+
+def validate(model: nn.Module, params: Params | str, out_dir: str | os.PathLike | None = None
+             ) -> dict[str, float]:
+    """Evaluate `model` (maybe DDP-wrapped) on the val split from inside training, on every rank.
+
+    Shards by torch.distributed rank when it is initialized; every rank returns the metrics.
+    The model's train/eval mode is restored. Writes eval artifacts to `out_dir` when given.
+    """
+    params = _as_params(params)
+    if params.eval.oracle:
+        params = dataclasses.replace(params, eval=dataclasses.replace(params.eval, oracle=False))
+    network = getattr(model, "module", model)
+    was_training = network.training
+    network.eval()
+    try:
+        device = next(network.parameters()).device
+        return _evaluate_model(network, params, device, out_dir)
+    finally:
+        network.train(was_training)
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None, params: Params,
+                       run_name: str | None) -> str | None:
+    """"best" / "last" -> outputs/<run>/checkpoints/<name>.pt; a path must exist; None = oracle."""
+    if params.eval.oracle:
+        if checkpoint is not None:
+            log.warning("eval.oracle is on: the checkpoint %s is not used", checkpoint)
+        return None
+    if checkpoint is None:
+        raise ValueError("no checkpoint given: pass a path, 'best' or 'last' (or set eval.oracle: "
+                         "true to score the encoded ground truth)")
+    if str(checkpoint) in CHECKPOINT_ALIASES:
+        if not run_name:
+            raise ValueError(f"checkpoint={checkpoint!r} needs run_name (the training run's folder)")
+        path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run {run_name!r} has no {checkpoint} "
+                                    "checkpoint yet; train it first or pass a checkpoint path")
+        return str(path)
+    path = resolve_path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return str(path)
+
+
+def load_model(params: Params, checkpoint: str, device: torch.device) -> nn.Module:
+    """params.model built and loaded strictly from `checkpoint`; a mismatch is a clear error."""
+    from posecore.checkpoints import CheckpointError, load_checkpoint
+    from posecore.keypoints import keypoint_info
+    from posecore.models import build_model
+
+    joints = keypoint_info(params.data.dataset).num_joints
+    if params.model.num_joints != joints:
+        raise ValueError(f"model.num_joints is {params.model.num_joints} but {params.data.dataset} "
+                         f"has {joints} joints; fix model.num_joints in the params")
+    # the checkpoint replaces every weight: skip the backbone / init loading build_model would do
+    model = build_model(dataclasses.replace(params.model, pretrained="", init_checkpoint=""))
+    try:
+        load_checkpoint(model, checkpoint, strict=True)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"cannot evaluate {checkpoint} as model {params.model.name!r} with "
+            f"{params.model.num_joints} joints: {error}. Evaluate it with the params it was trained "
+            "with (model.name, model.depth, model.num_stacks, model.num_joints)") from error
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- workers
+
+def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str) -> dict[str, float]:
+    """One rank of `evaluate` (also the whole of it when npus == 1)."""
+    from posecore.device import get_device
+    from posecore.distributed import local_rank
+
+    params = load_params(params_path)
+    device = get_device(local_rank())
+    model = None if params.eval.oracle else load_model(params, checkpoint, device)
+    extra = {"checkpoint": checkpoint}
+    return _evaluate_model(model, params, device, out_dir, extra)
+
+
+def _evaluate_model(model: nn.Module | None, params: Params, device: torch.device,
+                    out_dir: str | os.PathLike | None, extra: dict | None = None) -> dict[str, float]:
+    from posecore.data import build_dataset
+
+    from posecore.distributed import rank as get_rank, world_size
+
+    rank, world = get_rank(), world_size()
+    split = eval_split(params)
+    dataset = build_dataset(params, split)
+    local = predict(model, dataset, params, device, rank, world)
+    gathered = _gather(local, world)
+    bad = gathered.pop("bad")
+    if bad:
+        raise ValueError(f"non-finite heatmaps or keypoints (NaN or inf) for {len(bad)} instance(s), "
+                         f"images {bad[:10]}: the model diverged or the checkpoint is broken; "
+                         "nothing was scored")
+    outcome: dict[str, Any] = {}
+    if rank == 0:
+        try:
+            outcome["metrics"] = score(gathered, dataset, params, out_dir, split, extra or {})
+        except Exception as error:  # the other ranks wait for the broadcast: tell them
+            outcome["error"] = f"{type(error).__name__}: {error}"
+            _broadcast(outcome, world)
+            raise
+    outcome = _broadcast(outcome, world)
+    if "error" in outcome:
+        raise RuntimeError(f"scoring failed on rank 0: {outcome['error']}")
+    return outcome["metrics"]
+
+
+def _broadcast(obj: dict, world: int) -> dict:
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _gather(local: dict[str, Any], world: int) -> dict[str, Any]:
+    """All ranks' predictions, in dataset order, each dataset index once."""
+    parts = [local]
+    if world > 1:
+        import torch.distributed as dist
+
+        parts = [None] * world
+        dist.all_gather_object(parts, local)
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in local if key not in ("bad", "timing")}
+    _, first = np.unique(merged["index"], return_index=True)   # sorted by index, padding dropped
+    merged = {key: value[first] for key, value in merged.items()}
+    merged["bad"] = sorted({name for p in parts for name in p["bad"]})
+    timings = [p["timing"] for p in parts]
+    merged["timing"] = {"seconds": max(t["seconds"] for t in timings),
+                        "model_seconds": max(t["model_seconds"] for t in timings)}
+    return merged
+
+
+# --------------------------------------------------------------------------- inference
+
+def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_index: list[int],
+                       shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heatmaps averaged with the mirrored image's un-flipped heatmaps, plain heatmaps) [N,K,H,W]."""
+    from posecore.codec import flip_back
+
+    plain = _forward(model, images)
+    mirrored = flip_back(_forward(model, images.flip(3)), flip_index, shift=shift)
+    return (plain + mirrored) * 0.5, plain
+
+
+def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    out = model(images)
+    return (out[-1] if isinstance(out, (list, tuple)) else out).float()
+
+
+@torch.no_grad()
+def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch.device,
+            rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """This rank's shard -> per-instance arrays: index [n], image_id [n], keypoints [n,K,3]
+    (x, y in image pixels, score), plain [n,K,3] (no flip: the gt mAP protocol), bbox_score [n],
+    area [n] (crop box area, the NMS scale); plus names of non-finite instances and timings.
+
+    model None = the oracle (decode item["target"]).
+    """
+    from tqdm.auto import tqdm
+
+    from posecore.codec import decode_heatmaps
+    from posecore.geometry import heatmap_to_image
+
+    loader = _loader(dataset, params, rank, world)
+    flip_index = dataset.info.flip_index()
+    flip = _flip_used(params)
+    out: dict[str, list] = {k: [] for k in ("index", "image_id", "keypoints", "plain", "bbox_score", "area")}
+    bad: list[str] = []
+    model_seconds = 0.0
+    started = time.perf_counter()
+    for batch in tqdm(loader, desc="eval", disable=rank != 0, leave=False):
+        if model is None:
+            heatmaps = plain = batch["target"].float()
+        else:
+            tick = time.perf_counter()
+            images = batch["image"].to(device, non_blocking=True)
+            if flip:
+                heatmaps, plain = flip_test_heatmaps(model, images, flip_index, params.eval.shift_heatmap)
+            else:
+                heatmaps = plain = _forward(model, images)
+            heatmaps, plain = heatmaps.cpu(), plain.cpu()   # waits for the device
+            model_seconds += time.perf_counter() - tick
+        index = batch["index"].numpy().astype(np.int64)
+        keypoints = _decode(heatmaps.numpy(), batch, params, decode_heatmaps, heatmap_to_image)
+        plain_keypoints = keypoints if plain is heatmaps else _decode(
+            plain.numpy(), batch, params, decode_heatmaps, heatmap_to_image)
+        finite = np.isfinite(heatmaps.numpy()).reshape(len(index), -1).all(axis=1)
+        finite &= np.isfinite(keypoints).reshape(len(index), -1).all(axis=1)
+        bad.extend(_instance_name(dataset, batch, i) for i in np.flatnonzero(~finite))
+        out["index"].append(index)
+        out["image_id"].append(batch["image_id"].numpy().astype(np.int64))
+        out["keypoints"].append(keypoints)
+        out["plain"].append(plain_keypoints)
+        out["bbox_score"].append(batch["bbox_score"].numpy().astype(np.float64))
+        out["area"].append(batch["bbox_scale"].numpy().astype(np.float64).prod(axis=1))
+    seconds = time.perf_counter() - started
+    num_joints = dataset.info.num_joints
+    empty = {"index": (0,), "image_id": (0,), "keypoints": (0, num_joints, 3),
+             "plain": (0, num_joints, 3), "bbox_score": (0,), "area": (0,)}
+    result: dict[str, Any] = {
+        key: np.concatenate(value) if value else np.zeros(empty[key]) for key, value in out.items()}
+    result["bad"] = bad
+    result["timing"] = {"seconds": seconds, "model_seconds": model_seconds}
+    return result
+
+
+def _flip_used(params: Params) -> bool:
+    """The oracle has no mirrored-image targets to average with, so it never flips."""
+    return params.eval.flip_test and not params.eval.oracle
+
+
+def _decode(heatmaps: np.ndarray, batch: dict, params: Params, decode_heatmaps: Any,
+            heatmap_to_image: Any) -> np.ndarray:
+    """Heatmaps [n,K,H,W] -> keypoints [n,K,3] (x, y in original-image pixels, score)."""
+    safe = np.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0)  # bad ones are reported, not decoded
+    coords, scores = decode_heatmaps(safe, method=params.eval.decode, dark_kernel=params.eval.dark_kernel)
+    xy = heatmap_to_image(coords, batch["bbox_center"].numpy(), batch["bbox_scale"].numpy(),
+                          params.data.heatmap_size)
+    scores = np.where(np.isfinite(heatmaps).reshape(*heatmaps.shape[:2], -1).all(axis=2), scores, np.nan)
+    return np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float64)
+
+
+def _instance_name(dataset: Any, batch: dict, i: int) -> str:
+    index = int(batch["index"][i])
+    try:
+        return os.path.basename(str(dataset.image_path(index)))
+    except Exception:
+        return f"image_id {int(batch['image_id'][i])}"
+
+
+def _loader(dataset: Any, params: Params, rank: int, world: int) -> torch.utils.data.DataLoader:
+    from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
+
+    sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+               if world > 1 else SequentialSampler(dataset))
+    workers = params.data.workers
+    return DataLoader(dataset, batch_size=params.eval.batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=False, drop_last=False, persistent_workers=False)
+
+
+# --------------------------------------------------------------------------- scoring (rank 0)
+
+def score(pred: dict[str, Any], dataset: Any, params: Params, out_dir: str | os.PathLike | None,
+          split: str, extra: dict) -> dict[str, float]:
+    """Metrics of the gathered predictions; writes the eval artifacts when out_dir is given."""
+    started = time.perf_counter()
+    lines: list[str] = []
+    if params.data.dataset == "coco":
+        metrics, details, per_joint, artifacts = _score_coco(pred, dataset, params, split, lines)
+    else:
+        metrics, details, per_joint, artifacts = _score_mpii(pred, dataset, params, lines)
+    timing = pred["timing"]
+    count = len(pred["index"])
+    metrics["num_instances"] = count
+    metrics["images_per_s"] = count / timing["seconds"] if timing["seconds"] > 0 else 0.0
+    if timing["model_seconds"] > 0:
+        metrics["model_images_per_s"] = count / timing["model_seconds"]
+    metrics["scoring_s"] = time.perf_counter() - started
+    lines.append(f"{count} instances, {metrics['images_per_s']:.1f} images/s end to end"
+                 + (f", {metrics['model_images_per_s']:.1f} images/s in the model"
+                    if "model_images_per_s" in metrics else "")
+                 + f"; scoring {metrics['scoring_s']:.2f} s")
+    for line in lines:
+        log.info(line)
+    if out_dir is not None:
+        _write_artifacts(Path(out_dir), metrics, details, per_joint, artifacts, params, split, extra, lines)
+    return metrics
+
+
+def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: list[str]):
+    info = dataset.info
+    keypoints, image_id = pred["keypoints"], pred["image_id"]
+    M.check_finite(keypoints, [int(i) for i in image_id], "keypoints")
+    person_scores = M.rescore(keypoints[..., 2], pred["bbox_score"], params.eval.in_vis_thr)
+    keep = M.oks_nms_per_image(image_id, keypoints, person_scores, pred["area"],
+                               params.eval.oks_nms, info.sigmas)
+    results = M.coco_results(image_id[keep], keypoints[keep], person_scores[keep])
+    coco_gt = M.load_coco(dataset.ann_file)
+    main = M.coco_keypoint_eval(coco_gt, results)
+    metrics = dict(main.stats)
+    lines.append(f"COCO keypoints ({split}: {'GT' if split == 'val' else 'detector'} boxes, "
+                 f"flip test {_flip_used(params)}, OKS-NMS {params.eval.oks_nms}), "
+                 f"{len(results)} of {len(keypoints)} poses after NMS:\n{main.summary}")
+    artifacts = {"results.json": results}
+    details = {"ap_per_oks": {f"{k:.2f}": v for k, v in main.ap_per_oks.items()}}
+    if split == "val":
+        gt_results = M.coco_results(image_id, pred["plain"], M.alphapose_gt_scores(pred["plain"][..., 2]))
+        gt_eval = M.coco_keypoint_eval(coco_gt, gt_results)
+        metrics.update({f"gt_{k}": v for k, v in gt_eval.stats.items()})
+        lines.append("gt mAP protocol (AlphaPose validate_gt: GT boxes, no flip, no NMS, "
+                     f"score mean + 1.25 max): AP {gt_eval.stats['AP']:.4f}")
+        artifacts["gt_results.json"] = gt_results
+        details["gt_ap_per_oks"] = {f"{k:.2f}": v for k, v in gt_eval.ap_per_oks.items()}
+    per_joint = [{"joint": info.joint_names[row["joint"]], **{k: v for k, v in row.items() if k != "joint"}}
+                 for row in main.per_joint]
+    return metrics, details, per_joint, artifacts
+
+
+def _score_mpii(pred: dict, dataset: Any, params: Params, lines: list[str]):
+    keypoints = pred["keypoints"]
+    names = _mpii_image_names(dataset, pred["index"])
+    predictions = [{"image": name, "keypoints": pose.tolist()} for name, pose in zip(names, keypoints)]
+    artifacts = {"predictions.json": predictions}
+    gt_mat = getattr(dataset, "gt_mat", None)
+    if not gt_mat:
+        warnings.warn("MPII: no annotations/mpii_gt_val.mat (official head boxes) under data.root: "
+                      "PCKh cannot be computed; predictions.json is still written", stacklevel=3)
+        return {}, {}, [], artifacts
+    gt = M.load_mpii_gt(gt_mat)
+    if gt.num_instances != len(keypoints) or not np.array_equal(pred["index"], np.arange(len(keypoints))):
+        raise ValueError(f"{gt_mat} has {gt.num_instances} people but the val split gave "
+                         f"{len(keypoints)} (indices must be 0..N-1 in the annotation order); the "
+                         ".mat and the annotations json must describe the same people")
+    thr = params.eval.pckh_thr
+    metrics = M.pckh(keypoints, gt, thr=thr)
+    at_thr = M.pckh_per_joint(keypoints, gt, thr=thr)
+    at_01 = M.pckh_per_joint(keypoints, gt, thr=0.1)
+    counts = (~gt.jnt_missing).sum(axis=1)
+    per_joint = [{"joint": name, "visible": int(c), f"PCKh@{thr:g}": at_thr[name], "PCKh@0.1": at_01[name]}
+                 for name, c in zip(gt.joint_names, counts)]
+    curve = M.pckh_curve(keypoints, gt)
+    details = {"pckh_curve": {"thresholds": curve["thresholds"].tolist(), "mean": curve["mean"].tolist()}}
+    lines.append("MPII PCKh@{:g}: ".format(thr) + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    return metrics, details, per_joint, artifacts
+
+
+def _mpii_image_names(dataset: Any, index: np.ndarray) -> list[str]:
+    """The annotation file's `image` field per instance (image file name as a fallback)."""
+    try:
+        with open(dataset.ann_file) as f:
+            annotations = json.load(f)
+        if len(annotations) == len(dataset):
+            return [annotations[int(i)]["image"] for i in index]
+    except (OSError, TypeError, KeyError, ValueError):
+        pass
+    return [os.path.basename(str(dataset.image_path(int(i)))) for i in index]
+
+
+def _write_artifacts(out_dir: Path, metrics: dict, details: dict, per_joint: list[dict],
+                     artifacts: dict, params: Params, split: str, extra: dict, lines: list[str]) -> None:
+    for name, content in artifacts.items():
+        atomic_write(out_dir / name, json.dumps(content))
+    settings = {"split": split, "dataset": params.data.dataset, "model": params.model.name,
+                "oracle": params.eval.oracle, "flip_test": _flip_used(params),
+                "shift_heatmap": params.eval.shift_heatmap, "decode": params.eval.decode,
+                "use_gt_boxes": params.eval.use_gt_boxes, "det_file": params.data.det_file,
+                "in_vis_thr": params.eval.in_vis_thr, "oks_nms": params.eval.oks_nms, **extra}
+    write_json(out_dir / "metrics.json", _json_safe({**metrics, **details, "settings": settings}))
+    if per_joint:
+        atomic_write(out_dir / "per_joint.csv", _csv(per_joint))
+    atomic_write(out_dir / "eval.log", "\n".join(lines) + "\n")
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN (a joint nobody labelled) -> null, so the files stay strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _as_params(params: Params | str | os.PathLike) -> Params:
+    return params if isinstance(params, Params) else load_params(params)
