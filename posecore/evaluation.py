@@ -72,12 +72,12 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     per_joint.csv and eval.log.
     """
     params = _as_params(params)
+    checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
+    eval_split(params)  # fail on bad settings before starting workers
     run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
     folder = run_dir(run_name)
     if not (folder / "params.yaml").exists():
         save_params(params, folder / "params.yaml")
-    checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
-    eval_split(params)  # fail on bad settings before starting workers
     out_dir = folder / "eval"
     # workers get plain values only: the resolved params travel as a file
     params_path = save_params(params, out_dir / "params.yaml")
@@ -166,12 +166,12 @@ def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str) -> 
     params = load_params(params_path)
     device = get_device(local_rank())
     model = None if params.eval.oracle else load_model(params, checkpoint, device)
-    extra = {"checkpoint": checkpoint}
-    return _evaluate_model(model, params, device, out_dir, extra)
+    return _evaluate_model(model, params, device, out_dir, {"checkpoint": checkpoint}, verbose=True)
 
 
 def _evaluate_model(model: nn.Module | None, params: Params, device: torch.device,
-                    out_dir: str | os.PathLike | None, extra: dict | None = None) -> dict[str, float]:
+                    out_dir: str | os.PathLike | None, extra: dict | None = None,
+                    verbose: bool = False) -> dict[str, float]:
     from posecore.data import build_dataset
 
     from posecore.distributed import rank as get_rank, world_size
@@ -189,7 +189,7 @@ def _evaluate_model(model: nn.Module | None, params: Params, device: torch.devic
     outcome: dict[str, Any] = {}
     if rank == 0:
         try:
-            outcome["metrics"] = score(gathered, dataset, params, out_dir, split, extra or {})
+            outcome["metrics"] = score(gathered, dataset, params, out_dir, split, extra or {}, verbose)
         except Exception as error:  # the other ranks wait for the broadcast: tell them
             outcome["error"] = f"{type(error).__name__}: {error}"
             _broadcast(outcome, world)
@@ -339,8 +339,9 @@ def _loader(dataset: Any, params: Params, rank: int, world: int) -> torch.utils.
 # --------------------------------------------------------------------------- scoring (rank 0)
 
 def score(pred: dict[str, Any], dataset: Any, params: Params, out_dir: str | os.PathLike | None,
-          split: str, extra: dict) -> dict[str, float]:
-    """Metrics of the gathered predictions; writes the eval artifacts when out_dir is given."""
+          split: str, extra: dict, verbose: bool = False) -> dict[str, float]:
+    """Metrics of the gathered predictions; writes the eval artifacts when out_dir is given.
+    The summary (tables, speed) goes to the log, and to stdout when `verbose`."""
     started = time.perf_counter()
     lines: list[str] = []
     if params.data.dataset == "coco":
@@ -360,6 +361,8 @@ def score(pred: dict[str, Any], dataset: Any, params: Params, out_dir: str | os.
                  + f"; scoring {metrics['scoring_s']:.2f} s")
     for line in lines:
         log.info(line)
+        if verbose:
+            print(line, flush=True)
     if out_dir is not None:
         _write_artifacts(Path(out_dir), metrics, details, per_joint, artifacts, params, split, extra, lines)
     return metrics

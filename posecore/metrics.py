@@ -51,6 +51,8 @@ MATLAB_OFFSET = 1.0                 # .mat coordinates are 1-based pixels
 def check_finite(values: np.ndarray, names: Sequence[Any], what: str) -> None:
     """Raise naming the images whose rows of `values` [N, ...] hold NaN or inf."""
     values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         shown = [names[i] for i in np.flatnonzero(bad)[:10]]
@@ -195,8 +197,8 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any,
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-    summary = buffer.getvalue()
-    log.info("COCOeval keypoints:\n%s", summary)
+    log.debug("pycocotools output:\n%s", buffer.getvalue())
+    summary = "\n".join(line for line in buffer.getvalue().splitlines() if "Average" in line)
     stats = {name: float(value) for name, value in zip(COCO_STAT_NAMES, coco_eval.stats)}
     return CocoKeypointEval(stats=stats, ap_per_oks=_ap_per_oks(coco_eval), summary=summary,
                             per_joint=coco_per_joint(coco_eval))

@@ -183,6 +183,13 @@ def test_model_eval_with_gt_and_detector_boxes(coco_root, tmp_path, outputs):
     assert {r["image_id"] for r in results} <= set(kept_images)
     assert 1 <= len(results) <= 9
 
+    # no detection above the score threshold: nothing to score is AP 0 with a warning
+    none_params = load_params(det_params, {"data.det_score_thr": 2.0})
+    with pytest.warns(UserWarning, match="no keypoint results"):
+        got_none = evaluation.evaluate(none_params, checkpoint, run_name="tiny-none")
+    assert got_none["AP"] == 0.0 and got_none["num_instances"] == 0
+    assert read_json(outputs / "tiny-none" / "eval" / "results.json") == []
+
 
 def test_nan_heatmaps_name_the_images(coco_root, tmp_path, outputs):
     params = coco_params(coco_root, **TINY)
