@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 import posecore
+from posecore.checkpoints import load_checkpoint
 from posecore.keypoints import keypoint_info
+from posecore.models import build_model
 from posecore.params import Params, load_params
 from posecore.runs import atomic_write, run_dir
 
@@ -159,10 +161,12 @@ def decode_heatmaps_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.T
     scores, index = flat.max(dim=2)
     x = index % width
     y = torch.div(index - x, width, rounding_mode="trunc")
-    last = height * width - 1
+    cells = height * width
 
     def at(offset: int) -> torch.Tensor:
-        return flat.gather(2, (index + offset).clamp(0, last).unsqueeze(2)).squeeze(2)
+        # wrap-around instead of clamp (int Clip needs opset 12); it only happens at the border,
+        # where no offset applies
+        return flat.gather(2, ((index + offset) % cells).unsqueeze(2)).squeeze(2)
 
     step = torch.stack([torch.sign(at(1) - at(-1)), torch.sign(at(width) - at(-width))], dim=2)
     inside = (x > 1) & (x < width - 1) & (y > 1) & (y < height - 1)
@@ -199,10 +203,10 @@ def load_model(params: Params, checkpoint: Path | None) -> tuple[nn.Module, str 
     posecore.load_checkpoint (strict) refuses unknown formats and checkpoints of another model,
     depth or joint count with a CheckpointError (a ValueError) naming the file and the fix.
     """
-    model = posecore.build_model(params)
+    model = build_model(params)
     checkpoint_format = None
     if checkpoint is not None:
-        checkpoint_format = posecore.load_checkpoint(model, checkpoint, strict=True)["format"]
+        checkpoint_format = load_checkpoint(model, checkpoint, strict=True)["format"]
     return model.eval(), checkpoint_format
 
 
@@ -239,7 +243,8 @@ def build_metadata(params: Params, output_names: list[str], checkpoint: Path | N
         "outputs": output_names,
         "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_format": checkpoint_format,
-        "posecore_version": posecore.__version__,
+        # getattr: a stale editable install can import posecore as a namespace package
+        "posecore_version": getattr(posecore, "__version__", None),
     }
     return metadata
 
@@ -326,7 +331,7 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     if isinstance(fixed_batch, int) and any(b != fixed_batch for b in batch_sizes):
         raise ValueError(f"{onnx_path} has a fixed batch of {fixed_batch}; re-export with "
                          f"dynamic_batch=True to time batch sizes {tuple(batch_sizes)}")
-    model = posecore.build_model(params).eval()
+    model = build_model(params).eval()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     w, h = params.data.input_size

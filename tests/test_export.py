@@ -168,6 +168,17 @@ def test_hourglass52_from_mmpose_checkpoint_matches_pytorch(tmp_path):
     assert check_parity(model, path, batch_sizes=(1,))["max_abs_diff"] <= TOLERANCE
 
 
+@pytest.mark.parametrize("opset", [MIN_OPSET, MAX_OPSET])
+def test_both_ends_of_the_opset_range_export_decode_and_run(fastpose18, tmp_path, opset):
+    params, model, _, _ = fastpose18
+    checkpoint = posecore_checkpoint(model, params, tmp_path / "best.pt")
+    path = tmp_path / f"opset{opset}.onnx"
+    report = export_onnx(params, checkpoint, path, opset=opset, decode=True)
+    assert onnx.load(str(path)).opset_import[0].version == opset
+    batch2 = report["parity"]["batches"][2]
+    assert batch2["heatmaps"] <= TOLERANCE and batch2["keypoints"] <= 1e-3
+
+
 def test_metadata_round_trip_and_plain_onnxruntime_reading(fastpose18):
     params, _, path, _ = fastpose18
     metadata = read_metadata(path)
