@@ -1,9 +1,15 @@
-"""The run-folder report: tables and figures saved under outputs/<run>/ -> outputs/<run>/report.html.
+"""What the workbook notebooks show and keep, and the run-folder report built from it.
 
-A notebook cannot export itself while it runs, so the notebooks save what they show (figures as
-PNG under figures/, tables as JSON under tables/) and `write_report` assembles an nbformat notebook
-from those files (markdown + display outputs, PNGs inlined as base64) and renders it with
-nbconvert's HTMLExporter with the code hidden. The seeds' reference rows are always in it.
+Each notebook cell is one call here (or in posecore.viz) plus its display: `notebook_params`
+resolves a notebook's parameters, the section helpers (dataset check and statistics, training
+curves, results against the seeds' reference rows, per-joint and threshold charts, export
+tables) return a figure or a `Table` and keep a copy in the run folder (figures/<name>.png,
+tables/<name>.json).
+
+A notebook cannot export itself while it runs, so `write_report` assembles an nbformat notebook
+from those files (markdown + display outputs, PNGs inlined as base64) and renders
+outputs/<run>/report.html with nbconvert's HTMLExporter, code hidden. The seeds' reference rows
+are always in it.
 """
 from __future__ import annotations
 
@@ -14,19 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from posecore.runs import atomic_write, read_json, run_dir, write_json
 
-# The seed runs this workbook reproduces. Each row says how it was measured: the two models were
-# scored under different protocols, so only a run with the same protocol is directly comparable.
+# The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
+# away). Each row says how it was measured: the two models were scored under different protocols,
+# so only a run with the same protocol is directly comparable.
 REFERENCE_ROWS: tuple[dict, ...] = (
     {"run": "FastPose SE-ResNet-50 seed, 8P-GPU", "dataset": "COCO val2017", "metric": "AP (gt mAP)",
-     "value": 72.24, "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
+     "value": "72.24", "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
     {"run": "FastPose SE-ResNet-50 seed, 8P-NPU", "dataset": "COCO val2017", "metric": "AP (gt mAP)",
-     "value": 71.61, "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
+     "value": "71.61", "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
     {"run": "Hourglass-52 seed, 8P-GPU", "dataset": "MPII val", "metric": "PCKh@0.5",
-     "value": 89.0189, "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
+     "value": "89.0189", "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
     {"run": "Hourglass-52 seed, 8P-NPU", "dataset": "MPII val", "metric": "PCKh@0.5",
-     "value": 88.9383, "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
+     "value": "88.9383", "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
 )
 REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 
@@ -61,7 +70,10 @@ class Table:
 
     def _format(self, value: Any) -> str:
         if isinstance(value, float):
-            return "n/a" if math.isnan(value) else f"{value:.{self.digits}f}"
+            if math.isnan(value):
+                return "n/a"
+            tiny = value != 0 and abs(value) < 10 ** -self.digits  # e.g. parity differences
+            return f"{value:.2e}" if tiny else f"{value:.{self.digits}f}"
         return str(value)
 
     def to_dict(self) -> dict:
@@ -90,6 +102,18 @@ def load_table(path: str | Path) -> Table:
     return Table.from_dict(read_json(path))
 
 
+def run_path(run_name: str, name: str) -> Path:
+    """A file of the run folder, e.g. run_path(run, "model.onnx")."""
+    return run_dir(run_name) / name
+
+
+def run_figure(run_name: str, name: str):
+    """A figure file of the run (figures/<name>.png) for display."""
+    from IPython.display import Image
+
+    return Image(filename=str(run_dir(run_name, create=False) / "figures" / f"{name}.png"))
+
+
 def save_run_figure(run_name: str, name: str, fig) -> Path:
     """outputs/<run>/figures/<name>.png."""
     from posecore.viz import save_figure
@@ -97,9 +121,10 @@ def save_run_figure(run_name: str, name: str, fig) -> Path:
     return save_figure(fig, run_dir(run_name) / "figures" / f"{name}.png")
 
 
-def _section_key(path: Path) -> tuple[int, str]:
+def _section_key(path: Path) -> tuple[int, bool, str]:
+    """Workbook section first, then tables before figures, then the name."""
     prefix = path.stem.split("_", 1)[0]
-    return (SECTIONS.index(prefix) if prefix in SECTIONS else len(SECTIONS), path.stem)
+    return (SECTIONS.index(prefix) if prefix in SECTIONS else len(SECTIONS), path.suffix == ".png", path.stem)
 
 
 def report_notebook(run_name: str):
@@ -115,15 +140,15 @@ def report_notebook(run_name: str):
         return new_code_cell(source="", outputs=[new_output("display_data", data={mime: data})])
 
     cells = [new_markdown_cell(f"# posecore run `{run_name}`\n\n{_run_summary(folder)}")]
-    tables = {p.stem: p for p in (folder / "tables").glob("*.json")}
-    if not any("reference" in name for name in tables):
+    tables = list((folder / "tables").glob("*.json"))
+    if not any(path.stem == "eval_results" for path in tables):
         cells.append(display_cell("text/html", reference_table().to_html()))
-    figures = sorted((folder / "figures").glob("*.png"), key=_section_key)
-    for path in sorted(tables.values(), key=_section_key):
-        cells.append(display_cell("text/html", load_table(path).to_html()))
-    for path in figures:
-        cells.append(new_markdown_cell(f"### {path.stem.replace('_', ' ')}"))
-        cells.append(display_cell("image/png", base64.b64encode(path.read_bytes()).decode("ascii")))
+    for path in sorted(tables + list((folder / "figures").glob("*.png")), key=_section_key):
+        if path.suffix == ".json":
+            cells.append(display_cell("text/html", load_table(path).to_html()))
+        else:
+            cells.append(new_markdown_cell(f"### {path.stem.replace('_', ' ')}"))
+            cells.append(display_cell("image/png", base64.b64encode(path.read_bytes()).decode("ascii")))
     notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                   "language": "python"}})
     nbformat.validate(notebook)
@@ -159,3 +184,325 @@ def _run_summary(folder: Path) -> str:
         if shown:
             lines.append("- environment: " + ", ".join(f"{k} `{v}`" for k, v in shown.items()))
     return "\n".join(lines) or "(no params.yaml in the run folder yet)"
+
+
+def keep(run_name: str, name: str, shown: Any) -> Any:
+    """Save a figure (figures/<name>.png) or a Table (tables/<name>.json) of the run; return it for display."""
+    if isinstance(shown, Table):
+        save_table(run_name, name, shown)
+    else:
+        save_run_figure(run_name, name, shown)
+    return shown
+
+
+# --- notebook parameters -------------------------------------------------------------------------
+
+def notebook_params(model: str = "fastpose", params: str | None = None, data_root: str | None = None,
+                    overrides: dict | None = None, epochs: int | None = None):
+    """The Params a workbook notebook runs with (the same rules as train.ipynb).
+
+    `params` (a name in params/ or a path) defaults to the model's seed config (fastpose ->
+    fastpose_coco, hourglass -> hourglass_mpii). `data_root` sets data.root (None or "" keeps the
+    params' data.root), `epochs` sets train.epochs; `overrides` (dotted keys) are applied last.
+    """
+    from posecore.params import SHORTCUTS, load_params
+
+    if model not in SHORTCUTS:
+        raise ValueError(f"model must be one of {sorted(SHORTCUTS)}, got {model!r}")
+    fixed = {"data.root": str(data_root)} if data_root else {}
+    if epochs:
+        fixed["train.epochs"] = int(epochs)
+    return load_params(params or model, {**fixed, **(overrides or {})})
+
+
+def checkpoint_for(params, checkpoint: str | None) -> str | None:
+    """The checkpoint argument of a notebook: none needed (or used) with eval.oracle."""
+    return None if params.eval.oracle else checkpoint
+
+
+# --- prepare_data --------------------------------------------------------------------------------
+
+@dataclass
+class LayoutCheck:
+    """A dataset folder against the official layout: what is missing and where to get it."""
+    root: Path
+    dataset: str
+    problems: list[str]
+    synthetic: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        kind = "synthetic " if self.synthetic else ""
+        if self.ok:
+            return f"{kind}{self.dataset.upper()} dataset at {self.root}: layout complete"
+        return f"{self.dataset.upper()} dataset at {self.root} is incomplete:\n" + "\n".join(
+            f"  - {problem}" for problem in self.problems)
+
+    def _repr_html_(self) -> str:
+        if self.ok:
+            return f"<p>✅ {html.escape(str(self))}</p>"
+        items = "".join(f"<li>{_link_urls(html.escape(p))}</li>" for p in self.problems)
+        return (f"<p>❌ {self.dataset.upper()} dataset at <code>{html.escape(str(self.root))}</code> "
+                f"is incomplete:</p><ul>{items}</ul>")
+
+
+def _link_urls(text: str) -> str:
+    import re
+
+    return re.sub(r"(https?://[^\s,;)]+)", r'<a href="\1">\1</a>', text)
+
+
+def dataset_root(params) -> Path:
+    """Where params' dataset lives: data.root, or the synthetic dataset's folder for data.root ""."""
+    from posecore.runs import outputs_root, resolve_path
+
+    if not params.data.root:
+        return outputs_root() / "data" / f"synthetic_{params.data.dataset}"
+    return resolve_path(params.data.root)
+
+
+def prepare_dataset(params, data_root: str | None = None, synthetic: dict | None = None) -> LayoutCheck:
+    """Check `data_root` against the official layout of params' dataset, building a synthetic
+    dataset first when there is no data_root (at outputs/data/synthetic_<dataset>, data.root "")
+    or when `synthetic` (posecore.data.make_synthetic arguments) is given."""
+    from posecore.data import check_layout, make_synthetic
+    from posecore.runs import outputs_root, resolve_path
+
+    dataset = params.data.dataset
+    root = resolve_path(data_root) if data_root else outputs_root() / "data" / f"synthetic_{dataset}"
+    build = not data_root or synthetic is not None
+    if build:
+        make_synthetic(root, dataset=dataset, **(synthetic or {}))
+    return LayoutCheck(root, dataset, check_layout(root, dataset), build)
+
+
+def dataset_params(params, check: LayoutCheck):
+    """params reading the checked folder (what the statistics and examples show)."""
+    import dataclasses
+
+    return dataclasses.replace(params, data=dataclasses.replace(params.data, root=str(check.root)))
+
+
+def dataset_statistics(run_name: str, check: LayoutCheck):
+    """Persons per image, labelled joints, box sizes of the train and val annotations (data_statistics.png)."""
+    from posecore import viz
+
+    if not check.ok:
+        return check
+    if check.dataset == "coco":
+        files = {s: check.root / "annotations" / f"person_keypoints_{s}2017.json" for s in ("train", "val")}
+    else:
+        files = {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
+    stats = {split: viz.annotation_stats(path, check.dataset) for split, path in files.items()}
+    title = f"{'synthetic ' if check.synthetic else ''}{check.dataset.upper()} at {check.root}"
+    return keep(run_name, "data_statistics", viz.plot_dataset_stats(stats, title))
+
+
+def dataset_gallery(run_name: str, params, check: LayoutCheck, count: int = 8):
+    """The first `count` train images of the checked folder with their labelled people (data_examples.png)."""
+    from posecore import viz
+    from posecore.data import build_dataset
+
+    if not check.ok:
+        return check
+    dataset = build_dataset(dataset_params(params, check), "train")
+    by_image: dict[int, list] = {}
+    for inst in dataset.instances:
+        by_image.setdefault(inst.image_id, []).append(inst)
+    items = [{"image": viz.read_rgb(people[0].image_path),
+              "gt": [np.concatenate([p.joints, p.visible[:, None]], 1) for p in people],
+              "title": f"image {image_id}: {len(people)} labelled"}
+             for image_id, people in list(by_image.items())[:count]]
+    return keep(run_name, "data_examples", viz.plot_gallery(items, dataset.info))
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+def training_log(run_name: str) -> list[dict]:
+    from posecore.runs import read_jsonl
+
+    path = run_dir(run_name, create=False) / "log.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: train run {run_name!r} first (train.ipynb)")
+    return read_jsonl(path)
+
+
+def training_curves(run_name: str):
+    """Loss and learning rate against the step (train_curves.png)."""
+    from posecore import viz
+
+    return keep(run_name, "train_curves", viz.plot_training_curves(training_log(run_name)))
+
+
+def validation_history(run_name: str, params):
+    """The primary validation metric against the epoch (train_validation.png)."""
+    from posecore import viz
+    from posecore.evaluation import primary_metric
+
+    return keep(run_name, "train_validation", viz.plot_validation(training_log(run_name), primary_metric(params)))
+
+
+def validation_table(run_name: str) -> Table:
+    """Every validation of the run: epoch, step and its scalar metrics (tables/train_validation.json)."""
+    records = [r for r in training_log(run_name) if r.get("type") == "val"]
+    shown = [k for k in ("AP", "AP50", "AP75", "AR", "gt_AP", "PCKh", "PCKh@0.1")
+             if any(k in r for r in records)]
+    rows = [[r.get("epoch"), r.get("step"), *[_percent(r.get(k)) for k in shown]] for r in records]
+    return keep(run_name, "train_validation", Table(["epoch", "step", *shown], rows,
+                                                    title="Validation during training (percent)"))
+
+
+def _percent(value: Any) -> Any:
+    """COCO stats are fractions, PCKh already percent; the tables show percent throughout."""
+    return value * 100.0 if isinstance(value, float) and abs(value) <= 1.0 else value
+
+
+# --- eval ----------------------------------------------------------------------------------------
+
+def eval_metrics(run_name: str) -> dict:
+    path = run_dir(run_name, create=False) / "eval" / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: evaluate run {run_name!r} first (eval.ipynb)")
+    return read_json(path)
+
+
+def results_table(run_name: str, params) -> Table:
+    """This run's metrics, each with its protocol, above the seeds' reference rows (tables/eval_results.json)."""
+    metrics = eval_metrics(run_name)
+    settings = metrics.get("settings", {})
+    data = _data_description(params)
+    flip = "flip test" if settings.get("flip_test") else "no flip test"
+    oracle = " [oracle: encoded ground truth, no model]" if settings.get("oracle") else ""
+    rows = []
+    if params.data.dataset == "coco":
+        boxes = "ground-truth boxes" if settings.get("split", "val") == "val" else "detector boxes"
+        if "AP" in metrics:
+            rows.append({"run": run_name, "dataset": data, "metric": "AP", "value": 100 * metrics["AP"],
+                         "protocol": f"COCOeval (HRNet/mmpose): {boxes}, {flip}, OKS-NMS{oracle}"})
+        if "gt_AP" in metrics:
+            rows.append({"run": run_name, "dataset": data, "metric": "AP (gt mAP)", "value": 100 * metrics["gt_AP"],
+                         "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test" + oracle})
+    elif "PCKh" in metrics:
+        rows.append({"run": run_name, "dataset": data, "metric": f"PCKh@{params.eval.pckh_thr:g}",
+                     "value": metrics["PCKh"], "protocol": f"official PCKh (mmpose): {flip}{oracle}"})
+    note = ("Compare rows of the same protocol and data only; the seed rows are full-schedule runs on the "
+            "real datasets.")
+    return keep(run_name, "eval_results", reference_table(rows, note=note))
+
+
+def _data_description(params) -> str:
+    root = dataset_root(params)
+    synthetic = (root / "synthetic.json").is_file()
+    name = "COCO-layout" if params.data.dataset == "coco" else "MPII-layout"
+    return f"synthetic {name} val" if synthetic else f"{params.data.dataset.upper()} val ({root})"
+
+
+def per_joint_table(run_name: str) -> Table:
+    """eval/per_joint.csv as a table."""
+    import csv
+
+    path = run_dir(run_name, create=False) / "eval" / "per_joint.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: evaluate run {run_name!r} first (eval.ipynb)")
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    values = [[_number(v) for v in row] for row in rows[1:]]
+    return Table(rows[0], values, title="Per joint", digits=3)
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text) if "." in text or "e" in text.lower() or text.lower() == "nan" else int(text)
+    except ValueError:
+        return text
+
+
+def per_joint_figure(run_name: str):
+    """Per-joint bars: mean keypoint similarity (COCO) or PCKh (MPII) (eval_per_joint.png)."""
+    from posecore import viz
+
+    table = per_joint_table(run_name)
+    metric = table.columns[2]  # joint, count, then the main per-joint value (mean_similarity / PCKh@thr)
+    values = {row[0]: row[2] for row in table.rows}
+    label = "mean keypoint similarity (OKS term) of matched persons" if metric == "mean_similarity" else metric
+    return keep(run_name, "eval_per_joint", viz.plot_per_joint(values, label))
+
+
+def threshold_figure(run_name: str):
+    """AP at each OKS threshold (COCO) or PCKh against the threshold (MPII) (eval_thresholds.png)."""
+    from posecore import viz
+
+    metrics = eval_metrics(run_name)
+    if "ap_per_oks" in metrics:
+        thresholds = [float(k) for k in metrics["ap_per_oks"]]
+        fig = viz.plot_threshold_curve(thresholds, [100 * v for v in metrics["ap_per_oks"].values()],
+                                       "OKS threshold", "AP (%)", "AP at each OKS threshold")
+    elif "pckh_curve" in metrics:
+        curve = metrics["pckh_curve"]
+        fig = viz.plot_threshold_curve(curve["thresholds"], curve["mean"], "threshold (fraction of head size)",
+                                       "PCKh (%)", "PCKh against the threshold")
+    else:
+        raise ValueError(f"{run_name}: eval/metrics.json has neither ap_per_oks nor pckh_curve")
+    return keep(run_name, "eval_thresholds", fig)
+
+
+def worst_predictions(run_name: str, params, count: int = 8):
+    """The persons with the lowest OKS / PCKh, drawn on their images (eval_worst.png)."""
+    from posecore import viz
+    from posecore.data import build_dataset
+
+    dataset = build_dataset(params, "val")
+    errors = viz.person_errors(dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
+    return keep(run_name, "eval_worst", viz.worst_predictions(dataset, errors, count))
+
+
+# --- export --------------------------------------------------------------------------------------
+
+def parity_table(exported: dict) -> Table:
+    """onnxruntime against PyTorch: max abs difference per batch size and output."""
+    parity = exported.get("parity") or {}
+    rows = [[batch, name, diff, "yes" if diff <= parity.get("tolerance", 0) else "NO"]
+            for batch, diffs in (parity.get("batches") or {}).items() for name, diff in diffs.items()]
+    note = (f"{exported['path']}: opset {exported['opset']}, input {exported['input_shape']}, "
+            f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights "
+            f"{exported.get('checkpoint') or 'as built (no checkpoint)'}")
+    return Table(["batch", "output", "max abs diff", "within tolerance"], rows,
+                 title="ONNX parity (onnxruntime vs PyTorch)", note=note)
+
+
+def latency_rows_table(rows: list[dict]) -> Table:
+    """posecore.export.latency_table rows as a table."""
+    columns = list(rows[0]) if rows else ["batch", "pytorch_ms", "onnxruntime_ms", "speedup", "threads"]
+    return Table(columns, [[row[c] for c in columns] for row in rows], title="CPU latency, median ms")
+
+
+def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
+    """Run examples/onnx_infer.py (onnxruntime + numpy + OpenCV only) on the first val person;
+    its drawing goes to figures/export_example.png and its printout into the returned table."""
+    import subprocess
+    import sys
+
+    from posecore.data import build_dataset
+    from posecore.runs import REPO_ROOT
+
+    instance = build_dataset(params, "val").instances[0]
+    x0, y0, x1, y1 = (float(v) for v in instance.bbox_xyxy)
+    out = run_dir(run_name) / "figures" / "export_example.png"
+    command = [sys.executable, str(REPO_ROOT / "examples" / "onnx_infer.py"), str(onnx_path), instance.image_path,
+               "--box", *(f"{v:.1f}" for v in (x0, y0, x1 - x0, y1 - y0)), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"examples/onnx_infer.py failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
+    shell = " ".join(command[1:]).replace(str(REPO_ROOT) + "/", "")
+    return keep(run_name, "export_example", Table(["joint", "x", "y", "score"], rows,
+                                                  title="Standalone onnxruntime example",
+                                                  note=f"python {shell}"))
+
+
+def run_of(train_result: dict) -> str:
+    """The run name of a posecore.train result (train.ipynb may leave run_name None)."""
+    return Path(train_result["run_dir"]).name

@@ -89,9 +89,9 @@ def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
     assert stats["persons_per_image"] == {0: 2, 2: 1}
     assert stats["labelled_per_joint"] == [2] * 5 + [0] * 12
     np.testing.assert_allclose(stats["box_sizes"], [[10, 20], [30, 40]])
-    fig = viz.plot_dataset_stats(stats)
+    fig = viz.plot_dataset_stats({"val": stats})
     assert len(fig.axes) == 3
-    assert [p.get_height() for p in fig.axes[0].patches] == [2, 1]
+    assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([2 / 3, 1 / 3])
 
 
 def test_dataset_stats_on_real_mpii_sample(mpii_root):
