@@ -26,6 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from posecore.checkpoints import load_checkpoint, load_pretrained_backbone, unwrap_model
+from posecore.runs import resolve_path
+
 RESNET_BLOCKS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),
     34: (3, 4, 6, 3),
@@ -419,7 +422,8 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
 
     kwargs (num_joints, depth, num_stacks, pretrained, init_checkpoint) override the params.
     `pretrained` is a local torchvision-layout ImageNet ResNet state_dict for the backbone;
-    `init_checkpoint` any checkpoint load_checkpoint reads (strict).
+    `init_checkpoint` any checkpoint load_checkpoint reads (strict). Relative paths are
+    relative to the repository root, as everywhere in params.
     """
     model_params = getattr(name, "model", name)
     settings: dict[str, Any] = {}
@@ -439,12 +443,10 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
     if unknown:
         raise TypeError(f"model {name!r} takes {sorted(accepted)}, not {unknown}")
     model = model_class(**{key: value for key, value in settings.items() if key in accepted})
-    if pretrained or init_checkpoint:
-        from posecore.checkpoints import load_checkpoint, load_pretrained_backbone
-        if pretrained:
-            load_pretrained_backbone(model, pretrained)
-        if init_checkpoint:
-            load_checkpoint(model, init_checkpoint)
+    if pretrained:
+        load_pretrained_backbone(model, resolve_path(pretrained))
+    if init_checkpoint:
+        load_checkpoint(model, resolve_path(init_checkpoint))
     return model
 
 
@@ -454,11 +456,17 @@ def model_summary(model: nn.Module, input_size: tuple[int, int] | list[int]) -> 
     FLOPs come from torch.utils.flop_counter (a multiply-add counts as 2). The pass runs on
     meta tensors, so it costs no compute and leaves the model's weights and BN statistics alone.
     """
+    model = unwrap_model(model)
     width, height = input_size
     params = sum(p.numel() for p in model.parameters())
     tensors = {name: t.to("meta") for name, t in model.state_dict(keep_vars=True).items()}
     image = torch.empty(1, 3, height, width, device="meta")
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        torch.func.functional_call(model, tensors, (image,))
+    was_training = model.training
+    model.eval()  # batch-1 BN in training mode rejects 1x1 maps; the FLOPs are the same
+    try:
+        with counter, torch.no_grad():
+            torch.func.functional_call(model, tensors, (image,))
+    finally:
+        model.train(was_training)
     return {"params": params, "gflops": counter.get_total_flops() / 1e9}

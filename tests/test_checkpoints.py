@@ -288,6 +288,8 @@ def test_torchvision_resnet_initializes_the_backbone_as_alphapose_does(tmp_path)
         assert torch.allclose(model.backbone.conv1(x), imagenet.conv1(x))
     with pytest.raises(CheckpointError, match="ResNet-50.*layer1.0.conv3.weight"):
         build_model("fastpose", depth=50, pretrained=str(path))
+    with pytest.raises(CheckpointError, match="Hourglass has none"):
+        load_checkpoint(build_model("hourglass", num_joints=2), path)
 
 
 def test_own_checkpoint_round_trip_from_a_compiled_or_ddp_model(tmp_path):
