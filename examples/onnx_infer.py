@@ -8,6 +8,7 @@ heatmap_stride, skeleton. Crop and decode follow HRNet / AlphaPose / mmpose 0.x.
 """
 import argparse
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,15 +30,12 @@ def crop_matrix(box, meta):
 
 
 def decode(heatmaps):
-    """Heatmaps [N, K, H, W] -> (coords [N, K, 2] heatmap pixels, scores [N, K]).
-
-    Argmax, then a quarter pixel toward the higher neighbour (away from the border); a joint
-    whose maximum is not positive has no location and gets (0, 0).
-    """
+    """Heatmaps [N, K, H, W] -> (coords [N, K, 2] heatmap pixels, scores [N, K]): argmax, then a
+    quarter pixel toward the higher neighbour off the border; (0, 0) if the maximum is <= 0."""
     n, k, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, k, h * w)
     index = flat.argmax(axis=2)
-    scores = np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
+    scores = flat.max(axis=2)
     x, y = index % w, index // w
 
     def at(offset):
@@ -64,15 +62,13 @@ def predict(session, image_bgr, box):
 
 
 def draw(image_bgr, keypoints, scores, skeleton, min_score=0.2):
-    """Limbs and joints whose scores pass `min_score`, drawn on a copy."""
-    canvas = image_bgr.copy()
-    points = [tuple(int(round(v)) for v in p) for p in keypoints]
+    """Limbs and joints scoring at least `min_score`, drawn on a copy."""
+    canvas, points = image_bgr.copy(), [tuple(int(round(v)) for v in p) for p in keypoints]
     for a, b in skeleton:
         if min(scores[a], scores[b]) >= min_score:
             cv2.line(canvas, points[a], points[b], (0, 200, 255), 2, cv2.LINE_AA)
-    for point, score in zip(points, scores):
-        if score >= min_score:
-            cv2.circle(canvas, point, 3, (0, 0, 255), -1, cv2.LINE_AA)
+    for point in (p for p, score in zip(points, scores) if score >= min_score):
+        cv2.circle(canvas, point, 3, (0, 0, 255), -1, cv2.LINE_AA)
     return canvas
 
 
@@ -83,14 +79,15 @@ def main():
     parser.add_argument("--out", default="pose.png")
     args = parser.parse_args()
     session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    image = cv2.imread(args.image)
+    meta, image = read_metadata(session), cv2.imread(args.image)
     if image is None:
         raise SystemExit(f"cannot read image {args.image}")
     keypoints, scores = predict(session, image, args.box)
-    cv2.imwrite(args.out, draw(image, keypoints, scores, read_metadata(session)["skeleton"]))
-    for name, (x, y), score in zip(read_metadata(session)["joint_names"], keypoints, scores):
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(args.out, draw(image, keypoints, scores, meta["skeleton"])):
+        raise SystemExit(f"cannot write {args.out} (use a .png name)")
+    for name, (x, y), score in zip(meta["joint_names"], keypoints, scores):
         print(f"{name:>16s} {x:8.1f} {y:8.1f} {score:6.3f}")
-
 
 if __name__ == "__main__":
     main()

@@ -211,7 +211,7 @@ def test_example_uses_only_numpy_onnxruntime_and_opencv():
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"argparse", "json", "cv2", "numpy", "onnxruntime"}
+    assert imported <= {"argparse", "json", "pathlib", "cv2", "numpy", "onnxruntime"}
     assert len(EXAMPLE.read_text().splitlines()) <= 100
 
 
@@ -251,7 +251,7 @@ def test_example_pipeline_matches_posecore_crop_decode_and_inverse_affine(fastpo
     np.testing.assert_allclose(scores, expected_scores[0], atol=1e-6)
 
     # the script end to end: same numbers printed, a PNG of the image's size written
-    image_path, out_path = tmp_path / "person.png", tmp_path / "pose.png"
+    image_path, out_path = tmp_path / "person.png", tmp_path / "figures" / "pose.png"
     cv2.imwrite(str(image_path), image)
     result = subprocess.run([sys.executable, str(EXAMPLE), str(path), str(image_path), "--box",
                              *map(str, box), "--out", str(out_path)],
