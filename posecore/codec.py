@@ -30,15 +30,20 @@ def encode_heatmaps(joints_xy, visible, input_size, heatmap_size, sigma: float):
     weight = ((np.asarray(visible).reshape(-1) > 0) & inside).astype(np.float32)
 
     # The Gaussian is separable: one 1-D profile per axis, zero outside the 3-sigma window.
-    xs = np.arange(heatmap_w, dtype=np.float32)
-    ys = np.arange(heatmap_h, dtype=np.float32)
-    denom = np.float32(2.0 * sigma * sigma)
-    profile_x = np.exp(-((xs[None] - mu[:, :1]) ** 2) / denom)
-    profile_x *= (xs[None] >= lower[:, :1]) & (xs[None] < upper[:, :1])
-    profile_y = np.exp(-((ys[None] - mu[:, 1:]) ** 2) / denom)
-    profile_y *= (ys[None] >= lower[:, 1:]) & (ys[None] < upper[:, 1:])
-    target = (profile_y * weight[:, None])[:, :, None] * profile_x[:, None, :]
-    return target.astype(np.float32, copy=False), weight
+    profile_x = _profile(heatmap_w, mu[:, 0], lower[:, 0], upper[:, 0], sigma)
+    profile_y = _profile(heatmap_h, mu[:, 1], lower[:, 1], upper[:, 1], sigma)
+    profile_y *= weight[:, None]
+    target = profile_y[:, :, None] * profile_x[:, None, :]
+    return target, weight
+
+
+def _profile(length: int, mu, lower, upper, sigma: float):
+    """float32 [K, length]: exp(-(i - mu)^2 / (2 sigma^2)) for lower <= i < upper, else 0."""
+    grid = np.arange(length, dtype=np.float32)[None]
+    offset = grid - mu[:, None].astype(np.float32)
+    profile = np.exp(offset * offset * np.float32(-0.5 / (sigma * sigma)))
+    profile *= (grid >= lower[:, None]) & (grid < upper[:, None])
+    return profile
 
 
 def decode_heatmaps(heatmaps, method: str = "default", dark_kernel: int = 11):
