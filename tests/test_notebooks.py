@@ -1,0 +1,220 @@
+"""The workbook notebooks: stored clean and thin, and each one runs under papermill on tiny data.
+
+The executed chain (prepare_data -> train -> eval -> visualize -> export) shares one tiny synthetic
+COCO-layout dataset and one run folder under a temporary POSECORE_OUTPUTS. The train notebook runs
+through the papermill CLI: its exit status and the executed notebook are both checked, since a
+kernel that dies leaves no error output in the notebook.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from posecore import demo
+from posecore.runs import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS = ("prepare_data", "train", "eval", "visualize", "export")
+COMMON = {"model", "params", "run_name", "data_root", "overrides"}
+OWN = {"train": {"npus", "epochs"}, "eval": {"npus", "epochs", "checkpoint"},
+       "visualize": {"checkpoint"}, "export": {"checkpoint"}}
+RUN = "nbtest"
+# FastPose-18 on 64x64 crops (FastPose needs sides divisible by 32): a few seconds per notebook on 2 cores
+TINY = {"model.depth": 18, "data.input_size": [64, 64], "data.heatmap_size": [16, 16], "data.workers": 0,
+        "train.batch_size": 8, "train.log_every": 1, "train.val_every": 1, "train.warmup_iters": 0,
+        "eval.batch_size": 16}
+
+
+def _load(name: str):
+    path = NOTEBOOK_DIR / f"{name}.ipynb"
+    assert path.is_file(), f"{path} is missing"
+    return nbformat.read(path, as_version=4)
+
+
+def _assigned_names(source: str) -> dict[str, object]:
+    tree = ast.parse(source)
+    return {target.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+# --- static checks -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_clean_with_one_parameters_cell_first(name):
+    nb = _load(name)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    tagged = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{name}: {len(tagged)} cells tagged 'parameters', want exactly 1"
+    assert tagged[0] is code[0], f"{name}: the parameters cell must be the first code cell"
+    names = _assigned_names(tagged[0].source)  # literal values only: papermill -p / -y can set them
+    missing = (COMMON | OWN.get(name, set())) - set(names)
+    assert not missing, f"{name}: parameters cell lacks {sorted(missing)}"
+    assert names["model"] in ("fastpose", "hourglass") and isinstance(names["overrides"], dict)
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, f"{name}: stored outputs in {cell.source[:60]!r}"
+        assert not re.search(r"^\s*(async\s+)?def\s|\blambda\b|^\s*class\s", cell.source, re.M), (
+            f"{name}: logic belongs in posecore, not in a cell: {cell.source[:80]!r}")
+
+
+# --- execution -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def workbook(tmp_path_factory):
+    """A tiny synthetic dataset and an outputs root for this module's notebook runs."""
+    root = tmp_path_factory.mktemp("workbook")
+    previous = os.environ.get("POSECORE_OUTPUTS")
+    os.environ["POSECORE_OUTPUTS"] = str(root / "outputs")  # kernels inherit it
+    yield {"root": root, "data": root / "synthetic_coco", "outputs": root / "outputs"}
+    if previous is None:
+        del os.environ["POSECORE_OUTPUTS"]
+    else:
+        os.environ["POSECORE_OUTPUTS"] = previous
+
+
+def _common(workbook, **extra):
+    return {"model": "fastpose", "params": "demo", "run_name": RUN, "data_root": str(workbook["data"]),
+            "overrides": TINY, **extra}
+
+
+def _outputs_of(path: Path, mime: str) -> int:
+    nb = nbformat.read(path, as_version=4)
+    return sum(mime in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+
+
+def _output_text(path: Path) -> str:
+    return json.dumps([c.outputs for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"])
+
+
+def run_cli(source: Path, output: Path, parameters: dict) -> subprocess.CompletedProcess:
+    """papermill's CLI on a notebook; fails on a non-zero exit OR an error in the output notebook."""
+    name = source.name
+    command = [sys.executable, "-m", "papermill", str(source), str(output),
+               "--no-progress-bar", "--kernel", "python3", "-y", json.dumps(parameters)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    errors = []
+    if output.is_file():
+        nb = nbformat.read(output, as_version=4)
+        errors = [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code"
+                  for o in c.outputs if o.output_type == "error"]
+    if done.returncode != 0 or errors:
+        died = "" if errors else " (no error in the notebook: the kernel died?)"
+        pytest.fail(f"papermill {name} exited {done.returncode}{died}; cell errors: {errors}\n"
+                    f"{done.stderr[-3000:]}")
+    return done
+
+
+def _run(name: str, workbook, **parameters) -> Path:
+    try:
+        return demo.run_notebook(name, RUN, parameters, stream=False)
+    except demo.NotebookFailed as error:
+        pytest.fail(str(error))
+
+
+@pytest.fixture(scope="module")
+def prepared(workbook):
+    synthetic = {"num_train": 12, "num_val": 5, "image_size": 128}
+    return _run("prepare_data", workbook, **_common(workbook, synthetic=synthetic))
+
+
+@pytest.fixture(scope="module")
+def trained(workbook, prepared):
+    output = workbook["outputs"] / RUN / "notebooks" / "train.ipynb"
+    run_cli(NOTEBOOK_DIR / "train.ipynb", output, _common(workbook, npus=1, epochs=1))
+    return output
+
+
+@pytest.fixture(scope="module")
+def evaluated(workbook, trained):
+    return _run("eval", workbook, **_common(workbook, npus=1, checkpoint="best"))
+
+
+def test_prepare_data_builds_data_and_shows_statistics(workbook, prepared):
+    assert (workbook["data"] / "annotations" / "person_keypoints_val2017.json").is_file()
+    figures = workbook["outputs"] / RUN / "figures"
+    assert (figures / "data_statistics.png").is_file() and (figures / "data_examples.png").is_file()
+    assert _outputs_of(prepared, "image/png") >= 2
+
+
+def test_prepare_data_names_what_is_missing_and_where_to_get_it(workbook, tmp_path):
+    incomplete = tmp_path / "coco"
+    (incomplete / "annotations").mkdir(parents=True)
+    output = _run("prepare_data", workbook, **{**_common(workbook), "data_root": str(incomplete),
+                                                "run_name": "nbtest-layout"})
+    text = _output_text(output)
+    assert "person_keypoints_val2017.json" in text and "https://cocodataset.org/#download" in text
+    assert not (workbook["outputs"] / "nbtest-layout" / "figures" / "data_statistics.png").exists()
+
+
+def test_train_notebook_writes_checkpoints_and_log(workbook, trained):
+    folder = workbook["outputs"] / RUN
+    assert (folder / "checkpoints" / "best.pt").is_file()
+    records = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("type") == "train" for r in records) and any(r.get("type") == "val" for r in records)
+
+
+def test_eval_notebook_scores_and_writes_the_report(workbook, evaluated):
+    folder = workbook["outputs"] / RUN
+    metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+    assert 0.0 <= metrics["AP"] <= 1.0
+    for name in ("eval_per_joint", "eval_thresholds", "eval_worst"):
+        assert (folder / "figures" / f"{name}.png").is_file(), name
+    report = (folder / "report.html").read_text()
+    for seed in ("72.24", "71.61", "89.0189", "88.9383", "gt mAP", "flip test"):
+        assert seed in report, seed
+    assert report.count("data:image/png;base64") >= 4
+    assert "posecore.evaluate" not in report  # code hidden
+    assert _outputs_of(evaluated, "image/png") >= 3
+
+
+def test_visualize_notebook_renders_static_figures_and_the_widget(workbook, evaluated):
+    output = _run("visualize", workbook, **_common(workbook, checkpoint="best"))
+    assert _outputs_of(output, "image/png") >= 2
+    assert _outputs_of(output, "application/vnd.jupyter.widget-view+json") == 1
+    assert (workbook["outputs"] / RUN / "figures" / "viz_heatmap.png").is_file()
+
+
+def test_export_notebook_writes_the_model_and_tables(workbook, trained):
+    output = _run("export", workbook, **_common(workbook, checkpoint="best", latency_batches=[1], latency_repeats=2))
+    folder = workbook["outputs"] / RUN
+    assert (folder / "model.onnx").is_file() and (folder / "figures" / "export_example.png").is_file()
+    text = _output_text(output)
+    assert "onnxruntime_ms" in text and "max abs diff" in text
+
+
+def test_failing_cell_stops_the_demo_with_its_error(workbook, monkeypatch, capsys):
+    """A notebook error reaches the demo's exit status and shows the cell's exception."""
+    bad = _common(workbook, checkpoint="no-such-checkpoint.pt", run_name="nbtest-fail")
+    monkeypatch.setattr(demo, "demo_steps", lambda run_name, params: [("export", bad)])
+    assert demo.main(["--run", "nbtest-fail"]) == 1
+    err = capsys.readouterr().err
+    assert "export.ipynb failed in cell" in err and "FileNotFoundError" in err and "no-such-checkpoint.pt" in err
+
+
+def test_dead_kernel_is_a_failure_even_without_an_error_cell(tmp_path):
+    """papermill's exit status catches what the output notebook cannot say: the kernel died."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os\nos._exit(9)")]
+    source = tmp_path / "dies.ipynb"
+    nbformat.write(nb, source)
+    output = tmp_path / "out.ipynb"
+    done = subprocess.run([sys.executable, "-m", "papermill", str(source), str(output), "--no-progress-bar"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    executed = nbformat.read(output, as_version=4)
+    assert not any(o.output_type == "error" for c in executed.cells for o in c.get("outputs", []))
+    with pytest.raises(pytest.fail.Exception, match="kernel died"):
+        run_cli(source, tmp_path / "again.ipynb", {})
