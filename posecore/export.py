@@ -34,7 +34,7 @@ from posecore.checkpoints import load_checkpoint
 from posecore.keypoints import keypoint_info
 from posecore.models import build_model
 from posecore.params import Params, load_params
-from posecore.runs import atomic_write, run_dir
+from posecore.runs import atomic_write, resolve_path, run_dir
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
@@ -73,6 +73,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
 
     `params`: Params, or a name/path for posecore.load_params. `checkpoint`: a file in any format
     posecore.load_checkpoint detects, "best"/"last" of `run_name`, or None (weights as built).
+    Relative paths (checkpoint, `path`) are relative to the repository root, as in params.
     `parity_batch_sizes`: batches compared with onnxruntime after writing (default (1, 2), or
     (1,) without a dynamic batch; () skips). Returns a report: path, opset, ir_version,
     input/output names, parity max abs diff, checkpoint format.
@@ -107,7 +108,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     set_metadata(proto, build_metadata(params, output_names, weights, checkpoint_format))
     proto.doc_string = f"posecore {params.model.name} pose model; see metadata_props for decoding"
     onnx.checker.check_model(proto, full_check=True)
-    path = atomic_write(path, proto.SerializeToString())
+    path = atomic_write(resolve_path(path), proto.SerializeToString())
 
     parity = check_parity(model, path, parity_batch_sizes) if parity_batch_sizes else None
     if parity and not parity["ok"]:
@@ -140,9 +141,7 @@ class ExportWrapper(nn.Module):
         self.register_buffer("stride", torch.tensor(stride, dtype=torch.float32), persistent=False)
 
     def forward(self, image: torch.Tensor):
-        heatmaps = self.model(image)
-        if isinstance(heatmaps, (list, tuple)):  # stacked hourglass: the last stack predicts
-            heatmaps = heatmaps[-1]
+        heatmaps = self.model(image)  # eval mode: one tensor, the last stack's for an hourglass
         if not self.decode:
             return heatmaps
         coords, scores = decode_heatmaps_torch(heatmaps)
@@ -182,16 +181,20 @@ def check_opset(opset: int) -> None:
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike | None, run_name: str | None) -> Path | None:
-    """None, "best"/"last" of run_name (outputs/<run>/checkpoints/<name>.pt), or an existing file."""
+    """None, "best"/"last" of run_name (outputs/<run>/checkpoints/<name>.pt), or an existing file
+    (relative paths are relative to the repository root, as everywhere in posecore)."""
     if checkpoint is None:
         return None
-    if str(checkpoint) in RUN_CHECKPOINTS and not Path(checkpoint).exists():
+    if str(checkpoint) in RUN_CHECKPOINTS:
         if not run_name:
             raise ValueError(f"checkpoint {checkpoint!r} needs run_name= (the run whose "
                              f"checkpoints/{checkpoint}.pt to export), or pass a file path")
         path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
-    else:
-        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run {run_name!r} has no {checkpoint} "
+                                    f"checkpoint yet; train it first or pass a checkpoint path")
+        return path
+    path = resolve_path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     return path
@@ -300,8 +303,6 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike,
         images = torch.randn(batch, channels, height, width, generator=generator)
         with torch.no_grad():
             heatmaps = model(images)
-        if isinstance(heatmaps, (list, tuple)):
-            heatmaps = heatmaps[-1]
         coords, scores = decode_heatmaps_torch(heatmaps)
         expected = {"heatmaps": heatmaps, "keypoints": coords * stride, "scores": scores}
         outputs = session.run(names, {input_meta.name: images.numpy()})
