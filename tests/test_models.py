@@ -29,15 +29,15 @@ def test_resnet_models_give_quarter_resolution_heatmaps(name, kwargs, joints):
 
 def test_stacked_hourglass_returns_every_stack_in_training_and_the_last_in_eval():
     model = build_model("hourglass", num_stacks=2, num_joints=5)
-    x = torch.randn(2, 3, 128, 128)
-    model.train()
-    stacks = model(x)
-    assert isinstance(stacks, list) and [s.shape for s in stacks] == [(2, 5, 32, 32)] * 2
-    model.eval()
     with torch.no_grad():
-        last = model(x)
-        assert torch.equal(last, model.head.final_layers[1](model.backbone(x)[1]))
-    assert last.shape == (2, 5, 32, 32)
+        for stack, layer in enumerate(model.head.final_layers):  # constant maps: stack index
+            layer.weight.zero_(), layer.bias.fill_(stack)
+        stacks = model.train()(torch.randn(2, 3, 128, 128))
+        last = model.eval()(torch.randn(1, 3, 128, 128))
+    assert isinstance(stacks, list) and [s.shape for s in stacks] == [(2, 5, 32, 32)] * 2
+    assert [s.unique().tolist() for s in stacks] == [[0.0], [1.0]]
+    assert isinstance(last, torch.Tensor) and last.shape == (1, 5, 32, 32)
+    assert last.unique().tolist() == [1.0]
 
 
 def test_defaults_and_exact_parameter_counts_of_the_reference_architectures():
