@@ -164,7 +164,8 @@ class RefHourglassNet(nn.Module):
         for i in range(self.stacks):
             outs.append(self.out_convs[i](self.hourglass_modules[i](inter)))
             if i < self.stacks - 1:
-                inter = self.inters[i](F.relu(self.conv1x1s[i](inter) + self.remap_convs[i](outs[-1])))
+                merged = self.conv1x1s[i](inter) + self.remap_convs[i](outs[-1])
+                inter = self.inters[i](F.relu(merged))
         return outs
 
 
@@ -249,17 +250,19 @@ def mmpose_hourglass():
     return randomized(RefTopDown(RefHourglassNet(), RefMultiStageHead(16, 1)), seed=1)
 
 
-@pytest.mark.parametrize("version", ["0.x", "1.x"])
+@pytest.mark.parametrize("version, stacks", [("0.x", 1), ("1.x", 2)])
 def test_mmpose_hourglass_checkpoint_reproduces_the_reference(tmp_path, mmpose_hourglass,
-                                                              version):
-    state = mmpose_hourglass.state_dict()
+                                                              version, stacks):
+    reference = mmpose_hourglass if stacks == 1 else randomized(
+        RefTopDown(RefHourglassNet(stacks), RefMultiStageHead(16, stacks)), seed=stacks)
+    state = reference.state_dict()
     if version == "1.x":  # mmpose 1.x names the head `head` (CPMHead: multi_final_layers)
         state = {k.replace("keypoint_head.", "head.", 1): v for k, v in state.items()}
-    path = tmp_path / "hourglass52_mpii_384x384.pth"
+    path = tmp_path / "hourglass_mpii_384x384.pth"
     torch.save({"meta": {"epoch": 210, "mmpose_version": version}, "state_dict": state}, path)
-    model = build_model("hourglass")
+    model = build_model("hourglass", num_stacks=stacks)
     assert load_checkpoint(model, path)["format"] == f"mmpose-{version}"
-    assert_same_outputs(mmpose_hourglass, model, torch.randn(1, 3, 128, 128))
+    assert_same_outputs(reference, model, torch.randn(1, 3, 128, 128))
 
 
 def test_mmpose_simplebaseline_checkpoint_reproduces_the_reference(tmp_path):
