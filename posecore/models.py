@@ -259,8 +259,11 @@ class HourglassNet(nn.Module):
             HourglassModule(downsample_times, stage_channels, stage_blocks)
             for _ in range(num_stacks))
         # mmpose builds one intermediate block even for a single stack (it is then unused);
-        # kept so that parameter counts and checkpoints match upstream exactly.
+        # kept so that parameter counts and checkpoints match upstream exactly, and frozen so
+        # that DDP does not wait for gradients that never come.
         self.inters = _basic_stage(channels, channels, max(num_stacks - 1, 1))
+        if num_stacks == 1:
+            self.inters.requires_grad_(False)
         self.conv1x1s = nn.ModuleList(
             ConvBN(channels, channels, 1, relu=False) for _ in range(num_stacks - 1))
         self.out_convs = nn.ModuleList(

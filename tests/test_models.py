@@ -48,6 +48,9 @@ def test_defaults_and_exact_parameter_counts_of_the_reference_architectures():
     assert hourglass.num_joints == 16
     assert sum(p.numel() for p in hourglass.parameters()) == 94_847_632
     assert sum(p.numel() for p in hourglass.backbone.parameters()) == 94_843_520
+    # the single stack's unused upstream block must not leave DDP waiting for its gradients
+    frozen = [name for name, p in hourglass.named_parameters() if not p.requires_grad]
+    assert frozen and all(name.startswith("backbone.inters.") for name in frozen)
 
 
 @pytest.mark.parametrize("depth, gated_stages", [(18, ["layer2", "layer3", "layer4"]),
