@@ -53,8 +53,7 @@ MPII_LAYOUT = (
 )
 MPII_PIXEL_STD = 200.0  # MPII's `scale` is the person height in units of 200 px
 # Reduced JPEG decoding: (factor, cv2 flag); the DCT decoder scales almost for free.
-_REDUCED_READS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                  (2, cv2.IMREAD_REDUCED_COLOR_2))
+_REDUCED_READS = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
 
 
 class DataLayoutError(FileNotFoundError):
@@ -186,8 +185,8 @@ class PoseDataset(Dataset):
         # were trained on.
         self.reduced_decode = train
         std = np.asarray(data.std, dtype=np.float32)
-        self._pixel_scale = (1.0 / (255.0 * std)).reshape(3, 1, 1)
-        self._pixel_shift = (np.asarray(data.mean, dtype=np.float32) / std).reshape(3, 1, 1)
+        self._pixel_scale = [np.float32(v) for v in 1.0 / (255.0 * std)]
+        self._pixel_shift = [np.float32(v) for v in np.asarray(data.mean, dtype=np.float32) / std]
         self._flip_index = np.asarray(info.flip_index())
         self._upper_body = np.isin(np.arange(info.num_joints), info.upper_body)
         self._skipped = _SkipCounter()
@@ -244,10 +243,10 @@ class PoseDataset(Dataset):
 
     def _item(self, index: int) -> dict[str, torch.Tensor]:
         instance = self.instances[index]
-        center = instance.bbox_center.astype(np.float64).copy()
-        scale = instance.bbox_scale.astype(np.float64).copy()
-        joints = instance.joints.astype(np.float64).copy()
-        visible = instance.visible.astype(np.float32).copy()
+        center = instance.bbox_center.astype(np.float64)
+        scale = instance.bbox_scale.astype(np.float64)
+        joints = instance.joints.astype(np.float64)
+        visible = instance.visible.astype(np.float32)
         image, image_size = None, instance.image_size
         if image_size is None:
             image = read_image(instance.image_path)
@@ -262,11 +261,11 @@ class PoseDataset(Dataset):
                 half = half_body_box(joints, visible, self._upper_body, self.aspect_ratio, rng)
                 if half is not None:
                     center, scale = half
-            scale = scale * np.clip(rng.standard_normal() * self.scale_factor + 1,
-                                    1 - self.scale_factor, 1 + self.scale_factor)
+            factor = self.scale_factor
+            scale = scale * min(max(rng.standard_normal() * factor + 1, 1 - factor), 1 + factor)
             if rng.random() <= self.rot_prob:
-                rotation = float(np.clip(rng.standard_normal() * self.rot_factor,
-                                         -2 * self.rot_factor, 2 * self.rot_factor))
+                limit = 2 * self.rot_factor
+                rotation = min(max(float(rng.standard_normal()) * self.rot_factor, -limit), limit)
             flipped = self.flip and rng.random() <= 0.5
             if flipped:
                 mirror = image_size[0] - 1
@@ -291,10 +290,7 @@ class PoseDataset(Dataset):
         joints_input = transform_points(joints, matrix)
         target, target_weight = encode_heatmaps(joints_input, visible, self.input_size,
                                                 self.heatmap_size, self.sigma)
-        # BGR HWC uint8 -> normalized RGB CHW float32, on the small crop only
-        pixels = crop[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
-        pixels *= self._pixel_scale
-        pixels -= self._pixel_shift
+        pixels = self._normalize(crop)
         joints_out = np.concatenate([joints, (visible > 0)[:, None]], axis=1) * (visible > 0)[:, None]
         return {
             "image": torch.from_numpy(pixels),
@@ -310,10 +306,19 @@ class PoseDataset(Dataset):
             "area": torch.tensor(float(scale[0] * scale[1]), dtype=torch.float32),
         }
 
+    def _normalize(self, crop: np.ndarray) -> np.ndarray:
+        """BGR uint8 [H, W, 3] crop -> normalized RGB float32 [3, H, W]."""
+        pixels = np.empty((3,) + crop.shape[:2], dtype=np.float32)
+        # one contiguous plane at a time: ~8x faster than a strided transpose + astype
+        for channel, plane in enumerate(reversed(cv2.split(crop))):
+            np.multiply(plane, self._pixel_scale[channel], out=pixels[channel], dtype=np.float32)
+            pixels[channel] -= self._pixel_shift[channel]
+        return pixels
+
     def _reduction(self, scale) -> int:
         """Largest decode reduction that still leaves the crop at least input resolution."""
         room = min(scale[0] / self.input_size[0], scale[1] / self.input_size[1])
-        for factor, _ in _REDUCED_READS:
+        for factor in _REDUCED_READS:
             if room >= factor:
                 return factor
         return 1
@@ -377,7 +382,8 @@ def read_image(path, reduction: int = 1) -> np.ndarray:
         raise ImageReadError("empty file")
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:].tobytes():
         raise ImageReadError("truncated JPEG (no end-of-image marker)")
-    flag = dict((f, c) for f, c in _REDUCED_READS).get(reduction, cv2.IMREAD_COLOR)
+    # Annotations refer to the stored pixel grid: EXIF orientation is not applied (as in HRNet).
+    flag = _REDUCED_READS.get(reduction, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(data, flag)
     if image is None:
         raise ImageReadError("not a decodable image")

@@ -1,0 +1,87 @@
+"""Training data pipeline throughput: samples/s of decode + augment + warp + targets.
+
+    .venv/bin/python benchmarks/data_pipeline.py [--root ../shared/samples/coco] [--workers 2]
+
+Prints a single-process timing loop (with and without reduced JPEG decoding) and DataLoader
+figures for 1 and N worker processes. Reference: AlphaPose's SimpleTransform reaches about
+236 samples/s on one core on the shared COCO samples at 256x192; the goal is >= 1.5x that.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import torch
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from posecore.data import build_dataset  # noqa: E402
+from posecore.params import load_params  # noqa: E402
+
+ALPHAPOSE_SAMPLES_PER_S = 236.0
+
+
+def single_process(dataset, samples: int) -> float:
+    """samples/s of dataset[i] in this process, cycling through epochs so augmentation varies."""
+    for i in range(min(16, len(dataset))):  # warm the page cache
+        dataset[i]
+    started = time.perf_counter()
+    for n in range(samples):
+        if n % len(dataset) == 0:
+            dataset.set_epoch(n // len(dataset))
+        dataset[n % len(dataset)]
+    return samples / (time.perf_counter() - started)
+
+
+def with_loader(dataset, workers: int, samples: int, batch_size: int) -> float:
+    """samples/s through a DataLoader, after its first batch (worker start-up left out)."""
+    repeats = max(1, -(-samples // len(dataset)))
+    indices = list(range(len(dataset))) * (repeats + 1)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    iterator = iter(loader)
+    next(iterator)
+    count, started = 0, time.perf_counter()
+    for batch in iterator:
+        count += len(batch["image"])
+        if count >= samples:
+            break
+    return count / (time.perf_counter() - started)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=str(REPO.parent / "shared" / "samples" / "coco"))
+    parser.add_argument("--params", default="fastpose", help="params name (input size, augmentation)")
+    parser.add_argument("--workers", type=int, default=2, help="N for the N-worker DataLoader figure")
+    parser.add_argument("--samples", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params, {"data.root": args.root})
+    dataset = build_dataset(params, "train")
+    print(f"{len(dataset)} training instances in {args.root}, input {params.data.input_size} (w, h), "
+          f"heatmap {params.data.heatmap_size}; torch threads {torch.get_num_threads()}")
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    rows = []
+    dataset.reduced_decode = False
+    rows.append(("1 process, full-size decode", single_process(dataset, args.samples)))
+    dataset.reduced_decode = True
+    rows.append(("1 process", single_process(dataset, args.samples)))
+    rows.append(("DataLoader, 1 worker", with_loader(dataset, 1, args.samples, args.batch_size)))
+    if args.workers > 1:
+        rows.append((f"DataLoader, {args.workers} workers", with_loader(dataset, args.workers, args.samples,
+                                                                       args.batch_size)))
+    for name, rate in rows:
+        print(f"{name:<32} {rate:8.1f} samples/s  ({rate / ALPHAPOSE_SAMPLES_PER_S:.2f}x AlphaPose's "
+              f"{ALPHAPOSE_SAMPLES_PER_S:.0f})")
+
+
+if __name__ == "__main__":
+    main()
