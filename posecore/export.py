@@ -90,6 +90,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
         raise ValueError(f"parity_batch_sizes {tuple(parity_batch_sizes)}: a fixed-batch export takes batch 1 only")
 
     output_names = ["heatmaps", *(DECODE_OUTPUTS if decode else ())]
+    metadata = build_metadata(params, output_names, weights, checkpoint_format)
     w, h = params.data.input_size
     example = torch.zeros(2 if dynamic_batch else 1, 3, h, w)
     dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
@@ -105,7 +106,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     # onnxruntime rejects IR versions newer than it knows; the lowest IR that carries the opset
     # is what every runtime with that opset accepts.
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
-    set_metadata(proto, build_metadata(params, output_names, weights, checkpoint_format))
+    set_metadata(proto, metadata)
     proto.doc_string = f"posecore {params.model.name} pose model; see metadata_props for decoding"
     onnx.checker.check_model(proto, full_check=True)
     path = atomic_write(resolve_path(path), proto.SerializeToString())
