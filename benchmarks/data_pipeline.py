@@ -26,16 +26,17 @@ from posecore.params import load_params  # noqa: E402
 ALPHAPOSE_SAMPLES_PER_S = 236.0
 
 
-def single_process(dataset, samples: int) -> float:
-    """samples/s of dataset[i] in this process, cycling through epochs so augmentation varies."""
+def single_process(dataset, samples: int) -> tuple[float, float]:
+    """(wall, CPU) samples/s of dataset[i] in this process, cycling through epochs so that the
+    augmentation varies. On a shared machine the CPU-time rate is the steadier figure."""
     for i in range(min(16, len(dataset))):  # warm the page cache
         dataset[i]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for n in range(samples):
         if n % len(dataset) == 0:
             dataset.set_epoch(n // len(dataset))
         dataset[n % len(dataset)]
-    return samples / (time.perf_counter() - started)
+    return samples / (time.perf_counter() - started), samples / (time.process_time() - cpu_started)
 
 
 def with_loader(dataset, workers: int, samples: int, batch_size: int) -> float:
@@ -71,9 +72,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     rows = []
     dataset.reduced_decode = False
-    rows.append(("1 process, full-size decode", single_process(dataset, args.samples)))
+    wall, cpu = single_process(dataset, args.samples)
+    rows += [("1 process, full-size decode", wall), ("  same, per CPU second", cpu)]
     dataset.reduced_decode = True
-    rows.append(("1 process", single_process(dataset, args.samples)))
+    wall, cpu = single_process(dataset, args.samples)
+    rows += [("1 process", wall), ("  same, per CPU second", cpu)]
     rows.append(("DataLoader, 1 worker", with_loader(dataset, 1, args.samples, args.batch_size)))
     if args.workers > 1:
         rows.append((f"DataLoader, {args.workers} workers", with_loader(dataset, args.workers, args.samples,

@@ -86,7 +86,8 @@ def build_dataset(params, split: str) -> "PoseDataset":
 
     COCO: train and val on clean ground-truth person boxes; test on the val images with the
     detector boxes of data.det_file. MPII: train / val from the json annotations (test = val).
-    data.root "" means the synthetic demo data under outputs/data/, generated on first use.
+    data.root "" means the synthetic demo data under outputs/data/synthetic_<dataset>; a missing
+    data.root whose folder name starts with "synthetic" is generated too (make_synthetic defaults).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -398,6 +399,10 @@ def _dataset_root(data) -> Path:
         make_synthetic(root, dataset=data.dataset)
         return root
     root = resolve_path(data.root)
+    if not root.is_dir() and root.name.startswith("synthetic"):
+        # params/demo.yaml points at outputs/data/synthetic_coco: make it on first use
+        log.info("data.root %s does not exist yet: generating the synthetic dataset there", root)
+        return make_synthetic(root, dataset=data.dataset)
     if not root.is_dir():
         layout = COCO_LAYOUT if data.dataset == "coco" else MPII_LAYOUT
         raise DataLayoutError(

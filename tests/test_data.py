@@ -338,3 +338,17 @@ def test_odd_images_and_boxes_are_handled(coco_copy):
     assert all(item["image"].shape == (3, 256, 192) for item in items) and dataset.num_skipped == 0
     outside = next(item for item in items if item["joints"][0, 1] > 5000)
     assert outside["target_weight"][0] == 0 and not outside["target"][0].any()
+
+
+def test_synthetic_roots_are_generated_on_first_use(tmp_path, monkeypatch):
+    import posecore.data as data_module
+
+    made = []
+    monkeypatch.setattr(data_module, "make_synthetic",
+                        lambda root, dataset: made.append((root, dataset)) or make_synthetic(
+                            root, dataset=dataset, num_train=3, num_val=2))
+    dataset = build_dataset(load_params("demo", {"data.root": str(tmp_path / "synthetic_coco")}), "val")
+    assert made == [(tmp_path / "synthetic_coco", "coco")] and len(dataset) > 0
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
+    build_dataset(load_params("demo", {"data.root": ""}), "val")
+    assert made[-1] == (tmp_path / "outputs" / "data" / "synthetic_coco", "coco")
