@@ -1,0 +1,396 @@
+"""Ranks, process groups, and `launch`: one worker process per device through torch's elastic launcher.
+
+`launch(entrypoint, args, npus, params)` runs `entrypoint(*args)` on `npus` devices of this machine
+(and on every machine of a multi-node job) and returns rank 0's result. It is what `torchrun` does,
+called as a function, so it also works from a Jupyter/papermill kernel:
+
+- The entrypoint must be a module-level function of an importable module (e.g.
+  `posecore.engine.train_worker`); workers import it by name and get only plain `args`
+  (paths, numbers), so nothing defined in a notebook is ever pickled to them.
+- Workers write stdout/stderr to `<log_dir>/<run_id>_*/attempt_0/<local_rank>/{stdout,stderr}.log`;
+  a thread in the caller copies local rank 0's logs into `sys.stdout` / `sys.stderr` as they grow
+  (under ipykernel, child processes' file descriptors never reach the notebook by themselves).
+- A failing worker stops the job; its traceback (from the `record` error file) and the end of its
+  stderr log are printed and raised as a RuntimeError.
+- No worker outlives the caller: each worker asks Linux to SIGKILL it when its parent dies
+  (prctl PR_SET_PDEATHSIG), and an interrupt in the caller stops the workers (they get SIGINT,
+  finish their current step, and the engine saves a resumable checkpoint) before re-raising
+  KeyboardInterrupt.
+
+Multi-node (the way torchrun scales): run the same `posecore.train(params, npus=N)` on every
+machine with the same `outputs/` (a shared filesystem, so that all nodes see params.yaml and
+the checkpoints) and
+    dist.nnodes = number of machines, dist.node_rank = 0..nnodes-1 (this machine),
+    dist.master_addr / dist.master_port = an address of node 0 that every node can reach.
+The environment can supply them instead (it overrides params.dist): NNODES, NODE_RANK,
+MASTER_ADDR, MASTER_PORT, or torchrun's PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR,
+PET_MASTER_PORT. Node 0 hosts the rendezvous (torchrun's static rendezvous); the world size is
+nnodes * npus and global ranks are node_rank * npus + local_rank. A single node needs none of
+this: it rendezvouses on a free localhost port (torchrun --standalone).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
+
+from posecore import device
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PLAIN_ARGS = (str, int, float, bool, type(None), Path)
+_HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+_LOG_TAIL_LINES = 40
+
+
+# --- ranks -----------------------------------------------------------------------------------
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over ranks in place (a no-op in one process) and return it."""
+    if is_distributed():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+# --- nodes -----------------------------------------------------------------------------------
+
+@dataclass
+class Nodes:
+    nnodes: int
+    node_rank: int
+    master_addr: str
+    master_port: int
+
+
+def node_settings(params: Any = None) -> Nodes:
+    """params.dist, overridden by NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT (or their PET_ forms)."""
+    source = getattr(params, "dist", None)
+
+    def pick(key: str, default: Any) -> Any:
+        for name in (f"PET_{key.upper()}", key.upper()):
+            if os.environ.get(name):
+                return type(default)(os.environ[name])
+        return getattr(source, key, default)
+
+    nodes = Nodes(pick("nnodes", 1), pick("node_rank", 0), pick("master_addr", "127.0.0.1"),
+                  pick("master_port", 29500))
+    if nodes.nnodes < 1 or not 0 <= nodes.node_rank < nodes.nnodes:
+        raise ValueError(f"dist.node_rank must be in [0, dist.nnodes); got node_rank "
+                         f"{nodes.node_rank} with nnodes {nodes.nnodes} (params.dist or environment)")
+    return nodes
+
+
+# --- launch ----------------------------------------------------------------------------------
+
+def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = None,
+           log_dir: str | os.PathLike | None = None) -> Any:
+    """Run `entrypoint(*args)` on `npus` devices per node and return rank 0's result.
+
+    npus=1 on one node calls it in this process. Otherwise every worker initializes the process
+    group (params.dist.backend, else hccl / nccl / gloo from the device layer) and binds its device
+    before the call. `args` must be plain values (str, numbers, paths). Worker logs go under
+    `log_dir` (default: a new temp folder). See the module docstring for multi-node use.
+    """
+    if not isinstance(npus, int) or npus < 1:
+        raise ValueError(f"npus must be a positive integer, got {npus!r}")
+    device.check_device_count(npus)
+    nodes = node_settings(params)
+    if npus == 1 and nodes.nnodes == 1:
+        return entrypoint(*args)
+    target = _importable_name(entrypoint)
+    _check_plain(args)
+    backend = getattr(getattr(params, "dist", None), "backend", "") or device.dist_backend()
+    logs = _RankLogs(Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="posecore-launch-")))
+    config = _launch_config(npus, nodes, logs)
+
+    from torch.distributed.launcher.api import elastic_launch
+
+    saved_handlers = _signal_handlers()
+    saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
+    tail = _LogTail(logs)
+    tail.start()
+    try:
+        results = elastic_launch(config, _worker)(target, backend, npus, *args)
+    except ChildFailedError as error:
+        tail.stop()
+        raise RuntimeError(_failure_report(error, logs)) from None
+    except SignalException as error:
+        _stop_workers()
+        if error.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise
+    except BaseException:
+        _stop_workers()
+        raise
+    finally:
+        tail.stop()
+        _restore_signal_handlers(saved_handlers)
+        if saved_env is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
+    return results.get(0)
+
+
+def _launch_config(npus: int, nodes: Nodes, logs: DefaultLogsSpecs) -> Any:
+    from torch.distributed.launcher.api import LaunchConfig
+
+    if nodes.nnodes == 1:
+        # torchrun --standalone: a c10d rendezvous on a free localhost port
+        rdzv = dict(rdzv_backend="c10d", rdzv_endpoint="localhost:0", rdzv_configs={})
+    else:
+        rdzv = dict(rdzv_backend="static", rdzv_endpoint=f"{nodes.master_addr}:{nodes.master_port}",
+                    rdzv_configs={"rank": nodes.node_rank})
+    return LaunchConfig(
+        min_nodes=nodes.nnodes, max_nodes=nodes.nnodes, nproc_per_node=npus,
+        run_id=f"posecore-{uuid.uuid4().hex[:8]}", max_restarts=0, monitor_interval=0.2,
+        start_method="spawn", logs_specs=logs, shutdown_timeout=30, **rdzv,
+    )
+
+
+def _importable_name(entrypoint: Callable) -> str:
+    module = getattr(entrypoint, "__module__", None)
+    name = getattr(entrypoint, "__qualname__", "")
+    if not module or module == "__main__" or "." in name or "<" in name:
+        raise ValueError(
+            f"launch needs a module-level function of an importable module (e.g. "
+            f"posecore.engine.train_worker), not {entrypoint!r}: workers import it by name, "
+            f"so nothing defined in a notebook or script is pickled to them"
+        )
+    return f"{module}:{name}"
+
+
+def _check_plain(args: tuple) -> None:
+    for value in args:
+        if not isinstance(value, _PLAIN_ARGS):
+            raise TypeError(f"launch args must be plain values (str, numbers, paths), got "
+                            f"{type(value).__name__}: save it to a file and pass the path")
+
+
+@record
+def _worker(target: str, backend: str, local_world_size: int, *args: Any) -> Any:
+    """Runs in every worker process: guard against orphaning, join the group, call the target."""
+    die_with_parent()
+    for stream in (sys.stdout, sys.stderr):  # files, not a tty: flush every line for the tail
+        stream.reconfigure(line_buffering=True)
+    if device.device_type() == "cpu":  # CPU workers share the cores instead of each taking all
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world_size))
+    module_name, name = target.split(":")
+    function = getattr(importlib.import_module(module_name), name)
+    device.get_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend=backend)
+    try:
+        return function(*args)
+    except Exception:
+        traceback.print_exc()  # into this rank's stderr log, which outlives the job
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def die_with_parent(_worker_id: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphans); no-op elsewhere.
+
+    Also usable as a DataLoader worker_init_fn (it ignores the worker id).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    expected = os.getppid()
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        expected = parent.pid
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != expected:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+class _RankLogs(DefaultLogsSpecs):
+    """Redirect every worker's stdout/stderr to files and remember where they went."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir=str(log_dir), redirects=Std.ALL, tee=Std.NONE)
+        self.destination: Any = None
+        self.ready = threading.Event()
+
+    def reify(self, envs: dict[int, dict[str, str]]) -> Any:
+        self.destination = super().reify(envs)
+        self.ready.set()
+        return self.destination
+
+    def path(self, stream: str, local_rank: int) -> str | None:
+        if self.destination is None:
+            return None
+        return getattr(self.destination, stream).get(local_rank)
+
+
+class _LogTail(threading.Thread):
+    """Copy local rank 0's stdout/stderr logs into this process's sys.stdout / sys.stderr."""
+
+    def __init__(self, logs: _RankLogs, interval: float = 0.2) -> None:
+        super().__init__(name="posecore-log-tail", daemon=True)
+        self.logs = logs
+        self.interval = interval
+        self.stopping = threading.Event()
+        # bind the streams now: under ipykernel they route to the cell that launched the job
+        self.sinks = {"stdouts": sys.stdout, "stderrs": sys.stderr}
+
+    def run(self) -> None:
+        files: dict[str, Any] = {}
+        try:
+            while True:
+                stopping = self.stopping.is_set()
+                for stream, sink in self.sinks.items():
+                    handle = files.get(stream) or self._open(stream)
+                    if handle is not None:
+                        files[stream] = handle
+                        chunk = handle.read()
+                        if chunk:
+                            sink.write(chunk)
+                            sink.flush()
+                if stopping:
+                    return
+                self.stopping.wait(self.interval)
+        finally:
+            for handle in files.values():
+                handle.close()
+
+    def _open(self, stream: str) -> Any:
+        path = self.logs.path(stream, 0)
+        if not path or not os.path.exists(path):
+            return None
+        return open(path, encoding="utf-8", errors="replace", newline="")
+
+    def stop(self) -> None:
+        if self.is_alive():
+            self.stopping.set()
+            self.join(timeout=5)
+
+
+def _failure_report(error: ChildFailedError, logs: _RankLogs) -> str:
+    """The failing worker's traceback, with the end of its stderr log printed for context."""
+    failed_rank, failure = error.get_first_failure()
+    message = failure.message
+    if isinstance(message, dict):
+        trace = message.get("extraInfo", {}).get("py_callstack") or message.get("message", "")
+    else:
+        trace = str(message)
+    stderr_path = logs.path("stderrs", failure.local_rank)
+    tail = _last_lines(stderr_path)
+    if tail:
+        print(f"--- end of worker rank {failed_rank}'s log {stderr_path} ---\n{tail}",
+              file=sys.stderr, flush=True)
+    return (f"worker rank {failed_rank} (local rank {failure.local_rank}, pid {failure.pid}) failed "
+            f"with exit code {failure.exitcode}; logs in {logs.root_log_dir}\n{trace}")
+
+
+def _last_lines(path: str | None, count: int = _LOG_TAIL_LINES) -> str:
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return "".join(f.readlines()[-count:])
+
+
+# --- signals and stray workers ---------------------------------------------------------------
+
+def _signal_handlers() -> dict[int, Any]:
+    """The handlers the elastic agent replaces (it never restores them); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {getattr(signal, name): signal.getsignal(getattr(signal, name))
+            for name in _HANDLED_SIGNALS if hasattr(signal, name)}
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+
+
+def _stop_workers(grace: float = 5.0) -> None:
+    """Terminate, then kill, any spawned worker of this process still alive after the agent stopped."""
+    pids = _spawned_children()
+    for pid in pids:
+        _signal_pid(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _alive(pid)]
+        time.sleep(0.1)
+    for pid in pids:
+        _signal_pid(pid, signal.SIGKILL)
+
+
+def _spawned_children() -> list[int]:
+    """Children of this process started by multiprocessing's spawn (the elastic workers)."""
+    pids: list[int] = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids += [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            continue
+    spawned = []
+    for pid in set(pids):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            spawned.append(pid)
+    return spawned
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return finished == 0
+
+
+def _signal_pid(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

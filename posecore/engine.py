@@ -1,0 +1,665 @@
+"""Training: `train(params, npus=1, run_name=None)` fills outputs/<run_name>/.
+
+Run folder:
+  params.yaml        the resolved params; the only thing the workers read
+  env.json           devices, versions, world size, git commit/dirty, host, command or notebook
+  log.jsonl          {"type": "train", epoch, step, loss, lr, images_per_s, data_wait, skipped}
+                     every train.log_every steps, {"type": "val", epoch, step, <metrics>} after
+                     each validation, {"type": "summary", ...} at the end of every invocation
+  metrics.json       the latest validation metrics
+  checkpoints/last.pt, best.pt   (CHECKPOINT keys below; best by evaluation.primary_metric)
+  logs/              per-rank stdout/stderr of multi-process runs
+
+Loss: HRNet/mmpose's JointsMSELoss with target weights, 0.5 * mean over joints of the MSE
+between weighted predicted and weighted target heatmaps (AlphaPose's 0.5 * MSE of masked
+heatmaps is the same number); hourglass stacks add their losses.
+
+Learning rate (`learning_rate`): multi-step decay by lr_factor at the epochs in lr_steps, an
+optional linear warm-up over the first warmup_iters iterations from lr * warmup_ratio, and
+AlphaPose's DPG phase: from epoch dpg_epoch (0-based, the epoch the dataset turns DPG box jitter
+on) the LR restarts at train.lr and decays by lr_factor at dpg_lr_steps, which AlphaPose counts
+in epochs since the restart (it builds a fresh MultiStepLR(DPG_STEP) there). AlphaPose restarts
+after finishing its epoch DPG_MILESTONE, i.e. at 0-based epoch DPG_MILESTONE + 1.
+
+Determinism and resume: the sample order of epoch e is DistributedSampler(seed=train.seed)
+.set_epoch(e), augmentation depends on (seed, epoch, index) only, CPU runs use deterministic
+algorithms, and checkpoints carry every RNG state. So on CPU, a run killed at any point after its
+first checkpoint and started again (same run_name) ends with bitwise the same weights as an
+uninterrupted run. last.pt is written atomically at the end of every epoch. An interrupt
+(Ctrl-C / kernel interrupt, SIGINT to the workers) stops after the current step and writes
+last.pt at that step (epoch_step > 0: resuming skips the batches already seen); a second interrupt
+in a notebook stops at once, leaving the last epoch's last.pt intact. Performance mode
+(train.max_steps > 0) writes no checkpoints.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+import posecore
+from posecore import data, device, distributed, models
+from posecore.params import Params, TrainParams, load_params, save_params
+from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, read_jsonl,
+                           run_dir, write_json)
+
+CHECKPOINT_FORMAT = "posecore/1"
+# checkpoint dict: format, model_name, num_joints, model (state_dict without wrapper prefixes),
+# params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch ends),
+# step (all steps), optimizer, scheduler, scaler, rng, best_metric, skipped_steps
+CHECKPOINT_KEYS = ("format", "model_name", "num_joints", "model", "params", "epoch", "epoch_step",
+                   "step", "optimizer", "scheduler", "scaler", "rng", "best_metric", "skipped_steps")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (persistent non-finite loss, out of memory, a refused run folder)."""
+
+
+# --- public entry points ---------------------------------------------------------------------
+
+def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | None = None
+          ) -> dict[str, Any]:
+    """Train `params` (a Params, a params name or a yaml path) on `npus` devices of this machine.
+
+    Writes outputs/<run_name>/ (default run name: <params.name>-<date>-<time>). Running again
+    with the same run_name resumes from its checkpoints/last.pt; with train.resume false a
+    folder that already has a checkpoint is refused. npus > 1 starts one worker process per
+    device through torch's elastic launcher (see posecore.distributed for multi-node runs).
+    Returns rank 0's summary: run_dir, epochs, steps, loss, lr, images_per_s, data_wait,
+    measured_steps, skipped_steps, best_metric, metrics, checkpoint, world_size, stopped.
+    """
+    params = load_params(params)
+    device.check_device_count(npus)
+    check_amp_backend(params.train)
+    nodes = distributed.node_settings(params)
+    folder = run_dir(run_name or default_run_name(params.name or params.model.name))
+    last = folder / "checkpoints" / "last.pt"
+    if last.exists() and not params.train.resume:
+        raise TrainingError(
+            f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
+            f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+    save_params(params, folder / "params.yaml")
+    env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
+    write_json(folder / env_name, run_environment(npus, nodes))
+    return distributed.launch(train_worker, (str(folder),), npus, params, log_dir=folder / "logs")
+
+
+def train_worker(run_folder: str) -> dict[str, Any]:
+    """Train the run in `run_folder` (reads its params.yaml) on this rank; rank 0 returns the summary."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _Trainer(Path(run_folder)).run()
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool = False
+                      ) -> dict[str, np.ndarray]:
+    """Gradients of one training step on the first `global_batch` samples of epoch 0.
+
+    Each rank takes its contiguous share of the batch, so 1 process and N processes (DDP) agree
+    when BatchNorm does not depend on the split: train.sync_bn on NPU/GPU, or `frozen_batchnorm`
+    (BatchNorm in eval mode, on its running statistics; SyncBN does not run on CPU).
+    Returns {parameter name: gradient}.
+    """
+    params = load_params(Path(run_folder) / "params.yaml")
+    world, rank = distributed.world_size(), distributed.rank()
+    if global_batch % world:
+        raise ValueError(f"global_batch {global_batch} must divide by the world size {world}")
+    dev = device.get_device(distributed.local_rank())
+    _seed_everything(params.train.seed)
+    bare = prepare_model(params, dev, world)
+    model = _wrap_model(bare, params.train, dev, world)
+    if frozen_batchnorm:
+        for module in bare.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    dataset = data.build_dataset(params, "train")
+    dataset.set_epoch(0)
+    share = global_batch // world
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(rank * share, (rank + 1) * share)])
+    output = model(batch["image"].to(dev))
+    heatmap_loss(output, batch["target"].to(dev), batch["target_weight"].to(dev)).backward()
+    return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters()
+            if p.grad is not None}
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+def heatmap_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor,
+                 target_weight: torch.Tensor) -> torch.Tensor:
+    """JointsMSELoss: output and target [N, K, H, W] (or a list of per-stack outputs, summed),
+    target_weight [N, K] (or [N, K, 1]); computed in float32."""
+    if isinstance(output, (list, tuple)):
+        return sum(heatmap_loss(stack, target, target_weight) for stack in output)
+    weight = target_weight.reshape(target.shape[0], target.shape[1], 1, 1).float()
+    difference = (output.float() - target.float()) * weight
+    return 0.5 * difference.pow(2).mean()
+
+
+def learning_rate(train: TrainParams, epoch: int, step: int) -> float:
+    """LR of global iteration `step` (0-based) in `epoch` (0-based); see the module docstring."""
+    if 0 <= train.dpg_epoch <= epoch:
+        decays = bisect.bisect_right(sorted(train.dpg_lr_steps), epoch - train.dpg_epoch)
+    else:
+        decays = bisect.bisect_right(sorted(train.lr_steps), epoch)
+    lr = train.lr * train.lr_factor ** decays
+    if step < train.warmup_iters:
+        lr *= train.warmup_ratio + (1.0 - train.warmup_ratio) * step / train.warmup_iters
+    return lr
+
+
+def build_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimizer:
+    if train.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
+                           weight_decay=train.weight_decay)
+
+
+def prepare_model(params: Params, dev: torch.device, world: int) -> nn.Module:
+    """The bare model (no DDP / compile wrappers) on `dev`: SyncBN and channels_last per params."""
+    model = models.build_model(params)
+    if params.train.sync_bn and world > 1:
+        if dev.type == "cpu":
+            raise TrainingError("train.sync_bn needs NPU/GPU workers (torch's SyncBatchNorm does not "
+                                "run on CPU): set train.sync_bn: false for CPU runs")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dev)
+    if params.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def check_amp_backend(train: TrainParams) -> Any:
+    """apex.amp when train.amp_backend is apex and AMP is on (None otherwise); a clear error without it."""
+    if train.amp_backend != "apex" or train.amp == "off":
+        return None
+    if train.amp != "fp16":
+        raise TrainingError(f"train.amp_backend: apex supports fp16 only, not train.amp: {train.amp}; "
+                            f"use train.amp_backend: torch for bf16")
+    try:
+        from apex import amp
+    except ImportError as error:
+        raise ImportError(
+            "train.amp_backend: apex needs NVIDIA apex (apex.amp), which is not installed in this "
+            "environment (Ascend torch_npu builds ship it); install apex or set "
+            "train.amp_backend: torch to use torch.amp") from error
+    return amp
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy, torch CPU and device RNG states as tensors/ints (torch.load weights_only)."""
+    version, state, gauss = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "device": device.get_rng_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    python, numpy_state = state["python"], state["numpy"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    device.set_rng_state(state["device"])
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
+    """torch.save through atomic_write: a kill mid-write leaves the previous file intact."""
+    return atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def run_environment(npus: int, nodes: distributed.Nodes) -> dict[str, Any]:
+    """What env.json records about where and how a run was started."""
+    info = device.describe()
+    info.update(
+        python=sys.version.split()[0],
+        python_executable=sys.executable,
+        posecore=posecore.__version__,
+        npus=npus,
+        nnodes=nodes.nnodes,
+        node_rank=nodes.node_rank,
+        world_size=npus * nodes.nnodes,
+        git=_git_state(),
+        command=list(sys.argv),
+        notebook={key: value for key, value in os.environ.items()
+                  if key.startswith("PAPERMILL_") or key == "JPY_SESSION_NAME"},
+        cwd=os.getcwd(),
+        started=datetime.now().isoformat(timespec="seconds"),
+    )
+    return info
+
+
+def _git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
+                              timeout=20, check=True).stdout
+    try:
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _wrap_model(bare: nn.Module, train: TrainParams, dev: torch.device, world: int) -> nn.Module:
+    model = torch.compile(bare) if train.compile else bare
+    if world > 1:
+        device_ids = None if dev.type == "cpu" else [dev.index]
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(trainer: "_Trainer", launched: bool):
+    """SIGINT asks the trainer to stop after the current step; in a notebook a second one stops now.
+
+    Launched workers always wait for the step: the kernel interrupt reaches them twice (the
+    process group and the launcher), and the launcher kills them after its shutdown timeout.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested and not launched:
+            raise KeyboardInterrupt
+        if not trainer.stop_requested and trainer.main:
+            print("\ninterrupted: stopping after the current step and saving last.pt "
+                  "(interrupt again to stop at once)", file=sys.stderr, flush=True)
+        trainer.stop_requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+class _Meter:
+    """Step timings and losses over a window (log records) or a whole invocation (summary)."""
+
+    def __init__(self) -> None:
+        self.steps = self.images = 0
+        self.wait = self.busy = 0.0
+        self.losses: list[float] = []
+
+    def add(self, images: int, wait: float, total: float, loss: float) -> None:
+        self.steps += 1
+        self.images += images
+        self.wait += wait
+        self.busy += total
+        if math.isfinite(loss):
+            self.losses.append(loss)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "loss": float(np.mean(self.losses)) if self.losses else float("nan"),
+            "images_per_s": self.images / self.busy if self.busy > 0 else 0.0,
+            "data_wait": self.wait / self.busy if self.busy > 0 else 0.0,
+        }
+
+
+class _Trainer:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.params = load_params(folder / "params.yaml")
+        self.train = self.params.train
+        self.world, self.main = distributed.world_size(), distributed.is_main()
+        self.device = device.get_device(distributed.local_rank())
+        self.last_path = folder / "checkpoints" / "last.pt"
+        self.best_path = folder / "checkpoints" / "best.pt"
+        _seed_everything(self.train.seed)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.apex = check_amp_backend(self.train)
+        self.dataset = data.build_dataset(self.params, "train")
+        self.bare = prepare_model(self.params, self.device, self.world)
+        self.optimizer = build_optimizer(self.bare, self.train)
+        self.scaler = device.grad_scaler("off" if self.apex else self.train.amp, self.train.loss_scale)
+        if self.apex:
+            loss_scale = self.train.loss_scale or "dynamic"
+            self.bare, self.optimizer = self.apex.initialize(self.bare, self.optimizer, opt_level="O1",
+                                                             loss_scale=loss_scale)
+        self.epoch = self.epoch_step = self.step = self.skipped = self.nan_streak = 0
+        self.best_metric: float | None = None
+        self.metrics: dict[str, float] = {}
+        self.stop_requested = False
+        self.lr = learning_rate(self.train, 0, 0)
+        self._resume_or_start()
+        self.model = _wrap_model(self.bare, self.train, self.device, self.world)
+        # this invocation: every step, and the steps after train.perf_warmup_steps
+        self.all_steps, self.measured = _Meter(), _Meter()
+        self.epoch_loss = float("nan")
+
+    # ---- state
+
+    def _resume_or_start(self) -> None:
+        log_path = self.folder / "log.jsonl"
+        if not self.last_path.exists():
+            if self.main:  # leftovers of an attempt that died before its first checkpoint
+                for stale in (log_path, self.folder / "metrics.json", self.best_path):
+                    stale.unlink(missing_ok=True)
+            return
+        checkpoint = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        self.bare.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.apex:
+            self.apex.load_state_dict(checkpoint["scaler"])
+        elif self.scaler.is_enabled() and checkpoint["scaler"]:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch, self.epoch_step = checkpoint["epoch"], checkpoint["epoch_step"]
+        self.step, self.skipped = checkpoint["step"], checkpoint["skipped_steps"]
+        self.best_metric = checkpoint["best_metric"]
+        restore_rng(checkpoint["rng"])
+        if self.main:
+            self._forget_records_after(log_path)
+            print(f"resuming {self.folder.name} from {self.last_path} at epoch {self.epoch}"
+                  f"{f' step {self.epoch_step} of the epoch' if self.epoch_step else ''} "
+                  f"(global step {self.step})", flush=True)
+
+    def _forget_records_after(self, log_path: Path) -> None:
+        """Drop log records of steps the resumed run will redo, so each step is logged once."""
+        if not log_path.exists():
+            return
+        kept = [r for r in read_jsonl(log_path)
+                if (r.get("type") == "val" and r.get("epoch", 0) < self.epoch)
+                or (r.get("type") == "train" and r.get("step", 0) <= self.step)
+                or r.get("type") not in ("val", "train")]
+        atomic_write(log_path, "".join(_json_line(r) for r in kept))
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_name": self.params.model.name,
+            "num_joints": self.params.model.num_joints,
+            "model": self.bare.state_dict(),
+            "params": self.params.to_dict(),
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"lr": self.lr},  # the LR is a pure function of (params, epoch, step)
+            "scaler": self.apex.state_dict() if self.apex else self.scaler.state_dict(),
+            "rng": capture_rng(),
+            "best_metric": self.best_metric,
+            "skipped_steps": self.skipped,
+        }
+
+    # ---- loop
+
+    def run(self) -> dict[str, Any]:
+        perf_mode = self.train.max_steps > 0
+        last_epoch = min(self.train.epochs, self.epoch + 1) if perf_mode else self.train.epochs
+        stopped = "done"
+        launched = self.world > 1
+        with _stop_on_interrupt(self, launched):
+            while self.epoch < last_epoch:
+                if not self._train_epoch(perf_mode):
+                    stopped = "max_steps"
+                    break
+                if perf_mode:
+                    stopped = "max_steps"
+                    break
+                self._end_epoch()
+        return self._finish(stopped)
+
+    def _loader(self, epoch: int) -> tuple[DataLoader, int]:
+        sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=distributed.rank(),
+                                     shuffle=True, seed=self.train.seed)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        batch_size = self.train.batch_size
+        # the last incomplete batch is dropped: a batch of one breaks BatchNorm
+        total = len(indices) // batch_size
+        if total == 0:
+            raise TrainingError(
+                f"the train split has {len(self.dataset)} samples, less than one batch of "
+                f"train.batch_size {batch_size} on each of {self.world} devices: lower train.batch_size")
+        generator = torch.Generator().manual_seed(self.train.seed * 1_000_003 + epoch)
+        loader = DataLoader(self.dataset, batch_size=batch_size,
+                            sampler=indices[self.epoch_step * batch_size:],
+                            num_workers=self.params.data.workers,
+                            pin_memory=self.device.type == "cuda",
+                            worker_init_fn=distributed.die_with_parent, generator=generator,
+                            drop_last=True)
+        return loader, total
+
+    def _train_epoch(self, perf_mode: bool) -> bool:
+        """Train the rest of epoch self.epoch; False when stopped early by train.max_steps."""
+        epoch = self.epoch
+        self.dataset.set_epoch(epoch)
+        loader, total = self._loader(epoch)
+        self.model.train()
+        window, epoch_meter = _Meter(), _Meter()
+        progress = tqdm(total=total, initial=self.epoch_step, desc=f"epoch {epoch}",
+                        disable=not self.main, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+        batches = iter(loader)
+        try:
+            while True:
+                started = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                ready = time.perf_counter()
+                loss, stop = self._step(batch, epoch)
+                finished = time.perf_counter()
+                images = batch["image"].shape[0] * self.world
+                for meter in (window, epoch_meter):
+                    meter.add(images, ready - started, finished - started, loss)
+                if self.all_steps.steps >= self.train.perf_warmup_steps:
+                    self.measured.add(images, ready - started, finished - started, loss)
+                self.all_steps.add(images, ready - started, finished - started, loss)
+                self.step += 1
+                self.epoch_step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.3g}", lr=f"{self.lr:.3g}", refresh=False)
+                if self.step % self.train.log_every == 0 or self.epoch_step == total:
+                    self._log_train(epoch, window)
+                    window = _Meter()
+                if stop:
+                    self._interrupted()
+                if perf_mode and self.all_steps.steps >= self.train.max_steps:
+                    return self.epoch_step == total
+        finally:
+            progress.close()
+            self.epoch_loss = epoch_meter.summary()["loss"]
+        if self.main:
+            summary = epoch_meter.summary()
+            print(f"epoch {epoch}: loss {summary['loss']:.6g}  lr {self.lr:.3g}  "
+                  f"{summary['images_per_s']:.1f} img/s  data wait {summary['data_wait']:.0%}  "
+                  f"skipped {self.skipped}", flush=True)
+        return True
+
+    def _step(self, batch: dict[str, torch.Tensor], epoch: int) -> tuple[float, bool]:
+        """One optimizer step; returns (loss averaged over ranks, whether any rank asked to stop)."""
+        self.lr = learning_rate(self.train, epoch, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        try:
+            return self._forward_backward(batch)
+        except RuntimeError as error:
+            if device.is_out_of_memory(error):
+                raise TrainingError(
+                    f"out of memory on {self.device} at train.batch_size {self.train.batch_size} per "
+                    f"device (input {self.params.data.input_size}, amp {self.train.amp}): lower "
+                    f"train.batch_size (e.g. {max(1, self.train.batch_size // 2)}) or turn on "
+                    f"train.amp") from error
+            raise
+
+    def _forward_backward(self, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
+        images = batch["image"].to(self.device, non_blocking=True)
+        if self.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        target = batch["target"].to(self.device, non_blocking=True)
+        target_weight = batch["target_weight"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with device.autocast("off" if self.apex else self.train.amp):
+            output = self.model(images)
+        loss = heatmap_loss(output, target, target_weight)
+        # one collective per step: the mean loss and the stop vote, so all ranks decide alike
+        shared = torch.stack([loss.detach().float(),
+                              torch.tensor(float(self.stop_requested), device=self.device)])
+        loss_sum, stop_votes = distributed.all_reduce_sum(shared).tolist()
+        mean_loss = loss_sum / self.world
+        # backward even for a non-finite loss: DDP expects one backward per forward
+        if self.apex:
+            with self.apex.scale_loss(loss, self.optimizer) as scaled:
+                scaled.backward()
+        else:
+            self.scaler.scale(loss).backward()
+        self._count(self._optimizer_step(math.isfinite(mean_loss)))
+        return mean_loss, stop_votes > 0
+
+    def _optimizer_step(self, loss_finite: bool) -> bool:
+        """Step unless the (rank-averaged) gradients are not finite; True when it stepped."""
+        if self.apex:  # apex skips overflowing steps itself
+            self.optimizer.step()
+            return loss_finite
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        parameters = [p for p in self.bare.parameters() if p.grad is not None]
+        if self.train.grad_clip > 0:
+            norm = nn.utils.clip_grad_norm_(parameters, self.train.grad_clip)
+        else:
+            norm = nn.utils.get_total_norm([p.grad for p in parameters])
+        finite = loss_finite and bool(torch.isfinite(norm))
+        if finite:
+            if self.scaler.is_enabled():
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+        if self.scaler.is_enabled():
+            self.scaler.update()  # backs the dynamic scale off after an overflow
+        return finite
+
+    def _count(self, stepped: bool) -> None:
+        if stepped:
+            self.nan_streak = 0
+            return
+        self.skipped += 1
+        self.nan_streak += 1
+        limit = self.train.max_nan_steps
+        if limit > 0 and self.nan_streak >= limit:
+            kept = self.last_path if self.last_path.exists() else "none was written yet"
+            raise TrainingError(
+                f"the loss or gradients were NaN/inf for {self.nan_streak} consecutive steps "
+                f"(train.max_nan_steps {limit}; epoch {self.epoch}, step {self.step}); stopped "
+                f"without saving. The last good checkpoint is kept: {kept}. Lower train.lr, set "
+                f"train.grad_clip, or train in fp32 / bf16 (train.amp)")
+
+    # ---- records
+
+    def _log_train(self, epoch: int, window: _Meter) -> None:
+        if self.main:
+            append_jsonl(self.folder / "log.jsonl",
+                         {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
+                          **_finite_or_none_values(window.summary()), "skipped": self.skipped})
+
+    def _end_epoch(self) -> None:
+        epoch = self.epoch
+        self.epoch, self.epoch_step = epoch + 1, 0
+        improved = False
+        if self.train.val_every > 0 and self.epoch % self.train.val_every == 0:
+            improved = self._validate(epoch)
+        if self.main:
+            if improved:  # best.pt first: a kill between the two writes then loses nothing
+                save_checkpoint(self.best_path, self._checkpoint())
+            save_checkpoint(self.last_path, self._checkpoint())
+        if self._stop_agreed():
+            raise KeyboardInterrupt
+
+    def _validate(self, epoch: int) -> bool:
+        from posecore.evaluation import primary_metric, validate
+
+        with torch.no_grad():
+            self.metrics = validate(self.bare, self.params, out_dir=self.folder / "val")
+        self.model.train()
+        if not self.main:
+            return False
+        name = primary_metric(self.params)
+        value = self.metrics.get(name)
+        record = {"epoch": epoch, "step": self.step, **self.metrics}
+        append_jsonl(self.folder / "log.jsonl", {"type": "val", **record})
+        write_json(self.folder / "metrics.json", record)
+        print(f"epoch {epoch} validation: {name} {value}", flush=True)
+        improved = value is not None and math.isfinite(value) and (
+            self.best_metric is None or value > self.best_metric)
+        if improved:
+            self.best_metric = float(value)
+        return improved
+
+    def _stop_agreed(self) -> bool:
+        votes = torch.tensor([float(self.stop_requested)], device=self.device)
+        return distributed.all_reduce_sum(votes).item() > 0
+
+    def _interrupted(self) -> None:
+        if self.main and self.train.max_steps == 0:
+            save_checkpoint(self.last_path, self._checkpoint())
+            print(f"saved {self.last_path} at epoch {self.epoch} step {self.epoch_step} of the "
+                  f"epoch; run again with the same run_name to resume", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    def _finish(self, stopped: str) -> dict[str, Any]:
+        """Speed over the steps after train.perf_warmup_steps (over all steps if there are none)."""
+        meter = self.measured if self.measured.steps else self.all_steps
+        summary = meter.summary()
+        result = {
+            "run_dir": str(self.folder),
+            "epochs": self.epoch,
+            "steps": self.step,
+            "loss": self.epoch_loss,
+            "lr": self.lr,
+            "images_per_s": summary["images_per_s"],
+            "data_wait": summary["data_wait"],
+            "measured_steps": meter.steps,
+            "skipped_steps": self.skipped,
+            "best_metric": self.best_metric,
+            "metrics": self.metrics,
+            "checkpoint": str(self.last_path) if self.last_path.exists() else None,
+            "world_size": self.world,
+            "stopped": stopped,
+        }
+        if self.main:
+            record = {k: v for k, v in result.items() if k not in ("run_dir", "metrics", "checkpoint")}
+            append_jsonl(self.folder / "log.jsonl", {"type": "summary", **record,
+                                                     **_finite_or_none_values({"loss": result["loss"]})})
+            print(f"{self.folder.name}: {self.step} steps, {summary['images_per_s']:.1f} img/s over "
+                  f"{meter.steps} measured steps (all devices), data wait "
+                  f"{summary['data_wait']:.0%}, {self.skipped} skipped", flush=True)
+        return result
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record) + "\n"
+
+
+def _finite_or_none_values(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN is not JSON: a window of only skipped steps logs loss null."""
+    return {key: value if math.isfinite(value) else None for key, value in values.items()}

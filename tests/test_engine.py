@@ -1,0 +1,315 @@
+"""Training engine: loss, schedule, checkpoints, resume after SIGKILL / interrupt, NaN steps, refusals."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import posecore
+from posecore import data, engine, models
+from posecore.params import load_params, save_params
+from posecore.runs import REPO_ROOT, read_json, read_jsonl
+
+TINY = {
+    "model.depth": 18,
+    "data.input_size": [32, 32],
+    "data.heatmap_size": [8, 8],
+    "data.workers": 0,
+    "train.batch_size": 4,
+    "train.epochs": 3,
+    "train.lr": 1e-3,
+    "train.lr_steps": [100],
+    "train.warmup_iters": 0,
+    "train.val_every": 0,
+    "train.log_every": 1,
+    "train.perf_warmup_steps": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    return data.make_synthetic(tmp_path_factory.mktemp("synthetic") / "coco", "coco", num_train=8,
+                               num_val=2, image_size=64)
+
+
+@pytest.fixture
+def tiny(synthetic_root):
+    def make(**overrides):
+        return load_params("demo", {**TINY, "data.root": str(synthetic_root), **overrides})
+    return make
+
+
+@pytest.fixture(scope="session")
+def reference(synthetic_root, tmp_path_factory):
+    """One uninterrupted tiny run, shared by the tests that compare against it."""
+    outputs = tmp_path_factory.mktemp("reference")
+    os.environ["POSECORE_OUTPUTS"] = str(outputs)
+    try:
+        params = load_params("demo", {**TINY, "data.root": str(synthetic_root)})
+        result = posecore.train(params, run_name="reference")
+    finally:
+        del os.environ["POSECORE_OUTPUTS"]
+    return result
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _assert_bitwise_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _train_losses(folder) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_jsonl(Path(folder) / "log.jsonl") if r["type"] == "train"]
+
+
+def _steps_per_epoch(params) -> int:
+    return len(data.build_dataset(params, "train")) // params.train.batch_size
+
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+def test_heatmap_loss_is_joints_mse_with_target_weights():
+    torch.manual_seed(0)
+    output, target = torch.rand(3, 5, 4, 6), torch.rand(3, 5, 4, 6)
+    weight = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.5]]).repeat(3, 1)
+    per_joint = [0.5 * nn.functional.mse_loss(output[:, j] * weight[:, j, None, None],
+                                              target[:, j] * weight[:, j, None, None])
+                 for j in range(5)]
+    expected = torch.stack(per_joint).mean()
+    assert torch.allclose(engine.heatmap_loss(output, target, weight), expected)
+    assert torch.allclose(engine.heatmap_loss([output, output], target, weight), 2 * expected)
+    # a zero-weight joint does not count, whatever its prediction
+    changed = output.clone()
+    changed[:, 1] += 100
+    assert torch.allclose(engine.heatmap_loss(changed, target, weight), expected)
+
+
+def _alphapose_lrs(lr, steps, factor, milestone, dpg_steps, epochs):
+    """AlphaPose scripts/train.py's LR per epoch, replayed with torch's MultiStepLR."""
+    optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=factor)
+    lrs = []
+    for epoch in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+        if epoch == milestone:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=dpg_steps, gamma=0.1)
+    return lrs
+
+
+def test_learning_rate_follows_alphapose_multistep_and_dpg_restart():
+    milestone = 6
+    train = load_params("fastpose_coco", {"train.lr": 1e-3, "train.lr_steps": [2, 4],
+                                          "train.lr_factor": 0.1, "train.dpg_epoch": milestone + 1,
+                                          "train.dpg_lr_steps": [2, 4]}).train
+    expected = _alphapose_lrs(1e-3, [2, 4], 0.1, milestone, [2, 4], 14)
+    got = [engine.learning_rate(train, epoch, step=10**6) for epoch in range(14)]
+    assert np.allclose(got, expected, rtol=1e-9)
+    assert got[milestone + 1] == pytest.approx(1e-3)  # the DPG restart
+
+
+def test_learning_rate_linear_warmup():
+    train = load_params("demo", {"train.lr": 0.01, "train.warmup_iters": 10, "train.warmup_ratio": 0.1,
+                                 "train.lr_steps": [1]}).train
+    assert engine.learning_rate(train, 0, 0) == pytest.approx(0.001)
+    assert engine.learning_rate(train, 0, 5) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
+    assert engine.learning_rate(train, 0, 10) == pytest.approx(0.01)
+    assert engine.learning_rate(train, 1, 5) == pytest.approx(0.001 * (0.1 + 0.9 * 0.5))
+
+
+def test_rng_states_survive_weights_only_checkpoint(tmp_path):
+    import random
+
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached gaussian in Python's state
+    state = engine.capture_rng()
+    expected = (random.random(), random.gauss(0, 1), np.random.rand(3), torch.rand(3))
+    engine.save_checkpoint(tmp_path / "rng.pt", {"rng": state})
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    engine.restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    got = (random.random(), random.gauss(0, 1), np.random.rand(3), torch.rand(3))
+    assert got[:2] == expected[:2]
+    assert np.array_equal(got[2], expected[2]) and torch.equal(got[3], expected[3])
+
+
+def test_checkpoint_write_failure_keeps_previous_file(tmp_path):
+    path = tmp_path / "last.pt"
+    engine.save_checkpoint(path, {"epoch": 1, "model": {"w": torch.arange(1000.0)}})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        # the tensor is written first, then pickling fails mid-file
+        engine.save_checkpoint(path, {"model": {"w": torch.zeros(10**5)}, "epoch": Unpicklable()})
+    kept = torch.load(path, weights_only=True)
+    assert kept["epoch"] == 1 and torch.equal(kept["model"]["w"], torch.arange(1000.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+def test_apex_backend_without_apex_is_a_clear_error(tiny, outputs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "apex", None)  # import apex -> ImportError, here and on Ascend
+    params = tiny(**{"train.amp": "O1", "train.amp_backend": "apex"})
+    with pytest.raises(ImportError, match=r"apex.*amp_backend: torch"):
+        posecore.train(params, run_name="apex")
+    assert not (outputs / "apex").exists()
+
+
+def test_more_devices_than_exist_names_what_exists(tiny, outputs, monkeypatch):
+    monkeypatch.setattr(posecore.device, "device_type", lambda: "cuda")
+    monkeypatch.setattr(posecore.device, "device_count", lambda: 1)
+    monkeypatch.setattr(posecore.device, "device_names", lambda: ["Fake GPU"])
+    with pytest.raises(RuntimeError, match=r"asked for 2 cuda devices.*has 1 \(Fake GPU\)"):
+        posecore.train(tiny(), npus=2, run_name="too-many")
+    assert not (outputs / "too-many").exists()
+
+
+def test_refuses_to_overwrite_a_run_with_checkpoints(tiny, outputs):
+    folder = outputs / "taken"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.pt").write_bytes(b"precious")
+    with pytest.raises(engine.TrainingError, match=r"train\.resume is false"):
+        posecore.train(tiny(**{"train.resume": False}), run_name="taken")
+    assert (folder / "checkpoints" / "last.pt").read_bytes() == b"precious"
+    assert not (folder / "params.yaml").exists()
+
+
+# --- training runs -----------------------------------------------------------------------------
+
+def test_run_records_and_falling_loss(reference):
+    folder = Path(reference["run_dir"])
+    assert reference["epochs"] == 3 and reference["stopped"] == "done"
+    assert reference["steps"] == 3 * _steps_per_epoch(load_params(folder / "params.yaml"))
+    assert reference["images_per_s"] > 0 and 0 <= reference["data_wait"] < 1
+    records = read_jsonl(folder / "log.jsonl")
+    train_records = [r for r in records if r["type"] == "train"]
+    assert len(train_records) == reference["steps"]  # log_every 1
+    assert {"epoch", "step", "loss", "lr", "images_per_s", "data_wait"} <= train_records[0].keys()
+    losses = [r["loss"] for r in train_records]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2])
+    assert records[-1]["type"] == "summary" and records[-1]["steps"] == reference["steps"]
+    env = read_json(folder / "env.json")
+    assert env["world_size"] == 1 and env["device_type"] == "cpu" and "commit" in env["git"]
+    assert load_params(folder / "params.yaml").train.epochs == 3
+    checkpoint = torch.load(folder / "checkpoints" / "last.pt", weights_only=True)
+    assert set(engine.CHECKPOINT_KEYS) <= checkpoint.keys()
+    assert checkpoint["epoch"] == 3 and checkpoint["epoch_step"] == 0
+    assert checkpoint["step"] == reference["steps"] and checkpoint["format"] == "posecore/1"
+    model = models.build_model(load_params(folder / "params.yaml"))
+    model.load_state_dict(checkpoint["model"])  # no wrapper prefixes
+
+
+def test_sigkill_after_first_checkpoint_then_resume_is_bitwise_equal(tiny, outputs, reference):
+    params_path = save_params(tiny(), outputs / "tiny.yaml")
+    env = {**os.environ, "POSECORE_OUTPUTS": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-c",
+               "import sys, posecore; posecore.train(sys.argv[1], run_name='killed')", str(params_path)]
+    last = outputs / "killed" / "checkpoints" / "last.pt"
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        while not last.exists() and process.poll() is None:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert torch.load(last, weights_only=True)["epoch"] < 3  # it was killed before the end
+
+    result = posecore.train(params_path, run_name="killed")
+    assert result["epochs"] == 3 and result["steps"] == reference["steps"]
+    # the same seed gives the same losses, and each step is logged once
+    assert _train_losses(outputs / "killed") == _train_losses(reference["run_dir"])
+    _assert_bitwise_equal(_weights(last), _weights(Path(reference["checkpoint"])))
+
+
+def _patch_model(monkeypatch, hook):
+    """Build the real model with a forward hook (it leaves the state_dict names alone)."""
+    build = models.build_model
+
+    def build_hooked(params):
+        model = build(params)
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(models, "build_model", build_hooked)
+
+
+def test_interrupt_saves_the_last_step_and_resumes_bitwise_equal(tiny, outputs, reference, monkeypatch):
+    params = tiny()
+    interrupt_at = _steps_per_epoch(params) + 2  # the 2nd step of epoch 1
+    calls = []
+
+    def interrupt(module, inputs, output):
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)  # as a notebook interrupt does
+
+    with monkeypatch.context() as patch:
+        _patch_model(patch, interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            posecore.train(params, run_name="interrupted")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    last = outputs / "interrupted" / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["epoch_step"]) == (1, 2)  # the running step finished
+
+    posecore.train(params, run_name="interrupted")
+    assert _train_losses(outputs / "interrupted") == _train_losses(reference["run_dir"])
+    _assert_bitwise_equal(_weights(last), _weights(Path(reference["checkpoint"])))
+
+
+def test_nan_steps_are_skipped_and_persistent_nan_stops(tiny, outputs, monkeypatch):
+    params = tiny(**{"train.epochs": 2, "train.max_nan_steps": 3})
+    per_epoch = _steps_per_epoch(params)
+    calls = []
+
+    def nan_on_steps(module, inputs, output):
+        """NaN heatmaps on training steps 2 and 3, then on every step of epoch 1."""
+        calls.append(1)
+        if len(calls) in (2, 3) or len(calls) > per_epoch:
+            return output * float("nan")
+        return None
+
+    _patch_model(monkeypatch, nan_on_steps)
+    with pytest.raises(engine.TrainingError, match="NaN/inf for 3 consecutive steps"):
+        posecore.train(params, run_name="nan")
+    checkpoint = torch.load(outputs / "nan" / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["skipped_steps"] == 2
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+    epoch0 = [r for r in read_jsonl(outputs / "nan" / "log.jsonl") if r["epoch"] == 0]
+    assert [r["skipped"] for r in epoch0][:4] == [0, 1, 2, 2]
+    assert epoch0[1]["loss"] is None  # a window of only skipped steps
+
+
+def test_performance_mode_stops_after_max_steps(tiny, outputs):
+    result = posecore.train(tiny(**{"train.max_steps": 3, "train.perf_warmup_steps": 1}),
+                            run_name="perf")
+    assert result["steps"] == 3 and result["stopped"] == "max_steps"
+    assert result["measured_steps"] == 2 and result["images_per_s"] > 0
+    assert result["checkpoint"] is None
+    summary = read_jsonl(outputs / "perf" / "log.jsonl")[-1]
+    assert summary["type"] == "summary" and summary["images_per_s"] == result["images_per_s"]
