@@ -57,8 +57,8 @@ from tqdm.auto import tqdm
 import posecore
 from posecore import data, device, distributed, models
 from posecore.params import Params, TrainParams, load_params, save_params
-from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, read_jsonl,
-                           run_dir, write_json)
+from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, read_json,
+                           read_jsonl, run_dir, write_json)
 
 CHECKPOINT_FORMAT = "posecore/1"
 # checkpoint dict: format, model_name, num_joints, model (state_dict without wrapper prefixes),
@@ -377,6 +377,8 @@ class _Trainer:
         self.epoch, self.epoch_step = checkpoint["epoch"], checkpoint["epoch_step"]
         self.step, self.skipped = checkpoint["step"], checkpoint["skipped_steps"]
         self.best_metric = checkpoint["best_metric"]
+        if (self.folder / "metrics.json").exists():
+            self.metrics = read_json(self.folder / "metrics.json")
         restore_rng(checkpoint["rng"])
         if self.main:
             self._forget_records_after(log_path)
