@@ -204,7 +204,8 @@ class PoseDataset(Dataset):
 
     @property
     def dpg(self) -> bool:
-        return self.train and 0 <= self.dpg_epoch <= self.epoch
+        # AlphaPose switches to DPG once epoch DPG_MILESTONE has finished, i.e. from the next one.
+        return self.train and 0 <= self.dpg_epoch < self.epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Augmentation draws depend on (train.seed, epoch, index) only."""

@@ -69,8 +69,12 @@ class TrainParams:
     lr_factor: float = 0.1
     warmup_iters: int = 0           # linear warmup length in iterations
     warmup_ratio: float = 0.001     # warmup starts at lr * warmup_ratio
-    dpg_epoch: int = -1             # AlphaPose DPG (box jitter) from this epoch; -1 = never
-    dpg_lr_steps: list[int] = field(default_factory=list)  # LR restarts at dpg_epoch, then steps here
+    # AlphaPose's DPG_MILESTONE: once this (0-based) epoch has finished, DPG box jitter turns on and
+    # the LR restarts at `lr`; -1 = never.
+    dpg_epoch: int = -1
+    # AlphaPose's DPG_STEP: the restarted LR is multiplied by lr_factor from epoch step + 1 on
+    # (AlphaPose counts its restarted scheduler from the milestone).
+    dpg_lr_steps: list[int] = field(default_factory=list)
     seed: int = 0
     amp: str = "off"                # off | fp16 | bf16 (aliases O0 -> off, O1/O2 -> fp16)
     amp_backend: str = "torch"      # torch | apex

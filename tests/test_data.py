@@ -170,11 +170,11 @@ def test_dpg_jitters_boxes_after_dpg_epoch(coco_root):
     params = coco_params(coco_root, **{"train.dpg_epoch": 2, "data.scale_factor": 0.0,
                                        "data.rot_prob": 0.0, "data.flip": False})
     dataset = build_dataset(params, "train")
-    dataset.set_epoch(1)
-    assert not dataset.dpg
+    dataset.set_epoch(2)
+    assert not dataset.dpg  # epoch dpg_epoch itself still trains without DPG, as AlphaPose
     before = [dataset[i]["bbox_center"].numpy() for i in range(10)]
     assert all(np.allclose(c, dataset.instances[i].bbox_center) for i, c in enumerate(before))
-    dataset.set_epoch(2)
+    dataset.set_epoch(3)
     assert dataset.dpg
     after = [dataset[i]["bbox_center"].numpy() for i in range(10)]
     assert sum(not np.allclose(c, dataset.instances[i].bbox_center, atol=0.5) for i, c in enumerate(after)) >= 7
