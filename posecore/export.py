@@ -319,9 +319,9 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
                   threads: int | None = None) -> list[dict[str, Any]]:
     """Median CPU latency (ms) of PyTorch eager vs onnxruntime, one row per batch size.
 
-    Both run with the same number of intra-op threads. Weights do not change the timing, so the
-    PyTorch side is params' model as built. Rows: batch, pytorch_ms, onnxruntime_ms, speedup
-    (pytorch / onnxruntime), threads.
+    Both run with the same number of intra-op threads, alternating run by run. Weights do not
+    change the timing, so the PyTorch side is params' model as built. Rows: batch, pytorch_ms,
+    onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
     """
     from tqdm.auto import tqdm
 
@@ -341,10 +341,10 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     try:
         for batch in tqdm(batch_sizes, desc="latency", leave=False):
             images = torch.randn(batch, 3, h, w)
-            with torch.no_grad():
-                torch_ms = _median_ms(lambda: model(images), repeats, warmup)
             feed = {input_meta.name: images.numpy()}
-            ort_ms = _median_ms(lambda: session.run(None, feed), repeats, warmup)
+            with torch.no_grad():
+                torch_ms, ort_ms = _median_ms([lambda: model(images), lambda: session.run(None, feed)],
+                                              repeats, warmup)
             rows.append({"batch": batch, "pytorch_ms": round(torch_ms, 2),
                          "onnxruntime_ms": round(ort_ms, 2), "speedup": round(torch_ms / ort_ms, 2),
                          "threads": threads})
@@ -353,12 +353,16 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     return rows
 
 
-def _median_ms(fn, repeats: int, warmup: int) -> float:
+def _median_ms(fns, repeats: int, warmup: int) -> list[float]:
+    """Median wall time of each function; the functions alternate within every repeat so that
+    load from other processes on a shared machine hits them alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+        for fn, samples in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1000)
+    return [float(np.median(samples)) for samples in times]
