@@ -79,8 +79,9 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     """Train `params` (a Params, a params name or a yaml path) on `npus` devices of this machine.
 
     Writes outputs/<run_name>/ (default run name: <params.name>-<date>-<time>). Running again
-    with the same run_name resumes from its checkpoints/last.pt; with train.resume false a
-    folder that already has a checkpoint is refused. npus > 1 starts one worker process per
+    with the same run_name resumes from its checkpoints/last.pt with the params given now (saved
+    over params.yaml: e.g. more train.epochs extends a run); with train.resume false a folder
+    that already has a checkpoint is refused. npus > 1 starts one worker process per
     device through torch's elastic launcher (see posecore.distributed for multi-node runs).
     Returns rank 0's summary: run_dir, epochs, steps, loss, lr, images_per_s, data_wait,
     measured_steps, skipped_steps, best_metric, metrics, checkpoint, world_size, stopped.

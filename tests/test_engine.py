@@ -47,8 +47,18 @@ def tiny(synthetic_root):
     return make
 
 
-@pytest.fixture(scope="session")
-def reference(synthetic_root, tmp_path_factory):
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Runs compared bitwise use the same thread count; one thread also keeps a shared
+    2-core machine from stalling OpenMP barriers."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def reference(synthetic_root, tmp_path_factory, one_thread):
     """One uninterrupted tiny run, shared by the tests that compare against it."""
     outputs = tmp_path_factory.mktemp("reference")
     os.environ["POSECORE_OUTPUTS"] = str(outputs)
@@ -223,7 +233,8 @@ def test_run_records_and_falling_loss(reference):
 
 def test_sigkill_after_first_checkpoint_then_resume_is_bitwise_equal(tiny, outputs, reference):
     params_path = save_params(tiny(), outputs / "tiny.yaml")
-    env = {**os.environ, "POSECORE_OUTPUTS": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "POSECORE_OUTPUTS": str(outputs), "PYTHONPATH": str(REPO_ROOT),
+           "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-c",
                "import sys, posecore; posecore.train(sys.argv[1], run_name='killed')", str(params_path)]
     last = outputs / "killed" / "checkpoints" / "last.pt"
@@ -303,6 +314,15 @@ def test_nan_steps_are_skipped_and_persistent_nan_stops(tiny, outputs, monkeypat
     epoch0 = [r for r in read_jsonl(outputs / "nan" / "log.jsonl") if r["epoch"] == 0]
     assert [r["skipped"] for r in epoch0][:4] == [0, 1, 2, 2]
     assert epoch0[1]["loss"] is None  # a window of only skipped steps
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tiny, outputs, monkeypatch):
+    def out_of_memory(module, inputs, output):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    _patch_model(monkeypatch, out_of_memory)
+    with pytest.raises(engine.TrainingError, match=r"out of memory.*lower train\.batch_size \(e\.g\. 2\)"):
+        posecore.train(tiny(), run_name="oom")
 
 
 def test_performance_mode_stops_after_max_steps(tiny, outputs):
