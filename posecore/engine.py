@@ -424,10 +424,8 @@ class _Trainer:
         launched = self.world > 1
         with _stop_on_interrupt(self, launched):
             while self.epoch < last_epoch:
-                if not self._train_epoch(perf_mode):
-                    stopped = "max_steps"
-                    break
-                if perf_mode:
+                completed = self._train_epoch(perf_mode)
+                if perf_mode or not completed:
                     stopped = "max_steps"
                     break
                 self._end_epoch()
