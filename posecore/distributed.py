@@ -124,7 +124,8 @@ def node_settings(params: Any = None) -> Nodes:
 
 def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = None,
            log_dir: str | os.PathLike | None = None) -> Any:
-    """Run `entrypoint(*args)` on `npus` devices per node and return rank 0's result.
+    """Run `entrypoint(*args)` on `npus` devices per node and return rank 0's result (None on
+    the other nodes of a multi-node job).
 
     npus=1 on one node calls it in this process. Otherwise every worker initializes the process
     group (params.dist.backend, else hccl / nccl / gloo from the device layer) and binds its device
