@@ -16,10 +16,11 @@ heatmaps is the same number); hourglass stacks add their losses.
 
 Learning rate (`learning_rate`): multi-step decay by lr_factor at the epochs in lr_steps, an
 optional linear warm-up over the first warmup_iters iterations from lr * warmup_ratio, and
-AlphaPose's DPG phase: from epoch dpg_epoch (0-based, the epoch the dataset turns DPG box jitter
-on) the LR restarts at train.lr and decays by lr_factor at dpg_lr_steps, which AlphaPose counts
-in epochs since the restart (it builds a fresh MultiStepLR(DPG_STEP) there). AlphaPose restarts
-after finishing its epoch DPG_MILESTONE, i.e. at 0-based epoch DPG_MILESTONE + 1.
+AlphaPose's DPG phase with its config values as they are: once epoch dpg_epoch (DPG_MILESTONE,
+0-based) has finished, the dataset turns DPG box jitter on and the LR restarts at train.lr; it then
+decays by lr_factor after the epochs in dpg_lr_steps (DPG_STEP). AlphaPose rewrites DPG_STEP as
+offsets from the milestone and counts them with a fresh MultiStepLR, so with 140 and [160, 190]
+epochs 141-160 run at lr, 161-190 at lr * 0.1 and 191+ at lr * 0.01.
 
 Determinism and resume: the sample order of epoch e is DistributedSampler(seed=train.seed)
 .set_epoch(e), augmentation depends on (seed, epoch, index) only, CPU runs use deterministic
@@ -157,8 +158,8 @@ def heatmap_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor
 
 def learning_rate(train: TrainParams, epoch: int, step: int) -> float:
     """LR of global iteration `step` (0-based) in `epoch` (0-based); see the module docstring."""
-    if 0 <= train.dpg_epoch <= epoch:
-        decays = bisect.bisect_right(sorted(train.dpg_lr_steps), epoch - train.dpg_epoch)
+    if 0 <= train.dpg_epoch < epoch:
+        decays = bisect.bisect_right(sorted(train.dpg_lr_steps), epoch - 1)
     else:
         decays = bisect.bisect_right(sorted(train.lr_steps), epoch)
     lr = train.lr * train.lr_factor ** decays

@@ -107,7 +107,9 @@ def test_heatmap_loss_is_joints_mse_with_target_weights():
 
 
 def _alphapose_lrs(lr, steps, factor, milestone, dpg_steps, epochs):
-    """AlphaPose scripts/train.py's LR per epoch, replayed with torch's MultiStepLR."""
+    """AlphaPose scripts/train.py's LR per epoch, replayed with torch's MultiStepLR: DPG_STEP
+    becomes offsets from DPG_MILESTONE at config load, and a fresh scheduler starts there."""
+    dpg_offsets = [step - milestone for step in dpg_steps]
     optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=factor)
     lrs = []
@@ -118,19 +120,26 @@ def _alphapose_lrs(lr, steps, factor, milestone, dpg_steps, epochs):
         if epoch == milestone:
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=dpg_steps, gamma=0.1)
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=dpg_offsets, gamma=0.1)
     return lrs
 
 
 def test_learning_rate_follows_alphapose_multistep_and_dpg_restart():
-    milestone = 6
+    milestone, dpg_steps = 6, [9, 11]
     train = load_params("fastpose_coco", {"train.lr": 1e-3, "train.lr_steps": [2, 4],
-                                          "train.lr_factor": 0.1, "train.dpg_epoch": milestone + 1,
-                                          "train.dpg_lr_steps": [2, 4]}).train
-    expected = _alphapose_lrs(1e-3, [2, 4], 0.1, milestone, [2, 4], 14)
+                                          "train.lr_factor": 0.1, "train.dpg_epoch": milestone,
+                                          "train.dpg_lr_steps": dpg_steps}).train
+    expected = _alphapose_lrs(1e-3, [2, 4], 0.1, milestone, dpg_steps, 14)
     got = [engine.learning_rate(train, epoch, step=10**6) for epoch in range(14)]
     assert np.allclose(got, expected, rtol=1e-9)
-    assert got[milestone + 1] == pytest.approx(1e-3)  # the DPG restart
+    assert got[milestone] == pytest.approx(1e-5) and got[milestone + 1] == pytest.approx(1e-3)
+    assert got[dpg_steps[0]] == pytest.approx(1e-3) and got[dpg_steps[0] + 1] == pytest.approx(1e-4)
+
+
+def test_seed_schedule_decays_after_dpg_steps():
+    train = load_params("fastpose_coco").train
+    lrs = {epoch: engine.learning_rate(train, epoch, step=10**6) for epoch in (89, 90, 140, 141, 160, 161, 191)}
+    assert lrs == pytest.approx({89: 1e-3, 90: 1e-4, 140: 1e-5, 141: 1e-3, 160: 1e-3, 161: 1e-4, 191: 1e-5})
 
 
 def test_learning_rate_linear_warmup():
