@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/data_pipeline.py [--root ../shared/samples/coco] [--workers 2]
 
-Prints a single-process timing loop (with and without reduced JPEG decoding) and DataLoader
-figures for 1 and N worker processes. Reference: AlphaPose's SimpleTransform reaches about
+Prints single-process rates with the people shuffled (every sample decodes its image; with and
+without reduced JPEG decoding) and in the engine's order (an image's people back to back share
+one decode, train.group_by_image), then DataLoader figures for 1 and N worker processes. Reference: AlphaPose's SimpleTransform reaches about
 236 samples/s on one core on the shared COCO samples at 256x192; the goal is >= 1.5x that.
 """
 from __future__ import annotations
@@ -20,29 +21,38 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from posecore.data import build_dataset  # noqa: E402
+from posecore.data import build_dataset, grouped_order  # noqa: E402
 from posecore.params import load_params  # noqa: E402
 
 ALPHAPOSE_SAMPLES_PER_S = 236.0
 
 
-def single_process(dataset, samples: int) -> tuple[float, float]:
-    """(wall, CPU) samples/s of dataset[i] in this process, cycling through epochs so that the
-    augmentation varies. On a shared machine the CPU-time rate is the steadier figure."""
+def epoch_orders(dataset, epochs: int, group_by_image: bool) -> list[tuple[int, list[int]]]:
+    """(epoch, order) pairs as the engine draws them (posecore.data.grouped_order)."""
+    return [(epoch, grouped_order(dataset.image_groups(), 0, epoch, group_by_image=group_by_image))
+            for epoch in range(epochs)]
+
+
+def single_process(dataset, samples: int, group_by_image: bool) -> tuple[float, float]:
+    """(wall, CPU) samples/s of dataset[i] in this process over whole epochs in the engine's
+    order. On a shared machine the CPU-time rate is the steadier figure."""
     for i in range(min(16, len(dataset))):  # warm the page cache
         dataset[i]
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for n in range(samples):
-        if n % len(dataset) == 0:
-            dataset.set_epoch(n // len(dataset))
-        dataset[n % len(dataset)]
-    return samples / (time.perf_counter() - started), samples / (time.process_time() - cpu_started)
+    epochs = epoch_orders(dataset, max(1, -(-samples // len(dataset))), group_by_image)
+    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
+    for epoch, order in epochs:
+        dataset.set_epoch(epoch)
+        for index in order:
+            dataset[index]
+        count += len(order)
+    return count / (time.perf_counter() - started), count / (time.process_time() - cpu_started)
 
 
 def with_loader(dataset, workers: int, samples: int, batch_size: int) -> float:
-    """samples/s through a DataLoader, after its first batch (worker start-up left out)."""
-    repeats = max(1, -(-samples // len(dataset)))
-    indices = list(range(len(dataset))) * (repeats + 1)
+    """samples/s through a DataLoader in the engine's order, after its first batch (worker
+    start-up left out)."""
+    epochs = epoch_orders(dataset, max(1, -(-samples // len(dataset))) + 1, True)
+    indices = [index for _, order in epochs for index in order]
     loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     iterator = iter(loader)
@@ -72,11 +82,13 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     rows = []
     dataset.reduced_decode = False
-    wall, cpu = single_process(dataset, args.samples)
-    rows += [("1 process, full-size decode", wall), ("  same, per CPU second", cpu)]
+    wall, cpu = single_process(dataset, args.samples, group_by_image=False)
+    rows += [("people shuffled, full decode", wall), ("  same, per CPU second", cpu)]
     dataset.reduced_decode = True
-    wall, cpu = single_process(dataset, args.samples)
-    rows += [("1 process", wall), ("  same, per CPU second", cpu)]
+    wall, cpu = single_process(dataset, args.samples, group_by_image=False)
+    rows += [("people shuffled", wall), ("  same, per CPU second", cpu)]
+    wall, cpu = single_process(dataset, args.samples, group_by_image=True)
+    rows += [("engine order (shared decodes)", wall), ("  same, per CPU second", cpu)]
     rows.append(("DataLoader, 1 worker", with_loader(dataset, 1, args.samples, args.batch_size)))
     if args.workers > 1:
         rows.append((f"DataLoader, {args.workers} workers", with_loader(dataset, args.workers, args.samples,

@@ -192,7 +192,13 @@ class PoseDataset(Dataset):
         self._upper_body = np.isin(np.arange(info.num_joints), info.upper_body)
         self._skipped = _SkipCounter()
         self._bad_files: set[str] = set()
-        self._worker_ready = False
+        # The last decoded image, per process: people of one image sampled back to back (see
+        # grouped_order) share one decode, the largest cost of a sample.
+        self._last_read: tuple[tuple[str, int], np.ndarray] | None = None
+        self._image_groups: list[list[int]] | None = None
+        # OpenCV's thread pool does not survive fork: DataLoader workers forked from a process
+        # whose pool has run hang on their first warp. Crops this small gain nothing from it.
+        cv2.setNumThreads(1)
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -214,8 +220,27 @@ class PoseDataset(Dataset):
     def image_path(self, index: int) -> str:
         return self.instances[int(index)].image_path
 
+    def image_groups(self) -> list[list[int]]:
+        """Instance indices grouped by image, in dataset order."""
+        if self._image_groups is None:
+            groups: dict[str, list[int]] = {}
+            for index, instance in enumerate(self.instances):
+                groups.setdefault(instance.image_path, []).append(index)
+            self._image_groups = list(groups.values())
+        return self._image_groups
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_last_read"] = None  # never ship a decoded image to DataLoader workers
+        return state
+
+    def _read(self, path: str, reduction: int = 1) -> np.ndarray:
+        key = (path, reduction)
+        if self._last_read is None or self._last_read[0] != key:
+            self._last_read = (key, read_image(path, reduction))
+        return self._last_read[1]
+
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        self._prepare_worker()
         index = int(index)
         for step in range(len(self.instances)):
             candidate = (index + step) % len(self.instances)
@@ -233,14 +258,6 @@ class PoseDataset(Dataset):
         raise RuntimeError(f"no readable image among the {len(self.instances)} samples of the "
                            f"{self.split} split (first: {self.image_path(0)})")
 
-    def _prepare_worker(self) -> None:
-        # OpenCV's thread pool only adds overhead on crops this small, and oversubscribes
-        # the cores when every DataLoader worker starts one.
-        if not self._worker_ready:
-            if torch.utils.data.get_worker_info() is not None:
-                cv2.setNumThreads(1)
-            self._worker_ready = True
-
     # ---------------------------------------------------------------- one sample
 
     def _item(self, index: int) -> dict[str, torch.Tensor]:
@@ -251,7 +268,7 @@ class PoseDataset(Dataset):
         visible = instance.visible.astype(np.float32)
         image, image_size = None, instance.image_size
         if image_size is None:
-            image = read_image(instance.image_path)
+            image = self._read(instance.image_path)
             image_size = (image.shape[1], image.shape[0])
         rotation, flipped = 0.0, False
         if self.train:
@@ -282,7 +299,7 @@ class PoseDataset(Dataset):
             sampling = compose(matrix, np.array([[-1.0, 0.0, image_size[0] - 1], [0.0, 1.0, 0.0]]))
         if image is None:
             reduction = self._reduction(scale) if self.reduced_decode else 1
-            image = read_image(instance.image_path, reduction)
+            image = self._read(instance.image_path, reduction)
             if reduction > 1:
                 # pixel i of a 1/r decode covers original pixels [r i, r i + r)
                 offset = (reduction - 1) / 2.0
@@ -429,6 +446,26 @@ def _load_json(path: Path) -> Any:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); re-download or regenerate it "
                          f"(see {PREPARE_NOTEBOOK})") from None
+
+
+def grouped_order(groups: list[list[int]], seed: int, epoch: int, world: int = 1, rank: int = 0,
+                  group_by_image: bool = True) -> list[int]:
+    """This rank's sample order for one epoch, a function of (seed, epoch) only.
+
+    groups: instance indices per image (PoseDataset.image_groups()). With group_by_image the
+    images are shuffled and each image's people stay adjacent, so one JPEG decode serves them
+    all (COCO train has ~2.6 people per image); otherwise the people themselves are shuffled.
+    The order is padded by wrapping around, as DistributedSampler does, so every rank gets the
+    same count, and each rank takes a contiguous slice (keeping the groups together).
+    """
+    rng = np.random.default_rng((int(seed), int(epoch)))
+    if group_by_image:
+        order = [index for g in rng.permutation(len(groups)) for index in groups[g]]
+    else:
+        order = [int(i) for i in rng.permutation([index for group in groups for index in group])]
+    per_rank = -(-len(order) // world)
+    order = [order[i % len(order)] for i in range(per_rank * world)]
+    return order[rank * per_rank:(rank + 1) * per_rank]
 
 
 def _coco_instances(root: Path, split: str, data, info: KeypointInfo):

@@ -22,8 +22,9 @@ decays by lr_factor after the epochs in dpg_lr_steps (DPG_STEP). AlphaPose rewri
 offsets from the milestone and counts them with a fresh MultiStepLR, so with 140 and [160, 190]
 epochs 141-160 run at lr, 161-190 at lr * 0.1 and 191+ at lr * 0.01.
 
-Determinism and resume: the sample order of epoch e is DistributedSampler(seed=train.seed)
-.set_epoch(e), augmentation depends on (seed, epoch, index) only, CPU runs use deterministic
+Determinism and resume: the sample order of epoch e is data.grouped_order(seed, e) (images
+shuffled, an image's people adjacent so they share one decode; contiguous slices per rank, padded
+like DistributedSampler), augmentation depends on (seed, epoch, index) only, CPU runs use deterministic
 algorithms, and checkpoints carry every RNG state. So on CPU, a run killed at any point after its
 first checkpoint and started again (same run_name) ends with bitwise the same weights as an
 uninterrupted run. last.pt is written atomically at the end of every epoch. An interrupt
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import posecore
@@ -433,10 +434,8 @@ class _Trainer:
         return self._finish(stopped)
 
     def _loader(self, epoch: int) -> tuple[DataLoader, int]:
-        sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=distributed.rank(),
-                                     shuffle=True, seed=self.train.seed)
-        sampler.set_epoch(epoch)
-        indices = list(sampler)
+        indices = data.grouped_order(self.dataset.image_groups(), self.train.seed, epoch, self.world,
+                                     distributed.rank(), self.params.data.group_by_image)
         batch_size = self.train.batch_size
         # the last incomplete batch is dropped: a batch of one breaks BatchNorm
         total = len(indices) // batch_size

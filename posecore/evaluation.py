@@ -1,7 +1,7 @@
 """Evaluation: heatmaps -> keypoints in image pixels -> COCO AP / MPII PCKh, on one or many devices.
 
 Each rank predicts a shard of the split, the per-instance keypoints are gathered on every rank
-(all_gather_object), the DistributedSampler's padding duplicates are dropped by dataset index, and
+(all_gather_object), the shards' padding duplicates are dropped by dataset index, and
 rank 0 scores them; the metrics are then broadcast so every rank returns the same dict. With one
 device the same code runs without torch.distributed, so npus=N gives exactly the npus=1 numbers.
 
@@ -327,10 +327,12 @@ def _instance_name(dataset: Any, batch: dict, i: int) -> str:
 
 
 def _loader(dataset: Any, params: Params, rank: int, world: int) -> torch.utils.data.DataLoader:
-    from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
+    from torch.utils.data import DataLoader
 
-    sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-               if world > 1 else SequentialSampler(dataset))
+    # Contiguous shards (padded by wrapping, as DistributedSampler pads) keep an image's people
+    # on one rank, where they share one decode; the gather drops the padding by index.
+    per_rank = -(-len(dataset) // world)
+    sampler = [i % len(dataset) for i in range(rank * per_rank, (rank + 1) * per_rank)]
     workers = params.data.workers
     return DataLoader(dataset, batch_size=params.eval.batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=False, drop_last=False, persistent_workers=False)

@@ -55,6 +55,7 @@ class DataParams:
     half_body_prob: float = 0.0     # AlphaPose's COCO config disables it (PROB_HALF_BODY -1)
     half_body_min_joints: int = 8
     workers: int = 4                # DataLoader workers per device
+    group_by_image: bool = True     # train order: shuffle images, keep an image's people adjacent
 
 
 @dataclass

@@ -13,9 +13,10 @@ import torch
 from scipy.io import loadmat
 from torch.utils.data import DataLoader
 
+from posecore import data as data_module
 from posecore.codec import decode_heatmaps
-from posecore.data import (DataLayoutError, build_dataset, check_layout, dpg_jitter, make_synthetic,
-                           read_image)
+from posecore.data import (DataLayoutError, build_dataset, check_layout, dpg_jitter, grouped_order,
+                           make_synthetic, read_image)
 from posecore.geometry import affine_matrix, heatmap_to_image, transform_points
 from posecore.keypoints import COCO
 from posecore.params import load_params
@@ -352,3 +353,38 @@ def test_synthetic_roots_are_generated_on_first_use(tmp_path, monkeypatch):
     monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
     build_dataset(load_params("demo", {"data.root": ""}), "val")
     assert made[-1] == (tmp_path / "outputs" / "data" / "synthetic_coco", "coco")
+
+
+def test_grouped_order_keeps_images_together_and_shards_evenly():
+    groups = [[0, 1, 2], [3], [4, 5], [6, 7, 8, 9], [10]]
+    order = grouped_order(groups, seed=3, epoch=1)
+    assert sorted(order) == list(range(11))
+    assert order == grouped_order(groups, seed=3, epoch=1)          # a function of (seed, epoch)
+    assert order != grouped_order(groups, seed=3, epoch=2)
+    starts = [order.index(group[0]) for group in groups]
+    assert all(order[s:s + len(g)] == g for s, g in zip(starts, groups))  # people stay adjacent
+    shards = [grouped_order(groups, 3, 1, world=3, rank=r) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 4]                      # padded like DistributedSampler
+    assert sum(shards, []) == (order + order)[:12]                    # contiguous slices
+    loose = grouped_order(groups, 3, 1, group_by_image=False)
+    assert sorted(loose) == list(range(11)) and loose != order
+
+
+def test_people_of_one_image_share_one_decode(coco_root, monkeypatch):
+    params = coco_params(coco_root)
+    dataset = build_dataset(params, "val")
+    group = next(g for g in dataset.image_groups() if len(g) >= 2)
+    fresh = [build_dataset(params, "val")[i] for i in group]  # each from a cold cache
+    calls = []
+    real_read = data_module.read_image
+    monkeypatch.setattr(data_module, "read_image", lambda *a, **k: calls.append(a) or real_read(*a, **k))
+    items = [dataset[i] for i in group]
+    assert len(calls) == 1
+    for item, expected in zip(items, fresh):
+        assert torch.equal(item["image"], expected["image"])
+        assert torch.equal(item["target"], expected["target"])
+    dataset[group[0]]
+    assert len(calls) == 1
+    other = next(g for g in dataset.image_groups() if g[0] not in group)
+    dataset[other[0]]
+    assert len(calls) == 2
