@@ -69,7 +69,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     checkpoint: a path (posecore, AlphaPose or mmpose format), "best" / "last" of the run, or None
     with eval.oracle. npus > 1 starts that many workers (posecore.distributed.launch).
     eval/ holds results.json + gt_results.json (COCO) or predictions.json (MPII), metrics.json,
-    per_joint.csv and eval.log.
+    per_joint.csv, eval.log and, with npus > 1, the workers' logs/.
     """
     params = _as_params(params)
     checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
@@ -82,7 +82,8 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     # workers get plain values only: the resolved params travel as a file
     params_path = save_params(params, out_dir / "params.yaml")
     from posecore.distributed import launch
-    metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus, params)
+    metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus, params,
+                     log_dir=out_dir / "logs")
     run_metrics_path = folder / "metrics.json"
     merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
     merged.update(metrics)

@@ -252,6 +252,7 @@ def test_two_gloo_processes_match_one(coco_root, tmp_path, outputs, monkeypatch)
     one = evaluation.evaluate(params, checkpoint, npus=1, run_name="one")
     two = evaluation.evaluate(params, checkpoint, npus=2, run_name="two")
     assert one["num_instances"] == two["num_instances"] == 7
+    assert len(list((outputs / "two" / "eval" / "logs").rglob("stdout.log"))) == 2  # kept with the run
     results_one = read_json(outputs / "one" / "eval" / "results.json")
     results_two = read_json(outputs / "two" / "eval" / "results.json")
     assert len(results_one) == len(results_two)
