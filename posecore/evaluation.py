@@ -139,14 +139,13 @@ def load_model(params: Params, checkpoint: str, device: torch.device) -> nn.Modu
     """params.model built and loaded strictly from `checkpoint`; a mismatch is a clear error."""
     from posecore.checkpoints import CheckpointError, load_checkpoint
     from posecore.keypoints import keypoint_info
-    from posecore.models import build_model
+    from posecore.models import build_untrained_model
 
     joints = keypoint_info(params.data.dataset).num_joints
     if params.model.num_joints != joints:
         raise ValueError(f"model.num_joints is {params.model.num_joints} but {params.data.dataset} "
                          f"has {joints} joints; fix model.num_joints in the params")
-    # the checkpoint replaces every weight: skip the backbone / init loading build_model would do
-    model = build_model(dataclasses.replace(params.model, pretrained="", init_checkpoint=""))
+    model = build_untrained_model(params)
     try:
         load_checkpoint(model, checkpoint, strict=True)
     except CheckpointError as error:

@@ -32,7 +32,7 @@ from torch import nn
 import posecore
 from posecore.checkpoints import load_checkpoint
 from posecore.keypoints import keypoint_info
-from posecore.models import build_model
+from posecore.models import build_model, build_untrained_model
 from posecore.params import Params, load_params
 from posecore.runs import atomic_write, resolve_path, run_dir
 
@@ -204,13 +204,16 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, run_name: str | Non
 def load_model(params: Params, checkpoint: Path | None) -> tuple[nn.Module, str | None]:
     """params' model in eval mode with `checkpoint`'s weights -> (model, detected format).
 
+    Without a checkpoint the weights are those build_model gives (model.pretrained and
+    model.init_checkpoint included); a checkpoint replaces them all, so they are not read then.
+
     posecore.load_checkpoint (strict) refuses unknown formats and checkpoints of another model,
     depth or joint count with a CheckpointError (a ValueError) naming the file and the fix.
     """
-    model = build_model(params)
-    checkpoint_format = None
-    if checkpoint is not None:
-        checkpoint_format = load_checkpoint(model, checkpoint, strict=True)["format"]
+    if checkpoint is None:
+        return build_model(params).eval(), None
+    model = build_untrained_model(params)
+    checkpoint_format = load_checkpoint(model, checkpoint, strict=True)["format"]
     return model.eval(), checkpoint_format
 
 

@@ -453,6 +453,12 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
     return model
 
 
+def build_untrained_model(params: Any) -> nn.Module:
+    """build_model without loading model.pretrained or model.init_checkpoint: for callers that
+    load a checkpoint over every weight (reading those files would be wasted or fail)."""
+    return build_model(params, pretrained="", init_checkpoint="")
+
+
 def model_summary(model: nn.Module, input_size: tuple[int, int] | list[int]) -> dict[str, Any]:
     """Parameter count and GFLOPs of one forward pass at input_size (w, h), batch 1.
 

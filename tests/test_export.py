@@ -157,6 +157,16 @@ def test_resnet_models_export_from_their_checkpoints(tmp_path, name, depth, fmt)
     assert check_parity(model, path, batch_sizes=(2,))["max_abs_diff"] <= TOLERANCE
 
 
+def test_checkpoint_export_does_not_read_the_params_init_weights(tmp_path):
+    params = posecore.load_params(small_params("simplebaseline"), {
+        "model.pretrained": str(tmp_path / "absent_resnet18.pth"),
+        "model.init_checkpoint": str(tmp_path / "absent_init.pt")})
+    model = randomized_model(small_params("simplebaseline"), seed=2)
+    checkpoint = posecore_checkpoint(model, params, tmp_path / "best.pt")
+    export_onnx(params, checkpoint, tmp_path / "model.onnx", parity_batch_sizes=())
+    assert check_parity(model, tmp_path / "model.onnx", batch_sizes=(1,))["max_abs_diff"] <= TOLERANCE
+
+
 def test_hourglass52_from_mmpose_checkpoint_matches_pytorch(tmp_path):
     params = posecore.load_params("hourglass", {"data.input_size": [128, 128],
                                                 "data.heatmap_size": [32, 32]})
