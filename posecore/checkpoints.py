@@ -19,12 +19,16 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from posecore.runs import resolve_path, run_dir
+
 POSECORE_FORMAT = "posecore/1"
+RUN_CHECKPOINTS = ("best", "last")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 # upstream prefix -> posecore prefix (first match wins; order matters only for overlaps)
@@ -78,6 +82,24 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     state = to_posecore_keys(fmt, state)
     _check_same_model(model, checkpoint, fmt, state, path, strict)
     return _load_state(model, state, path, fmt, strict)
+
+
+def find_checkpoint(checkpoint: str | os.PathLike, run_name: str | None) -> Path:
+    """"best" / "last" -> outputs/<run_name>/checkpoints/<name>.pt, else a path (relative to the
+    repository root, as in params); either must be an existing file."""
+    if str(checkpoint) in RUN_CHECKPOINTS:
+        if not run_name:
+            raise ValueError(f"checkpoint {checkpoint!r} needs run_name (the run whose "
+                             f"checkpoints/{checkpoint}.pt to use), or pass a file path")
+        path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run {run_name!r} has no {checkpoint} "
+                                    f"checkpoint yet; train it first or pass a checkpoint path")
+        return path
+    path = resolve_path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
 
 
 def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:

@@ -32,12 +32,11 @@ from torch import nn
 
 from posecore import metrics as M
 from posecore.params import Params, load_params, save_params
-from posecore.runs import atomic_write, default_run_name, read_json, resolve_path, run_dir, write_json
+from posecore.runs import atomic_write, default_run_name, read_json, run_dir, write_json
 
 log = logging.getLogger(__name__)
 
 PRIMARY_METRIC = {"coco": "AP", "mpii": "PCKh"}
-CHECKPOINT_ALIASES = ("best", "last")
 
 
 # --------------------------------------------------------------------------- public API
@@ -121,18 +120,9 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, params: Params,
     if checkpoint is None:
         raise ValueError("no checkpoint given: pass a path, 'best' or 'last' (or set eval.oracle: "
                          "true to score the encoded ground truth)")
-    if str(checkpoint) in CHECKPOINT_ALIASES:
-        if not run_name:
-            raise ValueError(f"checkpoint={checkpoint!r} needs run_name (the training run's folder)")
-        path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: run {run_name!r} has no {checkpoint} "
-                                    "checkpoint yet; train it first or pass a checkpoint path")
-        return str(path)
-    path = resolve_path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return str(path)
+    from posecore.checkpoints import find_checkpoint
+
+    return str(find_checkpoint(checkpoint, run_name))
 
 
 def load_model(params: Params, checkpoint: str, device: torch.device) -> nn.Module:

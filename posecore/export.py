@@ -30,18 +30,17 @@ import torch
 from torch import nn
 
 import posecore
-from posecore.checkpoints import load_checkpoint
+from posecore.checkpoints import find_checkpoint, load_checkpoint
 from posecore.keypoints import keypoint_info
 from posecore.models import build_model, build_untrained_model
 from posecore.params import Params, load_params
-from posecore.runs import atomic_write, resolve_path, run_dir
+from posecore.runs import atomic_write, resolve_path
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 PARITY_TOLERANCE = 1e-4
 INPUT_NAME = "image"
 DECODE_OUTPUTS = ("keypoints", "scores")
-RUN_CHECKPOINTS = ("best", "last")
 
 METADATA_KEYS = {
     "model_name": "key of posecore.models.MODELS, e.g. 'fastpose'",
@@ -82,7 +81,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
 
     params = load_params(params)
     check_opset(opset)
-    weights = resolve_checkpoint(checkpoint, run_name)
+    weights = None if checkpoint is None else find_checkpoint(checkpoint, run_name)
     model, checkpoint_format = load_model(params, weights)
     if parity_batch_sizes is None:
         parity_batch_sizes = (1, 2) if dynamic_batch else (1,)
@@ -179,26 +178,6 @@ def check_opset(opset: int) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset!r} is not supported: the exporter writes opset "
                          f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})")
-
-
-def resolve_checkpoint(checkpoint: str | os.PathLike | None, run_name: str | None) -> Path | None:
-    """None, "best"/"last" of run_name (outputs/<run>/checkpoints/<name>.pt), or an existing file
-    (relative paths are relative to the repository root, as everywhere in posecore)."""
-    if checkpoint is None:
-        return None
-    if str(checkpoint) in RUN_CHECKPOINTS:
-        if not run_name:
-            raise ValueError(f"checkpoint {checkpoint!r} needs run_name= (the run whose "
-                             f"checkpoints/{checkpoint}.pt to export), or pass a file path")
-        path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: run {run_name!r} has no {checkpoint} "
-                                    f"checkpoint yet; train it first or pass a checkpoint path")
-        return path
-    path = resolve_path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return path
 
 
 def load_model(params: Params, checkpoint: Path | None) -> tuple[nn.Module, str | None]:
