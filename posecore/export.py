@@ -302,7 +302,7 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     """Median CPU latency (ms) of PyTorch eager vs onnxruntime, one row per batch size.
 
     Both run with the same number of intra-op threads, alternating run by run. Weights do not
-    change the timing, so the PyTorch side is params' model as built. Rows: batch, pytorch_ms,
+    change the timing, so the PyTorch side is params' model as built, without reading weight files. Rows: batch, pytorch_ms,
     onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
     """
     from tqdm.auto import tqdm
@@ -315,7 +315,7 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     if isinstance(fixed_batch, int) and any(b != fixed_batch for b in batch_sizes):
         raise ValueError(f"{onnx_path} has a fixed batch of {fixed_batch}; re-export with "
                          f"dynamic_batch=True to time batch sizes {tuple(batch_sizes)}")
-    model = build_model(params).eval()
+    model = build_untrained_model(params).eval()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     w, h = params.data.input_size
