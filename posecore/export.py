@@ -302,8 +302,8 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     """Median CPU latency (ms) of PyTorch eager vs onnxruntime, one row per batch size.
 
     Both run with the same number of intra-op threads, alternating run by run. Weights do not
-    change the timing, so the PyTorch side is params' model as built, without reading weight files. Rows: batch, pytorch_ms,
-    onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
+    change the timing, so the PyTorch side is params' model as built, without reading weight
+    files. Rows: batch, pytorch_ms, onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
     """
     from tqdm.auto import tqdm
 
