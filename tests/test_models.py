@@ -95,6 +95,14 @@ def test_model_summary_counts_fastpose_flops_without_running_it():
     assert half == pytest.approx(summary["gflops"] / 4, rel=0.02)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_model_summary_takes_tiny_inputs_in_either_mode_and_keeps_the_mode(training):
+    model = build_model("fastpose", depth=18).train(training)
+    tiny = model_summary(model, (32, 32))  # 1x1 backbone maps: batch-1 BN fails in train mode
+    assert model.training is training
+    assert tiny["gflops"] == pytest.approx(model_summary(model, (64, 64))["gflops"] / 4, rel=0.05)
+
+
 def test_build_model_reads_params_and_kwargs_override_them():
     params = load_params("hourglass", {"model.num_joints": 7})
     assert build_model(params).head.final_layers[0].out_channels == 7
