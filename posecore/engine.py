@@ -58,11 +58,11 @@ from tqdm.auto import tqdm
 
 import posecore
 from posecore import data, device, distributed, models
+from posecore.checkpoints import POSECORE_FORMAT
 from posecore.params import Params, TrainParams, load_params, save_params
 from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, read_json,
                            read_jsonl, run_dir, write_json)
 
-CHECKPOINT_FORMAT = "posecore/1"
 # checkpoint dict: format, model_name, num_joints, model (state_dict without wrapper prefixes),
 # params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch ends),
 # step (all steps), optimizer, scheduler, scaler, rng, best_metric, skipped_steps
@@ -401,7 +401,7 @@ class _Trainer:
 
     def _checkpoint(self) -> dict[str, Any]:
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": POSECORE_FORMAT,
             "model_name": self.params.model.name,
             "num_joints": self.params.model.num_joints,
             "model": self.bare.state_dict(),
