@@ -590,9 +590,10 @@ class _Trainer:
         if self.train.val_every > 0 and self.epoch % self.train.val_every == 0:
             improved = self._validate(epoch)
         if self.main:
+            checkpoint = self._checkpoint()
             if improved:  # best.pt first: a kill between the two writes then loses nothing
-                save_checkpoint(self.best_path, self._checkpoint())
-            save_checkpoint(self.last_path, self._checkpoint())
+                save_checkpoint(self.best_path, checkpoint)
+            save_checkpoint(self.last_path, checkpoint)
         if self._stop_agreed():
             raise KeyboardInterrupt
 
