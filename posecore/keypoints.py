@@ -22,10 +22,6 @@ class KeypointInfo:
     def num_joints(self) -> int:
         return len(self.joint_names)
 
-    @property
-    def lower_body(self) -> tuple[int, ...]:
-        return tuple(j for j in range(self.num_joints) if j not in self.upper_body)
-
     def flip_index(self) -> list[int]:
         """Permutation that maps joint j to its mirror (identity for centre joints)."""
         index = list(range(self.num_joints))
