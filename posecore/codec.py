@@ -81,17 +81,24 @@ def _argmax(heatmaps):
     return coords, scores.astype(np.float32)
 
 
-def _quarter_offset(heatmaps, coords):
+def _peak_reader(heatmaps, coords):
+    """(px, py, at): integer peaks [N, K] and at(dx, dy) -> values [N, K] beside them, clamped."""
     n, k, h, w = heatmaps.shape
     px = coords[..., 0].astype(np.int64)
     py = coords[..., 1].astype(np.int64)
-    inner = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
     flat = heatmaps.reshape(n, k, h * w)
 
     def at(dx, dy):
         index = np.clip(py + dy, 0, h - 1) * w + np.clip(px + dx, 0, w - 1)
         return np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
 
+    return px, py, at
+
+
+def _quarter_offset(heatmaps, coords):
+    h, w = heatmaps.shape[2:]
+    px, py, at = _peak_reader(heatmaps, coords)
+    inner = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
     step = np.stack([np.sign(at(1, 0) - at(-1, 0)), np.sign(at(0, 1) - at(0, -1))], axis=-1)
     return coords + 0.25 * step * inner[..., None]
 
@@ -115,16 +122,9 @@ def _log_blurred(heatmaps, kernel: int):
 
 def _taylor_refine(log_heatmaps, coords):
     """Second-order Taylor step at the integer maximum: x -= H^-1 grad (DARK)."""
-    n, k, h, w = log_heatmaps.shape
-    px = coords[..., 0].astype(np.int64)
-    py = coords[..., 1].astype(np.int64)
+    h, w = log_heatmaps.shape[2:]
+    px, py, at = _peak_reader(log_heatmaps.astype(np.float64), coords)
     inner = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
-    flat = log_heatmaps.reshape(n, k, h * w).astype(np.float64)
-
-    def at(dx, dy):
-        index = np.clip(py + dy, 0, h - 1) * w + np.clip(px + dx, 0, w - 1)
-        return np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
-
     center = at(0, 0)
     dx = 0.5 * (at(1, 0) - at(-1, 0))
     dy = 0.5 * (at(0, 1) - at(0, -1))
