@@ -20,7 +20,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -223,17 +223,13 @@ def _check_same_model(model: nn.Module, checkpoint: dict, fmt: str,
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
                 fmt: str, strict: bool) -> dict[str, Any]:
     own = model.state_dict()
-    # Checkpoints from before BatchNorm counted batches lack the counter; BN fills it in.
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing, unexpected, mismatched = _compare(own, state, optional=lambda key: False)
     if strict and (missing or unexpected or mismatched):
         raise CheckpointError(
             f"{path}: the {fmt} checkpoint does not fit {type(model).__name__}: "
             + _describe(missing, unexpected, mismatched, state, own)
             + "; pass strict=False to load only the tensors that fit")
-    fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-    model.load_state_dict(fitting, strict=False)
+    _load_fitting(model, own, state)
     return {"format": fmt, "missing": missing, "unexpected": unexpected,
             "mismatched": mismatched}
 
@@ -248,20 +244,34 @@ def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: str |
                               f" {type(model).__name__} has none")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = backbone.state_dict()
-    missing = [k for k in own if k not in state and ".se." not in k
-               and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing, unexpected, mismatched = _compare(own, state, optional=lambda key: ".se." in key)
     if strict and (missing or unexpected or mismatched):
         depth = getattr(backbone, "depth", "?")
         raise CheckpointError(
             f"{path}: the torchvision ResNet does not fit the ResNet-{depth} backbone (another "
             f"depth?): " + _describe(missing, unexpected, mismatched, state, own))
-    fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-    backbone.load_state_dict(fitting, strict=False)
+    _load_fitting(backbone, own, state)
     prefix = "backbone." if backbone is not model else ""
     return {"format": "torchvision-resnet", "missing": [prefix + k for k in missing],
             "unexpected": unexpected, "mismatched": [prefix + k for k in mismatched]}
+
+
+def _compare(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+             optional: Callable[[str], bool]) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, mismatched) keys of `state` against the module's `own` state_dict;
+    keys for which `optional` is true may be missing."""
+    # Checkpoints from before BatchNorm counted batches lack the counter; BN fills it in.
+    missing = [k for k in own if k not in state and not optional(k)
+               and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    return missing, unexpected, mismatched
+
+
+def _load_fitting(module: nn.Module, own: dict[str, torch.Tensor],
+                  state: dict[str, torch.Tensor]) -> None:
+    module.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape},
+                           strict=False)
 
 
 def _describe(missing: list[str], unexpected: list[str], mismatched: list[str],
