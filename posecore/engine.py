@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import json
 import math
 import os
 import random
@@ -60,8 +59,8 @@ import posecore
 from posecore import data, device, distributed, models
 from posecore.checkpoints import POSECORE_FORMAT
 from posecore.params import Params, TrainParams, load_params, save_params
-from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, read_json,
-                           read_jsonl, run_dir, write_json)
+from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, jsonl_line,
+                           read_json, read_jsonl, run_dir, write_json)
 
 # checkpoint dict: format, model_name, num_joints, model (state_dict without wrapper prefixes),
 # params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch ends),
@@ -397,7 +396,7 @@ class _Trainer:
                 if (r.get("type") == "val" and r.get("epoch", 0) < self.epoch)
                 or (r.get("type") == "train" and r.get("step", 0) <= self.step)
                 or r.get("type") not in ("val", "train")]
-        atomic_write(log_path, "".join(_json_line(r) for r in kept))
+        atomic_write(log_path, "".join(jsonl_line(r) for r in kept))
 
     def _checkpoint(self) -> dict[str, Any]:
         return {
@@ -656,10 +655,6 @@ class _Trainer:
                   f"{meter.steps} measured steps (all devices), data wait "
                   f"{summary['data_wait']:.0%}, {self.skipped} skipped", flush=True)
         return result
-
-
-def _json_line(record: dict) -> str:
-    return json.dumps(record) + "\n"
 
 
 def _finite_or_none_values(values: dict[str, float]) -> dict[str, float | None]:

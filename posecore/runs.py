@@ -68,10 +68,15 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+def jsonl_line(obj: Any) -> str:
+    """One record of a .jsonl file, newline included."""
+    return json.dumps(obj, default=_json_default) + "\n"
+
+
 def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
     """One JSON object per line; appends are line-sized so readers never see half a record."""
     with open(path, "a") as f:
-        f.write(json.dumps(obj, default=_json_default) + "\n")
+        f.write(jsonl_line(obj))
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
