@@ -19,6 +19,7 @@ _API = {
     "build_dataset": "data",
     "build_model": "models",
     "load_checkpoint": "checkpoints",
+    "load_model": "checkpoints",
     "train": "engine",
     "evaluate": "evaluation",
     "export_onnx": "export",

@@ -13,19 +13,29 @@ DataParallel / torch.compile is dropped first):
 
 Every file is read with torch.load(weights_only=True): tensors and plain containers only, so
 nothing in a checkpoint can run code.
+
+posecore's own training checkpoint (written by the engine through `save_checkpoint`, read back by
+`read_checkpoint`) holds CHECKPOINT_KEYS; its RNG states are tensors and plain values
+(`capture_rng` / `restore_rng`) so that it stays weights_only-loadable. `load_model` is the one
+way to get a model with weights: from a checkpoint, or as params say.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import random
 import re
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from posecore.runs import resolve_path, run_dir
+from posecore import device as devices
+from posecore.keypoints import check_num_joints
+from posecore.models import build_model, unwrap_model
+from posecore.runs import atomic_write, resolve_path, run_dir
 
 POSECORE_FORMAT = "posecore/1"
 RUN_CHECKPOINTS = ("best", "last")
@@ -58,6 +68,11 @@ JOINT_KEYS = {
     "hourglass": "head.final_layers.0.weight",
 }
 MAX_LISTED = 30
+# the training checkpoint: format, model_name, num_joints, model (state_dict without wrapper
+# prefixes), params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch
+# ends), step (all steps), optimizer, scheduler, scaler, rng, best_metric, skipped_steps
+CHECKPOINT_KEYS = ("format", "model_name", "num_joints", "model", "params", "epoch", "epoch_step",
+                   "step", "optimizer", "scheduler", "scaler", "rng", "best_metric", "skipped_steps")
 
 
 class CheckpointError(ValueError):
@@ -82,6 +97,68 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     state = to_posecore_keys(fmt, state)
     _check_same_model(model, checkpoint, fmt, state, path, strict)
     return _load_state(model, state, path, fmt, strict)
+
+
+def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
+               device: str | torch.device = "cpu") -> tuple[nn.Module, str | None]:
+    """params.model with weights, in eval mode on `device` -> (model, checkpoint format or None).
+
+    `checkpoint`: a file of any format load_checkpoint detects, loaded strictly over every weight
+    (model.pretrained / model.init_checkpoint are then not read); None: the weights params name
+    (model.pretrained backbone, then model.init_checkpoint), else the initialization. A checkpoint
+    of another model, depth or joint count is a CheckpointError naming both and the fix.
+    """
+    check_num_joints(params)
+    model = build_model(params)
+    checkpoint_format = None
+    if checkpoint is None:
+        initialize_weights(model, params.model)
+    else:
+        try:
+            checkpoint_format = load_checkpoint(model, checkpoint, strict=True)["format"]
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"cannot use {checkpoint} as model {params.model.name!r} with {params.model.num_joints} "
+                f"joints: {error}. Use the params it was trained with (model.name, model.depth, "
+                "model.num_stacks, model.num_joints)") from error
+    return model.to(device).eval(), checkpoint_format
+
+
+def initialize_weights(model: nn.Module, model_params: Any) -> nn.Module:
+    """model_params.pretrained (an ImageNet ResNet backbone), then model_params.init_checkpoint
+    (any checkpoint format, strict); relative paths are relative to the repository root."""
+    if model_params.pretrained:
+        load_pretrained_backbone(model, resolve_path(model_params.pretrained))
+    if model_params.init_checkpoint:
+        load_checkpoint(model, resolve_path(model_params.init_checkpoint))
+    return model
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
+    """torch.save through atomic_write: a kill mid-write leaves the previous file intact."""
+    return atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy, torch CPU and device RNG states as tensors/ints (torch.load weights_only)."""
+    version, state, gauss = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "device": devices.get_rng_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    python, numpy_state = state["python"], state["numpy"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    devices.set_rng_state(state["device"])
 
 
 def find_checkpoint(checkpoint: str | os.PathLike, run_name: str | None) -> Path:
@@ -176,17 +253,6 @@ def to_posecore_keys(fmt: str, state: dict[str, torch.Tensor]) -> dict[str, torc
     if fmt.startswith("mmpose"):
         return _rename(state, MMPOSE_PREFIXES)
     return state
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model inside torch.compile / DataParallel / DistributedDataParallel wrappers."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def model_identity(model: nn.Module) -> tuple[str | None, int | None]:
@@ -321,10 +387,6 @@ def _any_prefix(keys: list[str], prefix: str) -> bool:
 
 def _numpy_globals() -> list[Any]:
     """What unpickling a plain NumPy array needs (numpy 1 and 2 module names)."""
-    try:
-        import numpy as np
-    except ImportError:
-        return []
     core = getattr(np, "_core", None) or np.core
     found = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
     found += [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDGO"]

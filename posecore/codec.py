@@ -16,11 +16,16 @@ import numpy as np
 DECODE_METHODS = ("default", "dark")
 
 
+def heatmap_stride(input_size, heatmap_size) -> np.ndarray:
+    """Input pixels per heatmap pixel [sx, sy]: input_size / heatmap_size, both (w, h)."""
+    return np.array([input_size[0] / heatmap_size[0], input_size[1] / heatmap_size[1]], dtype=np.float64)
+
+
 def encode_heatmaps(joints_xy, visible, input_size, heatmap_size, sigma: float):
     """Joints [K, 2] in input pixels + visible [K] -> (target float32 [K, Hh, Wh], weight float32 [K])."""
     joints = np.asarray(joints_xy, dtype=np.float64).reshape(-1, 2)
     heatmap_w, heatmap_h = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = np.array([input_size[0] / heatmap_w, input_size[1] / heatmap_h])
+    stride = heatmap_stride(input_size, (heatmap_w, heatmap_h))
     radius = 3.0 * sigma
     # int() truncation toward zero, exactly as the references round
     mu = (joints / stride + 0.5).astype(np.int64)
@@ -152,7 +157,7 @@ class MSRAHeatmap:
 
     @property
     def stride(self) -> np.ndarray:
-        return np.array([self.input_size[0] / self.heatmap_size[0], self.input_size[1] / self.heatmap_size[1]])
+        return heatmap_stride(self.input_size, self.heatmap_size)
 
     def encode(self, joints_xy, visible):
         """Joints [K, 2] in input pixels -> (target [K, Hh, Wh], weight [K])."""

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posecore.runs import REPO_ROOT, outputs_root, read_json, run_dir
+from posecore.data import synthetic_root
+from posecore.runs import REPO_ROOT, read_json, run_dir
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 KERNEL = "python3"
@@ -63,7 +64,7 @@ def describe_failure(source: Path, error: Any, output: Path) -> str:
 def demo_steps(run_name: str, params: str) -> list[tuple[str, dict[str, Any]]]:
     """(notebook, papermill parameters) in workbook order, all on the synthetic COCO-layout data
     (built by prepare_data at outputs/data/synthetic_coco, reused when complete)."""
-    data_root = str(outputs_root() / "data" / "synthetic_coco")
+    data_root = str(synthetic_root("coco"))
     common = {"model": "fastpose", "params": params, "run_name": run_name, "data_root": data_root}
     return [
         ("prepare_data", {**common, "synthetic": {}}),

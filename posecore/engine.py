@@ -56,17 +56,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import posecore
-from posecore import data, device, distributed, models
-from posecore.checkpoints import POSECORE_FORMAT
+from posecore import data, device, distributed
+from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read_checkpoint, restore_rng,
+                                  save_checkpoint)
+from posecore.evaluation import primary_metric, validate
 from posecore.params import Params, TrainParams, load_params, save_params
-from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, jsonl_line,
+from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
                            read_json, read_jsonl, run_dir, write_json)
-
-# checkpoint dict: format, model_name, num_joints, model (state_dict without wrapper prefixes),
-# params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch ends),
-# step (all steps), optimizer, scheduler, scaler, rng, best_metric, skipped_steps
-CHECKPOINT_KEYS = ("format", "model_name", "num_joints", "model", "params", "epoch", "epoch_step",
-                   "step", "optimizer", "scheduler", "scaler", "rng", "best_metric", "skipped_steps")
 
 
 class TrainingError(RuntimeError):
@@ -90,6 +86,7 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     params = load_params(params)
     device.check_device_count(npus)
     check_amp_backend(params.train)
+    data.ensure_synthetic(params)
     nodes = distributed.node_settings(params)
     folder = run_dir(run_name or default_run_name(params.name or params.model.name))
     last = folder / "checkpoints" / "last.pt"
@@ -110,37 +107,6 @@ def train_worker(run_folder: str) -> dict[str, Any]:
         return _Trainer(Path(run_folder)).run()
     finally:
         torch.use_deterministic_algorithms(deterministic)
-
-
-def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool = False
-                      ) -> dict[str, np.ndarray]:
-    """Gradients of one training step on the first `global_batch` samples of epoch 0.
-
-    Each rank takes its contiguous share of the batch, so 1 process and N processes (DDP) agree
-    when BatchNorm does not depend on the split: train.sync_bn on NPU/GPU, or `frozen_batchnorm`
-    (BatchNorm in eval mode, on its running statistics; SyncBN does not run on CPU).
-    Returns {parameter name: gradient}.
-    """
-    params = load_params(Path(run_folder) / "params.yaml")
-    world, rank = distributed.world_size(), distributed.rank()
-    if global_batch % world:
-        raise ValueError(f"global_batch {global_batch} must divide by the world size {world}")
-    dev = device.get_device(distributed.local_rank())
-    _seed_everything(params.train.seed)
-    bare = prepare_model(params, dev, world)
-    model = _wrap_model(bare, params.train, dev, world)
-    if frozen_batchnorm:
-        for module in bare.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-    dataset = data.build_dataset(params, "train")
-    dataset.set_epoch(0)
-    share = global_batch // world
-    batch = torch.utils.data.default_collate([dataset[i] for i in range(rank * share, (rank + 1) * share)])
-    output = model(batch["image"].to(dev))
-    heatmap_loss(output, batch["target"].to(dev), batch["target_weight"].to(dev)).backward()
-    return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters()
-            if p.grad is not None}
 
 
 # --- pieces ----------------------------------------------------------------------------------
@@ -176,8 +142,9 @@ def build_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimiz
 
 
 def prepare_model(params: Params, dev: torch.device, world: int) -> nn.Module:
-    """The bare model (no DDP / compile wrappers) on `dev`: SyncBN and channels_last per params."""
-    model = models.build_model(params)
+    """The bare model (no DDP / compile wrappers) on `dev` with the weights params name, in
+    training mode: SyncBN and channels_last per params."""
+    model = load_model(params)[0].train()
     if params.train.sync_bn and world > 1:
         if dev.type == "cpu":
             raise TrainingError("train.sync_bn needs NPU/GPU workers (torch's SyncBatchNorm does not "
@@ -204,33 +171,6 @@ def check_amp_backend(train: TrainParams) -> Any:
             "environment (Ascend torch_npu builds ship it); install apex or set "
             "train.amp_backend: torch to use torch.amp") from error
     return amp
-
-
-def capture_rng() -> dict[str, Any]:
-    """Python, numpy, torch CPU and device RNG states as tensors/ints (torch.load weights_only)."""
-    version, state, gauss = random.getstate()
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return {
-        "python": {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "device": device.get_rng_state(),
-    }
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    python, numpy_state = state["python"], state["numpy"]
-    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
-    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    device.set_rng_state(state["device"])
-
-
-def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
-    """torch.save through atomic_write: a kill mid-write leaves the previous file intact."""
-    return atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def run_environment(npus: int, nodes: distributed.Nodes) -> dict[str, Any]:
@@ -369,7 +309,7 @@ class _Trainer:
                 for stale in (log_path, self.folder / "metrics.json", self.best_path):
                     stale.unlink(missing_ok=True)
             return
-        checkpoint = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(self.last_path)
         self.bare.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.apex:
@@ -580,7 +520,7 @@ class _Trainer:
         if self.main:
             append_jsonl(self.folder / "log.jsonl",
                          {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
-                          **_finite_or_none_values(window.summary()), "skipped": self.skipped})
+                          **json_safe(window.summary()), "skipped": self.skipped})
 
     def _end_epoch(self) -> None:
         epoch = self.epoch
@@ -597,8 +537,6 @@ class _Trainer:
             raise KeyboardInterrupt
 
     def _validate(self, epoch: int) -> bool:
-        from posecore.evaluation import primary_metric, validate
-
         with torch.no_grad():
             self.metrics = validate(self.bare, self.params, out_dir=self.folder / "val")
         self.model.train()
@@ -649,14 +587,8 @@ class _Trainer:
         }
         if self.main:
             record = {k: v for k, v in result.items() if k not in ("run_dir", "metrics", "checkpoint")}
-            append_jsonl(self.folder / "log.jsonl", {"type": "summary", **record,
-                                                     **_finite_or_none_values({"loss": result["loss"]})})
+            append_jsonl(self.folder / "log.jsonl", json_safe({"type": "summary", **record}))
             print(f"{self.folder.name}: {self.step} steps, {summary['images_per_s']:.1f} img/s over "
                   f"{meter.steps} measured steps (all devices), data wait "
                   f"{summary['data_wait']:.0%}, {self.skipped} skipped", flush=True)
         return result
-
-
-def _finite_or_none_values(values: dict[str, float]) -> dict[str, float | None]:
-    """NaN is not JSON: a window of only skipped steps logs loss null."""
-    return {key: value if math.isfinite(value) else None for key, value in values.items()}

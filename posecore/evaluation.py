@@ -19,7 +19,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import os
 import time
 import warnings
@@ -28,11 +27,20 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from posecore import metrics as M
+from posecore.checkpoints import find_checkpoint, load_model
+from posecore.codec import decode_heatmaps, flip_back
+from posecore.data import build_dataset, ensure_synthetic, padded_shard
+from posecore.device import get_device
+from posecore.distributed import launch, local_rank, rank as get_rank, world_size
+from posecore.geometry import heatmap_to_image
 from posecore.params import Params, load_params, save_params
-from posecore.runs import atomic_write, default_run_name, read_json, run_dir, write_json
+from posecore.runs import atomic_write, default_run_name, json_safe, read_json, run_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     params = _as_params(params)
     checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
     eval_split(params)  # fail on bad settings before starting workers
+    ensure_synthetic(params)
     run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
     folder = run_dir(run_name)
     if not (folder / "params.yaml").exists():
@@ -80,13 +89,12 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     out_dir = folder / "eval"
     # workers get plain values only: the resolved params travel as a file
     params_path = save_params(params, out_dir / "params.yaml")
-    from posecore.distributed import launch
     metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus, params,
                      log_dir=out_dir / "logs")
     run_metrics_path = folder / "metrics.json"
     merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
     merged.update(metrics)
-    write_json(run_metrics_path, _json_safe(merged))
+    write_json(run_metrics_path, json_safe(merged))
     return metrics
 
 
@@ -120,52 +128,22 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, params: Params,
     if checkpoint is None:
         raise ValueError("no checkpoint given: pass a path, 'best' or 'last' (or set eval.oracle: "
                          "true to score the encoded ground truth)")
-    from posecore.checkpoints import find_checkpoint
-
     return str(find_checkpoint(checkpoint, run_name))
-
-
-def load_model(params: Params, checkpoint: str, device: torch.device) -> nn.Module:
-    """params.model built and loaded strictly from `checkpoint`; a mismatch is a clear error."""
-    from posecore.checkpoints import CheckpointError, load_checkpoint
-    from posecore.keypoints import keypoint_info
-    from posecore.models import build_untrained_model
-
-    joints = keypoint_info(params.data.dataset).num_joints
-    if params.model.num_joints != joints:
-        raise ValueError(f"model.num_joints is {params.model.num_joints} but {params.data.dataset} "
-                         f"has {joints} joints; fix model.num_joints in the params")
-    model = build_untrained_model(params)
-    try:
-        load_checkpoint(model, checkpoint, strict=True)
-    except CheckpointError as error:
-        raise CheckpointError(
-            f"cannot evaluate {checkpoint} as model {params.model.name!r} with "
-            f"{params.model.num_joints} joints: {error}. Evaluate it with the params it was trained "
-            "with (model.name, model.depth, model.num_stacks, model.num_joints)") from error
-    return model.to(device).eval()
 
 
 # --------------------------------------------------------------------------- workers
 
 def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str) -> dict[str, float]:
     """One rank of `evaluate` (also the whole of it when npus == 1)."""
-    from posecore.device import get_device
-    from posecore.distributed import local_rank
-
     params = load_params(params_path)
     device = get_device(local_rank())
-    model = None if params.eval.oracle else load_model(params, checkpoint, device)
+    model = None if params.eval.oracle else load_model(params, checkpoint, device)[0]
     return _evaluate_model(model, params, device, out_dir, {"checkpoint": checkpoint}, verbose=True)
 
 
 def _evaluate_model(model: nn.Module | None, params: Params, device: torch.device,
                     out_dir: str | os.PathLike | None, extra: dict | None = None,
                     verbose: bool = False) -> dict[str, float]:
-    from posecore.data import build_dataset
-
-    from posecore.distributed import rank as get_rank, world_size
-
     rank, world = get_rank(), world_size()
     split = eval_split(params)
     dataset = build_dataset(params, split)
@@ -193,8 +171,6 @@ def _evaluate_model(model: nn.Module | None, params: Params, device: torch.devic
 def _broadcast(obj: dict, world: int) -> dict:
     if world == 1:
         return obj
-    import torch.distributed as dist
-
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -204,8 +180,6 @@ def _gather(local: dict[str, Any], world: int) -> dict[str, Any]:
     """All ranks' predictions, in dataset order, each dataset index once."""
     parts = [local]
     if world > 1:
-        import torch.distributed as dist
-
         parts = [None] * world
         dist.all_gather_object(parts, local)
     merged = {key: np.concatenate([p[key] for p in parts]) for key in local if key not in ("bad", "timing")}
@@ -223,8 +197,6 @@ def _gather(local: dict[str, Any], world: int) -> dict[str, Any]:
 def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_index: list[int],
                        shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(heatmaps averaged with the mirrored image's un-flipped heatmaps, plain heatmaps) [N,K,H,W]."""
-    from posecore.codec import flip_back
-
     plain = _forward(model, images)
     mirrored = flip_back(_forward(model, images.flip(3)), flip_index, shift=shift)
     return (plain + mirrored) * 0.5, plain
@@ -244,11 +216,6 @@ def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch
 
     model None = the oracle (decode item["target"]).
     """
-    from tqdm.auto import tqdm
-
-    from posecore.codec import decode_heatmaps
-    from posecore.geometry import heatmap_to_image
-
     loader = _loader(dataset, params, rank, world)
     flip_index = dataset.info.flip_index()
     flip = _flip_used(params)
@@ -269,9 +236,8 @@ def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch
             heatmaps, plain = heatmaps.cpu(), plain.cpu()   # waits for the device
             model_seconds += time.perf_counter() - tick
         index = batch["index"].numpy().astype(np.int64)
-        keypoints = _decode(heatmaps.numpy(), batch, params, decode_heatmaps, heatmap_to_image)
-        plain_keypoints = keypoints if plain is heatmaps else _decode(
-            plain.numpy(), batch, params, decode_heatmaps, heatmap_to_image)
+        keypoints = _decode(heatmaps.numpy(), batch, params)
+        plain_keypoints = keypoints if plain is heatmaps else _decode(plain.numpy(), batch, params)
         finite = np.isfinite(heatmaps.numpy()).reshape(len(index), -1).all(axis=1)
         finite &= np.isfinite(keypoints).reshape(len(index), -1).all(axis=1)
         bad.extend(_instance_name(dataset, batch, i) for i in np.flatnonzero(~finite))
@@ -297,8 +263,7 @@ def _flip_used(params: Params) -> bool:
     return params.eval.flip_test and not params.eval.oracle
 
 
-def _decode(heatmaps: np.ndarray, batch: dict, params: Params, decode_heatmaps: Any,
-            heatmap_to_image: Any) -> np.ndarray:
+def _decode(heatmaps: np.ndarray, batch: dict, params: Params) -> np.ndarray:
     """Heatmaps [n,K,H,W] -> keypoints [n,K,3] (x, y in original-image pixels, score)."""
     safe = np.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0)  # bad ones are reported, not decoded
     coords, scores = decode_heatmaps(safe, method=params.eval.decode, dark_kernel=params.eval.dark_kernel)
@@ -316,16 +281,92 @@ def _instance_name(dataset: Any, batch: dict, i: int) -> str:
         return f"image_id {int(batch['image_id'][i])}"
 
 
-def _loader(dataset: Any, params: Params, rank: int, world: int) -> torch.utils.data.DataLoader:
-    from torch.utils.data import DataLoader
-
-    # Contiguous shards (padded by wrapping, as DistributedSampler pads) keep an image's people
-    # on one rank, where they share one decode; the gather drops the padding by index.
-    per_rank = -(-len(dataset) // world)
-    sampler = [i % len(dataset) for i in range(rank * per_rank, (rank + 1) * per_rank)]
+def _loader(dataset: Any, params: Params, rank: int, world: int) -> DataLoader:
+    # Contiguous shards keep an image's people on one rank, where they share one decode; the
+    # gather drops the padding by index.
+    sampler = padded_shard(list(range(len(dataset))), world, rank)
     workers = params.data.workers
     return DataLoader(dataset, batch_size=params.eval.batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=False, drop_last=False, persistent_workers=False)
+
+
+# --------------------------------------------------------------------------- per person (the browser)
+
+def person_errors(dataset, eval_dir: str | Path, pckh_thr: float = 0.5) -> dict:
+    """Match the eval folder's predictions to the dataset's ground-truth persons and score each one.
+
+    COCO: results.json (after OKS-NMS) against each labelled person of the same image, OKS as
+    COCOeval computes it (annotation area as scale); the best-matching prediction is kept. MPII:
+    predictions.json is in dataset order; the score is the person's PCKh@pckh_thr (official head
+    boxes from the dataset's .mat), else the fraction of joints within 0.1 x the box height.
+    Returns {"metric": name, "score" [N] (1 = perfect), "pred" [N, K, 3] (NaN where unmatched)}.
+    """
+    eval_dir = Path(eval_dir)
+    if dataset.info.dataset == "coco":
+        return _coco_person_errors(dataset, _read_eval_file(eval_dir / "results.json"))
+    predictions = _read_eval_file(eval_dir / "predictions.json")
+    if len(predictions) != len(dataset):
+        raise ValueError(f"{eval_dir / 'predictions.json'} has {len(predictions)} people, the dataset "
+                         f"{len(dataset)}: evaluate the same params' val split again")
+    pred = np.asarray([p["keypoints"] for p in predictions], dtype=float).reshape(len(dataset), -1, 3)
+    if dataset.gt_mat:
+        errors, visible, _ = M.pckh_errors(pred, dataset.gt_mat)
+        metric = f"PCKh@{pckh_thr:g}"
+    else:
+        joints = np.stack([inst.joints for inst in dataset.instances])
+        visible = np.stack([inst.visible for inst in dataset.instances]) > 0
+        height = np.array([inst.bbox_scale[1] for inst in dataset.instances]) / getattr(dataset, "padding", 1.25)
+        errors = np.linalg.norm(pred[..., :2] - joints, axis=-1) / height[:, None]
+        pckh_thr, metric = 0.1, "PCK@0.1 box height"
+    hits = (np.where(visible, errors, np.inf) <= pckh_thr).sum(1)
+    score = hits / np.maximum(visible.sum(1), 1)
+    return {"metric": metric, "score": score, "pred": pred}
+
+
+def _read_eval_file(path: Path) -> list:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run posecore.evaluate (eval.ipynb) for this run first")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _coco_person_errors(dataset, results: list[dict]) -> dict:
+    info = dataset.info
+    areas = _coco_areas(dataset.ann_file)
+    by_image: dict[int, list[np.ndarray]] = {}
+    for result in results:
+        by_image.setdefault(int(result["image_id"]), []).append(
+            np.asarray(result["keypoints"], dtype=float).reshape(info.num_joints, 3))
+    score = np.zeros(len(dataset))
+    pred = np.full((len(dataset), info.num_joints, 3), np.nan)
+    for i, inst in enumerate(dataset.instances):
+        candidates = by_image.get(int(inst.image_id), [])
+        if not candidates:
+            continue
+        box = inst.bbox_xyxy
+        area = areas.get(_coco_key(inst.image_id, inst.joints, inst.visible),
+                         float((box[2] - box[0]) * (box[3] - box[1])) if box is not None else 1.0)
+        poses = np.stack(candidates)
+        oks = M.oks_to_person(poses, inst.joints, inst.visible, area, info.sigmas)
+        best = int(oks.argmax())
+        score[i], pred[i] = oks[best], poses[best]
+    return {"metric": "OKS", "score": score, "pred": pred}
+
+
+def _coco_key(image_id, joints, visible) -> tuple:
+    xy = np.asarray(joints, dtype=np.float32).reshape(-1, 2) * (np.asarray(visible).reshape(-1, 1) > 0)
+    return (int(image_id), tuple(np.round(xy.ravel(), 1).tolist()))
+
+
+def _coco_areas(ann_file: str | Path) -> dict:
+    """Annotation areas (the OKS scale) keyed by image and labelled joints."""
+    with open(ann_file) as f:
+        annotations = json.load(f).get("annotations", [])
+    areas = {}
+    for ann in annotations:
+        keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float32).reshape(-1, 3)
+        areas[_coco_key(ann["image_id"], keypoints[:, :2], keypoints[:, 2])] = float(ann.get("area", 0.0))
+    return areas
 
 
 # --------------------------------------------------------------------------- scoring (rank 0)
@@ -438,7 +479,7 @@ def _write_artifacts(out_dir: Path, metrics: dict, details: dict, per_joint: lis
                 "shift_heatmap": params.eval.shift_heatmap, "decode": params.eval.decode,
                 "use_gt_boxes": params.eval.use_gt_boxes, "det_file": params.data.det_file,
                 "in_vis_thr": params.eval.in_vis_thr, "oks_nms": params.eval.oks_nms, **extra}
-    write_json(out_dir / "metrics.json", _json_safe({**metrics, **details, "settings": settings}))
+    write_json(out_dir / "metrics.json", json_safe({**metrics, **details, "settings": settings}))
     if per_joint:
         atomic_write(out_dir / "per_joint.csv", _csv(per_joint))
     atomic_write(out_dir / "eval.log", "\n".join(lines) + "\n")
@@ -450,17 +491,6 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN (a joint nobody labelled) -> null, so the files stay strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _as_params(params: Params | str | os.PathLike) -> Params:

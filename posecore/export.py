@@ -28,11 +28,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 import posecore
-from posecore.checkpoints import find_checkpoint, load_checkpoint
-from posecore.keypoints import keypoint_info
-from posecore.models import build_model, build_untrained_model
+from posecore.checkpoints import find_checkpoint, load_model
+from posecore.codec import heatmap_stride
+from posecore.keypoints import check_num_joints
+from posecore.models import build_model
 from posecore.params import Params, load_params
 from posecore.runs import atomic_write, resolve_path
 
@@ -98,7 +100,8 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
         # the exporter choice is deliberate (module docstring); its deprecation notice is noise here
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message="The feature will be removed.*")
-        torch.onnx.export(ExportWrapper(model, heatmap_stride(params), decode), (example,), buffer,
+        stride = heatmap_stride(params.data.input_size, params.data.heatmap_size)
+        torch.onnx.export(ExportWrapper(model, stride, decode), (example,), buffer,
                           dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=output_names, dynamic_axes=dynamic_axes)
     proto = onnx.load_from_string(buffer.getvalue())
@@ -134,7 +137,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
 class ExportWrapper(nn.Module):
     """Eval-mode model -> heatmaps [N,K,Hh,Wh] (+ keypoints [N,K,2] input pixels, scores [N,K])."""
 
-    def __init__(self, model: nn.Module, stride: tuple[float, float], decode: bool):
+    def __init__(self, model: nn.Module, stride: Sequence[float], decode: bool):
         super().__init__()
         self.model = model
         self.decode = decode
@@ -180,33 +183,9 @@ def check_opset(opset: int) -> None:
                          f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})")
 
 
-def load_model(params: Params, checkpoint: Path | None) -> tuple[nn.Module, str | None]:
-    """params' model in eval mode with `checkpoint`'s weights -> (model, detected format).
-
-    Without a checkpoint the weights are those build_model gives (model.pretrained and
-    model.init_checkpoint included); a checkpoint replaces them all, so they are not read then.
-
-    posecore.load_checkpoint (strict) refuses unknown formats and checkpoints of another model,
-    depth or joint count with a CheckpointError (a ValueError) naming the file and the fix.
-    """
-    if checkpoint is None:
-        return build_model(params).eval(), None
-    model = build_untrained_model(params)
-    checkpoint_format = load_checkpoint(model, checkpoint, strict=True)["format"]
-    return model.eval(), checkpoint_format
-
-
-def heatmap_stride(params: Params) -> tuple[float, float]:
-    (iw, ih), (hw, hh) = params.data.input_size, params.data.heatmap_size
-    return iw / hw, ih / hh
-
-
 def build_metadata(params: Params, output_names: list[str], checkpoint: Path | None,
                    checkpoint_format: str | None) -> dict[str, Any]:
-    info = keypoint_info(params.data.dataset)
-    if info.num_joints != params.model.num_joints:
-        raise ValueError(f"model.num_joints {params.model.num_joints} does not match dataset "
-                         f"{info.dataset!r} ({info.num_joints} joints): fix model.num_joints")
+    info = check_num_joints(params)
     metadata = {
         "model_name": params.model.name,
         "dataset": info.dataset,
@@ -215,7 +194,7 @@ def build_metadata(params: Params, output_names: list[str], checkpoint: Path | N
         "skeleton": [list(pair) for pair in info.skeleton],
         "input_size": list(params.data.input_size),
         "heatmap_size": list(params.data.heatmap_size),
-        "heatmap_stride": list(heatmap_stride(params)),
+        "heatmap_stride": heatmap_stride(params.data.input_size, params.data.heatmap_size).tolist(),
         "mean": list(params.data.mean),
         "std": list(params.data.std),
         "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",
@@ -305,8 +284,6 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     change the timing, so the PyTorch side is params' model as built, without reading weight
     files. Rows: batch, pytorch_ms, onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
     """
-    from tqdm.auto import tqdm
-
     params = load_params(params)
     threads = threads or torch.get_num_threads()
     session = ort_session(onnx_path, threads)
@@ -315,7 +292,7 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     if isinstance(fixed_batch, int) and any(b != fixed_batch for b in batch_sizes):
         raise ValueError(f"{onnx_path} has a fixed batch of {fixed_batch}; re-export with "
                          f"dynamic_batch=True to time batch sizes {tuple(batch_sizes)}")
-    model = build_untrained_model(params).eval()
+    model = build_model(params).eval()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     w, h = params.data.input_size

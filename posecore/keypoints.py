@@ -80,3 +80,13 @@ def keypoint_info(dataset: str) -> KeypointInfo:
         return DATASETS[dataset]
     except KeyError:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}") from None
+
+
+def check_num_joints(params) -> KeypointInfo:
+    """params' keypoint set, after checking that model.num_joints matches it (the model's head
+    has one heatmap per joint)."""
+    info = keypoint_info(params.data.dataset)
+    if params.model.num_joints != info.num_joints:
+        raise ValueError(f"model.num_joints is {params.model.num_joints} but {info.dataset} has "
+                         f"{info.num_joints} joints; fix model.num_joints in the params")
+    return info

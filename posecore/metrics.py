@@ -28,6 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from posecore.runs import atomic_write
+
 log = logging.getLogger(__name__)
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -93,11 +95,26 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: Sequence[float]
     """
     xy = np.asarray(keypoints, dtype=np.float64)[..., :2]
     areas = np.asarray(areas, dtype=np.float64)
-    variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     squared = ((xy[:, None] - xy[None, :]) ** 2).sum(axis=-1)               # [N, N, K]
     mean_area = (areas[:, None] + areas[None, :]) / 2.0 + np.spacing(1)
-    error = squared / variances / mean_area[..., None] / 2.0
-    return np.exp(-error).mean(axis=-1)
+    return _similarity(squared, mean_area[..., None], sigmas).mean(axis=-1)
+
+
+def oks_to_person(poses: np.ndarray, joints: np.ndarray, visible: np.ndarray, area: float,
+                  sigmas: Sequence[float]) -> np.ndarray:
+    """OKS [M] of poses [M, K, 2+] against one labelled person, as COCOeval scores a match:
+    joints [K, 2], visible [K] (only labelled joints count), area = the annotation's area."""
+    xy = np.asarray(poses, dtype=np.float64)[..., :2]
+    labelled = np.asarray(visible).reshape(-1) > 0
+    squared = ((xy - np.asarray(joints, dtype=np.float64)[None]) ** 2).sum(axis=-1)  # [M, K]
+    similarity = _similarity(squared, float(area) + np.spacing(1), sigmas) * labelled
+    return similarity.sum(axis=1) / max(int(labelled.sum()), 1)
+
+
+def _similarity(squared: np.ndarray, area: Any, sigmas: Sequence[float]) -> np.ndarray:
+    """exp(-d^2 / (2 s^2 k^2)) per joint: COCO's keypoint similarity with s^2 = area, k = 2 sigma."""
+    variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    return np.exp(-squared / variances / area / 2.0)
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: float,
@@ -332,8 +349,6 @@ def save_mpii_gt(path: str | os.PathLike, joints: np.ndarray, visible: np.ndarra
     ((x1, y1), (x2, y2)) 1-based pixels. Joint order is MPII's (MPII_MAT_JOINTS).
     """
     from scipy.io import savemat
-
-    from posecore.runs import atomic_write
 
     names = np.empty((1, len(MPII_MAT_JOINTS)), dtype=object)
     names[0, :] = list(MPII_MAT_JOINTS)

@@ -26,8 +26,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from posecore.checkpoints import load_checkpoint, load_pretrained_backbone, unwrap_model
-from posecore.runs import resolve_path
 
 RESNET_BLOCKS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),
@@ -423,10 +421,9 @@ MODELS: dict[str, type[nn.Module]] = {
 def build_model(name: Any, **kwargs: Any) -> nn.Module:
     """Build a model by name (a key of MODELS), from a Params (its .model), or a ModelParams.
 
-    kwargs (num_joints, depth, num_stacks, pretrained, init_checkpoint) override the params.
-    `pretrained` is a local torchvision-layout ImageNet ResNet state_dict for the backbone;
-    `init_checkpoint` any checkpoint load_checkpoint reads (strict). Relative paths are
-    relative to the repository root, as everywhere in params.
+    kwargs (num_joints, depth, num_stacks) override the params. The weights are the
+    initialization: loading any (model.pretrained, model.init_checkpoint, a checkpoint) is
+    posecore.checkpoints' job (load_model).
     """
     model_params = getattr(name, "model", name)
     settings: dict[str, Any] = {}
@@ -436,27 +433,24 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
     settings.update(kwargs)
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
-    pretrained = settings.pop("pretrained", "")
-    init_checkpoint = settings.pop("init_checkpoint", "")
     model_class = MODELS[name]
     accepted = inspect.signature(model_class).parameters
     # ModelParams carries every model's fields; only explicit kwargs must fit this model.
-    unknown = [key for key in kwargs
-               if key not in accepted and key not in ("pretrained", "init_checkpoint")]
+    unknown = [key for key in kwargs if key not in accepted]
     if unknown:
         raise TypeError(f"model {name!r} takes {sorted(accepted)}, not {unknown}")
-    model = model_class(**{key: value for key, value in settings.items() if key in accepted})
-    if pretrained:
-        load_pretrained_backbone(model, resolve_path(pretrained))
-    if init_checkpoint:
-        load_checkpoint(model, resolve_path(init_checkpoint))
-    return model
+    return model_class(**{key: value for key, value in settings.items() if key in accepted})
 
 
-def build_untrained_model(params: Any) -> nn.Module:
-    """build_model without loading model.pretrained or model.init_checkpoint: for callers that
-    load a checkpoint over every weight (reading those files would be wasted or fail)."""
-    return build_model(params, pretrained="", init_checkpoint="")
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside torch.compile / DataParallel / DistributedDataParallel wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def model_summary(model: nn.Module, input_size: tuple[int, int] | list[int]) -> dict[str, Any]:

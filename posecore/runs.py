@@ -6,6 +6,7 @@ os.replace, so a kill mid-write leaves the previous file intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -82,6 +83,18 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN / inf floats (a joint nobody labelled, a window of skipped steps) -> None, recursively
+    through dicts and lists, so that the files stay strict JSON."""
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

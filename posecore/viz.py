@@ -8,18 +8,18 @@ keypoints are [K, 3] rows of (x, y, visibility-or-score) in image pixels.
 from __future__ import annotations
 
 import io
-import json
-from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from posecore.keypoints import KeypointInfo
+from posecore.geometry import affine_matrix
+from posecore.keypoints import KeypointInfo, keypoint_info
 from posecore.runs import atomic_write
 
 GT_COLOR = "#2ca02c"
@@ -145,8 +145,6 @@ def plot_gallery(items: Sequence[dict], info: KeypointInfo, ncols: int = 4, scor
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
                     cmap: str = "jet") -> np.ndarray:
     """Blend a heatmap [h, w] (any size, resized to the image) over an RGB image [H, W, 3] -> uint8 [H, W, 3]."""
-    import cv2
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"heatmap_overlay: image must be [H, W, 3] RGB, got shape {image.shape}")
@@ -166,10 +164,6 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
 def heatmap_to_image_plane(heatmap: np.ndarray, bbox_center: Sequence[float], bbox_scale: Sequence[float],
                            image_size: tuple[int, int], rotation: float = 0.0) -> np.ndarray:
     """Warp one person's heatmap [Hh, Wh] back onto its image -> [H, W] (image_size is (w, h))."""
-    import cv2
-
-    from posecore.geometry import affine_matrix
-
     heatmap = np.asarray(heatmap, dtype=np.float32)
     heatmap_size = (heatmap.shape[1], heatmap.shape[0])
     matrix = affine_matrix(np.asarray(bbox_center, dtype=np.float32), np.asarray(bbox_scale, dtype=np.float32),
@@ -180,60 +174,12 @@ def heatmap_to_image_plane(heatmap: np.ndarray, bbox_center: Sequence[float], bb
 
 # --- dataset statistics --------------------------------------------------------------------------
 
-def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
-    """Counts for the prepare_data plots, read from a COCO keypoints json or an MPII (mmpose) json.
-
-    Returns persons_per_image {count: images}, labelled_per_joint [K], box_sizes [N, 2] (w, h px),
-    and totals images / persons.
-    """
-    from posecore.keypoints import keypoint_info
-
-    info = keypoint_info(dataset)
-    with open(ann_file) as f:
-        data = json.load(f)
-    if dataset == "coco":
-        people = [a for a in data.get("annotations", []) if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
-        images = [img["id"] for img in data.get("images", [])]
-        image_of = [a["image_id"] for a in people]
-        visible = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in people], dtype=bool)
-        boxes = np.array([a["bbox"][2:] for a in people], dtype=float)
-    elif dataset == "mpii":
-        people = data if isinstance(data, list) else data.get("annotations", [])
-        image_of = [p["image"] for p in people]
-        images = sorted(set(image_of))
-        visible = np.array([np.asarray(p["joints_vis"]) > 0 for p in people], dtype=bool)
-        boxes = np.array([_mpii_box_size(p) for p in people], dtype=float)
-    else:
-        raise ValueError(f"annotation_stats: dataset must be 'coco' or 'mpii', got {dataset!r}")
-    per_image = Counter(image_of)
-    persons_per_image = Counter(per_image.get(image, 0) for image in images)
-    return {
-        "dataset": dataset,
-        "images": len(images),
-        "persons": len(people),
-        "persons_per_image": dict(sorted(persons_per_image.items())),
-        "labelled_per_joint": visible.sum(0).reshape(info.num_joints).tolist() if len(people) else [0] * info.num_joints,
-        "box_sizes": boxes.reshape(-1, 2),
-    }
-
-
-def _mpii_box_size(person: dict) -> tuple[float, float]:
-    """MPII has no boxes: the extent of the labelled joints, else the person scale (height / 200 px)."""
-    joints = np.asarray(person["joints"], dtype=float)[np.asarray(person["joints_vis"]) > 0]
-    if len(joints) >= 2:
-        return tuple(joints.max(0) - joints.min(0))
-    side = float(person.get("scale", 1.0)) * 200.0
-    return side, side
-
-
 def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     """Persons per image, labelled joints per joint, box sizes: three panels, one colour per split.
 
     `splits` maps a split name to its `annotation_stats`; counts are shown as fractions so that a
     small val split reads against a large train split.
     """
-    from posecore.keypoints import keypoint_info
-
     first = next(iter(splits.values()))
     info = keypoint_info(first["dataset"])
     fig, (ax_people, ax_joints, ax_boxes) = new_figure(1, 3, (4.2, 3.6))
@@ -318,201 +264,3 @@ def plot_threshold_curve(thresholds: Sequence[float], values: Sequence[float], x
     if title:
         ax.set_title(title)
     return fig
-
-
-# --- predictions of a run, person by person ------------------------------------------------------
-
-def person_errors(dataset, eval_dir: str | Path, pckh_thr: float = 0.5) -> dict:
-    """Match the eval folder's predictions to the dataset's ground-truth persons and score each one.
-
-    COCO: results.json (after OKS-NMS) against each labelled person of the same image, OKS as
-    COCOeval computes it (annotation area as scale); the best-matching prediction is kept. MPII:
-    predictions.json is in dataset order; the score is the person's PCKh@pckh_thr (official head
-    boxes from the dataset's .mat), else the fraction of joints within 0.1 x the box height.
-    Returns {"metric": name, "score" [N] (1 = perfect), "pred" [N, K, 3] (NaN where unmatched)}.
-    """
-    eval_dir = Path(eval_dir)
-    if dataset.info.dataset == "coco":
-        return _coco_person_errors(dataset, _read_eval_file(eval_dir / "results.json"))
-    predictions = _read_eval_file(eval_dir / "predictions.json")
-    if len(predictions) != len(dataset):
-        raise ValueError(f"{eval_dir / 'predictions.json'} has {len(predictions)} people, the dataset "
-                         f"{len(dataset)}: evaluate the same params' val split again")
-    pred = np.asarray([p["keypoints"] for p in predictions], dtype=float).reshape(len(dataset), -1, 3)
-    if dataset.gt_mat:
-        from posecore.metrics import pckh_errors
-
-        errors, visible, _ = pckh_errors(pred, dataset.gt_mat)
-        metric = f"PCKh@{pckh_thr:g}"
-    else:
-        joints = np.stack([inst.joints for inst in dataset.instances])
-        visible = np.stack([inst.visible for inst in dataset.instances]) > 0
-        height = np.array([inst.bbox_scale[1] for inst in dataset.instances]) / getattr(dataset, "padding", 1.25)
-        errors = np.linalg.norm(pred[..., :2] - joints, axis=-1) / height[:, None]
-        pckh_thr, metric = 0.1, "PCK@0.1 box height"
-    hits = (np.where(visible, errors, np.inf) <= pckh_thr).sum(1)
-    score = hits / np.maximum(visible.sum(1), 1)
-    return {"metric": metric, "score": score, "pred": pred}
-
-
-def _read_eval_file(path: Path) -> list:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run posecore.evaluate (eval.ipynb) for this run first")
-    with open(path) as f:
-        return json.load(f)
-
-
-def _coco_person_errors(dataset, results: list[dict]) -> dict:
-    info = dataset.info
-    variances = (2.0 * np.asarray(info.sigmas)) ** 2
-    areas = _coco_areas(dataset.ann_file)
-    by_image: dict[int, list[np.ndarray]] = {}
-    for result in results:
-        by_image.setdefault(int(result["image_id"]), []).append(
-            np.asarray(result["keypoints"], dtype=float).reshape(info.num_joints, 3))
-    score = np.zeros(len(dataset))
-    pred = np.full((len(dataset), info.num_joints, 3), np.nan)
-    for i, inst in enumerate(dataset.instances):
-        candidates = by_image.get(int(inst.image_id), [])
-        if not candidates:
-            continue
-        visible = inst.visible > 0
-        box = inst.bbox_xyxy
-        area = areas.get(_coco_key(inst.image_id, inst.joints, inst.visible),
-                         float((box[2] - box[0]) * (box[3] - box[1])) if box is not None else 1.0)
-        poses = np.stack(candidates)
-        squared = ((poses[..., :2] - inst.joints[None]) ** 2).sum(-1)
-        oks = (np.exp(-squared / variances / (area + np.spacing(1)) / 2) * visible).sum(1) / max(visible.sum(), 1)
-        best = int(oks.argmax())
-        score[i], pred[i] = oks[best], poses[best]
-    return {"metric": "OKS", "score": score, "pred": pred}
-
-
-def _coco_key(image_id, joints, visible) -> tuple:
-    xy = np.asarray(joints, dtype=np.float32).reshape(-1, 2) * (np.asarray(visible).reshape(-1, 1) > 0)
-    return (int(image_id), tuple(np.round(xy.ravel(), 1).tolist()))
-
-
-def _coco_areas(ann_file: str | Path) -> dict:
-    """Annotation areas (the OKS scale) keyed by image and labelled joints."""
-    with open(ann_file) as f:
-        annotations = json.load(f).get("annotations", [])
-    areas = {}
-    for ann in annotations:
-        keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float32).reshape(-1, 3)
-        areas[_coco_key(ann["image_id"], keypoints[:, :2], keypoints[:, 2])] = float(ann.get("area", 0.0))
-    return areas
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 [H, W, 3]."""
-    from posecore.data import read_image
-
-    return np.ascontiguousarray(read_image(path)[:, :, ::-1])
-
-
-def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pred: bool = True,
-                heatmap: np.ndarray | None = None) -> dict:
-    """`draw_people` arguments for dataset person `index`: its whole image with everyone on it.
-
-    The chosen person's box is drawn; `heatmap` [H, W] is in image pixels (heatmap_to_image_plane).
-    """
-    inst = dataset.instances[int(index)]
-    same_image = [i for i, other in enumerate(dataset.instances) if other.image_id == inst.image_id]
-    gt = [np.concatenate([dataset.instances[i].joints, dataset.instances[i].visible[:, None]], 1)
-          for i in same_image] if show_gt else []
-    pred = [errors["pred"][i] for i in same_image if np.isfinite(errors["pred"][i]).all()] if show_pred else []
-    box = inst.bbox_xyxy
-    boxes = [(box[0], box[1], box[2] - box[0], box[3] - box[1])] if box is not None else []
-    title = f"#{index} image {inst.image_id}: {errors['metric']} {errors['score'][index]:.2f}"
-    return {"image": read_rgb(inst.image_path), "gt": gt, "pred": pred, "boxes": boxes,
-            "heatmap": heatmap, "title": title}
-
-
-def worst_predictions(dataset, errors: dict, count: int = 8, ncols: int = 4) -> PoseFigure:
-    """A gallery of the `count` persons with the lowest OKS / PCKh, drawn on their images."""
-    order = np.argsort(errors["score"], kind="stable")[:count]
-    return plot_gallery([person_view(dataset, errors, int(i)) for i in order], dataset.info, ncols=ncols)
-
-
-class PoseBrowser:
-    """Browse a run's val persons: ground truth and predictions on their images, ordered by error,
-    with one joint's heatmap computed on demand (the model's, or the encoded target with
-    eval.oracle). `widget()` is the ipywidgets front end; `figure` / `gallery` work without one.
-    """
-
-    ORDERS = ("worst first", "best first", "dataset order")
-
-    def __init__(self, params, run_name: str, checkpoint: str | Path | None = None):
-        from posecore.data import build_dataset
-        from posecore.evaluation import resolve_checkpoint
-        from posecore.runs import run_dir
-
-        self.params = params
-        self.dataset = build_dataset(params, "val")
-        self.errors = person_errors(self.dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
-        self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
-        self._model = None
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def order(self, by: str = "worst first") -> np.ndarray:
-        """Dataset indices [N] in the requested order."""
-        if by not in self.ORDERS:
-            raise ValueError(f"order must be one of {self.ORDERS}, got {by!r}")
-        if by == "dataset order":
-            return np.arange(len(self.dataset))
-        ranked = np.argsort(self.errors["score"], kind="stable")
-        return ranked if by == "worst first" else ranked[::-1]
-
-    def heatmaps(self, index: int) -> np.ndarray:
-        """Heatmaps [K, Hh, Wh] of dataset person `index`: the model's output, or the target (oracle)."""
-        import torch
-
-        item = self.dataset[int(index)]
-        if self.checkpoint is None:
-            return item["target"].numpy()
-        if self._model is None:
-            from posecore.evaluation import load_model
-
-            self._model = load_model(self.params, self.checkpoint, torch.device("cpu"))
-        with torch.no_grad():
-            output = self._model(item["image"][None])
-        return output[-1][0].numpy() if isinstance(output, (list, tuple)) else output[0].numpy()
-
-    def figure(self, position: int = 0, order: str = "worst first", show_gt: bool = True,
-               show_pred: bool = True, joint: str = "none", score_thr: float = 0.2) -> PoseFigure:
-        """One person's image at `position` of `order`; `joint` names the heatmap to overlay."""
-        index = int(self.order(order)[int(position)])
-        heatmap = None
-        if joint != "none":
-            inst = self.dataset.instances[index]
-            hm = self.heatmaps(index)[self.dataset.info.joint_names.index(joint)]
-            image_size = inst.image_size or read_rgb(inst.image_path).shape[1::-1]
-            heatmap = heatmap_to_image_plane(hm, inst.bbox_center, inst.bbox_scale, image_size)
-        view = person_view(self.dataset, self.errors, index, show_gt, show_pred, heatmap)
-        return plot_pose(view["image"], self.dataset.info, view["gt"], view["pred"], score_thr,
-                         view["boxes"], view["heatmap"], view["title"])
-
-    def gallery(self, count: int = 8, order: str = "worst first", ncols: int = 4) -> PoseFigure:
-        """The first `count` persons of `order`, a static stand-in for the widget."""
-        chosen = self.order(order)[:count]
-        return plot_gallery([person_view(self.dataset, self.errors, int(i)) for i in chosen],
-                            self.dataset.info, ncols=ncols)
-
-    def widget(self):
-        """ipywidgets.interactive over `figure`: image slider, order, toggles, joint, score threshold."""
-        import ipywidgets as widgets
-
-        return widgets.interactive(
-            self.figure,
-            position=widgets.IntSlider(0, 0, max(len(self) - 1, 0), description="image", continuous_update=False),
-            order=widgets.Dropdown(options=self.ORDERS, value="worst first", description="order by"),
-            show_gt=widgets.Checkbox(value=True, description="ground truth"),
-            show_pred=widgets.Checkbox(value=True, description="prediction"),
-            joint=widgets.Dropdown(options=("none", *self.dataset.info.joint_names), value="none",
-                                   description="heatmap"),
-            score_thr=widgets.FloatSlider(0.2, min=0.0, max=1.0, step=0.05, description="score ≥",
-                                          continuous_update=False),
-        )

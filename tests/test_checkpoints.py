@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posecore.checkpoints import CheckpointError, load_checkpoint
+from posecore.checkpoints import CheckpointError, load_checkpoint, load_pretrained_backbone
 from posecore.models import build_model
 
 
@@ -280,7 +280,8 @@ def test_torchvision_resnet_initializes_the_backbone_as_alphapose_does(tmp_path)
                                            "fc.bias": torch.randn(1000)})
     path = tmp_path / "resnet18-f37072fd.pth"
     torch.save(state, path)
-    model = build_model("fastpose", depth=18, pretrained=str(path))
+    model = build_model("fastpose", depth=18)
+    load_pretrained_backbone(model, path)
     gates_before = build_model("fastpose", depth=18).backbone.layer2[0].se.fc1.weight.shape
     backbone = model.backbone.state_dict()
     for key, value in imagenet.state_dict().items():
@@ -290,7 +291,7 @@ def test_torchvision_resnet_initializes_the_backbone_as_alphapose_does(tmp_path)
     with torch.no_grad():
         assert torch.allclose(model.backbone.conv1(x), imagenet.conv1(x))
     with pytest.raises(CheckpointError, match="ResNet-50.*layer1.0.conv3.weight"):
-        build_model("fastpose", depth=50, pretrained=str(path))
+        load_pretrained_backbone(build_model("fastpose", depth=50), path)
     with pytest.raises(CheckpointError, match="Hourglass has none"):
         load_checkpoint(build_model("hourglass", num_joints=2), path)
 

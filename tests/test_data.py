@@ -341,17 +341,23 @@ def test_odd_images_and_boxes_are_handled(coco_copy):
     assert outside["target_weight"][0] == 0 and not outside["target"][0].any()
 
 
-def test_synthetic_roots_are_generated_on_first_use(tmp_path, monkeypatch):
-    import posecore.data as data_module
+def test_synthetic_roots_are_made_only_by_ensure_synthetic(tmp_path, monkeypatch):
 
     made = []
     monkeypatch.setattr(data_module, "make_synthetic",
                         lambda root, dataset: made.append((root, dataset)) or make_synthetic(
                             root, dataset=dataset, num_train=3, num_val=2))
-    dataset = build_dataset(load_params("demo", {"data.root": str(tmp_path / "synthetic_coco")}), "val")
+    params = load_params("demo", {"data.root": str(tmp_path / "synthetic_coco")})
+    with pytest.raises(DataLayoutError, match="ensure_synthetic"):
+        build_dataset(params, "val")  # reading never writes a dataset
+    assert made == []
+    assert data_module.ensure_synthetic(params) == tmp_path / "synthetic_coco"
+    dataset = build_dataset(params, "val")
     assert made == [(tmp_path / "synthetic_coco", "coco")] and len(dataset) > 0
+    data_module.ensure_synthetic(params)  # complete: left as it is
+    assert len(made) == 1
     monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
-    build_dataset(load_params("demo", {"data.root": ""}), "val")
+    data_module.ensure_synthetic(load_params("demo", {"data.root": ""}))
     assert made[-1] == (tmp_path / "outputs" / "data" / "synthetic_coco", "coco")
 
 
@@ -376,8 +382,8 @@ def test_people_of_one_image_share_one_decode(coco_root, monkeypatch):
     group = next(g for g in dataset.image_groups() if len(g) >= 2)
     fresh = [build_dataset(params, "val")[i] for i in group]  # each from a cold cache
     calls = []
-    real_read = data_module.read_image
-    monkeypatch.setattr(data_module, "read_image", lambda *a, **k: calls.append(a) or real_read(*a, **k))
+    real_read = data_module.dataset.read_image
+    monkeypatch.setattr(data_module.dataset, "read_image", lambda *a, **k: calls.append(a) or real_read(*a, **k))
     items = [dataset[i] for i in group]
     assert len(calls) == 1
     for item, expected in zip(items, fresh):

@@ -12,33 +12,24 @@ import numpy as np
 import pytest
 
 import posecore
-from posecore import data, distributed, engine
+from posecore import distributed
 from posecore.params import load_params, save_params
 from posecore.runs import REPO_ROOT, read_jsonl
 
-TINY = {
-    "model.depth": 18,
-    "data.input_size": [32, 32],
-    "data.heatmap_size": [8, 8],
-    "data.workers": 0,
-    "train.batch_size": 2,
-    "train.val_every": 0,
-    "train.log_every": 1,
-}
-
+from helpers import compute_gradients, tiny_synthetic
+from helpers import tiny_params as make_tiny_params
 
 @pytest.fixture(scope="module")
 def tiny_params(tmp_path_factory):
-    root = data.make_synthetic(tmp_path_factory.mktemp("synthetic") / "coco", "coco", num_train=4,
-                               num_val=2, image_size=64)
-    return load_params("demo", {**TINY, "data.root": str(root)})
+    root = tiny_synthetic(tmp_path_factory.mktemp("synthetic"), num_train=4)
+    return make_tiny_params(root, **{"train.batch_size": 2})
 
 
 def test_two_gloo_workers_give_the_gradients_of_one_process(tiny_params, tmp_path):
     save_params(tiny_params, tmp_path / "params.yaml")
     args = (str(tmp_path), 4, True)  # BatchNorm on running statistics: SyncBN needs NPU/GPU
-    single = distributed.launch(engine.compute_gradients, args, 1, tiny_params)
-    double = distributed.launch(engine.compute_gradients, args, 2, tiny_params,
+    single = distributed.launch(compute_gradients, args, 1, tiny_params)
+    double = distributed.launch(compute_gradients, args, 2, tiny_params,
                                 log_dir=tmp_path / "logs")
     assert single.keys() == double.keys() and len(single) > 50
     for name in single:
@@ -49,7 +40,7 @@ def test_worker_failure_raises_with_its_traceback(tiny_params, tmp_path, capsys)
     save_params(tiny_params, tmp_path / "params.yaml")
     with pytest.raises(RuntimeError) as error:
         # 3 samples do not split over 2 ranks: both workers raise ValueError
-        distributed.launch(engine.compute_gradients, (str(tmp_path), 3), 2, tiny_params,
+        distributed.launch(compute_gradients, (str(tmp_path), 3), 2, tiny_params,
                            log_dir=tmp_path / "logs")
     message = str(error.value)
     assert "Traceback" in message and "compute_gradients" in message
@@ -67,7 +58,7 @@ def test_launch_refuses_functions_workers_cannot_import(tiny_params):
         with pytest.raises(ValueError, match="module-level function"):
             distributed.launch(entrypoint, (), 2, tiny_params)
     with pytest.raises(TypeError, match="plain values"):
-        distributed.launch(engine.compute_gradients, (tiny_params,), 2, tiny_params)
+        distributed.launch(compute_gradients, (tiny_params,), 2, tiny_params)
 
 
 def test_launch_refuses_more_accelerators_than_exist(monkeypatch, tiny_params):
@@ -75,7 +66,7 @@ def test_launch_refuses_more_accelerators_than_exist(monkeypatch, tiny_params):
     monkeypatch.setattr(posecore.device, "device_count", lambda: 2)
     monkeypatch.setattr(posecore.device, "device_names", lambda: ["Ascend910B", "Ascend910B"])
     with pytest.raises(RuntimeError, match=r"asked for 4 npu devices.*has 2 \(Ascend910B"):
-        distributed.launch(engine.compute_gradients, ("x", 4), 4, tiny_params)
+        distributed.launch(compute_gradients, ("x", 4), 4, tiny_params)
 
 
 def test_node_settings_come_from_params_or_environment(monkeypatch, tiny_params):

@@ -14,36 +14,26 @@ import torch
 from torch import nn
 
 import posecore
-from posecore import data, engine, models
+from posecore import checkpoints, data, engine, models
 from posecore.params import load_params, save_params
 from posecore.runs import REPO_ROOT, read_json, read_jsonl
 
-TINY = {
-    "model.depth": 18,
-    "data.input_size": [32, 32],
-    "data.heatmap_size": [8, 8],
-    "data.workers": 0,
-    "train.batch_size": 4,
-    "train.epochs": 3,
-    "train.lr": 1e-3,
-    "train.lr_steps": [100],
-    "train.warmup_iters": 0,
-    "train.val_every": 0,
-    "train.log_every": 1,
-    "train.perf_warmup_steps": 1,
-}
+from helpers import TINY, tiny_params, tiny_synthetic
+
+# three epochs without an LR step: every run below ends the same way
+TRAIN = {"train.epochs": 3, "train.lr": 1e-3, "train.lr_steps": [100], "train.warmup_iters": 0,
+         "train.perf_warmup_steps": 1}
 
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    return data.make_synthetic(tmp_path_factory.mktemp("synthetic") / "coco", "coco", num_train=8,
-                               num_val=2, image_size=64)
+    return tiny_synthetic(tmp_path_factory.mktemp("synthetic"))
 
 
 @pytest.fixture
 def tiny(synthetic_root):
     def make(**overrides):
-        return load_params("demo", {**TINY, "data.root": str(synthetic_root), **overrides})
+        return tiny_params(synthetic_root, **{**TRAIN, **overrides})
     return make
 
 
@@ -63,7 +53,7 @@ def reference(synthetic_root, tmp_path_factory, one_thread):
     outputs = tmp_path_factory.mktemp("reference")
     os.environ["POSECORE_OUTPUTS"] = str(outputs)
     try:
-        params = load_params("demo", {**TINY, "data.root": str(synthetic_root)})
+        params = tiny_params(synthetic_root, **TRAIN)
         result = posecore.train(params, run_name="reference")
     finally:
         del os.environ["POSECORE_OUTPUTS"]
@@ -158,13 +148,13 @@ def test_rng_states_survive_weights_only_checkpoint(tmp_path):
     np.random.seed(2)
     torch.manual_seed(3)
     random.gauss(0, 1)  # leaves a cached gaussian in Python's state
-    state = engine.capture_rng()
+    state = checkpoints.capture_rng()
     expected = (random.random(), random.gauss(0, 1), np.random.rand(3), torch.rand(3))
-    engine.save_checkpoint(tmp_path / "rng.pt", {"rng": state})
+    checkpoints.save_checkpoint(tmp_path / "rng.pt", {"rng": state})
     random.seed(9)
     np.random.seed(9)
     torch.manual_seed(9)
-    engine.restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    checkpoints.restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
     got = (random.random(), random.gauss(0, 1), np.random.rand(3), torch.rand(3))
     assert got[:2] == expected[:2]
     assert np.array_equal(got[2], expected[2]) and torch.equal(got[3], expected[3])
@@ -172,7 +162,7 @@ def test_rng_states_survive_weights_only_checkpoint(tmp_path):
 
 def test_checkpoint_write_failure_keeps_previous_file(tmp_path):
     path = tmp_path / "last.pt"
-    engine.save_checkpoint(path, {"epoch": 1, "model": {"w": torch.arange(1000.0)}})
+    checkpoints.save_checkpoint(path, {"epoch": 1, "model": {"w": torch.arange(1000.0)}})
 
     class Unpicklable:
         def __reduce__(self):
@@ -180,7 +170,7 @@ def test_checkpoint_write_failure_keeps_previous_file(tmp_path):
 
     with pytest.raises(RuntimeError, match="disk full"):
         # the tensor is written first, then pickling fails mid-file
-        engine.save_checkpoint(path, {"model": {"w": torch.zeros(10**5)}, "epoch": Unpicklable()})
+        checkpoints.save_checkpoint(path, {"model": {"w": torch.zeros(10**5)}, "epoch": Unpicklable()})
     kept = torch.load(path, weights_only=True)
     assert kept["epoch"] == 1 and torch.equal(kept["model"]["w"], torch.arange(1000.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
@@ -233,7 +223,7 @@ def test_run_records_and_falling_loss(reference):
     assert env["world_size"] == 1 and env["device_type"] == "cpu" and "commit" in env["git"]
     assert load_params(folder / "params.yaml").train.epochs == 3
     checkpoint = torch.load(folder / "checkpoints" / "last.pt", weights_only=True)
-    assert set(engine.CHECKPOINT_KEYS) <= checkpoint.keys()
+    assert set(checkpoints.CHECKPOINT_KEYS) <= checkpoint.keys()
     assert checkpoint["epoch"] == 3 and checkpoint["epoch_step"] == 0
     assert checkpoint["step"] == reference["steps"] and checkpoint["format"] == "posecore/1"
     model = models.build_model(load_params(folder / "params.yaml"))
@@ -268,14 +258,14 @@ def test_sigkill_after_first_checkpoint_then_resume_is_bitwise_equal(tiny, outpu
 
 def _patch_model(monkeypatch, hook):
     """Build the real model with a forward hook (it leaves the state_dict names alone)."""
-    build = models.build_model
+    build = checkpoints.build_model
 
     def build_hooked(params):
         model = build(params)
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(models, "build_model", build_hooked)
+    monkeypatch.setattr(checkpoints, "build_model", build_hooked)
 
 
 def test_interrupt_saves_the_last_step_and_resumes_bitwise_equal(tiny, outputs, reference, monkeypatch):
@@ -359,7 +349,7 @@ def _processes_with_env(text: str) -> list[int]:
 @pytest.mark.slow
 def test_train_notebook_runs_two_workers_under_papermill(synthetic_root, outputs, tmp_path):
     papermill = pytest.importorskip("papermill")
-    overrides = {key: value for key, value in TINY.items() if key != "train.epochs"}
+    overrides = {**TINY, **{key: value for key, value in TRAIN.items() if key != "train.epochs"}}
     papermill.execute_notebook(
         str(REPO_ROOT / "notebooks" / "train.ipynb"), str(tmp_path / "train.ipynb"),
         parameters={"model": "fastpose", "params": "demo", "npus": 2, "epochs": 1,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from posecore import evaluation, metrics
+from posecore.checkpoints import load_model
 from posecore.params import load_params
 from posecore.runs import read_json, run_dir, write_json
 
@@ -165,7 +166,7 @@ def test_model_eval_with_gt_and_detector_boxes(coco_root, tmp_path, outputs):
     assert got["num_instances"] == 12          # 14 annotations, 2 without keypoints
 
     # validate (inside training) scores the model it is given the same way, and restores train mode
-    model = evaluation.load_model(params, checkpoint, torch.device("cpu")).train()
+    model = load_model(params, checkpoint)[0].train()
     in_training = evaluation.validate(model, params, out_dir=tmp_path / "validate")
     assert model.training
     assert all(in_training[k] == got[k] for k in [*metrics.COCO_STAT_NAMES, "gt_AP"])
@@ -205,13 +206,13 @@ def test_checkpoint_for_another_model_or_joint_count(tmp_path, outputs):
     mpii_fastpose = load_params("fastpose", {**TINY, "model.num_joints": 16, "data.dataset": "mpii"})
     sixteen = save_tiny_checkpoint(tmp_path / "sixteen.pt", mpii_fastpose)
     with pytest.raises(CheckpointError, match="16 joints.*model.num_joints"):
-        evaluation.load_model(coco, sixteen, torch.device("cpu"))
+        load_model(coco, sixteen)
     baseline = load_params("fastpose", {**TINY, "model.name": "simplebaseline"})
     seventeen = save_tiny_checkpoint(tmp_path / "seventeen.pt", coco)
     with pytest.raises(CheckpointError, match="holds fastpose"):
-        evaluation.load_model(baseline, seventeen, torch.device("cpu"))
+        load_model(baseline, seventeen)
     with pytest.raises(ValueError, match="model.num_joints is 17 but mpii has 16"):
-        evaluation.load_model(load_params("hourglass", {"model.num_joints": 17}), sixteen, torch.device("cpu"))
+        load_model(load_params("hourglass", {"model.num_joints": 17}), sixteen)
 
 
 def test_checkpoint_resolution(tmp_path, outputs):

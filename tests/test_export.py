@@ -299,7 +299,7 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(tmp_path, outputs):
     with pytest.raises(ValueError, match="simplebaseline"):
         export_onnx(params, checkpoint, path)
     mpii_params = posecore.load_params(params, {"data.dataset": "mpii"})
-    with pytest.raises(ValueError, match="num_joints 17 does not match dataset 'mpii'"):
+    with pytest.raises(ValueError, match="model.num_joints is 17 but mpii has 16"):
         export_onnx(mpii_params, None, path)
     with pytest.raises(ValueError, match="run_name"):
         export_onnx(params, "best", path)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from posecore import viz
+from posecore import data, viz
 from posecore.keypoints import COCO, MPII
 
 
@@ -84,7 +84,7 @@ def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
            ]}
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(ann))
-    stats = viz.annotation_stats(path, "coco")
+    stats = data.annotation_stats(path, "coco")
     assert stats["persons"] == 2 and stats["images"] == 3
     assert stats["persons_per_image"] == {0: 2, 2: 1}
     assert stats["labelled_per_joint"] == [2] * 5 + [0] * 12
@@ -95,7 +95,7 @@ def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
 
 
 def test_dataset_stats_on_real_mpii_sample(mpii_root):
-    stats = viz.annotation_stats(mpii_root / "annotations" / "mpii_val.json", "mpii")
+    stats = data.annotation_stats(mpii_root / "annotations" / "mpii_val.json", "mpii")
     assert stats["persons"] == 5 and len(stats["labelled_per_joint"]) == 16
     assert (np.asarray(stats["box_sizes"]) > 0).all()
 

@@ -1,199 +1,32 @@
-"""What the workbook notebooks show and keep, and the run-folder report built from it.
+"""What the workbook notebooks call: one block per notebook, each cell one call plus its display.
 
-Each notebook cell is one call here (or in posecore.viz) plus its display: `notebook_params`
-resolves a notebook's parameters, the section helpers (dataset check and statistics, training
-curves, results against the seeds' reference rows, per-joint and threshold charts, export
-tables) return a figure or a `Table` and keep a copy in the run folder (figures/<name>.png,
-tables/<name>.json).
-
-A notebook cannot export itself while it runs, so `write_report` assembles an nbformat notebook
-from those files (markdown + display outputs, PNGs inlined as base64) and renders
-outputs/<run>/report.html with nbconvert's HTMLExporter, code hidden. The seeds' reference rows
-are always in it.
+`notebook_params` resolves every notebook's parameters the same way. The section helpers
+(dataset check and statistics, training curves, results against the seeds' reference rows,
+per-joint and threshold charts, export tables) return a figure or a `Table` and `keep` a copy in
+the run folder for report.html (posecore.workbook.report).
 """
 from __future__ import annotations
 
-import base64
+import csv
+import dataclasses
 import html
-import math
-from dataclasses import dataclass, field
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from posecore.runs import atomic_write, read_json, run_dir, write_json
-
-# The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
-# away). Each row says how it was measured: the two models were scored under different protocols,
-# so only a run with the same protocol is directly comparable.
-REFERENCE_ROWS: tuple[dict, ...] = (
-    {"run": "FastPose SE-ResNet-50 seed, 8P-GPU", "dataset": "COCO val2017", "metric": "AP (gt mAP)",
-     "value": "72.24", "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
-    {"run": "FastPose SE-ResNet-50 seed, 8P-NPU", "dataset": "COCO val2017", "metric": "AP (gt mAP)",
-     "value": "71.61", "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
-    {"run": "Hourglass-52 seed, 8P-GPU", "dataset": "MPII val", "metric": "PCKh@0.5",
-     "value": "89.0189", "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
-    {"run": "Hourglass-52 seed, 8P-NPU", "dataset": "MPII val", "metric": "PCKh@0.5",
-     "value": "88.9383", "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
-)
-REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
-
-# Report order: the sections of the workbook, then anything else by name.
-SECTIONS = ("data", "train", "eval", "viz", "export")
-
-
-@dataclass
-class Table:
-    """A small table that renders as HTML in notebooks and reports (rows are lists, one per column)."""
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    title: str = ""
-    note: str = ""
-    digits: int = 2
-    highlight: Sequence[int] = field(default_factory=tuple)  # row indices shown in bold
-
-    def to_html(self) -> str:
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
-        body = []
-        for i, row in enumerate(self.rows):
-            cells = "".join(f"<td>{html.escape(self._format(v))}</td>" for v in row)
-            style = ' style="font-weight:bold"' if i in self.highlight else ""
-            body.append(f"<tr{style}>{cells}</tr>")
-        caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
-        note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
-        return (f'<table class="posecore">{caption}<thead><tr>{head}</tr></thead>'
-                f"<tbody>{''.join(body)}</tbody></table>{note}")
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
-    def _format(self, value: Any) -> str:
-        if isinstance(value, float):
-            if math.isnan(value):
-                return "n/a"
-            tiny = value != 0 and abs(value) < 10 ** -self.digits  # e.g. parity differences
-            return f"{value:.2e}" if tiny else f"{value:.{self.digits}f}"
-        return str(value)
-
-    def to_dict(self) -> dict:
-        return {"title": self.title, "columns": list(self.columns), "rows": [list(r) for r in self.rows],
-                "note": self.note, "digits": self.digits, "highlight": list(self.highlight)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Table":
-        return cls(**data)
-
-
-def reference_table(rows: Sequence[dict] = (), title: str = "Results and the seeds' reference runs",
-                    note: str = "") -> Table:
-    """This run's rows (dicts with REFERENCE_COLUMNS keys) in bold above the seeds' reference rows."""
-    all_rows = [[row.get(c, "") for c in REFERENCE_COLUMNS] for row in (*rows, *REFERENCE_ROWS)]
-    return Table(REFERENCE_COLUMNS, all_rows, title=title, note=note, digits=2,
-                 highlight=tuple(range(len(rows))))
-
-
-def save_table(run_name: str, name: str, table: Table) -> Path:
-    """outputs/<run>/tables/<name>.json, read back by `write_report`."""
-    return write_json(run_dir(run_name) / "tables" / f"{name}.json", table.to_dict())
-
-
-def load_table(path: str | Path) -> Table:
-    return Table.from_dict(read_json(path))
-
-
-def run_path(run_name: str, name: str) -> Path:
-    """A file of the run folder, e.g. run_path(run, "model.onnx")."""
-    return run_dir(run_name) / name
-
-
-def run_figure(run_name: str, name: str):
-    """A figure file of the run (figures/<name>.png) for display."""
-    from IPython.display import Image
-
-    return Image(filename=str(run_dir(run_name, create=False) / "figures" / f"{name}.png"))
-
-
-def save_run_figure(run_name: str, name: str, fig) -> Path:
-    """outputs/<run>/figures/<name>.png."""
-    from posecore.viz import save_figure
-
-    return save_figure(fig, run_dir(run_name) / "figures" / f"{name}.png")
-
-
-def _section_key(path: Path) -> tuple[int, bool, str]:
-    """Workbook section first, then tables before figures, then the name."""
-    prefix = path.stem.split("_", 1)[0]
-    return (SECTIONS.index(prefix) if prefix in SECTIONS else len(SECTIONS), path.suffix == ".png", path.stem)
-
-
-def report_notebook(run_name: str):
-    """An nbformat notebook with the run's tables and figures as display outputs (no code to show)."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-
-    folder = run_dir(run_name, create=False)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"run folder {folder} does not exist; run the notebooks with run_name={run_name!r} first")
-
-    def display_cell(mime: str, data: str):
-        return new_code_cell(source="", outputs=[new_output("display_data", data={mime: data})])
-
-    cells = [new_markdown_cell(f"# posecore run `{run_name}`\n\n{_run_summary(folder)}")]
-    tables = list((folder / "tables").glob("*.json"))
-    if not any(path.stem == "eval_results" for path in tables):
-        cells.append(display_cell("text/html", reference_table().to_html()))
-    for path in sorted(tables + list((folder / "figures").glob("*.png")), key=_section_key):
-        if path.suffix == ".json":
-            cells.append(display_cell("text/html", load_table(path).to_html()))
-        else:
-            cells.append(new_markdown_cell(f"### {path.stem.replace('_', ' ')}"))
-            cells.append(display_cell("image/png", base64.b64encode(path.read_bytes()).decode("ascii")))
-    notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                  "language": "python"}})
-    nbformat.validate(notebook)
-    return notebook
-
-
-def write_report(run_name: str, title: str | None = None) -> Path:
-    """Render outputs/<run>/report.html from the run's saved tables and figures (code hidden)."""
-    from nbconvert import HTMLExporter
-
-    notebook = report_notebook(run_name)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title or f"posecore {run_name}"}})
-    return atomic_write(run_dir(run_name) / "report.html", body)
-
-
-def _run_summary(folder: Path) -> str:
-    """Markdown lines on what the run is: params name, model, dataset, device."""
-    lines = []
-    params_file = folder / "params.yaml"
-    if params_file.is_file():
-        import yaml
-
-        params = yaml.safe_load(params_file.read_text()) or {}
-        model, data = params.get("model", {}), params.get("data", {})
-        lines.append(f"- params: `{params.get('name', '')}`; model `{model.get('name', '')}`"
-                     f" ({model.get('num_joints', '')} joints); dataset `{data.get('dataset', '')}`"
-                     f" at `{data.get('root') or 'synthetic'}`; input (w, h) {data.get('input_size')}")
-    env_file = folder / "env.json"
-    if env_file.is_file():
-        env = read_json(env_file)
-        shown = {k: env[k] for k in ("device", "devices", "torch", "hostname", "git_commit") if k in env}
-        if shown:
-            lines.append("- environment: " + ", ".join(f"{k} `{v}`" for k, v in shown.items()))
-    return "\n".join(lines) or "(no params.yaml in the run folder yet)"
-
-
-def keep(run_name: str, name: str, shown: Any) -> Any:
-    """Save a figure (figures/<name>.png) or a Table (tables/<name>.json) of the run; return it for display."""
-    if isinstance(shown, Table):
-        save_table(run_name, name, shown)
-    else:
-        save_run_figure(run_name, name, shown)
-    return shown
-
+from posecore import viz
+from posecore.data import (annotation_stats, build_dataset, check_layout, dataset_root, make_synthetic,
+                           read_rgb, synthetic_root)
+from posecore.evaluation import person_errors, primary_metric
+from posecore.params import SHORTCUTS, load_params
+from posecore.runs import REPO_ROOT, read_json, read_jsonl, resolve_path, run_dir
+from posecore.workbook.browser import worst_predictions as worst_gallery
+from posecore.workbook.report import Table, keep, reference_table
 
 # --- notebook parameters -------------------------------------------------------------------------
 
@@ -205,8 +38,6 @@ def notebook_params(model: str = "fastpose", params: str | None = None, data_roo
     fastpose_coco, hourglass -> hourglass_mpii). `data_root` sets data.root (None or "" keeps the
     params' data.root), `epochs` sets train.epochs; `overrides` (dotted keys) are applied last.
     """
-    from posecore.params import SHORTCUTS, load_params
-
     if model not in SHORTCUTS:
         raise ValueError(f"model must be one of {sorted(SHORTCUTS)}, got {model!r}")
     fixed = {"data.root": str(data_root)} if data_root else {}
@@ -250,29 +81,15 @@ class LayoutCheck:
 
 
 def _link_urls(text: str) -> str:
-    import re
-
     return re.sub(r"(https?://[^\s,;)]+)", r'<a href="\1">\1</a>', text)
-
-
-def dataset_root(params) -> Path:
-    """Where params' dataset lives: data.root, or the synthetic dataset's folder for data.root ""."""
-    from posecore.runs import outputs_root, resolve_path
-
-    if not params.data.root:
-        return outputs_root() / "data" / f"synthetic_{params.data.dataset}"
-    return resolve_path(params.data.root)
 
 
 def prepare_dataset(params, data_root: str | None = None, synthetic: dict | None = None) -> LayoutCheck:
     """Check `data_root` against the official layout of params' dataset, building a synthetic
     dataset first when there is no data_root (at outputs/data/synthetic_<dataset>, data.root "")
     or when `synthetic` (posecore.data.make_synthetic arguments) is given."""
-    from posecore.data import check_layout, make_synthetic
-    from posecore.runs import outputs_root, resolve_path
-
     dataset = params.data.dataset
-    root = resolve_path(data_root) if data_root else outputs_root() / "data" / f"synthetic_{dataset}"
+    root = resolve_path(data_root) if data_root else synthetic_root(dataset)
     build = not data_root or synthetic is not None
     if build:
         make_synthetic(root, dataset=dataset, **(synthetic or {}))
@@ -281,38 +98,31 @@ def prepare_dataset(params, data_root: str | None = None, synthetic: dict | None
 
 def dataset_params(params, check: LayoutCheck):
     """params reading the checked folder (what the statistics and examples show)."""
-    import dataclasses
-
     return dataclasses.replace(params, data=dataclasses.replace(params.data, root=str(check.root)))
 
 
 def dataset_statistics(run_name: str, check: LayoutCheck):
     """Persons per image, labelled joints, box sizes of the train and val annotations (data_statistics.png)."""
-    from posecore import viz
-
     if not check.ok:
         return check
     if check.dataset == "coco":
         files = {s: check.root / "annotations" / f"person_keypoints_{s}2017.json" for s in ("train", "val")}
     else:
         files = {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
-    stats = {split: viz.annotation_stats(path, check.dataset) for split, path in files.items()}
+    stats = {split: annotation_stats(path, check.dataset) for split, path in files.items()}
     title = f"{'synthetic ' if check.synthetic else ''}{check.dataset.upper()} at {check.root}"
     return keep(run_name, "data_statistics", viz.plot_dataset_stats(stats, title))
 
 
 def dataset_gallery(run_name: str, params, check: LayoutCheck, count: int = 8):
     """The first `count` train images of the checked folder with their labelled people (data_examples.png)."""
-    from posecore import viz
-    from posecore.data import build_dataset
-
     if not check.ok:
         return check
     dataset = build_dataset(dataset_params(params, check), "train")
     by_image: dict[int, list] = {}
     for inst in dataset.instances:
         by_image.setdefault(inst.image_id, []).append(inst)
-    items = [{"image": viz.read_rgb(people[0].image_path),
+    items = [{"image": read_rgb(people[0].image_path),
               "gt": [np.concatenate([p.joints, p.visible[:, None]], 1) for p in people],
               "title": f"image {image_id}: {len(people)} labelled"}
              for image_id, people in list(by_image.items())[:count]]
@@ -322,8 +132,6 @@ def dataset_gallery(run_name: str, params, check: LayoutCheck, count: int = 8):
 # --- train ---------------------------------------------------------------------------------------
 
 def training_log(run_name: str) -> list[dict]:
-    from posecore.runs import read_jsonl
-
     path = run_dir(run_name, create=False) / "log.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train run {run_name!r} first (train.ipynb)")
@@ -332,16 +140,11 @@ def training_log(run_name: str) -> list[dict]:
 
 def training_curves(run_name: str):
     """Loss and learning rate against the step (train_curves.png)."""
-    from posecore import viz
-
     return keep(run_name, "train_curves", viz.plot_training_curves(training_log(run_name)))
 
 
 def validation_history(run_name: str, params):
     """The primary validation metric against the epoch (train_validation.png)."""
-    from posecore import viz
-    from posecore.evaluation import primary_metric
-
     return keep(run_name, "train_validation", viz.plot_validation(training_log(run_name), primary_metric(params)))
 
 
@@ -394,7 +197,7 @@ def results_table(run_name: str, params) -> Table:
 
 
 def _data_description(params) -> str:
-    root = dataset_root(params)
+    root = dataset_root(params.data)
     synthetic = (root / "synthetic.json").is_file()
     name = "COCO-layout" if params.data.dataset == "coco" else "MPII-layout"
     return f"synthetic {name} val" if synthetic else f"{params.data.dataset.upper()} val ({root})"
@@ -402,8 +205,6 @@ def _data_description(params) -> str:
 
 def per_joint_table(run_name: str) -> Table:
     """eval/per_joint.csv as a table."""
-    import csv
-
     path = run_dir(run_name, create=False) / "eval" / "per_joint.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: evaluate run {run_name!r} first (eval.ipynb)")
@@ -422,8 +223,6 @@ def _number(text: str) -> Any:
 
 def per_joint_figure(run_name: str):
     """Per-joint bars: mean keypoint similarity (COCO) or PCKh (MPII) (eval_per_joint.png)."""
-    from posecore import viz
-
     table = per_joint_table(run_name)
     metric = table.columns[2]  # joint, count, then the main per-joint value (mean_similarity / PCKh@thr)
     values = {row[0]: row[2] for row in table.rows}
@@ -433,8 +232,6 @@ def per_joint_figure(run_name: str):
 
 def threshold_figure(run_name: str):
     """AP at each OKS threshold (COCO) or PCKh against the threshold (MPII) (eval_thresholds.png)."""
-    from posecore import viz
-
     metrics = eval_metrics(run_name)
     if "ap_per_oks" in metrics:
         thresholds = [float(k) for k in metrics["ap_per_oks"]]
@@ -451,12 +248,9 @@ def threshold_figure(run_name: str):
 
 def worst_predictions(run_name: str, params, count: int = 8):
     """The persons with the lowest OKS / PCKh, drawn on their images (eval_worst.png)."""
-    from posecore import viz
-    from posecore.data import build_dataset
-
     dataset = build_dataset(params, "val")
-    errors = viz.person_errors(dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
-    return keep(run_name, "eval_worst", viz.worst_predictions(dataset, errors, count))
+    errors = person_errors(dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
+    return keep(run_name, "eval_worst", worst_gallery(dataset, errors, count))
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -482,12 +276,6 @@ def latency_rows_table(rows: list[dict]) -> Table:
 def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
     """Run examples/onnx_infer.py (onnxruntime + numpy + OpenCV only) on the first val person;
     its drawing goes to figures/export_example.png and its printout into the returned table."""
-    import subprocess
-    import sys
-
-    from posecore.data import build_dataset
-    from posecore.runs import REPO_ROOT
-
     instance = build_dataset(params, "val").instances[0]
     x0, y0, x1, y1 = (float(v) for v in instance.bbox_xyxy)
     out = run_dir(run_name) / "figures" / "export_example.png"

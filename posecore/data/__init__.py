@@ -1,0 +1,49 @@
+"""Data for top-down pose models: annotation parsing, the dataset, epoch order, synthetic people.
+
+- annotations: COCO / MPII / detector-box files -> person `Instance`s, layout checks, statistics
+- dataset: `PoseDataset`, one person crop + heatmap target per item, with the references' augmentation
+- sampling: the epoch order (an image's people adjacent) and padded per-rank shards
+- synthetic: posecore's drawn-people dataset in the COCO or MPII layout
+
+`build_dataset` only reads. Synthetic data is written by explicit calls: `make_synthetic`, or
+`ensure_synthetic(params)`, which training, evaluation and the prepare-data notebook call first.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOOK, SPLITS,
+                                       DataLayoutError, Instance, annotation_stats, check_layout,
+                                       dataset_root, is_synthetic_root, load_instances, synthetic_root)
+from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, read_image,
+                                   read_rgb)
+from posecore.data.sampling import grouped_order, padded_shard
+from posecore.data.synthetic import draw_scene, make_synthetic
+from posecore.keypoints import keypoint_info
+
+__all__ = [
+    "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
+    "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
+    "dpg_jitter", "draw_scene", "ensure_synthetic", "grouped_order", "half_body_box", "load_instances",
+    "make_synthetic", "padded_shard", "read_image", "read_rgb", "synthetic_root",
+]
+
+
+def build_dataset(params, split: str) -> PoseDataset:
+    """The `train` / `val` / `test` split of params.data as a PoseDataset (see load_instances)."""
+    instances, ann_file, gt_mat = load_instances(params, split)
+    return PoseDataset(instances, keypoint_info(params.data.dataset), params, train=split == "train",
+                       ann_file=str(ann_file), gt_mat=gt_mat, split=split)
+
+
+def ensure_synthetic(params) -> Path:
+    """The dataset folder of params.data, generating posecore's synthetic dataset there first when
+    it is a synthetic root (data.root "" or a folder named synthetic*) that is not complete yet.
+
+    The one place where reading a dataset may write one: callers that start runs (training,
+    evaluation, the notebooks) call it before building datasets; a complete folder is left as is.
+    """
+    root = dataset_root(params.data)
+    if is_synthetic_root(root) and check_layout(root, params.data.dataset):
+        make_synthetic(root, dataset=params.data.dataset)
+    return root

@@ -1,0 +1,322 @@
+"""Annotation files -> person instances: COCO keypoints (ground-truth or detector boxes) and MPII.
+
+`load_instances(params, split)` reads the official layouts (COCO 2017 keypoints; MPII as mmpose
+converted it, 1-based MATLAB pixels made 0-based) into `Instance`s, the people a PoseDataset
+crops. `check_layout` lists what a dataset folder lacks; `annotation_stats` counts what the
+prepare-data notebook plots.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posecore.geometry import box_to_center_scale
+from posecore.keypoints import KeypointInfo, keypoint_info
+from posecore.runs import outputs_root, resolve_path
+
+SPLITS = ("train", "val", "test")
+PREPARE_NOTEBOOK = "notebooks/prepare_data.ipynb"
+COCO_LAYOUT = (
+    "annotations/person_keypoints_train2017.json, annotations/person_keypoints_val2017.json, "
+    "train2017/, val2017/ (download: https://cocodataset.org/#download, '2017 Train/Val images' "
+    "and '2017 Train/Val annotations')"
+)
+MPII_LAYOUT = (
+    "annotations/mpii_train.json, annotations/mpii_val.json, annotations/mpii_gt_val.mat, images/ "
+    "(images: http://human-pose.mpi-inf.mpg.de/#download; json annotations and mpii_gt_val.mat: "
+    "mmpose's converted MPII annotations, see mmpose's dataset preparation docs)"
+)
+MPII_PIXEL_STD = 200.0  # MPII's `scale` is the person height in units of 200 px
+
+
+class DataLayoutError(FileNotFoundError):
+    """A dataset root or annotation file that is not where the layout says."""
+
+
+@dataclass
+class Instance:
+    """One person crop to produce. joints [K, 2] / visible [K] in original-image pixels."""
+
+    image_path: str
+    image_id: int
+    image_size: tuple[int, int] | None  # (w, h) when the annotations give it
+    bbox_center: np.ndarray
+    bbox_scale: np.ndarray
+    joints: np.ndarray
+    visible: np.ndarray
+    bbox_xyxy: np.ndarray | None = None  # the person box, for DPG jitter
+    bbox_score: float = 1.0
+
+
+
+
+def load_instances(params, split: str) -> tuple[list[Instance], Path, str | None]:
+    """(instances, annotation file, MPII ground-truth .mat or None) of one split of params.data.
+
+    COCO: train and val on clean ground-truth person boxes; test on the val images with the
+    detector boxes of data.det_file. MPII: train / val from the json annotations (test = val).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    data = params.data
+    info = keypoint_info(data.dataset)
+    root = existing_root(data)
+    if data.dataset == "coco":
+        instances, ann_file = _coco_instances(root, split, data, info)
+        return instances, ann_file, None
+    instances, ann_file = _mpii_instances(root, split, data, info)
+    mat = root / "annotations" / "mpii_gt_val.mat"
+    return instances, ann_file, str(mat) if mat.is_file() else None
+
+
+def check_layout(root, dataset: str) -> list[str]:
+    """Problems with a dataset folder (missing files or folders), each naming where to get it."""
+    root = Path(root)
+    if dataset == "coco":
+        needed = ["annotations/person_keypoints_train2017.json", "annotations/person_keypoints_val2017.json",
+                  "train2017", "val2017"]
+        layout = COCO_LAYOUT
+    elif dataset == "mpii":
+        needed = ["annotations/mpii_train.json", "annotations/mpii_val.json",
+                  "annotations/mpii_gt_val.mat", "images"]
+        layout = MPII_LAYOUT
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; known: ['coco', 'mpii']")
+    if not root.is_dir():
+        return [f"{root} does not exist; expected {dataset.upper()} layout: {layout}"]
+    return [f"missing {root / name}; expected {dataset.upper()} layout: {layout}"
+            for name in needed if not (root / name).exists()]
+
+
+
+
+def synthetic_root(dataset: str) -> Path:
+    """Where posecore's synthetic dataset of `dataset` lives: <outputs>/data/synthetic_<dataset>."""
+    return outputs_root() / "data" / f"synthetic_{dataset}"
+
+
+def dataset_root(data) -> Path:
+    """The folder params.data reads: data.root (relative to the repository), or the synthetic
+    dataset's folder when data.root is ""."""
+    return resolve_path(data.root) if data.root else synthetic_root(data.dataset)
+
+
+def is_synthetic_root(root: Path) -> bool:
+    """A root posecore makes on first use: the default "" root or a folder named synthetic*."""
+    return root.name.startswith("synthetic")
+
+
+def existing_root(data) -> Path:
+    root = dataset_root(data)
+    if root.is_dir():
+        return root
+    layout = COCO_LAYOUT if data.dataset == "coco" else MPII_LAYOUT
+    made_here = (" It is a synthetic dataset's folder: build it with posecore.data.ensure_synthetic("
+                 "params) or the prepare_data notebook." if is_synthetic_root(root) else "")
+    raise DataLayoutError(
+        f"data.root {root} does not exist.{made_here} Expected the {data.dataset.upper()} layout: "
+        f"{layout}. Run {PREPARE_NOTEBOOK} to check or create it (posecore.data.make_synthetic "
+        "writes a synthetic dataset), or set data.root to the dataset folder.")
+
+
+def _require_file(path: Path, what: str, dataset: str) -> Path:
+    if not path.is_file():
+        layout = COCO_LAYOUT if dataset == "coco" else MPII_LAYOUT
+        raise DataLayoutError(
+            f"{what} {path} does not exist. Expected the {dataset.upper()} layout under "
+            f"{path.parent.parent}: {layout}. See {PREPARE_NOTEBOOK}.")
+    return path
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); re-download or regenerate it "
+                         f"(see {PREPARE_NOTEBOOK})") from None
+
+
+def _coco_instances(root: Path, split: str, data, info: KeypointInfo):
+    subset = "train2017" if split == "train" else "val2017"
+    ann_file = _require_file(root / "annotations" / f"person_keypoints_{subset}.json",
+                             "COCO annotation file", "coco")
+    coco = _load_json(ann_file)
+    images = {int(img["id"]): img for img in coco.get("images", [])}
+    image_dir = root / subset
+    if split == "test":
+        return _coco_detection_instances(root, data, images, image_dir), ann_file
+
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco.get("annotations", []):
+        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    instances = []
+    for image_id in sorted(images):
+        image = images[image_id]
+        size = _image_size(image)
+        for ann in by_image.get(image_id, []):
+            instance = _coco_gt_instance(ann, image, size, image_dir, data, info)
+            if instance is not None:
+                instances.append(instance)
+    return instances, ann_file
+
+
+def _image_size(image: dict) -> tuple[int, int] | None:
+    if image.get("width") and image.get("height"):
+        return int(image["width"]), int(image["height"])
+    return None
+
+
+def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInfo) -> Instance | None:
+    """A clean person instance (HRNet / mmpose rules) or None."""
+    if ann.get("category_id", 1) != 1 or ann.get("iscrowd", 0) or ann.get("area", 1) <= 0:
+        return None
+    keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float64)
+    if keypoints.size != info.num_joints * 3:
+        return None
+    keypoints = keypoints.reshape(info.num_joints, 3)
+    if not (keypoints[:, 2] > 0).any():
+        return None
+    x, y, w, h = (float(v) for v in (ann.get("bbox") or (0, 0, 0, 0)))
+    # clip to the image the way the references clean boxes (pixel-inclusive corners)
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = x0 + max(0.0, w - 1), y0 + max(0.0, h - 1)
+    if size is not None:
+        x1, y1 = min(size[0] - 1.0, x1), min(size[1] - 1.0, y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    center, scale = box_to_center_scale((x0, y0, x1 - x0, y1 - y0),
+                                        data.input_size[0] / data.input_size[1], data.bbox_padding)
+    return Instance(
+        image_path=str(image_dir / image["file_name"]), image_id=int(image["id"]), image_size=size,
+        bbox_center=center, bbox_scale=scale,
+        joints=keypoints[:, :2].astype(np.float32), visible=(keypoints[:, 2] > 0).astype(np.float32),
+        bbox_xyxy=np.array([x0, y0, x1, y1], dtype=np.float32))
+
+
+def _det_file_path(root: Path, det_file: str) -> Path:
+    if not det_file:
+        raise ValueError("the test split needs person boxes: set data.det_file to a COCO-results json "
+                         "(image_id, category_id, bbox [x, y, w, h], score)")
+    candidates = [resolve_path(det_file)]
+    if not Path(det_file).is_absolute():
+        candidates.append(root / det_file)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise DataLayoutError(f"data.det_file {det_file!r} not found (looked at "
+                          f"{', '.join(str(p) for p in candidates)}); give a path relative to the "
+                          "repository root, to data.root, or an absolute one")
+
+
+def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path) -> list[Instance]:
+    det_path = _det_file_path(root, data.det_file)
+    detections = _load_json(det_path)
+    if not isinstance(detections, list):
+        raise ValueError(f"{det_path}: expected a COCO-results list of detections")
+    aspect = data.input_size[0] / data.input_size[1]
+    num_joints = keypoint_info(data.dataset).num_joints
+    instances, unknown = [], set()
+    for det in detections:
+        if det.get("category_id", 1) != 1 or float(det.get("score", 1.0)) < data.det_score_thr:
+            continue
+        image_id = int(det["image_id"])
+        if image_id not in images:
+            unknown.add(image_id)
+            continue
+        x, y, w, h = (float(v) for v in det["bbox"][:4])
+        if w <= 0 or h <= 0:
+            continue
+        center, scale = box_to_center_scale((x, y, w, h), aspect, data.bbox_padding)
+        image = images[image_id]
+        instances.append(Instance(
+            image_path=str(image_dir / image["file_name"]), image_id=image_id, image_size=_image_size(image),
+            bbox_center=center, bbox_scale=scale, joints=np.zeros((num_joints, 2), np.float32),
+            visible=np.zeros(num_joints, np.float32), bbox_xyxy=None, bbox_score=float(det.get("score", 1.0))))
+    if unknown:
+        warnings.warn(f"{det_path}: {len(unknown)} image id(s) not in the val annotations were ignored "
+                      f"(e.g. {sorted(unknown)[:5]})", stacklevel=3)
+    instances.sort(key=lambda inst: inst.image_id)
+    return instances
+
+
+def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
+    subset = "train" if split == "train" else "val"
+    ann_file = _require_file(root / "annotations" / f"mpii_{subset}.json", "MPII annotation file", "mpii")
+    annotations = _load_json(ann_file)
+    image_dir = root / "images"
+    aspect_h_over_w = data.input_size[1] / data.input_size[0]
+    instances = []
+    for position, ann in enumerate(annotations):
+        center = np.asarray(ann["center"], dtype=np.float64)
+        scale = float(ann["scale"])
+        if center[0] != -1:  # the references' adjustment: move down 15 px per unit scale, pad 25%
+            center[1] += 15 * scale
+            scale *= 1.25
+        center -= 1  # MATLAB 1-based -> 0-based
+        width = scale * MPII_PIXEL_STD
+        joints = np.asarray(ann.get("joints", np.zeros((info.num_joints, 2))), dtype=np.float64) - 1
+        visible = np.asarray(ann.get("joints_vis", np.zeros(info.num_joints)), dtype=np.float32)
+        stem = Path(ann["image"]).stem
+        instances.append(Instance(
+            image_path=str(image_dir / ann["image"]),
+            image_id=int(stem) if stem.isdigit() else position, image_size=None,
+            bbox_center=center.astype(np.float32),
+            # the references zoom by the width only; the height follows the input aspect ratio
+            bbox_scale=np.array([width, width * aspect_h_over_w], dtype=np.float32),
+            joints=joints.astype(np.float32), visible=(visible > 0).astype(np.float32)))
+    return instances, ann_file
+
+
+
+
+# --------------------------------------------------------------------------- statistics
+
+def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
+    """Counts for the prepare_data plots, read from a COCO keypoints json or an MPII (mmpose) json.
+
+    Returns persons_per_image {count: images}, labelled_per_joint [K], box_sizes [N, 2] (w, h px),
+    and totals images / persons.
+    """
+    info = keypoint_info(dataset)
+    with open(ann_file) as f:
+        data = json.load(f)
+    if dataset == "coco":
+        people = [a for a in data.get("annotations", []) if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+        images = [img["id"] for img in data.get("images", [])]
+        image_of = [a["image_id"] for a in people]
+        visible = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in people], dtype=bool)
+        boxes = np.array([a["bbox"][2:] for a in people], dtype=float)
+    elif dataset == "mpii":
+        people = data if isinstance(data, list) else data.get("annotations", [])
+        image_of = [p["image"] for p in people]
+        images = sorted(set(image_of))
+        visible = np.array([np.asarray(p["joints_vis"]) > 0 for p in people], dtype=bool)
+        boxes = np.array([_mpii_box_size(p) for p in people], dtype=float)
+    else:
+        raise ValueError(f"annotation_stats: dataset must be 'coco' or 'mpii', got {dataset!r}")
+    per_image = Counter(image_of)
+    persons_per_image = Counter(per_image.get(image, 0) for image in images)
+    return {
+        "dataset": dataset,
+        "images": len(images),
+        "persons": len(people),
+        "persons_per_image": dict(sorted(persons_per_image.items())),
+        "labelled_per_joint": visible.sum(0).reshape(info.num_joints).tolist() if len(people) else [0] * info.num_joints,
+        "box_sizes": boxes.reshape(-1, 2),
+    }
+
+
+def _mpii_box_size(person: dict) -> tuple[float, float]:
+    """MPII has no boxes: the extent of the labelled joints, else the person scale (height / 200 px)."""
+    joints = np.asarray(person["joints"], dtype=float)[np.asarray(person["joints_vis"]) > 0]
+    if len(joints) >= 2:
+        return tuple(joints.max(0) - joints.min(0))
+    side = float(person.get("scale", 1.0)) * 200.0
+    return side, side

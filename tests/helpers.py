@@ -1,0 +1,66 @@
+"""Shared test pieces: the tiny training params and a launchable gradient worker.
+
+Workers started by posecore.distributed.launch import `compute_gradients` by name (the spawn
+start method hands them this process's sys.path, which holds tests/).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from posecore import data, distributed
+from posecore.checkpoints import load_model
+from posecore.engine import heatmap_loss
+from posecore.params import load_params
+
+# FastPose-18 on 32x32 crops with 8x8 heatmaps: a training step takes milliseconds on 2 cores.
+TINY = {
+    "model.depth": 18,
+    "data.input_size": [32, 32],
+    "data.heatmap_size": [8, 8],
+    "data.workers": 0,
+    "train.batch_size": 4,
+    "train.val_every": 0,
+    "train.log_every": 1,
+}
+
+
+def tiny_synthetic(folder: Path, num_train: int = 8) -> Path:
+    """A small synthetic COCO-layout dataset (64x64 images, 2 val images) in folder/coco."""
+    return data.make_synthetic(Path(folder) / "coco", "coco", num_train=num_train, num_val=2, image_size=64)
+
+
+def tiny_params(root: Path, **overrides):
+    """The demo params shrunk by TINY, reading `root`, with dotted `overrides` applied last."""
+    return load_params("demo", {**TINY, "data.root": str(root), **overrides})
+
+
+def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool = False
+                      ) -> dict[str, np.ndarray]:
+    """Gradients of one training step on the first `global_batch` samples of epoch 0.
+
+    Each rank takes its contiguous share of the batch, so 1 process and N processes (DDP) agree
+    when BatchNorm does not depend on the split: `frozen_batchnorm` (BatchNorm in eval mode, on
+    its running statistics; SyncBN does not run on CPU). Returns {parameter name: gradient}.
+    """
+    params = load_params(Path(run_folder) / "params.yaml")
+    world, rank = distributed.world_size(), distributed.rank()
+    if global_batch % world:
+        raise ValueError(f"global_batch {global_batch} must divide by the world size {world}")
+    torch.manual_seed(params.train.seed)
+    bare = load_model(params)[0].train()
+    model = nn.parallel.DistributedDataParallel(bare) if world > 1 else bare
+    if frozen_batchnorm:
+        for module in bare.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    dataset = data.build_dataset(params, "train")
+    dataset.set_epoch(0)
+    share = global_batch // world
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(rank * share, (rank + 1) * share)])
+    heatmap_loss(model(batch["image"]), batch["target"], batch["target_weight"]).backward()
+    return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters()
+            if p.grad is not None}
