@@ -93,10 +93,19 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: Sequence[float]
     As in the references' NMS: every joint counts (no visibility test) and the scale is the mean
     of the two areas.
     """
-    xy = np.asarray(keypoints, dtype=np.float64)[..., :2]
-    areas = np.asarray(areas, dtype=np.float64)
-    squared = ((xy[:, None] - xy[None, :]) ** 2).sum(axis=-1)               # [N, N, K]
-    mean_area = (areas[:, None] + areas[None, :]) / 2.0 + np.spacing(1)
+    return oks_between(keypoints, areas, keypoints, areas, sigmas)
+
+
+def oks_between(keypoints_a: np.ndarray, areas_a: np.ndarray, keypoints_b: np.ndarray,
+                areas_b: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """OKS [N, M] of every pose of keypoints_a [N, K, 2+] with every pose of keypoints_b [M, K, 2+];
+    areas_a [N], areas_b [M]; every joint counts, scale = the mean of the two areas."""
+    xy_a = np.asarray(keypoints_a, dtype=np.float64)[..., :2]
+    xy_b = np.asarray(keypoints_b, dtype=np.float64)[..., :2]
+    areas_a = np.asarray(areas_a, dtype=np.float64)
+    areas_b = np.asarray(areas_b, dtype=np.float64)
+    squared = ((xy_a[:, None] - xy_b[None, :]) ** 2).sum(axis=-1)           # [N, M, K]
+    mean_area = (areas_a[:, None] + areas_b[None, :]) / 2.0 + np.spacing(1)
     return _similarity(squared, mean_area[..., None], sigmas).mean(axis=-1)
 
 
