@@ -41,11 +41,9 @@ import math
 import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +53,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-import posecore
 from posecore import data, device, distributed
 from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read_checkpoint, restore_rng,
                                   save_checkpoint)
 from posecore.evaluation import primary_metric, validate
+from posecore.environment import run_environment
 from posecore.params import Params, TrainParams, load_params, save_params
-from posecore.runs import (REPO_ROOT, append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
+from posecore.runs import (append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
                            read_json, read_jsonl, run_dir, write_json)
 
 
@@ -171,37 +169,6 @@ def check_amp_backend(train: TrainParams) -> Any:
             "environment (Ascend torch_npu builds ship it); install apex or set "
             "train.amp_backend: torch to use torch.amp") from error
     return amp
-
-
-def run_environment(npus: int, nodes: distributed.Nodes) -> dict[str, Any]:
-    """What env.json records about where and how a run was started."""
-    info = device.describe()
-    info.update(
-        python=sys.version.split()[0],
-        python_executable=sys.executable,
-        posecore=posecore.__version__,
-        npus=npus,
-        nnodes=nodes.nnodes,
-        node_rank=nodes.node_rank,
-        world_size=npus * nodes.nnodes,
-        git=_git_state(),
-        command=list(sys.argv),
-        notebook={key: value for key, value in os.environ.items()
-                  if key.startswith("PAPERMILL_") or key == "JPY_SESSION_NAME"},
-        cwd=os.getcwd(),
-        started=datetime.now().isoformat(timespec="seconds"),
-    )
-    return info
-
-
-def _git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
-                              timeout=20, check=True).stdout
-    try:
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
 
 
 def _seed_everything(seed: int) -> None:
