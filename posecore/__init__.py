@@ -23,6 +23,7 @@ _API = {
     "train": "engine",
     "evaluate": "evaluation",
     "export_onnx": "export",
+    "compare_runs": "experiments",
 }
 
 __all__ = sorted(_API) + ["__version__"]

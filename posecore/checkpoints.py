@@ -191,8 +191,11 @@ def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[
     return _load_backbone(model, state, path, strict=True)
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     """torch.load with weights_only=True on the CPU; refusals become a CheckpointError.
+
+    `mmap`: map the tensors instead of reading them (a cheap look at the counters of a large
+    checkpoint; needs torch's zip format, which posecore writes).
 
     NumPy arrays are allowed (mmpose stores dataset metadata as arrays); their contents go
     through the same restricted unpickler.
@@ -201,7 +204,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error))
         what = f" ({found.group(1)})" if found else ""

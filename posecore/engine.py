@@ -9,6 +9,8 @@ Run folder:
   metrics.json       the latest validation metrics
   checkpoints/last.pt, best.pt   (CHECKPOINT keys below; best by evaluation.primary_metric)
   logs/              per-rank stdout/stderr of multi-process runs
+  events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
+  .training.lock     held while the run trains (posecore.runs.training_lock)
 
 Loss: HRNet/mmpose's JointsMSELoss with target weights, 0.5 * mean over joints of the MSE
 between weighted predicted and weighted target heatmaps (AlphaPose's 0.5 * MSE of masked
@@ -60,7 +62,8 @@ from posecore.evaluation import primary_metric, validate
 from posecore.environment import run_environment
 from posecore.params import Params, TrainParams, load_params, save_params
 from posecore.runs import (append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
-                           read_json, read_jsonl, run_dir, write_json)
+                           read_json, read_jsonl, run_dir, training_lock, write_json)
+from posecore.tensorboard_log import TensorBoardLog
 
 
 class TrainingError(RuntimeError):
@@ -87,15 +90,17 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     data.ensure_synthetic(params)
     nodes = distributed.node_settings(params)
     folder = run_dir(run_name or default_run_name(params.name or params.model.name))
-    last = folder / "checkpoints" / "last.pt"
-    if last.exists() and not params.train.resume:
-        raise TrainingError(
-            f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
-            f"overwritten: pick another run_name, or set train.resume: true to continue that run")
-    save_params(params, folder / "params.yaml")
-    env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
-    write_json(folder / env_name, run_environment(npus, nodes))
-    return distributed.launch(train_worker, (str(folder),), npus, params, log_dir=folder / "logs")
+    # the first node holds the run's lock: a second trainer is refused, and readers see it running
+    with training_lock(folder) if nodes.node_rank == 0 else contextlib.nullcontext():
+        last = folder / "checkpoints" / "last.pt"
+        if last.exists() and not params.train.resume:
+            raise TrainingError(
+                f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
+                f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+        save_params(params, folder / "params.yaml")
+        env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
+        write_json(folder / env_name, run_environment(npus, nodes))
+        return distributed.launch(train_worker, (str(folder),), npus, params, log_dir=folder / "logs")
 
 
 def train_worker(run_folder: str) -> dict[str, Any]:
@@ -262,6 +267,7 @@ class _Trainer:
         self.stop_requested = False
         self.lr = learning_rate(self.train, 0, 0)
         self._resume_or_start()
+        self.board = TensorBoardLog(folder, self.params, self.step, enabled=self.main)
         self.model = _wrap_model(self.bare, self.train, self.device, self.world)
         # this invocation: every step, and the steps after train.perf_warmup_steps
         self.all_steps, self.measured = _Meter(), _Meter()
@@ -330,7 +336,7 @@ class _Trainer:
         last_epoch = min(self.train.epochs, self.epoch + 1) if perf_mode else self.train.epochs
         stopped = "done"
         launched = self.world > 1
-        with _stop_on_interrupt(self, launched):
+        with _stop_on_interrupt(self, launched), contextlib.closing(self.board):
             while self.epoch < last_epoch:
                 completed = self._train_epoch(perf_mode)
                 if perf_mode or not completed:
@@ -485,9 +491,10 @@ class _Trainer:
 
     def _log_train(self, epoch: int, window: _Meter) -> None:
         if self.main:
-            append_jsonl(self.folder / "log.jsonl",
-                         {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
-                          **json_safe(window.summary()), "skipped": self.skipped})
+            record = {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
+                      **json_safe(window.summary()), "skipped": self.skipped}
+            append_jsonl(self.folder / "log.jsonl", record)
+            self.board.train(record)
 
     def _end_epoch(self) -> None:
         epoch = self.epoch
@@ -514,6 +521,7 @@ class _Trainer:
         record = {"epoch": epoch, "step": self.step, **self.metrics}
         append_jsonl(self.folder / "log.jsonl", {"type": "val", **record})
         write_json(self.folder / "metrics.json", record)
+        self.board.validation(record, self.folder / "val")
         print(f"epoch {epoch} validation: {name} {value}", flush=True)
         improved = value is not None and math.isfinite(value) and (
             self.best_metric is None or value > self.best_metric)

@@ -90,6 +90,7 @@ class TrainParams:
     perf_warmup_steps: int = 5      # steps left out of the reported images/s
     log_every: int = 20             # steps
     max_nan_steps: int = 20         # consecutive non-finite losses before stopping
+    tensorboard_images: int = 4     # val images in the TensorBoard prediction grid; 0 = none
 
 
 @dataclass

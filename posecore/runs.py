@@ -5,10 +5,13 @@ os.replace, so a kill mid-write leaves the previous file intact.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import re
+import socket
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +40,54 @@ def run_dir(run_name: str, create: bool = True) -> Path:
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+TRAINING_LOCK = ".training.lock"
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training the same run folder."""
+
+
+@contextlib.contextmanager
+def training_lock(folder: str | os.PathLike):
+    """Hold `folder`'s training lock while training it; a second trainer of the same run is refused.
+
+    An flock on <folder>/.training.lock: the kernel drops it when the holder exits, however it
+    ends (SIGKILL included), so `is_training` never sees a stale lock. The file names the holder.
+    """
+    path = Path(folder) / TRAINING_LOCK
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RunBusyError(f"{Path(folder).name} is being trained by another process "
+                               f"({f.read().strip() or 'unknown'}); wait for it, stop it, or pick "
+                               f"another run_name") from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def is_training(folder: str | os.PathLike) -> bool:
+    """Whether a live process holds `folder`'s training lock (see `training_lock`)."""
+    path = Path(folder) / TRAINING_LOCK
+    try:
+        f = open(path)
+    except FileNotFoundError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Any], None]) -> Path:
@@ -95,6 +146,11 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def finite_number(value: Any) -> bool:
+    """Whether a log record's value is a real, finite number (not None, NaN, inf or a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json_default(obj: Any) -> Any:

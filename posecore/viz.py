@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 
 from posecore.geometry import affine_matrix
 from posecore.keypoints import KeypointInfo, keypoint_info
-from posecore.runs import atomic_write
+from posecore.runs import atomic_write, finite_number
 
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#d62728"
@@ -214,18 +214,33 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
 
 # --- training and evaluation curves --------------------------------------------------------------
 
+def training_series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of `key` ("loss", "lr", ...) in log.jsonl's training records, finite values only."""
+    rows = [r for r in records if r.get("type", "train") == "train" and "step" in r
+            and finite_number(r.get(key))]
+    return [r["step"] for r in rows], [r[key] for r in rows]
+
+
+def validation_series(records: Sequence[dict], metric: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of `metric` in log.jsonl's validation records, finite values only."""
+    rows = [r for r in records if r.get("type", "val") == "val" and "epoch" in r
+            and finite_number(r.get(metric))]
+    return [r["epoch"] for r in rows], [r[metric] for r in rows]
+
+
+def _loss_axis(ax, losses: Sequence[float]) -> None:
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log" if losses and min(losses) > 0 else "linear")
+
+
 def plot_training_curves(records: Sequence[dict]) -> PoseFigure:
     """Loss and learning rate against the step, from log.jsonl's training records (type "train")."""
     fig, (ax_loss, ax_lr) = new_figure(1, 2, (5.0, 3.2))
-    steps = [r for r in records if r.get("type", "train") == "train" and "loss" in r and "step" in r]
-    if steps:
-        ax_loss.plot([r["step"] for r in steps], [r["loss"] for r in steps], color="#1f77b4")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("training loss")
-    ax_loss.set_yscale("log" if steps and min(r["loss"] for r in steps) > 0 else "linear")
-    rates = [r for r in steps if "lr" in r]
-    if rates:
-        ax_lr.plot([r["step"] for r in rates], [r["lr"] for r in rates], color="#ff7f0e")
+    steps, losses = training_series(records, "loss")
+    ax_loss.plot(steps, losses, color="#1f77b4")
+    _loss_axis(ax_loss, losses)
+    ax_lr.plot(*training_series(records, "lr"), color="#ff7f0e")
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     return fig
@@ -234,10 +249,27 @@ def plot_training_curves(records: Sequence[dict]) -> PoseFigure:
 def plot_validation(history: Sequence[dict], metric: str) -> PoseFigure:
     """A validation metric against the epoch, from log.jsonl's validation records (type "val")."""
     fig, ax = new_figure(panel_size=(5.0, 3.2))
-    rows = [r for r in history if r.get("type", "val") == "val" and metric in r and "epoch" in r]
-    ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", color=GT_COLOR)
+    ax.plot(*validation_series(history, metric), marker="o", color=GT_COLOR)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric}")
+    return fig
+
+
+def plot_runs_curves(logs: dict[str, Sequence[dict]], metric: str) -> PoseFigure:
+    """Several runs overlaid, one colour each: training loss against the step and validation
+    `metric` against the epoch, from each run's log.jsonl records ({run: records})."""
+    fig, (ax_loss, ax_val) = new_figure(1, 2, (5.5, 3.5))
+    all_losses: list[float] = []
+    for run, records in logs.items():
+        steps, losses = training_series(records, "loss")
+        all_losses += losses
+        (line,) = ax_loss.plot(steps, losses, label=run, linewidth=1.2)
+        ax_val.plot(*validation_series(records, metric), marker="o", label=run, color=line.get_color())
+    _loss_axis(ax_loss, all_losses)
+    ax_val.set_xlabel("epoch")
+    ax_val.set_ylabel(f"validation {metric}")
+    if logs:
+        ax_loss.legend(fontsize=7)
     return fig
 
 

@@ -108,6 +108,21 @@ def test_training_curves_plot_logged_losses():
     np.testing.assert_allclose(loss_line.get_ydata(), [r["loss"] for r in records[:-1]])
 
 
+def test_runs_curves_overlay_each_runs_loss_and_metric():
+    logs = {"a": [{"type": "train", "step": s, "loss": 1.0 / s} for s in (1, 2, 3)]
+                 + [{"type": "val", "epoch": 0, "step": 3, "AP": 0.2}],
+            "b": [{"type": "train", "step": 1, "loss": 0.5}, {"type": "train", "step": 2, "loss": None},
+                  {"type": "val", "epoch": 0, "step": 2, "AP": 0.4}, {"type": "val", "epoch": 1, "AP": 0.6}]}
+    fig = viz.plot_runs_curves(logs, "AP")
+    loss_lines, metric_lines = fig.axes[0].get_lines(), fig.axes[1].get_lines()
+    assert [line.get_label() for line in loss_lines] == ["a", "b"]
+    np.testing.assert_allclose(loss_lines[0].get_ydata(), [1.0, 0.5, 1 / 3])
+    np.testing.assert_allclose(loss_lines[1].get_xdata(), [1])  # a skipped window (loss None) is left out
+    np.testing.assert_allclose(metric_lines[1].get_xdata(), [0, 1])
+    np.testing.assert_allclose(metric_lines[1].get_ydata(), [0.4, 0.6])
+    assert metric_lines[0].get_color() == loss_lines[0].get_color()
+
+
 def test_renders_png_headless_without_pyplot(tmp_path):
     """A fresh interpreter with no display draws and saves a figure, and never loads pyplot."""
     code = (

@@ -1,6 +1,7 @@
 """What the workbook notebooks call, in one namespace: `from posecore import workbook`.
 
 - sections: `notebook_params` (every notebook's parameters) and one block of helpers per notebook
+  (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves)
 - report: `Table`, `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
 """
@@ -8,18 +9,21 @@ from __future__ import annotations
 
 from posecore.workbook.browser import PoseBrowser
 from posecore.workbook.report import Table, keep, reference_table, run_figure, run_path, write_report
-from posecore.workbook.sections import (LayoutCheck, checkpoint_for, dataset_gallery, dataset_params,
-                                        dataset_statistics, eval_metrics, latency_rows_table,
-                                        notebook_params, onnx_example, parity_table, per_joint_figure,
-                                        per_joint_table, prepare_dataset, results_table, run_of,
-                                        threshold_figure, training_curves, training_log,
-                                        validation_history, validation_table, worst_predictions)
+from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_curves, comparison_notes,
+                                        comparison_table, dataset_gallery, dataset_params,
+                                        dataset_statistics, differing_params_table, eval_metrics,
+                                        latency_rows_table, notebook_params, onnx_example, parity_table,
+                                        per_joint_figure, per_joint_table, prepare_dataset,
+                                        results_table, run_index, run_of, threshold_figure, training_curves,
+                                        training_log, validation_history, validation_table,
+                                        worst_predictions)
 
 __all__ = [
-    "LayoutCheck", "PoseBrowser", "Table", "checkpoint_for", "dataset_gallery", "dataset_params",
-    "dataset_statistics", "eval_metrics", "keep", "latency_rows_table", "notebook_params",
+    "LayoutCheck", "PoseBrowser", "Table", "checkpoint_for", "comparison_curves", "comparison_notes",
+    "comparison_table", "dataset_gallery", "dataset_params", "dataset_statistics",
+    "differing_params_table", "eval_metrics", "keep", "latency_rows_table", "notebook_params",
     "onnx_example", "parity_table", "per_joint_figure", "per_joint_table", "prepare_dataset",
-    "reference_table", "results_table", "run_figure", "run_of", "run_path", "threshold_figure",
+    "reference_table", "results_table", "run_figure", "run_index", "run_of", "run_path", "threshold_figure",
     "training_curves", "training_log", "validation_history", "validation_table", "worst_predictions",
     "write_report",
 ]

@@ -38,7 +38,7 @@ REFERENCE_ROWS: tuple[dict, ...] = (
 REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 
 # Report order: the sections of the workbook, then anything else by name.
-SECTIONS = ("data", "train", "eval", "viz", "export")
+SECTIONS = ("data", "train", "eval", "viz", "export", "compare")
 
 
 @dataclass
@@ -152,13 +152,18 @@ def report_notebook(run_name: str):
 
 
 def write_report(run_name: str, title: str | None = None) -> Path:
-    """Render outputs/<run>/report.html from the run's saved tables and figures (code hidden)."""
+    """Render outputs/<run>/report.html from the run's saved tables and figures (code hidden),
+    and refresh the run index outputs/runs.csv (posecore.experiments.write_run_index)."""
     from nbconvert import HTMLExporter
+
+    from posecore.experiments import write_run_index
 
     notebook = report_notebook(run_name)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title or f"posecore {run_name}"}})
-    return atomic_write(run_dir(run_name) / "report.html", body)
+    written = atomic_write(run_dir(run_name) / "report.html", body)
+    write_run_index()
+    return written
 
 
 def _run_summary(folder: Path) -> str:
