@@ -1,19 +1,42 @@
-"""MSRA heatmap codec: joints <-> per-joint Gaussian heatmaps (HRNet / mmpose / AlphaPose style).
+"""Heatmap codecs: joints <-> per-joint Gaussian heatmaps, one object per convention (`data.codec`).
 
-Encoding puts an unnormalized Gaussian (peak 1) at the joint rounded to the heatmap grid:
-mu = int(joint / stride + 0.5) with stride = input_size / heatmap_size, drawn only inside the
-3-sigma window [int(mu - 3 sigma), int(mu + 3 sigma + 1)). A joint is weighted 0 when it is
-unlabelled or its window misses the heatmap. Decoding is argmax plus either the quarter-pixel step
-toward the higher neighbour ("default") or DARK's Taylor refinement on the blurred log-heatmap.
+Every codec owns the crop transform (image -> input pixels), the input-to-heatmap scale, the
+encoding, the decoding, the mapping of decoded heatmap pixels back to the image and the shift that
+re-aligns a flip-test heatmap. Build one with `build_codec(params)`; the dataset, evaluation,
+export and inference all use that object, so a run decodes the way it was trained.
+
+- `msra` (HRNet / AlphaPose / mmpose's MSRAHeatmap; the default): the classic crop, stride =
+  input_size / heatmap_size, an unnormalized Gaussian (peak 1) at the joint rounded to the grid,
+  mu = int(joint / stride + 0.5), drawn inside the 3-sigma window [int(mu - 3 sigma),
+  int(mu + 3 sigma + 1)); decoded by argmax plus a quarter pixel toward the higher neighbour.
+  The rounding bounds accuracy once heatmaps are coarse.
+- `dark` (Zhang et al., CVPR 2020; mmpose's MSRAHeatmap with `unbiased=True`): the same crop and
+  stride, the Gaussian centred at the sub-pixel joint / stride (same window), decoded by DARK's
+  Taylor step on the blurred log-heatmap.
+- `udp` (Huang et al., CVPR 2020; mmpose's UDPHeatmap): UDP's crop (geometry.affine_matrix with
+  udp=True), heatmap = input * (heatmap - 1) / (input - 1), the Gaussian at the sub-pixel joint,
+  decoded like `dark`. A mirrored crop is then exactly the mirrored heatmap: no flip shift.
+
+`dark` and `udp` take second differences over one pixel (as UDP computes the Taylor step, so it
+also works one pixel from the border) and take off the pull of DARK's zero-padded blur near the
+border (MSRAHeatmap._border_pull). `eval.decode: dark` is DARK exactly as published (two-pixel
+second differences), for decoding MSRA heatmaps. A joint is weighted 0 when it is unlabelled or
+its 3-sigma window misses the heatmap.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+import torch
 
-DECODE_METHODS = ("default", "dark")
+from posecore.geometry import affine_matrix, heatmap_to_image
+
+DECODE_METHODS = ("default", "dark", "dark_udp")   # refinements after the argmax
+TAYLOR_REACH = {"dark": 2, "dark_udp": 1}          # pixels the second differences span
 
 
 def heatmap_stride(input_size, heatmap_size) -> np.ndarray:
@@ -22,57 +45,78 @@ def heatmap_stride(input_size, heatmap_size) -> np.ndarray:
 
 
 def encode_heatmaps(joints_xy, visible, input_size, heatmap_size, sigma: float):
-    """Joints [K, 2] in input pixels + visible [K] -> (target float32 [K, Hh, Wh], weight float32 [K])."""
+    """MSRA: joints [K, 2] in input pixels + visible [K] -> (target float32 [K, Hh, Wh], weight float32 [K])."""
     joints = np.asarray(joints_xy, dtype=np.float64).reshape(-1, 2)
+    stride = heatmap_stride(input_size, heatmap_size)
+    return gaussian_heatmaps(joints / stride, visible, heatmap_size, sigma, subpixel=False)
+
+
+def gaussian_heatmaps(centers, visible, heatmap_size, sigma: float, subpixel: bool):
+    """Joints [K, 2] in heatmap pixels + visible [K] -> (target float32 [K, Hh, Wh], weight float32 [K]).
+
+    The Gaussian's window is centred on the rounded joint; its peak is the rounded joint (MSRA)
+    or, with `subpixel`, the joint itself (DARK, UDP).
+    """
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     heatmap_w, heatmap_h = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = heatmap_stride(input_size, (heatmap_w, heatmap_h))
     radius = 3.0 * sigma
     # int() truncation toward zero, exactly as the references round
-    mu = (joints / stride + 0.5).astype(np.int64)
+    mu = (centers + 0.5).astype(np.int64)
     lower = (mu - radius).astype(np.int64)
     upper = (mu + radius + 1).astype(np.int64)
     inside = (lower[:, 0] < heatmap_w) & (lower[:, 1] < heatmap_h) & (upper[:, 0] >= 0) & (upper[:, 1] >= 0)
     weight = ((np.asarray(visible).reshape(-1) > 0) & inside).astype(np.float32)
 
+    peak = centers if subpixel else mu
     # The Gaussian is separable: one 1-D profile per axis, zero outside the 3-sigma window.
-    profile_x = _profile(heatmap_w, mu[:, 0], lower[:, 0], upper[:, 0], sigma)
-    profile_y = _profile(heatmap_h, mu[:, 1], lower[:, 1], upper[:, 1], sigma)
+    profile_x = _profile(heatmap_w, peak[:, 0], lower[:, 0], upper[:, 0], sigma)
+    profile_y = _profile(heatmap_h, peak[:, 1], lower[:, 1], upper[:, 1], sigma)
     profile_y *= weight[:, None]
     target = profile_y[:, :, None] * profile_x[:, None, :]
     return target, weight
 
 
-def _profile(length: int, mu, lower, upper, sigma: float):
-    """float32 [K, length]: exp(-(i - mu)^2 / (2 sigma^2)) for lower <= i < upper, else 0."""
+def _profile(length: int, peak, lower, upper, sigma: float):
+    """float32 [K, length]: exp(-(i - peak)^2 / (2 sigma^2)) for lower <= i < upper, else 0."""
     grid = np.arange(length, dtype=np.float32)[None]
-    offset = grid - mu[:, None].astype(np.float32)
+    offset = grid - peak[:, None].astype(np.float32)
     profile = np.exp(offset * offset * np.float32(-0.5 / (sigma * sigma)))
     profile *= (grid >= lower[:, None]) & (grid < upper[:, None])
     return profile
 
 
 def decode_heatmaps(heatmaps, method: str = "default", dark_kernel: int = 11):
-    """Heatmaps [N, K, Hh, Wh] -> (coords float32 [N, K, 2] in heatmap pixels, scores float32 [N, K])."""
+    """Heatmaps [N, K, Hh, Wh] -> (coords float32 [N, K, 2] in heatmap pixels, scores float32 [N, K]).
+
+    method: "default" (argmax + quarter step), "dark" (DARK's Taylor step as published: second
+    differences over two pixels, off a two-pixel border) or "dark_udp" (the same step as UDP
+    computes it: one-pixel differences, anywhere but the outermost pixels).
+    """
     if method not in DECODE_METHODS:
         raise ValueError(f"decode method must be one of {DECODE_METHODS}, got {method!r}")
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     coords, scores = _argmax(heatmaps)
-    if method == "dark":
-        coords = _taylor_refine(_log_blurred(heatmaps, dark_kernel), coords)
+    if method in TAYLOR_REACH:
+        coords = _taylor_refine(_log_blurred(heatmaps, dark_kernel), coords, TAYLOR_REACH[method])
     else:
         coords = _quarter_offset(heatmaps, coords)
     return coords.astype(np.float32), scores
 
 
-def flip_back(heatmaps, flip_index, shift: bool = True):
+def flip_back(heatmaps, flip_index, shift: float = 1.0):
     """Un-flip heatmaps [N, K, H, W] predicted on mirrored inputs (torch in, torch out).
 
-    Swaps left/right channels, mirrors W and, with `shift`, moves everything one pixel right:
-    the references' compensation for mirroring about (W - 1) / 2 instead of W / 2.
+    Swaps left/right channels, mirrors W and moves everything `shift` heatmap pixels right (a
+    fraction by linear interpolation; the first column keeps its value). MSRA's one-pixel shift
+    is the references' compensation for mirroring about (W - 1) / 2 instead of W / 2.
     """
     flipped = heatmaps[:, list(flip_index)].flip(3)
-    if shift:
-        flipped[..., 1:] = flipped[..., :-1].clone()
+    whole = int(math.floor(shift))
+    fraction = float(shift) - whole
+    if whole:
+        flipped[..., whole:] = flipped[..., :-whole].clone()
+    if fraction:
+        flipped[..., 1:] = flipped[..., 1:] * (1 - fraction) + flipped[..., :-1] * fraction
     return flipped
 
 
@@ -125,29 +169,122 @@ def _log_blurred(heatmaps, kernel: int):
     return np.log(np.maximum(blurred, 1e-10))
 
 
-def _taylor_refine(log_heatmaps, coords):
-    """Second-order Taylor step at the integer maximum: x -= H^-1 grad (DARK)."""
+def _taylor_refine(log_heatmaps, coords, reach: int):
+    """Newton step on the log-heatmap; second differences over `reach` pixels (DARK 2, UDP 1),
+    only where the stencil fits inside the map."""
     h, w = log_heatmaps.shape[2:]
     px, py, at = _peak_reader(log_heatmaps.astype(np.float64), coords)
-    inner = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    inner = (px >= reach) & (px < w - reach) & (py >= reach) & (py < h - reach)
     center = at(0, 0)
+    dxx = (at(reach, 0) - 2 * center + at(-reach, 0)) / (reach * reach)
+    dyy = (at(0, reach) - 2 * center + at(0, -reach)) / (reach * reach)
+    return coords + _newton_step(at, dxx, dyy, inner)
+
+
+def _newton_step(at, dxx, dyy, usable):
+    """Offsets [N, K, 2] = -H^-1 grad at the integer maximum (zero where unusable or H singular)."""
     dx = 0.5 * (at(1, 0) - at(-1, 0))
     dy = 0.5 * (at(0, 1) - at(0, -1))
-    dxx = 0.25 * (at(2, 0) - 2 * center + at(-2, 0))
-    dyy = 0.25 * (at(0, 2) - 2 * center + at(0, -2))
     dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
     det = dxx * dyy - dxy * dxy
-    usable = inner & (det != 0)
+    usable = usable & (det != 0)
     safe_det = np.where(usable, det, 1.0)
     offset_x = -(dyy * dx - dxy * dy) / safe_det
     offset_y = -(dxx * dy - dxy * dx) / safe_det
-    offset = np.stack([offset_x, offset_y], axis=-1) * usable[..., None]
-    return coords + offset
+    return np.stack([offset_x, offset_y], axis=-1) * usable[..., None]
 
+
+def _ideal_gaussians(coords, heatmap_size, sigma: float):
+    """Unit Gaussians [N, K, Hh, Wh] centred at coords [N, K, 2] (numpy or torch, float32)."""
+    xp = torch if isinstance(coords, torch.Tensor) else np
+    width, height = int(heatmap_size[0]), int(heatmap_size[1])
+    grid_x = xp.arange(width, dtype=xp.float32)
+    grid_y = xp.arange(height, dtype=xp.float32)
+    profile_x = xp.exp(-((grid_x - coords[..., 0:1]) ** 2) / (2 * sigma * sigma))   # [N, K, Wh]
+    profile_y = xp.exp(-((grid_y - coords[..., 1:2]) ** 2) / (2 * sigma * sigma))   # [N, K, Hh]
+    return profile_y[..., :, None] * profile_x[..., None, :]
+
+
+# --------------------------------------------------------------------------- torch twins (ONNX)
+
+def decode_heatmaps_torch(heatmaps, method: str = "default", dark_kernel: int = 11):
+    """decode_heatmaps in ONNX-exportable torch ops (opset >= 11, no Python branches on values).
+
+    heatmaps [N, K, H, W] -> (coords [N, K, 2] heatmap pixels (x, y), scores [N, K] maxima).
+    """
+    if method not in DECODE_METHODS:
+        raise ValueError(f"decode method must be one of {DECODE_METHODS}, got {method!r}")
+    height, width = heatmaps.shape[-2:]
+    scores, index = heatmaps.flatten(2).max(dim=2)
+    x = (index % width).to(heatmaps.dtype)
+    y = torch.div(index, width, rounding_mode="floor").to(heatmaps.dtype)
+    if method in TAYLOR_REACH:
+        log_heatmaps = _log_blurred_torch(heatmaps, dark_kernel)
+        offset = _taylor_offset_torch(log_heatmaps, x, y, TAYLOR_REACH[method])
+    else:
+        at = _peak_reader_torch(heatmaps, x, y)
+        step = torch.stack([torch.sign(at(1, 0) - at(-1, 0)), torch.sign(at(0, 1) - at(0, -1))], dim=2)
+        inside = (x > 1) & (x < width - 1) & (y > 1) & (y < height - 1)
+        offset = 0.25 * step * inside.unsqueeze(2).to(heatmaps.dtype)
+    coords = torch.stack([x, y], dim=2) + offset
+    return coords * (scores > 0).unsqueeze(2).to(heatmaps.dtype), scores
+
+
+def _peak_reader_torch(heatmaps, x, y):
+    """at(dx, dy) -> values [N, K] beside the peaks (x, y float [N, K]), clamped to the map."""
+    height, width = heatmaps.shape[-2:]
+    flat = heatmaps.flatten(2)
+
+    def at(dx: int, dy: int):
+        # clamped as floats: an integer Clip needs opset 12
+        index = (y + dy).clamp(0, height - 1) * width + (x + dx).clamp(0, width - 1)
+        return flat.gather(2, index.long().unsqueeze(2)).squeeze(2)
+
+    return at
+
+
+def _log_blurred_torch(heatmaps, kernel: int):
+    """_log_blurred with a conv (cv2's kernel, zero padding)."""
+    n, k, height, width = heatmaps.shape
+    weights = torch.from_numpy(cv2.getGaussianKernel(kernel, 0).astype(np.float32)).to(heatmaps.dtype)
+    maps = heatmaps.reshape(-1, 1, height, width)
+    blurred = torch.nn.functional.conv2d(maps, weights.reshape(1, 1, kernel, 1), padding=(kernel // 2, 0))
+    blurred = torch.nn.functional.conv2d(blurred, weights.reshape(1, 1, 1, kernel), padding=(0, kernel // 2))
+    blurred = blurred.reshape(heatmaps.shape)
+    original_max = heatmaps.flatten(2).max(dim=2)[0]
+    blurred_max = blurred.flatten(2).max(dim=2)[0]
+    positive = blurred_max > 0
+    ratio = torch.where(positive, original_max / torch.where(positive, blurred_max, torch.ones_like(blurred_max)),
+                        torch.ones_like(blurred_max))
+    return torch.log((blurred * ratio[..., None, None]).clamp(min=1e-10))
+
+
+def _taylor_offset_torch(log_heatmaps, x, y, reach: int):
+    height, width = log_heatmaps.shape[-2:]
+    at = _peak_reader_torch(log_heatmaps, x, y)
+    inner = (x >= reach) & (x < width - reach) & (y >= reach) & (y < height - reach)
+    center = at(0, 0)
+    dxx = (at(reach, 0) - 2 * center + at(-reach, 0)) / (reach * reach)
+    dyy = (at(0, reach) - 2 * center + at(0, -reach)) / (reach * reach)
+    dx = 0.5 * (at(1, 0) - at(-1, 0))
+    dy = 0.5 * (at(0, 1) - at(0, -1))
+    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    usable = inner & (det != 0)
+    safe_det = torch.where(usable, det, torch.ones_like(det))
+    offset = torch.stack([-(dyy * dx - dxy * dy) / safe_det, -(dxx * dy - dxy * dx) / safe_det], dim=2)
+    return offset * usable.unsqueeze(2).to(offset.dtype)
+
+
+# --------------------------------------------------------------------------- codec objects
 
 @dataclass(frozen=True)
 class MSRAHeatmap:
-    """The codec as one object (mmpose's MSRAHeatmap): encode in and decode back to input pixels."""
+    """The MSRA codec; DarkHeatmap and UDPHeatmap change the class attributes and the flip shift.
+
+    `decode_method` is eval.decode: "default" decodes the codec's own way; "dark" (DARK decoding
+    as published, e.g. of an MSRA-trained checkpoint) is an override only the MSRA codec takes.
+    """
 
     input_size: tuple[int, int]
     heatmap_size: tuple[int, int]
@@ -155,15 +292,128 @@ class MSRAHeatmap:
     decode_method: str = "default"
     dark_kernel: int = 11
 
+    name: ClassVar[str] = "msra"
+    udp: ClassVar[bool] = False          # crop convention (geometry.affine_matrix)
+    subpixel: ClassVar[bool] = False     # Gaussian peak at the joint, not the rounded joint
+    own_decode: ClassVar[str] = "default"
+    decodes: ClassVar[tuple[str, ...]] = ("default", "dark")
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        object.__setattr__(self, "heatmap_size", tuple(int(v) for v in self.heatmap_size))
+        check_decode(self.name, self.decode_method)
+
     @property
-    def stride(self) -> np.ndarray:
+    def refinement(self) -> str:
+        """The decode_heatmaps method this codec decodes with."""
+        return self.own_decode if self.decode_method == "default" else self.decode_method
+
+    @property
+    def input_per_heatmap(self) -> np.ndarray:
+        """[2] input pixels per heatmap pixel (x, y): heatmap coords times this = input pixels."""
+        if self.udp:
+            return (np.array(self.input_size, dtype=np.float64) - 1) / (np.array(self.heatmap_size) - 1)
         return heatmap_stride(self.input_size, self.heatmap_size)
 
+    def flip_shift(self, enabled: bool = True) -> float:
+        """Heatmap pixels a mirrored prediction moves right after the mirror (eval.shift_heatmap)."""
+        return 1.0 if enabled else 0.0
+
+    def crop_matrix(self, bbox_center, bbox_scale, rotation_deg: float = 0.0, inverse: bool = False):
+        """[2, 3] affine, image pixels -> input pixels (`inverse`: back)."""
+        return affine_matrix(bbox_center, bbox_scale, rotation_deg, self.input_size, inverse, udp=self.udp)
+
     def encode(self, joints_xy, visible):
-        """Joints [K, 2] in input pixels -> (target [K, Hh, Wh], weight [K])."""
-        return encode_heatmaps(joints_xy, visible, self.input_size, self.heatmap_size, self.sigma)
+        """Joints [K, 2] in input pixels + visible [K] -> (target float32 [K, Hh, Wh], weight float32 [K])."""
+        if not self.subpixel:   # bit for bit the references' MSRA targets
+            return encode_heatmaps(joints_xy, visible, self.input_size, self.heatmap_size, self.sigma)
+        centers = np.asarray(joints_xy, dtype=np.float64).reshape(-1, 2) / self.input_per_heatmap
+        return gaussian_heatmaps(centers, visible, self.heatmap_size, self.sigma, subpixel=True)
 
     def decode(self, heatmaps):
-        """Heatmaps [N, K, Hh, Wh] -> (joints [N, K, 2] in input pixels, scores [N, K])."""
-        coords, scores = decode_heatmaps(heatmaps, self.decode_method, self.dark_kernel)
-        return coords * self.stride, scores
+        """Heatmaps [N, K, Hh, Wh] -> (coords float32 [N, K, 2] in heatmap pixels, scores [N, K])."""
+        coords, scores = decode_heatmaps(heatmaps, self.refinement, self.dark_kernel)
+        if self.subpixel:
+            coords = coords - self._border_pull(coords) * (scores > 0)[..., None]
+        return coords, scores
+
+    def _border_pull(self, coords):
+        """[N, K, 2] how far decoding moves an ideal target centred at `coords`.
+
+        The modulation's zero-padded blur pulls a peak near the border toward the centre (at a
+        12 x 16 heatmap every joint is near it); the pull measured on the codec's own Gaussian at
+        the decoded position is taken off. It is zero in the interior.
+        """
+        ideal = _ideal_gaussians(np.asarray(coords, dtype=np.float32), self.heatmap_size, self.sigma)
+        decoded, _ = decode_heatmaps(ideal, self.refinement, self.dark_kernel)
+        return decoded - coords
+
+    def decode_torch(self, heatmaps):
+        """`decode` in ONNX-exportable torch ops: heatmaps [N, K, Hh, Wh] -> (coords, scores)."""
+        coords, scores = decode_heatmaps_torch(heatmaps, self.refinement, self.dark_kernel)
+        if self.subpixel:
+            ideal = _ideal_gaussians(coords, self.heatmap_size, self.sigma)
+            decoded, _ = decode_heatmaps_torch(ideal, self.refinement, self.dark_kernel)
+            coords = coords - (decoded - coords) * (scores > 0).unsqueeze(2).to(coords.dtype)
+        return coords, scores
+
+    def heatmap_to_input(self, coords):
+        """Heatmap pixel coords [..., 2] -> input pixels [..., 2] (float64)."""
+        return np.asarray(coords, dtype=np.float64) * self.input_per_heatmap
+
+    def heatmap_to_image(self, coords, bbox_center, bbox_scale):
+        """Heatmap pixel coords [N, K, 2] -> image pixels [N, K, 2]; bbox_center, bbox_scale [N, 2]."""
+        return heatmap_to_image(coords, bbox_center, bbox_scale, self.heatmap_size, udp=self.udp)
+
+    def flip_back(self, heatmaps, flip_index, shift: bool = True):
+        """Heatmaps [N, K, H, W] (torch) of mirrored inputs -> aligned with the unmirrored ones."""
+        return flip_back(heatmaps, flip_index, self.flip_shift(shift))
+
+
+@dataclass(frozen=True)
+class DarkHeatmap(MSRAHeatmap):
+    """DARK: the classic crop and stride, sub-pixel Gaussian centres, Taylor decoding."""
+
+    name: ClassVar[str] = "dark"
+    subpixel: ClassVar[bool] = True
+    own_decode: ClassVar[str] = "dark_udp"
+    decodes: ClassVar[tuple[str, ...]] = ("default",)
+
+    def flip_shift(self, enabled: bool = True) -> float:
+        # A joint at input x sits at (input_w - 1 - x) in the mirrored crop, i.e. at heatmap
+        # W - 1/stride - x/stride: mirrored back it lands 1 - 1/stride pixels left of x/stride.
+        return 1.0 - 1.0 / self.input_per_heatmap[0] if enabled else 0.0
+
+
+@dataclass(frozen=True)
+class UDPHeatmap(MSRAHeatmap):
+    """UDP: the unbiased crop and heatmap grid, sub-pixel Gaussian centres, Taylor decoding."""
+
+    name: ClassVar[str] = "udp"
+    udp: ClassVar[bool] = True
+    subpixel: ClassVar[bool] = True
+    own_decode: ClassVar[str] = "dark_udp"
+    decodes: ClassVar[tuple[str, ...]] = ("default",)
+
+    def flip_shift(self, enabled: bool = True) -> float:
+        return 0.0   # the mirrored crop's heatmap, mirrored, is already aligned
+
+
+CODECS = {codec.name: codec for codec in (MSRAHeatmap, DarkHeatmap, UDPHeatmap)}
+
+
+def check_decode(codec: str, decode: str) -> None:
+    """ValueError naming data.codec / eval.decode when the pair is unknown or contradictory."""
+    if codec not in CODECS:
+        raise ValueError(f"data.codec must be one of {tuple(CODECS)}, got {codec!r}")
+    allowed = CODECS[codec].decodes
+    if decode not in allowed:
+        raise ValueError(f"eval.decode {decode!r} does not fit data.codec {codec!r} (allowed: "
+                         f"{allowed}; 'default' decodes the way the codec encodes)")
+
+
+def build_codec(params: Any) -> MSRAHeatmap:
+    """The codec of a Params: data.codec, input/heatmap size, sigma; eval.decode, eval.dark_kernel."""
+    data, evaluation = params.data, params.eval
+    return CODECS[data.codec](tuple(data.input_size), tuple(data.heatmap_size), data.sigma,
+                              evaluation.decode, evaluation.dark_kernel)

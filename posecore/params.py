@@ -44,6 +44,7 @@ class DataParams:
     input_size: list[int] = field(default_factory=lambda: [192, 256])   # (w, h)
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])   # (w, h)
     sigma: float = 2.0
+    codec: str = "msra"             # heatmap codec: msra | dark | udp (posecore.codec)
     # Normalization: (rgb / 255 - mean) / std. AlphaPose uses std 1 and its own mean.
     mean: list[float] = field(default_factory=lambda: [0.406, 0.457, 0.480])
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
@@ -107,8 +108,8 @@ class EvalParams:
     use_gt_boxes: bool = True       # COCO: GT person boxes; false = data.det_file boxes
     oracle: bool = False            # score encoded GT heatmaps instead of a model
     flip_test: bool = True
-    shift_heatmap: bool = True      # shift flipped heatmaps one pixel right (references' default)
-    decode: str = "default"         # default (argmax + quarter offset) | dark
+    shift_heatmap: bool = True      # re-align flipped heatmaps by the codec's flip shift (msra: 1 px right)
+    decode: str = "default"         # default (the codec's own) | dark (DARK on msra heatmaps)
     dark_kernel: int = 11
     in_vis_thr: float = 0.2
     oks_nms: float = 0.9
@@ -258,8 +259,13 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
         if obj.batch_size <= 0 or obj.epochs <= 0:
             fail("batch_size/epochs", "must be positive")
-    if isinstance(obj, EvalParams) and obj.decode not in ("default", "dark"):
-        fail("decode", f"must be 'default' or 'dark', got {obj.decode!r}")
+    if isinstance(obj, Params):
+        from posecore.codec import check_decode
+
+        try:
+            check_decode(obj.data.codec, obj.eval.decode)
+        except ValueError as error:
+            raise ParamsError(f"{source}: {error}") from None
 
 
 def _closest(key: str, names: list[str], prefix: str = "") -> str:
