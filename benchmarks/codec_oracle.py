@@ -41,7 +41,7 @@ def oracle_ap(root: Path, codec: str, input_size: list[int], heatmap_size: list[
     params = load_params("fastpose", {"data.root": str(root), "data.workers": 0, "eval.oracle": True,
                                       "data.codec": codec, "data.input_size": input_size,
                                       "data.heatmap_size": heatmap_size})
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         metrics = evaluate(params, None, run_name=f"oracle-{codec}-{heatmap_size[0]}x{heatmap_size[1]}")
     return metrics["AP"], int(metrics["num_instances"])
 

@@ -3,8 +3,9 @@
     python examples/onnx_infer.py model.onnx image.jpg --box X Y W H [--out pose.png]
 
 The box is the person's (x, y, w, h) in pixels, e.g. from a detector. Everything model-specific
-comes from the file's metadata_props (JSON values): input_size, mean/std, bbox_padding,
-heatmap_stride, skeleton. Crop and decode follow HRNet / AlphaPose / mmpose 0.x.
+comes from the file's metadata_props (JSON values): input_size, mean/std, bbox_padding, codec (crop
+convention), heatmap_stride, skeleton. Keypoints: the "keypoints" output (decoded in the graph by
+the model's codec) or, for msra models, argmax + quarter offset of the heatmaps.
 """
 import argparse
 import json
@@ -20,13 +21,14 @@ def read_metadata(session):
 
 
 def crop_matrix(box, meta):
-    """[2, 3] affine, image -> network input: box grown to the input aspect ratio, padded, centred."""
+    """[2, 3] affine, image -> input: box at the input aspect ratio, padded, centred (udp: pixel centres)."""
     in_w, in_h = meta["input_size"]
     x, y, w, h = box
     crop_w = max(w, h * in_w / in_h) * meta["bbox_padding"]  # the other side follows the ratio
-    zoom = in_w / crop_w
+    span = np.array([in_w, in_h], dtype=float) - (meta.get("codec") == "udp")
+    zoom = span / [crop_w, crop_w * in_h / in_w]
     cx, cy = x + w / 2, y + h / 2
-    return np.array([[zoom, 0, in_w / 2 - zoom * cx], [0, zoom, in_h / 2 - zoom * cy]])
+    return np.array([[zoom[0], 0, span[0] / 2 - zoom[0] * cx], [0, zoom[1], span[1] / 2 - zoom[1] * cy]])
 
 
 def decode(heatmaps):
@@ -54,9 +56,12 @@ def predict(session, image_bgr, box):
     crop = cv2.warpAffine(image_bgr, matrix, tuple(meta["input_size"]), flags=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     image = ((rgb - meta["mean"]) / meta["std"]).astype(np.float32).transpose(2, 0, 1)[None]
-    heatmaps = session.run(["heatmaps"], {session.get_inputs()[0].name: image})[0]
-    coords, scores = decode(heatmaps)
-    input_xy = coords[0] * meta["heatmap_stride"]
+    in_graph = "keypoints" in meta["outputs"]  # decoded by the model's own codec, in input pixels
+    if not in_graph and meta.get("codec", "msra") != "msra":
+        raise SystemExit(f"a {meta['codec']} model decodes in the graph only: export it with decode=True")
+    outputs = session.run(meta["outputs"], {session.get_inputs()[0].name: image})
+    coords, scores = outputs[1:] if in_graph else decode(outputs[0])
+    input_xy = coords[0] if in_graph else coords[0] * meta["heatmap_stride"]
     inverse = cv2.invertAffineTransform(matrix)
     return input_xy @ inverse[:, :2].T + inverse[:, 2], scores[0]
 

@@ -21,6 +21,7 @@ way to get a model with weights: from a checkpoint, or as params say.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import random
@@ -35,7 +36,10 @@ from torch import nn
 from posecore import device as devices
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, unwrap_model
+from posecore.params import load_params
 from posecore.runs import atomic_write, resolve_path, run_dir
+
+log = logging.getLogger(__name__)
 
 POSECORE_FORMAT = "posecore/1"
 RUN_CHECKPOINTS = ("best", "last")
@@ -124,6 +128,27 @@ def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
     return model.to(device).eval(), checkpoint_format
 
 
+def with_trained_codec(params: Any, checkpoint: str | os.PathLike | None) -> Any:
+    """params with the data.codec `checkpoint` was trained with, so that evaluation, export and
+    inference decode the way the run encoded. Only posecore training checkpoints record it;
+    params stay as they are for other files (upstream checkpoints are MSRA-trained)."""
+    if checkpoint is None:
+        return params
+    try:
+        saved = read_checkpoint(checkpoint, mmap=True)
+    except CheckpointError:
+        saved = read_checkpoint(checkpoint)   # a legacy (non-zip) file cannot be mapped
+    if not (isinstance(saved, dict) and saved.get("format") == POSECORE_FORMAT):
+        return params
+    # checkpoints from before data.codec existed were MSRA-trained
+    trained = saved.get("params", {}).get("data", {}).get("codec", "msra")
+    if trained == params.data.codec:
+        return params
+    log.warning("%s was trained with data.codec %r: using it instead of %r", checkpoint, trained,
+                params.data.codec)
+    return load_params(params, {"data.codec": trained})
+
+
 def initialize_weights(model: nn.Module, model_params: Any) -> nn.Module:
     """model_params.pretrained (an ImageNet ResNet backbone), then model_params.init_checkpoint
     (any checkpoint format, strict); relative paths are relative to the repository root."""
@@ -198,7 +223,8 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     checkpoint; needs torch's zip format, which posecore writes).
 
     NumPy arrays are allowed (mmpose stores dataset metadata as arrays); their contents go
-    through the same restricted unpickler.
+    through the same restricted unpickler. `mmap`: tensors are read only when touched (a
+    zip-format file only), for reading a checkpoint's small entries.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")

@@ -19,7 +19,7 @@ export and inference all use that object, so a run decodes the way it was traine
 
 `dark` and `udp` take second differences over one pixel (as UDP computes the Taylor step, so it
 also works one pixel from the border) and take off the pull of DARK's zero-padded blur near the
-border (MSRAHeatmap._border_pull). `eval.decode: dark` is DARK exactly as published (two-pixel
+border (HeatmapCodec._border_pull). `eval.decode: dark` is DARK exactly as published (two-pixel
 second differences), for decoding MSRA heatmaps. A joint is weighted 0 when it is unlabelled or
 its 3-sigma window misses the heatmap.
 """
@@ -171,27 +171,30 @@ def _log_blurred(heatmaps, kernel: int):
 
 def _taylor_refine(log_heatmaps, coords, reach: int):
     """Newton step on the log-heatmap; second differences over `reach` pixels (DARK 2, UDP 1),
-    only where the stencil fits inside the map."""
+    only where the stencil fits inside the map.
+
+    With reach 1 (the dark and udp codecs) the step is taken only where the quadratic model has
+    a maximum (negative definite Hessian) and at most one pixel: on a flat or noisy map (an
+    untrained model) it would otherwise jump anywhere. DARK as published (reach 2) has no guard.
+    """
     h, w = log_heatmaps.shape[2:]
     px, py, at = _peak_reader(log_heatmaps.astype(np.float64), coords)
     inner = (px >= reach) & (px < w - reach) & (py >= reach) & (py < h - reach)
     center = at(0, 0)
     dxx = (at(reach, 0) - 2 * center + at(-reach, 0)) / (reach * reach)
     dyy = (at(0, reach) - 2 * center + at(0, -reach)) / (reach * reach)
-    return coords + _newton_step(at, dxx, dyy, inner)
-
-
-def _newton_step(at, dxx, dyy, usable):
-    """Offsets [N, K, 2] = -H^-1 grad at the integer maximum (zero where unusable or H singular)."""
     dx = 0.5 * (at(1, 0) - at(-1, 0))
     dy = 0.5 * (at(0, 1) - at(0, -1))
     dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
     det = dxx * dyy - dxy * dxy
-    usable = usable & (det != 0)
+    usable = inner & (det != 0)
+    if reach == 1:
+        usable &= (dxx < 0) & (det > 0)
     safe_det = np.where(usable, det, 1.0)
-    offset_x = -(dyy * dx - dxy * dy) / safe_det
-    offset_y = -(dxx * dy - dxy * dx) / safe_det
-    return np.stack([offset_x, offset_y], axis=-1) * usable[..., None]
+    offset = np.stack([-(dyy * dx - dxy * dy) / safe_det, -(dxx * dy - dxy * dx) / safe_det], axis=-1)
+    if reach == 1:
+        offset = np.clip(offset, -1.0, 1.0)
+    return coords + offset * usable[..., None]
 
 
 def _ideal_gaussians(coords, heatmap_size, sigma: float):
@@ -260,6 +263,7 @@ def _log_blurred_torch(heatmaps, kernel: int):
 
 
 def _taylor_offset_torch(log_heatmaps, x, y, reach: int):
+    """_taylor_refine's offsets [N, K, 2]."""
     height, width = log_heatmaps.shape[-2:]
     at = _peak_reader_torch(log_heatmaps, x, y)
     inner = (x >= reach) & (x < width - reach) & (y >= reach) & (y < height - reach)
@@ -271,16 +275,20 @@ def _taylor_offset_torch(log_heatmaps, x, y, reach: int):
     dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
     det = dxx * dyy - dxy * dxy
     usable = inner & (det != 0)
+    if reach == 1:
+        usable = usable & (dxx < 0) & (det > 0)
     safe_det = torch.where(usable, det, torch.ones_like(det))
     offset = torch.stack([-(dyy * dx - dxy * dy) / safe_det, -(dxx * dy - dxy * dx) / safe_det], dim=2)
+    if reach == 1:
+        offset = offset.clamp(-1.0, 1.0)
     return offset * usable.unsqueeze(2).to(offset.dtype)
 
 
 # --------------------------------------------------------------------------- codec objects
 
 @dataclass(frozen=True)
-class MSRAHeatmap:
-    """The MSRA codec; DarkHeatmap and UDPHeatmap change the class attributes and the flip shift.
+class HeatmapCodec:
+    """What every codec does; the codecs below differ in the class attributes and the flip shift.
 
     `decode_method` is eval.decode: "default" decodes the codec's own way; "dark" (DARK decoding
     as published, e.g. of an MSRA-trained checkpoint) is an override only the MSRA codec takes.
@@ -292,7 +300,7 @@ class MSRAHeatmap:
     decode_method: str = "default"
     dark_kernel: int = 11
 
-    name: ClassVar[str] = "msra"
+    name: ClassVar[str] = ""
     udp: ClassVar[bool] = False          # crop convention (geometry.affine_matrix)
     subpixel: ClassVar[bool] = False     # Gaussian peak at the joint, not the rounded joint
     own_decode: ClassVar[str] = "default"
@@ -371,7 +379,14 @@ class MSRAHeatmap:
 
 
 @dataclass(frozen=True)
-class DarkHeatmap(MSRAHeatmap):
+class MSRAHeatmap(HeatmapCodec):
+    """MSRA: the classic crop and stride, Gaussians at the rounded joint, quarter-pixel decoding."""
+
+    name: ClassVar[str] = "msra"
+
+
+@dataclass(frozen=True)
+class DarkHeatmap(HeatmapCodec):
     """DARK: the classic crop and stride, sub-pixel Gaussian centres, Taylor decoding."""
 
     name: ClassVar[str] = "dark"
@@ -386,7 +401,7 @@ class DarkHeatmap(MSRAHeatmap):
 
 
 @dataclass(frozen=True)
-class UDPHeatmap(MSRAHeatmap):
+class UDPHeatmap(HeatmapCodec):
     """UDP: the unbiased crop and heatmap grid, sub-pixel Gaussian centres, Taylor decoding."""
 
     name: ClassVar[str] = "udp"
@@ -412,7 +427,7 @@ def check_decode(codec: str, decode: str) -> None:
                          f"{allowed}; 'default' decodes the way the codec encodes)")
 
 
-def build_codec(params: Any) -> MSRAHeatmap:
+def build_codec(params: Any) -> HeatmapCodec:
     """The codec of a Params: data.codec, input/heatmap size, sigma; eval.decode, eval.dark_kernel."""
     data, evaluation = params.data, params.eval
     return CODECS[data.codec](tuple(data.input_size), tuple(data.heatmap_size), data.sigma,

@@ -6,8 +6,9 @@ rank 0 scores them; the metrics are then broadcast so every rank returns the sam
 device the same code runs without torch.distributed, so npus=N gives exactly the npus=1 numbers.
 
 Test time follows the references: heatmaps of the image, averaged with the un-flipped heatmaps of
-its mirror (eval.flip_test, eval.shift_heatmap), decoded by argmax + quarter-pixel step or DARK
-(eval.decode) and mapped back through the inverse crop affine. COCO then rescoring + OKS-NMS and
+its mirror (eval.flip_test; eval.shift_heatmap applies the codec's flip shift), decoded by the
+codec (data.codec; eval.decode: dark for DARK on msra heatmaps) and mapped back through the
+codec's inverse crop affine. COCO then rescoring + OKS-NMS and
 COCOeval (plus AlphaPose's "gt mAP": GT boxes, no flip, no NMS, score mean + 1.25 x max, as gt_*
 keys); MPII the official PCKh. The oracle (eval.oracle) decodes the encoded targets instead of a
 model's output: the ceiling of encode + decode.
@@ -33,12 +34,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from posecore import metrics as M
-from posecore.checkpoints import find_checkpoint, load_model
-from posecore.codec import decode_heatmaps, flip_back
+from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
+from posecore.codec import HeatmapCodec, flip_back
 from posecore.data import build_dataset, ensure_synthetic, padded_shard
 from posecore.device import get_device
 from posecore.distributed import launch, local_rank, rank as get_rank, world_size
-from posecore.geometry import heatmap_to_image
 from posecore.params import Params, load_params, save_params
 from posecore.runs import atomic_write, default_run_name, json_safe, read_json, run_dir, write_json
 
@@ -80,6 +80,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     """
     params = _as_params(params)
     checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
+    params = with_trained_codec(params, checkpoint_path)
     eval_split(params)  # fail on bad settings before starting workers
     ensure_synthetic(params)
     run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
@@ -195,8 +196,10 @@ def _gather(local: dict[str, Any], world: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- inference
 
 def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_index: list[int],
-                       shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(heatmaps averaged with the mirrored image's un-flipped heatmaps, plain heatmaps) [N,K,H,W]."""
+                       shift: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heatmaps averaged with the mirrored image's un-flipped heatmaps, plain heatmaps) [N,K,H,W].
+
+    `shift`: heatmap pixels the un-flipped heatmaps move right (the codec's flip_shift)."""
     plain = _forward(model, images)
     mirrored = flip_back(_forward(model, images.flip(3)), flip_index, shift=shift)
     return (plain + mirrored) * 0.5, plain
@@ -219,6 +222,7 @@ def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch
     loader = _loader(dataset, params, rank, world)
     flip_index = dataset.info.flip_index()
     flip = _flip_used(params)
+    codec = dataset.codec   # the targets' own: the oracle decodes what was encoded
     out: dict[str, list] = {k: [] for k in ("index", "image_id", "keypoints", "plain", "bbox_score", "area")}
     bad: list[str] = []
     model_seconds = 0.0
@@ -230,14 +234,15 @@ def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch
             tick = time.perf_counter()
             images = batch["image"].to(device, non_blocking=True)
             if flip:
-                heatmaps, plain = flip_test_heatmaps(model, images, flip_index, params.eval.shift_heatmap)
+                heatmaps, plain = flip_test_heatmaps(model, images, flip_index,
+                                                     codec.flip_shift(params.eval.shift_heatmap))
             else:
                 heatmaps = plain = _forward(model, images)
             heatmaps, plain = heatmaps.cpu(), plain.cpu()   # waits for the device
             model_seconds += time.perf_counter() - tick
         index = batch["index"].numpy().astype(np.int64)
-        keypoints = _decode(heatmaps.numpy(), batch, params)
-        plain_keypoints = keypoints if plain is heatmaps else _decode(plain.numpy(), batch, params)
+        keypoints = _decode(heatmaps.numpy(), batch, codec)
+        plain_keypoints = keypoints if plain is heatmaps else _decode(plain.numpy(), batch, codec)
         finite = np.isfinite(heatmaps.numpy()).reshape(len(index), -1).all(axis=1)
         finite &= np.isfinite(keypoints).reshape(len(index), -1).all(axis=1)
         bad.extend(_instance_name(dataset, batch, i) for i in np.flatnonzero(~finite))
@@ -263,12 +268,11 @@ def _flip_used(params: Params) -> bool:
     return params.eval.flip_test and not params.eval.oracle
 
 
-def _decode(heatmaps: np.ndarray, batch: dict, params: Params) -> np.ndarray:
+def _decode(heatmaps: np.ndarray, batch: dict, codec: HeatmapCodec) -> np.ndarray:
     """Heatmaps [n,K,H,W] -> keypoints [n,K,3] (x, y in original-image pixels, score)."""
     safe = np.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0)  # bad ones are reported, not decoded
-    coords, scores = decode_heatmaps(safe, method=params.eval.decode, dark_kernel=params.eval.dark_kernel)
-    xy = heatmap_to_image(coords, batch["bbox_center"].numpy(), batch["bbox_scale"].numpy(),
-                          params.data.heatmap_size)
+    coords, scores = codec.decode(safe)
+    xy = codec.heatmap_to_image(coords, batch["bbox_center"].numpy(), batch["bbox_scale"].numpy())
     scores = np.where(np.isfinite(heatmaps).reshape(*heatmaps.shape[:2], -1).all(axis=2), scores, np.nan)
     return np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float64)
 
@@ -476,7 +480,8 @@ def _write_artifacts(out_dir: Path, metrics: dict, details: dict, per_joint: lis
         atomic_write(out_dir / name, json.dumps(content))
     settings = {"split": split, "dataset": params.data.dataset, "model": params.model.name,
                 "oracle": params.eval.oracle, "flip_test": _flip_used(params),
-                "shift_heatmap": params.eval.shift_heatmap, "decode": params.eval.decode,
+                "shift_heatmap": params.eval.shift_heatmap, "codec": params.data.codec,
+                "decode": params.eval.decode,
                 "use_gt_boxes": params.eval.use_gt_boxes, "det_file": params.data.det_file,
                 "in_vis_thr": params.eval.in_vis_thr, "oks_nms": params.eval.oks_nms, **extra}
     write_json(out_dir / "metrics.json", json_safe({**metrics, **details, "settings": settings}))

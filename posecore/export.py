@@ -2,8 +2,10 @@
 
 The graph takes "image" float32 [N, 3, H, W] (RGB, (rgb / 255 - mean) / std, H/W = params'
 input size) and returns "heatmaps" float32 [N, K, Hh, Wh]; with `decode=True` it also returns
-"keypoints" float32 [N, K, 2] (x, y in input-image pixels: argmax + quarter offset, times the
-heatmap stride) and "scores" float32 [N, K] (heatmap maxima).
+"keypoints" float32 [N, K, 2] (x, y in input-image pixels, decoded by the run's codec in the
+graph: posecore.codec's torch twin of evaluation's decoding) and "scores" float32 [N, K]
+(heatmap maxima). The codec (data.codec, the one the checkpoint was trained with) is in the
+metadata with its crop convention and decoding in words.
 
 Exporter: the TorchScript one (`dynamo=False`). On torch 2.13 it writes the requested opset
 itself (11..20), exports PixelShuffle as one DepthToSpace (CRD) node with a symbolic batch, matches
@@ -31,8 +33,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import posecore
-from posecore.checkpoints import find_checkpoint, load_model
-from posecore.codec import heatmap_stride
+from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
+from posecore.codec import HeatmapCodec, MSRAHeatmap, build_codec
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model
 from posecore.params import Params, load_params
@@ -52,7 +54,9 @@ METADATA_KEYS = {
     "skeleton": "list of [a, b] joint index pairs to draw as limbs",
     "input_size": "[w, h] of the network input in pixels",
     "heatmap_size": "[w, h] of the heatmaps",
-    "heatmap_stride": "[sx, sy] input pixels per heatmap pixel (input_size / heatmap_size)",
+    "codec": "heatmap codec of training (posecore.codec): 'msra', 'dark' or 'udp'",
+    "heatmap_stride": ("[sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
+                       "((input_size - 1) / (heatmap_size - 1) for the udp codec)"),
     "mean": "[r, g, b] subtracted from rgb / 255",
     "std": "[r, g, b] dividing (rgb / 255 - mean)",
     "normalization": "the input formula, in words",
@@ -84,6 +88,8 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     params = load_params(params)
     check_opset(opset)
     weights = None if checkpoint is None else find_checkpoint(checkpoint, run_name)
+    params = with_trained_codec(params, weights)
+    codec = build_codec(params)
     model, checkpoint_format = load_model(params, weights)
     if parity_batch_sizes is None:
         parity_batch_sizes = (1, 2) if dynamic_batch else (1,)
@@ -91,7 +97,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
         raise ValueError(f"parity_batch_sizes {tuple(parity_batch_sizes)}: a fixed-batch export takes batch 1 only")
 
     output_names = ["heatmaps", *(DECODE_OUTPUTS if decode else ())]
-    metadata = build_metadata(params, output_names, weights, checkpoint_format)
+    metadata = build_metadata(params, codec, output_names, weights, checkpoint_format)
     w, h = params.data.input_size
     example = torch.zeros(2 if dynamic_batch else 1, 3, h, w)
     dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
@@ -100,8 +106,9 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
         # the exporter choice is deliberate (module docstring); its deprecation notice is noise here
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message="The feature will be removed.*")
-        stride = heatmap_stride(params.data.input_size, params.data.heatmap_size)
-        torch.onnx.export(ExportWrapper(model, stride, decode), (example,), buffer,
+        # the decode's blur kernel is a constant on purpose
+        warnings.filterwarnings("ignore", message="torch.from_numpy results are registered as constants")
+        torch.onnx.export(ExportWrapper(model, codec, decode), (example,), buffer,
                           dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=output_names, dynamic_axes=dynamic_axes)
     proto = onnx.load_from_string(buffer.getvalue())
@@ -113,7 +120,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     onnx.checker.check_model(proto, full_check=True)
     path = atomic_write(resolve_path(path), proto.SerializeToString())
 
-    parity = check_parity(model, path, parity_batch_sizes) if parity_batch_sizes else None
+    parity = check_parity(model, path, parity_batch_sizes, codec=codec) if parity_batch_sizes else None
     if parity and not parity["ok"]:
         warnings.warn(f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
                       f"(> {PARITY_TOLERANCE})", RuntimeWarning, stacklevel=2)
@@ -137,44 +144,20 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
 class ExportWrapper(nn.Module):
     """Eval-mode model -> heatmaps [N,K,Hh,Wh] (+ keypoints [N,K,2] input pixels, scores [N,K])."""
 
-    def __init__(self, model: nn.Module, stride: Sequence[float], decode: bool):
+    def __init__(self, model: nn.Module, codec: HeatmapCodec, decode: bool):
         super().__init__()
         self.model = model
+        self.codec = codec
         self.decode = decode
-        self.register_buffer("stride", torch.tensor(stride, dtype=torch.float32), persistent=False)
+        self.register_buffer("input_per_heatmap", torch.tensor(codec.input_per_heatmap, dtype=torch.float32),
+                             persistent=False)
 
     def forward(self, image: torch.Tensor):
         heatmaps = self.model(image)  # eval mode: one tensor, the last stack's for an hourglass
         if not self.decode:
             return heatmaps
-        coords, scores = decode_heatmaps_torch(heatmaps)
-        return heatmaps, coords * self.stride, scores
-
-
-def decode_heatmaps_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax + quarter offset with ONNX-exportable ops (no Python branches on values).
-
-    heatmaps [N,K,H,W] -> (coords [N,K,2] heatmap pixels (x, y), scores [N,K] maxima). The
-    quarter step toward the higher neighbour applies away from the border (1 < x < W-1 and
-    1 < y < H-1), and joints whose maximum is not positive get (0, 0): the classic decode.
-    """
-    height, width = heatmaps.shape[-2:]
-    flat = heatmaps.flatten(2)
-    scores, index = flat.max(dim=2)
-    x = index % width
-    y = torch.div(index - x, width, rounding_mode="trunc")
-    cells = height * width
-
-    def at(offset: int) -> torch.Tensor:
-        # wrap-around instead of clamp (int Clip needs opset 12); it only happens at the border,
-        # where no offset applies
-        return flat.gather(2, ((index + offset) % cells).unsqueeze(2)).squeeze(2)
-
-    step = torch.stack([torch.sign(at(1) - at(-1)), torch.sign(at(width) - at(-width))], dim=2)
-    inside = (x > 1) & (x < width - 1) & (y > 1) & (y < height - 1)
-    coords = torch.stack([x, y], dim=2).to(heatmaps.dtype)
-    coords = coords + 0.25 * step * inside.unsqueeze(2).to(heatmaps.dtype)
-    return coords * (scores > 0).unsqueeze(2).to(heatmaps.dtype), scores
+        coords, scores = self.codec.decode_torch(heatmaps)
+        return heatmaps, coords * self.input_per_heatmap, scores
 
 
 def check_opset(opset: int) -> None:
@@ -183,7 +166,32 @@ def check_opset(opset: int) -> None:
                          f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})")
 
 
-def build_metadata(params: Params, output_names: list[str], checkpoint: Path | None,
+CROP_TEXT = {
+    False: ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
+            "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width, "
+            "centre to input centre"),
+    True: ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
+           "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width - 1 "
+           "and crop height to input height - 1 (pixel centres span the crop), centre to "
+           "(input size - 1) / 2"),
+}
+DECODE_TEXT = {
+    "default": ("argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
+                "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
+                "= input pixels; score = maximum"),
+    "dark": ("argmax per heatmap; DARK: Gaussian blur (kernel {kernel}, zero border) rescaled to the "
+             "maximum, log, one Newton step with second differences over two pixels when "
+             "2 <= x < W-2 and 2 <= y < H-2; (0, 0) when the maximum <= 0; times heatmap_stride = "
+             "input pixels; score = maximum"),
+    "dark_udp": ("argmax per heatmap; Gaussian blur (kernel {kernel}, zero border) rescaled to the "
+                 "maximum, log, one Newton step with one-pixel differences when 1 <= x < W-1 and "
+                 "1 <= y < H-1; minus what the same steps move a unit Gaussian (sigma {sigma}) centred "
+                 "at the result; (0, 0) when the maximum <= 0; times heatmap_stride = input pixels; "
+                 "score = maximum"),
+}
+
+
+def build_metadata(params: Params, codec: HeatmapCodec, output_names: list[str], checkpoint: Path | None,
                    checkpoint_format: str | None) -> dict[str, Any]:
     info = check_num_joints(params)
     metadata = {
@@ -194,17 +202,14 @@ def build_metadata(params: Params, output_names: list[str], checkpoint: Path | N
         "skeleton": [list(pair) for pair in info.skeleton],
         "input_size": list(params.data.input_size),
         "heatmap_size": list(params.data.heatmap_size),
-        "heatmap_stride": heatmap_stride(params.data.input_size, params.data.heatmap_size).tolist(),
+        "codec": codec.name,
+        "heatmap_stride": codec.input_per_heatmap.tolist(),
         "mean": list(params.data.mean),
         "std": list(params.data.std),
         "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",
         "bbox_padding": params.data.bbox_padding,
-        "crop": ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect "
-                 "ratio, times bbox_padding = crop size in pixels; affine warp scaling crop width "
-                 "to input width, centre to input centre"),
-        "decode": ("argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
-                   "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
-                   "= input pixels; score = maximum"),
+        "crop": CROP_TEXT[codec.udp],
+        "decode": DECODE_TEXT[codec.refinement].format(kernel=codec.dark_kernel, sigma=codec.sigma),
         "outputs": output_names,
         "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_format": checkpoint_format,
@@ -244,30 +249,33 @@ def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: nn.Module, onnx_path: str | os.PathLike,
-                 batch_sizes: Sequence[int] = (1, 5), seed: int = 0) -> dict[str, Any]:
+def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Sequence[int] = (1, 5),
+                 seed: int = 0, codec: HeatmapCodec | None = None) -> dict[str, Any]:
     """Max abs difference between onnxruntime (CPU) and PyTorch eval outputs on random images.
 
-    Compares "heatmaps" with model(x) and, when present, "keypoints"/"scores" with the same decode
-    in PyTorch. Returns {"max_abs_diff" (heatmaps), "ok" (<= PARITY_TOLERANCE), "tolerance",
-    "batches": {batch: {output name: max abs diff}}}.
+    Compares "heatmaps" with model(x) and, when present, "keypoints"/"scores" with `codec`'s
+    torch decode of the file's own heatmaps (default codec: msra at the file's input and heatmap
+    sizes): decoding the same maps, so that an argmax between two near-equal cells of an
+    untrained model cannot flip. Returns {"max_abs_diff" (heatmaps), "ok" (<= PARITY_TOLERANCE),
+    "tolerance", "batches": {batch: {output name: max abs diff}}}.
     """
     session = ort_session(onnx_path)
     input_meta = session.get_inputs()[0]
     channels, height, width = input_meta.shape[1:]
-    metadata = session.get_modelmeta().custom_metadata_map
-    stride = torch.tensor(json.loads(metadata.get("heatmap_stride", "[1, 1]")), dtype=torch.float32)
+    if codec is None:
+        heatmap_h, heatmap_w = session.get_outputs()[0].shape[2:]
+        codec = MSRAHeatmap((width, height), (heatmap_w, heatmap_h))
+    input_per_heatmap = torch.tensor(codec.input_per_heatmap, dtype=torch.float32)
     names = [output.name for output in session.get_outputs()]
     generator = torch.Generator().manual_seed(seed)
     model = model.eval()
     batches = {}
     for batch in batch_sizes:
         images = torch.randn(batch, channels, height, width, generator=generator)
-        with torch.no_grad():
-            heatmaps = model(images)
-        coords, scores = decode_heatmaps_torch(heatmaps)
-        expected = {"heatmaps": heatmaps, "keypoints": coords * stride, "scores": scores}
         outputs = session.run(names, {input_meta.name: images.numpy()})
+        with torch.no_grad():
+            coords, scores = codec.decode_torch(torch.from_numpy(outputs[0]))
+            expected = {"heatmaps": model(images), "keypoints": coords * input_per_heatmap, "scores": scores}
         batches[batch] = {name: float(np.abs(out - expected[name].numpy()).max())
                           for name, out in zip(names, outputs)}
     worst = max(diffs["heatmaps"] for diffs in batches.values())

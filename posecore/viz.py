@@ -162,12 +162,13 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
 
 
 def heatmap_to_image_plane(heatmap: np.ndarray, bbox_center: Sequence[float], bbox_scale: Sequence[float],
-                           image_size: tuple[int, int], rotation: float = 0.0) -> np.ndarray:
-    """Warp one person's heatmap [Hh, Wh] back onto its image -> [H, W] (image_size is (w, h))."""
+                           image_size: tuple[int, int], rotation: float = 0.0, udp: bool = False) -> np.ndarray:
+    """Warp one person's heatmap [Hh, Wh] back onto its image -> [H, W] (image_size is (w, h));
+    `udp`: the heatmap is on the udp codec's grid (geometry.affine_matrix)."""
     heatmap = np.asarray(heatmap, dtype=np.float32)
     heatmap_size = (heatmap.shape[1], heatmap.shape[0])
     matrix = affine_matrix(np.asarray(bbox_center, dtype=np.float32), np.asarray(bbox_scale, dtype=np.float32),
-                           rotation, heatmap_size, inverse=True)
+                           rotation, heatmap_size, inverse=True, udp=udp)
     return cv2.warpAffine(heatmap, np.asarray(matrix, dtype=np.float64), tuple(int(v) for v in image_size),
                           flags=cv2.INTER_LINEAR, borderValue=0.0)
 

@@ -89,6 +89,28 @@ def test_val_targets_decode_back_to_the_annotated_joints(coco_root):
     assert (error[used] <= (cell[:, None] * 0.5 + 1e-3).repeat(17, 1)[used]).all()
 
 
+@pytest.mark.parametrize("codec", ["dark", "udp"])
+def test_unbiased_codec_targets_decode_to_the_sub_pixel_joint(coco_root, codec):
+    """Rotated, scaled and flipped crops in the codec's own convention: the decoded target is
+    the joint's exact heatmap position, not the grid-rounded one."""
+    params = coco_params(coco_root, **{"data.codec": codec, "data.rot_prob": 1.0})
+    dataset = build_dataset(params, "train")
+    codec = dataset.codec
+    size = np.array(params.data.heatmap_size)
+    errors, flips = [], 0
+    for index in range(0, len(dataset), 4):
+        item = dataset[index]
+        crop = codec.crop_matrix(item["bbox_center"].numpy(), item["bbox_scale"].numpy(), float(item["rotation"]))
+        truth = transform_points(item["joints"][:, :2].numpy(), crop) / codec.input_per_heatmap
+        interior = ((truth >= 6) & (truth <= size - 7)).all(axis=1) & (item["target_weight"].numpy() > 0)
+        coords, _ = codec.decode(item["target"][None].numpy())
+        errors.extend(np.abs(coords[0] - truth).max(axis=1)[interior])
+        instance = dataset.instances[index]   # joints in image pixels change only when mirrored
+        flips += int(not np.allclose(item["joints"][:, :2].numpy()[instance.visible > 0],
+                                     instance.joints[instance.visible > 0], atol=1e-3))
+    assert len(errors) > 50 and max(errors) < 0.05 and flips > 0
+
+
 def test_augmented_targets_map_back_within_one_heatmap_pixel(coco_root):
     params = coco_params(coco_root, **{"data.rot_prob": 1.0, "data.half_body_prob": 0.3})
     dataset = build_dataset(params, "train")

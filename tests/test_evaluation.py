@@ -99,6 +99,16 @@ def make_mpii_root(mpii_root, tmp_path):
     return root, annotations
 
 
+def test_unbiased_codecs_lift_the_coarse_heatmap_oracle(coco_root, outputs):
+    """At a 12x16 heatmap for a 192x256 input the MSRA grid rounding costs a third of the AP; the
+    sub-pixel codecs keep it (benchmarks/codec_oracle.py prints the full table)."""
+    coarse = {"eval.oracle": True, "data.heatmap_size": [12, 16]}
+    ap = {codec: evaluation.evaluate(coco_params(coco_root, **coarse, **{"data.codec": codec}), None,
+                                     run_name=f"oracle-{codec}")["AP"] for codec in ("msra", "dark", "udp")}
+    assert ap["msra"] < 0.7 and ap["dark"] >= 0.95 and ap["udp"] >= 0.95
+    assert read_json(outputs / "oracle-udp" / "eval" / "metrics.json")["settings"]["codec"] == "udp"
+
+
 def test_mpii_oracle_bound_and_predictions(mpii_root, tmp_path, outputs):
     root, annotations = make_mpii_root(mpii_root, tmp_path)
     params = load_params("hourglass", {"data.root": str(root), "data.workers": 0, "eval.oracle": True})
@@ -213,6 +223,27 @@ def test_checkpoint_for_another_model_or_joint_count(tmp_path, outputs):
         load_model(baseline, seventeen)
     with pytest.raises(ValueError, match="model.num_joints is 17 but mpii has 16"):
         load_model(load_params("hourglass", {"model.num_joints": 17}), sixteen)
+
+
+def test_a_run_is_evaluated_with_the_codec_it_was_trained_with(coco_root, tmp_path, outputs, caplog):
+    from posecore.checkpoints import with_trained_codec
+    from posecore.params import ParamsError
+
+    params = coco_params(coco_root, **TINY, **{"eval.flip_test": False})
+    udp_checkpoint = save_tiny_checkpoint(tmp_path / "udp.pt", load_params(params, {"data.codec": "udp"}))
+    evaluation.evaluate(params, udp_checkpoint, run_name="udp-run")
+    settings = read_json(outputs / "udp-run" / "eval" / "metrics.json")["settings"]
+    assert settings["codec"] == "udp" and "trained with data.codec 'udp'" in caplog.text
+    # checkpoints without a codec record (older runs, bare state_dicts, upstream) keep the params'
+    bare = tmp_path / "bare.pt"
+    torch.save(torch.load(udp_checkpoint, weights_only=True)["model"], bare)
+    assert with_trained_codec(params, bare) is params
+    old = torch.load(udp_checkpoint, weights_only=True)
+    del old["params"]["data"]["codec"]
+    torch.save(old, tmp_path / "old.pt")
+    assert with_trained_codec(load_params(params, {"data.codec": "dark"}), tmp_path / "old.pt").data.codec == "msra"
+    with pytest.raises(ParamsError, match="eval.decode 'dark' does not fit data.codec 'udp'"):
+        with_trained_codec(load_params(params, {"eval.decode": "dark"}), udp_checkpoint)
 
 
 def test_checkpoint_resolution(tmp_path, outputs):

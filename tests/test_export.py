@@ -271,6 +271,37 @@ def test_example_pipeline_matches_posecore_crop_decode_and_inverse_affine(fastpo
     assert cv2.imread(str(out_path)).shape == image.shape
 
 
+def test_export_and_example_decode_the_way_the_checkpoint_was_trained(fastpose18, tmp_path):
+    """A udp-trained checkpoint exported with msra params: the trained codec wins (metadata,
+    in-graph keypoints, the example's crop)."""
+    params, model, _, _ = fastpose18
+    trained = posecore.load_params(params, {"data.codec": "udp"})
+    path = tmp_path / "udp.onnx"
+    # parity of the in-graph decode: below, against its torch twin
+    export_onnx(params, posecore_checkpoint(model, trained, tmp_path / "best.pt"), path, decode=True,
+                parity_batch_sizes=())
+    metadata = read_metadata(path)
+    assert metadata["codec"] == "udp" and metadata["heatmap_stride"] == [63 / 15, 95 / 23]
+    example = load_example()
+    rng = np.random.default_rng(2)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (7, 7), 0)
+    box = [101.0, 40.0, 80.0, 150.0]
+    keypoints, scores = example.predict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]),
+                                        image, box)
+    center, scale = geometry.box_to_center_scale(box, 64 / 96, padding=1.25)
+    udp = codec.UDPHeatmap((64, 96), (16, 24))
+    np.testing.assert_allclose(example.crop_matrix(box, metadata), udp.crop_matrix(center, scale), atol=1e-5)
+    crop = cv2.warpAffine(image, udp.crop_matrix(center, scale), (64, 96), flags=cv2.INTER_LINEAR)
+    normalized = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255 - np.float32([0.406, 0.457, 0.480]))
+    heatmaps = onnx_outputs(path, np.ascontiguousarray(normalized.transpose(2, 0, 1)[None]))["heatmaps"]
+    # random weights give far-from-Gaussian maps, where float32 and float64 Newton steps part:
+    # the in-graph decode is compared with its torch twin (the twin with numpy: test_geometry_codec)
+    coords, expected_scores = udp.decode_torch(torch.from_numpy(heatmaps))
+    expected = udp.heatmap_to_image(coords.numpy(), center[None], scale[None])[0]
+    np.testing.assert_allclose(keypoints, expected, atol=1e-2)
+    np.testing.assert_allclose(scores, expected_scores[0], atol=1e-6)
+
+
 def test_fixed_batch_export_and_latency_rows(fastpose18, tmp_path):
     params, _, dynamic_path, _ = fastpose18
     path = tmp_path / "fixed.onnx"

@@ -2,7 +2,7 @@
 
 One item is one person: the image is decoded, cropped around the person with one affine warp
 (with the references' augmentation when training) and the joints are encoded as Gaussian
-heatmaps (posecore.codec).
+heatmaps; the crop convention and the encoding are the codec's (data.codec, posecore.codec).
 
 Item keys (all default_collate-able tensors):
   image float32 [3, H, W] ((rgb / 255 - mean) / std), target float32 [K, Hh, Wh],
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from posecore.codec import encode_heatmaps
+from posecore.codec import build_codec
 from posecore.data.annotations import Instance
-from posecore.geometry import affine_matrix, box_to_center_scale, compose, transform_points
+from posecore.geometry import box_to_center_scale, compose, transform_points
 from posecore.keypoints import KeypointInfo
 
 # Reduced JPEG decoding: (factor, cv2 flag); the DCT decoder scales almost for free.
@@ -78,9 +78,8 @@ class PoseDataset(Dataset):
         self.split = split
         self.train = train
         self.input_size = (int(data.input_size[0]), int(data.input_size[1]))
-        self.heatmap_size = (int(data.heatmap_size[0]), int(data.heatmap_size[1]))
+        self.codec = build_codec(params)
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
-        self.sigma = float(data.sigma)
         self.padding = float(data.bbox_padding)
         self.flip = bool(data.flip)
         self.scale_factor = float(data.scale_factor)
@@ -203,7 +202,7 @@ class PoseDataset(Dataset):
                 joints[:, 0] = mirror - joints[:, 0]
                 center[0] = mirror - center[0]
 
-        matrix = affine_matrix(center, scale, rotation, self.input_size)
+        matrix = self.codec.crop_matrix(center, scale, rotation)
         sampling = matrix
         if flipped:  # sample the unflipped image: no full-size copy
             sampling = compose(matrix, np.array([[-1.0, 0.0, image_size[0] - 1], [0.0, 1.0, 0.0]]))
@@ -217,8 +216,7 @@ class PoseDataset(Dataset):
         crop = cv2.warpAffine(image, sampling, self.input_size, flags=cv2.INTER_LINEAR)
 
         joints_input = transform_points(joints, matrix)
-        target, target_weight = encode_heatmaps(joints_input, visible, self.input_size,
-                                                self.heatmap_size, self.sigma)
+        target, target_weight = self.codec.encode(joints_input, visible)
         pixels = self._normalize(crop)
         joints_out = np.concatenate([joints, (visible > 0)[:, None]], axis=1) * (visible > 0)[:, None]
         return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from posecore.checkpoints import load_model
+from posecore.checkpoints import load_model, with_trained_codec
 from posecore.data import build_dataset, read_rgb
 from posecore.evaluation import person_errors, resolve_checkpoint
 from posecore.runs import run_dir
@@ -49,10 +49,10 @@ class PoseBrowser:
     ORDERS = ("worst first", "best first", "dataset order")
 
     def __init__(self, params, run_name: str, checkpoint: str | None = None):
-        self.params = params
+        self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
+        self.params = params = with_trained_codec(params, self.checkpoint)
         self.dataset = build_dataset(params, "val")
         self.errors = person_errors(self.dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
-        self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
         self._model = None
 
     def __len__(self) -> int:
@@ -87,7 +87,8 @@ class PoseBrowser:
             inst = self.dataset.instances[index]
             hm = self.heatmaps(index)[self.dataset.info.joint_names.index(joint)]
             image_size = inst.image_size or read_rgb(inst.image_path).shape[1::-1]
-            heatmap = heatmap_to_image_plane(hm, inst.bbox_center, inst.bbox_scale, image_size)
+            heatmap = heatmap_to_image_plane(hm, inst.bbox_center, inst.bbox_scale, image_size,
+                                             udp=self.dataset.codec.udp)
         view = person_view(self.dataset, self.errors, index, show_gt, show_pred, heatmap)
         return plot_pose(view["image"], self.dataset.info, view["gt"], view["pred"], score_thr,
                          view["boxes"], view["heatmap"], view["title"])
