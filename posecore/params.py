@@ -118,6 +118,18 @@ class EvalParams:
 
 
 @dataclass
+class InferParams:
+    """posecore.infer on images and videos (detector, tracking, drawing)."""
+    detector_score_thr: float = 0.25  # person boxes of an .onnx detector or a detections .json below this are dropped
+    detector_nms_iou: float = 0.7     # .onnx detector: class-agnostic NMS IoU threshold (Ultralytics' default)
+    person_class: int = 0             # .onnx detector: the class index of "person" (COCO-trained YOLO: 0)
+    track_iou_weight: float = 0.5     # similarity = w * box IoU + (1 - w) * keypoint OKS
+    track_min_similarity: float = 0.3 # a track and a person below this similarity are not matched
+    track_max_missed: int = 10        # frames an id survives without being seen
+    draw_min_score: float = 0.3       # joints below this score are not drawn
+
+
+@dataclass
 class Params:
     name: str = ""
     model: ModelParams = field(default_factory=ModelParams)
@@ -125,6 +137,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     dist: DistParams = field(default_factory=DistParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    infer: InferParams = field(default_factory=InferParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,6 +272,11 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
         if obj.batch_size <= 0 or obj.epochs <= 0:
             fail("batch_size/epochs", "must be positive")
+    if isinstance(obj, InferParams):
+        if not 0.0 <= obj.track_iou_weight <= 1.0:
+            fail("track_iou_weight", f"must be in [0, 1], got {obj.track_iou_weight}")
+        if obj.track_max_missed < 0:
+            fail("track_max_missed", f"must be >= 0, got {obj.track_max_missed}")
     if isinstance(obj, Params):
         from posecore.codec import check_decode
 
