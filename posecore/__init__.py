@@ -24,6 +24,7 @@ _API = {
     "evaluate": "evaluation",
     "export_onnx": "export",
     "compare_runs": "experiments",
+    "infer": "inference",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -72,6 +72,8 @@ def demo_steps(run_name: str, params: str) -> list[tuple[str, dict[str, Any]]]:
         ("eval", {**common, "checkpoint": "best"}),
         ("visualize", {**common, "checkpoint": "best"}),
         ("export", {**common, "checkpoint": "best"}),
+        # source "": posecore's synthetic walking video with its detector-like boxes
+        ("infer", {**common, "checkpoint": "best", "source": "", "detector": ""}),
     ]
 
 

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
-from posecore.geometry import affine_matrix, box_to_center_scale, transform_points
+from posecore.geometry import affine_matrix, box_to_center_scale, heatmap_to_image
 from posecore.keypoints import KeypointInfo
 from posecore.runs import atomic_write, default_run_name, resolve_path, run_dir, write_json
 
@@ -155,16 +155,15 @@ def load_pose_model(params: Any, checkpoint: str | os.PathLike, run_name: str | 
 def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device: Any) -> PoseModel:
     import torch
 
-    from posecore.checkpoints import find_checkpoint
+    from posecore.checkpoints import find_checkpoint, load_model
     from posecore.device import get_device
-    from posecore.evaluation import load_model
     from posecore.keypoints import keypoint_info
 
     if params is None:
         raise ValueError(f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model it was "
                          "trained with); only a posecore-exported .onnx carries its own")
     device = torch.device(device) if device is not None else get_device()
-    model = load_model(params, str(find_checkpoint(checkpoint, run_name)), device)
+    model, _ = load_model(params, find_checkpoint(checkpoint, run_name), device)
 
     @torch.no_grad()
     def run(images: np.ndarray) -> np.ndarray:
@@ -220,34 +219,29 @@ def person_crops(image_bgr: np.ndarray, boxes: np.ndarray, model: PoseModel
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes [n, 5+] (x1, y1, x2, y2, ...) -> (inputs float32 [n, 3, H, W] normalized RGB,
     bbox_center [n, 2], bbox_scale [n, 2]), cropped as in training and evaluation."""
+    from posecore.data import normalize_crop
+
     in_w, in_h = model.input_size
     inputs = np.empty((len(boxes), 3, in_h, in_w), np.float32)
     centers = np.zeros((len(boxes), 2), np.float32)
     scales = np.zeros((len(boxes), 2), np.float32)
-    pixel_scale = (1.0 / (255.0 * model.std)).astype(np.float32)[:, None, None]
-    pixel_shift = (model.mean / model.std).astype(np.float32)[:, None, None]
     for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.float64)[:, :4]):
         centers[i], scales[i] = box_to_center_scale((x1, y1, x2 - x1, y2 - y1), in_w / in_h, model.bbox_padding)
         matrix = affine_matrix(centers[i], scales[i], 0.0, model.input_size)
         crop = cv2.warpAffine(image_bgr, matrix, (in_w, in_h), flags=cv2.INTER_LINEAR)
-        np.multiply(crop[..., ::-1].transpose(2, 0, 1), pixel_scale, out=inputs[i], dtype=np.float32)
-        inputs[i] -= pixel_shift
+        normalize_crop(crop, model.mean, model.std, out=inputs[i])
     return inputs, centers, scales
 
 
 def decode_people(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray, model: PoseModel,
                   method: str = "default", dark_kernel: int = 11) -> np.ndarray:
-    """Heatmaps [n, K, Hh, Wh] -> keypoints float64 [n, K, 3] (x, y in image pixels, score)."""
-    from posecore.codec import MSRAHeatmap
+    """Heatmaps [n, K, Hh, Wh] -> keypoints float64 [n, K, 3] (x, y in image pixels, score), as
+    evaluation decodes them."""
+    from posecore.codec import decode_heatmaps
 
-    codec = MSRAHeatmap(model.input_size, model.heatmap_size, decode_method=method, dark_kernel=dark_kernel)
-    joints, scores = codec.decode(heatmaps)
-    keypoints = np.zeros(joints.shape[:2] + (3,))
-    for i in range(len(joints)):
-        to_image = affine_matrix(centers[i], scales[i], 0.0, model.input_size, inverse=True)
-        keypoints[i, :, :2] = transform_points(joints[i], to_image)
-    keypoints[..., 2] = scores
-    return keypoints
+    coords, scores = decode_heatmaps(heatmaps, method=method, dark_kernel=dark_kernel)
+    xy = heatmap_to_image(coords, centers, scales, model.heatmap_size)
+    return np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -333,7 +327,7 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
         run_dir(run_name or default_run_name("infer")) / "infer" / src.stem)
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,
-                      settings.track_max_missed) if track else None
+                      settings.track_max_missed, settings.track_max_centre_distance) if track else None
     writer = _Writer(out, src, draw)
     timer = _Timer()
     results: list[dict] = []
@@ -422,6 +416,23 @@ def _detector_options(spec: Any, settings: Any) -> dict[str, Any]:
     return {}
 
 
+def tracks_from_results(results: list[dict], joint: int) -> dict[int, dict]:
+    """results.json rows -> {idx: {"frame": int [T], "xy": [T, 2], "score": [T]}} for one joint.
+
+    Frames are numbered by order of appearance of their image_id (for videos: the frame index).
+    """
+    order: dict[str, int] = {}
+    tracks: dict[int, dict] = {}
+    for row in results:
+        frame = order.setdefault(row["image_id"], len(order))
+        x, y, score = row["keypoints"][3 * joint:3 * joint + 3]
+        track = tracks.setdefault(int(row["idx"]), {"frame": [], "xy": [], "score": []})
+        track["frame"].append(frame)
+        track["xy"].append((x, y))
+        track["score"].append(score)
+    return {idx: {key: np.asarray(values) for key, values in track.items()} for idx, track in tracks.items()}
+
+
 def alphapose_results(image_id: str, boxes: np.ndarray, keypoints: np.ndarray, ids: np.ndarray) -> list[dict]:
     """One frame's people in AlphaPose's results form (see the module docstring)."""
     rows = []
@@ -503,6 +514,8 @@ def _summary(src: Source, out: Path, outputs: dict, model: PoseModel, detector: 
         "skipped": skipped,
         "detector": repr(detector),
         "pose_backend": model.backend,
+        "keypoint_set": model.info.dataset,
+        "joint_names": list(model.info.joint_names),
         "flip": flip,
         "fps": {"detector": rate(frames, seconds["detect"]), "pose": rate(frames, pose),
                 "end_to_end": rate(frames, elapsed)},

@@ -126,6 +126,8 @@ class InferParams:
     track_iou_weight: float = 0.5     # similarity = w * box IoU + (1 - w) * keypoint OKS
     track_min_similarity: float = 0.3 # a track and a person below this similarity are not matched
     track_max_missed: int = 10        # frames an id survives without being seen
+    track_max_centre_distance: float = 0.5  # second pass: leftover people and tracks pair when their box
+                                            # centres are this close, in box heights
     draw_min_score: float = 0.3       # joints below this score are not drawn
 
 

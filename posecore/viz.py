@@ -297,3 +297,34 @@ def plot_threshold_curve(thresholds: Sequence[float], values: Sequence[float], x
     if title:
         ax.set_title(title)
     return fig
+
+
+# --- inference -----------------------------------------------------------------------------------
+
+def plot_trajectories(tracks: dict[int, dict], joint_name: str, colors: dict[int, Sequence[float]],
+                      image: np.ndarray | None = None) -> PoseFigure:
+    """Per-person paths of one joint through a video: on the image plane (over `image`, RGB, when
+    given) and its x coordinate against the frame number (gaps are frames the person was missed).
+
+    tracks: {track id: {"frame": [T], "xy": [T, 2]}} in image pixels; colors: {track id: RGB in [0, 1]}.
+    """
+    fig, (ax_plane, ax_x) = new_figure(1, 2, (5.0, 3.6))
+    if image is not None:
+        show_image(ax_plane, image)
+    else:
+        ax_plane.invert_yaxis()
+        ax_plane.set_aspect("equal")
+    for track_id, track in sorted(tracks.items()):
+        frames, xy = np.asarray(track["frame"]), np.asarray(track["xy"], dtype=float).reshape(-1, 2)
+        # break the line where frames are missing, so gaps show as gaps
+        breaks = np.flatnonzero(np.diff(frames) > 1) + 1
+        for part_frames, part_xy in zip(np.split(frames, breaks), np.split(xy, breaks)):
+            ax_plane.plot(part_xy[:, 0], part_xy[:, 1], color=colors[track_id], linewidth=1.5)
+            ax_x.plot(part_frames, part_xy[:, 0], color=colors[track_id], linewidth=1.5)
+        ax_x.plot([], [], color=colors[track_id], label=f"id {track_id}")
+    ax_plane.set_title(f"{joint_name} on the image", fontsize=9)
+    ax_x.set_xlabel("frame")
+    ax_x.set_ylabel(f"{joint_name} x (pixels)")
+    if tracks:
+        ax_x.legend(fontsize=8)
+    return fig

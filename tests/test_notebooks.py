@@ -1,6 +1,6 @@
 """The workbook notebooks: stored clean and thin, and each one runs under papermill on tiny data.
 
-The executed chain (prepare_data -> train -> eval -> visualize -> export) shares one tiny synthetic
+The executed chain (prepare_data -> train -> eval -> visualize -> export, and infer) shares one tiny synthetic
 COCO-layout dataset and one run folder under a temporary POSECORE_OUTPUTS. The train notebook runs
 through the papermill CLI: its exit status and the executed notebook are both checked, since a
 kernel that dies leaves no error output in the notebook.
@@ -18,16 +18,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from posecore import demo
+import posecore
+from posecore import data, demo
 from posecore.runs import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-NOTEBOOKS = ("prepare_data", "train", "eval", "visualize", "export", "compare")
+NOTEBOOKS = ("prepare_data", "train", "eval", "visualize", "export", "compare", "infer")
 COMMON = {"model", "params", "run_name", "data_root", "overrides"}
 OWN = {"train": {"npus", "epochs"}, "eval": {"npus", "epochs", "checkpoint"},
-       "visualize": {"checkpoint"}, "export": {"checkpoint"}}
+       "visualize": {"checkpoint"}, "export": {"checkpoint"}, "infer": {"checkpoint", "source", "detector"}}
 # compare.ipynb reads finished runs, so it has no params of its own (tests/test_experiments.py runs it)
 PARAMETERS = {name: COMMON | OWN.get(name, set()) for name in NOTEBOOKS} | {"compare": {"runs", "metric", "run_name"}}
 RUN = "nbtest"
@@ -194,6 +195,22 @@ def test_export_notebook_writes_the_model_and_tables(workbook, trained):
     assert (folder / "model.onnx").is_file() and (folder / "figures" / "export_example.png").is_file()
     text = _output_text(output)
     assert "onnxruntime_ms" in text and "max abs diff" in text
+
+
+def test_infer_notebook_writes_what_the_api_writes(workbook, trained, tmp_path):
+    clip = data.make_synthetic_video(tmp_path, num_frames=8, size=(320, 240))
+    output = _run("infer", workbook, **_common(workbook, checkpoint="best", source=str(clip["video"]),
+                                               detector=str(clip["detections"]), frames_shown=2))
+    folder = workbook["outputs"] / RUN / "infer" / "walk"
+    assert (folder / "walk.mp4").is_file() and (folder / "summary.json").is_file()
+    params = posecore.load_params("demo", {**TINY, "data.root": str(workbook["data"])})
+    posecore.infer(params, "best", clip["video"], clip["detections"], out_dir=tmp_path / "api", run_name=RUN,
+                   draw=False, progress=False)
+    assert json.loads((tmp_path / "api" / "results.json").read_text()) == json.loads(
+        (folder / "results.json").read_text())
+    for name in ("infer_frames", "infer_trajectories"):
+        assert (workbook["outputs"] / RUN / "figures" / f"{name}.png").is_file(), name
+    assert _outputs_of(output, "image/png") >= 2 and "end-to-end frames/s" in _output_text(output)
 
 
 def test_failing_cell_stops_the_demo_with_its_error(workbook, monkeypatch, capsys):

@@ -3,7 +3,7 @@
 - annotations: COCO / MPII / detector-box files -> person `Instance`s, layout checks, statistics
 - dataset: `PoseDataset`, one person crop + heatmap target per item, with the references' augmentation
 - sampling: the epoch order (an image's people adjacent) and padded per-rank shards
-- synthetic: posecore's drawn-people dataset in the COCO or MPII layout
+- synthetic: posecore's drawn-people dataset in the COCO or MPII layout, and a walking-people video
 
 `build_dataset` only reads. Synthetic data is written by explicit calls: `make_synthetic`, or
 `ensure_synthetic(params)`, which training, evaluation and the prepare-data notebook call first.
@@ -15,17 +15,18 @@ from pathlib import Path
 from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOOK, SPLITS,
                                        DataLayoutError, Instance, annotation_stats, check_layout,
                                        dataset_root, is_synthetic_root, load_instances, synthetic_root)
-from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, read_image,
-                                   read_rgb)
+from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, normalize_crop,
+                                   read_image, read_rgb)
 from posecore.data.sampling import grouped_order, padded_shard
-from posecore.data.synthetic import draw_scene, make_synthetic
+from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video
 from posecore.keypoints import keypoint_info
 
 __all__ = [
     "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
     "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
     "dpg_jitter", "draw_scene", "ensure_synthetic", "grouped_order", "half_body_box", "load_instances",
-    "make_synthetic", "padded_shard", "read_image", "read_rgb", "synthetic_root",
+    "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image", "read_rgb",
+    "synthetic_root",
 ]
 
 

@@ -94,9 +94,7 @@ class PoseDataset(Dataset):
         # speed-up; eval keeps full decoding so that upstream checkpoints see the pixels they
         # were trained on.
         self.reduced_decode = train
-        std = np.asarray(data.std, dtype=np.float32)
-        self._pixel_scale = [np.float32(v) for v in 1.0 / (255.0 * std)]
-        self._pixel_shift = [np.float32(v) for v in np.asarray(data.mean, dtype=np.float32) / std]
+        self._mean, self._std = data.mean, data.std
         self._flip_index = np.asarray(info.flip_index())
         self._upper_body = np.isin(np.arange(info.num_joints), info.upper_body)
         self._skipped = _SkipCounter()
@@ -217,7 +215,7 @@ class PoseDataset(Dataset):
 
         joints_input = transform_points(joints, matrix)
         target, target_weight = self.codec.encode(joints_input, visible)
-        pixels = self._normalize(crop)
+        pixels = normalize_crop(crop, self._mean, self._std)
         joints_out = np.concatenate([joints, (visible > 0)[:, None]], axis=1) * (visible > 0)[:, None]
         return {
             "image": torch.from_numpy(pixels),
@@ -233,15 +231,6 @@ class PoseDataset(Dataset):
             "area": torch.tensor(float(scale[0] * scale[1]), dtype=torch.float32),
         }
 
-    def _normalize(self, crop: np.ndarray) -> np.ndarray:
-        """BGR uint8 [H, W, 3] crop -> normalized RGB float32 [3, H, W]."""
-        pixels = np.empty((3,) + crop.shape[:2], dtype=np.float32)
-        # one contiguous plane at a time: ~8x faster than a strided transpose + astype
-        for channel, plane in enumerate(reversed(cv2.split(crop))):
-            np.multiply(plane, self._pixel_scale[channel], out=pixels[channel], dtype=np.float32)
-            pixels[channel] -= self._pixel_shift[channel]
-        return pixels
-
     def _reduction(self, scale) -> int:
         """Largest decode reduction that still leaves the crop at least input resolution."""
         room = min(scale[0] / self.input_size[0], scale[1] / self.input_size[1])
@@ -252,6 +241,20 @@ class PoseDataset(Dataset):
 
 
 # --------------------------------------------------------------------------- augmentation helpers
+
+def normalize_crop(crop: np.ndarray, mean, std, out: np.ndarray | None = None) -> np.ndarray:
+    """BGR uint8 [H, W, 3] crop -> RGB float32 [3, H, W] = (rgb / 255 - mean) / std, into `out`
+    when given. Training, evaluation and inference all feed the network through this."""
+    std = np.asarray(std, dtype=np.float32)
+    pixel_scale = 1.0 / (255.0 * std)
+    pixel_shift = np.asarray(mean, dtype=np.float32) / std
+    pixels = np.empty((3,) + crop.shape[:2], dtype=np.float32) if out is None else out
+    # one contiguous plane at a time: ~8x faster than a strided transpose + astype
+    for channel, plane in enumerate(reversed(cv2.split(crop))):
+        np.multiply(plane, pixel_scale[channel], out=pixels[channel], dtype=np.float32)
+        pixels[channel] -= pixel_shift[channel]
+    return pixels
+
 
 def dpg_jitter(bbox_xyxy, image_size, rng) -> tuple[float, float, float, float]:
     """AlphaPose's DPG box jitter: 15% a random sub-patch of the box, else box edges moved by

@@ -1,11 +1,14 @@
 """posecore's synthetic people: drawn figures written in the COCO or MPII layout.
 
 `make_synthetic(root, dataset)` writes a small deterministic dataset (the CPU demo's data and the
-tests'); `draw_scene` makes one image and its people. Nothing here runs unless called.
+tests'); `draw_scene` makes one image and its people; `make_synthetic_video` writes a short video
+of people walking and crossing, with detector-like boxes (inference's demo and tests). Nothing
+here runs unless called.
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -106,6 +109,85 @@ def draw_scene(rng, size) -> tuple[np.ndarray, list[dict]]:
         person["visibility"] = {name: _visibility(owner, person["id"], xy) for name, xy in person["points"].items()}
         person["area"] = float(person.pop("mask_pixels"))
     return image, people
+
+
+# Walkers of the synthetic video, back to front: (start x, end x, pelvis y, height) as fractions
+# of the frame. The first passes behind the pillar; the other two cross, the last one in front.
+_VIDEO_WALKERS = ((0.06, 0.72, 0.40, 0.36), (0.90, 0.12, 0.70, 0.60), (0.12, 0.86, 0.74, 0.64))
+_VIDEO_PILLAR = (0.36, 0.46, 0.60)   # x0, x1, bottom y: in front of the first walker only
+_VIDEO_MISS_BELOW = 0.35             # the fake detector misses people less visible than this
+
+
+def make_synthetic_video(folder, num_frames: int = 48, size=(640, 480), fps: float = 12.0, seed: int = 0,
+                         name: str = "walk") -> dict[str, Path]:
+    """A short video of drawn people walking across the frame, and detections that behave like a
+    person detector's; returns {"video", "detections", "truth"} paths in `folder`.
+
+    Three people: one walks behind a pillar (hidden for a few frames), two cross each other.
+    <name>.mp4 (mp4v, `fps`, `size` (w, h)); <name>_detections.json in COCO-results form with
+    image_id "<frame>.jpg": the visible part of each person's box, edges jittered by ~1.5 px,
+    nobody under 35% visible, the front walker missed in one frame, and one false positive;
+    <name>_truth.json: per frame and person the track id (1-3), COCO keypoints [x, y, v] * 17
+    (v: 2 visible, 1 hidden, 0 outside), the visible box and fraction, plus the missed frame and
+    the false positive. Deterministic for a given seed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = int(size[0]), int(size[1])
+    rng = np.random.default_rng((int(seed), 2))
+    background = _background(rng, width, height)
+    pillar = (int(_VIDEO_PILLAR[0] * width), int(_VIDEO_PILLAR[1] * width), int(_VIDEO_PILLAR[2] * height))
+    pillar_colour = tuple(float(c) for c in rng.uniform(40, 200, 3))
+    missed_frame, false_frame = round(0.25 * (num_frames - 1)), round(0.8 * (num_frames - 1))
+    false_box = [0.8 * width, 0.08 * height, 0.1 * width, 0.2 * height]
+    info = keypoint_info("coco")
+    video_path, partial = folder / f"{name}.mp4", folder / f".{name}.partial.mp4"
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {partial} (mp4v)")
+    detections, truth = [], []
+    for frame in tqdm(range(int(num_frames)), desc=f"synthetic video {name}", leave=False):
+        progress = frame / max(num_frames - 1, 1)
+        image = background.copy()
+        owner = np.zeros((height, width), np.uint8)   # 0 background, p person p, 255 pillar
+        walkers = []
+        for p, (x0, x1, y, h) in enumerate(_VIDEO_WALKERS, 1):
+            person_rng = np.random.default_rng((int(seed), 3, p))   # the same figure every frame
+            points = _figure_points(person_rng, h * height, ((x0 + (x1 - x0) * progress) * width, y * height))
+            mask = np.zeros((height, width), np.uint8)
+            _draw_figure(image, mask, points, h * height, person_rng)
+            owner[mask > 0] = p
+            walkers.append((p, points, cv2.countNonZero(mask)))
+            if p == 1:
+                cv2.rectangle(image, (pillar[0], 0), (pillar[1], pillar[2]), pillar_colour, -1)
+                owner[:pillar[2] + 1, pillar[0]:pillar[1] + 1] = 255
+        noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(3.0)
+        writer.write(np.clip(image + noise, 0, 255).astype(np.uint8))
+        for p, points, pixels in walkers:
+            visible = (owner == p).astype(np.uint8)
+            fraction = cv2.countNonZero(visible) / max(pixels, 1)
+            left, top, box_w, box_h = cv2.boundingRect(visible)
+            keypoints = [v for joint in info.joint_names
+                         for v in (*(round(c, 2) for c in points[joint]), _visibility(owner, p, points[joint]))]
+            truth.append({"frame": frame, "id": p, "keypoints": keypoints, "visible_fraction": round(fraction, 3),
+                          "bbox": [float(left), float(top), float(box_w), float(box_h)]})
+            if fraction < _VIDEO_MISS_BELOW or (p == len(_VIDEO_WALKERS) and frame == missed_frame):
+                continue
+            x0, y0, x1, y1 = np.array([left, top, left + box_w, top + box_h]) + rng.normal(0, 1.5, 4)
+            detections.append({"image_id": f"{frame}.jpg", "category_id": 1,
+                               "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                               "score": round(float(np.clip(0.5 + 0.45 * fraction + rng.normal(0, 0.02), 0, 1)), 3)})
+        if frame == false_frame:
+            detections.append({"image_id": f"{frame}.jpg", "category_id": 1, "bbox": false_box, "score": 0.5})
+    writer.release()
+    os.replace(partial, video_path)
+    paths = {"video": video_path, "detections": folder / f"{name}_detections.json",
+             "truth": folder / f"{name}_truth.json"}
+    write_json(paths["detections"], detections)
+    write_json(paths["truth"], {"size": [width, height], "fps": float(fps), "frames": int(num_frames),
+                                "people": truth, "missed": {"frame": missed_frame, "id": len(_VIDEO_WALKERS)},
+                                "false_positive": {"frame": false_frame, "bbox": false_box}})
+    return paths
 
 
 def _background(rng, width: int, height: int) -> np.ndarray:

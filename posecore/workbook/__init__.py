@@ -1,7 +1,8 @@
 """What the workbook notebooks call, in one namespace: `from posecore import workbook`.
 
 - sections: `notebook_params` (every notebook's parameters) and one block of helpers per notebook
-  (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves)
+  (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves;
+  infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories)
 - report: `Table`, `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
 """
@@ -12,6 +13,7 @@ from posecore.workbook.report import Table, keep, reference_table, run_figure, r
 from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_curves, comparison_notes,
                                         comparison_table, dataset_gallery, dataset_params,
                                         dataset_statistics, differing_params_table, eval_metrics,
+                                        infer_frames, infer_inputs, infer_table, infer_trajectories,
                                         latency_rows_table, notebook_params, onnx_example, parity_table,
                                         per_joint_figure, per_joint_table, prepare_dataset,
                                         results_table, run_index, run_of, threshold_figure, training_curves,
@@ -21,7 +23,8 @@ from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_
 __all__ = [
     "LayoutCheck", "PoseBrowser", "Table", "checkpoint_for", "comparison_curves", "comparison_notes",
     "comparison_table", "dataset_gallery", "dataset_params", "dataset_statistics",
-    "differing_params_table", "eval_metrics", "keep", "latency_rows_table", "notebook_params",
+    "differing_params_table", "eval_metrics", "infer_frames", "infer_inputs", "infer_table",
+    "infer_trajectories", "keep", "latency_rows_table", "notebook_params",
     "onnx_example", "parity_table", "per_joint_figure", "per_joint_table", "prepare_dataset",
     "reference_table", "results_table", "run_figure", "run_index", "run_of", "run_path", "threshold_figure",
     "training_curves", "training_log", "validation_history", "validation_table", "worst_predictions",

@@ -38,7 +38,7 @@ REFERENCE_ROWS: tuple[dict, ...] = (
 REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 
 # Report order: the sections of the workbook, then anything else by name.
-SECTIONS = ("data", "train", "eval", "viz", "export", "compare")
+SECTIONS = ("data", "train", "eval", "viz", "export", "infer", "compare")
 
 
 @dataclass

@@ -17,14 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from posecore import viz
 from posecore.data import (annotation_stats, build_dataset, check_layout, dataset_root, make_synthetic,
-                           read_rgb, synthetic_root)
+                           make_synthetic_video, read_rgb, synthetic_root)
 from posecore.evaluation import person_errors, primary_metric
+from posecore.inference import track_colour, tracks_from_results
+from posecore.keypoints import keypoint_info
 from posecore.params import SHORTCUTS, load_params
-from posecore.runs import REPO_ROOT, read_json, read_jsonl, resolve_path, run_dir
+from posecore.runs import REPO_ROOT, outputs_root, read_json, read_jsonl, resolve_path, run_dir
 from posecore.workbook.browser import worst_predictions as worst_gallery
 from posecore.workbook.report import Table, keep, reference_table
 
@@ -359,3 +362,71 @@ def run_index() -> Table:
     rows = [[_percent(_number(run[c])) if c in ("best", "last") else _number(run[c]) if c in numbers
              else run[c] for c in shown] for run in runs]
     return Table(list(shown), rows, title=f"Runs in {path.parent} ({path.name}; metrics in percent)", digits=1)
+
+
+# --- infer ---------------------------------------------------------------------------------------
+
+def infer_inputs(source: str | None, detector: str | None) -> dict[str, str]:
+    """The infer notebook's source and detector. An empty source is posecore's synthetic walking
+    video (written now under <outputs>/data/synthetic_video), whose detections file is then the
+    detector unless one is given; an empty detector is otherwise whole-image mode."""
+    if source:
+        return {"source": str(source), "detector": detector or "whole-image"}
+    paths = make_synthetic_video(outputs_root() / "data" / "synthetic_video")
+    return {"source": str(paths["video"]), "detector": detector or str(paths["detections"])}
+
+
+def infer_table(summary: dict) -> Table:
+    """posecore.infer's summary: counts, frames/s per stage and ms per frame."""
+    fps, ms = summary["fps"], summary["ms_per_frame"]
+    rows = [["frames", summary["frames"]], ["persons", summary["persons"]],
+            ["tracks", "n/a (no tracking)" if summary["tracks"] is None else summary["tracks"]],
+            ["detector frames/s", fps["detector"]], ["pose stage frames/s", fps["pose"]],
+            ["end-to-end frames/s", fps["end_to_end"]],
+            ["pose overhead beyond the forward", summary["pose_overhead"]],
+            *[[f"{stage} ms/frame", value] for stage, value in ms.items()]]
+    note = " ".join([f"{summary['source']} with {summary['detector']}, {summary['pose_backend']} pose model;",
+                     f"results in {summary['results']}.", *summary["notes"]])
+    return Table(["", "value"], [[name, "n/a" if value is None else value] for name, value in rows],
+                 title="Inference", note=note)
+
+
+def infer_frames(summary: dict, count: int = 4):
+    """A few evenly spaced frames of the drawn output (the .mp4 of a video, vis/ of images)."""
+    if "video" in summary:
+        frames = read_video_frames(summary["video"], count)
+    else:
+        files = sorted(Path(summary.get("vis", "")).glob("*.jpg"))
+        picked = files[::max(1, -(-len(files) // count))][:count] if files else []
+        frames = [(path.name, read_rgb(path)) for path in picked]
+    items = [{"image": image, "title": name} for name, image in frames]
+    return viz.plot_gallery(items, keypoint_info(summary["keypoint_set"]), ncols=min(count, 4), size=3.5)
+
+
+def infer_trajectories(summary: dict, joint: str = "nose"):
+    """Per-person paths of `joint` through the source (see viz.plot_trajectories), over the middle
+    frame of the drawn video when there is one."""
+    names = summary["joint_names"]
+    if joint not in names:
+        raise ValueError(f"joint {joint!r} is not one of the model's joints {names}")
+    tracks = tracks_from_results(read_json(summary["results"]), names.index(joint))
+    colors = {idx: tuple(c / 255.0 for c in reversed(track_colour(idx))) for idx in tracks}
+    middle = read_video_frames(summary["video"], 1) if "video" in summary else []
+    return viz.plot_trajectories(tracks, joint, colors, middle[0][1] if middle else None)
+
+
+def read_video_frames(path: str | Path, count: int) -> list[tuple[str, np.ndarray]]:
+    """(name "frame <i>", RGB image) of `count` evenly spaced frames of a video (the middle one for 1)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        wanted = [total // 2] if count == 1 else np.linspace(0, max(total - 1, 0), count).round().astype(int)
+        frames = []
+        for index in dict.fromkeys(int(i) for i in wanted):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, image = capture.read()
+            if ok:
+                frames.append((f"frame {index}", cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
+        return frames
+    finally:
+        capture.release()
