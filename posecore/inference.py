@@ -107,7 +107,7 @@ def read_frames(source: Source) -> Iterator[tuple[Frame, np.ndarray | None]]:
 
     for index, path in enumerate(source.images):
         try:
-            image = read_image(path)
+            image = read_image(path, apply_orientation=True)   # as photo viewers and detectors show it
         except ImageReadError as error:
             warnings.warn(f"skipping unreadable image {path} ({error})", stacklevel=2)
             image = None
@@ -146,7 +146,14 @@ class PoseModel:
 
 def load_pose_model(params: Any, checkpoint: str | os.PathLike, run_name: str | None = None,
                     device: Any = None) -> PoseModel:
-    """The PyTorch model of `params` with `checkpoint`'s weights, or an exported .onnx."""
+    """The PyTorch model of `params` with `checkpoint`'s weights, or an exported .onnx; on `device`
+    (default: posecore's choice; onnxruntime uses CUDA when the device is a GPU and its provider
+    is installed, else the CPU)."""
+    import torch
+
+    from posecore.device import get_device
+
+    device = torch.device(device) if device is not None else get_device()
     if str(checkpoint).lower().endswith(".onnx"):
         return _onnx_pose_model(resolve_path(checkpoint), device)
     return _torch_pose_model(params, checkpoint, run_name, device)
@@ -156,13 +163,11 @@ def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device
     import torch
 
     from posecore.checkpoints import find_checkpoint, load_model
-    from posecore.device import get_device
     from posecore.keypoints import keypoint_info
 
     if params is None:
         raise ValueError(f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model it was "
                          "trained with); only a posecore-exported .onnx carries its own")
-    device = torch.device(device) if device is not None else get_device()
     model, _ = load_model(params, find_checkpoint(checkpoint, run_name), device)
 
     @torch.no_grad()
@@ -197,7 +202,7 @@ def _onnx_pose_model(path: Path, device: Any) -> PoseModel:
         raise ValueError(f"{path}: keypoint set {metadata['dataset']!r} with joints "
                          f"{metadata['joint_names']} is not one posecore knows")
     providers = ["CPUExecutionProvider"]
-    if device is not None and "cuda" in str(device) and "CUDAExecutionProvider" in ort.get_available_providers():
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     session = ort.InferenceSession(str(path), providers=providers)
     input_name = session.get_inputs()[0].name
@@ -277,24 +282,80 @@ def draw_people_bgr(image_bgr: np.ndarray, boxes: np.ndarray, keypoints: np.ndar
 
 @dataclass
 class _Pending:
+    """A frame whose people wait for their pose batch."""
+
     frame: Frame
     image: np.ndarray
     boxes: np.ndarray          # [n, 5]
     inputs: np.ndarray         # [n, 3, H, W]
-    centers: np.ndarray
-    scales: np.ndarray
-    keypoints: np.ndarray | None = None
+    centers: np.ndarray        # [n, 2]
+    scales: np.ndarray         # [n, 2]
 
 
-@dataclass
-class _Timer:
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("read", "detect", "crop", "forward", "decode", "track", "write"), 0.0))
+class _Pipeline:
+    """Frames in, in order; people batched across frames through the pose model; then per frame
+    tracking, results and drawing. `seconds` accumulates the time of each stage."""
 
-    def add(self, stage: str, started: float) -> float:
+    STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
+
+    def __init__(self, model: PoseModel, params: Any, tracker: Any, writer: "_Writer", batch_size: int,
+                 flip: bool):
+        self.model, self.params, self.tracker, self.writer = model, params, tracker, writer
+        self.batch_size, self.flip = batch_size, flip
+        self.pending: list[_Pending] = []
+        self.results: list[dict] = []
+        self.track_ids: set[int] = set()
+        self.forward_batches = 0
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+
+    def tick(self, stage: str, started: float) -> float:
+        """Add the time since `started` to `stage`; returns now."""
         now = time.perf_counter()
         self.seconds[stage] += now - started
         return now
+
+    def add(self, frame: Frame, image: np.ndarray, boxes: np.ndarray) -> None:
+        started = time.perf_counter()
+        self.pending.append(_Pending(frame, image, boxes, *person_crops(image, boxes, self.model)))
+        self.tick("crop", started)
+        people = sum(len(p.boxes) for p in self.pending)
+        if people >= self.batch_size or len(self.pending) >= MAX_PENDING_FRAMES:
+            self.flush()
+
+    def flush(self) -> None:
+        keypoints = self._poses()
+        for pending, people in zip(self.pending, keypoints):
+            self._emit(pending, people)
+        self.pending = []
+
+    def _poses(self) -> list[np.ndarray]:
+        """Keypoints [n, K, 3] of each pending frame, all people through the model in batches."""
+        counts = [len(p.boxes) for p in self.pending]
+        if not sum(counts):
+            return [np.zeros((0, self.model.info.num_joints, 3)) for _ in counts]
+        inputs, centers, scales = (np.concatenate([getattr(p, key) for p in self.pending])
+                                   for key in ("inputs", "centers", "scales"))
+        started = time.perf_counter()
+        evaluation = self.params.eval
+        heatmaps = np.concatenate([self.model.heatmaps(inputs[i:i + self.batch_size], self.flip,
+                                                       evaluation.shift_heatmap)
+                                   for i in range(0, len(inputs), self.batch_size)])
+        self.forward_batches += -(-len(inputs) // self.batch_size)
+        started = self.tick("forward", started)
+        keypoints = decode_people(heatmaps, centers, scales, self.model, evaluation.decode, evaluation.dark_kernel)
+        self.tick("decode", started)
+        return np.split(keypoints, np.cumsum(counts)[:-1])
+
+    def _emit(self, pending: _Pending, keypoints: np.ndarray) -> None:
+        started = time.perf_counter()
+        boxes = pending.boxes
+        ids = self.tracker.update(boxes, keypoints) if self.tracker else np.arange(1, len(boxes) + 1)
+        self.track_ids.update(int(i) for i in ids)
+        started = self.tick("track", started)
+        self.results.extend(alphapose_results(pending.frame.label, boxes, keypoints, ids))
+        self.writer.write(pending.frame, pending.image, lambda image: draw_people_bgr(
+            image, boxes, keypoints, ids, self.model.info.skeleton, self.params.infer.draw_min_score))
+        self.tick("write", started)
 
 
 def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
@@ -309,97 +370,50 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
     load_checkpoint reads, "best"/"last" of `run_name`, or a posecore .onnx. detector: see
     posecore.detect.build_detector. out_dir: default outputs/<run_name or infer-...>/infer/<source stem>.
     track: None = on for videos, off for images. flip: flip test. draw: write vis/ or the .mp4.
-    batch_size: people per pose batch (default eval.batch_size).
+    batch_size: people per pose batch (default eval.batch_size). device: see load_pose_model.
     """
     from tqdm.auto import tqdm
 
     from posecore.params import Params, load_params
     from posecore.track import Tracker
 
-    params = load_params(params) if params is not None else Params()
-    settings = params.infer
+    params = load_params(params) if params is not None else None
     model = load_pose_model(params, checkpoint, run_name, device)
+    params = params or Params()   # an .onnx carries its model; the settings are then the defaults
+    settings = params.infer
     detector = build_detector(detector, **_detector_options(detector, settings))
     src = open_source(source)
     track = src.kind == "video" if track is None else bool(track)
-    batch_size = int(batch_size or params.eval.batch_size)
     out = resolve_path(out_dir) if out_dir is not None else (
         run_dir(run_name or default_run_name("infer")) / "infer" / src.stem)
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,
                       settings.track_max_missed, settings.track_max_centre_distance) if track else None
     writer = _Writer(out, src, draw)
-    timer = _Timer()
-    results: list[dict] = []
+    pipeline = _Pipeline(model, params, tracker, writer, int(batch_size or params.eval.batch_size), flip)
     skipped: list[str] = []
-    pending: list[_Pending] = []
-    track_ids: set[int] = set()
-    frames = persons = 0
-    forward_batches = 0
-
-    def finish(batch: list[_Pending]) -> None:
-        nonlocal persons, forward_batches
-        if any(len(p.boxes) for p in batch):
-            inputs = np.concatenate([p.inputs for p in batch])
-            centers = np.concatenate([p.centers for p in batch])
-            scales = np.concatenate([p.scales for p in batch])
-            started = time.perf_counter()
-            heatmaps = np.concatenate([model.heatmaps(inputs[i:i + batch_size], flip, params.eval.shift_heatmap)
-                                       for i in range(0, len(inputs), batch_size)])
-            forward_batches += -(-len(inputs) // batch_size)
-            started = timer.add("forward", started)
-            keypoints = decode_people(heatmaps, centers, scales, model, params.eval.decode,
-                                      params.eval.dark_kernel)
-            timer.add("decode", started)
-            offsets = np.cumsum([0] + [len(p.boxes) for p in batch])
-            for p, start, stop in zip(batch, offsets[:-1], offsets[1:]):
-                p.keypoints = keypoints[start:stop]
-        for p in batch:
-            started = time.perf_counter()
-            keypoints = p.keypoints if p.keypoints is not None else np.zeros((0, model.info.num_joints, 3))
-            ids = tracker.update(p.boxes, keypoints) if tracker else np.arange(1, len(p.boxes) + 1)
-            track_ids.update(int(i) for i in ids)
-            started = timer.add("track", started)
-            results.extend(alphapose_results(p.frame.label, p.boxes, keypoints, ids))
-            persons += len(p.boxes)
-            writer.write(p.frame, p.image, lambda image: draw_people_bgr(
-                image, p.boxes, keypoints, ids, model.info.skeleton, settings.draw_min_score))
-            timer.add("write", started)
-        batch.clear()
-
+    frames = 0
     total = src.frame_count if src.kind == "video" else len(src.images)
-    started_all = time.perf_counter()
-    frame_iter = read_frames(src)
-    with tqdm(total=total or None, desc=f"infer {src.path.name}", unit="frame", disable=not progress,
-              leave=False) as bar:
-        while True:
-            started = time.perf_counter()
-            item = next(frame_iter, None)
-            started = timer.add("read", started)
-            if item is None:
-                break
-            frame, image = item
-            bar.update(1)
-            if image is None:
-                skipped.append(frame.label)
-                continue
-            frames += 1
-            boxes = boxes_for_frame(detector, image, frame)
-            started = timer.add("detect", started)
-            inputs, centers, scales = person_crops(image, boxes, model)
-            timer.add("crop", started)
-            pending.append(_Pending(frame, image, boxes, inputs, centers, scales))
-            if sum(len(p.boxes) for p in pending) >= batch_size or len(pending) >= MAX_PENDING_FRAMES:
-                finish(pending)
-        finish(pending)
+    started_all = started = time.perf_counter()
+    for frame, image in tqdm(read_frames(src), total=total or None, desc=f"infer {src.path.name}",
+                             unit="frame", disable=not progress, leave=False):
+        started = pipeline.tick("read", started)
+        if image is None:
+            skipped.append(frame.label)
+            continue
+        frames += 1
+        boxes = boxes_for_frame(detector, image, frame)
+        pipeline.tick("detect", started)
+        pipeline.add(frame, image, boxes)
+        started = time.perf_counter()
+    pipeline.flush()
     elapsed = time.perf_counter() - started_all
     if src.kind == "video" and frames == 0:
         warnings.warn(f"skipping video {src.path}: OpenCV cannot read any frame of it", stacklevel=2)
         skipped.append(src.path.name)
     outputs = writer.close()
-    atomic_write(out / "results.json", json.dumps(results))
-    summary = _summary(src, out, outputs, model, detector, frames, persons, track_ids if track else None,
-                       skipped, timer, elapsed, forward_batches, flip)
+    atomic_write(out / "results.json", json.dumps(pipeline.results))
+    summary = _summary(src, out, outputs, model, detector, frames, pipeline, track, skipped, elapsed, flip)
     write_json(out / "summary.json", summary)
     if progress:
         print(format_summary(summary), flush=True)
@@ -493,10 +507,10 @@ class _Writer:
 
 
 def _summary(src: Source, out: Path, outputs: dict, model: PoseModel, detector: Any, frames: int,
-             persons: int, track_ids: set[int] | None, skipped: list[str], timer: _Timer,
-             elapsed: float, forward_batches: int, flip: bool) -> dict[str, Any]:
-    seconds = timer.seconds
+             pipeline: _Pipeline, track: bool, skipped: list[str], elapsed: float, flip: bool) -> dict[str, Any]:
+    seconds = pipeline.seconds
     pose = seconds["crop"] + seconds["forward"] + seconds["decode"]
+    persons = len(pipeline.results)
 
     def rate(count: int, spent: float) -> float | None:
         return round(count / spent, 2) if spent > 0 else None
@@ -510,7 +524,7 @@ def _summary(src: Source, out: Path, outputs: dict, model: PoseModel, detector: 
         "kind": src.kind,
         "frames": frames,
         "persons": persons,
-        "tracks": len(track_ids) if track_ids is not None else None,
+        "tracks": len(pipeline.track_ids) if track else None,
         "skipped": skipped,
         "detector": repr(detector),
         "pose_backend": model.backend,
@@ -522,9 +536,10 @@ def _summary(src: Source, out: Path, outputs: dict, model: PoseModel, detector: 
         "persons_per_s": {"pose": rate(persons, pose)},
         "ms_per_frame": {stage: round(1000 * spent / frames, 3) if frames else None
                          for stage, spent in seconds.items()},
+        # what the pose stage costs beyond the model's own batched forward
         "pose_overhead": round((pose - seconds["forward"]) / seconds["forward"], 4)
         if seconds["forward"] > 0 else None,
-        "forward_batches": forward_batches,
+        "forward_batches": pipeline.forward_batches,
         "seconds": round(elapsed, 3),
         "out_dir": str(out),
         "results": str(out / "results.json"),

@@ -298,10 +298,12 @@ def half_body_box(joints, visible, upper_body_mask, aspect_ratio: float, rng):
 
 # --------------------------------------------------------------------------- image reading
 
-def read_image(path, reduction: int = 1) -> np.ndarray:
+def read_image(path, reduction: int = 1, apply_orientation: bool = False) -> np.ndarray:
     """uint8 BGR [H, W, 3] decoded by content (not extension), grayscale made 3-channel.
 
-    `reduction` 2/4/8 decodes at that fraction of the size. Raises ImageReadError for a
+    `reduction` 2/4/8 decodes at that fraction of the size. `apply_orientation` turns the image
+    as its EXIF orientation says (what viewers and detectors show; annotations of the datasets
+    refer to the stored pixels, so training and evaluation do not). Raises ImageReadError for a
     missing, truncated or undecodable file.
     """
     try:
@@ -313,7 +315,9 @@ def read_image(path, reduction: int = 1) -> np.ndarray:
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:].tobytes():
         raise ImageReadError("truncated JPEG (no end-of-image marker)")
     # Annotations refer to the stored pixel grid: EXIF orientation is not applied (as in HRNet).
-    flag = _REDUCED_READS.get(reduction, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    flag = _REDUCED_READS.get(reduction, cv2.IMREAD_COLOR)
+    if not apply_orientation:
+        flag |= cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(data, flag)
     if image is None:
         raise ImageReadError("not a decodable image")
