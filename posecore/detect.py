@@ -135,7 +135,7 @@ def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     return boxes
 
 
-def boxes_for_frame(detector: Any, image_bgr: np.ndarray, frame: Frame) -> np.ndarray:
+def boxes_for_frame(detector: Detector | DetectionsFile, image_bgr: np.ndarray, frame: Frame) -> np.ndarray:
     """Boxes float32 [N, 5] of one frame from any detector (see the module docstring)."""
     lookup = getattr(detector, "boxes_for", None)
     if lookup is not None:
@@ -478,7 +478,7 @@ class OnnxDetector:
 
 # --------------------------------------------------------------------------- factory
 
-def build_detector(spec: Any = WHOLE_IMAGE, **options: Any) -> Any:
+def build_detector(spec: Any = WHOLE_IMAGE, **options: Any) -> Detector | DetectionsFile:
     """A detector from `spec`: "whole-image", a .json detections file, a .onnx YOLO model, an
     array of boxes [N, 4|5] (x1, y1, x2, y2[, score]) or any object with `detect`.
 

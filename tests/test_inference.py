@@ -221,3 +221,40 @@ def test_cli_writes_what_the_api_writes(small, clip, onnx_clip_run, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"{VIDEO_FRAMES} frames, {summary['persons']} persons, 4 tracks" in done.stdout
     assert json.loads((tmp_path / "cli" / "results.json").read_text()) == results
+
+
+def test_trajectories_follow_each_id_and_break_at_missed_frames(clip_run):
+    from posecore import viz
+    from posecore.inference import tracks_from_results
+
+    summary, results = clip_run
+    nose = summary["joint_names"].index("nose")
+    tracks = tracks_from_results(results, nose)
+    assert sorted(tracks) == [1, 2, 3, 4]
+    one = tracks[1]  # the person behind the pillar: missed frames leave a gap
+    assert np.diff(one["frame"]).max() > 1
+    rows = [r for r in results if r["idx"] == 1]
+    np.testing.assert_allclose(one["xy"], [r["keypoints"][3 * nose:3 * nose + 2] for r in rows])
+    figure = viz.plot_trajectories(tracks, "nose", {i: (0.1 * i, 0.2, 0.3) for i in tracks})
+    over_time = figure.axes[1]
+    drawn = [line for line in over_time.get_lines() if len(line.get_xdata())]
+    parts = sum(1 + int((np.diff(t["frame"]) > 1).sum()) for t in tracks.values())
+    assert len(drawn) == parts
+
+
+def test_real_photos_with_a_detector_file(small, coco_root, tmp_path):
+    """The shared COCO val photos with a real detector's boxes (COCO integer image ids): every box
+    above the score threshold comes back in results.json, in image pixels, with its score."""
+    params, checkpoint, _, _ = small
+    detections = coco_root / "detections" / "person_detections_val2017.json"
+    summary = infer(params, checkpoint, coco_root / "val2017", detector=detections, out_dir=tmp_path,
+                    draw=False, progress=False)
+    threshold = params.infer.detector_score_thr
+    expected = sorted((f"{d['image_id']:012d}.jpg", *(round(v, 1) for v in d["bbox"]))
+                      for d in json.loads(detections.read_text()) if d["score"] >= threshold)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert summary["frames"] == 4 and len(results) == len(expected) > 0
+    reported = sorted((r["image_id"], *r["box"]) for r in results)
+    for (name, *box), (got_name, *got_box) in zip(expected, reported):
+        assert got_name == name
+        np.testing.assert_allclose(got_box, box, atol=1.0)
