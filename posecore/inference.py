@@ -36,7 +36,8 @@ import cv2
 import numpy as np
 
 from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
-from posecore.geometry import affine_matrix, box_to_center_scale, heatmap_to_image
+from posecore.codec import HeatmapCodec
+from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo
 from posecore.runs import atomic_write, default_run_name, resolve_path, run_dir, write_json
 
@@ -122,25 +123,25 @@ class PoseModel:
 
     backend: str                   # "pytorch" | "onnxruntime"
     info: KeypointInfo
-    input_size: tuple[int, int]    # (w, h)
-    heatmap_size: tuple[int, int]  # (w, h)
+    codec: HeatmapCodec            # crop convention, decoding, flip shift: the training run's
     mean: np.ndarray               # [3] RGB
     std: np.ndarray                # [3] RGB
     bbox_padding: float
     run: Any                       # float32 [N, 3, H, W] -> float32 [N, K, Hh, Wh] (numpy)
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.codec.input_size
+
     def heatmaps(self, images: np.ndarray, flip: bool, shift: bool = True) -> np.ndarray:
         """float32 [N, K, Hh, Wh]; with `flip` averaged with the un-flipped heatmaps of the
-        mirrored crops (the references' flip test)."""
+        mirrored crops (the references' flip test, re-aligned by the codec's flip shift)."""
         heatmaps = self.run(images)
         if flip:
             import torch
 
-            from posecore.codec import flip_back
-
-            mirrored = self.run(np.ascontiguousarray(images[..., ::-1]))
-            unflipped = flip_back(torch.from_numpy(mirrored), self.info.flip_index(), shift=shift).numpy()
-            heatmaps = (heatmaps + unflipped) * 0.5
+            mirrored = torch.from_numpy(self.run(np.ascontiguousarray(images[..., ::-1])))
+            heatmaps = (heatmaps + self.codec.flip_back(mirrored, self.info.flip_index(), shift).numpy()) * 0.5
         return heatmaps
 
 
@@ -155,20 +156,23 @@ def load_pose_model(params: Any, checkpoint: str | os.PathLike, run_name: str | 
 
     device = torch.device(device) if device is not None else get_device()
     if str(checkpoint).lower().endswith(".onnx"):
-        return _onnx_pose_model(resolve_path(checkpoint), device)
+        return _onnx_pose_model(resolve_path(checkpoint), device, params)
     return _torch_pose_model(params, checkpoint, run_name, device)
 
 
 def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device: Any) -> PoseModel:
     import torch
 
-    from posecore.checkpoints import find_checkpoint, load_model
+    from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
+    from posecore.codec import build_codec
     from posecore.keypoints import keypoint_info
 
     if params is None:
         raise ValueError(f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model it was "
                          "trained with); only a posecore-exported .onnx carries its own")
-    model, _ = load_model(params, find_checkpoint(checkpoint, run_name), device)
+    path = find_checkpoint(checkpoint, run_name)
+    params = with_trained_codec(params, path)
+    model, _ = load_model(params, path, device)
 
     @torch.no_grad()
     def run(images: np.ndarray) -> np.ndarray:
@@ -177,14 +181,17 @@ def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device
         return out.float().cpu().numpy()
 
     data = params.data
-    return PoseModel("pytorch", keypoint_info(data.dataset), tuple(data.input_size), tuple(data.heatmap_size),
+    return PoseModel("pytorch", keypoint_info(data.dataset), build_codec(params),
                      np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32),
                      float(data.bbox_padding), run)
 
 
-def _onnx_pose_model(path: Path, device: Any) -> PoseModel:
+def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
+    """An exported model; its metadata give everything but eval.decode / eval.dark_kernel when
+    params are given (else the export's own decoding)."""
     import onnxruntime as ort
 
+    from posecore.codec import CODECS
     from posecore.export import read_metadata
     from posecore.keypoints import DATASETS
 
@@ -201,6 +208,11 @@ def _onnx_pose_model(path: Path, device: Any) -> PoseModel:
     if info is None or list(info.joint_names) != list(metadata["joint_names"]):
         raise ValueError(f"{path}: keypoint set {metadata['dataset']!r} with joints "
                          f"{metadata['joint_names']} is not one posecore knows")
+    decoding = ((params.eval.decode, params.eval.dark_kernel) if params is not None else
+                (metadata.get("decode_method", "default"), metadata.get("dark_kernel", 11)))
+    # exports from before codecs were msra, and msra decoding does not use sigma
+    codec = CODECS[metadata.get("codec", "msra")](tuple(metadata["input_size"]), tuple(metadata["heatmap_size"]),
+                                                  float(metadata.get("sigma", 2.0)), *decoding)
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
@@ -213,9 +225,8 @@ def _onnx_pose_model(path: Path, device: Any) -> PoseModel:
             return np.concatenate([run(images[i:i + fixed_batch]) for i in range(0, len(images), fixed_batch)])
         return session.run(["heatmaps"], {input_name: np.ascontiguousarray(images, np.float32)})[0]
 
-    return PoseModel("onnxruntime", info, tuple(metadata["input_size"]), tuple(metadata["heatmap_size"]),
-                     np.asarray(metadata["mean"], np.float32), np.asarray(metadata["std"], np.float32),
-                     float(metadata["bbox_padding"]), run)
+    return PoseModel("onnxruntime", info, codec, np.asarray(metadata["mean"], np.float32),
+                     np.asarray(metadata["std"], np.float32), float(metadata["bbox_padding"]), run)
 
 
 # --------------------------------------------------------------------------- crops and decoding
@@ -232,20 +243,17 @@ def person_crops(image_bgr: np.ndarray, boxes: np.ndarray, model: PoseModel
     scales = np.zeros((len(boxes), 2), np.float32)
     for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.float64)[:, :4]):
         centers[i], scales[i] = box_to_center_scale((x1, y1, x2 - x1, y2 - y1), in_w / in_h, model.bbox_padding)
-        matrix = affine_matrix(centers[i], scales[i], 0.0, model.input_size)
+        matrix = model.codec.crop_matrix(centers[i], scales[i])
         crop = cv2.warpAffine(image_bgr, matrix, (in_w, in_h), flags=cv2.INTER_LINEAR)
         normalize_crop(crop, model.mean, model.std, out=inputs[i])
     return inputs, centers, scales
 
 
-def decode_people(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray, model: PoseModel,
-                  method: str = "default", dark_kernel: int = 11) -> np.ndarray:
+def decode_people(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray, model: PoseModel) -> np.ndarray:
     """Heatmaps [n, K, Hh, Wh] -> keypoints float64 [n, K, 3] (x, y in image pixels, score), as
-    evaluation decodes them."""
-    from posecore.codec import decode_heatmaps
-
-    coords, scores = decode_heatmaps(heatmaps, method=method, dark_kernel=dark_kernel)
-    xy = heatmap_to_image(coords, centers, scales, model.heatmap_size)
+    evaluation decodes them (the model's codec)."""
+    coords, scores = model.codec.decode(heatmaps)
+    xy = model.codec.heatmap_to_image(coords, centers, scales)
     return np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float64)
 
 
@@ -342,7 +350,7 @@ class _Pipeline:
                                    for i in range(0, len(inputs), self.batch_size)])
         self.forward_batches += -(-len(inputs) // self.batch_size)
         started = self.tick("forward", started)
-        keypoints = decode_people(heatmaps, centers, scales, self.model, evaluation.decode, evaluation.dark_kernel)
+        keypoints = decode_people(heatmaps, centers, scales, self.model)
         self.tick("decode", started)
         return np.split(keypoints, np.cumsum(counts)[:-1])
 
