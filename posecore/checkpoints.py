@@ -223,8 +223,7 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     checkpoint; needs torch's zip format, which posecore writes).
 
     NumPy arrays are allowed (mmpose stores dataset metadata as arrays); their contents go
-    through the same restricted unpickler. `mmap`: tensors are read only when touched (a
-    zip-format file only), for reading a checkpoint's small entries.
+    through the same restricted unpickler.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")

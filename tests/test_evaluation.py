@@ -234,13 +234,13 @@ def test_a_run_is_evaluated_with_the_codec_it_was_trained_with(coco_root, tmp_pa
     evaluation.evaluate(params, udp_checkpoint, run_name="udp-run")
     settings = read_json(outputs / "udp-run" / "eval" / "metrics.json")["settings"]
     assert settings["codec"] == "udp" and "trained with data.codec 'udp'" in caplog.text
-    # checkpoints without a codec record (older runs, bare state_dicts, upstream) keep the params'
-    bare = tmp_path / "bare.pt"
-    torch.save(torch.load(udp_checkpoint, weights_only=True)["model"], bare)
-    assert with_trained_codec(params, bare) is params
-    old = torch.load(udp_checkpoint, weights_only=True)
-    del old["params"]["data"]["codec"]
-    torch.save(old, tmp_path / "old.pt")
+    # a bare state_dict (or an upstream file) says nothing: the params' codec; a posecore
+    # checkpoint from before data.codec: msra
+    torch.save({"backbone.conv1.weight": torch.zeros(1)}, tmp_path / "bare.pt")
+    assert with_trained_codec(params, tmp_path / "bare.pt") is params
+    old_params = params.to_dict()
+    del old_params["data"]["codec"]
+    torch.save({"format": "posecore/1", "params": old_params, "model": {}}, tmp_path / "old.pt")
     assert with_trained_codec(load_params(params, {"data.codec": "dark"}), tmp_path / "old.pt").data.codec == "msra"
     with pytest.raises(ParamsError, match="eval.decode 'dark' does not fit data.codec 'udp'"):
         with_trained_codec(load_params(params, {"eval.decode": "dark"}), udp_checkpoint)
