@@ -7,9 +7,10 @@ called as a function, so it also works from a Jupyter/papermill kernel:
 - The entrypoint must be a module-level function of an importable module (e.g.
   `posecore.engine.train_worker`); workers import it by name and get only plain `args`
   (paths, numbers), so nothing defined in a notebook is ever pickled to them.
-- Workers write stdout/stderr to `<log_dir>/<run_id>_*/attempt_0/<local_rank>/{stdout,stderr}.log`;
-  a thread in the caller copies local rank 0's logs into `sys.stdout` / `sys.stderr` as they grow
-  (under ipykernel, child processes' file descriptors never reach the notebook by themselves).
+- Workers write stdout/stderr to `<log_dir>/<run_id>_*/attempt_<restart>/<local_rank>/{stdout,stderr}.log`;
+  a thread in the caller copies local rank 0's logs (of the latest attempt) into `sys.stdout` /
+  `sys.stderr` as they grow (under ipykernel, child processes' file descriptors never reach the
+  notebook by themselves).
 - A failing worker stops the job; its traceback (from the `record` error file) and the end of its
   stderr log are printed and raised as a RuntimeError.
 - No worker outlives the caller: each worker asks Linux to SIGKILL it when its parent dies
@@ -17,16 +18,24 @@ called as a function, so it also works from a Jupyter/papermill kernel:
   finish their current step, and the engine saves a resumable checkpoint) before re-raising
   KeyboardInterrupt.
 
-Multi-node (the way torchrun scales): run the same `posecore.train(params, npus=N)` on every
-machine with the same `outputs/` (a shared filesystem, so that all nodes see params.yaml and
-the checkpoints) and
+Multi-node (the way torchrun scales): run the same `posecore.train(params, npus=N, run_name=...)`
+on every machine with the same `outputs/` (a shared filesystem, so that all nodes see params.yaml
+and the checkpoints) and
     dist.nnodes = number of machines, dist.node_rank = 0..nnodes-1 (this machine),
     dist.master_addr / dist.master_port = an address of node 0 that every node can reach.
 The environment can supply them instead (it overrides params.dist): NNODES, NODE_RANK,
 MASTER_ADDR, MASTER_PORT, or torchrun's PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR,
-PET_MASTER_PORT. Node 0 hosts the rendezvous (torchrun's static rendezvous); the world size is
-nnodes * npus and global ranks are node_rank * npus + local_rank. A single node needs none of
-this: it rendezvouses on a free localhost port (torchrun --standalone).
+PET_MASTER_PORT. Node 0 hosts torchrun's c10d rendezvous at master_addr:master_port; the world
+size is nnodes * npus, and the rendezvous orders the nodes (global rank 0, which writes the
+checkpoints and records, is on one of them). A node that cannot reach the rendezvous, or a node 0
+whose peers do not all join, fails after dist.rdzv_timeout seconds with a message saying what to
+check. A single node needs none of this: it rendezvouses on a free localhost port (torchrun
+--standalone).
+
+Restarts (torchrun's --max-restarts): with dist.max_restarts R > 0, when a worker dies the
+launcher stops the others and starts every worker again, up to R times (on every node: the other
+nodes' launchers see the new rendezvous round and restart theirs); the engine's workers resume from
+last.pt. With 0 (the default) the job fails naming the rank that died.
 """
 from __future__ import annotations
 
@@ -49,6 +58,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
+from torch.distributed.elastic.rendezvous import RendezvousError
 
 from posecore import device
 
@@ -56,6 +66,7 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PLAIN_ARGS = (str, int, float, bool, type(None), Path)
 _HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 _LOG_TAIL_LINES = 40
+_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE")  # restored after
 
 
 # --- ranks -----------------------------------------------------------------------------------
@@ -123,14 +134,16 @@ def node_settings(params: Any = None) -> Nodes:
 # --- launch ----------------------------------------------------------------------------------
 
 def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = None,
-           log_dir: str | os.PathLike | None = None) -> Any:
+           log_dir: str | os.PathLike | None = None, job_name: str = "posecore") -> Any:
     """Run `entrypoint(*args)` on `npus` devices per node and return rank 0's result (None on
-    the other nodes of a multi-node job).
+    the nodes without rank 0 in a multi-node job).
 
     npus=1 on one node calls it in this process. Otherwise every worker initializes the process
     group (params.dist.backend, else hccl / nccl / gloo from the device layer) and binds its device
     before the call. `args` must be plain values (str, numbers, paths). Worker logs go under
-    `log_dir` (default: a new temp folder). See the module docstring for multi-node use.
+    `log_dir` (default: a new temp folder). `job_name` names the rendezvous of a multi-node job:
+    the same on every node (e.g. the run name). params.dist.max_restarts and rdzv_timeout apply.
+    See the module docstring for multi-node use and restarts.
     """
     if not isinstance(npus, int) or npus < 1:
         raise ValueError(f"npus must be a positive integer, got {npus!r}")
@@ -142,12 +155,19 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     _check_plain(args)
     backend = getattr(getattr(params, "dist", None), "backend", "") or device.dist_backend()
     logs = _RankLogs(Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="posecore-launch-")))
-    config = _launch_config(npus, nodes, logs)
+    dist_params = getattr(params, "dist", None)
+    restarts = getattr(dist_params, "max_restarts", 0)
+    rdzv_timeout = getattr(dist_params, "rdzv_timeout", 600)
+    config = _launch_config(npus, nodes, logs, restarts, rdzv_timeout, job_name)
 
     from torch.distributed.launcher.api import elastic_launch
 
     saved_handlers = _signal_handlers()
-    saved_env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
+    saved_env = {name: os.environ.get(name) for name in _LAUNCHER_ENV}
+    # Each attempt's workers get a fresh TCPStore from their rank 0: the rendezvous' shared store
+    # keeps the previous attempt's keys, and restarted workers would read stale peer addresses
+    # (pytorch/pytorch#135712)
+    os.environ["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     tail = _LogTail(logs)
     tail.start()
     try:
@@ -155,6 +175,8 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     except ChildFailedError as error:
         tail.stop()
         raise RuntimeError(_failure_report(error, logs)) from None
+    except RendezvousError as error:
+        raise RuntimeError(_rendezvous_report(error, nodes, rdzv_timeout)) from None
     except SignalException as error:
         _stop_workers()
         if error.sigval == signal.SIGINT:
@@ -166,27 +188,49 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     finally:
         tail.stop()
         _restore_signal_handlers(saved_handlers)
-        if saved_env is None:
-            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
-        else:
-            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = saved_env
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return results.get(0)
 
 
-def _launch_config(npus: int, nodes: Nodes, logs: DefaultLogsSpecs) -> Any:
+def _launch_config(npus: int, nodes: Nodes, logs: DefaultLogsSpecs, max_restarts: int,
+                   rdzv_timeout: int, job_name: str) -> Any:
     from torch.distributed.launcher.api import LaunchConfig
 
     if nodes.nnodes == 1:
-        # torchrun --standalone: a c10d rendezvous on a free localhost port
-        rdzv = dict(rdzv_backend="c10d", rdzv_endpoint="localhost:0", rdzv_configs={})
+        # torchrun --standalone: a rendezvous on a free localhost port, private to this job
+        endpoint, configs, run_id = "localhost:0", {}, f"posecore-{uuid.uuid4().hex[:8]}"
     else:
-        rdzv = dict(rdzv_backend="static", rdzv_endpoint=f"{nodes.master_addr}:{nodes.master_port}",
-                    rdzv_configs={"rank": nodes.node_rank})
+        # torchrun's c10d rendezvous: node 0 hosts it; every node joins within rdzv_timeout, and
+        # the launchers of all nodes restart together (a new round) when a worker dies
+        endpoint = f"{nodes.master_addr}:{nodes.master_port}"
+        configs = {"is_host": nodes.node_rank == 0, "join_timeout": rdzv_timeout,
+                   "read_timeout": rdzv_timeout}
+        run_id = job_name
     return LaunchConfig(
-        min_nodes=nodes.nnodes, max_nodes=nodes.nnodes, nproc_per_node=npus,
-        run_id=f"posecore-{uuid.uuid4().hex[:8]}", max_restarts=0, monitor_interval=0.2,
-        start_method="spawn", logs_specs=logs, shutdown_timeout=30, **rdzv,
+        min_nodes=nodes.nnodes, max_nodes=nodes.nnodes, nproc_per_node=npus, run_id=run_id,
+        rdzv_backend="c10d", rdzv_endpoint=endpoint, rdzv_configs=configs,
+        max_restarts=max_restarts, monitor_interval=0.1, start_method="spawn", logs_specs=logs,
+        shutdown_timeout=30,
     )
+
+
+def _rendezvous_report(error: RendezvousError, nodes: Nodes, rdzv_timeout: int) -> str:
+    cause = error.__cause__ or error
+    reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    where = f"{nodes.master_addr}:{nodes.master_port}"
+    if nodes.node_rank == 0:
+        check = (f"start the same command on all {nodes.nnodes} nodes within that time (with "
+                 f"node_rank 1 to {nodes.nnodes - 1} on the others), with {where} reachable from them")
+    else:
+        check = (f"node 0 must run on the machine at dist.master_addr {nodes.master_addr} and its "
+                 f"port {nodes.master_port} must be reachable from this machine (firewall, address)")
+    return (f"node {nodes.node_rank} of {nodes.nnodes} could not complete the rendezvous at {where} "
+            f"within dist.rdzv_timeout {rdzv_timeout} s ({reason})\n"
+            f"Check: {check}; or raise dist.rdzv_timeout.")
 
 
 def _importable_name(entrypoint: Callable) -> str:
@@ -214,7 +258,8 @@ def _worker(target: str, backend: str, local_world_size: int, *args: Any) -> Any
     die_with_parent()
     for stream in (sys.stdout, sys.stderr):  # files, not a tty: flush every line for the tail
         stream.reconfigure(line_buffering=True)
-    if device.device_type() == "cpu":  # CPU workers share the cores instead of each taking all
+    if device.device_type() == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
+        # CPU workers share the cores instead of each taking all (an explicit OMP_NUM_THREADS wins)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world_size))
     module_name, name = target.split(":")
     function = getattr(importlib.import_module(module_name), name)
@@ -284,13 +329,16 @@ class _LogTail(threading.Thread):
             while True:
                 stopping = self.stopping.is_set()
                 for stream, sink in self.sinks.items():
-                    handle = files.get(stream) or self._open(stream)
+                    path = self.logs.path(stream, 0)
+                    handle = files.get(stream)
+                    if handle is not None and handle.name != path:  # a restart: follow the new attempt
+                        _copy(handle, sink)
+                        files.pop(stream).close()
+                        handle = None
+                    if handle is None and path and os.path.exists(path):
+                        handle = files[stream] = open(path, encoding="utf-8", errors="replace", newline="")
                     if handle is not None:
-                        files[stream] = handle
-                        chunk = handle.read()
-                        if chunk:
-                            sink.write(chunk)
-                            sink.flush()
+                        _copy(handle, sink)
                 if stopping:
                     return
                 self.stopping.wait(self.interval)
@@ -298,16 +346,17 @@ class _LogTail(threading.Thread):
             for handle in files.values():
                 handle.close()
 
-    def _open(self, stream: str) -> Any:
-        path = self.logs.path(stream, 0)
-        if not path or not os.path.exists(path):
-            return None
-        return open(path, encoding="utf-8", errors="replace", newline="")
-
     def stop(self) -> None:
         if self.is_alive():
             self.stopping.set()
             self.join(timeout=5)
+
+
+def _copy(handle: Any, sink: Any) -> None:
+    chunk = handle.read()
+    if chunk:
+        sink.write(chunk)
+        sink.flush()
 
 
 def _failure_report(error: ChildFailedError, logs: _RankLogs) -> str:
@@ -323,8 +372,10 @@ def _failure_report(error: ChildFailedError, logs: _RankLogs) -> str:
     if tail:
         print(f"--- end of worker rank {failed_rank}'s log {stderr_path} ---\n{tail}",
               file=sys.stderr, flush=True)
-    return (f"worker rank {failed_rank} (local rank {failure.local_rank}, pid {failure.pid}) failed "
-            f"with exit code {failure.exitcode}; logs in {logs.root_log_dir}\n{trace}")
+    how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
+           else f"failed with exit code {failure.exitcode}")
+    return (f"worker rank {failed_rank} (local rank {failure.local_rank}, pid {failure.pid}) {how}; "
+            f"logs in {logs.root_log_dir}\n{trace}")
 
 
 def _last_lines(path: str | None, count: int = _LOG_TAIL_LINES) -> str:

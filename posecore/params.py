@@ -101,6 +101,10 @@ class DistParams:
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
     backend: str = ""               # "" = the device layer's choice (hccl / nccl / gloo)
+    # torchrun's --max-restarts: after a worker dies the launcher restarts every worker this many
+    # times (they resume from last.pt); 0 = the job stops
+    max_restarts: int = 0
+    rdzv_timeout: int = 600         # seconds a node waits for the others to join (torchrun's 600)
 
 
 @dataclass
@@ -274,6 +278,11 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
         if obj.batch_size <= 0 or obj.epochs <= 0:
             fail("batch_size/epochs", "must be positive")
+    if isinstance(obj, DistParams):
+        if obj.max_restarts < 0:
+            fail("max_restarts", f"must be 0 or more, got {obj.max_restarts}")
+        if obj.rdzv_timeout <= 0:
+            fail("rdzv_timeout", f"must be a positive number of seconds, got {obj.rdzv_timeout}")
     if isinstance(obj, InferParams):
         if not 0.0 <= obj.track_iou_weight <= 1.0:
             fail("track_iou_weight", f"must be in [0, 1], got {obj.track_iou_weight}")

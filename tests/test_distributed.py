@@ -1,20 +1,24 @@
-"""launch(): 2 gloo workers agree with 1 process, worker failures surface, no orphans, node settings."""
+"""launch(): 2 gloo workers agree with 1 process, worker failures surface, no orphans, node settings,
+two nodes on one machine, rendezvous timeouts, restarts after a killed worker."""
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import posecore
 from posecore import distributed
 from posecore.params import load_params, save_params
-from posecore.runs import REPO_ROOT, read_jsonl
+from posecore.runs import REPO_ROOT, read_json, read_jsonl
 
 from helpers import compute_gradients, tiny_synthetic
 from helpers import tiny_params as make_tiny_params
@@ -125,3 +129,158 @@ def test_workers_die_with_the_process_that_launched_them(tiny_params, tmp_path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- several nodes and restarts (real launcher processes, gloo over the loopback) -------------
+
+@pytest.fixture
+def loopback(monkeypatch, tmp_path):
+    """Workers inherit: one thread each (bitwise comparisons need the same thread count in every
+    run) and gloo on the loopback interface, as two machines on one host."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
+    for name in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_node_run(tiny_params, tmp_path_factory):
+    """An uninterrupted 2-worker run on one node, the reference for the runs below."""
+    outputs = tmp_path_factory.mktemp("one-node")
+    saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "POSECORE_OUTPUTS")}
+    os.environ.update(OMP_NUM_THREADS="1", POSECORE_OUTPUTS=str(outputs))
+    try:
+        result = posecore.train(load_params(tiny_params, {"train.epochs": 2}), npus=2,
+                                run_name="one-node")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return Path(result["run_dir"])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _weights(folder: Path) -> dict:
+    return torch.load(folder / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def _assert_same_weights(folder: Path, reference: Path) -> None:
+    mine, theirs = _weights(folder), _weights(reference)
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        assert torch.equal(mine[key], theirs[key]), key
+
+
+def _train_losses(folder: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_jsonl(folder / "log.jsonl") if r["type"] == "train"]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_like_one_node_and_only_rank_0_writes(tiny_params, one_node_run, loopback):
+    """Two launchers as two machines (nnodes 2, node_rank 0 here and 1 in a subprocess, one
+    worker each) with separate outputs folders, so what each node writes is visible."""
+    params = load_params(tiny_params, {"train.epochs": 2, "dist.nnodes": 2,
+                                       "dist.master_port": _free_port(), "dist.rdzv_timeout": 120})
+    params_path = save_params(params, loopback / "nodes.yaml")
+    node1_outputs = loopback / "node1"
+    env = {**os.environ, "POSECORE_OUTPUTS": str(node1_outputs), "NODE_RANK": "1",
+           "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-c",
+               "import sys, posecore\n"
+               "result = posecore.train(sys.argv[1], npus=1, run_name='nodes')\n"
+               "print('rank 0 here:', result is not None)", str(params_path)]
+    node1 = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        result = posecore.train(params_path, npus=1, run_name="nodes")
+        stdout, stderr = node1.communicate(timeout=120)
+    finally:
+        node1.kill()
+    assert node1.returncode == 0, stderr[-3000:]
+    folders = {0: loopback / "outputs" / "nodes", 1: node1_outputs / "nodes"}
+    rank0_here = {0: result is not None, 1: "rank 0 here: True" in stdout}
+    assert sorted(rank0_here.values()) == [False, True]  # exactly one node ran global rank 0
+    for node, folder in folders.items():
+        written = {"checkpoints", "log.jsonl"} & {p.name for p in folder.iterdir()}
+        assert written == ({"checkpoints", "log.jsonl"} if rank0_here[node] else set()), node
+    assert (folders[0] / "env.json").is_file() and (folders[1] / "env-node1.json").is_file()
+    rank0_folder = folders[0] if rank0_here[0] else folders[1]
+    assert read_json(rank0_folder / "env.json" if rank0_here[0] else
+                     rank0_folder / "env-node1.json")["world_size"] == 2
+    assert _train_losses(rank0_folder) == _train_losses(one_node_run)
+    _assert_same_weights(rank0_folder, one_node_run)
+
+
+def test_a_node_that_cannot_join_fails_within_the_rendezvous_timeout(tiny_params, loopback):
+    port = _free_port()  # nothing listens there
+    params = load_params(tiny_params, {"dist.nnodes": 2, "dist.master_port": port,
+                                       "dist.rdzv_timeout": 2})
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=rf"node 1 of 2 could not complete the rendezvous at "
+                                           rf"127\.0\.0\.1:{port} within dist\.rdzv_timeout 2 s"
+                                           r"(.|\n)*node 0 must run on the machine at"):
+        posecore.train(load_params(params, {"dist.node_rank": 1}), npus=1, run_name="alone")
+    # node 0 alone hosts the rendezvous and gives up waiting for node 1
+    with pytest.raises(RuntimeError, match=r"node 0 of 2 could not complete(.|\n)*start the same "
+                                           r"command on all 2 nodes"):
+        posecore.train(params, npus=1, run_name="alone")
+    assert time.monotonic() - started < 2 * 2 + 20  # two timeouts, not a hang
+    assert not distributed._spawned_children()
+
+
+def _kill_after_first_checkpoint(folder: Path, local_rank: int, killed: list) -> None:
+    """SIGKILL the worker of `local_rank` (found by its stdout log) once last.pt exists."""
+    last = folder / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in distributed._spawned_children():
+        try:
+            log = os.readlink(f"/proc/{pid}/fd/1")
+        except OSError:
+            continue
+        if log.endswith(f"/{local_rank}/stdout.log"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(torch.load(last, weights_only=True)["epoch"])
+
+
+def _train_killing_rank_1(params, run_name: str) -> tuple[dict | None, list]:
+    folder = Path(os.environ["POSECORE_OUTPUTS"]) / run_name
+    killed: list = []
+    killer = threading.Thread(target=_kill_after_first_checkpoint, args=(folder, 1, killed))
+    killer.start()
+    try:
+        return posecore.train(params, npus=2, run_name=run_name), killed
+    finally:
+        killer.join()
+
+
+@pytest.mark.slow
+def test_max_restarts_restarts_a_killed_worker_and_resumes_bitwise_equal(tiny_params, one_node_run,
+                                                                         loopback):
+    params = load_params(tiny_params, {"train.epochs": 2, "dist.max_restarts": 1})
+    result, killed = _train_killing_rank_1(params, "restarted")
+    assert killed and killed[0] < 2  # killed before the end
+    folder = Path(result["run_dir"])
+    assert result["epochs"] == 2 and result["stopped"] == "done"
+    restarted_logs = list((folder / "logs").glob("*/attempt_1/0/stdout.log"))
+    assert restarted_logs and "resuming restarted from" in restarted_logs[0].read_text()
+    assert _train_losses(folder) == _train_losses(one_node_run)
+    _assert_same_weights(folder, one_node_run)
+
+
+@pytest.mark.slow
+def test_without_restarts_a_killed_worker_fails_the_job_naming_its_rank(tiny_params, loopback):
+    params = load_params(tiny_params, {"train.epochs": 2})
+    with pytest.raises(RuntimeError, match=r"worker rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL"):
+        _train_killing_rank_1(params, "killed")
+    assert not distributed._spawned_children()
