@@ -7,7 +7,8 @@ called as a function, so it also works from a Jupyter/papermill kernel:
 - The entrypoint must be a module-level function of an importable module (e.g.
   `posecore.engine.train_worker`); workers import it by name and get only plain `args`
   (paths, numbers), so nothing defined in a notebook is ever pickled to them.
-- Workers write stdout/stderr to `<log_dir>/<run_id>_*/attempt_<restart>/<local_rank>/{stdout,stderr}.log`;
+- Workers write stdout/stderr to
+  `<log_dir>/<run_id>_*/attempt_<restart>/<local_rank>/{stdout,stderr}.log`;
   a thread in the caller copies local rank 0's logs (of the latest attempt) into `sys.stdout` /
   `sys.stderr` as they grow (under ipykernel, child processes' file descriptors never reach the
   notebook by themselves).
@@ -66,7 +67,8 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PLAIN_ARGS = (str, int, float, bool, type(None), Path)
 _HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 _LOG_TAIL_LINES = 40
-_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE")  # restored after
+# set for the launch and restored after it
+_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE")
 
 
 # --- ranks -----------------------------------------------------------------------------------
@@ -336,7 +338,8 @@ class _LogTail(threading.Thread):
                         files.pop(stream).close()
                         handle = None
                     if handle is None and path and os.path.exists(path):
-                        handle = files[stream] = open(path, encoding="utf-8", errors="replace", newline="")
+                        handle = open(path, encoding="utf-8", errors="replace", newline="")
+                        files[stream] = handle
                     if handle is not None:
                         _copy(handle, sink)
                 if stopping:

@@ -70,6 +70,10 @@ class TrainingError(RuntimeError):
     """Training cannot go on (persistent non-finite loss, out of memory, a refused run folder)."""
 
 
+DATA_WAIT_WARNING = 0.05  # a larger share of step time waiting for batches gets the workers advice
+_ADVICE_STEPS = 10        # steps after train.perf_warmup_steps that the advice is measured on
+
+
 # --- public entry points ---------------------------------------------------------------------
 
 def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | None = None
@@ -89,6 +93,9 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     check_amp_backend(params.train)
     data.ensure_synthetic(params)
     nodes = distributed.node_settings(params)
+    if nodes.nnodes > 1 and not run_name:
+        raise TrainingError(f"training on {nodes.nnodes} nodes needs a run_name, the same on every "
+                            f"node (they share its folder and rendezvous under its name)")
     folder = run_dir(run_name or default_run_name(params.name or params.model.name))
     # the first node holds the run's lock: a second trainer is refused, and readers see it running
     with training_lock(folder) if nodes.node_rank == 0 else contextlib.nullcontext():
@@ -100,7 +107,8 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
         save_params(params, folder / "params.yaml")
         env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
         write_json(folder / env_name, run_environment(npus, nodes))
-        return distributed.launch(train_worker, (str(folder),), npus, params, log_dir=folder / "logs")
+        return distributed.launch(train_worker, (str(folder),), npus, params,
+                                  log_dir=folder / "logs", job_name=folder.name)
 
 
 def train_worker(run_folder: str) -> dict[str, Any]:
@@ -174,6 +182,39 @@ def check_amp_backend(train: TrainParams) -> Any:
             "environment (Ascend torch_npu builds ship it); install apex or set "
             "train.amp_backend: torch to use torch.amp") from error
     return amp
+
+
+def recommended_workers(devices_per_node: int = 1) -> int:
+    """DataLoader workers per device: this machine's CPU cores per device, one left for training."""
+    return max(1, (os.cpu_count() or 1) // devices_per_node - 1)
+
+
+def workers_advice(wait_s: float, busy_s: float, steps: int, batch_size: int, workers: int,
+                   devices_per_node: int = 1) -> str | None:
+    """How many DataLoader workers per device would remove the data wait seen over `steps` steps
+    (`wait_s` of `busy_s` seconds spent waiting for batches); None when the wait share is at most
+    DATA_WAIT_WARNING.
+
+    When loading is the bottleneck each of the `workers` processes makes a batch every
+    `workers` steps (with workers 0 the training process makes it in the wait itself), so
+    enough workers share that time to deliver one batch per compute time (step minus wait);
+    one spare absorbs the jitter.
+    """
+    share = wait_s / busy_s if busy_s > 0 else 0.0
+    if share <= DATA_WAIT_WARNING:
+        return None
+    step, compute = busy_s / steps, max((busy_s - wait_s) / steps, 1e-9)
+    batch_seconds = workers * step if workers else wait_s / steps
+    needed = math.ceil(batch_seconds / compute) + 1
+    advice = (f"waiting for data took {share:.0%} of the step time with data.workers {workers}: one "
+              f"worker makes {batch_size / batch_seconds:.0f} samples/s and a step uses "
+              f"{batch_size / compute:.0f} samples/s per device; data.workers {needed} would remove "
+              f"the wait")
+    cores = recommended_workers(devices_per_node)
+    if needed > cores:
+        advice += (f", more than the {cores} this machine's CPU cores allow per device: loading is "
+                   f"CPU-bound here (a machine with more cores per device, or fewer devices)")
+    return advice
 
 
 def _seed_everything(seed: int) -> None:
@@ -388,6 +429,8 @@ class _Trainer:
                     meter.add(images, ready - started, finished - started, loss)
                 if self.all_steps.steps >= self.train.perf_warmup_steps:
                     self.measured.add(images, ready - started, finished - started, loss)
+                    if self.measured.steps == _ADVICE_STEPS and self.main:
+                        self._advise_workers()
                 self.all_steps.add(images, ready - started, finished - started, loss)
                 self.step += 1
                 self.epoch_step += 1
@@ -488,6 +531,13 @@ class _Trainer:
                 f"train.grad_clip, or train in fp32 / bf16 (train.amp)")
 
     # ---- records
+
+    def _advise_workers(self) -> None:
+        devices_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        advice = workers_advice(self.measured.wait, self.measured.busy, self.measured.steps,
+                                self.train.batch_size, self.params.data.workers, devices_per_node)
+        if advice:
+            print(f"warning: {advice}", file=sys.stderr, flush=True)
 
     def _log_train(self, epoch: int, window: _Meter) -> None:
         if self.main:

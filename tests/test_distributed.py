@@ -281,6 +281,7 @@ def test_max_restarts_restarts_a_killed_worker_and_resumes_bitwise_equal(tiny_pa
 @pytest.mark.slow
 def test_without_restarts_a_killed_worker_fails_the_job_naming_its_rank(tiny_params, loopback):
     params = load_params(tiny_params, {"train.epochs": 2})
-    with pytest.raises(RuntimeError, match=r"worker rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL"):
+    with pytest.raises(RuntimeError,
+                       match=r"worker rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL"):
         _train_killing_rank_1(params, "killed")
     assert not distributed._spawned_children()

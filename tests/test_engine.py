@@ -334,6 +334,47 @@ def test_performance_mode_stops_after_max_steps(tiny, outputs):
     assert summary["type"] == "summary" and summary["images_per_s"] == result["images_per_s"]
 
 
+def test_workers_advice_names_the_workers_that_remove_the_wait(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    # 10 steps of 1 s, 0.75 s of each waiting: loading a batch in the training process takes
+    # 0.75 s and the compute 0.25 s, so 3 workers keep up (and one spare)
+    advice = engine.workers_advice(7.5, 10.0, 10, 32, 0)
+    assert "75% of the step time with data.workers 0" in advice
+    assert "one worker makes 43 samples/s" in advice and "data.workers 4 would" in advice
+    # 2 workers deliver a batch a second: each makes one in 2 s, 8 compute times
+    assert "data.workers 9 would" in engine.workers_advice(7.5, 10.0, 10, 32, 2)
+    assert engine.workers_advice(0.4, 10.0, 10, 32, 2) is None  # 4% is below DATA_WAIT_WARNING
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # 8 cores for 2 devices: 3 workers each
+    assert "more than the 3 this machine's CPU cores allow" in engine.workers_advice(7.5, 10.0, 10, 32, 2, 2)
+
+
+def test_the_engine_advises_on_workers_from_its_measured_steps(tiny, outputs, monkeypatch, capsys):
+    get_item = data.PoseDataset.__getitem__
+
+    def slow_get_item(dataset, index):
+        time.sleep(0.02)
+        return get_item(dataset, index)
+
+    calls = []
+
+    def advice(*args):
+        calls.append(args)
+        return "use more workers"
+
+    monkeypatch.setattr(data.PoseDataset, "__getitem__", slow_get_item)
+    monkeypatch.setattr(engine, "workers_advice", advice)
+    posecore.train(tiny(), run_name="slow-loader")  # 12 steps, the first one left out
+    (wait, busy, steps, batch_size, workers, devices_per_node), = calls
+    assert (steps, batch_size, workers, devices_per_node) == (10, 4, 0, 1)
+    assert 10 * 4 * 0.02 <= wait < busy  # the loading time of the measured steps
+    assert "warning: use more workers" in capsys.readouterr().err
+
+
+def test_several_nodes_need_a_run_name(tiny, outputs):
+    with pytest.raises(engine.TrainingError, match="2 nodes needs a run_name, the same on every node"):
+        posecore.train(tiny(**{"dist.nnodes": 2}))
+
+
 def _processes_with_env(text: str) -> list[int]:
     """Live processes whose environment mentions `text` (the test's outputs folder)."""
     found = []
