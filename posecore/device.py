@@ -107,6 +107,26 @@ def synchronize() -> None:
         _module(kind).synchronize()
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak for peak_memory_bytes on the current device (a no-op on CPU)."""
+    kind = device_type()
+    if kind != "cpu":
+        _module(kind).reset_peak_memory_stats()
+
+
+def peak_memory_bytes() -> int | None:
+    """The most memory tensors held on the current device since reset_peak_memory; None on CPU."""
+    kind = device_type()
+    return None if kind == "cpu" else int(_module(kind).max_memory_allocated())
+
+
+def release_cached_memory() -> None:
+    """Hand the allocator's cached blocks back to the device (after an out-of-memory error)."""
+    kind = device_type()
+    if kind != "cpu":
+        _module(kind).empty_cache()
+
+
 def get_rng_state() -> list[torch.Tensor]:
     """Device RNG states (one uint8 tensor per device; empty on CPU)."""
     kind = device_type()
