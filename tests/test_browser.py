@@ -1,0 +1,389 @@
+"""The workbook as a person sees it: visualize.ipynb in a real JupyterLab, and report.html, in Chromium.
+
+A tiny oracle run (a few synthetic images, the encoded ground truth scored instead of a model) is
+made in process; JupyterLab serves a papermill-prepared copy of visualize.ipynb on 127.0.0.1 with a
+token, and headless Chromium (Debian's package, driven by Playwright's Python package; nothing
+downloads a browser) runs all its cells. Screenshots of the pose browser's figure must change when
+the person slider, the heatmap joint and the score threshold move. report.html is opened from disk
+with every request recorded. Without Chromium or Playwright the tests skip and say which is missing.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posecore.runs import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("POSECORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+RUN = "browser"
+# the front-end plugin that asks to fetch Jupyter news (a popup over the page, and network requests)
+DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
+# a pixel counts as changed when a channel moves by more than this (ignores anti-aliasing jitter)
+PIXEL_STEP = 24
+MIN_CHANGED_SHARE = 0.005
+
+
+def _need_browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+    pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)")
+
+
+# --- a tiny oracle run ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """An evaluated oracle run on 3 synthetic val images, under its own POSECORE_OUTPUTS."""
+    _need_browser()
+    from test_notebooks import TINY
+
+    from posecore import data, evaluation, report
+
+    root = tmp_path_factory.mktemp("browser")
+    previous = os.environ.get("POSECORE_OUTPUTS")
+    os.environ["POSECORE_OUTPUTS"] = str(root / "outputs")
+    synthetic = data.make_synthetic(root / "synthetic_coco", num_train=1, num_val=3, image_size=128)
+    overrides = {**TINY, "eval.oracle": True}
+    params = report.notebook_params("fastpose", "demo", str(synthetic), overrides)
+    evaluation.evaluate(params, None, run_name=RUN)
+    yield {"root": root, "data": synthetic, "outputs": root / "outputs", "params": params,
+           "notebook_parameters": {"model": "fastpose", "params": "demo", "run_name": RUN,
+                                   "data_root": str(synthetic), "overrides": overrides}}
+    if previous is None:
+        del os.environ["POSECORE_OUTPUTS"]
+    else:
+        os.environ["POSECORE_OUTPUTS"] = previous
+
+
+# --- JupyterLab and Chromium ---------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _api(url: str, token: str, method: str = "GET"):
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_run):
+    """JupyterLab on 127.0.0.1 (free port, a token, its own root and config dirs) serving a
+    papermill-prepared visualize.ipynb; its kernels inherit this tree and the run's outputs."""
+    import papermill
+
+    base = tiny_run["root"] / "lab"
+    root_dir = base / "root"
+    config = base / "config"
+    (config / "labconfig").mkdir(parents=True)
+    root_dir.mkdir()
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}}))
+    papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "visualize.ipynb"), str(root_dir / "visualize.ipynb"),
+                               parameters=tiny_run["notebook_parameters"], prepare_only=True, progress_bar=False)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+               f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root_dir}", "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+               "--LabApp.extension_manager=readonly"]
+    log = open(base / "server.log", "w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited {server.returncode}:\n{(base / 'server.log').read_text()[-3000:]}")
+            try:
+                _api(f"{url}/api/status", token)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not answer on {url} within 60 s")
+                time.sleep(0.2)
+        yield {"url": url, "token": token, "log": base / "server.log"}
+    finally:
+        if server.poll() is None:
+            try:  # kernels run in their own sessions: shut them down before the server
+                for kernel in _api(f"{url}/api/kernels", token):
+                    _api(f"{url}/api/kernels/{kernel['id']}", token, method="DELETE")
+            except OSError:
+                pass
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        log.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    """A fresh headless Chromium page that records console errors and every request."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1280, "height": 1000})
+        page = context.pages[0] if context.pages else context.new_page()
+        page.console_errors = []
+        page.requests = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(f"{m.text} ({m.location})"))
+        page.on("pageerror", lambda e: page.console_errors.append(f"uncaught: {e}"))
+        page.on("request", lambda r: page.requests.append(r.url))
+        try:
+            yield page
+        finally:
+            context.close()
+
+
+# --- pixels --------------------------------------------------------------------------------------
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def _changed_share(before: np.ndarray, after: np.ndarray) -> float:
+    """The share of pixels of one screen area where some channel moved by more than PIXEL_STEP."""
+    assert before.shape == after.shape, f"screenshots of different sizes {before.shape} vs {after.shape}"
+    return float((np.abs(after - before).max(-1) > PIXEL_STEP).mean())
+
+
+# --- the pose browser in JupyterLab --------------------------------------------------------------
+
+WIDGET_CELL = "browser.widget()"
+FIGURE_JS = """(source) => {
+    const cell = Array.from(document.querySelectorAll('.jp-CodeCell')).find(
+        c => c.querySelector('.jp-InputArea-editor').textContent.trim() === source);
+    if (!cell) return null;
+    const img = Array.from(cell.querySelectorAll('.jp-OutputArea img')).find(
+        i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 100);
+    if (!img) return null;
+    const box = img.getBoundingClientRect();
+    return {src: img.src, x: box.x, y: box.y, width: box.width, height: box.height};
+}"""
+
+
+def _figure(page) -> dict | None:
+    return page.evaluate(FIGURE_JS, WIDGET_CELL)
+
+
+def _shot(page, figure: dict) -> np.ndarray:
+    clip = {k: figure[k] for k in ("x", "y", "width", "height")}
+    return _pixels(page.screenshot(clip=clip))
+
+
+def _redrawn(page, before: dict, what: str, timeout_s: float = 20.0) -> tuple[dict, float]:
+    """Wait for the figure to be replaced after a control moved; (new figure, seconds it took)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        figure = _figure(page)
+        if figure and figure["src"] != before["src"]:
+            return figure, time.monotonic() - started
+        page.wait_for_timeout(50)
+    pytest.fail(f"the pose browser's figure did not change within {timeout_s:.0f} s after {what}")
+
+
+def _wait_for_kernel(lab, notebook: str, timeout_s: float = 60.0) -> None:
+    """Until the notebook's kernel has started and is idle (cells run before that are dropped)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sessions = _api(f"{lab['url']}/api/sessions", lab["token"])
+        if any(s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
+               for s in sessions):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"no idle kernel for {notebook} within {timeout_s:.0f} s; server log {lab['log']}")
+
+
+def _run_all_cells(page, lab, shots: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(f"{lab['url']}/lab/tree/visualize.ipynb?token={lab['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+    _wait_for_kernel(lab, "visualize.ipynb")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+    # every code cell numbered, none waiting ([*]): the static figures below the widget are drawn too
+    try:
+        page.wait_for_function("""() => {
+            const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
+                .map(p => p.textContent.trim());
+            return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
+        }""", timeout=120_000)
+    except PlaywrightTimeout:
+        page.screenshot(path=str(shots / "stuck.png"), full_page=True)
+        prompts = page.evaluate("() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))"
+                                ".map(p => p.textContent.trim())")
+        pytest.fail(f"visualize.ipynb did not finish running in 120 s: prompts {prompts}, "
+                    f"screenshot {shots / 'stuck.png'}, server log {lab['log']}")
+
+
+def _set_readout(page, slider, value: str) -> None:
+    """Type a value into a slider's editable readout (what a person does for an exact value)."""
+    readout = slider.locator(".widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
+    _run_all_cells(page, lab, tmp_path)
+    errors = [o for o in page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+                                       ".map(e => e.textContent)") if "Traceback" in o]
+    assert not errors, f"a cell failed:\n{errors[0][-2000:]}"
+    deadline = time.monotonic() + 20
+    while (figure := _figure(page)) is None and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    page.screenshot(path=str(tmp_path / "notebook.png"), full_page=True)
+    assert figure is not None, (
+        f"the pose browser shows its controls but no figure under them (screenshot {tmp_path / 'notebook.png'})")
+    cell = page.locator(".jp-CodeCell", has_text=WIDGET_CELL)
+    sliders = cell.locator(".widget-slider")
+    readouts = [sliders.nth(i).locator(".widget-readout").inner_text() for i in range(sliders.count())]
+    person = sliders.nth(next(i for i, r in enumerate(readouts) if "." not in r))
+    threshold = sliders.nth(next(i for i, r in enumerate(readouts) if "." in r))
+    joint = cell.locator("select:has(option[value='left_wrist'])")
+
+    changes = {}
+    moves = (("the person slider moved", lambda: _set_readout(page, person, "1")),
+             ("the heatmap joint changed", lambda: joint.select_option("left_wrist")),
+             ("the score threshold moved", lambda: _set_readout(page, threshold, "1.0")))
+    for what, move in moves:
+        before = _shot(page, figure)
+        move()
+        figure, seconds = _redrawn(page, figure, what)
+        page.wait_for_timeout(100)  # the new image is decoded; let it paint
+        after = _shot(page, figure)
+        changes[what] = (_changed_share(before, after), seconds)
+    page.screenshot(path=str(tmp_path / "notebook-after.png"), full_page=True)
+    print("pose browser: " + "; ".join(f"{what}: {share:.1%} of the figure's pixels changed, redrawn in {s:.2f} s"
+                                       for what, (share, s) in changes.items()))
+    for what, (share, _) in changes.items():
+        assert share > MIN_CHANGED_SHARE, f"{what}: only {share:.2%} of the figure's pixels changed"
+    assert not page.console_errors, f"browser console errors: {page.console_errors}"
+
+
+# --- report.html ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def report_html(tiny_run) -> Path:
+    """report.html of the tiny run after what the eval and visualize notebooks keep."""
+    from posecore import report, viz
+
+    params = tiny_run["params"]
+    report.results_table(RUN, params)
+    report.per_joint_figure(RUN)
+    report.threshold_figure(RUN)
+    report.worst_predictions(RUN, params)
+    browser = viz.PoseBrowser(params, RUN, None)
+    report.keep(RUN, "viz_worst", browser.gallery(count=8, order="worst first"))
+    report.keep(RUN, "viz_heatmap", browser.figure(0, joint="left_wrist"))
+    return report.write_report(RUN)
+
+
+PAGE_ITEMS_JS = """() => Array.from(document.querySelectorAll('h1, h2, h3, h4, h5, h6, table, img')).map(e => {
+    const box = e.getBoundingClientRect();
+    const tag = e.tagName.toLowerCase();
+    const text = tag === 'table' ? (e.caption ? e.caption.textContent : '') : e.textContent;
+    return {tag, text: text.replace('¶', '').trim(), src: tag === 'img' ? e.getAttribute('src') : null,
+            top: box.top + window.scrollY, shown: box.width > 0 && (tag !== 'img' || e.naturalWidth > 0)};
+})"""
+
+
+def _figure_files_by_bytes(folder: Path) -> dict[bytes, str]:
+    return {path.read_bytes(): path.stem for path in (folder / "figures").glob("*.png")}
+
+
+def _image_bytes(src: str, base: Path) -> bytes:
+    if src.startswith("data:"):
+        return base64.b64decode(src.split(",", 1)[1])
+    return (base / src).read_bytes()
+
+
+def test_report_sections_hold_their_own_tables_and_figures_offline(report_html, page, tiny_run, tmp_path):
+    """Each table and figure sits under its own section's heading (tables first), headings read as
+    titles, no picture is shown twice, no absolute path is printed and nothing is fetched."""
+    from posecore.runs import read_json
+
+    page.goto(report_html.as_uri())
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    where = f"(screenshot {tmp_path / 'report.png'})"
+    fetched = [url for url in page.requests if not url.startswith(("file:", "data:"))]
+    assert not fetched, f"report.html opened from disk requests the network: {fetched}"
+    assert not page.console_errors, f"browser console errors: {page.console_errors}"
+
+    folder = report_html.parent
+    table_files = {read_json(path)["title"]: path.stem for path in (folder / "tables").glob("*.json")}
+    figure_files = _figure_files_by_bytes(folder)
+    items = sorted(page.evaluate(PAGE_ITEMS_JS), key=lambda item: item["top"])
+    headings = [item for item in items if item["tag"][0] == "h"]
+    assert headings and headings[0]["tag"] == "h1", f"the report starts without a title {where}"
+    assert all(item["shown"] for item in items), f"an image or table is not shown {where}"
+    section_level = min(int(h["tag"][1]) for h in headings[1:])
+    slugs = {stem.replace("_", " ") for stem in (*table_files.values(), *figure_files.values())}
+    assert not [h["text"] for h in headings if h["text"].lower() in slugs or "_" in h["text"]], (
+        f"headings read as file names: {[h['text'] for h in headings]} {where}")
+
+    placed = []  # (file stem, kind, section heading)
+    pictures = []
+    section = headings[0]
+    for item in items:
+        if item["tag"][0] == "h" and int(item["tag"][1]) <= section_level:
+            section = item
+        elif item["tag"] == "table":
+            placed.append((table_files.get(item["text"], f"table {item['text']!r}"), "table", section["text"]))
+        elif item["tag"] == "img":
+            picture = _image_bytes(item["src"], folder)
+            pictures.append(_pixels(picture).tobytes())
+            placed.append((figure_files.get(picture, "an unsaved image"), "figure", section["text"]))
+    layout = "\n".join(f"  {kind} {stem} under {heading!r}" for stem, kind, heading in placed)
+    assert placed and placed[0][:2] == ("eval_results", "table"), (
+        f"the results against the seeds should come first:\n{layout}\n{where}")
+    assert not [p for p in placed if p[2] == headings[0]["text"]], (
+        f"tables or figures under the page title instead of their section's heading:\n{layout}\n{where}")
+    sections: dict[str, set[str]] = {}
+    for stem, kind, heading in placed:
+        sections.setdefault(stem.split("_", 1)[0], set()).add(heading)
+    assert all(len(h) == 1 for h in sections.values()), f"a section's items under several headings:\n{layout}\n{where}"
+    assert len({next(iter(h)) for h in sections.values()}) == len(sections), f"sections share a heading:\n{layout}"
+    kinds = {}
+    for stem, kind, heading in placed:
+        kinds.setdefault(heading, []).append(kind)
+    assert all(k == sorted(k, key=lambda kind: kind != "table") for k in kinds.values()), (
+        f"a section shows a figure before its table:\n{layout}\n{where}")
+    assert len(set(pictures)) == len(pictures), f"the same picture is shown twice:\n{layout}\n{where}"
+    text = page.inner_text("body")
+    assert str(tiny_run["root"]) not in text, f"report.html prints absolute paths of this machine {where}"
