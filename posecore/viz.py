@@ -13,9 +13,12 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, patheffects
+from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from posecore.geometry import affine_matrix
@@ -25,6 +28,8 @@ from posecore.runs import atomic_write, finite_number
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#d62728"
 SKELETON_GID = "skeleton"
+FAINT_ALPHA = 0.35  # other people on the subject's image: context, not competition
+HEATMAP_CMAP = "jet"
 
 
 class PoseFigure(Figure):
@@ -62,16 +67,26 @@ def visible_limbs(keypoints: np.ndarray, skeleton: Iterable[tuple[int, int]],
 
 
 def draw_skeleton(ax, keypoints: np.ndarray, info: KeypointInfo, color: str = PRED_COLOR,
-                  thr: float = 0.0, label: str | None = None, linewidth: float = 2.0) -> LineCollection:
-    """Draw one person's visible limbs (one segment each) and joints onto `ax`; keypoints [K, 3]."""
+                  thr: float = 0.0, label: str | None = None, linewidth: float = 2.0,
+                  faint: bool = False) -> LineCollection:
+    """Draw one person's visible limbs (one segment each) and joints onto `ax`; keypoints [K, 3].
+
+    A subject (faint=False) gets a white halo so it reads on busy photos; faint people are thin
+    and pale so they give context without hiding the subject.
+    """
     keypoints = np.asarray(keypoints, dtype=float).reshape(info.num_joints, 3)
     limbs = visible_limbs(keypoints, info.skeleton, thr)
     segments = [keypoints[[a, b], :2] for a, b in limbs]
-    lines = LineCollection(segments, colors=color, linewidths=linewidth, label=label)
+    alpha, width = (FAINT_ALPHA, 0.5 * linewidth) if faint else (1.0, linewidth)
+    lines = LineCollection(segments, colors=color, linewidths=width, alpha=alpha, label=label,
+                           zorder=2 if faint else 4)
+    if not faint:
+        lines.set_path_effects([patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
     lines.set_gid(SKELETON_GID)
     ax.add_collection(lines)
     shown = keypoints[keypoints[:, 2] > thr]
-    ax.scatter(shown[:, 0], shown[:, 1], s=12, c=color, edgecolors="white", linewidths=0.5, zorder=3)
+    ax.scatter(shown[:, 0], shown[:, 1], s=6 if faint else 16, c=color, alpha=alpha, edgecolors="white",
+               linewidths=0.5, zorder=2 if faint else 5)
     return lines
 
 
@@ -91,19 +106,46 @@ def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title, fontsize=9)
 
 
+def zoom_box(bbox_xyxy: Sequence[float], image_shape: Sequence[int], margin: float = 0.3) -> tuple:
+    """The part of an image [H, W, ...] to show for one person: its box (x0, y0, x1, y1) grown by
+    `margin` of its size on each side, clipped to the image -> (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = (float(v) for v in bbox_xyxy)
+    pad_x, pad_y = margin * (x1 - x0), margin * (y1 - y0)
+    height, width = image_shape[:2]
+    return (max(x0 - pad_x, -0.5), max(y0 - pad_y, -0.5), min(x1 + pad_x, width - 0.5), min(y1 + pad_y, height - 0.5))
+
+
+def pose_legend_handles(gt: bool = True, pred: bool = True) -> list[Line2D]:
+    """Legend entries for the ground-truth and predicted skeletons."""
+    entries = [("ground truth", GT_COLOR, gt), ("prediction", PRED_COLOR, pred)]
+    return [Line2D([], [], color=color, linewidth=2.5, marker="o", markersize=4, label=label)
+            for label, color, shown in entries if shown]
+
+
 def draw_people(ax, image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarray] = (),
                 pred: Sequence[np.ndarray] = (), score_thr: float = 0.2,
                 boxes: Sequence[Sequence[float]] = (), heatmap: np.ndarray | None = None,
-                title: str | None = None) -> None:
-    """One image with its ground-truth (green) and predicted (red) skeletons.
+                title: str | None = None, faint_gt: Sequence[np.ndarray] = (),
+                faint_pred: Sequence[np.ndarray] = (), view_box: Sequence[float] | None = None) -> None:
+    """One image with ground-truth (green) and predicted (red) skeletons.
 
     gt / pred: sequences of [K, 3] arrays (GT third column = visibility, pred = joint score,
-    predicted joints below `score_thr` are hidden). heatmap: [H, W] in image pixels, overlaid.
+    predicted joints below `score_thr` are hidden), drawn strongly; faint_gt / faint_pred: the
+    other people on the image, drawn thin and pale. heatmap: [H, W] in image pixels, overlaid.
+    view_box (x0, y0, x1, y1): the part of the image to show (see `zoom_box`).
     """
-    shown = image if heatmap is None else heatmap_overlay(image, heatmap)
+    shown = image if heatmap is None else heatmap_overlay(muted(image), heatmap)
     show_image(ax, shown, title)
+    if view_box is not None:
+        x0, y0, x1, y1 = view_box
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)
     for bbox in boxes:
         draw_box(ax, bbox)
+    for keypoints in faint_gt:
+        draw_skeleton(ax, keypoints, info, GT_COLOR, 0.0, faint=True)
+    for keypoints in faint_pred:
+        draw_skeleton(ax, keypoints, info, PRED_COLOR, score_thr, faint=True)
     for i, keypoints in enumerate(gt):
         draw_skeleton(ax, keypoints, info, GT_COLOR, 0.0, "ground truth" if i == 0 else None)
     for i, keypoints in enumerate(pred):
@@ -113,17 +155,32 @@ def draw_people(ax, image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarr
 def plot_pose(image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarray] = (),
               pred: Sequence[np.ndarray] = (), score_thr: float = 0.2,
               boxes: Sequence[Sequence[float]] = (), heatmap: np.ndarray | None = None,
-              title: str | None = None, size: float = 5.0) -> PoseFigure:
-    """A figure of one image; arguments as in `draw_people`."""
-    aspect = image.shape[0] / max(image.shape[1], 1)
-    fig, ax = new_figure(panel_size=(size, size * aspect))
-    draw_people(ax, image, info, gt, pred, score_thr, boxes, heatmap, title)
+              title: str | None = None, size: float = 6.0, faint_gt: Sequence[np.ndarray] = (),
+              faint_pred: Sequence[np.ndarray] = (), view_box: Sequence[float] | None = None,
+              heatmap_label: str = "heatmap") -> PoseFigure:
+    """A figure of one image, its longer side `size` inches; arguments as in `draw_people`.
+
+    With a heatmap, a colour bar named `heatmap_label` gives the heatmap's values.
+    """
+    x0, y0, x1, y1 = view_box if view_box is not None else (0, 0, image.shape[1], image.shape[0])
+    aspect = (y1 - y0) / max(x1 - x0, 1e-6)
+    width = size if aspect <= 1 else size / aspect
+    fig, ax = new_figure(panel_size=(width * (1.3 if heatmap is not None else 1.0), width * aspect))
+    draw_people(ax, image, info, gt, pred, score_thr, boxes, heatmap, title, faint_gt, faint_pred, view_box)
+    handles = pose_legend_handles(bool(len(gt)), bool(len(pred)))
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
+    if heatmap is not None:
+        peak = float(np.max(heatmap)) or 1.0
+        scale = ScalarMappable(norm=Normalize(0.0, peak), cmap=HEATMAP_CMAP)
+        fig.colorbar(scale, ax=ax, shrink=0.8, label=heatmap_label)
     return fig
 
 
 def plot_gallery(items: Sequence[dict], info: KeypointInfo, ncols: int = 4, score_thr: float = 0.2,
                  size: float = 3.0) -> PoseFigure:
-    """A grid of images; each item is a dict of `draw_people` arguments (image, gt, pred, boxes, title)."""
+    """A grid of images; each item is a dict of `draw_people` arguments (image, gt, pred, boxes,
+    title, faint_gt, faint_pred, view_box); one legend below the grid."""
     if not items:
         fig, ax = new_figure(panel_size=(size, size))
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
@@ -136,14 +193,19 @@ def plot_gallery(items: Sequence[dict], info: KeypointInfo, ncols: int = 4, scor
         ax.set_axis_off()
     for ax, item in zip(axes.flat, items):
         draw_people(ax, item["image"], info, item.get("gt", ()), item.get("pred", ()), score_thr,
-                    item.get("boxes", ()), item.get("heatmap"), item.get("title"))
+                    item.get("boxes", ()), item.get("heatmap"), item.get("title"), item.get("faint_gt", ()),
+                    item.get("faint_pred", ()), item.get("view_box"))
+    handles = pose_legend_handles(any(len(item.get("gt", ())) for item in items),
+                                  any(len(item.get("pred", ())) for item in items))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
     return fig
 
 
 # --- heatmaps ------------------------------------------------------------------------------------
 
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
-                    cmap: str = "jet") -> np.ndarray:
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65,
+                    cmap: str = HEATMAP_CMAP) -> np.ndarray:
     """Blend a heatmap [h, w] (any size, resized to the image) over an RGB image [H, W, 3] -> uint8 [H, W, 3]."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -159,6 +221,12 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
     weight = alpha * level[..., None]  # cold pixels keep the photo
     blended = image.astype(np.float32) * (1.0 - weight) + colored * weight
     return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def muted(image: np.ndarray) -> np.ndarray:
+    """An RGB image [H, W, 3] in dim grey, so that a heatmap's colours read over any photo."""
+    grey = np.asarray(image, dtype=np.float32).mean(-1, keepdims=True)
+    return np.repeat(40.0 + 0.5 * grey, 3, axis=-1).astype(np.uint8)
 
 
 def heatmap_to_image_plane(heatmap: np.ndarray, bbox_center: Sequence[float], bbox_scale: Sequence[float],

@@ -54,14 +54,14 @@ def tiny_run(tmp_path_factory):
     _need_browser()
     from test_notebooks import TINY
 
-    from posecore import data, evaluation, report
+    from posecore import data, evaluation, workbook
 
     root = tmp_path_factory.mktemp("browser")
     previous = os.environ.get("POSECORE_OUTPUTS")
     os.environ["POSECORE_OUTPUTS"] = str(root / "outputs")
     synthetic = data.make_synthetic(root / "synthetic_coco", num_train=1, num_val=3, image_size=128)
     overrides = {**TINY, "eval.oracle": True}
-    params = report.notebook_params("fastpose", "demo", str(synthetic), overrides)
+    params = workbook.notebook_params("fastpose", "demo", str(synthetic), overrides)
     evaluation.evaluate(params, None, run_name=RUN)
     yield {"root": root, "data": synthetic, "outputs": root / "outputs", "params": params,
            "notebook_parameters": {"model": "fastpose", "params": "demo", "run_name": RUN,
@@ -151,7 +151,7 @@ def page(tmp_path):
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 1000})
+            viewport={"width": 1280, "height": 1400})
         page = context.pages[0] if context.pages else context.new_page()
         page.console_errors = []
         page.requests = []
@@ -197,9 +197,10 @@ def _figure(page) -> dict | None:
     return page.evaluate(FIGURE_JS, WIDGET_CELL)
 
 
-def _shot(page, figure: dict) -> np.ndarray:
-    clip = {k: figure[k] for k in ("x", "y", "width", "height")}
-    return _pixels(page.screenshot(clip=clip))
+def _union(a: dict, b: dict) -> tuple[int, int, int, int]:
+    """The page area (x0, y0, x1, y1) covered by the figure before or after a change."""
+    return (int(min(a["x"], b["x"])), int(min(a["y"], b["y"])),
+            int(max(a["x"] + a["width"], b["x"] + b["width"])), int(max(a["y"] + a["height"], b["y"] + b["height"])))
 
 
 def _redrawn(page, before: dict, what: str, timeout_s: float = 20.0) -> tuple[dict, float]:
@@ -270,6 +271,9 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
     assert figure is not None, (
         f"the pose browser shows its controls but no figure under them (screenshot {tmp_path / 'notebook.png'})")
     cell = page.locator(".jp-CodeCell", has_text=WIDGET_CELL)
+    cell.scroll_into_view_if_needed()  # run-all leaves the notebook scrolled to its end
+    page.wait_for_timeout(200)
+    figure = _figure(page)
     sliders = cell.locator(".widget-slider")
     readouts = [sliders.nth(i).locator(".widget-readout").inner_text() for i in range(sliders.count())]
     person = sliders.nth(next(i for i, r in enumerate(readouts) if "." not in r))
@@ -277,16 +281,18 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
     joint = cell.locator("select:has(option[value='left_wrist'])")
 
     changes = {}
-    moves = (("the person slider moved", lambda: _set_readout(page, person, "1")),
+    moves = (("the person slider moved", lambda: _set_readout(page, person, "2")),
              ("the heatmap joint changed", lambda: joint.select_option("left_wrist")),
              ("the score threshold moved", lambda: _set_readout(page, threshold, "1.0")))
     for what, move in moves:
-        before = _shot(page, figure)
+        before = _pixels(page.screenshot())
+        previous = figure
         move()
         figure, seconds = _redrawn(page, figure, what)
         page.wait_for_timeout(100)  # the new image is decoded; let it paint
-        after = _shot(page, figure)
-        changes[what] = (_changed_share(before, after), seconds)
+        after = _pixels(page.screenshot())
+        x0, y0, x1, y1 = _union(previous, figure)
+        changes[what] = (_changed_share(before[y0:y1, x0:x1], after[y0:y1, x0:x1]), seconds)
     page.screenshot(path=str(tmp_path / "notebook-after.png"), full_page=True)
     print("pose browser: " + "; ".join(f"{what}: {share:.1%} of the figure's pixels changed, redrawn in {s:.2f} s"
                                        for what, (share, s) in changes.items()))
@@ -300,17 +306,15 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
 @pytest.fixture(scope="module")
 def report_html(tiny_run) -> Path:
     """report.html of the tiny run after what the eval and visualize notebooks keep."""
-    from posecore import report, viz
+    from posecore import workbook
 
     params = tiny_run["params"]
-    report.results_table(RUN, params)
-    report.per_joint_figure(RUN)
-    report.threshold_figure(RUN)
-    report.worst_predictions(RUN, params)
-    browser = viz.PoseBrowser(params, RUN, None)
-    report.keep(RUN, "viz_worst", browser.gallery(count=8, order="worst first"))
-    report.keep(RUN, "viz_heatmap", browser.figure(0, joint="left_wrist"))
-    return report.write_report(RUN)
+    workbook.results_table(RUN, params)
+    workbook.per_joint_figure(RUN)
+    workbook.threshold_figure(RUN)
+    workbook.worst_predictions(RUN, params)
+    workbook.keep(RUN, "viz_heatmap", workbook.PoseBrowser(params, RUN, None).figure(1, joint="left_wrist"))
+    return workbook.write_report(RUN)
 
 
 PAGE_ITEMS_JS = """() => Array.from(document.querySelectorAll('h1, h2, h3, h4, h5, h6, table, img')).map(e => {
