@@ -38,6 +38,21 @@ def tiny_params(root: Path, **overrides):
     return load_params("demo", {**TINY, "data.root": str(root), **overrides})
 
 
+def oracle_run(folder: Path, run_name: str) -> dict:
+    """tiny_synthetic data scored by the oracle (encoded ground truth, no model) as run `run_name`
+    under the current POSECORE_OUTPUTS: what visualize.ipynb needs. Returns the params and the
+    notebook parameters that reproduce them."""
+    from posecore import evaluation, workbook
+
+    root = tiny_synthetic(folder)
+    overrides = {**TINY, "eval.oracle": True}
+    params = workbook.notebook_params("fastpose", "demo", str(root), overrides)
+    evaluation.evaluate(params, None, run_name=run_name)
+    return {"params": params, "data_root": root,
+            "notebook_parameters": {"model": "fastpose", "params": "demo", "run_name": run_name,
+                                    "data_root": str(root), "overrides": overrides}}
+
+
 def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool = False
                       ) -> dict[str, np.ndarray]:
     """Gradients of one training step on the first `global_batch` samples of epoch 0.

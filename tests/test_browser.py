@@ -49,27 +49,28 @@ def _need_browser():
 # --- a tiny oracle run ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """An evaluated oracle run on 3 synthetic val images, under its own POSECORE_OUTPUTS."""
+def workspace(tmp_path_factory):
+    """A folder for this module with its own POSECORE_OUTPUTS (set here, so JupyterLab's kernels
+    inherit it even when the server starts before the run is made)."""
     _need_browser()
-    from test_notebooks import TINY
-
-    from posecore import data, evaluation, workbook
-
     root = tmp_path_factory.mktemp("browser")
     previous = os.environ.get("POSECORE_OUTPUTS")
     os.environ["POSECORE_OUTPUTS"] = str(root / "outputs")
-    synthetic = data.make_synthetic(root / "synthetic_coco", num_train=1, num_val=3, image_size=128)
-    overrides = {**TINY, "eval.oracle": True}
-    params = workbook.notebook_params("fastpose", "demo", str(synthetic), overrides)
-    evaluation.evaluate(params, None, run_name=RUN)
-    yield {"root": root, "data": synthetic, "outputs": root / "outputs", "params": params,
-           "notebook_parameters": {"model": "fastpose", "params": "demo", "run_name": RUN,
-                                   "data_root": str(synthetic), "overrides": overrides}}
-    if previous is None:
-        del os.environ["POSECORE_OUTPUTS"]
-    else:
-        os.environ["POSECORE_OUTPUTS"] = previous
+    try:
+        yield root
+    finally:
+        if previous is None:
+            del os.environ["POSECORE_OUTPUTS"]
+        else:
+            os.environ["POSECORE_OUTPUTS"] = previous
+
+
+@pytest.fixture(scope="module")
+def tiny_run(workspace):
+    """An oracle-evaluated run of tiny synthetic data."""
+    from helpers import oracle_run
+
+    return {"root": workspace, **oracle_run(workspace, RUN)}
 
 
 # --- JupyterLab and Chromium ---------------------------------------------------------------------
@@ -88,20 +89,17 @@ def _api(url: str, token: str, method: str = "GET"):
 
 
 @pytest.fixture(scope="module")
-def lab(tiny_run):
+def lab(workspace, request):
     """JupyterLab on 127.0.0.1 (free port, a token, its own root and config dirs) serving a
-    papermill-prepared visualize.ipynb; its kernels inherit this tree and the run's outputs."""
-    import papermill
-
-    base = tiny_run["root"] / "lab"
+    papermill-prepared visualize.ipynb; its kernels inherit this tree and the run's outputs.
+    The server starts first and the run is made while it boots."""
+    base = workspace / "lab"
     root_dir = base / "root"
     config = base / "config"
     (config / "labconfig").mkdir(parents=True)
     root_dir.mkdir()
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}}))
-    papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "visualize.ipynb"), str(root_dir / "visualize.ipynb"),
-                               parameters=tiny_run["notebook_parameters"], prepare_only=True, progress_bar=False)
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
@@ -115,6 +113,11 @@ def lab(tiny_run):
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
+        import papermill
+
+        tiny_run = request.getfixturevalue("tiny_run")
+        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "visualize.ipynb"), str(root_dir / "visualize.ipynb"),
+                                   parameters=tiny_run["notebook_parameters"], prepare_only=True, progress_bar=False)
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
@@ -142,26 +145,35 @@ def lab(tiny_run):
         log.close()
 
 
-@pytest.fixture
-def page(tmp_path):
-    """A fresh headless Chromium page that records console errors and every request."""
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """Headless Chromium with a fresh profile, shared by this module's pages."""
     _need_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 1400})
-        page = context.pages[0] if context.pages else context.new_page()
-        page.console_errors = []
-        page.requests = []
-        page.on("console", lambda m: m.type == "error" and page.console_errors.append(f"{m.text} ({m.location})"))
-        page.on("pageerror", lambda e: page.console_errors.append(f"uncaught: {e}"))
-        page.on("request", lambda r: page.requests.append(r.url))
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True, viewport={"width": 1280, "height": 1400})
         try:
-            yield page
+            yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def page(chromium):
+    """A new page that records console errors and every request."""
+    page = chromium.new_page()
+    page.console_errors = []
+    page.requests = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(f"{m.text} ({m.location})"))
+    page.on("pageerror", lambda e: page.console_errors.append(f"uncaught: {e}"))
+    page.on("request", lambda r: page.requests.append(r.url))
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 # --- pixels --------------------------------------------------------------------------------------
@@ -203,7 +215,7 @@ def _union(a: dict, b: dict) -> tuple[int, int, int, int]:
             int(max(a["x"] + a["width"], b["x"] + b["width"])), int(max(a["y"] + a["height"], b["y"] + b["height"])))
 
 
-def _redrawn(page, before: dict, what: str, timeout_s: float = 20.0) -> tuple[dict, float]:
+def _redrawn(page, before: dict, what: str, timeout_s: float = 30.0) -> tuple[dict, float]:
     """Wait for the figure to be replaced after a control moved; (new figure, seconds it took)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:

@@ -3,23 +3,25 @@
 The notebook sections (posecore.workbook.sections) return a figure or a `Table` and `keep` a copy
 in the run folder (figures/<name>.png, tables/<name>.json).
 
-A notebook cannot export itself while it runs, so `write_report` assembles an nbformat notebook
-from those files (markdown + display outputs, PNGs inlined as base64) and renders
-outputs/<run>/report.html with nbconvert's HTMLExporter, code hidden. The seeds' reference rows
-are always in it.
+A notebook cannot export itself while it runs, so `write_report` builds outputs/<run>/report.html
+from those files: one section per notebook (the results against the seeds first), each with its
+heading, then its tables, then its figures under readable titles. The page is self-contained
+(PNGs inlined as base64, no scripts, no network) and names paths relative to the run folder. The
+seeds' reference rows are always in it.
 """
 from __future__ import annotations
 
 import base64
 import html
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from posecore.runs import atomic_write, read_json, run_dir, write_json
+from posecore.runs import atomic_write, read_json, resolve_path, run_dir, write_json
 from posecore.viz import save_figure
 
 # The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
@@ -37,8 +39,36 @@ REFERENCE_ROWS: tuple[dict, ...] = (
 )
 REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 
-# Report order: the sections of the workbook, then anything else by name.
-SECTIONS = ("data", "train", "eval", "viz", "export", "infer", "compare")
+# report.html's sections in order, keyed by the name prefix of what the notebooks keep: the
+# results against the seeds first, then the workbook in its order; anything else goes last.
+SECTIONS = {"eval": "Results", "data": "Data", "train": "Training", "viz": "Predictions",
+            "export": "ONNX export", "infer": "Inference on images and videos", "compare": "Run comparison"}
+# headings of kept figures in report.html (figure_title); tables carry their own titles
+FIGURE_TITLES = {
+    "data_statistics": "Annotation statistics of the train and val splits",
+    "data_examples": "Training images with their labelled people",
+    "train_curves": "Training loss and learning rate",
+    "train_validation": "Validation metric by epoch",
+    "eval_per_joint": "Accuracy per joint",
+    "eval_thresholds": "Accuracy against the matching threshold",
+    "eval_worst": "Worst predictions first, each zoomed to its person",
+    "viz_heatmap": "The worst person with one joint's heatmap",
+    "export_example": "The exported model on one val person (onnxruntime, numpy and OpenCV only)",
+    "infer_frames": "Frames of the drawn output",
+    "infer_trajectories": "Each person's path through the source",
+    "compare_curves": "Loss and validation curves of the compared runs",
+}
+REPORT_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+h3 { font-size: 1em; margin: 1.5em 0 0.5em; }
+table.posecore { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table.posecore caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+table.posecore th, table.posecore td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+table.posecore thead { background: #f3f3f3; }
+figure { margin: 0; }
+img { max-width: 100%; }
+"""
 
 
 @dataclass
@@ -117,72 +147,101 @@ def save_run_figure(run_name: str, name: str, fig) -> Path:
     return save_figure(fig, run_dir(run_name) / "figures" / f"{name}.png")
 
 
-def _section_key(path: Path) -> tuple[int, bool, str]:
-    """Workbook section first, then tables before figures, then the name."""
-    prefix = path.stem.split("_", 1)[0]
-    return (SECTIONS.index(prefix) if prefix in SECTIONS else len(SECTIONS), path.suffix == ".png", path.stem)
+def run_relative(path: str | Path, folder: str | Path) -> str:
+    """`path` as seen from the run folder `folder`, so that a report or note names no machine's
+    absolute paths (e.g. "model.onnx", "checkpoints/best.pt", "../data/synthetic_coco")."""
+    return os.path.relpath(resolve_path(path), resolve_path(folder))
 
 
-def report_notebook(run_name: str):
-    """An nbformat notebook with the run's tables and figures as display outputs (no code to show)."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+def figure_title(name: str) -> str:
+    """The heading a kept figure gets in report.html: FIGURE_TITLES, else its name without the
+    section prefix, in words."""
+    if name in FIGURE_TITLES:
+        return FIGURE_TITLES[name]
+    words = name.split("_", 1)[-1].replace("_", " ")
+    return words[:1].upper() + words[1:]
 
+
+def _report_sections(folder: Path) -> list[tuple[str, list[Path | None], list[Path]]]:
+    """(section title, tables, figures) in report order, within a section in the order kept; a
+    None table stands for the seeds' reference rows of a run not evaluated yet."""
+    def section(path: Path) -> str:
+        prefix = path.stem.split("_", 1)[0]
+        return prefix if prefix in SECTIONS else "other"
+
+    def kept_order(paths):
+        return sorted(paths, key=lambda path: (path.stat().st_mtime_ns, path.name))
+
+    tables = list((folder / "tables").glob("*.json"))
+    figures = list((folder / "figures").glob("*.png"))
+    layout = []
+    for key, title in (*SECTIONS.items(), ("other", "Other")):
+        own_tables = kept_order(p for p in tables if section(p) == key)
+        own_figures = kept_order(p for p in figures if section(p) == key)
+        if key == "eval" and not any(p.stem == "eval_results" for p in tables):
+            own_tables = [None, *own_tables]  # the seeds' reference rows are always in the report
+        if own_tables or own_figures:
+            layout.append((title, own_tables, own_figures))
+    return layout
+
+
+def report_html(run_name: str, title: str | None = None) -> str:
+    """report.html of a run: a summary, then one section per workbook notebook (the results
+    against the seeds first), each its heading, its tables, then its figures under their titles.
+    Figures are inlined as base64 PNGs and nothing is loaded from the network."""
     folder = run_dir(run_name, create=False)
     if not folder.is_dir():
         raise FileNotFoundError(f"run folder {folder} does not exist; run the notebooks with run_name={run_name!r} first")
-
-    def display_cell(mime: str, data: str):
-        return new_code_cell(source="", outputs=[new_output("display_data", data={mime: data})])
-
-    cells = [new_markdown_cell(f"# posecore run `{run_name}`\n\n{_run_summary(folder)}")]
-    tables = list((folder / "tables").glob("*.json"))
-    if not any(path.stem == "eval_results" for path in tables):
-        cells.append(display_cell("text/html", reference_table().to_html()))
-    for path in sorted(tables + list((folder / "figures").glob("*.png")), key=_section_key):
-        if path.suffix == ".json":
-            cells.append(display_cell("text/html", load_table(path).to_html()))
-        else:
-            cells.append(new_markdown_cell(f"### {path.stem.replace('_', ' ')}"))
-            cells.append(display_cell("image/png", base64.b64encode(path.read_bytes()).decode("ascii")))
-    notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                  "language": "python"}})
-    nbformat.validate(notebook)
-    return notebook
+    title = title or f"posecore run {run_name}"
+    parts = [f"<h1>{html.escape(title)}</h1>", _run_summary(folder)]
+    for heading, tables, figures in _report_sections(folder):
+        parts.append(f"<section><h2>{html.escape(heading)}</h2>")
+        parts += [(reference_table() if path is None else load_table(path)).to_html() for path in tables]
+        for path in figures:
+            name = html.escape(figure_title(path.stem))
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f'<figure><h3>{name}</h3><img alt="{name}" src="data:image/png;base64,{data}"></figure>')
+        parts.append("</section>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{REPORT_CSS}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
 def write_report(run_name: str, title: str | None = None) -> Path:
-    """Render outputs/<run>/report.html from the run's saved tables and figures (code hidden),
+    """Render outputs/<run>/report.html from the run's saved tables and figures (`report_html`),
     and refresh the run index outputs/runs.csv (posecore.experiments.write_run_index)."""
-    from nbconvert import HTMLExporter
-
     from posecore.experiments import write_run_index
 
-    notebook = report_notebook(run_name)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title or f"posecore {run_name}"}})
-    written = atomic_write(run_dir(run_name) / "report.html", body)
+    written = atomic_write(run_dir(run_name) / "report.html", report_html(run_name, title))
     write_run_index()
     return written
 
 
 def _run_summary(folder: Path) -> str:
-    """Markdown lines on what the run is: params name, model, dataset, device."""
+    """An HTML list of what the run is: params name, model, dataset (relative to the run), device."""
     lines = []
     params_file = folder / "params.yaml"
     if params_file.is_file():
         params = yaml.safe_load(params_file.read_text()) or {}
         model, data = params.get("model", {}), params.get("data", {})
-        lines.append(f"- params: `{params.get('name', '')}`; model `{model.get('name', '')}`"
-                     f" ({model.get('num_joints', '')} joints); dataset `{data.get('dataset', '')}`"
-                     f" at `{data.get('root') or 'synthetic'}`; input (w, h) {data.get('input_size')}")
+        root = run_relative(data["root"], folder) if data.get("root") else "synthetic"
+        lines.append(f"params {_code(params.get('name', ''))}; model {_code(model.get('name', ''))}"
+                     f" ({html.escape(str(model.get('num_joints', '')))} joints); dataset"
+                     f" {_code(data.get('dataset', ''))} at {_code(root)}; input (w, h) {_code(data.get('input_size'))}")
     env_file = folder / "env.json"
     if env_file.is_file():
         env = read_json(env_file)
-        shown = {k: env[k] for k in ("device", "devices", "torch", "hostname", "git_commit") if k in env}
-        if shown:
-            lines.append("- environment: " + ", ".join(f"{k} `{v}`" for k, v in shown.items()))
-    return "\n".join(lines) or "(no params.yaml in the run folder yet)"
+        git = env.get("git") or {}
+        commit = f"{git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}" if git.get("commit") else None
+        shown = {"device": env.get("device_type"), "world size": env.get("world_size"), "torch": env.get("torch"),
+                 "host": env.get("hostname"), "commit": commit}
+        lines.append("environment: " + ", ".join(f"{k} {_code(v)}" for k, v in shown.items() if v is not None))
+    if not lines:
+        return "<p>(no params.yaml in the run folder yet)</p>"
+    return "<ul>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>"
+
+
+def _code(value: Any) -> str:
+    return f"<code>{html.escape(str(value))}</code>"
 
 
 def keep(run_name: str, name: str, shown: Any) -> Any:

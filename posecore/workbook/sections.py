@@ -29,7 +29,7 @@ from posecore.keypoints import keypoint_info
 from posecore.params import SHORTCUTS, load_params
 from posecore.runs import REPO_ROOT, outputs_root, read_json, read_jsonl, resolve_path, run_dir
 from posecore.workbook.browser import worst_predictions as worst_gallery
-from posecore.workbook.report import Table, keep, reference_table
+from posecore.workbook.report import Table, keep, reference_table, run_relative
 
 # --- notebook parameters -------------------------------------------------------------------------
 
@@ -113,7 +113,8 @@ def dataset_statistics(run_name: str, check: LayoutCheck):
     else:
         files = {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
     stats = {split: annotation_stats(path, check.dataset) for split, path in files.items()}
-    title = f"{'synthetic ' if check.synthetic else ''}{check.dataset.upper()} at {check.root}"
+    where = run_relative(check.root, run_dir(run_name))
+    title = f"{'synthetic ' if check.synthetic else ''}{check.dataset.upper()} ({where})"
     return keep(run_name, "data_statistics", viz.plot_dataset_stats(stats, title))
 
 
@@ -179,7 +180,7 @@ def results_table(run_name: str, params) -> Table:
     """This run's metrics, each with its protocol, above the seeds' reference rows (tables/eval_results.json)."""
     metrics = eval_metrics(run_name)
     settings = metrics.get("settings", {})
-    data = _data_description(params)
+    data = _data_description(params, run_name)
     flip = "flip test" if settings.get("flip_test") else "no flip test"
     oracle = " [oracle: encoded ground truth, no model]" if settings.get("oracle") else ""
     rows = []
@@ -199,11 +200,11 @@ def results_table(run_name: str, params) -> Table:
     return keep(run_name, "eval_results", reference_table(rows, note=note))
 
 
-def _data_description(params) -> str:
+def _data_description(params, run_name: str) -> str:
     root = dataset_root(params.data)
     synthetic = (root / "synthetic.json").is_file()
     name = "COCO-layout" if params.data.dataset == "coco" else "MPII-layout"
-    return f"synthetic {name} val" if synthetic else f"{params.data.dataset.upper()} val ({root})"
+    return f"synthetic {name} val" if synthetic else f"{params.data.dataset.upper()} val ({run_relative(root, run_dir(run_name))})"
 
 
 def per_joint_table(run_name: str) -> Table:
@@ -263,9 +264,10 @@ def parity_table(exported: dict) -> Table:
     parity = exported.get("parity") or {}
     rows = [[batch, name, diff, "yes" if diff <= parity.get("tolerance", 0) else "NO"]
             for batch, diffs in (parity.get("batches") or {}).items() for name, diff in diffs.items()]
-    note = (f"{exported['path']}: opset {exported['opset']}, input {exported['input_shape']}, "
-            f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights "
-            f"{exported.get('checkpoint') or 'as built (no checkpoint)'}")
+    folder = Path(exported["path"]).parent  # the run folder, where the export notebook writes
+    weights = run_relative(exported["checkpoint"], folder) if exported.get("checkpoint") else "as built (no checkpoint)"
+    note = (f"{Path(exported['path']).name}: opset {exported['opset']}, input {exported['input_shape']}, "
+            f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights {weights}")
     return Table(["batch", "output", "max abs diff", "within tolerance"], rows,
                  title="ONNX parity (onnxruntime vs PyTorch)", note=note)
 
@@ -288,10 +290,11 @@ def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
     if done.returncode != 0:
         raise RuntimeError(f"examples/onnx_infer.py failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
-    shell = " ".join(command[1:]).replace(str(REPO_ROOT) + "/", "")
+    folder = run_dir(run_name)
+    shell = " ".join(run_relative(part, folder) if Path(part).is_absolute() else part for part in command[1:])
     return keep(run_name, "export_example", Table(["joint", "x", "y", "score"], rows,
                                                   title="Standalone onnxruntime example",
-                                                  note=f"python {shell}"))
+                                                  note=f"in the run folder: python {shell}"))
 
 
 def run_of(train_result: dict) -> str:
