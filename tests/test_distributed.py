@@ -133,34 +133,52 @@ def test_workers_die_with_the_process_that_launched_them(tiny_params, tmp_path):
 
 # --- several nodes and restarts (real launcher processes, gloo over the loopback) -------------
 
+LOOPBACK = {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+NODE_VARIABLES = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
 @pytest.fixture
 def loopback(monkeypatch, tmp_path):
     """Workers inherit: one thread each (bitwise comparisons need the same thread count in every
     run) and gloo on the loopback interface, as two machines on one host."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
-    monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
-    for name in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for name, value in {**LOOPBACK, "POSECORE_OUTPUTS": str(tmp_path / "outputs")}.items():
+        monkeypatch.setenv(name, value)
+    for name in NODE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
 
 @pytest.fixture(scope="module")
-def one_node_run(tiny_params, tmp_path_factory):
-    """An uninterrupted 2-worker run on one node, the reference for the runs below."""
-    outputs = tmp_path_factory.mktemp("one-node")
-    saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "POSECORE_OUTPUTS")}
-    os.environ.update(OMP_NUM_THREADS="1", POSECORE_OUTPUTS=str(outputs))
-    try:
-        result = posecore.train(load_params(tiny_params, {"train.epochs": 2}), npus=2,
-                                run_name="one-node")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return Path(result["run_dir"])
+def two_nodes(tiny_params, tmp_path_factory):
+    """Two launchers as two machines (nnodes 2, node_rank 0 in this process and 1 in a
+    subprocess, one worker each) with separate outputs folders, so what each node writes is
+    visible. Returns {node_rank: (run folder, whether global rank 0 ran there)}. It is also the
+    uninterrupted world-size-2 run the restarted one-node run is compared with."""
+    root = tmp_path_factory.mktemp("two-nodes")
+    params = load_params(tiny_params, {"train.epochs": 2, "dist.nnodes": 2,
+                                       "dist.master_port": _free_port(), "dist.rdzv_timeout": 120})
+    params_path = save_params(params, root / "nodes.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**LOOPBACK, "POSECORE_OUTPUTS": str(root / "node0")}.items():
+            patch.setenv(name, value)
+        for name in NODE_VARIABLES:
+            patch.delenv(name, raising=False)
+        env = {**os.environ, "POSECORE_OUTPUTS": str(root / "node1"), "NODE_RANK": "1",
+               "PYTHONPATH": str(REPO_ROOT)}
+        command = [sys.executable, "-c",
+                   "import sys, posecore\n"
+                   "result = posecore.train(sys.argv[1], npus=1, run_name='nodes')\n"
+                   "print('rank 0 here:', result is not None)", str(params_path)]
+        node1 = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            result = posecore.train(params_path, npus=1, run_name="nodes")
+            stdout, stderr = node1.communicate(timeout=120)
+        finally:
+            node1.kill()
+    assert node1.returncode == 0, stderr[-3000:]
+    return {0: (root / "node0" / "nodes", result is not None),
+            1: (root / "node1" / "nodes", "rank 0 here: True" in stdout)}
 
 
 def _free_port() -> int:
@@ -173,50 +191,24 @@ def _weights(folder: Path) -> dict:
     return torch.load(folder / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
 
 
-def _assert_same_weights(folder: Path, reference: Path) -> None:
-    mine, theirs = _weights(folder), _weights(reference)
-    assert mine.keys() == theirs.keys()
-    for key in mine:
-        assert torch.equal(mine[key], theirs[key]), key
-
-
 def _train_losses(folder: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in read_jsonl(folder / "log.jsonl") if r["type"] == "train"]
 
 
+def _rank0_folder(two_nodes: dict) -> Path:
+    return next(folder for folder, rank0_here in two_nodes.values() if rank0_here)
+
+
 @pytest.mark.slow
-def test_two_nodes_train_like_one_node_and_only_rank_0_writes(tiny_params, one_node_run, loopback):
-    """Two launchers as two machines (nnodes 2, node_rank 0 here and 1 in a subprocess, one
-    worker each) with separate outputs folders, so what each node writes is visible."""
-    params = load_params(tiny_params, {"train.epochs": 2, "dist.nnodes": 2,
-                                       "dist.master_port": _free_port(), "dist.rdzv_timeout": 120})
-    params_path = save_params(params, loopback / "nodes.yaml")
-    node1_outputs = loopback / "node1"
-    env = {**os.environ, "POSECORE_OUTPUTS": str(node1_outputs), "NODE_RANK": "1",
-           "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-c",
-               "import sys, posecore\n"
-               "result = posecore.train(sys.argv[1], npus=1, run_name='nodes')\n"
-               "print('rank 0 here:', result is not None)", str(params_path)]
-    node1 = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        result = posecore.train(params_path, npus=1, run_name="nodes")
-        stdout, stderr = node1.communicate(timeout=120)
-    finally:
-        node1.kill()
-    assert node1.returncode == 0, stderr[-3000:]
-    folders = {0: loopback / "outputs" / "nodes", 1: node1_outputs / "nodes"}
-    rank0_here = {0: result is not None, 1: "rank 0 here: True" in stdout}
-    assert sorted(rank0_here.values()) == [False, True]  # exactly one node ran global rank 0
-    for node, folder in folders.items():
+def test_two_nodes_finish_and_only_rank_0_writes(two_nodes):
+    assert sorted(rank0_here for _, rank0_here in two_nodes.values()) == [False, True]
+    for node, (folder, rank0_here) in two_nodes.items():
         written = {"checkpoints", "log.jsonl"} & {p.name for p in folder.iterdir()}
-        assert written == ({"checkpoints", "log.jsonl"} if rank0_here[node] else set()), node
-    assert read_json(folders[0] / "env.json")["world_size"] == 2
-    assert read_json(folders[1] / "env-node1.json")["world_size"] == 2
-    rank0_folder = folders[0] if rank0_here[0] else folders[1]
-    assert _train_losses(rank0_folder) == _train_losses(one_node_run)
-    _assert_same_weights(rank0_folder, one_node_run)
+        assert written == ({"checkpoints", "log.jsonl"} if rank0_here else set()), node
+    assert read_json(two_nodes[0][0] / "env.json")["world_size"] == 2
+    assert read_json(two_nodes[1][0] / "env-node1.json")["world_size"] == 2
+    assert torch.load(_rank0_folder(two_nodes) / "checkpoints" / "last.pt",
+                      weights_only=True)["epoch"] == 2
 
 
 def test_a_node_that_cannot_join_fails_within_the_rendezvous_timeout(tiny_params, loopback):
@@ -264,8 +256,11 @@ def _train_killing_rank_1(params, run_name: str) -> tuple[dict | None, list]:
 
 
 @pytest.mark.slow
-def test_max_restarts_restarts_a_killed_worker_and_resumes_bitwise_equal(tiny_params, one_node_run,
-                                                                         loopback):
+def test_a_restarted_one_node_run_equals_the_two_node_run(tiny_params, two_nodes, loopback):
+    """dist.max_restarts 1: rank 1 is killed after the first checkpoint, the launcher restarts both
+    workers, they resume from last.pt, and the run ends bitwise equal to the uninterrupted
+    two-node run with the same seed and world size: one node trains like two, and a restarted
+    run like an uninterrupted one."""
     params = load_params(tiny_params, {"train.epochs": 2, "dist.max_restarts": 1})
     result, killed = _train_killing_rank_1(params, "restarted")
     assert killed and killed[0] < 2  # killed before the end
@@ -273,8 +268,12 @@ def test_max_restarts_restarts_a_killed_worker_and_resumes_bitwise_equal(tiny_pa
     assert result["epochs"] == 2 and result["stopped"] == "done"
     restarted_logs = list((folder / "logs").glob("*/attempt_1/0/stdout.log"))
     assert restarted_logs and "resuming restarted from" in restarted_logs[0].read_text()
-    assert _train_losses(folder) == _train_losses(one_node_run)
-    _assert_same_weights(folder, one_node_run)
+    reference = _rank0_folder(two_nodes)
+    assert _train_losses(folder) == _train_losses(reference)
+    mine, theirs = _weights(folder), _weights(reference)
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        assert torch.equal(mine[key], theirs[key]), key
 
 
 @pytest.mark.slow
