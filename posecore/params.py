@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -17,12 +18,17 @@ from typing import Any
 
 import yaml
 
+from posecore.keypoints import DATASETS
 from posecore.runs import REPO_ROOT, atomic_write
 
 PARAMS_DIR = REPO_ROOT / "params"
 SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii"}
 AMP_ALIASES = {"O0": "off", "O1": "fp16", "O2": "fp16", "none": "off", "fp32": "off"}
 AMP_MODES = ("off", "fp16", "bf16")
+# Per model (posecore.models.MODELS): heatmap stride, and what input sizes must be multiples of for
+# the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels).
+MODEL_GEOMETRY = {"fastpose": (4, 32), "simplebaseline": (4, 32), "hourglass": (4, 128)}
+RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
 
 
 @dataclass
@@ -87,6 +93,9 @@ class TrainParams:
     grad_clip: float = 0.0          # max grad norm; 0 = off
     val_every: int = 10             # epochs; 0 = never
     resume: bool = True             # continue from last.pt of the same run
+    # keys a resume may change although they alter the run (model, optimizer state, data order):
+    # an explicit, recorded opt-in; see RESUME_HARMLESS for the keys that never need it
+    accept_changes: list[str] = field(default_factory=list)
     max_steps: int = 0              # performance mode: stop after this many steps (0 = full run)
     perf_warmup_steps: int = 5      # steps left out of the reported images/s
     log_every: int = 20             # steps
@@ -249,8 +258,52 @@ def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
     if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ParamsError(f"{source}: {key} must be an integer, got {value!r}")
     if expected in (float, str) and not isinstance(value, expected):
-        raise ParamsError(f"{source}: {key} must be a {expected.__name__}, got {value!r}")
+        hint = ""
+        if expected is float and isinstance(value, str) and _is_number_text(value):
+            hint = f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
+        raise ParamsError(f"{source}: {key} must be a {expected.__name__}, got {value!r}{hint}")
+    if expected is float and not math.isfinite(value):
+        raise ParamsError(f"{source}: {key} must be a finite number, got {value!r}")
     return value
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Range of every numeric key (each item of a list); floats must also be finite. A new numeric
+# key needs an entry here (tests/test_run_safety.py checks that none is missing).
+_POSITIVE, _NON_NEGATIVE, _FRACTION = (0, None, True), (0, None, False), (0, 1, False)
+NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    # key: (low, high, low excluded); None = unbounded
+    "model.num_joints": _POSITIVE, "model.depth": _POSITIVE, "model.num_stacks": _POSITIVE,
+    "data.det_score_thr": (None, None, False), "data.input_size": _POSITIVE,
+    "data.heatmap_size": _POSITIVE, "data.sigma": _POSITIVE, "data.mean": (None, None, False),
+    "data.std": _POSITIVE, "data.bbox_padding": _POSITIVE, "data.scale_factor": _NON_NEGATIVE,
+    "data.rot_factor": _NON_NEGATIVE, "data.rot_prob": _FRACTION, "data.half_body_prob": _FRACTION,
+    "data.half_body_min_joints": _NON_NEGATIVE, "data.workers": _NON_NEGATIVE,
+    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.lr": _POSITIVE,
+    "train.momentum": _FRACTION, "train.weight_decay": _NON_NEGATIVE, "train.lr_steps": _NON_NEGATIVE,
+    "train.lr_factor": _POSITIVE, "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
+    "train.dpg_epoch": (-1, None, False), "train.dpg_lr_steps": _NON_NEGATIVE,
+    "train.seed": (0, 2**32 - 1, False),  # numpy's seed range
+    "train.loss_scale": _NON_NEGATIVE, "train.grad_clip": _NON_NEGATIVE,
+    "train.val_every": _NON_NEGATIVE, "train.max_steps": _NON_NEGATIVE,
+    "train.perf_warmup_steps": _NON_NEGATIVE, "train.log_every": _POSITIVE,
+    "train.max_nan_steps": _NON_NEGATIVE,
+    "dist.nnodes": _POSITIVE, "dist.node_rank": _NON_NEGATIVE, "dist.master_port": (1, 65535, False),
+    "dist.max_restarts": _NON_NEGATIVE, "dist.rdzv_timeout": _POSITIVE,
+    "eval.dark_kernel": _POSITIVE, "eval.in_vis_thr": _NON_NEGATIVE, "eval.oks_nms": _FRACTION,
+    "eval.batch_size": _POSITIVE, "eval.pckh_thr": _POSITIVE,
+    "infer.detector_score_thr": _NON_NEGATIVE, "infer.detector_nms_iou": _FRACTION,
+    "infer.person_class": _NON_NEGATIVE, "infer.track_iou_weight": _FRACTION,
+    "infer.track_min_similarity": _FRACTION, "infer.track_max_missed": _NON_NEGATIVE,
+    "infer.track_max_centre_distance": _NON_NEGATIVE, "infer.draw_min_score": _NON_NEGATIVE,
+}
 
 
 def _check(obj: Any, source: str, prefix: str) -> None:
@@ -258,16 +311,25 @@ def _check(obj: Any, source: str, prefix: str) -> None:
     def fail(key: str, message: str) -> None:
         raise ParamsError(f"{source}: {prefix}{key} {message}")
 
+    for item in dataclasses.fields(obj):
+        if f"{prefix}{item.name}" in NUMBER_RANGES:
+            _check_range(getattr(obj, item.name), f"{prefix}{item.name}", fail_key=item.name, fail=fail)
+    if isinstance(obj, ModelParams):
+        if obj.name not in MODEL_GEOMETRY:
+            fail("name", f"must be one of {sorted(MODEL_GEOMETRY)}, got {obj.name!r}"
+                 f"{_closest(str(obj.name), sorted(MODEL_GEOMETRY))}")
+        if obj.name != "hourglass" and obj.depth not in RESNET_DEPTHS:
+            fail("depth", f"must be a ResNet depth {RESNET_DEPTHS} for {obj.name}, got {obj.depth}")
     if isinstance(obj, DataParams):
         for key in ("input_size", "heatmap_size"):
             size = getattr(obj, key)
-            if len(size) != 2 or min(size) <= 0:
+            if len(size) != 2:
                 fail(key, f"must be two positive integers (w, h), got {size}")
         for key in ("mean", "std"):
             if len(getattr(obj, key)) != 3:
                 fail(key, "must have 3 values (R, G, B)")
-        if obj.dataset not in ("coco", "mpii"):
-            fail("dataset", f"must be 'coco' or 'mpii', got {obj.dataset!r}")
+        if obj.dataset not in DATASETS:
+            fail("dataset", f"must be one of {sorted(DATASETS)}, got {obj.dataset!r}")
     if isinstance(obj, TrainParams):
         obj.amp = AMP_ALIASES.get(obj.amp, obj.amp)
         if obj.amp not in AMP_MODES:
@@ -276,18 +338,12 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("amp_backend", f"must be 'torch' or 'apex', got {obj.amp_backend!r}")
         if obj.optimizer not in ("adam", "sgd"):
             fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
-        if obj.batch_size <= 0 or obj.epochs <= 0:
-            fail("batch_size/epochs", "must be positive")
-    if isinstance(obj, DistParams):
-        if obj.max_restarts < 0:
-            fail("max_restarts", f"must be 0 or more, got {obj.max_restarts}")
-        if obj.rdzv_timeout <= 0:
-            fail("rdzv_timeout", f"must be a positive number of seconds, got {obj.rdzv_timeout}")
-    if isinstance(obj, InferParams):
-        if not 0.0 <= obj.track_iou_weight <= 1.0:
-            fail("track_iou_weight", f"must be in [0, 1], got {obj.track_iou_weight}")
-        if obj.track_max_missed < 0:
-            fail("track_max_missed", f"must be >= 0, got {obj.track_max_missed}")
+        known = list(flat_params(Params()))
+        for key in obj.accept_changes:
+            if key not in known:
+                fail("accept_changes", f"lists {key!r}, which is not a params key{_closest(key, known)}")
+    if isinstance(obj, EvalParams) and obj.dark_kernel % 2 == 0:
+        fail("dark_kernel", f"must be odd (a Gaussian kernel's size), got {obj.dark_kernel}")
     if isinstance(obj, Params):
         from posecore.codec import check_decode
 
@@ -295,6 +351,84 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             check_decode(obj.data.codec, obj.eval.decode)
         except ValueError as error:
             raise ParamsError(f"{source}: {error}") from None
+        _check_across_sections(obj, source)
+
+
+def _check_range(value: Any, key: str, fail_key: str, fail: Any) -> None:
+    low, high, low_excluded = NUMBER_RANGES[key]
+    for item in value if isinstance(value, list) else [value]:
+        too_low = low is not None and (item <= low if low_excluded else item < low)
+        if too_low or (high is not None and item > high):
+            if low is None:
+                bounds = f"<= {high}"
+            elif high is None:
+                bounds = f"{'>' if low_excluded else '>='} {low}"
+            else:
+                bounds = f"in [{low}, {high}]"
+            shown = f"contains {item}" if isinstance(value, list) else f"got {item}"
+            fail(fail_key, f"must be {bounds}{' (each value)' if isinstance(value, list) else ''}, {shown}")
+
+
+def _check_across_sections(params: Params, source: str) -> None:
+    """Keys that must agree with each other: checked here rather than inside the loss or the loader."""
+    model, data = params.model, params.data
+    joints = DATASETS[data.dataset].num_joints
+    if model.num_joints != joints:
+        raise ParamsError(f"{source}: model.num_joints is {model.num_joints} but data.dataset "
+                          f"{data.dataset!r} has {joints} joints: set model.num_joints: {joints}")
+    stride, multiple = MODEL_GEOMETRY[model.name]
+    if any(size % multiple for size in data.input_size):
+        fitting = [max(multiple, round(size / multiple) * multiple) for size in data.input_size]
+        raise ParamsError(
+            f"{source}: data.input_size {data.input_size} (w, h) must be multiples of {multiple} for "
+            f"{model.name} (its heatmaps are then exactly 1/{stride} of the input); e.g. "
+            f"data.input_size {fitting} with data.heatmap_size {[size // stride for size in fitting]}")
+    expected = [size // stride for size in data.input_size]
+    if data.heatmap_size != expected:
+        raise ParamsError(
+            f"{source}: data.heatmap_size {data.heatmap_size} must be data.input_size "
+            f"{data.input_size} / {stride} = {expected} for {model.name}, whose heatmaps are 1/{stride} "
+            f"of its input: set data.heatmap_size: {expected}")
+    if params.dist.node_rank >= params.dist.nnodes:
+        raise ParamsError(f"{source}: dist.node_rank {params.dist.node_rank} must be below dist.nnodes "
+                          f"{params.dist.nnodes} (machines are numbered 0..nnodes-1)")
+
+
+# Keys a resumed run may change freely: they leave the model, the optimizer state's meaning and
+# the data order alone. Changing any other key needs it listed in train.accept_changes.
+RESUME_HARMLESS = (
+    "name", "data.workers", "data.det_file", "data.det_score_thr",
+    "train.epochs", "train.val_every", "train.resume", "train.accept_changes", "train.max_steps",
+    "train.perf_warmup_steps", "train.log_every", "train.max_nan_steps", "train.compile",
+    "train.channels_last", "dist.node_rank", "dist.master_addr", "dist.master_port", "dist.backend",
+    "dist.max_restarts", "dist.rdzv_timeout",
+    *(f"eval.{item.name}" for item in dataclasses.fields(EvalParams)),
+    *(f"infer.{item.name}" for item in dataclasses.fields(InferParams)),
+)
+
+
+def flat_params(params: Params) -> dict[str, Any]:
+    """{dotted key: value} of every key, e.g. {"train.lr": 0.001, ...}."""
+    flat = {}
+    for key, value in params.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{sub}": item for sub, item in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def resume_changes(saved: Params, new: Params) -> tuple[dict[str, list], dict[str, list]]:
+    """What resuming a run saved with `saved` under `new` changes: (accepted, refused), each
+    {dotted key: [saved value, new value]}. Accepted: RESUME_HARMLESS keys and those `new` lists
+    in train.accept_changes; refused: every other difference."""
+    before, after = flat_params(saved), flat_params(new)
+    accepted, refused = {}, {}
+    for key, value in after.items():
+        if before.get(key) != value:
+            harmless = key in RESUME_HARMLESS or key in new.train.accept_changes
+            (accepted if harmless else refused)[key] = [before.get(key), value]
+    return accepted, refused
 
 
 def _closest(key: str, names: list[str], prefix: str = "") -> str:

@@ -26,7 +26,7 @@ def test_overrides_and_path_loading(tmp_path):
     p = load_params("demo", {"train.lr": 5e-4, "data.root": "/data/coco", "train.epochs": 3})
     assert (p.train.lr, p.data.root, p.train.epochs) == (5e-4, "/data/coco", 3)
     path = tmp_path / "mine.yaml"
-    path.write_text("model: {name: hourglass, num_joints: 16}\ntrain: {lr: 1}\n")
+    path.write_text("model: {name: simplebaseline, depth: 18}\ntrain: {lr: 1}\n")
     q = load_params(str(path))
     assert q.name == "mine" and q.train.lr == 1.0 and isinstance(q.train.lr, float)
 
