@@ -10,7 +10,7 @@ Run folder:
   checkpoints/last.pt, best.pt   (CHECKPOINT keys below; best by evaluation.primary_metric)
   logs/              per-rank stdout/stderr of multi-process runs
   events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
-  .training.lock     held while the run trains (posecore.runs.training_lock)
+  .writer.lock       held while the run trains (posecore.runs.run_lock)
 
 Loss: HRNet/mmpose's JointsMSELoss with target weights, 0.5 * mean over joints of the MSE
 between weighted predicted and weighted target heatmaps (AlphaPose's 0.5 * MSE of masked
@@ -62,7 +62,7 @@ from posecore.evaluation import primary_metric, validate
 from posecore.environment import run_environment
 from posecore.params import Params, TrainParams, load_params, save_params
 from posecore.runs import (append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
-                           read_json, read_jsonl, run_dir, training_lock, write_json)
+                           read_json, read_jsonl, run_dir, run_lock, write_json)
 from posecore.tensorboard_log import TensorBoardLog
 
 
@@ -98,7 +98,7 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
                             f"node (they share its folder and rendezvous under its name)")
     folder = run_dir(run_name or default_run_name(params.name or params.model.name))
     # the first node holds the run's lock: a second trainer is refused, and readers see it running
-    with training_lock(folder) if nodes.node_rank == 0 else contextlib.nullcontext():
+    with run_lock(folder, "training") if nodes.node_rank == 0 else contextlib.nullcontext():
         last = folder / "checkpoints" / "last.pt"
         if last.exists() and not params.train.resume:
             raise TrainingError(

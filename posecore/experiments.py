@@ -2,7 +2,7 @@
 
 `read_run(name)` summarizes one folder of outputs/ from its records (params.yaml, env.json,
 log.jsonl, eval/metrics.json, the counters of checkpoints/last.pt); it never writes. A run's state:
-  running    a live process holds its training lock (posecore.runs.training_lock)
+  running    a live process trains it (holds its posecore.runs.run_lock for training)
   untrained  a folder without a training log (e.g. evaluated from a downloaded checkpoint)
   finished   its last training invocation ended normally with every planned epoch done
   measured   a train.max_steps performance measurement (no checkpoints)

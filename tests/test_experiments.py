@@ -17,7 +17,7 @@ import torch
 import posecore
 from posecore import checkpoints, data, experiments
 from posecore.params import load_params
-from posecore.runs import RunBusyError, read_jsonl, training_lock
+from posecore.runs import RunLockedError, read_jsonl, run_lock
 
 from helpers import tiny_params, tiny_synthetic
 
@@ -94,9 +94,9 @@ def test_compare_runs_lists_only_the_differing_params_and_the_states(runs):
 
 def test_a_run_being_trained_is_running_and_a_second_trainer_is_refused(runs):
     folder = runs["outputs"] / "crashed"
-    with training_lock(folder):
+    with run_lock(folder, "training"):
         assert experiments.read_run("crashed")["state"] == "running"
-        with pytest.raises(RunBusyError, match="crashed is being trained by another process"):
+        with pytest.raises(RunLockedError, match="'crashed'.*being written by training"):
             posecore.train(runs["params"], run_name="crashed")
     assert experiments.read_run("crashed")["state"] == "stopped"
 
