@@ -49,6 +49,15 @@ def decode(heatmaps):
     return coords * (scores > 0)[..., None], scores
 
 
+def check_box(box, image_bgr):
+    """A hand-given box (x, y, w, h) must be finite, have W and H > 0 and overlap the image."""
+    (x, y, w, h), (height, width) = box, image_bgr.shape[:2]
+    overlaps = x < width and y < height and x + w > 0 and y + h > 0
+    if not (np.isfinite(box).all() and min(w, h) > 0 and overlaps):
+        raise SystemExit(f"--box {' '.join(f'{v:g}' for v in box)}: X Y W H must be finite pixels with W and "
+                         f"H > 0, the box at least partly inside the {width} x {height} image")
+
+
 def predict(session, image_bgr, box):
     """One person box -> (keypoints [K, 2] in image pixels, scores [K])."""
     meta = read_metadata(session)
@@ -87,6 +96,7 @@ def main():
     meta, image = read_metadata(session), cv2.imread(args.image)
     if image is None:
         raise SystemExit(f"cannot read image {args.image}")
+    check_box(args.box, image)
     keypoints, scores = predict(session, image, args.box)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(args.out, draw(image, keypoints, scores, meta["skeleton"])):

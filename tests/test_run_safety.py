@@ -11,6 +11,7 @@ import sys
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from posecore import params as params_module
@@ -245,3 +246,28 @@ def test_resume_changes_sort_harmless_from_refused():
     opted_in = load_params("demo", {"train.batch_size": 16, "train.accept_changes": ["train.batch_size"]})
     accepted, refused = resume_changes(saved, opted_in)
     assert refused == {} and accepted["train.batch_size"] == [32, 16]
+
+
+# ----------------------------------------------------------------------------- boxes given by hand
+
+def _onnx_example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("onnx_infer", ROOT / "examples" / "onnx_infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("box", [
+    [10, 10, 0, 50], [10, 10, 40, -5], [float("nan"), 10, 40, 50], [10, 10, float("inf"), 50],
+    [80, 10, 40, 50], [10, 100, 40, 50], [-50, 10, 50, 50], [10, -60, 40, 50],
+])
+def test_bad_hand_boxes_are_refused(box):
+    image = np.zeros((100, 80, 3), np.uint8)  # h 100, w 80
+    with pytest.raises(SystemExit, match=r"--box .*W and H > 0.*80 x 100 image"):
+        _onnx_example().check_box(box, image)
+
+
+def test_partly_outside_hand_box_is_fine():
+    _onnx_example().check_box([-20, 90, 40, 50], np.zeros((100, 80, 3), np.uint8))
