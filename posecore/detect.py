@@ -222,32 +222,13 @@ class DetectionsFile:
 
     def _parse(self, entry: Any, index: int, category_id: int):
         """(key, [x1, y1, x2, y2, score] or None when the entry is skipped)."""
-        def fail(problem: str):
-            raise ValueError(f"detections file {self.path}: entry {index} {problem}: "
-                             f"{json.dumps(entry)[:200]}")
-
-        if not isinstance(entry, dict):
-            fail("is not an object with image_id, bbox and score")
-        for key in ("image_id", "bbox", "score"):
-            if key not in entry:
-                fail(f"has no {key!r}")
-        image_id = entry["image_id"]
-        if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
-            fail("has an image_id that is neither an integer nor a file name")
-        bbox, score = entry["bbox"], entry["score"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-            fail("has a bbox that is not 4 numbers [x, y, w, h]")
-        if not _is_number(score):
-            fail("has a score that is not a number")
-        if not np.isfinite([*bbox, score]).all():
-            fail("has a non-finite bbox or score")
+        image_id, (x, y, w, h), score = check_detection(entry, index, self.path)
         if entry.get("category_id", category_id) != category_id:
             self.report.other_category += 1
             return None, None
         if score < self.score_threshold:
             self.report.below_threshold += 1
             return None, None
-        x, y, w, h = (float(v) for v in bbox)
         if w <= 0 or h <= 0:
             self.report.empty_box += 1
             return None, None
@@ -286,6 +267,33 @@ def frame_keys(frame: Frame) -> list[Any]:
     if stem.isdigit():
         keys.append(int(stem))
     return keys
+
+
+def check_detection(entry: Any, index: int, path: str | os.PathLike
+                    ) -> tuple[int | str, list[float], float]:
+    """Entry `index` of a COCO-results detections file as (image_id, [x, y, w, h], score), or a
+    ValueError naming the file and the entry: a dict with an image_id (integer or file name), a
+    bbox of 4 finite numbers and a finite score. Boxes of zero or negative size pass: callers
+    count and report them. The one check of detection entries (inference and the `test` split)."""
+    def fail(problem: str):
+        raise ValueError(f"detections file {path}: entry {index} {problem}: {json.dumps(entry)[:200]}")
+
+    if not isinstance(entry, dict):
+        fail("is not an object with image_id, bbox and score")
+    for key in ("image_id", "bbox", "score"):
+        if key not in entry:
+            fail(f"has no {key!r}")
+    image_id = entry["image_id"]
+    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+        fail("has an image_id that is neither an integer nor a file name")
+    bbox, score = entry["bbox"], entry["score"]
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        fail("has a bbox that is not 4 numbers [x, y, w, h]")
+    if not _is_number(score):
+        fail("has a score that is not a number")
+    if not np.isfinite([*bbox, score]).all():
+        fail("has a non-finite bbox or score")
+    return image_id, [float(v) for v in bbox], float(score)
 
 
 def _is_number(value: Any) -> bool:

@@ -5,7 +5,8 @@ Run folder:
   env.json           devices, versions, world size, git commit/dirty, host, command or notebook
   log.jsonl          {"type": "train", epoch, step, loss, lr, images_per_s, data_wait, skipped}
                      every train.log_every steps, {"type": "val", epoch, step, <metrics>} after
-                     each validation, {"type": "summary", ...} at the end of every invocation
+                     each validation, {"type": "summary", ...} at the end of every invocation,
+                     {"type": "params_changed", changed: {key: [before, now]}} on a changed resume
   metrics.json       the latest validation metrics
   checkpoints/last.pt, best.pt   (CHECKPOINT keys below; best by evaluation.primary_metric)
   logs/              per-rank stdout/stderr of multi-process runs
@@ -30,10 +31,16 @@ like DistributedSampler), augmentation depends on (seed, epoch, index) only, CPU
 algorithms, and checkpoints carry every RNG state. So on CPU, a run killed at any point after its
 first checkpoint and started again (same run_name) ends with bitwise the same weights as an
 uninterrupted run. last.pt is written atomically at the end of every epoch. An interrupt
-(Ctrl-C / kernel interrupt, SIGINT to the workers) stops after the current step and writes
-last.pt at that step (epoch_step > 0: resuming skips the batches already seen); a second interrupt
+(Ctrl-C / kernel interrupt, SIGINT to the workers) or SIGTERM (a batch system's notice) stops after
+the current step and writes last.pt at that step (epoch_step > 0: resuming skips the batches
+already seen), then raises KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM); a second one
 in a notebook stops at once, leaving the last epoch's last.pt intact. Performance mode
 (train.max_steps > 0) writes no checkpoints.
+
+One run folder has one writer (posecore.runs.run_lock). A resume first compares the params with
+the run's params.yaml (`check_resume`): changes that alter the model, the optimizer state's meaning
+or the data order are refused unless train.accept_changes lists them; accepted changes are
+recorded in log.jsonl ({"type": "params_changed"}) before params.yaml is rewritten.
 """
 from __future__ import annotations
 
@@ -46,6 +53,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +68,7 @@ from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read
                                   save_checkpoint)
 from posecore.evaluation import primary_metric, validate
 from posecore.environment import run_environment
-from posecore.params import Params, TrainParams, load_params, save_params
+from posecore.params import Params, TrainParams, load_params, resume_changes, save_params
 from posecore.runs import (append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
                            read_json, read_jsonl, run_dir, run_lock, write_json)
 from posecore.tensorboard_log import TensorBoardLog
@@ -97,18 +105,55 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
         raise TrainingError(f"training on {nodes.nnodes} nodes needs a run_name, the same on every "
                             f"node (they share its folder and rendezvous under its name)")
     folder = run_dir(run_name or default_run_name(params.name or params.model.name))
-    # the first node holds the run's lock: a second trainer is refused, and readers see it running
-    with run_lock(folder, "training") if nodes.node_rank == 0 else contextlib.nullcontext():
-        last = folder / "checkpoints" / "last.pt"
-        if last.exists() and not params.train.resume:
-            raise TrainingError(
-                f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
-                f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+    with run_lock(folder, "training", node=nodes.node_rank):
+        changed = check_resume(folder, params, world_size=npus * nodes.nnodes)
         save_params(params, folder / "params.yaml")
+        if changed and nodes.node_rank == 0:
+            append_jsonl(folder / "log.jsonl", {"type": "params_changed", "changed": changed,
+                                                "time": datetime.now().isoformat(timespec="seconds")})
         env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
         write_json(folder / env_name, run_environment(npus, nodes))
         return distributed.launch(train_worker, (str(folder),), npus, params,
                                   log_dir=folder / "logs", job_name=folder.name)
+
+
+def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, list]:
+    """Whether the run in `folder` may continue under `params` on `world_size` devices; called
+    before anything of the run is written. Returns the accepted changes {key: [before, now]}.
+
+    A run with a checkpoint is refused with train.resume false, and when a key that alters the
+    model, the optimizer state's meaning or the data order differs from its params.yaml (or the
+    world size from its env.json: the global batch), unless train.accept_changes lists that key.
+    """
+    last = folder / "checkpoints" / "last.pt"
+    if not last.exists():
+        return {}
+    if not params.train.resume:
+        raise TrainingError(
+            f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
+            f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+    saved_path = folder / "params.yaml"
+    if not saved_path.exists():
+        return {}
+    accepted, refused = resume_changes(load_params(saved_path), params)
+    env_path = folder / "env.json"
+    before = read_json(env_path).get("world_size") if env_path.exists() else None
+    if before not in (None, world_size):
+        changes = accepted if "world_size" in params.train.accept_changes else refused
+        changes["world_size"] = [before, world_size]
+    if refused:
+        listed = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, (old, new) in refused.items())
+        keys = ", ".join(f'"{key}"' for key in refused)
+        raise TrainingError(
+            f"run {folder.name!r} ({folder}) has a checkpoint made with other values of keys that "
+            f"change the model, the optimizer state's meaning or the data order, so resuming would "
+            f"mix two runs:\n{listed}\nNothing was written. Start a new run (another run_name), or "
+            f"continue this one with the new values by accepting them explicitly (recorded in "
+            f"params.yaml and log.jsonl): overrides {{\"train.accept_changes\": [{keys}]}}")
+    if accepted:
+        print(f"resuming {folder.name} with changed params: "
+              + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()), flush=True)
+    return accepted
 
 
 def train_worker(run_folder: str) -> dict[str, Any]:
@@ -233,7 +278,8 @@ def _wrap_model(bare: nn.Module, train: TrainParams, dev: torch.device, world: i
 
 @contextlib.contextmanager
 def _stop_on_interrupt(trainer: "_Trainer", launched: bool):
-    """SIGINT asks the trainer to stop after the current step; in a notebook a second one stops now.
+    """SIGINT, and SIGTERM (what SLURM and Kubernetes send before a kill), ask the trainer to stop
+    after the current step; in a notebook a second one stops now.
 
     Launched workers always wait for the step: the kernel interrupt reaches them twice (the
     process group and the launcher), and the launcher kills them after its shutdown timeout.
@@ -246,15 +292,26 @@ def _stop_on_interrupt(trainer: "_Trainer", launched: bool):
         if trainer.stop_requested and not launched:
             raise KeyboardInterrupt
         if not trainer.stop_requested and trainer.main:
-            print("\ninterrupted: stopping after the current step and saving last.pt "
+            what = "interrupted" if signum == signal.SIGINT else f"received {signal.Signals(signum).name}"
+            print(f"\n{what}: stopping after the current step and saving last.pt "
                   "(interrupt again to stop at once)", file=sys.stderr, flush=True)
         trainer.stop_requested = True
+        trainer.stop_signal = trainer.stop_signal or signum
 
-    previous = signal.signal(signal.SIGINT, handler)
+    fallback = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {signum: signal.signal(signum, handler) for signum in fallback}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, before in previous.items():
+            signal.signal(signum, before if before is not None else fallback[signum])
+
+
+def _data_worker_init(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM (a batch system sends it to every process of the job):
+    the training process finishes its step and saves first; the workers die with it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    distributed.die_with_parent(worker_id)
 
 
 class _Meter:
@@ -306,6 +363,7 @@ class _Trainer:
         self.best_metric: float | None = None
         self.metrics: dict[str, float] = {}
         self.stop_requested = False
+        self.stop_signal = 0  # the signal that asked this rank to stop
         self.lr = learning_rate(self.train, 0, 0)
         self._resume_or_start()
         self.board = TensorBoardLog(folder, self.params, self.step, enabled=self.main)
@@ -401,7 +459,7 @@ class _Trainer:
                             sampler=indices[self.epoch_step * batch_size:],
                             num_workers=self.params.data.workers,
                             pin_memory=self.device.type == "cuda",
-                            worker_init_fn=distributed.die_with_parent, generator=generator,
+                            worker_init_fn=_data_worker_init, generator=generator,
                             drop_last=True)
         return loader, total
 
@@ -558,7 +616,7 @@ class _Trainer:
                 save_checkpoint(self.best_path, checkpoint)
             save_checkpoint(self.last_path, checkpoint)
         if self._stop_agreed():
-            raise KeyboardInterrupt
+            raise self._stopped()
 
     def _validate(self, epoch: int) -> bool:
         with torch.no_grad():
@@ -588,7 +646,15 @@ class _Trainer:
             save_checkpoint(self.last_path, self._checkpoint())
             print(f"saved {self.last_path} at epoch {self.epoch} step {self.epoch_step} of the "
                   f"epoch; run again with the same run_name to resume", file=sys.stderr, flush=True)
-        raise KeyboardInterrupt
+        raise self._stopped()
+
+    def _stopped(self) -> BaseException:
+        """What a stop request raises once last.pt is saved: KeyboardInterrupt for an interrupt;
+        for SIGTERM, SystemExit with the shell's status for it (128 + 15), so that a batch
+        system's job ends as stopped, not as done."""
+        if self.stop_signal in (0, signal.SIGINT):
+            return KeyboardInterrupt()
+        return SystemExit(128 + self.stop_signal)
 
     def _finish(self, stopped: str) -> dict[str, Any]:
         """Speed over the steps after train.perf_warmup_steps (over all steps if there are none)."""

@@ -40,7 +40,8 @@ from posecore.data import build_dataset, ensure_synthetic, padded_shard
 from posecore.device import get_device
 from posecore.distributed import launch, local_rank, rank as get_rank, world_size
 from posecore.params import Params, load_params, save_params
-from posecore.runs import atomic_write, default_run_name, json_safe, read_json, run_dir, write_json
+from posecore.runs import (atomic_write, default_run_name, json_safe, read_json, run_dir, run_lock,
+                           write_json)
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +86,18 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     ensure_synthetic(params)
     run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
     folder = run_dir(run_name)
-    if not (folder / "params.yaml").exists():
-        save_params(params, folder / "params.yaml")
-    out_dir = folder / "eval"
-    # workers get plain values only: the resolved params travel as a file
-    params_path = save_params(params, out_dir / "params.yaml")
-    metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus, params,
-                     log_dir=out_dir / "logs")
-    run_metrics_path = folder / "metrics.json"
-    merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
-    merged.update(metrics)
-    write_json(run_metrics_path, json_safe(merged))
+    with run_lock(folder, "evaluation"):  # a training of the same run writes metrics.json too
+        if not (folder / "params.yaml").exists():
+            save_params(params, folder / "params.yaml")
+        out_dir = folder / "eval"
+        # workers get plain values only: the resolved params travel as a file
+        params_path = save_params(params, out_dir / "params.yaml")
+        metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus,
+                         params, log_dir=out_dir / "logs")
+        run_metrics_path = folder / "metrics.json"
+        merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
+        merged.update(metrics)
+        write_json(run_metrics_path, json_safe(merged))
     return metrics
 
 

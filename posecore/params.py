@@ -93,8 +93,9 @@ class TrainParams:
     grad_clip: float = 0.0          # max grad norm; 0 = off
     val_every: int = 10             # epochs; 0 = never
     resume: bool = True             # continue from last.pt of the same run
-    # keys a resume may change although they alter the run (model, optimizer state, data order):
-    # an explicit, recorded opt-in; see RESUME_HARMLESS for the keys that never need it
+    # keys a resume may change although they alter the run (model, optimizer state, data order;
+    # "world_size" for another npus x dist.nnodes): an explicit, recorded opt-in; see
+    # RESUME_HARMLESS for the keys that never need it
     accept_changes: list[str] = field(default_factory=list)
     max_steps: int = 0              # performance mode: stop after this many steps (0 = full run)
     perf_warmup_steps: int = 5      # steps left out of the reported images/s
@@ -338,7 +339,7 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("amp_backend", f"must be 'torch' or 'apex', got {obj.amp_backend!r}")
         if obj.optimizer not in ("adam", "sgd"):
             fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
-        known = list(flat_params(Params()))
+        known = [*flat_params(Params()), "world_size"]  # world_size: npus x dist.nnodes
         for key in obj.accept_changes:
             if key not in known:
                 fail("accept_changes", f"lists {key!r}, which is not a params key{_closest(key, known)}")

@@ -92,23 +92,26 @@ def _name_max(folder: Path) -> int:
 # --- one writer per run -----------------------------------------------------------------------
 
 @contextlib.contextmanager
-def run_lock(folder: str | os.PathLike, purpose: str) -> Iterator[Path]:
+def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator[Path]:
     """Hold the run folder's writer lock while the block runs (`purpose`: e.g. "training").
 
     An exclusive flock on <folder>/.writer.lock: the OS drops it when the process ends, however it
     ends, so it is never stale. A second process is refused at once (RunLockedError naming the
     run, the holder's pid, host and purpose), a second holder in the same process too.
-    Once taken, temp files of interrupted atomic writes in the folder are removed.
+    Once taken, temp files of interrupted atomic writes in the folder are removed. The machines
+    of a multi-node run share the folder: machine `node` > 0 holds its own .writer-node<N>.lock
+    (one process per machine) and leaves the temp files to machine 0, which writes the records.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _LOCK_NAME
+    lock_name = _LOCK_NAME if node == 0 else f".writer-node{node}.lock"
+    path = folder / lock_name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             locked = _flock_soon(fd)
         except BlockingIOError:
-            raise RunLockedError(_locked_message(folder, _read_holder(fd))) from None
+            raise RunLockedError(_locked_message(folder, _read_holder(fd), lock_name)) from None
         except OSError as error:  # e.g. an NFS mount without a lock service
             warnings.warn(f"cannot lock run {folder.name!r} at {path} ({os.strerror(error.errno)}): "
                           f"nothing stops a second writer of this run; put POSECORE_OUTPUTS on a "
@@ -121,7 +124,7 @@ def run_lock(folder: str | os.PathLike, purpose: str) -> Iterator[Path]:
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         try:
-            if locked:  # only the lock holder can tell an orphan temp file from a live one
+            if locked and node == 0:  # only the writer can tell an orphan temp file from a live one
                 _report_removed(folder, remove_orphan_temps(folder))
             yield folder
         finally:
@@ -173,12 +176,12 @@ def _read_holder(fd: int) -> dict[str, Any]:
         return {}
 
 
-def _locked_message(folder: Path, holder: dict[str, Any]) -> str:
+def _locked_message(folder: Path, holder: dict[str, Any], lock_name: str) -> str:
     who = (f"{holder.get('purpose', 'a writer')} in process {holder.get('pid', '?')} on host "
            f"{holder.get('host', '?')}" + (f" since {holder['since']}" if "since" in holder else ""))
     return (f"run {folder.name!r} ({folder}) is already being written by {who}; two writers would "
             f"mix their logs and checkpoints. Wait for it to finish or stop that process (its lock "
-            f"goes away with it; deleting {_LOCK_NAME} does not help), or use another run_name.")
+            f"goes away with it; deleting {lock_name} does not help), or use another run_name.")
 
 
 def remove_orphan_temps(folder: str | os.PathLike) -> list[tuple[Path, int]]:

@@ -20,7 +20,7 @@ import pytest
 
 import posecore
 from posecore import data, demo
-from posecore.runs import REPO_ROOT
+from posecore.runs import REPO_ROOT, read_json
 
 pytestmark = pytest.mark.slow
 
@@ -149,6 +149,8 @@ def test_prepare_data_builds_data_and_shows_statistics(workbook, prepared):
     figures = workbook["outputs"] / RUN / "figures"
     assert (figures / "data_statistics.png").is_file() and (figures / "data_examples.png").is_file()
     assert _outputs_of(prepared, "image/png") >= 2
+    checks = read_json(workbook["outputs"] / RUN / "tables" / "data_annotation_checks.json")
+    assert [row[0] for row in checks["rows"]] == ["train", "val"] and checks["rows"][1][3] == 0
 
 
 def test_prepare_data_names_what_is_missing_and_where_to_get_it(workbook, tmp_path):

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,11 @@ def test_default_run_name_fits_any_params_name():
 
 def test_outputs_paths_follow_posecore_outputs(outputs):
     # params/demo.yaml's data.root: synthetic data goes where the user's outputs go
+    from posecore.data import dataset_root
+
     assert resolve_path("outputs/data/synthetic_coco") == outputs / "data" / "synthetic_coco"
+    assert dataset_root(load_params("demo").data) == outputs / "data" / "synthetic_coco"
+    assert dataset_root(load_params("demo", {"data.root": ""}).data) == outputs / "data" / "synthetic_coco"
     assert resolve_path("params/demo.yaml") == ROOT / "params" / "demo.yaml"
 
 
@@ -215,22 +220,24 @@ def test_every_numeric_key_has_a_range():
 
 
 def test_model_geometry_matches_the_models():
+    import inspect
+
     import torch
     from posecore import models
 
     assert sorted(params_module.MODEL_GEOMETRY) == sorted(models.MODELS)
     assert params_module.RESNET_DEPTHS == tuple(sorted(models.RESNET_BLOCKS))
-    for name, (stride, multiple) in params_module.MODEL_GEOMETRY.items():
-        with torch.device("meta"):
-            model = models.build_model(name, **({} if name == "hourglass" else {"depth": 18})).eval()
-            width, height = multiple, 2 * multiple
-            heatmaps = model(torch.empty(1, 3, height, width))
-            assert tuple(heatmaps.shape[-2:]) == (height // stride, width // stride)
-            try:  # off the multiple the heatmaps are not input / stride
-                off = model(torch.empty(1, 3, height, width + multiple // 2))
-                assert off.shape[-1] != (width + multiple // 2) // stride
-            except RuntimeError:
-                pass
+    for name in ("fastpose", "simplebaseline"):
+        stride, multiple = params_module.MODEL_GEOMETRY[name]
+        network = models.build_model(name, depth=18).eval()
+        with torch.no_grad():
+            assert network(torch.zeros(1, 3, 2 * multiple, multiple)).shape[-2:] == (
+                2 * multiple // stride, multiple // stride)
+            off = multiple + multiple // 2  # off the multiple the heatmaps are not input / stride
+            assert network(torch.zeros(1, 3, multiple, off)).shape[-1] != off // stride
+    # Hourglass: a stride-4 stem, then `downsample_times` halvings that must divide evenly
+    halvings = inspect.signature(models.HourglassNet).parameters["downsample_times"].default
+    assert params_module.MODEL_GEOMETRY["hourglass"] == (4, 4 * 2 ** halvings)
 
 
 # ----------------------------------------------------------------------------- resume changes
@@ -271,3 +278,296 @@ def test_bad_hand_boxes_are_refused(box):
 
 def test_partly_outside_hand_box_is_fine():
     _onnx_example().check_box([-20, 90, 40, 50], np.zeros((100, 80, 3), np.uint8))
+
+
+# ----------------------------------------------------------------------------- training runs
+
+TINY = {"model.depth": 18, "data.input_size": [32, 32], "data.heatmap_size": [8, 8], "data.workers": 0,
+        "train.batch_size": 4, "train.epochs": 2, "train.lr": 1e-3, "train.lr_steps": [100],
+        "train.warmup_iters": 0, "train.val_every": 0, "train.log_every": 1, "train.perf_warmup_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from posecore import data
+
+    root = data.make_synthetic(tmp_path_factory.mktemp("synthetic") / "coco", "coco", num_train=4,
+                               num_val=1, image_size=64)
+
+    def make(**overrides):
+        return load_params("demo", {**TINY, "data.root": str(root), **overrides})
+    return make
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """One uninterrupted tiny run (2 epochs of 2 steps), on one thread so runs compare bitwise."""
+    import torch
+    import posecore
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    outputs = tmp_path_factory.mktemp("reference")
+    os.environ["POSECORE_OUTPUTS"] = str(outputs)
+    try:
+        yield posecore.train(tiny(), run_name="reference")
+    finally:
+        del os.environ["POSECORE_OUTPUTS"]
+        torch.set_num_threads(threads)
+
+
+def _copy_run(reference, outputs, name):
+    import shutil
+
+    return Path(shutil.copytree(reference["run_dir"], outputs / name))
+
+
+def _weights(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_training_and_evaluation_refuse_a_run_another_process_writes(tiny, outputs):
+    import posecore
+
+    folder = run_dir("busy")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from posecore.runs import run_lock\n"
+         "with run_lock(sys.argv[1], 'training'):\n    print('locked', flush=True); time.sleep(60)",
+         str(folder)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"'busy'.*training in process {holder.pid}"):
+            posecore.train(tiny(), run_name="busy")
+        with pytest.raises(RunLockedError, match=rf"'busy'.*process {holder.pid}"):
+            posecore.evaluate(tiny(**{"eval.oracle": True}), None, run_name="busy")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in folder.iterdir()) == [".writer.lock"]  # nothing else written
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"model.depth": 34}, "model.depth: 18 -> 34"),
+    ({"model.name": "simplebaseline"}, "model.name: 'fastpose' -> 'simplebaseline'"),
+    ({"data.input_size": [64, 64], "data.heatmap_size": [16, 16]}, "data.input_size: [32, 32] -> [64, 64]"),
+    ({"train.batch_size": 2}, "train.batch_size: 4 -> 2"),
+    ({"train.optimizer": "sgd"}, "train.optimizer: 'adam' -> 'sgd'"),
+    ({"train.seed": 1}, "train.seed: 0 -> 1"),
+    ({"train.lr": 0.01}, "train.lr: 0.001 -> 0.01"),
+    ({"train.amp": "bf16"}, "train.amp: 'off' -> 'bf16'"),
+    ({"data.group_by_image": False}, "data.group_by_image: True -> False"),
+])
+def test_resume_refuses_changes_that_would_mix_two_runs(tiny, reference, overrides, key):
+    import posecore
+    from posecore.engine import TrainingError
+
+    folder = Path(reference["run_dir"])
+    before = _snapshot(folder)
+    with pytest.raises(TrainingError) as info:
+        posecore.train(tiny(**overrides), run_name="reference")
+    message = str(info.value)
+    for word in (key, "Nothing was written", "another run_name", '"train.accept_changes": ['):
+        assert word in message, message
+    assert _snapshot(folder) == before
+
+
+def test_resume_accepts_harmless_and_opted_in_changes_and_records_them(tiny, reference, outputs):
+    import posecore
+
+    folder = _copy_run(reference, outputs, "extended")
+    params = tiny(**{"train.epochs": 3, "train.log_every": 2, "eval.flip_test": False,
+                     "train.lr": 0.002, "train.accept_changes": ["train.lr"]})
+    result = posecore.train(params, run_name="extended")
+    assert result["epochs"] == 3
+    assert load_params(folder / "params.yaml") == params
+    changed = [r for r in read_jsonl(folder / "log.jsonl") if r["type"] == "params_changed"]
+    assert len(changed) == 1 and changed[0]["changed"] == {
+        "train.epochs": [2, 3], "train.lr": [0.001, 0.002], "train.accept_changes": [[], ["train.lr"]],
+        "train.log_every": [1, 2], "eval.flip_test": [True, False]}
+
+
+def test_resume_after_a_torn_log_line_and_an_interrupted_checkpoint_write(tiny, reference, outputs):
+    import posecore
+
+    folder = _copy_run(reference, outputs, "torn")
+    orphan = folder / "checkpoints" / ".last.pt.x1y2z3w4.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    with open(folder / "log.jsonl", "a") as f:
+        f.write('{"type": "train", "epo')
+    with pytest.warns(UserWarning, match=r"log\.jsonl"):
+        posecore.train(tiny(), run_name="torn")
+    assert not orphan.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every line reads now
+        records = read_jsonl(folder / "log.jsonl")
+    assert [r["type"] for r in records].count("summary") == 2
+
+
+def test_sigterm_mid_epoch_saves_the_step_and_resumes_equal(tiny, reference, outputs, monkeypatch):
+    import signal
+
+    import torch
+    import posecore
+    from posecore import checkpoints
+
+    calls, per_epoch = [], reference["steps"] // reference["epochs"]
+
+    def terminate(module, inputs, output):
+        calls.append(1)
+        if len(calls) == per_epoch + 1:  # the 1st step of epoch 1
+            os.kill(os.getpid(), signal.SIGTERM)  # as SLURM / Kubernetes before a kill
+
+    load_model = checkpoints.load_model
+
+    def hooked(*args, **kwargs):
+        model, *rest = load_model(*args, **kwargs)
+        model.register_forward_hook(terminate)
+        return (model, *rest)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(posecore.engine, "load_model", hooked)
+        with pytest.raises(SystemExit) as info:
+            posecore.train(tiny(), run_name="terminated")
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    last = outputs / "terminated" / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["epoch_step"]) == (1, 1)  # the running step finished
+
+    posecore.train(tiny(), run_name="terminated")
+    reference_weights = _weights(reference["checkpoint"])
+    resumed = _weights(last)
+    assert resumed.keys() == reference_weights.keys()
+    assert all(torch.equal(resumed[k], reference_weights[k]) for k in resumed)
+
+
+def test_disk_full_during_training_names_the_checkpoint(tiny, small_disk, monkeypatch):
+    import posecore
+
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(small_disk))
+    with pytest.raises(DiskFullError, match=r"checkpoints/last\.pt: it needs [\d.]+ MB"):
+        posecore.train(tiny(**{"train.epochs": 1}), run_name="full")
+    assert [p.name for p in (small_disk / "full").rglob("*.tmp")] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the log holds whole records only
+        assert read_jsonl(small_disk / "full" / "log.jsonl")
+
+
+# ----------------------------------------------------------------------------- annotations and detections
+
+@pytest.fixture
+def coco_copy(tiny, tmp_path):
+    """A writable copy of the tiny synthetic COCO set, and params reading it."""
+    import shutil
+
+    root = Path(shutil.copytree(tiny().data.root, tmp_path / "coco"))
+    return root, tiny(**{"data.root": str(root)})
+
+
+def _edit_json(path, edit):
+    content = json.loads(path.read_text())
+    edit(content)
+    path.write_text(json.dumps(content))
+
+
+def test_a_category_with_another_joint_count_is_an_error(coco_copy):
+    from posecore.data import build_dataset
+
+    root, params = coco_copy
+    path = root / "annotations" / "person_keypoints_val2017.json"
+    _edit_json(path, lambda c: c["categories"][0].update(keypoints=c["categories"][0]["keypoints"][:16]))
+    with pytest.raises(ValueError, match=r"person_keypoints_val2017\.json: category 'person' has 16 "
+                                         r"keypoints but the params have 17 joints"):
+        build_dataset(params, "val")
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("keypoints", list(range(48)), "48 keypoint values, not 51"),
+    ("keypoints", None, "keypoints is not a list of numbers"),
+    ("keypoints", ["x"] * 51, "keypoints is not a list of numbers"),
+    ("bbox", [1, 2, 3], "bbox is not 4 finite numbers"),
+    ("image_id", "0001", "image_id is not an integer"),
+])
+def test_bad_person_entries_are_counted_and_reported_once(coco_copy, outputs, field, value, reason):
+    from posecore import workbook
+    from posecore.data import build_dataset, check_annotations
+
+    root, params = coco_copy
+    path = root / "annotations" / "person_keypoints_val2017.json"
+    total = len(json.loads(path.read_text())["annotations"])
+    clean = len(build_dataset(params, "val"))
+    _edit_json(path, lambda c: [c["annotations"][i].update({field: value}) for i in (0, 1)])
+    ids = [a["id"] for a in json.loads(path.read_text())["annotations"][:2]]
+    with pytest.warns(UserWarning) as caught:
+        assert len(build_dataset(params, "val")) == clean - 2
+    messages = [str(w.message) for w in caught if "person entries" in str(w.message)]
+    assert len(messages) == 1 and f"skipped 2 of {total}" in messages[0] and reason in messages[0]
+    assert f"ids {ids}" in messages[0]
+    bad = check_annotations(path, "coco")
+    assert bad.count == 2 and bad.examples == {next(iter(bad.counts)): ids}
+    check = workbook.LayoutCheck(root, "coco", [], False)
+    table = workbook.annotation_checks("prepared", params, check)
+    assert table.rows[1][:4] == ["val", path.name, total, 2] and reason in table.rows[1][4]
+    assert (outputs / "prepared" / "tables" / "data_annotation_checks.json").is_file()
+
+
+def test_bad_mpii_entries_are_counted(tmp_path):
+    from posecore.data import check_annotations
+
+    path = tmp_path / "mpii_val.json"
+    good = {"image": "000001.jpg", "center": [50.0, 60.0], "scale": 1.2,
+            "joints": [[10.0, 20.0]] * 16, "joints_vis": [1] * 16}
+    path.write_text(json.dumps([good, {**good, "joints": [[1.0, 2.0]] * 15}, {**good, "scale": -1},
+                                {**good, "joints_vis": [1] * 17}, {**good, "center": [1.0]}]))
+    bad = check_annotations(path, "mpii")
+    assert (bad.total, bad.count) == (5, 4)
+    assert bad.examples["joints is not 16 (x, y) pairs of numbers"] == ["#1 (000001.jpg)"]
+    assert set(bad.counts) >= {"scale is not a positive number", "joints_vis is not 16 numbers",
+                               "center is not 2 finite numbers"}
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ("not a dict", "is not an object"),
+    ({"bbox": [1, 2, 3, 4], "score": 1.0}, "has no 'image_id'"),
+    ({"image_id": 1, "bbox": [1, 2, 3], "score": 1.0}, "bbox that is not 4 numbers"),
+    ({"image_id": 1, "bbox": "1 2 3 4", "score": 1.0}, "bbox that is not 4 numbers"),
+    ({"image_id": 1, "bbox": [1, 2, 3, float("nan")], "score": 1.0}, "non-finite bbox or score"),
+    ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": float("inf")}, "non-finite bbox or score"),
+    ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": "high"}, "score that is not a number"),
+    ({"image_id": [1], "bbox": [1, 2, 3, 4], "score": 1.0}, "image_id that is neither"),
+])
+def _first_val_image(root):
+    return json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())["images"][0]["id"]
+
+
+def test_malformed_detection_entries_name_file_and_index(coco_copy, tmp_path, entry, problem):
+    from posecore.data import build_dataset
+
+    root, params = coco_copy
+    image_id = _first_val_image(root)
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([{"image_id": image_id, "bbox": [1, 2, 10, 20], "score": 0.9}, entry]))
+    params = load_params(params, {"data.det_file": str(det_file), "eval.use_gt_boxes": False})
+    with pytest.raises(ValueError, match=rf"dets\.json: entry 1 .*{problem}"):
+        build_dataset(params, "test")
+
+
+def test_zero_and_negative_detection_boxes_are_counted(coco_copy, tmp_path):
+    from posecore.data import build_dataset
+
+    root, params = coco_copy
+    image_id = _first_val_image(root)
+    boxes = [[1, 2, 10, 20], [1, 2, 0, 20], [1, 2, 10, -5], [3, 4, 12, 22]]
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([{"image_id": image_id, "bbox": b, "score": 0.9} for b in boxes]))
+    params = load_params(params, {"data.det_file": str(det_file), "eval.use_gt_boxes": False})
+    with pytest.warns(UserWarning, match=r"dets\.json: 2 of 4 detections have a box of zero or negative "
+                                         r"width or height and were skipped \(entries \[1, 2\]\)"):
+        assert len(build_dataset(params, "test")) == 2

@@ -15,6 +15,7 @@ from pathlib import Path
 from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOOK, SPLITS,
                                        DataLayoutError, Instance, annotation_stats, check_layout,
                                        dataset_root, is_synthetic_root, load_instances, synthetic_root)
+from posecore.data.annotations import BadEntries, check_annotations
 from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, normalize_crop,
                                    read_image, read_rgb)
 from posecore.data.sampling import grouped_order, padded_shard
@@ -27,6 +28,7 @@ __all__ = [
     "dpg_jitter", "draw_scene", "ensure_synthetic", "grouped_order", "half_body_box", "load_instances",
     "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image", "read_rgb",
     "synthetic_root",
+    "BadEntries", "check_annotations",
 ]
 
 

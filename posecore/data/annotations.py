@@ -4,18 +4,26 @@
 converted it, 1-based MATLAB pixels made 0-based) into `Instance`s, the people a PoseDataset
 crops. `check_layout` lists what a dataset folder lacks; `annotation_stats` counts what the
 prepare-data notebook plots.
+
+Malformed files fail loudly, malformed people are counted: a person category whose keypoint list
+does not match the params' joint count is an error naming the file and both counts; a person
+entry that cannot be read (a keypoint array of the wrong length, a bbox that is not 4 numbers,
+...) is skipped, counted by reason with example ids (`BadEntries`), and reported once per file
+(a warning, and the prepare-data notebook's table via `check_annotations`).
 """
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, keypoint_info
 from posecore.runs import outputs_root, resolve_path
@@ -54,6 +62,51 @@ class Instance:
     bbox_score: float = 1.0
 
 
+
+
+@dataclass
+class BadEntries:
+    """Person entries of one annotation file that were skipped as malformed."""
+
+    file: str
+    total: int = 0                                            # person entries read
+    counts: dict[str, int] = field(default_factory=dict)      # reason -> entries
+    examples: dict[str, list] = field(default_factory=dict)   # reason -> a few annotation ids
+
+    def add(self, reason: str, example: Any) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if len(self.examples.setdefault(reason, [])) < 5:
+            self.examples[reason].append(example)
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+    def __str__(self) -> str:
+        if not self.count:
+            return f"{self.file}: all {self.total} person entries read"
+        return f"{self.file}: skipped {self.count} of {self.total} person entries: {self.reasons()}"
+
+    def reasons(self) -> str:
+        """"<reason>: <count> (ids [...]); ..." ("" when nothing was skipped)."""
+        return "; ".join(f"{reason}: {count} (ids {self.examples[reason]}"
+                         f"{', ...' if count > len(self.examples[reason]) else ''})"
+                         for reason, count in self.counts.items())
+
+    def warn(self) -> None:
+        if self.count:
+            warnings.warn(f"{self}. Fix or drop these entries in the file; posecore trains and "
+                          f"evaluates without them", stacklevel=4)
+
+
+def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None = None) -> BadEntries:
+    """The malformed person entries of a COCO keypoints or MPII (mmpose) json, by reason. A person
+    category that does not have `num_joints` (default: the dataset's) keypoints is a ValueError."""
+    num_joints = num_joints or keypoint_info(dataset).num_joints
+    content = _load_json(Path(ann_file))
+    if dataset == "coco":
+        return _coco_people(content, ann_file, num_joints)[1]
+    return _mpii_people(content, ann_file, num_joints)[1]
 
 
 def load_instances(params, split: str) -> tuple[list[Instance], Path, str | None]:
@@ -150,11 +203,12 @@ def _coco_instances(root: Path, split: str, data, info: KeypointInfo):
     coco = _load_json(ann_file)
     images = {int(img["id"]): img for img in coco.get("images", [])}
     image_dir = root / subset
+    people, bad = _coco_people(coco, ann_file, info.num_joints)
     if split == "test":
         return _coco_detection_instances(root, data, images, image_dir), ann_file
-
+    bad.warn()
     by_image: dict[int, list[dict]] = {}
-    for ann in coco.get("annotations", []):
+    for ann in people:
         by_image.setdefault(int(ann["image_id"]), []).append(ann)
     instances = []
     for image_id in sorted(images):
@@ -167,6 +221,52 @@ def _coco_instances(root: Path, split: str, data, info: KeypointInfo):
     return instances, ann_file
 
 
+def _coco_people(coco: Any, ann_file, num_joints: int) -> tuple[list[dict], BadEntries]:
+    """The well-formed person annotations of a COCO keypoints json, and the others counted."""
+    if not isinstance(coco, dict):
+        raise ValueError(f"{ann_file}: expected a COCO keypoints json object (images, annotations, "
+                         f"categories), got a {type(coco).__name__}")
+    for category in coco.get("categories", []):
+        names = category.get("keypoints") if isinstance(category, dict) else None
+        if isinstance(names, list) and category.get("id") == 1 and len(names) != num_joints:
+            raise ValueError(
+                f"{ann_file}: category {category.get('name', 1)!r} has {len(names)} keypoints but the "
+                f"params have {num_joints} joints (model.num_joints, data.dataset): this file is not "
+                f"in the layout of the params' dataset; use the matching params or annotation file")
+    people, bad = [], BadEntries(str(ann_file))
+    for index, ann in enumerate(coco.get("annotations", [])):
+        if isinstance(ann, dict) and ann.get("category_id", 1) != 1:
+            continue
+        bad.total += 1
+        problem = _coco_problem(ann, num_joints)
+        if problem:
+            bad.add(problem, ann.get("id", f"#{index}") if isinstance(ann, dict) else f"#{index}")
+        else:
+            people.append(ann)
+    return people, bad
+
+
+def _coco_problem(ann: Any, num_joints: int) -> str | None:
+    """Why a COCO person annotation cannot be read, or None."""
+    if not isinstance(ann, dict):
+        return "not an object"
+    if isinstance(ann.get("image_id"), bool) or not isinstance(ann.get("image_id"), int):
+        return "image_id is not an integer"
+    keypoints = ann.get("keypoints")
+    if not isinstance(keypoints, list) or not all(_is_number(v) for v in keypoints):
+        return "keypoints is not a list of numbers"
+    if len(keypoints) != 3 * num_joints:
+        return f"{len(keypoints)} keypoint values, not {3 * num_joints} ({num_joints} joints x (x, y, v))"
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        return "bbox is not 4 finite numbers [x, y, w, h]"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _image_size(image: dict) -> tuple[int, int] | None:
     if image.get("width") and image.get("height"):
         return int(image["width"]), int(image["height"])
@@ -177,13 +277,10 @@ def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInf
     """A clean person instance (HRNet / mmpose rules) or None."""
     if ann.get("category_id", 1) != 1 or ann.get("iscrowd", 0) or ann.get("area", 1) <= 0:
         return None
-    keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float64)
-    if keypoints.size != info.num_joints * 3:
-        return None
-    keypoints = keypoints.reshape(info.num_joints, 3)
+    keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(info.num_joints, 3)
     if not (keypoints[:, 2] > 0).any():
         return None
-    x, y, w, h = (float(v) for v in (ann.get("bbox") or (0, 0, 0, 0)))
+    x, y, w, h = (float(v) for v in ann["bbox"])
     # clip to the image the way the references clean boxes (pixel-inclusive corners)
     x0, y0 = max(0.0, x), max(0.0, y)
     x1, y1 = x0 + max(0.0, w - 1), y0 + max(0.0, h - 1)
@@ -222,26 +319,29 @@ def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path) -
         raise ValueError(f"{det_path}: expected a COCO-results list of detections")
     aspect = data.input_size[0] / data.input_size[1]
     num_joints = keypoint_info(data.dataset).num_joints
-    instances, unknown = [], set()
-    for det in detections:
-        if det.get("category_id", 1) != 1 or float(det.get("score", 1.0)) < data.det_score_thr:
+    instances, unknown, empty = [], set(), []
+    for index, det in enumerate(detections):
+        image_id, (x, y, w, h), score = check_detection(det, index, det_path)
+        if det.get("category_id", 1) != 1 or score < data.det_score_thr:
             continue
-        image_id = int(det["image_id"])
         if image_id not in images:
             unknown.add(image_id)
             continue
-        x, y, w, h = (float(v) for v in det["bbox"][:4])
         if w <= 0 or h <= 0:
+            empty.append(index)
             continue
         center, scale = box_to_center_scale((x, y, w, h), aspect, data.bbox_padding)
         image = images[image_id]
         instances.append(Instance(
             image_path=str(image_dir / image["file_name"]), image_id=image_id, image_size=_image_size(image),
             bbox_center=center, bbox_scale=scale, joints=np.zeros((num_joints, 2), np.float32),
-            visible=np.zeros(num_joints, np.float32), bbox_xyxy=None, bbox_score=float(det.get("score", 1.0))))
+            visible=np.zeros(num_joints, np.float32), bbox_xyxy=None, bbox_score=score))
+    if empty:
+        warnings.warn(f"{det_path}: {len(empty)} of {len(detections)} detections have a box of zero or "
+                      f"negative width or height and were skipped (entries {empty[:5]})", stacklevel=3)
     if unknown:
         warnings.warn(f"{det_path}: {len(unknown)} image id(s) not in the val annotations were ignored "
-                      f"(e.g. {sorted(unknown)[:5]})", stacklevel=3)
+                      f"(e.g. {sorted(unknown, key=str)[:5]})", stacklevel=3)
     instances.sort(key=lambda inst: inst.image_id)
     return instances
 
@@ -249,11 +349,12 @@ def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path) -
 def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
     subset = "train" if split == "train" else "val"
     ann_file = _require_file(root / "annotations" / f"mpii_{subset}.json", "MPII annotation file", "mpii")
-    annotations = _load_json(ann_file)
+    annotations, bad = _mpii_people(_load_json(ann_file), ann_file, info.num_joints)
+    bad.warn()
     image_dir = root / "images"
     aspect_h_over_w = data.input_size[1] / data.input_size[0]
     instances = []
-    for position, ann in enumerate(annotations):
+    for position, ann in annotations:
         center = np.asarray(ann["center"], dtype=np.float64)
         scale = float(ann["scale"])
         if center[0] != -1:  # the references' adjustment: move down 15 px per unit scale, pad 25%
@@ -276,6 +377,44 @@ def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
 
 
 
+def _mpii_people(annotations: Any, ann_file, num_joints: int) -> tuple[list[tuple[int, dict]], BadEntries]:
+    """The well-formed person entries of an MPII (mmpose) json as (position, entry), and the
+    others counted (example ids: #position (image))."""
+    if not isinstance(annotations, list):
+        raise ValueError(f"{ann_file}: expected mmpose's MPII json, a list of people, got a "
+                         f"{type(annotations).__name__}")
+    people, bad = [], BadEntries(str(ann_file), total=len(annotations))
+    for position, ann in enumerate(annotations):
+        problem = _mpii_problem(ann, num_joints)
+        if problem:
+            image = ann.get("image") if isinstance(ann, dict) else None
+            bad.add(problem, f"#{position}" + (f" ({image})" if image else ""))
+        else:
+            people.append((position, ann))
+    return people, bad
+
+
+def _mpii_problem(ann: Any, num_joints: int) -> str | None:
+    """Why an MPII person entry cannot be read, or None (joints may be absent: test entries)."""
+    if not isinstance(ann, dict):
+        return "not an object"
+    if not isinstance(ann.get("image"), str):
+        return "image is not a file name"
+    center, scale = ann.get("center"), ann.get("scale")
+    if not isinstance(center, list) or len(center) != 2 or not all(_is_number(v) for v in center):
+        return "center is not 2 finite numbers"
+    if not _is_number(scale) or scale <= 0:
+        return "scale is not a positive number"
+    joints, visible = ann.get("joints"), ann.get("joints_vis")
+    if joints is not None and (not isinstance(joints, list) or len(joints) != num_joints or not all(
+            isinstance(j, list) and len(j) == 2 and all(_is_number(v) for v in j) for j in joints)):
+        return f"joints is not {num_joints} (x, y) pairs of numbers"
+    if visible is not None and (not isinstance(visible, list) or len(visible) != num_joints
+                                or not all(_is_number(v) for v in visible)):
+        return f"joints_vis is not {num_joints} numbers"
+    return None
+
+
 # --------------------------------------------------------------------------- statistics
 
 def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
@@ -285,16 +424,17 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
     and totals images / persons.
     """
     info = keypoint_info(dataset)
-    with open(ann_file) as f:
-        data = json.load(f)
+    data = _load_json(Path(ann_file))
     if dataset == "coco":
-        people = [a for a in data.get("annotations", []) if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+        people = [a for a in _coco_people(data, ann_file, info.num_joints)[0]
+                  if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
         images = [img["id"] for img in data.get("images", [])]
         image_of = [a["image_id"] for a in people]
         visible = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in people], dtype=bool)
         boxes = np.array([a["bbox"][2:] for a in people], dtype=float)
     elif dataset == "mpii":
-        people = data if isinstance(data, list) else data.get("annotations", [])
+        people = [p for _, p in _mpii_people(data, ann_file, info.num_joints)[0]
+                  if p.get("joints") is not None and p.get("joints_vis") is not None]
         image_of = [p["image"] for p in people]
         images = sorted(set(image_of))
         visible = np.array([np.asarray(p["joints_vis"]) > 0 for p in people], dtype=bool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from posecore.workbook.browser import PoseBrowser
 from posecore.workbook.report import Table, keep, reference_table, run_figure, run_path, write_report
+from posecore.workbook.sections import annotation_checks
 from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_curves, comparison_notes,
                                         comparison_table, dataset_gallery, dataset_params,
                                         dataset_statistics, differing_params_table, eval_metrics,
@@ -28,5 +29,5 @@ __all__ = [
     "onnx_example", "parity_table", "per_joint_figure", "per_joint_table", "prepare_dataset",
     "reference_table", "results_table", "run_figure", "run_index", "run_of", "run_path", "threshold_figure",
     "training_curves", "training_log", "validation_history", "validation_table", "worst_predictions",
-    "write_report",
+    "write_report", "annotation_checks",
 ]

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from posecore import viz
-from posecore.data import (annotation_stats, build_dataset, check_layout, dataset_root, make_synthetic,
-                           make_synthetic_video, read_rgb, synthetic_root)
+from posecore.data import (annotation_stats, build_dataset, check_annotations, check_layout, dataset_root,
+                           make_synthetic, make_synthetic_video, read_rgb, synthetic_root)
 from posecore.evaluation import person_errors, primary_metric
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import keypoint_info
@@ -104,18 +104,35 @@ def dataset_params(params, check: LayoutCheck):
     return dataclasses.replace(params, data=dataclasses.replace(params.data, root=str(check.root)))
 
 
+def _annotation_files(check: LayoutCheck) -> dict[str, Path]:
+    if check.dataset == "coco":
+        return {s: check.root / "annotations" / f"person_keypoints_{s}2017.json" for s in ("train", "val")}
+    return {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
+
+
 def dataset_statistics(run_name: str, check: LayoutCheck):
     """Persons per image, labelled joints, box sizes of the train and val annotations (data_statistics.png)."""
     if not check.ok:
         return check
-    if check.dataset == "coco":
-        files = {s: check.root / "annotations" / f"person_keypoints_{s}2017.json" for s in ("train", "val")}
-    else:
-        files = {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
-    stats = {split: annotation_stats(path, check.dataset) for split, path in files.items()}
+    stats = {split: annotation_stats(path, check.dataset) for split, path in _annotation_files(check).items()}
     where = run_relative(check.root, run_dir(run_name))
     title = f"{'synthetic ' if check.synthetic else ''}{check.dataset.upper()} ({where})"
     return keep(run_name, "data_statistics", viz.plot_dataset_stats(stats, title))
+
+
+def annotation_checks(run_name: str, params, check: LayoutCheck):
+    """The person entries of the train and val annotations that training and evaluation skip as
+    malformed, by reason with example ids (tables/data_annotation_checks.json)."""
+    if not check.ok:
+        return check
+    rows = []
+    for split, path in _annotation_files(check).items():
+        bad = check_annotations(path, check.dataset, params.model.num_joints)
+        rows.append([split, path.name, bad.total, bad.count, bad.reasons() or "none"])
+    table = Table(["split", "file", "person entries", "skipped", "why (example ids)"], rows,
+                  title="Malformed person entries",
+                  note="skipped entries are left out of training and evaluation; fix them in the file")
+    return keep(run_name, "data_annotation_checks", table)
 
 
 def dataset_gallery(run_name: str, params, check: LayoutCheck, count: int = 8):
