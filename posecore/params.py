@@ -295,7 +295,7 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "train.loss_scale": _NON_NEGATIVE, "train.grad_clip": _NON_NEGATIVE,
     "train.val_every": _NON_NEGATIVE, "train.max_steps": _NON_NEGATIVE,
     "train.perf_warmup_steps": _NON_NEGATIVE, "train.log_every": _POSITIVE,
-    "train.max_nan_steps": _NON_NEGATIVE,
+    "train.max_nan_steps": _NON_NEGATIVE, "train.tensorboard_images": _NON_NEGATIVE,
     "dist.nnodes": _POSITIVE, "dist.node_rank": _NON_NEGATIVE, "dist.master_port": (1, 65535, False),
     "dist.max_restarts": _NON_NEGATIVE, "dist.rdzv_timeout": _POSITIVE,
     "eval.dark_kernel": _POSITIVE, "eval.in_vis_thr": _NON_NEGATIVE, "eval.oks_nms": _FRACTION,
@@ -400,9 +400,9 @@ def _check_across_sections(params: Params, source: str) -> None:
 RESUME_HARMLESS = (
     "name", "data.workers", "data.det_file", "data.det_score_thr",
     "train.epochs", "train.val_every", "train.resume", "train.accept_changes", "train.max_steps",
-    "train.perf_warmup_steps", "train.log_every", "train.max_nan_steps", "train.compile",
-    "train.channels_last", "dist.node_rank", "dist.master_addr", "dist.master_port", "dist.backend",
-    "dist.max_restarts", "dist.rdzv_timeout",
+    "train.perf_warmup_steps", "train.log_every", "train.max_nan_steps", "train.tensorboard_images",
+    "train.compile", "train.channels_last", "dist.node_rank", "dist.master_addr", "dist.master_port",
+    "dist.backend", "dist.max_restarts", "dist.rdzv_timeout",
     *(f"eval.{item.name}" for item in dataclasses.fields(EvalParams)),
     *(f"infer.{item.name}" for item in dataclasses.fields(InferParams)),
 )

@@ -18,7 +18,8 @@ import pytest
 from posecore import params as params_module
 from posecore.params import ParamsError, load_params, resume_changes
 from posecore.runs import (DiskFullError, RunLockedError, append_jsonl, atomic_write, check_run_name,
-                           default_run_name, read_jsonl, repair_jsonl, resolve_path, run_dir, run_lock)
+                           default_run_name, is_training, read_jsonl, repair_jsonl, resolve_path, run_dir,
+                           run_lock, run_writer)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +35,7 @@ def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "locked"
+        assert is_training(folder) and run_writer(folder)["pid"] == holder.pid
         with pytest.raises(RunLockedError) as info:
             with run_lock(folder, "evaluation"):
                 pass
@@ -45,9 +47,12 @@ def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
         holder.kill()
         holder.wait()
     # the lock died with its process: nothing stale is left to clean up by hand
-    with run_lock(folder, "training"):
-        with run_lock(folder, "evaluation"):  # the same process may nest
-            pass
+    assert run_writer(folder) is None and not is_training(folder)
+    with run_lock(folder, "evaluation"):
+        assert run_writer(folder)["purpose"] == "evaluation" and not is_training(folder)
+        with pytest.raises(RunLockedError):  # one writer, in this process too
+            with run_lock(folder, "training"):
+                pass
 
 
 def test_taking_the_lock_removes_temp_files_of_interrupted_writes(outputs, capsys):
@@ -533,6 +538,10 @@ def test_bad_mpii_entries_are_counted(tmp_path):
                                "center is not 2 finite numbers"}
 
 
+def _first_val_image(root):
+    return json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())["images"][0]["id"]
+
+
 @pytest.mark.parametrize("entry, problem", [
     ("not a dict", "is not an object"),
     ({"bbox": [1, 2, 3, 4], "score": 1.0}, "has no 'image_id'"),
@@ -543,10 +552,6 @@ def test_bad_mpii_entries_are_counted(tmp_path):
     ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": "high"}, "score that is not a number"),
     ({"image_id": [1], "bbox": [1, 2, 3, 4], "score": 1.0}, "image_id that is neither"),
 ])
-def _first_val_image(root):
-    return json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())["images"][0]["id"]
-
-
 def test_malformed_detection_entries_name_file_and_index(coco_copy, tmp_path, entry, problem):
     from posecore.data import build_dataset
 
