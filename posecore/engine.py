@@ -68,7 +68,8 @@ from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read
                                   save_checkpoint)
 from posecore.evaluation import primary_metric, validate
 from posecore.environment import run_environment
-from posecore.params import Params, TrainParams, load_params, resume_changes, save_params
+from posecore.params import (Params, TrainParams, check_model_geometry, load_params, resume_changes,
+                             save_params)
 from posecore.runs import (append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
                            read_json, read_jsonl, run_dir, run_lock, write_json)
 from posecore.tensorboard_log import TensorBoardLog
@@ -97,6 +98,7 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     measured_steps, skipped_steps, best_metric, metrics, checkpoint, world_size, stopped.
     """
     params = load_params(params)
+    check_model_geometry(params)  # load_params leaves it out when eval.oracle is on
     device.check_device_count(npus)
     check_amp_backend(params.train)
     data.ensure_synthetic(params)

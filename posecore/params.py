@@ -377,6 +377,18 @@ def _check_across_sections(params: Params, source: str) -> None:
     if model.num_joints != joints:
         raise ParamsError(f"{source}: model.num_joints is {model.num_joints} but data.dataset "
                           f"{data.dataset!r} has {joints} joints: set model.num_joints: {joints}")
+    if not params.eval.oracle:  # the oracle scores encoded targets: no model, any heatmap size
+        check_model_geometry(params, source)
+    if params.dist.node_rank >= params.dist.nnodes:
+        raise ParamsError(f"{source}: dist.node_rank {params.dist.node_rank} must be below dist.nnodes "
+                          f"{params.dist.nnodes} (machines are numbered 0..nnodes-1)")
+
+
+def check_model_geometry(params: Params, source: str = "params") -> None:
+    """data.input_size a multiple of what the model needs and data.heatmap_size = input / its
+    stride, or a ParamsError naming both keys (load_params checks it unless eval.oracle is on;
+    training checks it always)."""
+    model, data = params.model, params.data
     stride, multiple = MODEL_GEOMETRY[model.name]
     if any(size % multiple for size in data.input_size):
         fitting = [max(multiple, round(size / multiple) * multiple) for size in data.input_size]
@@ -390,9 +402,6 @@ def _check_across_sections(params: Params, source: str) -> None:
             f"{source}: data.heatmap_size {data.heatmap_size} must be data.input_size "
             f"{data.input_size} / {stride} = {expected} for {model.name}, whose heatmaps are 1/{stride} "
             f"of its input: set data.heatmap_size: {expected}")
-    if params.dist.node_rank >= params.dist.nnodes:
-        raise ParamsError(f"{source}: dist.node_rank {params.dist.node_rank} must be below dist.nnodes "
-                          f"{params.dist.nnodes} (machines are numbered 0..nnodes-1)")
 
 
 # Keys a resumed run may change freely: they leave the model, the optimizer state's meaning and

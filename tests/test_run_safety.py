@@ -206,6 +206,15 @@ def test_bad_values_are_refused_at_load_naming_the_key(overrides, words):
         assert word in message, message
 
 
+def test_the_oracle_may_use_any_heatmap_size_but_training_may_not(outputs):
+    import posecore
+
+    coarse = load_params("demo", {"eval.oracle": True, "data.heatmap_size": [6, 8]})
+    with pytest.raises(ParamsError, match=r"data\.heatmap_size \[6, 8\] must be .* = \[24, 32\]"):
+        posecore.train(coarse, run_name="coarse")
+    assert not (outputs / "coarse").exists()
+
+
 def test_hourglass_needs_inputs_in_multiples_of_128():
     with pytest.raises(ParamsError, match=r"multiples of 128 for hourglass.*\[128, 128\]"):
         load_params("hourglass", {"data.input_size": [96, 128], "data.heatmap_size": [24, 32]})
