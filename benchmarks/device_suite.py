@@ -13,7 +13,7 @@ outputs/benchmarks/device_suite-<device>-<date>.{json,md} (--out picks another f
   then bf16 channels_last at larger batches until out of memory or --max-batch.
 - pipeline: posecore.train in performance mode (train_throughput.py), bf16 channels_last at batch
   32: JPEG decode and augmentation through the engine's DataLoader with
-  engine.recommended_workers() workers. Its data-wait share, and its rate against the train-step
+  recommended_workers() workers. Its data-wait share, and its rate against the train-step
   row with the same settings, show what loading costs.
 - eval: evaluation.predict with flip test (fp32, eval.batch_size) on the val split: images/s all
   in (loading, two forward passes, decoding) and of the model alone.
@@ -42,7 +42,8 @@ sys.path[:0] = [str(REPO), str(BENCHMARKS)]
 import torch  # noqa: E402
 
 import posecore  # noqa: E402
-from posecore import data, device, engine, evaluation  # noqa: E402
+from posecore import data, device, evaluation  # noqa: E402
+from posecore.data.loading import recommended_workers  # noqa: E402
 from posecore.models import build_model  # noqa: E402
 from posecore.runs import atomic_write, outputs_root, write_json  # noqa: E402
 from train_step import HEATMAP_STRIDE, time_train_step  # noqa: E402
@@ -227,7 +228,7 @@ def _step_row(model: Model, plan: Plan, amp: str, channels_last: bool, compiled:
 
 def pipeline_row(model: Model, plan: Plan, root: Path, tensors: Row | None, budget: Budget) -> Row:
     """posecore.train in performance mode on real JPEGs, against the random-tensor row `tensors`."""
-    workers = engine.recommended_workers(1)
+    workers = recommended_workers(1)
     amp, channels_last = plan.pipeline_amp
     row = Row("pipeline", model.label, _size(model), amp, channels_last, False, plan.batch)
     if budget.spent():
@@ -251,7 +252,7 @@ def pipeline_row(model: Model, plan: Plan, root: Path, tensors: Row | None, budg
 
 def eval_row(model: Model, plan: Plan, root: Path, budget: Budget) -> Row:
     """evaluation.predict with flip test on the val split (fp32, as evaluation runs)."""
-    params = params_for(model, plan, root, **{"data.workers": engine.recommended_workers(1),
+    params = params_for(model, plan, root, **{"data.workers": recommended_workers(1),
                                                "eval.flip_test": True})
     row = Row("eval", model.label, _size(model), "off", False, False, params.eval.batch_size)
     if budget.spent():
@@ -337,7 +338,7 @@ def write_report(rows: list[Row], info: dict, folder: Path) -> tuple[Path, Path]
 def run_suite(plan: Plan, quick: bool, coco_root: str | None, budget: Budget, scratch: Path
               ) -> tuple[list[Row], str]:
     source, described = source_dataset(coco_root, plan, scratch)
-    workers = engine.recommended_workers(1)
+    workers = recommended_workers(1)
     train_people = plan.batch * (plan.pipeline_steps + workers + plan.pipeline_warmup) * 2
     root = repeated_coco(source, scratch / "repeated-coco",
                          {"train": train_people, "val": plan.eval_people})

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from posecore import device  # noqa: E402
-from posecore.engine import heatmap_loss  # noqa: E402
+from posecore.optim import heatmap_loss  # noqa: E402
 from posecore.models import build_model  # noqa: E402
 
 DEFAULT_INPUT = {"fastpose": (192, 256), "simplebaseline": (192, 256), "hourglass": (384, 384)}

@@ -13,9 +13,7 @@ Run folder:
   events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
   .writer.lock       held while the run trains (posecore.runs.run_lock)
 
-Loss: HRNet/mmpose's JointsMSELoss with target weights, 0.5 * mean over joints of the MSE
-between weighted predicted and weighted target heatmaps (AlphaPose's 0.5 * MSE of masked
-heatmaps is the same number); hourglass stacks add their losses.
+Loss and learning rate: posecore.optim (JointsMSELoss with target weights; the schedule below).
 
 Learning rate (`learning_rate`): multi-step decay by lr_factor at the epochs in lr_steps, an
 optional linear warm-up over the first warmup_iters iterations from lr * warmup_ratio, and
@@ -44,7 +42,6 @@ recorded in log.jsonl ({"type": "params_changed"}) before params.yaml is rewritt
 """
 from __future__ import annotations
 
-import bisect
 import contextlib
 import math
 import os
@@ -67,19 +64,16 @@ from posecore import data, device, distributed
 from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read_checkpoint, restore_rng,
                                   save_checkpoint)
 from posecore.evaluation import primary_metric, validate
+from posecore.data.loading import workers_advice
 from posecore.environment import run_environment
-from posecore.params import (Params, TrainParams, check_model_geometry, load_params, resume_changes,
-                             save_params)
-from posecore.runs import (append_jsonl, atomic_write, default_run_name, json_safe, jsonl_line,
-                           read_json, read_jsonl, run_dir, run_lock, write_json)
+from posecore.optim import build_optimizer, heatmap_loss, learning_rate
+from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
+from posecore.resume import check_resume
+from posecore.runs import (TrainingError, append_jsonl, atomic_write, default_run_name, json_safe,
+                           jsonl_line, read_json, read_jsonl, run_dir, run_lock, write_json)
 from posecore.tensorboard_log import TensorBoardLog
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (persistent non-finite loss, out of memory, a refused run folder)."""
-
-
-DATA_WAIT_WARNING = 0.05  # a larger share of step time waiting for batches gets the workers advice
 _ADVICE_STEPS = 10        # steps after train.perf_warmup_steps that the advice is measured on
 
 
@@ -119,45 +113,6 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
                                   log_dir=folder / "logs", job_name=folder.name)
 
 
-def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, list]:
-    """Whether the run in `folder` may continue under `params` on `world_size` devices; called
-    before anything of the run is written. Returns the accepted changes {key: [before, now]}.
-
-    A run with a checkpoint is refused with train.resume false, and when a key that alters the
-    model, the optimizer state's meaning or the data order differs from its params.yaml (or the
-    world size from its env.json: the global batch), unless train.accept_changes lists that key.
-    """
-    last = folder / "checkpoints" / "last.pt"
-    if not last.exists():
-        return {}
-    if not params.train.resume:
-        raise TrainingError(
-            f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
-            f"overwritten: pick another run_name, or set train.resume: true to continue that run")
-    saved_path = folder / "params.yaml"
-    if not saved_path.exists():
-        return {}
-    accepted, refused = resume_changes(load_params(saved_path), params)
-    env_path = folder / "env.json"
-    before = read_json(env_path).get("world_size") if env_path.exists() else None
-    if before not in (None, world_size):
-        changes = accepted if "world_size" in params.train.accept_changes else refused
-        changes["world_size"] = [before, world_size]
-    if refused:
-        listed = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, (old, new) in refused.items())
-        keys = ", ".join(f'"{key}"' for key in refused)
-        raise TrainingError(
-            f"run {folder.name!r} ({folder}) has a checkpoint made with other values of keys that "
-            f"change the model, the optimizer state's meaning or the data order, so resuming would "
-            f"mix two runs:\n{listed}\nNothing was written. Start a new run (another run_name), or "
-            f"continue this one with the new values by accepting them explicitly (recorded in "
-            f"params.yaml and log.jsonl): overrides {{\"train.accept_changes\": [{keys}]}}")
-    if accepted:
-        print(f"resuming {folder.name} with changed params: "
-              + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()), flush=True)
-    return accepted
-
-
 def train_worker(run_folder: str) -> dict[str, Any]:
     """Train the run in `run_folder` (reads its params.yaml) on this rank; rank 0 returns the summary."""
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -168,36 +123,6 @@ def train_worker(run_folder: str) -> dict[str, Any]:
 
 
 # --- pieces ----------------------------------------------------------------------------------
-
-def heatmap_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor,
-                 target_weight: torch.Tensor) -> torch.Tensor:
-    """JointsMSELoss: output and target [N, K, H, W] (or a list of per-stack outputs, summed),
-    target_weight [N, K] (or [N, K, 1]); computed in float32."""
-    if isinstance(output, (list, tuple)):
-        return sum(heatmap_loss(stack, target, target_weight) for stack in output)
-    weight = target_weight.reshape(target.shape[0], target.shape[1], 1, 1).float()
-    difference = (output.float() - target.float()) * weight
-    return 0.5 * difference.pow(2).mean()
-
-
-def learning_rate(train: TrainParams, epoch: int, step: int) -> float:
-    """LR of global iteration `step` (0-based) in `epoch` (0-based); see the module docstring."""
-    if 0 <= train.dpg_epoch < epoch:
-        decays = bisect.bisect_right(sorted(train.dpg_lr_steps), epoch - 1)
-    else:
-        decays = bisect.bisect_right(sorted(train.lr_steps), epoch)
-    lr = train.lr * train.lr_factor ** decays
-    if step < train.warmup_iters:
-        lr *= train.warmup_ratio + (1.0 - train.warmup_ratio) * step / train.warmup_iters
-    return lr
-
-
-def build_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimizer:
-    if train.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
-                           weight_decay=train.weight_decay)
-
 
 def prepare_model(params: Params, dev: torch.device, world: int) -> nn.Module:
     """The bare model (no DDP / compile wrappers) on `dev` with the weights params name, in
@@ -229,39 +154,6 @@ def check_amp_backend(train: TrainParams) -> Any:
             "environment (Ascend torch_npu builds ship it); install apex or set "
             "train.amp_backend: torch to use torch.amp") from error
     return amp
-
-
-def recommended_workers(devices_per_node: int = 1) -> int:
-    """DataLoader workers per device: this machine's CPU cores per device, one left for training."""
-    return max(1, (os.cpu_count() or 1) // devices_per_node - 1)
-
-
-def workers_advice(wait_s: float, busy_s: float, steps: int, batch_size: int, workers: int,
-                   devices_per_node: int = 1) -> str | None:
-    """How many DataLoader workers per device would remove the data wait seen over `steps` steps
-    (`wait_s` of `busy_s` seconds spent waiting for batches); None when the wait share is at most
-    DATA_WAIT_WARNING.
-
-    When loading is the bottleneck each of the `workers` processes makes a batch every
-    `workers` steps (with workers 0 the training process makes it in the wait itself), so
-    enough workers share that time to deliver one batch per compute time (step minus wait);
-    one spare absorbs the jitter.
-    """
-    share = wait_s / busy_s if busy_s > 0 else 0.0
-    if share <= DATA_WAIT_WARNING:
-        return None
-    step, compute = busy_s / steps, max((busy_s - wait_s) / steps, 1e-9)
-    batch_seconds = workers * step if workers else wait_s / steps
-    needed = math.ceil(batch_seconds / compute) + 1
-    advice = (f"waiting for data took {share:.0%} of the step time with data.workers {workers}: one "
-              f"worker makes {batch_size / batch_seconds:.0f} samples/s and a step uses "
-              f"{batch_size / compute:.0f} samples/s per device; data.workers {needed} would remove "
-              f"the wait")
-    cores = recommended_workers(devices_per_node)
-    if needed > cores:
-        advice += (f", more than the {cores} this machine's CPU cores allow per device: loading is "
-                   f"CPU-bound here (a machine with more cores per device, or fewer devices)")
-    return advice
 
 
 def _seed_everything(seed: int) -> None:

@@ -33,6 +33,10 @@ _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (persistent non-finite loss, out of memory, a refused run folder)."""
+
+
 class RunLockedError(RuntimeError):
     """Another process is writing the run folder."""
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from posecore import data, distributed
 from posecore.checkpoints import load_model
-from posecore.engine import heatmap_loss
+from posecore.optim import heatmap_loss
 from posecore.params import load_params
 
 # FastPose-18 on 32x32 crops with 8x8 heatmaps: a training step takes milliseconds on 2 cores.

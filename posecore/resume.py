@@ -1,0 +1,46 @@
+"""Resuming a run: whether the params given now may continue the run a folder holds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from posecore.params import Params, load_params, resume_changes
+from posecore.runs import TrainingError, read_json
+
+
+def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, list]:
+    """Whether the run in `folder` may continue under `params` on `world_size` devices; called
+    before anything of the run is written. Returns the accepted changes {key: [before, now]}.
+
+    A run with a checkpoint is refused with train.resume false, and when a key that alters the
+    model, the optimizer state's meaning or the data order differs from its params.yaml (or the
+    world size from its env.json: the global batch), unless train.accept_changes lists that key.
+    """
+    last = folder / "checkpoints" / "last.pt"
+    if not last.exists():
+        return {}
+    if not params.train.resume:
+        raise TrainingError(
+            f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
+            f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+    saved_path = folder / "params.yaml"
+    if not saved_path.exists():
+        return {}
+    accepted, refused = resume_changes(load_params(saved_path), params)
+    env_path = folder / "env.json"
+    before = read_json(env_path).get("world_size") if env_path.exists() else None
+    if before not in (None, world_size):
+        changes = accepted if "world_size" in params.train.accept_changes else refused
+        changes["world_size"] = [before, world_size]
+    if refused:
+        listed = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, (old, new) in refused.items())
+        keys = ", ".join(f'"{key}"' for key in refused)
+        raise TrainingError(
+            f"run {folder.name!r} ({folder}) has a checkpoint made with other values of keys that "
+            f"change the model, the optimizer state's meaning or the data order, so resuming would "
+            f"mix two runs:\n{listed}\nNothing was written. Start a new run (another run_name), or "
+            f"continue this one with the new values by accepting them explicitly (recorded in "
+            f"params.yaml and log.jsonl): overrides {{\"train.accept_changes\": [{keys}]}}")
+    if accepted:
+        print(f"resuming {folder.name} with changed params: "
+              + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()), flush=True)
+    return accepted
