@@ -13,6 +13,7 @@ from torch import nn
 
 from posecore import data, distributed
 from posecore.checkpoints import load_model
+from posecore.models import build_model
 from posecore.optim import heatmap_loss
 from posecore.params import load_params
 
@@ -79,3 +80,21 @@ def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool
     heatmap_loss(model(batch["image"]), batch["target"], batch["target_weight"]).backward()
     return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters()
             if p.grad is not None}
+
+
+def randomized_model(params, seed: int = 0) -> nn.Module:
+    """params' model in eval mode with random weights and BatchNorm statistics (not the
+    initialization, whose BN is an identity), so that conversions are really compared."""
+    torch.manual_seed(seed)
+    model = build_model(params)
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            module.reset_parameters()
+        elif isinstance(module, nn.BatchNorm2d):
+            size = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(size, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(size, generator=generator))
+            module.weight.data.copy_(0.5 + 0.5 * torch.rand(size, generator=generator))
+            module.bias.data.copy_(0.1 * torch.randn(size, generator=generator))
+    return model.eval()

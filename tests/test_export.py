@@ -26,6 +26,8 @@ from posecore.export import (MAX_OPSET, METADATA_KEYS, MIN_OPSET, check_parity, 
 from posecore.keypoints import COCO, MPII
 from posecore.runs import REPO_ROOT
 
+from helpers import randomized_model
+
 EXAMPLE = REPO_ROOT / "examples" / "onnx_infer.py"
 SMALL = {"data.input_size": [64, 96], "data.heatmap_size": [16, 24]}
 TOLERANCE = 1e-4
@@ -34,22 +36,6 @@ TOLERANCE = 1e-4
 def small_params(name: str, depth: int = 18):
     overrides = {"model.name": name, "model.depth": depth, **SMALL}
     return posecore.load_params("fastpose", overrides)
-
-
-def randomized_model(params, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = posecore.build_model(params)
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            module.reset_parameters()
-        elif isinstance(module, nn.BatchNorm2d):
-            size = module.num_features
-            module.running_mean.copy_(0.1 * torch.randn(size, generator=generator))
-            module.running_var.copy_(0.5 + torch.rand(size, generator=generator))
-            module.weight.data.copy_(0.5 + 0.5 * torch.rand(size, generator=generator))
-            module.bias.data.copy_(0.1 * torch.randn(size, generator=generator))
-    return model.eval()
 
 
 def posecore_checkpoint(model: nn.Module, params, path):

@@ -19,7 +19,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from torch import nn
 
 import posecore
 from posecore.data import make_synthetic_video
@@ -27,23 +26,11 @@ from posecore.detect import box_iou
 from posecore.inference import decode_people, infer, load_pose_model, person_crops
 from posecore.runs import REPO_ROOT
 
+from helpers import randomized_model
+
 SMALL = {"model.depth": 18, "data.input_size": [32, 64], "data.heatmap_size": [8, 16]}
 VIDEO_SIZE, VIDEO_FRAMES, VIDEO_FPS = (320, 240), 24, 10.0
 PEOPLE = [[10, 10, 60, 110], [80, 5, 150, 115]]
-
-
-def randomized_model(params, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = posecore.build_model(params)
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            module.reset_parameters()
-        elif isinstance(module, nn.BatchNorm2d):
-            size = module.num_features
-            module.running_mean.copy_(0.1 * torch.randn(size, generator=generator))
-            module.running_var.copy_(0.5 + torch.rand(size, generator=generator))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
