@@ -26,6 +26,7 @@ import os
 import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,6 +72,12 @@ JOINT_KEYS = {
     "simplebaseline": "head.final_layer.weight",
     "hourglass": "head.final_layers.0.weight",
 }
+# the final layer(s), one output channel per joint: what fine-tuning onto another keypoint set relearns
+HEAD_OUTPUT_PREFIXES = {
+    "fastpose": "head.final_layer.",
+    "simplebaseline": "head.final_layer.",
+    "hourglass": "head.final_layers.",
+}
 MAX_LISTED = 30
 # the training checkpoint: format, model_name, num_joints, model (state_dict without wrapper
 # prefixes), params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch
@@ -83,24 +90,40 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True
-                    ) -> dict[str, Any]:
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True,
+                    skip_head: bool = False) -> dict[str, Any]:
     """Load `path` into `model` (plain, DataParallel/DDP-wrapped or compiled).
 
     strict=True: every model tensor must be in the file with the same shape and nothing else
     may be there, otherwise CheckpointError lists the missing / unexpected / mismatched keys and
     the model is left untouched. strict=False loads the tensors that fit (e.g. a checkpoint with
     another joint count, all but the final layer) and reports the rest.
-    Returns {"format", "missing", "unexpected", "mismatched"} (lists of keys).
+    skip_head=True (fine-tuning onto another keypoint set): the final layer's tensors whose shape
+    differs (another joint count) keep their initialization and are listed in "skipped"; the
+    rest loads as `strict` says.
+    Returns {"format", "missing", "unexpected", "mismatched", "skipped"} (lists of keys).
     """
     model = unwrap_model(model)
     checkpoint = read_checkpoint(path)
     fmt, state = split_checkpoint(checkpoint, path)
     if fmt == "torchvision-resnet":
-        return _load_backbone(model, state, path, strict)
+        return {**_load_backbone(model, state, path, strict), "skipped": []}
     state = to_posecore_keys(fmt, state)
-    _check_same_model(model, checkpoint, fmt, state, path, strict)
-    return _load_state(model, state, path, fmt, strict)
+    skipped = _mismatched_head(model, state) if skip_head else []
+    _check_same_model(model, checkpoint, fmt, state, path, strict and not skipped)
+    kept = {key: value for key, value in state.items() if key not in skipped}
+    return {**_load_state(model, kept, path, fmt, strict, optional=set(skipped)), "skipped": skipped}
+
+
+def _mismatched_head(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Keys of the model's final layer whose checkpoint tensors have another shape."""
+    prefix = HEAD_OUTPUT_PREFIXES.get(model_identity(model)[0] or "")
+    if prefix is None:
+        raise CheckpointError(f"skip_head: {type(model).__name__} is not a posecore model with a "
+                              f"known final layer ({sorted(HEAD_OUTPUT_PREFIXES)})")
+    own = model.state_dict()
+    return [key for key, value in state.items()
+            if key.startswith(prefix) and key in own and value.shape != own[key].shape]
 
 
 def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
@@ -151,11 +174,19 @@ def with_trained_codec(params: Any, checkpoint: str | os.PathLike | None) -> Any
 
 def initialize_weights(model: nn.Module, model_params: Any) -> nn.Module:
     """model_params.pretrained (an ImageNet ResNet backbone), then model_params.init_checkpoint
-    (any checkpoint format, strict); relative paths are relative to the repository root."""
+    (any checkpoint format, strict; with model_params.skip_mismatched_head a final layer of
+    another joint count is skipped, with a warning naming its keys); relative paths are relative
+    to the repository root."""
     if model_params.pretrained:
         load_pretrained_backbone(model, resolve_path(model_params.pretrained))
     if model_params.init_checkpoint:
-        load_checkpoint(model, resolve_path(model_params.init_checkpoint))
+        path = resolve_path(model_params.init_checkpoint)
+        report = load_checkpoint(model, path, skip_head=model_params.skip_mismatched_head)
+        if report["skipped"]:
+            warnings.warn(f"model.init_checkpoint {path} ({report['format']}) has another joint count: "
+                          f"loaded every tensor except the final layer; skipped {report['skipped']}, "
+                          f"which start from their initialization for {model_params.num_joints} joints",
+                          stacklevel=2)
     return model
 
 
@@ -310,14 +341,15 @@ def _check_same_model(model: nn.Module, checkpoint: dict, fmt: str,
         raise CheckpointError(f"{what}, but the model is {model_name} with {num_joints} joints;"
                               f" build a {ckpt_name} model to load it")
     if strict and ckpt_joints is not None and ckpt_joints != num_joints:
-        raise CheckpointError(f"{what}, but the model has {num_joints} joints; pass "
-                              f"strict=False to load everything except the final layer")
+        raise CheckpointError(f"{what}, but the model has {num_joints} joints. To fine-tune it onto this "
+                              "keypoint set, set model.skip_mismatched_head: true (load_checkpoint(..., "
+                              "skip_head=True)): everything but the final layer loads")
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
-                fmt: str, strict: bool) -> dict[str, Any]:
+                fmt: str, strict: bool, optional: set[str] = frozenset()) -> dict[str, Any]:
     own = model.state_dict()
-    missing, unexpected, mismatched = _compare(own, state, optional=lambda key: False)
+    missing, unexpected, mismatched = _compare(own, state, optional=lambda key: key in optional)
     if strict and (missing or unexpected or mismatched):
         raise CheckpointError(
             f"{path}: the {fmt} checkpoint does not fit {type(model).__name__}: "

@@ -96,6 +96,7 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     device.check_device_count(npus)
     check_amp_backend(params.train)
     data.ensure_synthetic(params)
+    params = data.resolve_keypoints(params, run_name)   # a custom keypoint set is saved with the run
     nodes = distributed.node_settings(params)
     if nodes.nnodes > 1 and not run_name:
         raise TrainingError(f"training on {nodes.nnodes} nodes needs a run_name, the same on every "

@@ -36,29 +36,30 @@ from tqdm.auto import tqdm
 from posecore import metrics as M
 from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
 from posecore.codec import HeatmapCodec, flip_back
-from posecore.data import build_dataset, ensure_synthetic, padded_shard
+from posecore.data import build_dataset, ensure_synthetic, padded_shard, resolve_keypoints, uses_coco_layout
 from posecore.device import get_device
 from posecore.distributed import launch, local_rank, rank as get_rank, world_size
+from posecore.keypoints import coco_keypoint_category
 from posecore.params import Params, load_params, save_params
 from posecore.runs import (atomic_write, default_run_name, json_safe, read_json, run_dir, run_lock,
                            write_json)
 
 log = logging.getLogger(__name__)
 
-PRIMARY_METRIC = {"coco": "AP", "mpii": "PCKh"}
+PRIMARY_METRIC = {"coco": "AP", "custom": "AP", "mpii": "PCKh"}
 
 
 # --------------------------------------------------------------------------- public API
 
 def primary_metric(params: Params | str) -> str:
-    """The metric that ranks checkpoints: "AP" for COCO, "PCKh" for MPII."""
+    """The metric that ranks checkpoints: "AP" for COCO-layout datasets, "PCKh" for MPII."""
     params = _as_params(params)
     return PRIMARY_METRIC[params.data.dataset]
 
 
 def eval_split(params: Params) -> str:
     """COCO: "val" (GT boxes) or "test" (val images, data.det_file boxes); MPII: "val"."""
-    if params.data.dataset == "coco" and not params.eval.use_gt_boxes:
+    if uses_coco_layout(params.data.dataset) and not params.eval.use_gt_boxes:
         if not params.data.det_file:
             raise ValueError("eval.use_gt_boxes is false but data.det_file is empty: set data.det_file "
                              "to a COCO-results json of person boxes, or eval.use_gt_boxes: true")
@@ -84,6 +85,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     params = with_trained_codec(params, checkpoint_path)
     eval_split(params)  # fail on bad settings before starting workers
     ensure_synthetic(params)
+    params = resolve_keypoints(params, run_name)
     run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
     folder = run_dir(run_name)
     with run_lock(folder, "evaluation"):  # a training of the same run writes metrics.json too
@@ -308,7 +310,7 @@ def person_errors(dataset, eval_dir: str | Path, pckh_thr: float = 0.5) -> dict:
     Returns {"metric": name, "score" [N] (1 = perfect), "pred" [N, K, 3] (NaN where unmatched)}.
     """
     eval_dir = Path(eval_dir)
-    if dataset.info.dataset == "coco":
+    if uses_coco_layout(dataset.info.dataset):
         return _coco_person_errors(dataset, _read_eval_file(eval_dir / "results.json"))
     predictions = _read_eval_file(eval_dir / "predictions.json")
     if len(predictions) != len(dataset):
@@ -383,7 +385,7 @@ def score(pred: dict[str, Any], dataset: Any, params: Params, out_dir: str | os.
     The summary (tables, speed) goes to the log, and to stdout when `verbose`."""
     started = time.perf_counter()
     lines: list[str] = []
-    if params.data.dataset == "coco":
+    if uses_coco_layout(params.data.dataset):
         metrics, details, per_joint, artifacts = _score_coco(pred, dataset, params, split, lines)
     else:
         metrics, details, per_joint, artifacts = _score_mpii(pred, dataset, params, lines)
@@ -414,18 +416,23 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
     person_scores = M.rescore(keypoints[..., 2], pred["bbox_score"], params.eval.in_vis_thr)
     keep = M.oks_nms_per_image(image_id, keypoints, person_scores, pred["area"],
                                params.eval.oks_nms, info.sigmas)
-    results = M.coco_results(image_id[keep], keypoints[keep], person_scores[keep])
     coco_gt = M.load_coco(dataset.ann_file)
-    main = M.coco_keypoint_eval(coco_gt, results)
+    category_id = _keypoint_category_id(coco_gt, dataset)
+    # COCO keeps pycocotools' own sigmas (bit for bit the published protocol) unless overridden
+    sigmas = None if info.dataset == "coco" and not params.eval.sigmas else info.sigmas
+    results = M.coco_results(image_id[keep], keypoints[keep], person_scores[keep], category_id)
+    main = M.coco_keypoint_eval(coco_gt, results, sigmas)
     metrics = dict(main.stats)
     lines.append(f"COCO keypoints ({split}: {'GT' if split == 'val' else 'detector'} boxes, "
                  f"flip test {_flip_used(params)}, OKS-NMS {params.eval.oks_nms}), "
                  f"{len(results)} of {len(keypoints)} poses after NMS:\n{main.summary}")
     artifacts = {"results.json": results}
-    details = {"ap_per_oks": {f"{k:.2f}": v for k, v in main.ap_per_oks.items()}}
+    details = {"ap_per_oks": {f"{k:.2f}": v for k, v in main.ap_per_oks.items()},
+               "oks_sigmas": "uniform" if params.eval.sigmas == "uniform" else list(info.sigmas)}
     if split == "val":
-        gt_results = M.coco_results(image_id, pred["plain"], M.alphapose_gt_scores(pred["plain"][..., 2]))
-        gt_eval = M.coco_keypoint_eval(coco_gt, gt_results)
+        gt_results = M.coco_results(image_id, pred["plain"], M.alphapose_gt_scores(pred["plain"][..., 2]),
+                                    category_id)
+        gt_eval = M.coco_keypoint_eval(coco_gt, gt_results, sigmas)
         metrics.update({f"gt_{k}": v for k, v in gt_eval.stats.items()})
         lines.append("gt mAP protocol (AlphaPose validate_gt: GT boxes, no flip, no NMS, "
                      f"score mean + 1.25 max): AP {gt_eval.stats['AP']:.4f}")
@@ -434,6 +441,13 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
     per_joint = [{"joint": info.joint_names[row["joint"]], **{k: v for k, v in row.items() if k != "joint"}}
                  for row in main.per_joint]
     return metrics, details, per_joint, artifacts
+
+
+def _keypoint_category_id(coco_gt: Any, dataset: Any) -> int:
+    """The category the results are written in: COCO's person, or a custom file's keypoint category."""
+    if dataset.info.dataset != "custom":
+        return M.COCO_CATEGORY_ID
+    return coco_keypoint_category(coco_gt.dataset, dataset.ann_file)["id"]
 
 
 def _score_mpii(pred: dict, dataset: Any, params: Params, lines: list[str]):

@@ -232,7 +232,7 @@ def read_log(path: str | Path) -> list[dict]:
 def validation_split(flat: dict[str, Any]) -> str:
     """The split a run validates on (as posecore.evaluation.eval_split decides) and its data."""
     dataset = flat.get("data.dataset", "coco")
-    detector = dataset == "coco" and flat.get("eval.use_gt_boxes") is False
+    detector = dataset != "mpii" and flat.get("eval.use_gt_boxes") is False   # COCO layout: coco, custom
     return "val, detector boxes" if detector else "val, ground-truth boxes"
 
 

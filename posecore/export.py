@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 import posecore
 from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
 from posecore.codec import HeatmapCodec, MSRAHeatmap, build_codec
+from posecore.data import resolve_keypoints
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model
 from posecore.params import Params, load_params
@@ -48,10 +49,11 @@ DECODE_OUTPUTS = ("keypoints", "scores")
 
 METADATA_KEYS = {
     "model_name": "key of posecore.models.MODELS, e.g. 'fastpose'",
-    "dataset": "'coco' or 'mpii': the keypoint convention",
+    "dataset": "'coco', 'mpii' or 'custom' (a COCO-format dataset's own joints): the keypoint convention",
     "joint_names": "list of K joint names, in heatmap channel order",
     "flip_pairs": "list of [left, right] joint index pairs (for flip test)",
     "skeleton": "list of [a, b] joint index pairs to draw as limbs",
+    "oks_sigmas": "OKS sigma per joint (COCO AP's keypoint similarity; tracking)",
     "input_size": "[w, h] of the network input in pixels",
     "heatmap_size": "[w, h] of the heatmaps",
     "codec": "heatmap codec of training (posecore.codec): 'msra', 'dark' or 'udp'",
@@ -88,7 +90,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     """
     import onnx
 
-    params = load_params(params)
+    params = resolve_keypoints(load_params(params), run_name)
     check_opset(opset)
     weights = None if checkpoint is None else find_checkpoint(checkpoint, run_name)
     params = with_trained_codec(params, weights)
@@ -199,10 +201,7 @@ def build_metadata(params: Params, codec: HeatmapCodec, output_names: list[str],
     info = check_num_joints(params)
     metadata = {
         "model_name": params.model.name,
-        "dataset": info.dataset,
-        "joint_names": list(info.joint_names),
-        "flip_pairs": [list(pair) for pair in info.flip_pairs],
-        "skeleton": [list(pair) for pair in info.skeleton],
+        **info.record(),   # dataset, joint_names, flip_pairs, skeleton, oks_sigmas
         "input_size": list(params.data.input_size),
         "heatmap_size": list(params.data.heatmap_size),
         "codec": codec.name,
@@ -298,7 +297,7 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     change the timing, so the PyTorch side is params' model as built, without reading weight
     files. Rows: batch, pytorch_ms, onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
     """
-    params = load_params(params)
+    params = resolve_keypoints(load_params(params))
     threads = threads or torch.get_num_threads()
     session = ort_session(onnx_path, threads)
     input_meta = session.get_inputs()[0]

@@ -165,13 +165,14 @@ def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device
 
     from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
     from posecore.codec import build_codec
+    from posecore.data import resolve_keypoints
     from posecore.keypoints import keypoint_info
 
     if params is None:
         raise ValueError(f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model it was "
                          "trained with); only a posecore-exported .onnx carries its own")
     path = find_checkpoint(checkpoint, run_name)
-    params = with_trained_codec(params, path)
+    params = with_trained_codec(resolve_keypoints(params, run_name), path)
     model, _ = load_model(params, path, device)
 
     @torch.no_grad()
@@ -181,7 +182,7 @@ def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device
         return out.float().cpu().numpy()
 
     data = params.data
-    return PoseModel("pytorch", keypoint_info(data.dataset), build_codec(params),
+    return PoseModel("pytorch", keypoint_info(params), build_codec(params),
                      np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32),
                      float(data.bbox_padding), run)
 
@@ -193,7 +194,7 @@ def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
 
     from posecore.codec import CODECS
     from posecore.export import read_metadata
-    from posecore.keypoints import DATASETS
+    from posecore.keypoints import from_record
 
     if not path.is_file():
         raise FileNotFoundError(f"pose model {path} does not exist")
@@ -204,10 +205,7 @@ def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
     if missing:
         raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
                          "(posecore.export_onnx writes them)")
-    info = DATASETS.get(metadata["dataset"])
-    if info is None or list(info.joint_names) != list(metadata["joint_names"]):
-        raise ValueError(f"{path}: keypoint set {metadata['dataset']!r} with joints "
-                         f"{metadata['joint_names']} is not one posecore knows")
+    info = from_record(metadata, str(path))
     decoding = ((params.eval.decode, params.eval.dark_kernel) if params is not None else
                 (metadata.get("decode_method", "default"), metadata.get("dark_kernel", 11)))
     # exports from before codecs were msra, and msra decoding does not use sigma
@@ -538,6 +536,7 @@ def _summary(src: Source, out: Path, outputs: dict, model: PoseModel, detector: 
         "pose_backend": model.backend,
         "keypoint_set": model.info.dataset,
         "joint_names": list(model.info.joint_names),
+        "keypoints": model.info.record(),
         "flip": flip,
         "fps": {"detector": rate(frames, seconds["detect"]), "pose": rate(frames, pose),
                 "end_to_end": rate(frames, elapsed)},

@@ -160,8 +160,9 @@ def oks_nms_per_image(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.n
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> list[dict]:
-    """COCO keypoint results: one dict per pose (image_id, category_id 1, keypoints [3K], score).
+def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                 category_id: int = COCO_CATEGORY_ID) -> list[dict]:
+    """COCO keypoint results: one dict per pose (image_id, category_id, keypoints [3K], score).
 
     keypoints [N, K, 3] as (x, y, score) in original-image pixels; scores [N] person scores.
     """
@@ -169,7 +170,7 @@ def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarra
     check_finite(keypoints, [int(i) for i in image_ids], "keypoints")
     check_finite(np.asarray(scores, dtype=np.float64), [int(i) for i in image_ids], "person scores")
     return [
-        {"image_id": int(image_id), "category_id": COCO_CATEGORY_ID,
+        {"image_id": int(image_id), "category_id": int(category_id),
          "keypoints": [float(v) for v in pose.reshape(-1)], "score": float(score)}
         for image_id, pose, score in zip(image_ids, keypoints, scores)
     ]
@@ -200,10 +201,11 @@ def load_coco(gt_json_path: str | os.PathLike | Any) -> Any:
         return COCO(str(gt_json_path))
 
 
-def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any,
-                       results: list[dict] | str | os.PathLike) -> CocoKeypointEval:
+def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict] | str | os.PathLike,
+                       sigmas: Sequence[float] | None = None) -> CocoKeypointEval:
     """Run COCOeval (iouType 'keypoints') on `results` (a list of dicts or a results json path).
 
+    `sigmas` [K]: OKS sigma per joint, COCOeval's `kpt_oks_sigmas` (None = its COCO-17 values).
     Stats are fractions exactly as COCOeval computes them (-1 where an area range has no ground
     truth). An empty result list scores 0 with a warning (pycocotools itself raises on it).
     """
@@ -215,11 +217,13 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any,
         warnings.warn("no keypoint results to score (empty list): AP and AR are 0", stacklevel=2)
         return CocoKeypointEval(stats={name: 0.0 for name in COCO_STAT_NAMES},
                                 ap_per_oks={}, summary="")
-    _check_results(results, coco_gt)
+    _check_results(results, coco_gt, sigmas)
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         coco_dt = coco_gt.loadRes(copy.deepcopy(results))   # loadRes adds fields to the dicts
         coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
+        if sigmas is not None:
+            coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -230,10 +234,10 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any,
                             per_joint=coco_per_joint(coco_eval))
 
 
-def coco_keypoint_ap(gt_json_path: str | os.PathLike | Any,
-                     results: list[dict] | str | os.PathLike) -> dict[str, float]:
+def coco_keypoint_ap(gt_json_path: str | os.PathLike | Any, results: list[dict] | str | os.PathLike,
+                     sigmas: Sequence[float] | None = None) -> dict[str, float]:
     """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (fractions) of `results` vs the gt json."""
-    return coco_keypoint_eval(gt_json_path, results).stats
+    return coco_keypoint_eval(gt_json_path, results, sigmas).stats
 
 
 def _ap_per_oks(coco_eval: Any) -> dict[float, float]:
@@ -294,12 +298,17 @@ def _load_results(results: list[dict] | str | os.PathLike) -> list[dict]:
     return results
 
 
-def _check_results(results: list[dict], coco_gt: Any) -> None:
+def _check_results(results: list[dict], coco_gt: Any, sigmas: Sequence[float] | None) -> None:
     missing = [key for key in ("image_id", "category_id", "keypoints", "score") if key not in results[0]]
     if missing:
         raise ValueError(f"keypoint results lack {missing}; each needs image_id, category_id, "
                          "keypoints [x, y, score] x K and score")
     image_ids = [r["image_id"] for r in results]
+    num_joints = 17 if sigmas is None else len(sigmas)   # COCOeval's own sigmas are COCO's 17
+    lengths = sorted({len(r["keypoints"]) for r in results} - {3 * num_joints})
+    if lengths:
+        raise ValueError(f"keypoint results carry {lengths[0] // 3} joints but the OKS sigmas cover "
+                         f"{num_joints}; score them with one sigma per joint of their keypoint set")
     check_finite(np.array([r["keypoints"] for r in results], dtype=np.float64), image_ids,
                  "keypoint results")
     check_finite(np.array([[r["score"]] for r in results], dtype=np.float64), image_ids,

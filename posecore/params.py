@@ -39,11 +39,12 @@ class ModelParams:
     num_stacks: int = 1             # hourglass stacks
     pretrained: str = ""            # local torchvision-layout ImageNet ResNet state_dict (backbone init)
     init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
+    skip_mismatched_head: bool = False  # init_checkpoint of another joint count: load all but the final layer
 
 
 @dataclass
 class DataParams:
-    dataset: str = "coco"           # coco | mpii
+    dataset: str = "coco"           # coco | mpii | custom (COCO layout, any keypoint category)
     root: str = ""                  # dataset root in the official layout; "" = synthetic demo data
     det_file: str = ""              # COCO-results person boxes for the `test` split
     det_score_thr: float = 0.0      # drop detections below this score
@@ -63,6 +64,13 @@ class DataParams:
     half_body_min_joints: int = 8
     workers: int = 4                # DataLoader workers per device
     group_by_image: bool = True     # train order: shuffle images, keep an image's people adjacent
+    # Keypoint set (posecore.keypoints): joints by name or 0-based index. Empty = the dataset's own;
+    # for custom, joint_names/skeleton come from the annotation file and a run records all of them.
+    joint_names: list[str] = field(default_factory=list)
+    skeleton: list[Any] = field(default_factory=list)       # [[a, b], ...]
+    flip_pairs: list[Any] = field(default_factory=list)     # [[left, right], ...]; custom: inferred
+    upper_body: list[Any] = field(default_factory=list)     # custom: inferred where names allow
+    joint_weights: list[float] = field(default_factory=list)  # loss weight per joint; empty = all 1
 
 
 @dataclass
@@ -129,6 +137,7 @@ class EvalParams:
     oks_nms: float = 0.9
     batch_size: int = 64
     pckh_thr: float = 0.5
+    sigmas: Any = field(default_factory=list)  # OKS sigma per joint, or "uniform"; custom sets need it
 
 
 @dataclass
@@ -329,8 +338,8 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         for key in ("mean", "std"):
             if len(getattr(obj, key)) != 3:
                 fail(key, "must have 3 values (R, G, B)")
-        if obj.dataset not in DATASETS:
-            fail("dataset", f"must be one of {sorted(DATASETS)}, got {obj.dataset!r}")
+        if obj.dataset not in (*DATASETS, "custom"):
+            fail("dataset", f"must be one of {[*sorted(DATASETS), 'custom']}, got {obj.dataset!r}")
     if isinstance(obj, TrainParams):
         obj.amp = AMP_ALIASES.get(obj.amp, obj.amp)
         if obj.amp not in AMP_MODES:
@@ -345,6 +354,12 @@ def _check(obj: Any, source: str, prefix: str) -> None:
                 fail("accept_changes", f"lists {key!r}, which is not a params key{_closest(key, known)}")
     if isinstance(obj, EvalParams) and obj.dark_kernel % 2 == 0:
         fail("dark_kernel", f"must be odd (a Gaussian kernel's size), got {obj.dark_kernel}")
+    if isinstance(obj, EvalParams) and obj.sigmas != "uniform":
+        obj.sigmas = list(obj.sigmas) if isinstance(obj.sigmas, tuple) else obj.sigmas
+        if not isinstance(obj.sigmas, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in obj.sigmas):
+            fail("sigmas", f"must be a list of positive numbers (one per joint) or 'uniform', got {obj.sigmas!r}")
+        obj.sigmas = [float(v) for v in obj.sigmas]
     if isinstance(obj, Params):
         from posecore.codec import check_decode
 
@@ -373,8 +388,9 @@ def _check_range(value: Any, key: str, fail_key: str, fail: Any) -> None:
 def _check_across_sections(params: Params, source: str) -> None:
     """Keys that must agree with each other: checked here rather than inside the loss or the loader."""
     model, data = params.model, params.data
-    joints = DATASETS[data.dataset].num_joints
-    if model.num_joints != joints:
+    # a custom set's joint count is its file's, recorded in data.joint_names before a run starts
+    joints = len(data.joint_names) if data.dataset == "custom" else DATASETS[data.dataset].num_joints
+    if joints and model.num_joints != joints:
         raise ParamsError(f"{source}: model.num_joints is {model.num_joints} but data.dataset "
                           f"{data.dataset!r} has {joints} joints: set model.num_joints: {joints}")
     if not params.eval.oracle:  # the oracle scores encoded targets: no model, any heatmap size

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from posecore.geometry import affine_matrix
-from posecore.keypoints import KeypointInfo, keypoint_info
+from posecore.keypoints import KeypointInfo
 from posecore.runs import atomic_write, finite_number
 
 GT_COLOR = "#2ca02c"
@@ -250,7 +250,7 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     small val split reads against a large train split.
     """
     first = next(iter(splits.values()))
-    info = keypoint_info(first["dataset"])
+    joint_names = first["joint_names"]
     fig, (ax_people, ax_joints, ax_boxes) = new_figure(1, 3, (4.2, 3.6))
     colors = dict(zip(splits, ("#1f77b4", "#ff7f0e", GT_COLOR, PRED_COLOR)))
     width = 0.8 / len(splits)
@@ -261,7 +261,7 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
         ax_people.bar(np.arange(len(counts)) + n * width, shares, width, color=colors[split],
                       label=f"{split} ({stats['images']} images)")
         labelled = np.asarray(stats["labelled_per_joint"], dtype=float) / max(stats["persons"], 1)
-        ax_joints.barh(np.arange(info.num_joints) + n * width, labelled, width, color=colors[split],
+        ax_joints.barh(np.arange(len(joint_names)) + n * width, labelled, width, color=colors[split],
                        label=f"{split} ({stats['persons']} persons)")
         boxes = np.asarray(stats["box_sizes"], dtype=float).reshape(-1, 2)
         ax_boxes.scatter(boxes[:, 0], boxes[:, 1], s=6, alpha=0.5, color=colors[split], label=split)
@@ -269,7 +269,7 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     ax_people.set_xlabel("persons per image")
     ax_people.set_ylabel("fraction of images")
     ax_people.legend(fontsize=7)
-    ax_joints.set_yticks(np.arange(info.num_joints) + width * (len(splits) - 1) / 2, info.joint_names)
+    ax_joints.set_yticks(np.arange(len(joint_names)) + width * (len(splits) - 1) / 2, joint_names)
     ax_joints.invert_yaxis()
     ax_joints.tick_params(axis="y", labelsize=7)
     ax_joints.set_xlabel("fraction of persons with the joint labelled")

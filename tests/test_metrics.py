@@ -55,7 +55,7 @@ def perturbed_results(gt_path, noise, seed=1, drop_every=0):
     return results
 
 
-def pycocotools_direct(gt_path, results_path):
+def pycocotools_direct(gt_path, results_path, sigmas=None):
     from pycocotools.coco import COCO as CocoApi
     from pycocotools.cocoeval import COCOeval
 
@@ -63,6 +63,8 @@ def pycocotools_direct(gt_path, results_path):
         gt = CocoApi(str(gt_path))
         dt = gt.loadRes(str(results_path))
         ev = COCOeval(gt, dt, "keypoints")
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.array(sigmas)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -89,6 +91,29 @@ def test_coco_ap_matches_pycocotools_on_perturbed_gt(tmp_path, noise):
     assert ours.ap_per_oks[0.75] == pytest.approx(ours.stats["AP75"])
     assert np.mean(list(ours.ap_per_oks.values())) == pytest.approx(ours.stats["AP"])
     assert "Average Precision" in ours.summary
+
+
+def test_coco_ap_with_custom_sigmas_matches_pycocotools(tmp_path):
+    """A 6-joint keypoint set in its own category: COCOeval with that set's kpt_oks_sigmas."""
+    gt = json.loads(make_coco_gt(tmp_path / "coco.json").read_text())
+    for ann in gt["annotations"]:
+        ann["keypoints"], ann["category_id"] = ann["keypoints"][:18], 7
+        ann["num_keypoints"] = sum(v > 0 for v in ann["keypoints"][2::3])
+    gt["categories"] = [{"id": 7, "name": "thing", "keypoints": list("abcdef"), "skeleton": [[1, 2]]}]
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    results = [{**r, "keypoints": r["keypoints"][:18], "category_id": 7}
+               for r in perturbed_results(make_coco_gt(tmp_path / "coco.json"), 0.06)]
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(results))
+    sigmas = [0.03, 0.05, 0.07, 0.09, 0.11, 0.13]
+
+    stats = metrics.coco_keypoint_ap(gt_path, results, sigmas)
+    assert 0.05 < stats["AP"] < 0.95
+    np.testing.assert_array_equal(list(stats.values()), pycocotools_direct(gt_path, results_path, sigmas).stats)
+    assert stats != metrics.coco_keypoint_ap(gt_path, results, [0.05] * 6)    # the sigmas are used
+    with pytest.raises(ValueError, match="carry 6 joints but the OKS sigmas cover 17"):
+        metrics.coco_keypoint_ap(gt_path, results)
 
 
 def test_coco_ap_on_shared_val_samples(coco_root, tmp_path):

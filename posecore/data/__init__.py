@@ -14,28 +14,28 @@ from pathlib import Path
 
 from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOOK, SPLITS,
                                        DataLayoutError, Instance, annotation_stats, check_layout,
-                                       dataset_root, is_synthetic_root, load_instances, synthetic_root)
+                                       dataset_root, is_synthetic_root, load_instances, resolve_keypoints,
+                                       synthetic_root, uses_coco_layout)
 from posecore.data.annotations import BadEntries, check_annotations
 from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, normalize_crop,
                                    read_image, read_rgb)
 from posecore.data.sampling import grouped_order, padded_shard
 from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video
-from posecore.keypoints import keypoint_info
 
 __all__ = [
     "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
     "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
     "dpg_jitter", "draw_scene", "ensure_synthetic", "grouped_order", "half_body_box", "load_instances",
     "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image", "read_rgb",
-    "synthetic_root",
+    "resolve_keypoints", "synthetic_root", "uses_coco_layout",
     "BadEntries", "check_annotations",
 ]
 
 
 def build_dataset(params, split: str) -> PoseDataset:
     """The `train` / `val` / `test` split of params.data as a PoseDataset (see load_instances)."""
-    instances, ann_file, gt_mat = load_instances(params, split)
-    return PoseDataset(instances, keypoint_info(params.data.dataset), params, train=split == "train",
+    instances, info, ann_file, gt_mat = load_instances(params, split)
+    return PoseDataset(instances, info, params, train=split == "train",
                        ann_file=str(ann_file), gt_mat=gt_mat, split=split)
 
 

@@ -2,10 +2,13 @@
 
 `load_instances(params, split)` reads the official layouts (COCO 2017 keypoints; MPII as mmpose
 converted it, 1-based MATLAB pixels made 0-based) into `Instance`s, the people a PoseDataset
-crops. `check_layout` lists what a dataset folder lacks; `annotation_stats` counts what the
+crops. `data.dataset: custom` reads the COCO layout with any keypoint category: the file's own
+joints (posecore.keypoints); `resolve_keypoints` records that keypoint set in params before a run
+starts. `check_layout` lists what a dataset folder lacks; `annotation_stats` counts what the
 prepare-data notebook plots.
 
-Malformed files fail loudly, malformed people are counted: a person category whose keypoint list
+Malformed files fail loudly (also: a custom category without `keypoints` or with skeleton
+numbers out of range, an image without width/height), malformed people are counted: a person category whose keypoint list
 does not match the params' joint count is an error naming the file and both counts; a person
 entry that cannot be read (a keypoint array of the wrong length, a bbox that is not 4 numbers,
 ...) is skipped, counted by reason with example ids (`BadEntries`), and reported once per file
@@ -13,6 +16,7 @@ entry that cannot be read (a keypoint array of the wrong length, a bbox that is 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -25,8 +29,8 @@ import numpy as np
 
 from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
-from posecore.keypoints import KeypointInfo, keypoint_info
-from posecore.runs import outputs_root, resolve_path
+from posecore.keypoints import KeypointInfo, coco_keypoint_category, keypoint_info, keypoint_params
+from posecore.runs import outputs_root, resolve_path, run_dir
 
 SPLITS = ("train", "val", "test")
 PREPARE_NOTEBOOK = "notebooks/prepare_data.ipynb"
@@ -41,6 +45,7 @@ MPII_LAYOUT = (
     "mmpose's converted MPII annotations, see mmpose's dataset preparation docs)"
 )
 MPII_PIXEL_STD = 200.0  # MPII's `scale` is the person height in units of 200 px
+COCO_LAYOUT_DATASETS = ("coco", "custom")  # custom: the COCO layout with any keypoint category
 
 
 class DataLayoutError(FileNotFoundError):
@@ -101,37 +106,83 @@ class BadEntries:
 
 def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None = None) -> BadEntries:
     """The malformed person entries of a COCO keypoints or MPII (mmpose) json, by reason. A person
-    category that does not have `num_joints` (default: the dataset's) keypoints is a ValueError."""
-    num_joints = num_joints or keypoint_info(dataset).num_joints
+    category that does not have `num_joints` (default: the dataset's, or a custom file's category)
+    keypoints is a ValueError."""
     content = _load_json(Path(ann_file))
-    if dataset == "coco":
-        return _coco_people(content, ann_file, num_joints)[1]
-    return _mpii_people(content, ann_file, num_joints)[1]
+    if uses_coco_layout(dataset):
+        category = _keypoint_category(content, ann_file, dataset)
+        return _coco_people(content, ann_file, num_joints or len(category["keypoints"]), category["id"])[1]
+    return _mpii_people(content, ann_file, num_joints or keypoint_info(dataset).num_joints)[1]
 
 
-def load_instances(params, split: str) -> tuple[list[Instance], Path, str | None]:
-    """(instances, annotation file, MPII ground-truth .mat or None) of one split of params.data.
+def load_instances(params, split: str) -> tuple[list[Instance], KeypointInfo, Path, str | None]:
+    """(instances, keypoint set, annotation file, MPII ground-truth .mat or None) of one split.
 
-    COCO: train and val on clean ground-truth person boxes; test on the val images with the
-    detector boxes of data.det_file. MPII: train / val from the json annotations (test = val).
+    COCO layout: train and val on clean ground-truth person boxes; test on the val images with
+    the detector boxes of data.det_file. MPII: train / val from the json annotations (test = val).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     data = params.data
-    info = keypoint_info(data.dataset)
     root = existing_root(data)
-    if data.dataset == "coco":
-        instances, ann_file = _coco_instances(root, split, data, info)
-        return instances, ann_file, None
+    if uses_coco_layout(data.dataset):
+        return (*_coco_instances(root, split, params), None)
+    info = keypoint_info(params)
     instances, ann_file = _mpii_instances(root, split, data, info)
     mat = root / "annotations" / "mpii_gt_val.mat"
-    return instances, ann_file, str(mat) if mat.is_file() else None
+    return instances, info, ann_file, str(mat) if mat.is_file() else None
+
+
+def uses_coco_layout(dataset: str) -> bool:
+    """coco and custom datasets: COCO files, COCO AP; mpii: its own layout and PCKh."""
+    return dataset in COCO_LAYOUT_DATASETS
+
+
+def resolve_keypoints(params, run_name: str | None = None):
+    """params with their keypoint set recorded (posecore.keypoints.keypoint_params): what a run
+    saves, so that its eval, export and inference need nothing else. A custom set not yet in the
+    params comes from the run's params.yaml (`run_name`) when that records one, else from the
+    dataset's annotation file (train, else val). Built-in datasets come back as they are, after
+    the keypoint params are checked."""
+    if params.data.dataset != "custom" or params.data.joint_names:
+        return keypoint_params(params, keypoint_info(params))
+    recorded = _run_keypoint_set(run_name)
+    if recorded:
+        data = dataclasses.replace(params.data, **{key: getattr(params.data, key) or value
+                                                   for key, value in recorded["data"].items()})
+        sigmas = params.eval.sigmas or recorded["sigmas"]
+        params = dataclasses.replace(params, data=data, eval=dataclasses.replace(params.eval, sigmas=sigmas))
+        return keypoint_params(params, keypoint_info(params))
+    root = existing_root(params.data)
+    ann_file = next((path for path in _coco_files(root) if path.is_file()), None)
+    if ann_file is None:
+        raise DataLayoutError(
+            f"data.dataset custom: no annotation file under {root} to read the keypoint set from "
+            f"(expected {COCO_LAYOUT}); set data.root to the dataset, or use the params.yaml of the "
+            "run that trained on it (it records the keypoint set)")
+    category = coco_keypoint_category(_load_json(ann_file), str(ann_file))
+    return keypoint_params(params, keypoint_info(params, category, str(ann_file)))
+
+
+def _run_keypoint_set(run_name: str | None) -> dict | None:
+    """The custom keypoint set a run's params.yaml records: {"data": its data.* keypoint keys,
+    "sigmas": eval.sigmas}; None without one."""
+    from posecore.params import load_params
+
+    path = run_dir(run_name, create=False) / "params.yaml" if run_name else None
+    if path is None or not path.is_file():
+        return None
+    run = load_params(path)
+    if run.data.dataset != "custom" or not run.data.joint_names:
+        return None
+    keys = ("joint_names", "skeleton", "flip_pairs", "upper_body", "joint_weights")
+    return {"data": {key: getattr(run.data, key) for key in keys}, "sigmas": run.eval.sigmas}
 
 
 def check_layout(root, dataset: str) -> list[str]:
     """Problems with a dataset folder (missing files or folders), each naming where to get it."""
     root = Path(root)
-    if dataset == "coco":
+    if uses_coco_layout(dataset):
         needed = ["annotations/person_keypoints_train2017.json", "annotations/person_keypoints_val2017.json",
                   "train2017", "val2017"]
         layout = COCO_LAYOUT
@@ -140,7 +191,7 @@ def check_layout(root, dataset: str) -> list[str]:
                   "annotations/mpii_gt_val.mat", "images"]
         layout = MPII_LAYOUT
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; known: ['coco', 'mpii']")
+        raise ValueError(f"unknown dataset {dataset!r}; known: {[*COCO_LAYOUT_DATASETS, 'mpii']}")
     if not root.is_dir():
         return [f"{root} does not exist; expected {dataset.upper()} layout: {layout}"]
     return [f"missing {root / name}; expected {dataset.upper()} layout: {layout}"
@@ -169,7 +220,7 @@ def existing_root(data) -> Path:
     root = dataset_root(data)
     if root.is_dir():
         return root
-    layout = COCO_LAYOUT if data.dataset == "coco" else MPII_LAYOUT
+    layout = COCO_LAYOUT if uses_coco_layout(data.dataset) else MPII_LAYOUT
     made_here = (" It is a synthetic dataset's folder: build it with posecore.data.ensure_synthetic("
                  "params) or the prepare_data notebook." if is_synthetic_root(root) else "")
     raise DataLayoutError(
@@ -180,7 +231,7 @@ def existing_root(data) -> Path:
 
 def _require_file(path: Path, what: str, dataset: str) -> Path:
     if not path.is_file():
-        layout = COCO_LAYOUT if dataset == "coco" else MPII_LAYOUT
+        layout = COCO_LAYOUT if uses_coco_layout(dataset) else MPII_LAYOUT
         raise DataLayoutError(
             f"{what} {path} does not exist. Expected the {dataset.upper()} layout under "
             f"{path.parent.parent}: {layout}. See {PREPARE_NOTEBOOK}.")
@@ -196,16 +247,25 @@ def _load_json(path: Path) -> Any:
                          f"(see {PREPARE_NOTEBOOK})") from None
 
 
-def _coco_instances(root: Path, split: str, data, info: KeypointInfo):
+def _coco_files(root: Path) -> list[Path]:
+    return [root / "annotations" / f"person_keypoints_{subset}.json" for subset in ("train2017", "val2017")]
+
+
+def _coco_instances(root: Path, split: str, params) -> tuple[list[Instance], KeypointInfo, Path]:
+    data = params.data
     subset = "train2017" if split == "train" else "val2017"
     ann_file = _require_file(root / "annotations" / f"person_keypoints_{subset}.json",
-                             "COCO annotation file", "coco")
+                             "COCO annotation file", data.dataset)
     coco = _load_json(ann_file)
+    category = _keypoint_category(coco, ann_file, data.dataset)
+    category_id = category["id"]
+    info = keypoint_info(params, category, str(ann_file)) if data.dataset == "custom" else keypoint_info(params)
+    _check_image_sizes(coco, ann_file)
     images = {int(img["id"]): img for img in coco.get("images", [])}
     image_dir = root / subset
-    people, bad = _coco_people(coco, ann_file, info.num_joints)
+    people, bad = _coco_people(coco, ann_file, info.num_joints, category_id)
     if split == "test":
-        return _coco_detection_instances(root, data, images, image_dir), ann_file
+        return _coco_detection_instances(root, data, images, image_dir, info, category_id), info, ann_file
     bad.warn()
     by_image: dict[int, list[dict]] = {}
     for ann in people:
@@ -218,24 +278,43 @@ def _coco_instances(root: Path, split: str, data, info: KeypointInfo):
             instance = _coco_gt_instance(ann, image, size, image_dir, data, info)
             if instance is not None:
                 instances.append(instance)
-    return instances, ann_file
+    return instances, info, ann_file
 
 
-def _coco_people(coco: Any, ann_file, num_joints: int) -> tuple[list[dict], BadEntries]:
-    """The well-formed person annotations of a COCO keypoints json, and the others counted."""
+def _keypoint_category(coco: Any, ann_file, dataset: str) -> dict:
+    """The category whose keypoints a COCO-layout file's people carry: COCO's person (id 1, the
+    built-in joints), or for a custom dataset the file's one keypoint category."""
+    if dataset != "custom":
+        return {"id": 1, "keypoints": list(keypoint_info(dataset).joint_names)}
+    return coco_keypoint_category(coco, str(ann_file))
+
+
+def _check_image_sizes(coco: dict, ann_file) -> None:
+    for n, image in enumerate(coco.get("images", [])):
+        if not (_is_number(image.get("width")) and image["width"] > 0
+                and _is_number(image.get("height")) and image["height"] > 0):
+            raise ValueError(
+                f"{ann_file}: images[{n}] (id {image.get('id')}, {image.get('file_name')!r}) has no valid "
+                f"width/height (got {image.get('width')!r} x {image.get('height')!r}); COCO-format images "
+                "need 'width' and 'height' in pixels: add them (the image file's size)")
+
+
+def _coco_people(coco: Any, ann_file, num_joints: int, category_id: Any = 1) -> tuple[list[dict], BadEntries]:
+    """The well-formed person annotations (of the keypoint category) of a COCO keypoints json,
+    and the others counted."""
     if not isinstance(coco, dict):
         raise ValueError(f"{ann_file}: expected a COCO keypoints json object (images, annotations, "
                          f"categories), got a {type(coco).__name__}")
     for category in coco.get("categories", []):
         names = category.get("keypoints") if isinstance(category, dict) else None
-        if isinstance(names, list) and category.get("id") == 1 and len(names) != num_joints:
+        if isinstance(names, list) and category.get("id") == category_id and len(names) != num_joints:
             raise ValueError(
                 f"{ann_file}: category {category.get('name', 1)!r} has {len(names)} keypoints but the "
                 f"params have {num_joints} joints (model.num_joints, data.dataset): this file is not "
                 f"in the layout of the params' dataset; use the matching params or annotation file")
     people, bad = [], BadEntries(str(ann_file))
     for index, ann in enumerate(coco.get("annotations", [])):
-        if isinstance(ann, dict) and ann.get("category_id", 1) != 1:
+        if isinstance(ann, dict) and ann.get("category_id", 1) != category_id:
             continue
         bad.total += 1
         problem = _coco_problem(ann, num_joints)
@@ -274,8 +353,8 @@ def _image_size(image: dict) -> tuple[int, int] | None:
 
 
 def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInfo) -> Instance | None:
-    """A clean person instance (HRNet / mmpose rules) or None."""
-    if ann.get("category_id", 1) != 1 or ann.get("iscrowd", 0) or ann.get("area", 1) <= 0:
+    """A clean person instance (HRNet / mmpose rules) or None; `ann` is of the keypoint category."""
+    if ann.get("iscrowd", 0) or ann.get("area", 1) <= 0:
         return None
     keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(info.num_joints, 3)
     if not (keypoints[:, 2] > 0).any():
@@ -312,17 +391,18 @@ def _det_file_path(root: Path, det_file: str) -> Path:
                           "repository root, to data.root, or an absolute one")
 
 
-def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path) -> list[Instance]:
+def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path, info: KeypointInfo,
+                              category_id: Any) -> list[Instance]:
     det_path = _det_file_path(root, data.det_file)
     detections = _load_json(det_path)
     if not isinstance(detections, list):
         raise ValueError(f"{det_path}: expected a COCO-results list of detections")
     aspect = data.input_size[0] / data.input_size[1]
-    num_joints = keypoint_info(data.dataset).num_joints
+    num_joints = info.num_joints
     instances, unknown, empty = [], set(), []
     for index, det in enumerate(detections):
         image_id, (x, y, w, h), score = check_detection(det, index, det_path)
-        if det.get("category_id", 1) != 1 or score < data.det_score_thr:
+        if det.get("category_id", 1) != category_id or score < data.det_score_thr:
             continue
         if image_id not in images:
             unknown.add(image_id)
@@ -420,35 +500,39 @@ def _mpii_problem(ann: Any, num_joints: int) -> str | None:
 def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
     """Counts for the prepare_data plots, read from a COCO keypoints json or an MPII (mmpose) json.
 
-    Returns persons_per_image {count: images}, labelled_per_joint [K], box_sizes [N, 2] (w, h px),
-    and totals images / persons.
+    Returns joint_names [K], persons_per_image {count: images}, labelled_per_joint [K], box_sizes
+    [N, 2] (w, h px), and totals images / persons.
     """
-    info = keypoint_info(dataset)
     data = _load_json(Path(ann_file))
-    if dataset == "coco":
-        people = [a for a in _coco_people(data, ann_file, info.num_joints)[0]
+    if uses_coco_layout(dataset):
+        category = _keypoint_category(data, ann_file, dataset)
+        joint_names = list(category["keypoints"])
+        people = [a for a in _coco_people(data, ann_file, len(joint_names), category["id"])[0]
                   if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
         images = [img["id"] for img in data.get("images", [])]
         image_of = [a["image_id"] for a in people]
         visible = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in people], dtype=bool)
         boxes = np.array([a["bbox"][2:] for a in people], dtype=float)
     elif dataset == "mpii":
-        people = [p for _, p in _mpii_people(data, ann_file, info.num_joints)[0]
+        joint_names = list(keypoint_info(dataset).joint_names)
+        people = [p for _, p in _mpii_people(data, ann_file, len(joint_names))[0]
                   if p.get("joints") is not None and p.get("joints_vis") is not None]
         image_of = [p["image"] for p in people]
         images = sorted(set(image_of))
         visible = np.array([np.asarray(p["joints_vis"]) > 0 for p in people], dtype=bool)
         boxes = np.array([_mpii_box_size(p) for p in people], dtype=float)
     else:
-        raise ValueError(f"annotation_stats: dataset must be 'coco' or 'mpii', got {dataset!r}")
+        raise ValueError(f"annotation_stats: dataset must be 'coco', 'custom' or 'mpii', got {dataset!r}")
     per_image = Counter(image_of)
     persons_per_image = Counter(per_image.get(image, 0) for image in images)
     return {
         "dataset": dataset,
+        "joint_names": joint_names,
         "images": len(images),
         "persons": len(people),
         "persons_per_image": dict(sorted(persons_per_image.items())),
-        "labelled_per_joint": visible.sum(0).reshape(info.num_joints).tolist() if len(people) else [0] * info.num_joints,
+        "labelled_per_joint": (visible.sum(0).reshape(len(joint_names)).tolist() if len(people)
+                               else [0] * len(joint_names)),
         "box_sizes": boxes.reshape(-1, 2),
     }
 

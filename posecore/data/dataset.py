@@ -97,6 +97,9 @@ class PoseDataset(Dataset):
         self._mean, self._std = data.mean, data.std
         self._flip_index = np.asarray(info.flip_index())
         self._upper_body = np.isin(np.arange(info.num_joints), info.upper_body)
+        # data.joint_weights scale each joint's loss (mmpose's use_different_joint_weights); the
+        # built-in sets' own weights stay unused unless asked for, as in the references' configs
+        self._joint_weights = np.asarray(info.joint_weights, np.float32) if data.joint_weights else None
         self._skipped = _SkipCounter()
         self._bad_files: set[str] = set()
         # The last decoded image, per process: people of one image sampled back to back (see
@@ -215,6 +218,8 @@ class PoseDataset(Dataset):
 
         joints_input = transform_points(joints, matrix)
         target, target_weight = self.codec.encode(joints_input, visible)
+        if self._joint_weights is not None:
+            target_weight = target_weight * self._joint_weights
         pixels = normalize_crop(crop, self._mean, self._std)
         joints_out = np.concatenate([joints, (visible > 0)[:, None]], axis=1) * (visible > 0)[:, None]
         return {

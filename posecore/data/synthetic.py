@@ -4,6 +4,10 @@
 tests'); `draw_scene` makes one image and its people; `make_synthetic_video` writes a short video
 of people walking and crossing, with detector-like boxes (inference's demo and tests). Nothing
 here runs unless called.
+
+dataset "custom" writes the same figures with a keypoint set of its own (CUSTOM_JOINTS: COCO's
+body without the face, plus neck and mid-hip, in another order and skeleton) as a COCO-format
+category: the template of a user's own keypoint dataset (`data.dataset: custom`).
 """
 from __future__ import annotations
 
@@ -25,20 +29,40 @@ log = logging.getLogger(__name__)
 SYNTHETIC_VERSION = 1
 _MANIFEST = "synthetic.json"
 _SKIN_TONES = ((60, 90, 150), (90, 140, 200), (120, 170, 225), (150, 190, 235), (40, 60, 100))
+# The custom set's joints in file order -> the drawn figure's point each one marks.
+CUSTOM_JOINTS = {
+    "neck": "thorax", "mid_hip": "pelvis",
+    "left_shoulder": "left_shoulder", "left_elbow": "left_elbow", "left_wrist": "left_wrist",
+    "right_shoulder": "right_shoulder", "right_elbow": "right_elbow", "right_wrist": "right_wrist",
+    "left_hip": "left_hip", "left_knee": "left_knee", "left_ankle": "left_ankle",
+    "right_hip": "right_hip", "right_knee": "right_knee", "right_ankle": "right_ankle",
+}
+CUSTOM_SKELETON = (
+    ("neck", "mid_hip"), ("neck", "left_shoulder"), ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"), ("neck", "right_shoulder"), ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"), ("mid_hip", "left_hip"), ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"), ("mid_hip", "right_hip"), ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"),
+)
+# OKS sigmas for it (what eval.sigmas needs): COCO's for the joints it shares with COCO, the
+# shoulders' for the neck and the hips' for the mid-hip.
+CUSTOM_SIGMAS = (0.079, 0.107, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062,
+                 0.107, 0.087, 0.089, 0.107, 0.087, 0.089)
 
 
 def make_synthetic(root, dataset: str = "coco", num_train: int = 700, num_val: int = 80, seed: int = 0,
                    image_size=256) -> Path:
     """Write a deterministic synthetic dataset of drawn people in the official layout; returns root.
 
-    COCO layout: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/.
+    COCO layout: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/ (dataset
+    "custom": the same with the CUSTOM_JOINTS keypoint category).
     MPII layout: annotations/mpii_{train,val}.json, annotations/mpii_gt_val.mat, images/.
     `num_train` / `num_val` count images (1-4 people each, ~2.2 on average); `image_size` is an
     int or (w, h). A folder that already holds a complete dataset made with the same arguments
     is left as it is.
     """
-    if dataset not in ("coco", "mpii"):
-        raise ValueError(f"dataset must be 'coco' or 'mpii', got {dataset!r}")
+    if dataset not in ("coco", "custom", "mpii"):
+        raise ValueError(f"dataset must be 'coco', 'custom' or 'mpii', got {dataset!r}")
     root = Path(root)
     size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(v) for v in image_size)
     settings = {"version": SYNTHETIC_VERSION, "dataset": dataset, "num_train": int(num_train),
@@ -57,8 +81,8 @@ def make_synthetic(root, dataset: str = "coco", num_train: int = 700, num_val: i
         for i in tqdm(range(int(count)), desc=f"synthetic {dataset} {split}", leave=False):
             image, people = draw_scene(rng, size)
             scenes.append((image, people))
-        if dataset == "coco":
-            counts[split] = _write_coco_split(root, split, scenes, size)
+        if dataset != "mpii":
+            counts[split] = _write_coco_split(root, split, scenes, size, _coco_category(dataset))
         else:
             counts[split] = _write_mpii_split(root, split, scenes)
     # written last: its presence marks a complete dataset
@@ -349,8 +373,20 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def _write_coco_split(root: Path, split: str, scenes, size) -> int:
+def _coco_category(dataset: str) -> dict:
+    """The keypoint category a COCO-layout synthetic dataset is written with."""
+    if dataset == "custom":
+        names = list(CUSTOM_JOINTS)
+        return {"id": 1, "name": "person", "supercategory": "person", "keypoints": names,
+                "skeleton": [[names.index(a) + 1, names.index(b) + 1] for a, b in CUSTOM_SKELETON]}
     info = keypoint_info("coco")
+    return {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(info.joint_names),
+            "skeleton": [[a + 1, b + 1] for a, b in info.skeleton]}
+
+
+def _write_coco_split(root: Path, split: str, scenes, size, category: dict) -> int:
+    # the figure's point each joint marks (the built-in COCO joints are figure points themselves)
+    points = [CUSTOM_JOINTS.get(name, name) for name in category["keypoints"]]
     subset = f"{split}2017"
     (root / subset).mkdir(parents=True, exist_ok=True)
     first_id = 1 if split == "train" else 1_000_001
@@ -362,19 +398,18 @@ def _write_coco_split(root: Path, split: str, scenes, size) -> int:
         images.append({"id": image_id, "file_name": file_name, "width": size[0], "height": size[1]})
         for person in people:
             keypoints = []
-            for name in info.joint_names:
+            for name in points:
                 v = person["visibility"][name]
                 x, y = person["points"][name] if v else (0.0, 0.0)
                 keypoints += [round(x, 2), round(y, 2), v]
-            num_keypoints = sum(1 for name in info.joint_names if person["visibility"][name])
+            num_keypoints = sum(1 for name in points if person["visibility"][name])
             if num_keypoints == 0:
                 continue
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
                                 "iscrowd": 0, "bbox": [round(v, 2) for v in person["bbox"]],
                                 "area": person["area"], "num_keypoints": num_keypoints,
                                 "keypoints": keypoints})
-    categories = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(info.joint_names),
-                   "skeleton": [[a + 1, b + 1] for a, b in info.skeleton]}]
+    categories = [category]
     write_json(root / "annotations" / f"person_keypoints_{subset}.json",
                {"info": {"description": "posecore synthetic people", "version": SYNTHETIC_VERSION},
                 "licenses": [], "images": images, "annotations": annotations, "categories": categories})

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from posecore.checkpoints import load_model, with_trained_codec
-from posecore.data import build_dataset, read_rgb
+from posecore.data import build_dataset, read_rgb, resolve_keypoints
 from posecore.evaluation import person_errors, resolve_checkpoint
 from posecore.runs import run_dir
 from posecore.viz import PoseFigure, figure_png, heatmap_to_image_plane, plot_gallery, plot_pose, zoom_box
@@ -74,7 +74,7 @@ class PoseBrowser:
 
     def __init__(self, params, run_name: str, checkpoint: str | None = None):
         self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
-        self.params = params = with_trained_codec(params, self.checkpoint)
+        self.params = params = with_trained_codec(resolve_keypoints(params, run_name), self.checkpoint)
         self.dataset = build_dataset(params, "val")
         self.errors = person_errors(self.dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
         self._model = None

@@ -22,10 +22,10 @@ import numpy as np
 
 from posecore import viz
 from posecore.data import (annotation_stats, build_dataset, check_annotations, check_layout, dataset_root,
-                           make_synthetic, make_synthetic_video, read_rgb, synthetic_root)
+                           make_synthetic, make_synthetic_video, read_rgb, synthetic_root, uses_coco_layout)
 from posecore.evaluation import person_errors, primary_metric
 from posecore.inference import track_colour, tracks_from_results
-from posecore.keypoints import keypoint_info
+from posecore.keypoints import from_record
 from posecore.params import SHORTCUTS, load_params
 from posecore.runs import REPO_ROOT, outputs_root, read_json, read_jsonl, resolve_path, run_dir
 from posecore.workbook.browser import worst_predictions as worst_gallery
@@ -105,7 +105,7 @@ def dataset_params(params, check: LayoutCheck):
 
 
 def _annotation_files(check: LayoutCheck) -> dict[str, Path]:
-    if check.dataset == "coco":
+    if uses_coco_layout(check.dataset):
         return {s: check.root / "annotations" / f"person_keypoints_{s}2017.json" for s in ("train", "val")}
     return {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
 
@@ -127,7 +127,9 @@ def annotation_checks(run_name: str, params, check: LayoutCheck):
         return check
     rows = []
     for split, path in _annotation_files(check).items():
-        bad = check_annotations(path, check.dataset, params.model.num_joints)
+        # a custom file's own category sets the joint count (the params learn it from the file)
+        joints = None if check.dataset == "custom" else params.model.num_joints
+        bad = check_annotations(path, check.dataset, joints)
         rows.append([split, path.name, bad.total, bad.count, bad.reasons() or "none"])
     table = Table(["split", "file", "person entries", "skipped", "why (example ids)"], rows,
                   title="Malformed person entries",
@@ -201,7 +203,7 @@ def results_table(run_name: str, params) -> Table:
     flip = "flip test" if settings.get("flip_test") else "no flip test"
     oracle = " [oracle: encoded ground truth, no model]" if settings.get("oracle") else ""
     rows = []
-    if params.data.dataset == "coco":
+    if uses_coco_layout(params.data.dataset):
         boxes = "ground-truth boxes" if settings.get("split", "val") == "val" else "detector boxes"
         if "AP" in metrics:
             rows.append({"run": run_name, "dataset": data, "metric": "AP", "value": 100 * metrics["AP"],
@@ -220,7 +222,7 @@ def results_table(run_name: str, params) -> Table:
 def _data_description(params, run_name: str) -> str:
     root = dataset_root(params.data)
     synthetic = (root / "synthetic.json").is_file()
-    name = "COCO-layout" if params.data.dataset == "coco" else "MPII-layout"
+    name = "COCO-layout" if uses_coco_layout(params.data.dataset) else "MPII-layout"
     return f"synthetic {name} val" if synthetic else f"{params.data.dataset.upper()} val ({run_relative(root, run_dir(run_name))})"
 
 
@@ -420,7 +422,8 @@ def infer_frames(summary: dict, count: int = 4):
         picked = files[::max(1, -(-len(files) // count))][:count] if files else []
         frames = [(path.name, read_rgb(path)) for path in picked]
     items = [{"image": image, "title": name} for name, image in frames]
-    return viz.plot_gallery(items, keypoint_info(summary["keypoint_set"]), ncols=min(count, 4), size=3.5)
+    return viz.plot_gallery(items, from_record(summary["keypoints"], summary["results"]), ncols=min(count, 4),
+                            size=3.5)
 
 
 def infer_trajectories(summary: dict, joint: str = "nose"):
