@@ -26,15 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- one writer per run
 
-def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
-    folder = run_dir("shared-run")
+def _lock_holder(folder) -> subprocess.Popen:
+    """Another process holding the training lock of `folder` (for 60 s, or until killed)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from posecore.runs import run_lock\n"
          "with run_lock(sys.argv[1], 'training'):\n    print('locked', flush=True); time.sleep(60)",
          str(folder)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
+    folder = run_dir("shared-run")
+    holder = _lock_holder(folder)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         assert is_training(folder) and run_writer(folder)["pid"] == holder.pid
         with pytest.raises(RunLockedError) as info:
             with run_lock(folder, "evaluation"):
@@ -350,13 +356,8 @@ def test_training_and_evaluation_refuse_a_run_another_process_writes(tiny, outpu
     import posecore
 
     folder = run_dir("busy")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from posecore.runs import run_lock\n"
-         "with run_lock(sys.argv[1], 'training'):\n    print('locked', flush=True); time.sleep(60)",
-         str(folder)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = _lock_holder(folder)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=rf"'busy'.*training in process {holder.pid}"):
             posecore.train(tiny(), run_name="busy")
         with pytest.raises(RunLockedError, match=rf"'busy'.*process {holder.pid}"):
