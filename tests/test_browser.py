@@ -54,15 +54,9 @@ def workspace(tmp_path_factory):
     inherit it even when the server starts before the run is made)."""
     _need_browser()
     root = tmp_path_factory.mktemp("browser")
-    previous = os.environ.get("POSECORE_OUTPUTS")
-    os.environ["POSECORE_OUTPUTS"] = str(root / "outputs")
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POSECORE_OUTPUTS", str(root / "outputs"))
         yield root
-    finally:
-        if previous is None:
-            del os.environ["POSECORE_OUTPUTS"]
-        else:
-            os.environ["POSECORE_OUTPUTS"] = previous
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ control change; figures name the person once, zoom to it and draw it over the ot
 (tests/test_browser.py checks the same widget as a person sees it, in JupyterLab in Chromium.)"""
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -18,17 +17,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     root = tmp_path_factory.mktemp("pose-browser")
-    previous = os.environ.get("POSECORE_OUTPUTS")
-    os.environ["POSECORE_OUTPUTS"] = str(root / "outputs")
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POSECORE_OUTPUTS", str(root / "outputs"))
         browser = workbook.PoseBrowser(oracle_run(root, RUN)["params"], RUN, None)
         assert len(browser) >= 2, "the tiny dataset should hold several persons"
         yield browser
-    finally:
-        if previous is None:
-            del os.environ["POSECORE_OUTPUTS"]
-        else:
-            os.environ["POSECORE_OUTPUTS"] = previous
 
 
 def _parts(widget) -> dict:
