@@ -296,6 +296,7 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "data.std": _POSITIVE, "data.bbox_padding": _POSITIVE, "data.scale_factor": _NON_NEGATIVE,
     "data.rot_factor": _NON_NEGATIVE, "data.rot_prob": _FRACTION, "data.half_body_prob": _FRACTION,
     "data.half_body_min_joints": _NON_NEGATIVE, "data.workers": _NON_NEGATIVE,
+    "data.joint_weights": _NON_NEGATIVE,
     "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.lr": _POSITIVE,
     "train.momentum": _FRACTION, "train.weight_decay": _NON_NEGATIVE, "train.lr_steps": _NON_NEGATIVE,
     "train.lr_factor": _POSITIVE, "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
