@@ -3,7 +3,8 @@
 One `KeypointInfo` per dataset. Everything downstream (flip augmentation, half-body,
 OKS, drawing, ONNX metadata) reads these tables instead of hard-coding indices.
 
-Besides the built-in COCO and MPII sets, `data.dataset: custom` takes the keypoint set of a
+Built in: COCO, MPII and the whole-body sets Halpe-26, Halpe-136 and COCO-WholeBody (their
+tables live in posecore.keypoint_sets). Besides them, `data.dataset: custom` takes the keypoint set of a
 COCO-format annotation file: the person category's `keypoints` (names, in order) and
 `skeleton` (1-based pairs). Flip pairs and the upper body are inferred from the names where
 they allow it (`left_x`/`right_x`, `l_x`/`r_x`, `x_left`/`x_right`, `LShoulder`/`RShoulder`);
@@ -21,6 +22,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from posecore.keypoint_sets import whole_body_sets
+
 
 class KeypointSetError(ValueError):
     """A keypoint set (annotation category or params entry) that cannot be used as given."""
@@ -35,6 +38,9 @@ class KeypointInfo:
     upper_body: tuple[int, ...]
     sigmas: tuple[float, ...]  # OKS per-joint falloff (COCO's); MPII borrows the closest COCO joints
     joint_weights: tuple[float, ...]
+    # named joint ranges [start, stop) of the whole-body sets (body, foot, face, lefthand,
+    # righthand): per-part evaluation, thin drawing, the browser's part filter; () = one body
+    parts: tuple[tuple[str, tuple[int, int]], ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -62,6 +68,15 @@ class KeypointInfo:
         return {"dataset": self.dataset, "joint_names": list(self.joint_names),
                 "flip_pairs": [list(pair) for pair in self.flip_pairs],
                 "skeleton": [list(pair) for pair in self.skeleton], "oks_sigmas": list(self.sigmas)}
+
+    def part_joints(self, part: str) -> list[int]:
+        """0-based joint indices of one of `parts` by name ("body" of a set without parts: all)."""
+        ranges = dict(self.parts)
+        if part == "body" and not ranges:
+            return list(range(self.num_joints))
+        if part not in ranges:
+            raise KeyError(f"{self.dataset} has no part {part!r}; its parts: {list(ranges) or ['body']}")
+        return list(range(*ranges[part]))
 
     def flip_index(self) -> list[int]:
         """Permutation that maps joint j to its mirror (identity for centre joints)."""
@@ -113,7 +128,10 @@ MPII = KeypointInfo(
     joint_weights=(1.5, 1.2, 1.0, 1.0, 1.2, 1.5, 1.0, 1.0, 1.0, 1.0, 1.5, 1.2, 1.0, 1.0, 1.2, 1.5),
 )
 
-DATASETS: dict[str, KeypointInfo] = {"coco": COCO, "mpii": MPII}
+# Halpe-26, Halpe-136 and COCO-WholeBody (posecore.keypoint_sets), each starting with COCO's body.
+WHOLE_BODY = whole_body_sets(COCO)
+HALPE26, HALPE136, COCO_WHOLEBODY = (WHOLE_BODY[name] for name in ("halpe26", "halpe136", "coco_wholebody"))
+DATASETS: dict[str, KeypointInfo] = {"coco": COCO, "mpii": MPII, **WHOLE_BODY}
 # A uniform OKS sigma, for keypoint sets nobody has measured annotator spread on: COCO's mean.
 UNIFORM_SIGMA = round(sum(COCO.sigmas) / COCO.num_joints, 3)
 
@@ -240,7 +258,8 @@ def _custom_info(names: Sequence[str], skeleton: tuple[tuple[int, int], ...], in
 
 
 def keypoint_info(params: Any, category: dict | None = None, source: str = "") -> KeypointInfo:
-    """The keypoint set of params (or of a built-in dataset name: 'coco', 'mpii').
+    """The keypoint set of params, or of a built-in dataset name: 'coco', 'mpii', 'halpe26',
+    'halpe136', 'coco_wholebody'.
 
     data.dataset custom: the set the params record (data.joint_names, what a run's params.yaml
     holds), else the one of `category`, the annotation file's keypoint category (`source` names

@@ -139,7 +139,7 @@ def test_params_check_the_new_keys():
     assert custom_params(**{"eval.sigmas": [1, 0.5]}).eval.sigmas == [1.0, 0.5]
     with pytest.raises(ParamsError, match="eval.sigmas must be a list of positive numbers.*'uniform'"):
         custom_params(**{"eval.sigmas": "unifrom"})
-    with pytest.raises(ParamsError, match=r"\['coco', 'mpii', 'custom'\]"):
+    with pytest.raises(ParamsError, match=r"\['coco', 'coco_wholebody', 'halpe136', 'halpe26', 'mpii', 'custom'\]"):
         load_params("demo", {"data.dataset": "coco17"})
     with pytest.raises(KeypointSetError, match="data.joint_names is for data.dataset custom"):
         keypoint_info(load_params("demo", {"data.joint_names": ["a"]}))
