@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from posecore.data.layouts import LAYOUTS, PROBLEM_KEY, as_coco_keypoints, coco_style_layout
 from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, coco_keypoint_category, keypoint_info, keypoint_params
@@ -34,18 +35,16 @@ from posecore.runs import outputs_root, resolve_path, run_dir
 
 SPLITS = ("train", "val", "test")
 PREPARE_NOTEBOOK = "notebooks/prepare_data.ipynb"
-COCO_LAYOUT = (
-    "annotations/person_keypoints_train2017.json, annotations/person_keypoints_val2017.json, "
-    "train2017/, val2017/ (download: https://cocodataset.org/#download, '2017 Train/Val images' "
-    "and '2017 Train/Val annotations')"
-)
+COCO_LAYOUT = LAYOUTS["coco"].describe()
 MPII_LAYOUT = (
     "annotations/mpii_train.json, annotations/mpii_val.json, annotations/mpii_gt_val.mat, images/ "
     "(images: http://human-pose.mpi-inf.mpg.de/#download; json annotations and mpii_gt_val.mat: "
     "mmpose's converted MPII annotations, see mmpose's dataset preparation docs)"
 )
 MPII_PIXEL_STD = 200.0  # MPII's `scale` is the person height in units of 200 px
-COCO_LAYOUT_DATASETS = ("coco", "custom")  # custom: the COCO layout with any keypoint category
+# custom: the COCO layout with any keypoint category; halpe26 / halpe136 / coco_wholebody: their own
+# COCO-style files (posecore.data.layouts)
+COCO_LAYOUT_DATASETS = tuple(LAYOUTS)
 
 
 class DataLayoutError(FileNotFoundError):
@@ -110,6 +109,7 @@ def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None
     keypoints is a ValueError."""
     content = _load_json(Path(ann_file))
     if uses_coco_layout(dataset):
+        content = _as_set_keypoints(content, dataset)
         category = _keypoint_category(content, ann_file, dataset)
         return _coco_people(content, ann_file, num_joints or len(category["keypoints"]), category["id"])[1]
     return _mpii_people(content, ann_file, num_joints or keypoint_info(dataset).num_joints)[1]
@@ -134,8 +134,20 @@ def load_instances(params, split: str) -> tuple[list[Instance], KeypointInfo, Pa
 
 
 def uses_coco_layout(dataset: str) -> bool:
-    """coco and custom datasets: COCO files, COCO AP; mpii: its own layout and PCKh."""
+    """coco, custom and the whole-body sets: COCO-style files, COCO AP; mpii: its own layout and PCKh."""
     return dataset in COCO_LAYOUT_DATASETS
+
+
+def layout_text(dataset: str) -> str:
+    """The files a dataset's layout needs and where to download them (errors, prepare_data)."""
+    return coco_style_layout(dataset).describe() if uses_coco_layout(dataset) else MPII_LAYOUT
+
+
+def _as_set_keypoints(content: Any, dataset: str) -> Any:
+    """Halpe / COCO-WholeBody content as COCO keypoints of the set's joints (others as they are)."""
+    if dataset == "custom":
+        return content
+    return as_coco_keypoints(content, dataset, keypoint_info(dataset).joint_names)
 
 
 def resolve_keypoints(params, run_name: str | None = None):
@@ -183,19 +195,19 @@ def check_layout(root, dataset: str) -> list[str]:
     """Problems with a dataset folder (missing files or folders), each naming where to get it."""
     root = Path(root)
     if uses_coco_layout(dataset):
-        needed = ["annotations/person_keypoints_train2017.json", "annotations/person_keypoints_val2017.json",
-                  "train2017", "val2017"]
-        layout = COCO_LAYOUT
+        needed = coco_style_layout(dataset).needed
+        layout = layout_text(dataset)
     elif dataset == "mpii":
         needed = ["annotations/mpii_train.json", "annotations/mpii_val.json",
                   "annotations/mpii_gt_val.mat", "images"]
         layout = MPII_LAYOUT
     else:
         raise ValueError(f"unknown dataset {dataset!r}; known: {[*COCO_LAYOUT_DATASETS, 'mpii']}")
+    name = coco_style_layout(dataset).name if uses_coco_layout(dataset) and dataset != "custom" else dataset.upper()
     if not root.is_dir():
-        return [f"{root} does not exist; expected {dataset.upper()} layout: {layout}"]
-    return [f"missing {root / name}; expected {dataset.upper()} layout: {layout}"
-            for name in needed if not (root / name).exists()]
+        return [f"{root} does not exist; expected {name} layout: {layout}"]
+    return [f"missing {root / path}; expected {name} layout: {layout}"
+            for path in needed if not (root / path).exists()]
 
 
 
@@ -220,7 +232,7 @@ def existing_root(data) -> Path:
     root = dataset_root(data)
     if root.is_dir():
         return root
-    layout = COCO_LAYOUT if uses_coco_layout(data.dataset) else MPII_LAYOUT
+    layout = layout_text(data.dataset)
     made_here = (" It is a synthetic dataset's folder: build it with posecore.data.ensure_synthetic("
                  "params) or the prepare_data notebook." if is_synthetic_root(root) else "")
     raise DataLayoutError(
@@ -231,10 +243,9 @@ def existing_root(data) -> Path:
 
 def _require_file(path: Path, what: str, dataset: str) -> Path:
     if not path.is_file():
-        layout = COCO_LAYOUT if uses_coco_layout(dataset) else MPII_LAYOUT
         raise DataLayoutError(
             f"{what} {path} does not exist. Expected the {dataset.upper()} layout under "
-            f"{path.parent.parent}: {layout}. See {PREPARE_NOTEBOOK}.")
+            f"{path.parent.parent}: {layout_text(dataset)}. See {PREPARE_NOTEBOOK}.")
     return path
 
 
@@ -248,21 +259,20 @@ def _load_json(path: Path) -> Any:
 
 
 def _coco_files(root: Path) -> list[Path]:
-    return [root / "annotations" / f"person_keypoints_{subset}.json" for subset in ("train2017", "val2017")]
+    return [LAYOUTS["coco"].ann_file(root, split) for split in ("train", "val")]
 
 
 def _coco_instances(root: Path, split: str, params) -> tuple[list[Instance], KeypointInfo, Path]:
     data = params.data
-    subset = "train2017" if split == "train" else "val2017"
-    ann_file = _require_file(root / "annotations" / f"person_keypoints_{subset}.json",
-                             "COCO annotation file", data.dataset)
-    coco = _load_json(ann_file)
+    layout = coco_style_layout(data.dataset)
+    ann_file = _require_file(layout.ann_file(root, split), f"{layout.name} annotation file", data.dataset)
+    coco = _as_set_keypoints(_load_json(ann_file), data.dataset)
     category = _keypoint_category(coco, ann_file, data.dataset)
     category_id = category["id"]
     info = keypoint_info(params, category, str(ann_file)) if data.dataset == "custom" else keypoint_info(params)
     _check_image_sizes(coco, ann_file)
     images = {int(img["id"]): img for img in coco.get("images", [])}
-    image_dir = root / subset
+    image_dir = layout.image_dir(root, split)
     people, bad = _coco_people(coco, ann_file, info.num_joints, category_id)
     if split == "test":
         return _coco_detection_instances(root, data, images, image_dir, info, category_id), info, ann_file
@@ -329,6 +339,8 @@ def _coco_problem(ann: Any, num_joints: int) -> str | None:
     """Why a COCO person annotation cannot be read, or None."""
     if not isinstance(ann, dict):
         return "not an object"
+    if ann.get(PROBLEM_KEY):   # a whole-body part array the layout could not read
+        return ann[PROBLEM_KEY]
     if isinstance(ann.get("image_id"), bool) or not isinstance(ann.get("image_id"), int):
         return "image_id is not an integer"
     keypoints = ann.get("keypoints")
@@ -505,6 +517,7 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
     """
     data = _load_json(Path(ann_file))
     if uses_coco_layout(dataset):
+        data = _as_set_keypoints(data, dataset)
         category = _keypoint_category(data, ann_file, dataset)
         joint_names = list(category["keypoints"])
         people = [a for a in _coco_people(data, ann_file, len(joint_names), category["id"])[0]
@@ -522,7 +535,8 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
         visible = np.array([np.asarray(p["joints_vis"]) > 0 for p in people], dtype=bool)
         boxes = np.array([_mpii_box_size(p) for p in people], dtype=float)
     else:
-        raise ValueError(f"annotation_stats: dataset must be 'coco', 'custom' or 'mpii', got {dataset!r}")
+        raise ValueError(f"annotation_stats: dataset must be one of {[*COCO_LAYOUT_DATASETS, 'mpii']}, "
+                         f"got {dataset!r}")
     per_image = Counter(image_of)
     persons_per_image = Counter(per_image.get(image, 0) for image in images)
     return {

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from posecore.data.annotations import MPII_PIXEL_STD, check_layout
-from posecore.keypoints import keypoint_info
+from posecore.keypoints import DATASETS, keypoint_info
 from posecore.metrics import save_mpii_gt
 from posecore.runs import read_json, write_json
 
@@ -62,7 +62,9 @@ def make_synthetic(root, dataset: str = "coco", num_train: int = 700, num_val: i
     is left as it is.
     """
     if dataset not in ("coco", "custom", "mpii"):
-        raise ValueError(f"dataset must be 'coco', 'custom' or 'mpii', got {dataset!r}")
+        whole_body = (" (posecore's drawn figures have no feet, faces or hands: set data.root to the "
+                      "dataset in its layout, see posecore.data.check_layout)" if dataset in DATASETS else "")
+        raise ValueError(f"synthetic data: dataset must be 'coco', 'custom' or 'mpii', got {dataset!r}{whole_body}")
     root = Path(root)
     size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(v) for v in image_size)
     settings = {"version": SYNTHETIC_VERSION, "dataset": dataset, "num_train": int(num_train),
