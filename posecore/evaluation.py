@@ -46,7 +46,8 @@ from posecore.runs import (atomic_write, default_run_name, json_safe, read_json,
 
 log = logging.getLogger(__name__)
 
-PRIMARY_METRIC = {"coco": "AP", "custom": "AP", "mpii": "PCKh"}
+PRIMARY_METRIC = {"coco": "AP", "custom": "AP", "mpii": "PCKh", "halpe26": "AP", "halpe136": "AP",
+                  "coco_wholebody": "AP"}
 
 
 # --------------------------------------------------------------------------- public API

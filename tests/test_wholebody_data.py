@@ -109,3 +109,15 @@ def test_missing_files_are_listed_with_their_download_addresses(tmp_path, name, 
     assert all(word in " ".join(problems) for word in words)
     with pytest.raises(data.DataLayoutError, match="annotation file .* does not exist"):
         data.build_dataset(set_params(name, tmp_path), "val")
+
+
+def test_prepare_data_checks_and_counts_the_whole_body_layout(wholebody_root, tmp_path, outputs):
+    from posecore import workbook
+
+    params = set_params("coco_wholebody", "")
+    missing = workbook.prepare_dataset(params, str(tmp_path))
+    assert not missing.ok and "jin-s13/COCO-WholeBody" in missing._repr_html_()
+    check = workbook.prepare_dataset(params, str(wholebody_root))
+    assert check.ok
+    rows = workbook.annotation_checks("wb-checks", params, check).rows
+    assert [row[0] for row in rows] == ["train", "val"]

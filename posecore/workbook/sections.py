@@ -23,6 +23,7 @@ import numpy as np
 from posecore import viz
 from posecore.data import (annotation_stats, build_dataset, check_annotations, check_layout, dataset_root,
                            make_synthetic, make_synthetic_video, read_rgb, synthetic_root, uses_coco_layout)
+from posecore.data.layouts import coco_style_layout
 from posecore.evaluation import person_errors, primary_metric
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import from_record
@@ -106,7 +107,7 @@ def dataset_params(params, check: LayoutCheck):
 
 def _annotation_files(check: LayoutCheck) -> dict[str, Path]:
     if uses_coco_layout(check.dataset):
-        return {s: check.root / "annotations" / f"person_keypoints_{s}2017.json" for s in ("train", "val")}
+        return {s: coco_style_layout(check.dataset).ann_file(check.root, s) for s in ("train", "val")}
     return {s: check.root / "annotations" / f"mpii_{s}.json" for s in ("train", "val")}
 
 
