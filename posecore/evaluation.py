@@ -36,7 +36,9 @@ from tqdm.auto import tqdm
 from posecore import metrics as M
 from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
 from posecore.codec import HeatmapCodec, flip_back
-from posecore.data import build_dataset, ensure_synthetic, padded_shard, resolve_keypoints, uses_coco_layout
+from posecore.data import (build_dataset, ensure_synthetic, keypoint_ground_truth, padded_shard, resolve_keypoints,
+                           uses_coco_layout)
+from posecore.data.layouts import wholebody_entry
 from posecore.device import get_device
 from posecore.distributed import launch, local_rank, rank as get_rank, world_size
 from posecore.keypoints import coco_keypoint_category
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 
 PRIMARY_METRIC = {"coco": "AP", "custom": "AP", "mpii": "PCKh", "halpe26": "AP", "halpe136": "AP",
                   "coco_wholebody": "AP"}
+# Datasets scored part by part (COCO-WholeBody's protocol): <part>_AP / <part>_AR for each of the
+# keypoint set's parts and the whole body; AP (and AP50 ... ARl) are the whole body's.
+PART_PROTOCOL = ("coco_wholebody",)
 
 
 # --------------------------------------------------------------------------- public API
@@ -341,7 +346,7 @@ def _read_eval_file(path: Path) -> list:
 
 def _coco_person_errors(dataset, results: list[dict]) -> dict:
     info = dataset.info
-    areas = _coco_areas(dataset.ann_file)
+    areas = _coco_areas(keypoint_ground_truth(dataset.ann_file, info.dataset))
     by_image: dict[int, list[np.ndarray]] = {}
     for result in results:
         by_image.setdefault(int(result["image_id"]), []).append(
@@ -367,10 +372,9 @@ def _coco_key(image_id, joints, visible) -> tuple:
     return (int(image_id), tuple(np.round(xy.ravel(), 1).tolist()))
 
 
-def _coco_areas(ann_file: str | Path) -> dict:
-    """Annotation areas (the OKS scale) keyed by image and labelled joints."""
-    with open(ann_file) as f:
-        annotations = json.load(f).get("annotations", [])
+def _coco_areas(content: dict) -> dict:
+    """Annotation areas (the OKS scale) of a COCO keypoints dict, keyed by image and labelled joints."""
+    annotations = content.get("annotations", [])
     areas = {}
     for ann in annotations:
         keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float32).reshape(-1, 3)
@@ -417,24 +421,33 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
     person_scores = M.rescore(keypoints[..., 2], pred["bbox_score"], params.eval.in_vis_thr)
     keep = M.oks_nms_per_image(image_id, keypoints, person_scores, pred["area"],
                                params.eval.oks_nms, info.sigmas)
-    coco_gt = M.load_coco(dataset.ann_file)
+    if info.dataset in ("coco", "custom"):
+        coco_gt = M.load_coco(dataset.ann_file)
+    else:   # Halpe / COCO-WholeBody people as flat keypoints of the set's joints
+        coco_gt = M.coco_from_dict(keypoint_ground_truth(dataset.ann_file, info.dataset))
     category_id = _keypoint_category_id(coco_gt, dataset)
     # COCO keeps pycocotools' own sigmas (bit for bit the published protocol) unless overridden
     sigmas = None if info.dataset == "coco" and not params.eval.sigmas else info.sigmas
     results = M.coco_results(image_id[keep], keypoints[keep], person_scores[keep], category_id)
-    main = M.coco_keypoint_eval(coco_gt, results, sigmas)
-    metrics = dict(main.stats)
+    main, part_stats = _coco_eval(coco_gt, results, info, sigmas)
+    metrics = {**main.stats, **part_stats}
     lines.append(f"COCO keypoints ({split}: {'GT' if split == 'val' else 'detector'} boxes, "
                  f"flip test {_flip_used(params)}, OKS-NMS {params.eval.oks_nms}), "
                  f"{len(results)} of {len(keypoints)} poses after NMS:\n{main.summary}")
     artifacts = {"results.json": results}
+    if part_stats:
+        lines.append("COCO-WholeBody per part (COCOeval on each part's joints with its sigmas): " + ", ".join(
+            f"{key[:-3]} AP {value:.4f}" for key, value in part_stats.items() if key.endswith("_AP")))
+        # the same poses in COCO-WholeBody's own result layout (xtcocotools reads this one)
+        artifacts["results_wholebody.json"] = [{**{k: v for k, v in r.items() if k != "keypoints"},
+                                                **wholebody_entry(r["keypoints"])} for r in results]
     details = {"ap_per_oks": {f"{k:.2f}": v for k, v in main.ap_per_oks.items()},
                "oks_sigmas": "uniform" if params.eval.sigmas == "uniform" else list(info.sigmas)}
     if split == "val":
         gt_results = M.coco_results(image_id, pred["plain"], M.alphapose_gt_scores(pred["plain"][..., 2]),
                                     category_id)
-        gt_eval = M.coco_keypoint_eval(coco_gt, gt_results, sigmas)
-        metrics.update({f"gt_{k}": v for k, v in gt_eval.stats.items()})
+        gt_eval, gt_parts = _coco_eval(coco_gt, gt_results, info, sigmas)
+        metrics.update({f"gt_{k}": v for k, v in {**gt_eval.stats, **gt_parts}.items()})
         lines.append("gt mAP protocol (AlphaPose validate_gt: GT boxes, no flip, no NMS, "
                      f"score mean + 1.25 max): AP {gt_eval.stats['AP']:.4f}")
         artifacts["gt_results.json"] = gt_results
@@ -442,6 +455,17 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
     per_joint = [{"joint": info.joint_names[row["joint"]], **{k: v for k, v in row.items() if k != "joint"}}
                  for row in main.per_joint]
     return metrics, details, per_joint, artifacts
+
+
+def _coco_eval(coco_gt: Any, results: list[dict], info: Any, sigmas: Any) -> tuple[M.CocoKeypointEval, dict]:
+    """COCOeval of `results`, and for a PART_PROTOCOL set its per-part AP / AR: (the whole body's
+    evaluation, {"<part>_AP": ..., "<part>_AR": ..., "wholebody_AP": ...})."""
+    if info.dataset not in PART_PROTOCOL:
+        return M.coco_keypoint_eval(coco_gt, results, sigmas), {}
+    parts = {name: info.part_joints(name) for name, _ in info.parts}
+    parts["wholebody"] = list(range(info.num_joints))
+    evals = M.coco_part_eval(coco_gt.dataset, results, parts, info.sigmas)
+    return evals["wholebody"], {f"{name}_{key}": ev.stats[key] for name, ev in evals.items() for key in ("AP", "AR")}
 
 
 def _keypoint_category_id(coco_gt: Any, dataset: Any) -> int:

@@ -242,6 +242,10 @@ def validation_protocol(flat: dict[str, Any], metric: str) -> str:
     decode = f"{flat.get('eval.decode', 'default')} decoding"
     if metric.startswith("gt_"):
         return "AlphaPose gt mAP: ground-truth boxes, no flip test, no NMS"
+    part = metric.split("_")[0]
+    if flat.get("data.dataset") == "coco_wholebody" and metric.endswith(("_AP", "_AR")):
+        return (f"COCO-WholeBody per part: COCOeval on the {part} joints with their sigmas, "
+                f"OKS-NMS {flat.get('eval.oks_nms', 0.9):g}, {flip}, {decode}")
     if flat.get("data.dataset") == "mpii":
         return f"official PCKh@{flat.get('eval.pckh_thr', 0.5):g}, {flip}, {decode}"
     return f"COCOeval, OKS-NMS {flat.get('eval.oks_nms', 0.9):g}, {flip}, {decode}"

@@ -234,6 +234,49 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict
                             per_joint=coco_per_joint(coco_eval))
 
 
+def coco_from_dict(content: dict) -> Any:
+    """A pycocotools COCO over an in-memory ground-truth dict (e.g. a whole-body file converted
+    to flat keypoints); the dict is copied (COCOeval marks its annotations)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = copy.deepcopy(content)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def part_ground_truth(content: dict, joints: Sequence[int]) -> dict:
+    """A COCO keypoints dict whose people keep only `joints` (0-based, in that order) of their
+    flat `keypoints` [3K], `num_keypoints` recounted over them (COCOeval ignores a person with none
+    labelled). Annotations without keypoints are kept as they are."""
+    out = {key: value for key, value in content.items() if key != "annotations"}
+    out["annotations"] = []
+    for ann in content.get("annotations", []):
+        if ann.get("keypoints"):
+            triples = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)[list(joints)]
+            ann = {**ann, "keypoints": triples.reshape(-1).tolist(), "num_keypoints": int((triples[:, 2] > 0).sum())}
+        out["annotations"].append(ann)
+    return out
+
+
+def coco_part_eval(gt_content: dict, results: list[dict], parts: dict[str, Sequence[int]],
+                   sigmas: Sequence[float]) -> dict[str, CocoKeypointEval]:
+    """COCO-WholeBody's protocol (xtcocotools' per-part evaluation): for each named part, COCOeval
+    on that part's joints of the ground truth (`gt_content`, flat keypoints [3K] per person) and of
+    `results` (flat [3K] each), with that part's `sigmas`, the persons' own scores and the
+    annotations' areas. {part: CocoKeypointEval}; a part listing every joint is the whole body."""
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    out = {}
+    for name, joints in parts.items():
+        joints = list(joints)
+        gt = coco_from_dict(part_ground_truth(gt_content, joints))
+        cut = [{**r, "keypoints": np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)[joints]
+                .reshape(-1).tolist()} for r in results]
+        out[name] = coco_keypoint_eval(gt, cut, sigmas[joints])
+    return out
+
+
 def coco_keypoint_ap(gt_json_path: str | os.PathLike | Any, results: list[dict] | str | os.PathLike,
                      sigmas: Sequence[float] | None = None) -> dict[str, float]:
     """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (fractions) of `results` vs the gt json."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOOK, SPLITS,
                                        DataLayoutError, Instance, annotation_stats, check_layout,
                                        dataset_root, is_synthetic_root, load_instances, resolve_keypoints,
-                                       synthetic_root, uses_coco_layout)
+                                       keypoint_ground_truth, synthetic_root, uses_coco_layout)
 from posecore.data.annotations import BadEntries, check_annotations
 from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, normalize_crop,
                                    read_image, read_rgb)
@@ -27,7 +27,7 @@ __all__ = [
     "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
     "dpg_jitter", "draw_scene", "ensure_synthetic", "grouped_order", "half_body_box", "load_instances",
     "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image", "read_rgb",
-    "resolve_keypoints", "synthetic_root", "uses_coco_layout",
+    "resolve_keypoints", "synthetic_root", "uses_coco_layout", "keypoint_ground_truth",
     "BadEntries", "check_annotations",
 ]
 

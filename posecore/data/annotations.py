@@ -143,6 +143,12 @@ def layout_text(dataset: str) -> str:
     return coco_style_layout(dataset).describe() if uses_coco_layout(dataset) else MPII_LAYOUT
 
 
+def keypoint_ground_truth(ann_file: str | Path, dataset: str) -> dict:
+    """A COCO-style annotation file as COCO keypoints of the dataset's joints, what COCOeval scores
+    against: Halpe / COCO-WholeBody people as flat keypoints [3K] (posecore.data.layouts)."""
+    return _as_set_keypoints(_load_json(Path(ann_file)), dataset)
+
+
 def _as_set_keypoints(content: Any, dataset: str) -> Any:
     """Halpe / COCO-WholeBody content as COCO keypoints of the set's joints (others as they are)."""
     if dataset == "custom":

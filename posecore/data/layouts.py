@@ -147,3 +147,17 @@ def _wholebody_keypoints(ann: dict) -> tuple[list | None, str | None]:
             values = [0] * (3 * count)   # an invalid part is unlabelled, whatever its numbers
         keypoints += values
     return keypoints, None
+
+
+def wholebody_entry(keypoints: list[float]) -> dict[str, list[float]]:
+    """Flat 133-joint keypoints [399] as COCO-WholeBody's own part arrays (`keypoints` the body's
+    17, `foot_kpts`, `face_kpts`, `lefthand_kpts`, `righthand_kpts`): the layout of its files and
+    of the results xtcocotools and the COCO-WholeBody benchmark read."""
+    expected = 3 * sum(count for _, count, _ in WHOLEBODY_PARTS)
+    if len(keypoints) != expected:
+        raise ValueError(f"COCO-WholeBody keypoints need {expected} values (133 joints x 3), got {len(keypoints)}")
+    out, start = {}, 0
+    for key, count, _ in WHOLEBODY_PARTS:
+        out[key] = list(keypoints[start:start + 3 * count])
+        start += 3 * count
+    return out

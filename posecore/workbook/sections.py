@@ -26,7 +26,7 @@ from posecore.data import (annotation_stats, build_dataset, check_annotations, c
 from posecore.data.layouts import coco_style_layout
 from posecore.evaluation import person_errors, primary_metric
 from posecore.inference import track_colour, tracks_from_results
-from posecore.keypoints import from_record
+from posecore.keypoints import DATASETS, from_record
 from posecore.params import SHORTCUTS, load_params
 from posecore.runs import REPO_ROOT, outputs_root, read_json, read_jsonl, resolve_path, run_dir
 from posecore.workbook.browser import worst_predictions as worst_gallery
@@ -209,6 +209,12 @@ def results_table(run_name: str, params) -> Table:
         if "AP" in metrics:
             rows.append({"run": run_name, "dataset": data, "metric": "AP", "value": 100 * metrics["AP"],
                          "protocol": f"COCOeval (HRNet/mmpose): {boxes}, {flip}, OKS-NMS{oracle}"})
+        info = DATASETS.get(params.data.dataset)
+        for part in [name for name, _ in info.parts] + ["wholebody"] if info and info.parts else []:
+            if f"{part}_AP" in metrics:   # COCO-WholeBody's protocol: each part with its own joints and sigmas
+                rows.append({"run": run_name, "dataset": data, "metric": f"{part} AP", "value": 100 * metrics[f"{part}_AP"],
+                             "protocol": f"COCO-WholeBody per part: COCOeval on the {part} joints with their "
+                                         f"sigmas, {boxes}, {flip}{oracle}"})
         if "gt_AP" in metrics:
             rows.append({"run": run_name, "dataset": data, "metric": "AP (gt mAP)", "value": 100 * metrics["gt_AP"],
                          "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test" + oracle})
