@@ -101,3 +101,13 @@ def test_usable_as_dataset_and_recorded(name):
         load_params("fastpose", {"data.dataset": name})                    # still 17 joints
     assert from_record(info.record(), "export") is info
     assert isinstance(info, KeypointInfo)
+
+
+@pytest.mark.parametrize("name, dataset, joints, model", [
+    ("halpe26_fastpose", "halpe26", 26, "fastpose"),
+    ("simplebaseline_coco_wholebody", "coco_wholebody", 133, "simplebaseline"),
+])
+def test_whole_body_params_files(name, dataset, joints, model):
+    params = load_params(name)
+    assert (params.data.dataset, params.model.num_joints, params.model.name) == (dataset, joints, model)
+    assert params.data.input_size == [192, 256] and keypoint_info(params).num_joints == joints
