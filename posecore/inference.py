@@ -196,11 +196,13 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
 
 
 def draw_people_bgr(image_bgr: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, ids: np.ndarray,
-                    skeleton, min_score: float) -> np.ndarray:
+                    skeleton, min_score: float, fine_joints=()) -> np.ndarray:
     """A copy of the frame with each person's box, limbs and joints (score >= min_score) in the
-    colour of its id, and the id printed above the box."""
+    colour of its id, and the id printed above the box. `fine_joints` (KeypointInfo.fine_joints:
+    faces, hands) are drawn with one-pixel links and dots, the body's limbs thicker with white joints."""
     canvas = image_bgr.copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    fine = set(int(j) for j in fine_joints)
     for box, points, track_id in zip(boxes, keypoints, ids):
         colour = track_colour(track_id)
         x1, y1, x2, y2 = (int(round(v)) for v in box[:4])
@@ -209,9 +211,11 @@ def draw_people_bgr(image_bgr: np.ndarray, boxes: np.ndarray, keypoints: np.ndar
         xy = [(int(round(x)), int(round(y))) for x, y in points[:, :2]]
         for a, b in skeleton:
             if shown[a] and shown[b]:
-                cv2.line(canvas, xy[a], xy[b], colour, thickness + 1, cv2.LINE_AA)
-        for point, ok in zip(xy, shown):
-            if ok:
+                cv2.line(canvas, xy[a], xy[b], colour, 1 if a in fine or b in fine else thickness + 1, cv2.LINE_AA)
+        for joint, (point, ok) in enumerate(zip(xy, shown)):
+            if ok and joint in fine:
+                cv2.circle(canvas, point, 1, colour, -1, cv2.LINE_AA)
+            elif ok:
                 cv2.circle(canvas, point, thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
         cv2.putText(canvas, str(int(track_id)), (x1 + 2, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5 * thickness, colour, thickness, cv2.LINE_AA)
@@ -294,7 +298,8 @@ class _Pipeline:
         started = self.tick("track", started)
         self.results.extend(alphapose_results(pending.frame.label, boxes, keypoints, ids))
         self.writer.write(pending.frame, pending.image, lambda image: draw_people_bgr(
-            image, boxes, keypoints, ids, self.model.info.skeleton, self.params.infer.draw_min_score))
+            image, boxes, keypoints, ids, self.model.info.skeleton, self.params.infer.draw_min_score,
+            self.model.info.fine_joints()))
         self.tick("write", started)
 
 

@@ -25,6 +25,9 @@ from typing import Any, Sequence
 from posecore.keypoint_sets import whole_body_sets
 
 
+FINE_PARTS = ("face", "lefthand", "righthand")
+
+
 class KeypointSetError(ValueError):
     """A keypoint set (annotation category or params entry) that cannot be used as given."""
 
@@ -77,6 +80,11 @@ class KeypointInfo:
         if part not in ranges:
             raise KeyError(f"{self.dataset} has no part {part!r}; its parts: {list(ranges) or ['body']}")
         return list(range(*ranges[part]))
+
+    def fine_joints(self) -> tuple[int, ...]:
+        """Joints of the FINE_PARTS (face, hands): many small, close points, which drawing
+        renders thin and small so the body stays readable."""
+        return tuple(j for name, (start, stop) in self.parts if name in FINE_PARTS for j in range(start, stop))
 
     def flip_index(self) -> list[int]:
         """Permutation that maps joint j to its mirror (identity for centre joints)."""

@@ -28,6 +28,8 @@ from posecore.runs import atomic_write, finite_number
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#d62728"
 SKELETON_GID = "skeleton"
+FINE_GID = "skeleton-fine"   # the thin links of faces and hands (KeypointInfo.fine_joints)
+FINE_WIDTH = 0.3             # their line width, relative to the body's
 FAINT_ALPHA = 0.35  # other people on the subject's image: context, not competition
 HEATMAP_CMAP = "jet"
 
@@ -72,22 +74,47 @@ def draw_skeleton(ax, keypoints: np.ndarray, info: KeypointInfo, color: str = PR
     """Draw one person's visible limbs (one segment each) and joints onto `ax`; keypoints [K, 3].
 
     A subject (faint=False) gets a white halo so it reads on busy photos; faint people are thin
-    and pale so they give context without hiding the subject.
+    and pale so they give context without hiding the subject. Faces and hands (the whole-body
+    sets' fine joints) are drawn thin with small dots and no halo, in a collection of their own
+    (gid FINE_GID); the returned one holds the body's limbs.
     """
     keypoints = np.asarray(keypoints, dtype=float).reshape(info.num_joints, 3)
+    fine = np.zeros(info.num_joints, dtype=bool)
+    fine[list(info.fine_joints())] = True
     limbs = visible_limbs(keypoints, info.skeleton, thr)
-    segments = [keypoints[[a, b], :2] for a, b in limbs]
     alpha, width = (FAINT_ALPHA, 0.5 * linewidth) if faint else (1.0, linewidth)
-    lines = LineCollection(segments, colors=color, linewidths=width, alpha=alpha, label=label,
-                           zorder=2 if faint else 4)
+    zorder = 2 if faint else 4
+    lines = LineCollection([keypoints[[a, b], :2] for a, b in limbs if not (fine[a] or fine[b])], colors=color,
+                           linewidths=width, alpha=alpha, label=label, zorder=zorder)
     if not faint:
         lines.set_path_effects([patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
     lines.set_gid(SKELETON_GID)
     ax.add_collection(lines)
-    shown = keypoints[keypoints[:, 2] > thr]
-    ax.scatter(shown[:, 0], shown[:, 1], s=6 if faint else 16, c=color, alpha=alpha, edgecolors="white",
-               linewidths=0.5, zorder=2 if faint else 5)
+    thin = [keypoints[[a, b], :2] for a, b in limbs if fine[a] or fine[b]]
+    if thin:
+        fine_lines = LineCollection(thin, colors=color, linewidths=FINE_WIDTH * width, alpha=alpha, zorder=zorder)
+        fine_lines.set_gid(FINE_GID)
+        ax.add_collection(fine_lines)
+    shown = keypoints[:, 2] > thr
+    body, detail = keypoints[shown & ~fine], keypoints[shown & fine]
+    ax.scatter(body[:, 0], body[:, 1], s=6 if faint else 16, c=color, alpha=alpha, edgecolors="white",
+               linewidths=0.5, zorder=zorder + 1)
+    if len(detail):
+        ax.scatter(detail[:, 0], detail[:, 1], s=1 if faint else 3, c=color, alpha=alpha, linewidths=0,
+                   zorder=zorder + 1)
     return lines
+
+
+def only_parts(keypoints: np.ndarray, info: KeypointInfo, parts: Sequence[str] | None) -> np.ndarray:
+    """A copy of keypoints [K, 3] with the joints outside the named `parts` (info.parts, e.g.
+    ["body", "foot"]) hidden at any threshold (third column -inf); None or () keeps every joint."""
+    keypoints = np.array(keypoints, dtype=float).reshape(info.num_joints, 3)
+    if parts:
+        keep = np.zeros(info.num_joints, dtype=bool)
+        for part in parts:
+            keep[info.part_joints(part)] = True
+        keypoints[~keep, 2] = -np.inf
+    return keypoints
 
 
 def draw_box(ax, bbox_xywh: Sequence[float], color: str = "#1f77b4") -> Rectangle:

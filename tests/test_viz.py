@@ -142,3 +142,39 @@ def test_renders_png_headless_without_pyplot(tmp_path):
     data = (tmp_path / "f.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert int(done.stdout) > 1000
+
+
+def test_whole_body_faces_and_hands_are_drawn_thin_and_filtered_by_part():
+    from posecore.keypoints import keypoint_info
+
+    info = keypoint_info("coco_wholebody")
+    keypoints = _person(info, list(range(info.num_joints)), np.random.default_rng(3))
+    fig = viz.plot_pose(np.zeros((100, 100, 3), np.uint8), info, gt=[keypoints])
+    (body,) = _skeletons(fig)
+    (fine,) = [c for ax in fig.axes for c in ax.collections if c.get_gid() == viz.FINE_GID]
+    assert len(body.get_segments()) == 19 + 6 and len(fine.get_segments()) == 40    # hands: 2 x 20 links
+    assert fine.get_linewidths()[0] == pytest.approx(viz.FINE_WIDTH * body.get_linewidths()[0])
+    dots = sorted(len(c.get_offsets()) for c in fig.axes[0].collections if c.get_gid() is None)
+    assert dots == [23, 110]                       # body + feet dots, face + hand dots (small)
+    face = viz.only_parts(keypoints, info, ["face"])
+    assert (face[23:91, 2] == 1).all() and np.isneginf(np.delete(face[:, 2], range(23, 91))).all()
+    assert (keypoints[:, 2] == 1).all()            # the input is untouched
+    fig = viz.plot_pose(np.zeros((100, 100, 3), np.uint8), info, pred=[viz.only_parts(keypoints, info, ["lefthand"])],
+                        score_thr=0.0)
+    assert len(_skeletons(fig)[0].get_segments()) == 0
+    assert viz.only_parts(keypoints, info, ()).tolist() == keypoints.tolist()
+    with pytest.raises(KeyError, match="no part 'tail'"):
+        viz.only_parts(keypoints, info, ["tail"])
+
+
+def test_inference_drawing_thins_fine_joints():
+    from posecore.inference import draw_people_bgr
+
+    canvas = np.zeros((400, 400, 3), np.uint8)
+    keypoints = np.array([[50, 100, 1.0], [350, 100, 1.0], [50, 300, 1.0], [350, 300, 1.0]])
+    boxes, ids = np.array([[0, 0, 1, 1]]), np.array([1])
+    body = draw_people_bgr(canvas, boxes, keypoints[None], ids, [(0, 1)], 0.1, fine_joints=())
+    thin = draw_people_bgr(canvas, boxes, keypoints[None], ids, [(0, 1)], 0.1, fine_joints=(0, 1))
+    row = slice(90, 111)
+    assert 0 < (thin[row].sum(axis=2) > 0).sum() < (body[row].sum(axis=2) > 0).sum()
+    assert (thin[row] == 255).all(axis=2).sum() == 0      # no white joint discs on fine joints

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from wholebody_files import make_halpe, make_wholebody
 
-from posecore import evaluation, experiments, workbook
+from posecore import evaluation, experiments, viz, workbook
 from posecore.keypoints import keypoint_info
 from posecore.params import load_params
 from posecore.runs import read_json
@@ -81,6 +81,20 @@ def test_coco_wholebody_oracle_per_part_aps_equal_pycocotools_per_part(coco_root
     assert compared["eval"] == metrics["face_AP"] and "face joints" in compared["protocol"]
     per_joint = (eval_dir / "per_joint.csv").read_text().splitlines()
     assert len(per_joint) == 1 + 133 and per_joint[-1].startswith("right_pinky_finger4,")
+    # the browser scores each person over its 133 joints and filters the drawing by part
+    browser = workbook.PoseBrowser(params, "wb-oracle")
+    assert [label for label, _ in browser.part_choices()] == ["all joints", "body", "foot", "face", "lefthand",
+                                                              "righthand", "both hands"]
+    assert np.isfinite(browser.errors["score"]).all() and browser.errors["pred"].shape[1:] == (133, 3)
+
+    def limbs(figure, gid):
+        return sum(len(c.get_segments()) for c in figure.axes[0].collections if c.get_gid() == gid)
+
+    rank = next(r for r in range(1, len(browser) + 1) if limbs(browser.figure(r, others=False), viz.FINE_GID))
+    everything = browser.figure(rank, others=False)
+    hands = browser.figure(rank, others=False, parts=("lefthand", "righthand"))
+    assert limbs(everything, viz.SKELETON_GID) > 0 and limbs(hands, viz.SKELETON_GID) == 0
+    assert limbs(hands, viz.FINE_GID) == limbs(everything, viz.FINE_GID) > 0
 
 
 def test_halpe26_is_scored_with_its_own_sigmas_on_its_26_joints(coco_root, tmp_path, outputs):

@@ -18,7 +18,8 @@ from posecore.checkpoints import load_model, with_trained_codec
 from posecore.data import build_dataset, read_rgb, resolve_keypoints
 from posecore.evaluation import person_errors, resolve_checkpoint
 from posecore.runs import run_dir
-from posecore.viz import PoseFigure, figure_png, heatmap_to_image_plane, plot_gallery, plot_pose, zoom_box
+from posecore.viz import (PoseFigure, figure_png, heatmap_to_image_plane, only_parts, plot_gallery, plot_pose,
+                          zoom_box)
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,21 @@ def _keypoints(inst) -> np.ndarray:
 
 
 def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pred: bool = True,
-                others: bool = True, heatmap: np.ndarray | None = None, rank: str = "") -> dict:
+                others: bool = True, heatmap: np.ndarray | None = None, rank: str = "",
+                parts: tuple[str, ...] = ()) -> dict:
     """`draw_people` arguments for dataset person `index`, zoomed to that person.
 
     The subject's ground truth and prediction are drawn strongly; with `others` the other people
     of the same image are drawn faint. `heatmap` [H, W] is in image pixels
     (heatmap_to_image_plane). The title names the person once: image id and which person of the
-    image, then its score; `rank` (e.g. "3.") goes in front.
+    image, then its score; `rank` (e.g. "3.") goes in front. `parts` (names of dataset.info.parts,
+    e.g. ("face",)) shows only those joints of the whole-body sets; () shows all.
     """
+    info = dataset.info
+
+    def shown(keypoints):
+        return only_parts(keypoints, info, parts)
+
     inst = dataset.instances[int(index)]
     same_image = [i for i, other in enumerate(dataset.instances) if other.image_id == inst.image_id]
     rest = [i for i in same_image if i != index] if others else []
@@ -46,10 +54,10 @@ def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pr
     score = f"{errors['metric']} {errors['score'][index]:.2f}" if index in matched else "no matching prediction"
     person = f"person {same_image.index(index) + 1} of {len(same_image)}" if len(same_image) > 1 else "one person"
     return {"image": image,
-            "gt": [_keypoints(inst)] if show_gt else [],
-            "pred": [errors["pred"][index]] if show_pred and index in matched else [],
-            "faint_gt": [_keypoints(dataset.instances[i]) for i in rest] if show_gt else [],
-            "faint_pred": [errors["pred"][i] for i in rest if i in matched] if show_pred else [],
+            "gt": [shown(_keypoints(inst))] if show_gt else [],
+            "pred": [shown(errors["pred"][index])] if show_pred and index in matched else [],
+            "faint_gt": [shown(_keypoints(dataset.instances[i])) for i in rest] if show_gt else [],
+            "faint_pred": [shown(errors["pred"][i]) for i in rest if i in matched] if show_pred else [],
             "boxes": [(box[0], box[1], box[2] - box[0], box[3] - box[1])] if box is not None else [],
             "view_box": zoom_box(box, image.shape) if box is not None else None,
             "heatmap": heatmap,
@@ -108,9 +116,10 @@ class PoseBrowser:
 
     def figure(self, rank: int = 1, order: str = "worst first", show_gt: bool = True,
                show_pred: bool = True, joint: str = "none", score_thr: float = 0.2,
-               others: bool = True) -> PoseFigure:
+               others: bool = True, parts: tuple[str, ...] = ()) -> PoseFigure:
         """The person at `rank` (1 = first) of `order`; `joint` names the heatmap to overlay
-        ("none": no heatmap); `others` draws the other people of the image faint."""
+        ("none": no heatmap); `others` draws the other people of the image faint; `parts` shows
+        only those parts of a whole-body set (e.g. ("lefthand", "righthand"); () = all joints)."""
         if not 1 <= int(rank) <= len(self):
             raise ValueError(f"rank must be 1..{len(self)} (the val persons), got {rank}")
         index = int(self.order(order)[int(rank) - 1])
@@ -125,15 +134,26 @@ class PoseBrowser:
             heatmap = heatmap_to_image_plane(self.heatmaps(index)[names.index(joint)], inst.bbox_center,
                                              inst.bbox_scale, image_size, udp=self.dataset.codec.udp)
             label = f"{joint} heatmap ({source})"
-        view = person_view(self.dataset, self.errors, index, show_gt, show_pred, others, heatmap)
+        view = person_view(self.dataset, self.errors, index, show_gt, show_pred, others, heatmap, parts=tuple(parts))
         return plot_pose(view["image"], self.dataset.info, view["gt"], view["pred"], score_thr, view["boxes"],
                          view["heatmap"], view["title"], faint_gt=view["faint_gt"],
                          faint_pred=view["faint_pred"], view_box=view["view_box"], heatmap_label=label)
 
-    def gallery(self, count: int = 8, order: str = "worst first", ncols: int = 4) -> PoseFigure:
-        """The first `count` persons of `order`, each panel zoomed to its person."""
+    def part_choices(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The part filter's choices: (label, parts) for all joints, then each part of a
+        whole-body set (body, foot, face, hands); only "all joints" for sets without parts."""
+        names = [name for name, _ in self.dataset.info.parts]
+        choices = [("all joints", ())] + [(name, (name,)) for name in names]
+        if {"lefthand", "righthand"} <= set(names):
+            choices.append(("both hands", ("lefthand", "righthand")))
+        return choices
+
+    def gallery(self, count: int = 8, order: str = "worst first", ncols: int = 4,
+                parts: tuple[str, ...] = ()) -> PoseFigure:
+        """The first `count` persons of `order`, each panel zoomed to its person (only `parts`
+        of a whole-body set when given)."""
         chosen = self.order(order)[:count]
-        return plot_gallery([person_view(self.dataset, self.errors, int(i), rank=f"{n}.")
+        return plot_gallery([person_view(self.dataset, self.errors, int(i), rank=f"{n}.", parts=tuple(parts))
                              for n, i in enumerate(chosen, 1)], self.dataset.info, ncols=ncols)
 
     def widget(self):
@@ -157,6 +177,8 @@ class PoseBrowser:
                                  value="none", description="heatmap")
         score_thr = widgets.FloatSlider(0.2, min=0.0, max=1.0, step=0.05, description="min score",
                                         continuous_update=False)
+        parts = widgets.Dropdown(options=self.part_choices(), value=(), description="parts",
+                                 layout=widgets.Layout(display="" if self.dataset.info.parts else "none"))
         image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         problem = widgets.HTML()
 
@@ -164,7 +186,7 @@ class PoseBrowser:
             rank_of.value = f"of {count}, {self.order_label(order.value)}"
             try:
                 figure = self.figure(rank.value, order.value, show_gt.value, show_pred.value, joint.value,
-                                     score_thr.value, others.value)
+                                     score_thr.value, others.value, parts.value)
             except Exception as error:  # a callback's exception would otherwise only reach the kernel log
                 log.exception("pose browser redraw failed")
                 problem.value = f"<pre style='color:#b00020'>{html.escape(f'{type(error).__name__}: {error}')}</pre>"
@@ -172,8 +194,8 @@ class PoseBrowser:
             problem.value = ""
             image.value = figure_png(figure)
 
-        for control in (rank, order, show_gt, show_pred, others, joint, score_thr):
+        for control in (rank, order, show_gt, show_pred, others, joint, score_thr, parts):
             control.observe(redraw, names="value")
         redraw()
         return widgets.VBox([widgets.HBox([rank, rank_of]), order, widgets.HBox([show_gt, show_pred, others]),
-                             joint, score_thr, problem, image])
+                             joint, score_thr, parts, problem, image])
