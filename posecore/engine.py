@@ -4,7 +4,8 @@ Run folder:
   params.yaml        the resolved params; the only thing the workers read
   env.json           devices, versions, world size, git commit/dirty, host, command or notebook
   log.jsonl          {"type": "train", epoch, step, loss, lr, images_per_s, data_wait, skipped}
-                     every train.log_every steps, {"type": "val", epoch, step, <metrics>} after
+                     every train.log_every optimizer steps of train.global_batch images each,
+                     {"type": "val", epoch, step, <metrics>} after
                      each validation, {"type": "summary", ...} at the end of every invocation,
                      {"type": "params_changed", changed: {key: [before, now]}} on a changed resume
   metrics.json       the latest validation metrics
@@ -22,6 +23,11 @@ AlphaPose's DPG phase with its config values as they are: once epoch dpg_epoch (
 decays by lr_factor after the epochs in dpg_lr_steps (DPG_STEP). AlphaPose rewrites DPG_STEP as
 offsets from the milestone and counts them with a fresh MultiStepLR, so with 140 and [160, 190]
 epochs 141-160 run at lr, 161-190 at lr * 0.1 and 191+ at lr * 0.01.
+
+Global batch and accumulation (posecore.optim.batch_plan): a step takes train.global_batch images
+on any device count, as `accumulate` micro-batches per rank, exactly the batches of a run on
+world x accumulate devices (data.step_order); each loss is scaled by 1/accumulate, DDP syncs the
+gradients on the last micro-batch only (no_sync), the scaler, optimizer and LR schedule step once.
 
 Determinism and resume: the sample order of epoch e is data.grouped_order(seed, e) (images
 shuffled, an image's people adjacent so they share one decode; contiguous slices per rank, padded
@@ -52,7 +58,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -64,9 +70,10 @@ from posecore import data, device, distributed
 from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read_checkpoint, restore_rng,
                                   save_checkpoint)
 from posecore.evaluation import primary_metric, validate
+from posecore.meter import StepMeter
 from posecore.data.loading import workers_advice
 from posecore.environment import run_environment
-from posecore.optim import build_optimizer, heatmap_loss, learning_rate
+from posecore.optim import batch_plan, build_optimizer, heatmap_loss, learning_rate
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.resume import check_resume
 from posecore.runs import (TrainingError, append_jsonl, atomic_write, default_run_name, json_safe,
@@ -89,7 +96,8 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     that already has a checkpoint is refused. npus > 1 starts one worker process per
     device through torch's elastic launcher (see posecore.distributed for multi-node runs).
     Returns rank 0's summary: run_dir, epochs, steps, loss, lr, images_per_s, data_wait,
-    measured_steps, skipped_steps, best_metric, metrics, checkpoint, world_size, stopped.
+    measured_steps, skipped_steps, best_metric, metrics, checkpoint, world_size, global_batch,
+    accumulate, stopped.
     """
     params = load_params(params)
     check_model_geometry(params)  # load_params leaves it out when eval.oracle is on
@@ -98,6 +106,7 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     data.ensure_synthetic(params)
     params = data.resolve_keypoints(params, run_name)   # a custom keypoint set is saved with the run
     nodes = distributed.node_settings(params)
+    global_batch, accumulate = batch_plan(params.train, npus * nodes.nnodes)  # an error if it does not divide
     if nodes.nnodes > 1 and not run_name:
         raise TrainingError(f"training on {nodes.nnodes} nodes needs a run_name, the same on every "
                             f"node (they share its folder and rendezvous under its name)")
@@ -109,7 +118,8 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
             append_jsonl(folder / "log.jsonl", {"type": "params_changed", "changed": changed,
                                                 "time": datetime.now().isoformat(timespec="seconds")})
         env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
-        write_json(folder / env_name, run_environment(npus, nodes))
+        write_json(folder / env_name, {**run_environment(npus, nodes), "global_batch": global_batch,
+                                       "accumulate": accumulate})
         return distributed.launch(train_worker, (str(folder),), npus, params,
                                   log_dir=folder / "logs", job_name=folder.name)
 
@@ -202,35 +212,26 @@ def _stop_on_interrupt(trainer: "_Trainer", launched: bool):
             signal.signal(signum, before if before is not None else fallback[signum])
 
 
+@contextlib.contextmanager
+def _out_of_memory_explained(dev: torch.device, params: Params):
+    """An out-of-memory error of a training step becomes a TrainingError naming the fixes."""
+    try:
+        yield
+    except RuntimeError as error:
+        if device.is_out_of_memory(error):
+            raise TrainingError(
+                f"out of memory on {dev} at train.batch_size {params.train.batch_size} per device "
+                f"(input {params.data.input_size}, amp {params.train.amp}): lower train.batch_size "
+                f"(e.g. {max(1, params.train.batch_size // 2)}) or turn on train.amp; with "
+                f"train.global_batch set, more micro-batches then keep the step's images") from error
+        raise
+
+
 def _data_worker_init(worker_id: int) -> None:
     """DataLoader workers ignore SIGTERM (a batch system sends it to every process of the job):
     the training process finishes its step and saves first; the workers die with it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     distributed.die_with_parent(worker_id)
-
-
-class _Meter:
-    """Step timings and losses over a window (log records) or a whole invocation (summary)."""
-
-    def __init__(self) -> None:
-        self.steps = self.images = 0
-        self.wait = self.busy = 0.0
-        self.losses: list[float] = []
-
-    def add(self, images: int, wait: float, total: float, loss: float) -> None:
-        self.steps += 1
-        self.images += images
-        self.wait += wait
-        self.busy += total
-        if math.isfinite(loss):
-            self.losses.append(loss)
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "loss": float(np.mean(self.losses)) if self.losses else float("nan"),
-            "images_per_s": self.images / self.busy if self.busy > 0 else 0.0,
-            "data_wait": self.wait / self.busy if self.busy > 0 else 0.0,
-        }
 
 
 class _Trainer:
@@ -240,6 +241,7 @@ class _Trainer:
         self.train = self.params.train
         self.world, self.main = distributed.world_size(), distributed.is_main()
         self.device = device.get_device(distributed.local_rank())
+        self.global_batch, self.accumulate = batch_plan(self.train, self.world)
         self.last_path = folder / "checkpoints" / "last.pt"
         self.best_path = folder / "checkpoints" / "best.pt"
         _seed_everything(self.train.seed)
@@ -264,7 +266,7 @@ class _Trainer:
         self.board = TensorBoardLog(folder, self.params, self.step, enabled=self.main)
         self.model = _wrap_model(self.bare, self.train, self.device, self.world)
         # this invocation: every step, and the steps after train.perf_warmup_steps
-        self.all_steps, self.measured = _Meter(), _Meter()
+        self.all_steps, self.measured = StepMeter(), StepMeter()
         self.epoch_loss = float("nan")
 
     # ---- state
@@ -340,18 +342,21 @@ class _Trainer:
         return self._finish(stopped)
 
     def _loader(self, epoch: int) -> tuple[DataLoader, int]:
-        indices = data.grouped_order(self.dataset.image_groups(), self.train.seed, epoch, self.world,
-                                     distributed.rank(), self.params.data.group_by_image)
+        """This rank's micro-batches of epoch `epoch` from step self.epoch_step on, and the epoch's
+        optimizer steps (a last incomplete step is dropped: a batch of one breaks BatchNorm)."""
         batch_size = self.train.batch_size
-        # the last incomplete batch is dropped: a batch of one breaks BatchNorm
-        total = len(indices) // batch_size
+        indices, total = data.step_order(self.dataset.image_groups(), self.train.seed, epoch, batch_size,
+                                         self.world, distributed.rank(), self.accumulate,
+                                         self.params.data.group_by_image)
         if total == 0:
             raise TrainingError(
-                f"the train split has {len(self.dataset)} samples, less than one batch of "
-                f"train.batch_size {batch_size} on each of {self.world} devices: lower train.batch_size")
+                f"the train split has {len(self.dataset)} samples, less than one optimizer step of "
+                f"{self.global_batch} (train.global_batch: train.batch_size {batch_size} x "
+                f"{self.world} devices x {self.accumulate} micro-batches): lower train.batch_size "
+                f"or train.global_batch")
         generator = torch.Generator().manual_seed(self.train.seed * 1_000_003 + epoch)
         loader = DataLoader(self.dataset, batch_size=batch_size,
-                            sampler=indices[self.epoch_step * batch_size:],
+                            sampler=indices[self.epoch_step * self.accumulate * batch_size:],
                             num_workers=self.params.data.workers,
                             pin_memory=self.device.type == "cuda",
                             worker_init_fn=_data_worker_init, generator=generator,
@@ -364,34 +369,29 @@ class _Trainer:
         self.dataset.set_epoch(epoch)
         loader, total = self._loader(epoch)
         self.model.train()
-        window, epoch_meter = _Meter(), _Meter()
+        window, epoch_meter = StepMeter(), StepMeter()
         progress = tqdm(total=total, initial=self.epoch_step, desc=f"epoch {epoch}",
                         disable=not self.main, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
         batches = iter(loader)
         try:
-            while True:
+            while self.epoch_step < total:
                 started = time.perf_counter()
-                batch = next(batches, None)
-                if batch is None:
-                    break
-                ready = time.perf_counter()
-                loss, stop = self._step(batch, epoch)
-                finished = time.perf_counter()
-                images = batch["image"].shape[0] * self.world
+                loss, stop, wait = self._step(batches, epoch)
+                elapsed = time.perf_counter() - started
                 for meter in (window, epoch_meter):
-                    meter.add(images, ready - started, finished - started, loss)
+                    meter.add(self.global_batch, wait, elapsed, loss)
                 if self.all_steps.steps >= self.train.perf_warmup_steps:
-                    self.measured.add(images, ready - started, finished - started, loss)
+                    self.measured.add(self.global_batch, wait, elapsed, loss)
                     if self.measured.steps == _ADVICE_STEPS and self.main:
                         self._advise_workers()
-                self.all_steps.add(images, ready - started, finished - started, loss)
+                self.all_steps.add(self.global_batch, wait, elapsed, loss)
                 self.step += 1
                 self.epoch_step += 1
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3g}", lr=f"{self.lr:.3g}", refresh=False)
                 if self.step % self.train.log_every == 0 or self.epoch_step == total:
                     self._log_train(epoch, window)
-                    window = _Meter()
+                    window = StepMeter()
                 if stop:
                     self._interrupted()
                 if perf_mode and self.all_steps.steps >= self.train.max_steps:
@@ -406,45 +406,48 @@ class _Trainer:
                   f"skipped {self.skipped}", flush=True)
         return True
 
-    def _step(self, batch: dict[str, torch.Tensor], epoch: int) -> tuple[float, bool]:
-        """One optimizer step; returns (loss averaged over ranks, whether any rank asked to stop)."""
-        self.lr = learning_rate(self.train, epoch, self.step)
+    def _step(self, batches: Iterator[dict[str, torch.Tensor]], epoch: int) -> tuple[float, bool, float]:
+        """One optimizer step over the next self.accumulate micro-batches of `batches`; returns
+        (loss averaged over ranks, whether any rank asked to stop, seconds spent waiting for data)."""
+        self.lr = learning_rate(self.train, epoch, self.step)  # the schedule counts optimizer steps
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        try:
-            return self._forward_backward(batch)
-        except RuntimeError as error:
-            if device.is_out_of_memory(error):
-                raise TrainingError(
-                    f"out of memory on {self.device} at train.batch_size {self.train.batch_size} per "
-                    f"device (input {self.params.data.input_size}, amp {self.train.amp}): lower "
-                    f"train.batch_size (e.g. {max(1, self.train.batch_size // 2)}) or turn on "
-                    f"train.amp") from error
-            raise
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, wait = torch.zeros((), device=self.device), 0.0
+        with _out_of_memory_explained(self.device, self.params):
+            for micro in range(self.accumulate):
+                waited = time.perf_counter()
+                batch = next(batches)
+                wait += time.perf_counter() - waited
+                last = micro == self.accumulate - 1
+                # DDP all-reduces the gradients once per step, in the last micro-batch's backward
+                with contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync():
+                    loss_sum += self._forward_backward(batch, last).detach().float()
+            # one collective per step: the mean loss and the stop vote, so all ranks decide alike
+            shared = torch.stack([loss_sum, torch.tensor(float(self.stop_requested), device=self.device)])
+            rank_loss_sum, stop_votes = distributed.all_reduce_sum(shared).tolist()
+            mean_loss = rank_loss_sum / self.world
+            self._count(self._optimizer_step(math.isfinite(mean_loss)))
+        return mean_loss, stop_votes > 0, wait
 
-    def _forward_backward(self, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
+    def _forward_backward(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
+        """Forward and backward of one micro-batch (BatchNorm sees it as one rank's batch);
+        returns its loss scaled by 1/accumulate, the share its gradients add to the step."""
         images = batch["image"].to(self.device, non_blocking=True)
         if self.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         target = batch["target"].to(self.device, non_blocking=True)
         target_weight = batch["target_weight"].to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
         with device.autocast("off" if self.apex else self.train.amp):
             output = self.model(images)
-        loss = heatmap_loss(output, target, target_weight)
-        # one collective per step: the mean loss and the stop vote, so all ranks decide alike
-        shared = torch.stack([loss.detach().float(),
-                              torch.tensor(float(self.stop_requested), device=self.device)])
-        loss_sum, stop_votes = distributed.all_reduce_sum(shared).tolist()
-        mean_loss = loss_sum / self.world
+        loss = heatmap_loss(output, target, target_weight) / self.accumulate
         # backward even for a non-finite loss: DDP expects one backward per forward
-        if self.apex:
-            with self.apex.scale_loss(loss, self.optimizer) as scaled:
+        if self.apex:  # unscaled once, after the last micro-batch
+            with self.apex.scale_loss(loss, self.optimizer, delay_unscale=not last) as scaled:
                 scaled.backward()
         else:
             self.scaler.scale(loss).backward()
-        self._count(self._optimizer_step(math.isfinite(mean_loss)))
-        return mean_loss, stop_votes > 0
+        return loss
 
     def _optimizer_step(self, loss_finite: bool) -> bool:
         """Step unless the (rank-averaged) gradients are not finite; True when it stepped."""
@@ -488,11 +491,12 @@ class _Trainer:
     def _advise_workers(self) -> None:
         devices_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         advice = workers_advice(self.measured.wait, self.measured.busy, self.measured.steps,
-                                self.train.batch_size, self.params.data.workers, devices_per_node)
+                                self.train.batch_size * self.accumulate, self.params.data.workers,
+                                devices_per_node)
         if advice:
             print(f"warning: {advice}", file=sys.stderr, flush=True)
 
-    def _log_train(self, epoch: int, window: _Meter) -> None:
+    def _log_train(self, epoch: int, window: StepMeter) -> None:
         if self.main:
             record = {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
                       **json_safe(window.summary()), "skipped": self.skipped}
@@ -569,6 +573,8 @@ class _Trainer:
             "metrics": self.metrics,
             "checkpoint": str(self.last_path) if self.last_path.exists() else None,
             "world_size": self.world,
+            "global_batch": self.global_batch,
+            "accumulate": self.accumulate,
             "stopped": stopped,
         }
         if self.main:

@@ -3,7 +3,9 @@
 Loss: HRNet/mmpose's JointsMSELoss with target weights, 0.5 * mean over joints of the MSE between
 weighted predicted and weighted target heatmaps (AlphaPose's 0.5 * MSE of masked heatmaps is the
 same number); hourglass stacks add their losses. The learning-rate schedule is described in
-posecore.engine's docstring (multi-step decay, linear warm-up, AlphaPose's DPG restart).
+posecore.engine's docstring (multi-step decay, linear warm-up, AlphaPose's DPG restart); it counts
+optimizer steps. `batch_plan` resolves the images of one optimizer step (train.global_batch) into
+micro-batches of train.batch_size per device (train.accumulate).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import bisect
 import torch
 from torch import nn
 
-from posecore.params import TrainParams
+from posecore.params import ParamsError, TrainParams
 
 
 def heatmap_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor,
@@ -24,6 +26,35 @@ def heatmap_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor
     weight = target_weight.reshape(target.shape[0], target.shape[1], 1, 1).float()
     difference = (output.float() - target.float()) * weight
     return 0.5 * difference.pow(2).mean()
+
+
+def batch_plan(train: TrainParams, world: int) -> tuple[int, int]:
+    """(global batch, accumulate): the images of one optimizer step over all `world` devices and
+    the micro-batches of train.batch_size each device runs per step.
+
+    train.global_batch 0 takes batch_size x world x accumulate (accumulate 0 counts as 1);
+    otherwise accumulate = global_batch / (batch_size x world), which must divide evenly and
+    agree with a train.accumulate that is set. A ParamsError names the numbers and a fix.
+    """
+    per_step = train.batch_size * world
+    if not train.global_batch:
+        accumulate = train.accumulate or 1
+        return per_step * accumulate, accumulate
+    accumulate, rest = divmod(train.global_batch, per_step)
+    if rest or not accumulate:
+        fitting = [b for b in range(1, train.global_batch + 1)
+                   if train.global_batch % (b * world) == 0][-3:]
+        raise ParamsError(
+            f"train.global_batch {train.global_batch} is not a whole number of micro-batches of "
+            f"train.batch_size {train.batch_size} on {world} device(s) ({train.batch_size} x {world} "
+            f"= {per_step} images per micro-batch step): use a train.batch_size that divides "
+            f"{train.global_batch} / {world}, e.g. {fitting or [1]}, or another device count")
+    if train.accumulate and train.accumulate != accumulate:
+        raise ParamsError(
+            f"train.accumulate {train.accumulate} disagrees with train.global_batch "
+            f"{train.global_batch} / (train.batch_size {train.batch_size} x {world} device(s)) = "
+            f"{accumulate}: set train.accumulate: 0 (derived) or train.global_batch: 0")
+    return train.global_batch, accumulate
 
 
 def learning_rate(train: TrainParams, epoch: int, step: int) -> float:

@@ -76,7 +76,12 @@ class DataParams:
 @dataclass
 class TrainParams:
     epochs: int = 200
-    batch_size: int = 32            # per device
+    batch_size: int = 32            # per device (one micro-batch)
+    # images per optimizer step over all devices; 0 = batch_size x devices x accumulate. With it
+    # set, the step is the same on any device count: accumulate = global_batch / (batch_size x
+    # world size) micro-batches per step (posecore.optim.batch_plan)
+    global_batch: int = 0
+    accumulate: int = 0             # micro-batches per optimizer step; 0 = from global_batch (else 1)
     optimizer: str = "adam"         # adam | sgd
     lr: float = 1e-3
     momentum: float = 0.9
@@ -297,7 +302,8 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "data.rot_factor": _NON_NEGATIVE, "data.rot_prob": _FRACTION, "data.half_body_prob": _FRACTION,
     "data.half_body_min_joints": _NON_NEGATIVE, "data.workers": _NON_NEGATIVE,
     "data.joint_weights": _NON_NEGATIVE,
-    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.lr": _POSITIVE,
+    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.global_batch": _NON_NEGATIVE,
+    "train.accumulate": _NON_NEGATIVE, "train.lr": _POSITIVE,
     "train.momentum": _FRACTION, "train.weight_decay": _NON_NEGATIVE, "train.lr_steps": _NON_NEGATIVE,
     "train.lr_factor": _POSITIVE, "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
     "train.dpg_epoch": (-1, None, False), "train.dpg_lr_steps": _NON_NEGATIVE,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posecore.params import Params, load_params, resume_changes
+from posecore.optim import batch_plan
+from posecore.params import Params, ParamsError, load_params, resume_changes
 from posecore.runs import TrainingError, read_json
 
 
@@ -14,6 +15,8 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
     A run with a checkpoint is refused with train.resume false, and when a key that alters the
     model, the optimizer state's meaning or the data order differs from its params.yaml (or the
     world size from its env.json: the global batch), unless train.accept_changes lists that key.
+    Another world size with the same train.global_batch keeps the steps' batches (more or fewer
+    micro-batches per device: posecore.optim.batch_plan) and is accepted.
     """
     last = folder / "checkpoints" / "last.pt"
     if not last.exists():
@@ -25,11 +28,13 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
     saved_path = folder / "params.yaml"
     if not saved_path.exists():
         return {}
-    accepted, refused = resume_changes(load_params(saved_path), params)
+    saved = load_params(saved_path)
+    accepted, refused = resume_changes(saved, params)
     env_path = folder / "env.json"
     before = read_json(env_path).get("world_size") if env_path.exists() else None
     if before not in (None, world_size):
-        changes = accepted if "world_size" in params.train.accept_changes else refused
+        same_steps = 0 < params.train.global_batch == _global_batch(saved, before)
+        changes = accepted if same_steps or "world_size" in params.train.accept_changes else refused
         changes["world_size"] = [before, world_size]
     if refused:
         listed = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, (old, new) in refused.items())
@@ -44,3 +49,11 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
         print(f"resuming {folder.name} with changed params: "
               + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()), flush=True)
     return accepted
+
+
+def _global_batch(saved: Params, world_size: int) -> int | None:
+    """The images per optimizer step the saved run trained with (None if its params no longer fit)."""
+    try:
+        return batch_plan(saved.train, world_size)[0]
+    except ParamsError:
+        return None

@@ -2,7 +2,7 @@
 
 - annotations: COCO / MPII / detector-box files -> person `Instance`s, layout checks, statistics
 - dataset: `PoseDataset`, one person crop + heatmap target per item, with the references' augmentation
-- sampling: the epoch order (an image's people adjacent) and padded per-rank shards
+- sampling: the epoch order (an image's people adjacent), padded per-rank shards, micro-batches
 - synthetic: posecore's drawn-people dataset in the COCO or MPII layout, and a walking-people video
 
 `build_dataset` only reads. Synthetic data is written by explicit calls: `make_synthetic`, or
@@ -19,14 +19,15 @@ from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOO
 from posecore.data.annotations import BadEntries, check_annotations
 from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, normalize_crop,
                                    read_image, read_rgb)
-from posecore.data.sampling import grouped_order, padded_shard
+from posecore.data.sampling import epoch_order, grouped_order, padded_shard, step_order
 from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video
 
 __all__ = [
     "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
     "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
-    "dpg_jitter", "draw_scene", "ensure_synthetic", "grouped_order", "half_body_box", "load_instances",
-    "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image", "read_rgb",
+    "dpg_jitter", "draw_scene", "ensure_synthetic", "epoch_order", "grouped_order", "half_body_box",
+    "load_instances", "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image",
+    "read_rgb", "step_order",
     "resolve_keypoints", "synthetic_root", "uses_coco_layout", "keypoint_ground_truth",
     "BadEntries", "check_annotations",
 ]
