@@ -27,6 +27,9 @@ from typing import Any, Protocol, Sequence
 import cv2
 import numpy as np
 
+from posecore.geometry import MAX_PIXELS
+from posecore.runs import finite_number
+
 WHOLE_IMAGE = "whole-image"
 PERSON_CATEGORY_ID = 1  # COCO's person category in results files
 LETTERBOX_GREY = 114
@@ -284,15 +287,18 @@ def check_detection(entry: Any, index: int, path: str | os.PathLike
         if key not in entry:
             fail(f"has no {key!r}")
     image_id = entry["image_id"]
-    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)) or (
+            isinstance(image_id, int) and abs(image_id) >= 2**63) or image_id == "":
         fail("has an image_id that is neither an integer nor a file name")
     bbox, score = entry["bbox"], entry["score"]
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         fail("has a bbox that is not 4 numbers [x, y, w, h]")
     if not _is_number(score):
         fail("has a score that is not a number")
-    if not np.isfinite([*bbox, score]).all():
+    if not all(finite_number(v) for v in [*bbox, score]):  # NaN, inf, ints beyond float's range
         fail("has a non-finite bbox or score")
+    if not all(abs(v) <= MAX_PIXELS for v in bbox):
+        fail(f"has a bbox beyond {MAX_PIXELS:.0e} px")
     return image_id, [float(v) for v in bbox], float(score)
 
 

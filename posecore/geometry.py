@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_PIXELS = 1e6  # no image is this large: a coordinate or size read from a file beyond it is not pixels
+
 
 def box_to_center_scale(bbox_xywh, aspect_ratio: float, padding: float = 1.25):
     """(x, y, w, h) box -> (bbox_center [2], bbox_scale [2]) in pixels.

@@ -217,6 +217,10 @@ def coco_keypoint_category(coco: dict, source: str) -> dict:
         raise KeypointSetError(f"{source}: several categories define keypoints ({listed}); posecore "
                                "trains one keypoint category: keep one and point every annotation's "
                                "category_id at it")
+    ident = defined[0].get("id")
+    if isinstance(ident, bool) or not isinstance(ident, int):
+        raise KeypointSetError(f"{source}: the keypoint category ({defined[0].get('name')!r}) has id "
+                               f"{ident!r}, expected an integer (what each annotation's category_id names)")
     return defined[0]
 
 
@@ -235,6 +239,9 @@ def from_coco_category(category: dict, source: str, infer_flips: bool = True) ->
     names = category.get("keypoints")
     _check_names(names, f"{where}: 'keypoints'")
     skeleton = category.get("skeleton") or []
+    if not isinstance(skeleton, list):
+        raise KeypointSetError(f"{where}: 'skeleton' is {skeleton!r}, expected a list of [a, b] pairs of "
+                               f"1-based joint numbers. {_CATEGORY_FIX}")
     count = len(names)
     for n, pair in enumerate(skeleton):
         valid = (isinstance(pair, (list, tuple)) and len(pair) == 2

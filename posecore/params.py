@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from posecore.keypoints import DATASETS
+from posecore.keypoints import DATASETS, KeypointSetError, keypoint_info
 from posecore.runs import REPO_ROOT, atomic_write
 
 PARAMS_DIR = REPO_ROOT / "params"
@@ -29,6 +29,7 @@ AMP_MODES = ("off", "fp16", "bf16")
 # the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels).
 MODEL_GEOMETRY = {"fastpose": (4, 32), "simplebaseline": (4, 32), "hourglass": (4, 128)}
 RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
+MAX_INT = 2**63 - 1                       # integers must fit int64 (numpy, torch)
 
 
 @dataclass
@@ -221,12 +222,18 @@ def save_params(params: Params, path: str | os.PathLike) -> Path:
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
+    if not isinstance(dotted, str):
+        raise ParamsError(f"override {dotted!r}: keys are dotted text like 'train.lr' ({source})")
     section, _, key = dotted.partition(".")
     if not key:
         if section == "name":
             raw["name"] = value
             return
         raise ParamsError(f"override {dotted!r}: use a dotted key like 'train.lr' ({source})")
+    sections = [item.name for item in dataclasses.fields(Params) if item.name != "name"]
+    if section not in sections:
+        raise ParamsError(f"override {dotted!r}: unknown section {section!r}{_closest(section, sections)}; "
+                          f"sections: {sections} ({source})")
     sub = raw.setdefault(section, {})
     if not isinstance(sub, dict):
         raise ParamsError(f"override {dotted!r}: {section!r} is not a section ({source})")
@@ -266,6 +273,9 @@ def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
             raise ParamsError(f"{source}: {key} must be a list, got {value!r}")
         (item_type,) = typing.get_args(expected)
         return [_coerce(v, item_type, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ParamsError(f"{source}: {key} is an integer of {len(str(abs(value)))} digits; "
+                          f"values must stay within +-2^63")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is bool and not isinstance(value, bool):
@@ -364,8 +374,9 @@ def _check(obj: Any, source: str, prefix: str) -> None:
     if isinstance(obj, EvalParams) and obj.sigmas != "uniform":
         obj.sigmas = list(obj.sigmas) if isinstance(obj.sigmas, tuple) else obj.sigmas
         if not isinstance(obj.sigmas, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in obj.sigmas):
-            fail("sigmas", f"must be a list of positive numbers (one per joint) or 'uniform', got {obj.sigmas!r}")
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                for v in obj.sigmas):
+            fail("sigmas", f"must be a list of positive numbers (finite, one per joint) or 'uniform', got {obj.sigmas!r}")
         obj.sigmas = [float(v) for v in obj.sigmas]
     if isinstance(obj, Params):
         from posecore.codec import check_decode
@@ -373,7 +384,7 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         try:
             check_decode(obj.data.codec, obj.eval.decode)
         except ValueError as error:
-            raise ParamsError(f"{source}: {error}") from None
+            raise KeypointSetError(f"{source}: {error}") from None
         _check_across_sections(obj, source)
 
 
@@ -405,6 +416,11 @@ def _check_across_sections(params: Params, source: str) -> None:
     if params.dist.node_rank >= params.dist.nnodes:
         raise ParamsError(f"{source}: dist.node_rank {params.dist.node_rank} must be below dist.nnodes "
                           f"{params.dist.nnodes} (machines are numbered 0..nnodes-1)")
+    if data.dataset in DATASETS:  # a built-in set's keypoint keys: checked now, not at the first run
+        try:
+            keypoint_info(params)
+        except KeypointSetError as error:
+            raise KeypointSetError(f"{source}: {error}") from None
 
 
 def check_model_geometry(params: Params, source: str = "params") -> None:

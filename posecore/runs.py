@@ -415,8 +415,14 @@ def json_safe(obj: Any) -> Any:
 
 
 def finite_number(value: Any) -> bool:
-    """Whether a log record's value is a real, finite number (not None, NaN, inf or a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether a value read from a file is a real, finite number (not None, NaN, inf, a bool or an
+    integer too large for a float)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
 
 
 def _json_default(obj: Any) -> Any:

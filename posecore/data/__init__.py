@@ -1,6 +1,7 @@
 """Data for top-down pose models: annotation parsing, the dataset, epoch order, synthetic people.
 
 - annotations: COCO / MPII / detector-box files -> person `Instance`s, layout checks, statistics
+- validate: the entry-by-entry checks of annotation files (named errors, `BadEntries`)
 - dataset: `PoseDataset`, one person crop + heatmap target per item, with the references' augmentation
 - sampling: the epoch order (an image's people adjacent), padded per-rank shards, micro-batches
 - synthetic: posecore's drawn-people dataset in the COCO or MPII layout, and a walking-people video

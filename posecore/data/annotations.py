@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from posecore.data.layouts import LAYOUTS, PROBLEM_KEY, as_coco_keypoints, coco_style_layout
+from posecore.data.layouts import LAYOUTS, as_coco_keypoints, coco_style_layout
+from posecore.data.validate import (MAX_ID, BadEntries, coco_content, coco_images, coco_people, image_size,
+                                    mpii_people)
 from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, coco_keypoint_category, keypoint_info, keypoint_params
@@ -68,51 +69,17 @@ class Instance:
 
 
 
-@dataclass
-class BadEntries:
-    """Person entries of one annotation file that were skipped as malformed."""
-
-    file: str
-    total: int = 0                                            # person entries read
-    counts: dict[str, int] = field(default_factory=dict)      # reason -> entries
-    examples: dict[str, list] = field(default_factory=dict)   # reason -> a few annotation ids
-
-    def add(self, reason: str, example: Any) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        if len(self.examples.setdefault(reason, [])) < 5:
-            self.examples[reason].append(example)
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts.values())
-
-    def __str__(self) -> str:
-        if not self.count:
-            return f"{self.file}: all {self.total} person entries read"
-        return f"{self.file}: skipped {self.count} of {self.total} person entries: {self.reasons()}"
-
-    def reasons(self) -> str:
-        """"<reason>: <count> (ids [...]); ..." ("" when nothing was skipped)."""
-        return "; ".join(f"{reason}: {count} (ids {self.examples[reason]}"
-                         f"{', ...' if count > len(self.examples[reason]) else ''})"
-                         for reason, count in self.counts.items())
-
-    def warn(self) -> None:
-        if self.count:
-            warnings.warn(f"{self}. Fix or drop these entries in the file; posecore trains and "
-                          f"evaluates without them", stacklevel=4)
-
-
 def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None = None) -> BadEntries:
     """The malformed person entries of a COCO keypoints or MPII (mmpose) json, by reason. A person
     category that does not have `num_joints` (default: the dataset's, or a custom file's category)
     keypoints is a ValueError."""
     content = _load_json(Path(ann_file))
     if uses_coco_layout(dataset):
-        content = _as_set_keypoints(content, dataset)
+        content = _as_set_keypoints(content, dataset, ann_file)
         category = _keypoint_category(content, ann_file, dataset)
-        return _coco_people(content, ann_file, num_joints or len(category["keypoints"]), category["id"])[1]
-    return _mpii_people(content, ann_file, num_joints or keypoint_info(dataset).num_joints)[1]
+        return coco_people(content, ann_file, num_joints or len(category["keypoints"]), category["id"],
+                           coco_images(content, ann_file))[1]
+    return mpii_people(content, ann_file, num_joints or keypoint_info(dataset).num_joints)[1]
 
 
 def load_instances(params, split: str) -> tuple[list[Instance], KeypointInfo, Path, str | None]:
@@ -146,11 +113,13 @@ def layout_text(dataset: str) -> str:
 def keypoint_ground_truth(ann_file: str | Path, dataset: str) -> dict:
     """A COCO-style annotation file as COCO keypoints of the dataset's joints, what COCOeval scores
     against: Halpe / COCO-WholeBody people as flat keypoints [3K] (posecore.data.layouts)."""
-    return _as_set_keypoints(_load_json(Path(ann_file)), dataset)
+    return _as_set_keypoints(_load_json(Path(ann_file)), dataset, ann_file)
 
 
-def _as_set_keypoints(content: Any, dataset: str) -> Any:
-    """Halpe / COCO-WholeBody content as COCO keypoints of the set's joints (others as they are)."""
+def _as_set_keypoints(content: Any, dataset: str, ann_file) -> dict:
+    """Halpe / COCO-WholeBody content as COCO keypoints of the set's joints (others as they are),
+    after its top level is checked (validate.coco_content)."""
+    content = coco_content(content, ann_file)
     if dataset == "custom":
         return content
     return as_coco_keypoints(content, dataset, keypoint_info(dataset).joint_names)
@@ -272,14 +241,13 @@ def _coco_instances(root: Path, split: str, params) -> tuple[list[Instance], Key
     data = params.data
     layout = coco_style_layout(data.dataset)
     ann_file = _require_file(layout.ann_file(root, split), f"{layout.name} annotation file", data.dataset)
-    coco = _as_set_keypoints(_load_json(ann_file), data.dataset)
+    coco = _as_set_keypoints(_load_json(ann_file), data.dataset, ann_file)
     category = _keypoint_category(coco, ann_file, data.dataset)
     category_id = category["id"]
     info = keypoint_info(params, category, str(ann_file)) if data.dataset == "custom" else keypoint_info(params)
-    _check_image_sizes(coco, ann_file)
-    images = {int(img["id"]): img for img in coco.get("images", [])}
+    images = coco_images(coco, ann_file)
     image_dir = layout.image_dir(root, split)
-    people, bad = _coco_people(coco, ann_file, info.num_joints, category_id)
+    people, bad = coco_people(coco, ann_file, info.num_joints, category_id, images)
     if split == "test":
         return _coco_detection_instances(root, data, images, image_dir, info, category_id), info, ann_file
     bad.warn()
@@ -289,7 +257,7 @@ def _coco_instances(root: Path, split: str, params) -> tuple[list[Instance], Key
     instances = []
     for image_id in sorted(images):
         image = images[image_id]
-        size = _image_size(image)
+        size = image_size(image)
         for ann in by_image.get(image_id, []):
             instance = _coco_gt_instance(ann, image, size, image_dir, data, info)
             if instance is not None:
@@ -303,71 +271,6 @@ def _keypoint_category(coco: Any, ann_file, dataset: str) -> dict:
     if dataset != "custom":
         return {"id": 1, "keypoints": list(keypoint_info(dataset).joint_names)}
     return coco_keypoint_category(coco, str(ann_file))
-
-
-def _check_image_sizes(coco: dict, ann_file) -> None:
-    for n, image in enumerate(coco.get("images", [])):
-        if not (_is_number(image.get("width")) and image["width"] > 0
-                and _is_number(image.get("height")) and image["height"] > 0):
-            raise ValueError(
-                f"{ann_file}: images[{n}] (id {image.get('id')}, {image.get('file_name')!r}) has no valid "
-                f"width/height (got {image.get('width')!r} x {image.get('height')!r}); COCO-format images "
-                "need 'width' and 'height' in pixels: add them (the image file's size)")
-
-
-def _coco_people(coco: Any, ann_file, num_joints: int, category_id: Any = 1) -> tuple[list[dict], BadEntries]:
-    """The well-formed person annotations (of the keypoint category) of a COCO keypoints json,
-    and the others counted."""
-    if not isinstance(coco, dict):
-        raise ValueError(f"{ann_file}: expected a COCO keypoints json object (images, annotations, "
-                         f"categories), got a {type(coco).__name__}")
-    for category in coco.get("categories", []):
-        names = category.get("keypoints") if isinstance(category, dict) else None
-        if isinstance(names, list) and category.get("id") == category_id and len(names) != num_joints:
-            raise ValueError(
-                f"{ann_file}: category {category.get('name', 1)!r} has {len(names)} keypoints but the "
-                f"params have {num_joints} joints (model.num_joints, data.dataset): this file is not "
-                f"in the layout of the params' dataset; use the matching params or annotation file")
-    people, bad = [], BadEntries(str(ann_file))
-    for index, ann in enumerate(coco.get("annotations", [])):
-        if isinstance(ann, dict) and ann.get("category_id", 1) != category_id:
-            continue
-        bad.total += 1
-        problem = _coco_problem(ann, num_joints)
-        if problem:
-            bad.add(problem, ann.get("id", f"#{index}") if isinstance(ann, dict) else f"#{index}")
-        else:
-            people.append(ann)
-    return people, bad
-
-
-def _coco_problem(ann: Any, num_joints: int) -> str | None:
-    """Why a COCO person annotation cannot be read, or None."""
-    if not isinstance(ann, dict):
-        return "not an object"
-    if ann.get(PROBLEM_KEY):   # a whole-body part array the layout could not read
-        return ann[PROBLEM_KEY]
-    if isinstance(ann.get("image_id"), bool) or not isinstance(ann.get("image_id"), int):
-        return "image_id is not an integer"
-    keypoints = ann.get("keypoints")
-    if not isinstance(keypoints, list) or not all(_is_number(v) for v in keypoints):
-        return "keypoints is not a list of numbers"
-    if len(keypoints) != 3 * num_joints:
-        return f"{len(keypoints)} keypoint values, not {3 * num_joints} ({num_joints} joints x (x, y, v))"
-    bbox = ann.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-        return "bbox is not 4 finite numbers [x, y, w, h]"
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _image_size(image: dict) -> tuple[int, int] | None:
-    if image.get("width") and image.get("height"):
-        return int(image["width"]), int(image["height"])
-    return None
 
 
 def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInfo) -> Instance | None:
@@ -431,7 +334,7 @@ def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path, i
         center, scale = box_to_center_scale((x, y, w, h), aspect, data.bbox_padding)
         image = images[image_id]
         instances.append(Instance(
-            image_path=str(image_dir / image["file_name"]), image_id=image_id, image_size=_image_size(image),
+            image_path=str(image_dir / image["file_name"]), image_id=image_id, image_size=image_size(image),
             bbox_center=center, bbox_scale=scale, joints=np.zeros((num_joints, 2), np.float32),
             visible=np.zeros(num_joints, np.float32), bbox_xyxy=None, bbox_score=score))
     if empty:
@@ -447,7 +350,7 @@ def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path, i
 def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
     subset = "train" if split == "train" else "val"
     ann_file = _require_file(root / "annotations" / f"mpii_{subset}.json", "MPII annotation file", "mpii")
-    annotations, bad = _mpii_people(_load_json(ann_file), ann_file, info.num_joints)
+    annotations, bad = mpii_people(_load_json(ann_file), ann_file, info.num_joints)
     bad.warn()
     image_dir = root / "images"
     aspect_h_over_w = data.input_size[1] / data.input_size[0]
@@ -460,12 +363,12 @@ def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
             scale *= 1.25
         center -= 1  # MATLAB 1-based -> 0-based
         width = scale * MPII_PIXEL_STD
-        joints = np.asarray(ann.get("joints", np.zeros((info.num_joints, 2))), dtype=np.float64) - 1
-        visible = np.asarray(ann.get("joints_vis", np.zeros(info.num_joints)), dtype=np.float32)
+        joints = np.asarray(ann.get("joints") or np.zeros((info.num_joints, 2)), dtype=np.float64) - 1
+        visible = np.asarray(ann.get("joints_vis") or np.zeros(info.num_joints), dtype=np.float32)
         stem = Path(ann["image"]).stem
         instances.append(Instance(
             image_path=str(image_dir / ann["image"]),
-            image_id=int(stem) if stem.isdigit() else position, image_size=None,
+            image_id=_numbered(stem, position), image_size=None,
             bbox_center=center.astype(np.float32),
             # the references zoom by the width only; the height follows the input aspect ratio
             bbox_scale=np.array([width, width * aspect_h_over_w], dtype=np.float32),
@@ -475,42 +378,10 @@ def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
 
 
 
-def _mpii_people(annotations: Any, ann_file, num_joints: int) -> tuple[list[tuple[int, dict]], BadEntries]:
-    """The well-formed person entries of an MPII (mmpose) json as (position, entry), and the
-    others counted (example ids: #position (image))."""
-    if not isinstance(annotations, list):
-        raise ValueError(f"{ann_file}: expected mmpose's MPII json, a list of people, got a "
-                         f"{type(annotations).__name__}")
-    people, bad = [], BadEntries(str(ann_file), total=len(annotations))
-    for position, ann in enumerate(annotations):
-        problem = _mpii_problem(ann, num_joints)
-        if problem:
-            image = ann.get("image") if isinstance(ann, dict) else None
-            bad.add(problem, f"#{position}" + (f" ({image})" if image else ""))
-        else:
-            people.append((position, ann))
-    return people, bad
-
-
-def _mpii_problem(ann: Any, num_joints: int) -> str | None:
-    """Why an MPII person entry cannot be read, or None (joints may be absent: test entries)."""
-    if not isinstance(ann, dict):
-        return "not an object"
-    if not isinstance(ann.get("image"), str):
-        return "image is not a file name"
-    center, scale = ann.get("center"), ann.get("scale")
-    if not isinstance(center, list) or len(center) != 2 or not all(_is_number(v) for v in center):
-        return "center is not 2 finite numbers"
-    if not _is_number(scale) or scale <= 0:
-        return "scale is not a positive number"
-    joints, visible = ann.get("joints"), ann.get("joints_vis")
-    if joints is not None and (not isinstance(joints, list) or len(joints) != num_joints or not all(
-            isinstance(j, list) and len(j) == 2 and all(_is_number(v) for v in j) for j in joints)):
-        return f"joints is not {num_joints} (x, y) pairs of numbers"
-    if visible is not None and (not isinstance(visible, list) or len(visible) != num_joints
-                                or not all(_is_number(v) for v in visible)):
-        return f"joints_vis is not {num_joints} numbers"
-    return None
+def _numbered(stem: str, position: int) -> int:
+    """An MPII image's id: the number its file is named by (000001163.jpg -> 1163), else its position."""
+    number = int(stem) if stem.isascii() and stem.isdigit() else None
+    return number if number is not None and number <= MAX_ID else position
 
 
 # --------------------------------------------------------------------------- statistics
@@ -523,18 +394,18 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
     """
     data = _load_json(Path(ann_file))
     if uses_coco_layout(dataset):
-        data = _as_set_keypoints(data, dataset)
+        data = _as_set_keypoints(data, dataset, ann_file)
         category = _keypoint_category(data, ann_file, dataset)
         joint_names = list(category["keypoints"])
-        people = [a for a in _coco_people(data, ann_file, len(joint_names), category["id"])[0]
+        images = list(coco_images(data, ann_file))
+        people = [a for a in coco_people(data, ann_file, len(joint_names), category["id"], dict.fromkeys(images))[0]
                   if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
-        images = [img["id"] for img in data.get("images", [])]
         image_of = [a["image_id"] for a in people]
         visible = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in people], dtype=bool)
         boxes = np.array([a["bbox"][2:] for a in people], dtype=float)
     elif dataset == "mpii":
         joint_names = list(keypoint_info(dataset).joint_names)
-        people = [p for _, p in _mpii_people(data, ann_file, len(joint_names))[0]
+        people = [p for _, p in mpii_people(data, ann_file, len(joint_names))[0]
                   if p.get("joints") is not None and p.get("joints_vis") is not None]
         image_of = [p["image"] for p in people]
         images = sorted(set(image_of))

@@ -18,10 +18,11 @@ COCO reader counts as a malformed entry.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from posecore.runs import finite_number
 
 COCO_DOWNLOAD = "https://cocodataset.org/#download"
 WHOLEBODY_DOWNLOAD = "https://github.com/jin-s13/COCO-WholeBody"
@@ -121,7 +122,7 @@ def _set_category(category: Any, joint_names) -> Any:
 
 def _numbers(values: Any, count: int) -> bool:
     return (isinstance(values, list) and len(values) == 3 * count
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+            and all(finite_number(v) for v in values))
 
 
 def _halpe_keypoints(values: Any, num_joints: int) -> tuple[list | None, str | None]:

@@ -1,0 +1,237 @@
+"""Property-based: every file posecore reads, mutated at random, either reads or fails with a
+ValueError / OSError (or posecore's subclass) whose message names the file (params overrides:
+the key). Readers are called the way posecore calls them (build_dataset per split,
+DetectionsFile, load_params with overrides), and what they return is checked to be usable:
+every person instance finite, with a positive box.
+
+Bases: the real samples (../shared/samples, skipped when absent) and small synthetic sets.
+The examples per reader are bounded and derandomized (the same mutations every run); a failure
+prints the edits that made the file (tests/mutation.py) and hypothesis' reproduction blob.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from posecore import data
+from posecore.data import annotations
+from posecore.detect import DetectionsFile
+from posecore.params import flat_params, load_params
+
+from conftest import SAMPLES
+from mutation import VALUES, mutate
+
+# no shrinking: the edits a failing example made are printed (`note`), and shrinking a large file
+# takes minutes
+FUZZ = settings(max_examples=80, deadline=None, derandomize=True, print_blob=True, database=None,
+                phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.data_too_large])
+
+
+def reads_or_names(read, *names: str):
+    """read() -> its result, or None after a ValueError / OSError naming one of `names`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read()
+    except (ValueError, OSError) as error:
+        assert any(name in str(error) for name in names), \
+            f"{type(error).__name__} names none of {names}: {error}"
+        return None
+
+
+def check_instances(dataset) -> None:
+    """What a reader returned is usable: finite boxes of positive size, finite joints."""
+    if dataset is None:
+        return
+    for inst in dataset.instances:
+        assert np.isfinite(inst.bbox_center).all() and np.isfinite(inst.bbox_scale).all()
+        assert (inst.bbox_scale > 0).all() and np.isfinite(inst.joints).all()
+        assert np.isfinite(inst.visible).all() and np.isfinite(inst.bbox_score)
+        assert isinstance(inst.image_path, str) and isinstance(inst.image_id, int)
+
+
+def load(path: Path):
+    return json.loads(path.read_text())
+
+
+def write(path: Path, doc) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))  # NaN / Infinity as Python's json writes them
+    return path
+
+
+# --------------------------------------------------------------------------- bases
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("synthetic")
+    return {dataset: data.make_synthetic(folder / dataset, dataset, num_train=3, num_val=2, image_size=64)
+            for dataset in ("coco", "custom", "mpii")}
+
+
+COCO_FILES = ("person_keypoints_train2017.json", "person_keypoints_val2017.json")
+
+
+@pytest.fixture(scope="module")
+def coco_bases(synthetic) -> list[tuple[str, dict[str, dict]]]:
+    """(dataset, {file name: content}) of the COCO-layout sets: real samples, synthetic coco / custom."""
+    roots = [("coco", synthetic["coco"]), ("custom", synthetic["custom"])]
+    if (SAMPLES / "coco" / "annotations").is_dir():
+        roots.insert(0, ("coco", SAMPLES / "coco"))
+    return [(dataset, {name: load(root / "annotations" / name) for name in COCO_FILES}) for dataset, root in roots]
+
+
+def coco_params(root: Path, dataset: str, **overrides):
+    return load_params("demo", {"data.root": str(root), "data.dataset": dataset, "data.workers": 0,
+                                "eval.sigmas": "uniform" if dataset == "custom" else [], **overrides})
+
+
+# --------------------------------------------------------------------------- COCO keypoint files
+
+@FUZZ
+@given(st.data())
+def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, data_draw):
+    dataset, files = data_draw.draw(st.sampled_from(coco_bases), label="base")
+    target = data_draw.draw(st.sampled_from(COCO_FILES), label="file")
+    root = tmp_path / "root"
+    shutil.rmtree(root, ignore_errors=True)
+    for name, content in files.items():
+        write(root / "annotations" / name, mutate(data_draw, content) if name == target else content)
+    params = coco_params(root, dataset)
+    split = "train" if "train" in target else "val"
+    check_instances(reads_or_names(lambda: data.build_dataset(params, split), target))
+    path = root / "annotations" / target
+    reads_or_names(lambda: data.check_annotations(path, dataset), target)
+    reads_or_names(lambda: data.annotation_stats(path, dataset), target)
+    reads_or_names(lambda: data.resolve_keypoints(params), *COCO_FILES)
+
+
+# --------------------------------------------------------------------------- detections files
+
+@pytest.fixture(scope="module")
+def detection_bases(synthetic) -> list[tuple[Path, list]]:
+    """(COCO root, detections) pairs: the real val detections, and boxes made from the synthetic
+    val people."""
+    val = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
+    made = [{"image_id": ann["image_id"], "category_id": 1, "bbox": ann["bbox"], "score": 0.9}
+            for ann in val["annotations"]]
+    bases = [(synthetic["coco"], made)]
+    real = SAMPLES / "coco" / "detections" / "person_detections_val2017.json"
+    if real.is_file():
+        bases.insert(0, (SAMPLES / "coco", load(real)[:40]))
+    return bases
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_detection_files_read_or_name_the_file(detection_bases, tmp_path, data_draw):
+    root, detections = data_draw.draw(st.sampled_from(detection_bases), label="base")
+    path = write(tmp_path / "dets.json", mutate(data_draw, detections))
+    params = coco_params(root, "coco", **{"data.det_file": str(path)})
+    check_instances(reads_or_names(lambda: data.build_dataset(params, "test"), "dets.json"))
+    reads_or_names(lambda: DetectionsFile(path).boxes_for(
+        _frame_of(detections), (640, 480)), "dets.json")
+
+
+def _frame_of(detections):
+    from posecore.detect import Frame
+
+    return Frame(index=0, name=f"{detections[0]['image_id']:012d}.jpg")
+
+
+# --------------------------------------------------------------------------- MPII files
+
+@pytest.fixture(scope="module")
+def mpii_bases(synthetic) -> list[list]:
+    bases = [load(synthetic["mpii"] / "annotations" / "mpii_val.json")]
+    real = SAMPLES / "mpii" / "annotations" / "mpii_val.json"
+    if real.is_file():
+        bases.insert(0, load(real))
+    return bases
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_mpii_files_read_or_name_the_file(mpii_bases, tmp_path, data_draw):
+    base = data_draw.draw(st.sampled_from(mpii_bases), label="base")
+    root = tmp_path / "root"
+    shutil.rmtree(root, ignore_errors=True)
+    path = write(root / "annotations" / "mpii_val.json", mutate(data_draw, base))
+    write(root / "annotations" / "mpii_train.json", base)
+    params = load_params("hourglass", {"data.root": str(root), "data.workers": 0})
+    check_instances(reads_or_names(lambda: data.build_dataset(params, "val"), "mpii_val.json"))
+    reads_or_names(lambda: data.check_annotations(path, "mpii"), "mpii_val.json")
+    reads_or_names(lambda: data.annotation_stats(path, "mpii"), "mpii_val.json")
+
+
+# --------------------------------------------------------------------------- params
+
+PARAM_KEYS = sorted(flat_params(load_params("demo")))
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_params_overrides_load_or_name_the_key(data_draw):
+    key = data_draw.draw(st.sampled_from([*PARAM_KEYS, "train", "train.nope", "nope.lr", "train.lr.x"]),
+                         label="key")
+    value = data_draw.draw(st.sampled_from([*VALUES, [float("nan")], [1e308, 1], [-1, -2], ["a", "b"],
+                                            [[1, 2]], [[1, "x"]], [[0, 99]]]), label="value")
+    reads_or_names(lambda: load_params("demo", {key: value}), key)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_params_files_load_or_name_the_file(tmp_path, data_draw):
+    base = yaml.safe_load((Path(__file__).parents[1] / "params" / "fastpose_coco.yaml").read_text())
+    path = tmp_path / "mutated.yaml"
+    path.write_text(yaml.safe_dump(mutate(data_draw, base)))
+    reads_or_names(lambda: load_params(path), "mutated.yaml")
+
+
+# --------------------------------------------------------------------------- the reported cases
+
+@pytest.mark.parametrize("change, words", [
+    (lambda c: c["images"][1].update(id=[5]), ["images[1]", "id is a list", "expected an integer"]),
+    (lambda c: c["images"][1].update(width={}), ["images[1]", "width is a dict", "positive number"]),
+    (lambda c: c["images"].insert(2, 3.5), ["images[2] is 3.5", "expected an object"]),
+    (lambda c: c["images"][0].pop("file_name"), ["images[0]", "file_name is null"]),
+    (lambda c: c["images"][0].update(height=1e308), ["images[0]", "height is 1e+308"]),
+    (lambda c: c.update(images={"a": 1}), ["'images' is a dict", "expected a list"]),
+    (lambda c: c["images"].append(dict(c["images"][0])), ["repeats the id"]),
+])
+def test_unusable_image_entries_name_file_entry_and_key(synthetic, tmp_path, change, words):
+    coco = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
+    change(coco)
+    write(tmp_path / "annotations" / COCO_FILES[1], coco)
+    with pytest.raises(ValueError) as error:
+        data.build_dataset(coco_params(tmp_path, "coco"), "val")
+    for word in [COCO_FILES[1], *words]:
+        assert word in str(error.value)
+
+
+def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path):
+    coco = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
+    people = coco["annotations"]
+    people[0]["bbox"][2] = float("inf")
+    people[1]["keypoints"][3] = 1e308
+    people[2]["image_id"] = [people[2]["image_id"]]
+    people[3]["image_id"] = 10**400
+    people.append(dict(people[4]))  # the same id twice
+    write(tmp_path / "annotations" / COCO_FILES[1], coco)
+    bad = data.check_annotations(tmp_path / "annotations" / COCO_FILES[1], "coco")
+    assert bad.counts == {"bbox is not 4 finite numbers [x, y, w, h]": 1, "keypoint values beyond 1e+06 px": 1,
+                          "image_id is not an integer": 2, "id repeats an earlier entry's": 1}
+    with pytest.warns(UserWarning, match=r"skipped 5 of \d+ person entries"):
+        dataset = data.build_dataset(coco_params(tmp_path, "coco"), "val")
+    check_instances(dataset)
+    assert len(dataset) == len(data.build_dataset(coco_params(synthetic["coco"], "coco"), "val")) - 4
