@@ -5,6 +5,8 @@ start method hands them this process's sys.path, which holds tests/).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,20 @@ def randomized_model(params, seed: int = 0) -> nn.Module:
             module.weight.data.copy_(0.5 + 0.5 * torch.rand(size, generator=generator))
             module.bias.data.copy_(0.1 * torch.randn(size, generator=generator))
     return model.eval()
+
+
+def pycocotools_stats(gt_path, results_path, sigmas=None) -> list[float]:
+    """pycocotools' own COCOeval (keypoints) of a results json against a ground-truth json: the
+    10 summary stats (AP, AP50, ..., ARl); `sigmas` sets kpt_oks_sigmas (None: COCO's 17)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        evaluator = COCOeval(gt, gt.loadRes(str(results_path)), "keypoints")
+        if sigmas is not None:
+            evaluator.params.kpt_oks_sigmas = np.array(sigmas)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return list(evaluator.stats)

@@ -3,9 +3,7 @@ face plus neck and mid-hip) trained, evaluated, exported, run and drawn from par
 annotation file checked, and a COCO checkpoint fine-tuned onto it."""
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from posecore.metrics import COCO_STAT_NAMES
 from posecore.params import load_params
 from posecore.runs import REPO_ROOT, read_json, read_jsonl
 
-from helpers import tiny_params
+from helpers import pycocotools_stats, tiny_params
 
 NAMES = list(CUSTOM_JOINTS)
 # the demo's crop and heatmap sizes: fine enough for the encode + decode oracle to be exact
@@ -46,20 +44,6 @@ def custom_root(tmp_path_factory) -> Path:
 
 def custom_params(root, **overrides):
     return tiny_params(root, **{"data.dataset": "custom", "eval.sigmas": list(CUSTOM_SIGMAS), **overrides})
-
-
-def pycocotools_stats(gt_path, results_path, sigmas):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        evaluator = COCOeval(gt, gt.loadRes(str(results_path)), "keypoints")
-        evaluator.params.kpt_oks_sigmas = np.array(sigmas)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return list(evaluator.stats)
 
 
 def test_synthetic_custom_set_reads_with_its_own_joints(custom_root):

@@ -1,11 +1,10 @@
 """Whole-body evaluation: COCO-WholeBody's per-part protocol and Halpe's own sigmas, checked
 against pycocotools run independently on each part's files (built from the real COCO samples)."""
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
+from helpers import pycocotools_stats
 from wholebody_files import make_halpe, make_wholebody
 
 from posecore import evaluation, experiments, viz, workbook
@@ -22,21 +21,12 @@ def set_params(name, root, **overrides):
                                     "data.root": str(root), "data.workers": 0, "eval.oracle": True, **overrides})
 
 
-def pycocotools_stats(gt: dict, results: list[dict], sigmas, folder, name):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+def part_stats(gt: dict, results: list[dict], sigmas, folder, name):
+    """pycocotools on `gt` and `results` written as files of their own."""
     gt_path, results_path = folder / f"{name}_gt.json", folder / f"{name}_results.json"
     gt_path.write_text(json.dumps(gt))
     results_path.write_text(json.dumps(results))
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(gt_path))
-        ev = COCOeval(coco, coco.loadRes(str(results_path)), "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
+    return pycocotools_stats(gt_path, results_path, sigmas)
 
 
 def test_coco_wholebody_oracle_per_part_aps_equal_pycocotools_per_part(coco_root, tmp_path, outputs):
@@ -58,7 +48,7 @@ def test_coco_wholebody_oracle_per_part_aps_equal_pycocotools_per_part(coco_root
             for a in gt["annotations"]]}
         part_results = [{"image_id": r["image_id"], "category_id": 1, "keypoints": r[key], "score": r["score"]}
                         for r in results]
-        stats = pycocotools_stats(part_gt, part_results, sigmas[info.part_joints(part)], tmp_path, part)
+        stats = part_stats(part_gt, part_results, sigmas[info.part_joints(part)], tmp_path, part)
         assert metrics[f"{part}_AP"] == pytest.approx(stats[0], abs=1e-12), part
         assert metrics[f"{part}_AR"] == pytest.approx(stats[5], abs=1e-12), part
     whole = [np.concatenate([a[key] for key in PART_KEYS.values()]) for a in gt["annotations"]]
@@ -66,7 +56,7 @@ def test_coco_wholebody_oracle_per_part_aps_equal_pycocotools_per_part(coco_root
                                       for a, w in zip(gt["annotations"], whole)]}
     whole_results = [{"image_id": r["image_id"], "category_id": 1, "score": r["score"],
                       "keypoints": sum((r[key] for key in PART_KEYS.values()), [])} for r in results]
-    stats = pycocotools_stats(whole_gt, whole_results, sigmas, tmp_path, "wholebody")
+    stats = part_stats(whole_gt, whole_results, sigmas, tmp_path, "wholebody")
     assert metrics["wholebody_AP"] == pytest.approx(stats[0], abs=1e-12)
     # the parts score differently (the small face and hand sigmas are harsher than the body's)
     assert len({round(metrics[f"{part}_AP"], 6) for part in PART_KEYS}) > 1
@@ -107,8 +97,8 @@ def test_halpe26_is_scored_with_its_own_sigmas_on_its_26_joints(coco_root, tmp_p
     gt26 = {**gt, "annotations": [{**a, "keypoints": a["keypoints"][:78],
                                    "num_keypoints": int((np.asarray(a["keypoints"][:78])[2::3] > 0).sum())}
                                   for a in gt["annotations"]]}
-    stats = pycocotools_stats(gt26, results, keypoint_info("halpe26").sigmas, tmp_path, "halpe26")
+    stats = part_stats(gt26, results, keypoint_info("halpe26").sigmas, tmp_path, "halpe26")
     assert metrics["AP"] == pytest.approx(stats[0], abs=1e-12) and metrics["AR"] == pytest.approx(stats[5], abs=1e-12)
     assert 0 < metrics["AP"] < 1
-    other = pycocotools_stats(gt26, results, keypoint_info("halpe136").sigmas[:26], tmp_path, "other")
+    other = part_stats(gt26, results, keypoint_info("halpe136").sigmas[:26], tmp_path, "other")
     assert metrics["AP"] != pytest.approx(other[0], abs=1e-6)    # Halpe-136's head/neck/hip/feet sigmas differ
