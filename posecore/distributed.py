@@ -62,13 +62,14 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, r
 from torch.distributed.elastic.rendezvous import RendezvousError
 
 from posecore import device
+from posecore.progress import PROGRESS_ENV, ProgressMirror
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PLAIN_ARGS = (str, int, float, bool, type(None), Path)
 _HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 _LOG_TAIL_LINES = 40
 # set for the launch and restored after it
-_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE")
+_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", PROGRESS_ENV)
 
 
 # --- ranks -----------------------------------------------------------------------------------
@@ -170,8 +171,15 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     # keeps the previous attempt's keys, and restarted workers would read stale peer addresses
     # (pytorch/pytorch#135712)
     os.environ["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+    # rank 0 writes its progress here instead of drawing a bar into its stderr log; this process
+    # shows it as one bar (posecore.progress)
+    logs.root.mkdir(parents=True, exist_ok=True)
+    progress_file = logs.root / "progress.json"
+    os.environ[PROGRESS_ENV] = str(progress_file)
     tail = _LogTail(logs)
     tail.start()
+    mirror = ProgressMirror(progress_file)
+    mirror.start()
     try:
         results = elastic_launch(config, _worker)(target, backend, npus, *args)
     except ChildFailedError as error:
@@ -188,6 +196,7 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
         _stop_workers()
         raise
     finally:
+        mirror.stop()
         tail.stop()
         _restore_signal_handlers(saved_handlers)
         for name, value in saved_env.items():
@@ -300,6 +309,7 @@ class _RankLogs(DefaultLogsSpecs):
 
     def __init__(self, log_dir: Path) -> None:
         super().__init__(log_dir=str(log_dir), redirects=Std.ALL, tee=Std.NONE)
+        self.root = Path(log_dir)
         self.destination: Any = None
         self.ready = threading.Event()
 

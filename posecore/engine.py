@@ -64,7 +64,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from posecore import data, device, distributed
 from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read_checkpoint, restore_rng,
@@ -75,6 +74,7 @@ from posecore.data.loading import workers_advice
 from posecore.environment import run_environment
 from posecore.optim import batch_plan, build_optimizer, heatmap_loss, learning_rate
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
+from posecore.progress import progress_bar
 from posecore.resume import check_resume
 from posecore.runs import (TrainingError, append_jsonl, atomic_write, default_run_name, json_safe,
                            jsonl_line, read_json, read_jsonl, run_dir, run_lock, write_json)
@@ -370,8 +370,8 @@ class _Trainer:
         loader, total = self._loader(epoch)
         self.model.train()
         window, epoch_meter = StepMeter(), StepMeter()
-        progress = tqdm(total=total, initial=self.epoch_step, desc=f"epoch {epoch}",
-                        disable=not self.main, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+        progress = progress_bar(total, self.epoch_step, f"epoch {epoch}", enabled=self.main,
+                                images_per_step=self.global_batch)
         batches = iter(loader)
         try:
             while self.epoch_step < total:

@@ -117,3 +117,15 @@ def pycocotools_stats(gt_path, results_path, sigmas=None) -> list[float]:
         evaluator.accumulate()
         evaluator.summarize()
     return list(evaluator.stats)
+
+
+def progress_worker(steps: int) -> int:
+    """A launched worker that draws one epoch of training progress (rank 0 only, as the engine)."""
+    from posecore.progress import progress_bar
+
+    bar = progress_bar(steps, 0, "epoch 0", enabled=distributed.rank() == 0, images_per_step=8)
+    for step in range(steps):
+        bar.update(1)
+        bar.set_postfix(loss=f"{1.0 / (step + 1):.3g}", lr="0.001", refresh=False)
+    bar.close()
+    return steps

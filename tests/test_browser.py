@@ -1,4 +1,5 @@
-"""The workbook as a person sees it: visualize.ipynb in a real JupyterLab, and report.html, in Chromium.
+"""The workbook as a person sees it: visualize.ipynb and a two-device train.ipynb in a real JupyterLab,
+and report.html, in Chromium.
 
 A tiny oracle run (a few synthetic images, the encoded ground truth scored instead of a model) is
 made in process; JupyterLab serves a papermill-prepared copy of visualize.ipynb on 127.0.0.1 with a
@@ -33,6 +34,7 @@ CHROMIUM = os.environ.get("POSECORE_CHROMIUM") or shutil.which("chromium") or "/
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RUN = "browser"
+TRAIN_RUN = "browser-train"
 # the front-end plugin that asks to fetch Jupyter news (a popup over the page, and network requests)
 DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 # a pixel counts as changed when a channel moves by more than this (ignores anti-aliasing jitter)
@@ -88,10 +90,10 @@ def lab(workspace, request):
     papermill-prepared visualize.ipynb; its kernels inherit this tree and the run's outputs.
     The server starts first and the run is made while it boots."""
     base = workspace / "lab"
-    root_dir = base / "root"
+    root_dir = workspace   # the notebooks (in notebooks/) and the run folders (in outputs/) side by side
     config = base / "config"
     (config / "labconfig").mkdir(parents=True)
-    root_dir.mkdir()
+    (root_dir / "notebooks").mkdir()
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}}))
     port, token = _free_port(), secrets.token_hex(16)
@@ -110,8 +112,14 @@ def lab(workspace, request):
         import papermill
 
         tiny_run = request.getfixturevalue("tiny_run")
-        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "visualize.ipynb"), str(root_dir / "visualize.ipynb"),
+        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "visualize.ipynb"),
+                                   str(root_dir / "notebooks" / "visualize.ipynb"),
                                    parameters=tiny_run["notebook_parameters"], prepare_only=True, progress_bar=False)
+        train = {**tiny_run["notebook_parameters"], "run_name": TRAIN_RUN, "npus": 2, "epochs": 1,
+                 "overrides": {**tiny_run["notebook_parameters"]["overrides"], "eval.oracle": False,
+                               "train.batch_size": 2, "train.val_every": 1}}
+        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "train.ipynb"), str(root_dir / "notebooks" / "train.ipynb"),
+                                   parameters=train, prepare_only=True, progress_bar=False)
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
@@ -232,12 +240,12 @@ def _wait_for_kernel(lab, notebook: str, timeout_s: float = 60.0) -> None:
     pytest.fail(f"no idle kernel for {notebook} within {timeout_s:.0f} s; server log {lab['log']}")
 
 
-def _run_all_cells(page, lab, shots: Path) -> None:
+def _run_all_cells(page, lab, shots: Path, notebook: str = "visualize.ipynb", timeout_s: int = 120) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    page.goto(f"{lab['url']}/lab/tree/visualize.ipynb?token={lab['token']}")
+    page.goto(f"{lab['url']}/lab/tree/notebooks/{notebook}?token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
-    _wait_for_kernel(lab, "visualize.ipynb")
+    _wait_for_kernel(lab, notebook)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     page.click("li.lm-MenuBar-item:has-text('Run')")
     page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
@@ -247,12 +255,12 @@ def _run_all_cells(page, lab, shots: Path) -> None:
             const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
                 .map(p => p.textContent.trim());
             return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
-        }""", timeout=120_000)
+        }""", timeout=timeout_s * 1000)
     except PlaywrightTimeout:
         page.screenshot(path=str(shots / "stuck.png"), full_page=True)
         prompts = page.evaluate("() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))"
                                 ".map(p => p.textContent.trim())")
-        pytest.fail(f"visualize.ipynb did not finish running in 120 s: prompts {prompts}, "
+        pytest.fail(f"{notebook} did not finish running in {timeout_s} s: prompts {prompts}, "
                     f"screenshot {shots / 'stuck.png'}, server log {lab['log']}")
 
 
@@ -304,6 +312,34 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
                                        for what, (share, s) in changes.items()))
     for what, (share, _) in changes.items():
         assert share > MIN_CHANGED_SHARE, f"{what}: only {share:.2%} of the figure's pixels changed"
+    assert not page.console_errors, f"browser console errors: {page.console_errors}"
+
+
+# --- train.ipynb with two devices ----------------------------------------------------------------
+
+def test_train_notebook_with_two_devices_reads_as_the_record_of_the_run(lab, page, tmp_path):
+    """Two workers train; the notebook shows one progress bar (no progress lines on stderr), the params
+    and the run as tables, and a link that opens report.html inside JupyterLab."""
+    _run_all_cells(page, lab, tmp_path, "train.ipynb", timeout_s=420)
+    outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+                            ".map(e => ({text: e.textContent, mime: e.getAttribute('data-mime-type')}))")
+    page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+    failed = [o["text"] for o in outputs if "Traceback" in o["text"]]
+    assert not failed, f"a cell failed:\n{failed[0][-2000:]}"
+    train_cell = page.locator(".jp-CodeCell", has_text="posecore.train(")
+    assert train_cell.locator(".widget-hprogress").count() == 1, (
+        f"want one progress bar under the training cell (screenshot {tmp_path / 'train.png'})")
+    stderr = [o["text"] for o in outputs if o["mime"] == "application/vnd.jupyter.stderr"]
+    drawn_bars = [text for text in stderr if "it/s" in text or "%|" in text]
+    assert not drawn_bars, f"progress arrived as stderr lines: {drawn_bars[0][:300]}"
+    captions = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea table caption'))"
+                             ".map(c => c.textContent)")
+    assert any(c.startswith("Params") for c in captions) and f"Run {TRAIN_RUN}" in captions, captions
+    link = page.locator(".jp-OutputArea a", has_text="report.html of run")
+    assert link.count() == 1
+    link.click()
+    page.wait_for_selector(".lm-TabBar-tab:has-text('report.html')", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "train-report.png"), full_page=True)
     assert not page.console_errors, f"browser console errors: {page.console_errors}"
 
 

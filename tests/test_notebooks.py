@@ -170,6 +170,42 @@ def test_train_notebook_writes_checkpoints_and_log(workbook, trained):
     assert any(r.get("type") == "train" for r in records) and any(r.get("type") == "val" for r in records)
 
 
+def _long_plain_outputs(path: Path) -> list[str]:
+    """Outputs that are plain text only (streams, or a result with no HTML/image) and longer than
+    8 lines or 600 characters: what a reader of the executed notebook would have to wade through."""
+    long = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {})
+            if out.output_type == "stream":
+                text = out.text
+            elif set(data) == {"text/plain"}:
+                text = data["text/plain"]
+            else:
+                continue
+            if text.count("\n") >= 8 or len(text) > 600:
+                long.append(f"{cell.source[:60]!r}: {text[:200]!r}")
+    return long
+
+
+def test_train_notebook_reads_as_the_record_of_the_run(workbook, trained):
+    assert not _long_plain_outputs(trained)
+    text = _output_text(trained)
+    assert 'href=\\"../report.html\\"' in text or "report.html of run" in text
+    assert "ModelParams(" not in text and "Params demo" in text and f"Run {RUN}" in text
+    assert _outputs_of(trained, "image/png") >= 2      # loss curves and the validation history
+
+
+def test_train_notebook_without_validation_says_so_instead_of_empty_figures(workbook, prepared):
+    output = workbook["outputs"] / "nbtest-noval" / "notebooks" / "train.ipynb"
+    parameters = _common(workbook, npus=1, epochs=1, run_name="nbtest-noval")
+    run_cli(NOTEBOOK_DIR / "train.ipynb", output, {**parameters, "overrides": {**TINY, "train.val_every": 0}})
+    assert not _long_plain_outputs(output)
+    assert _outputs_of(output, "image/png") == 1       # the loss curves only
+    assert "No validation yet" in _output_text(output)
+    assert not (workbook["outputs"] / "nbtest-noval" / "figures" / "train_validation.png").exists()
+
+
 def test_eval_notebook_scores_and_writes_the_report(workbook, evaluated):
     folder = workbook["outputs"] / RUN
     metrics = json.loads((folder / "eval" / "metrics.json").read_text())

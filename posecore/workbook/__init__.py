@@ -5,10 +5,12 @@
   infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories)
 - report: `Table`, `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
+- record: `params_table`, `run_summary`, `report_link`, `Note`: train.ipynb as the record of a run
 """
 from __future__ import annotations
 
 from posecore.workbook.browser import PoseBrowser
+from posecore.workbook.record import Link, Note, params_table, report_link, run_summary
 from posecore.workbook.report import Table, keep, reference_table, run_figure, run_path, write_report
 from posecore.workbook.sections import annotation_checks
 from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_curves, comparison_notes,
@@ -22,6 +24,7 @@ from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_
                                         worst_predictions)
 
 __all__ = [
+    "Link", "Note", "params_table", "report_link", "run_summary",
     "LayoutCheck", "PoseBrowser", "Table", "checkpoint_for", "comparison_curves", "comparison_notes",
     "comparison_table", "dataset_gallery", "dataset_params", "dataset_statistics",
     "differing_params_table", "eval_metrics", "infer_frames", "infer_inputs", "infer_table",

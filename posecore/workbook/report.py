@@ -96,6 +96,11 @@ class Table:
     def _repr_html_(self) -> str:
         return self.to_html()
 
+    def __repr__(self) -> str:
+        # the plain-text rendering of a notebook output: one line (the HTML is what people read)
+        title = f"{self.title!r}: " if self.title else ""
+        return f"Table({title}{len(self.rows)} rows x {len(self.columns)} columns {list(self.columns)})"
+
     def _format(self, value: Any) -> str:
         if isinstance(value, float):
             if math.isnan(value):

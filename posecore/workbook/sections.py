@@ -30,6 +30,7 @@ from posecore.keypoints import DATASETS, from_record
 from posecore.params import SHORTCUTS, load_params
 from posecore.runs import REPO_ROOT, outputs_root, read_json, read_jsonl, resolve_path, run_dir
 from posecore.workbook.browser import worst_predictions as worst_gallery
+from posecore.workbook.record import Note
 from posecore.workbook.report import Table, keep, reference_table, run_relative
 
 # --- notebook parameters -------------------------------------------------------------------------
@@ -168,13 +169,27 @@ def training_curves(run_name: str):
 
 
 def validation_history(run_name: str, params):
-    """The primary validation metric against the epoch (train_validation.png)."""
-    return keep(run_name, "train_validation", viz.plot_validation(training_log(run_name), primary_metric(params)))
+    """The primary validation metric against the epoch (train_validation.png), or a one-line Note
+    when the run has not validated yet."""
+    log = training_log(run_name)
+    if not any(r.get("type") == "val" for r in log):
+        return _no_validation(params)
+    return keep(run_name, "train_validation", viz.plot_validation(log, primary_metric(params)))
 
 
-def validation_table(run_name: str) -> Table:
-    """Every validation of the run: epoch, step and its scalar metrics (tables/train_validation.json)."""
+def _no_validation(params) -> Note:
+    every = params.train.val_every
+    when = (f"train.val_every is {every}: the first validation comes after epoch {every}" if every
+            else "train.val_every is 0: training does not validate (run eval.ipynb)")
+    return Note(f"No validation yet ({when}).")
+
+
+def validation_table(run_name: str, params=None) -> Table | Note:
+    """Every validation of the run: epoch, step and its scalar metrics (tables/train_validation.json);
+    a one-line Note when there is none yet."""
     records = [r for r in training_log(run_name) if r.get("type") == "val"]
+    if not records:
+        return _no_validation(params) if params is not None else Note("No validation yet.")
     shown = [k for k in ("AP", "AP50", "AP75", "AR", "gt_AP", "PCKh", "PCKh@0.1")
              if any(k in r for r in records)]
     rows = [[r.get("epoch"), r.get("step"), *[_percent(r.get(k)) for k in shown]] for r in records]
