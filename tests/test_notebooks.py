@@ -198,6 +198,7 @@ def test_train_notebook_reads_as_the_record_of_the_run(workbook, trained):
 
 def test_train_notebook_without_validation_says_so_instead_of_empty_figures(workbook, prepared):
     output = workbook["outputs"] / "nbtest-noval" / "notebooks" / "train.ipynb"
+    output.parent.mkdir(parents=True)
     parameters = _common(workbook, npus=1, epochs=1, run_name="nbtest-noval")
     run_cli(NOTEBOOK_DIR / "train.ipynb", output, {**parameters, "overrides": {**TINY, "train.val_every": 0}})
     assert not _long_plain_outputs(output)
