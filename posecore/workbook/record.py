@@ -135,7 +135,7 @@ def run_summary(result: dict) -> Table:
     kept = [run_relative(path, folder) for path in (checkpoints / "last.pt", checkpoints / "best.pt") if path.is_file()]
     rows = [
         ["run", run["run"]],
-        ["state", run["state"] + (f" ({result['stopped']})" if result.get("stopped") else "")],
+        ["state", run["state"] + ("" if result.get("stopped") in (None, "", "done") else f" ({result['stopped']})")],
         ["epochs", f"{run['epochs_done']} of {run['epochs_planned']}"],
         ["optimizer steps", result.get("steps")],
         ["devices", f"{run['devices'] or 'n/a'}, world size {result.get('world_size')}"],
