@@ -32,6 +32,7 @@ FINE_GID = "skeleton-fine"   # the thin links of faces and hands (KeypointInfo.f
 FINE_WIDTH = 0.3             # their line width, relative to the body's
 FAINT_ALPHA = 0.35  # other people on the subject's image: context, not competition
 HEATMAP_CMAP = "jet"
+PER_JOINT_MAX = 40   # dataset statistics: more joints than this are shown per part
 
 
 class PoseFigure(Figure):
@@ -274,10 +275,15 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     """Persons per image, labelled joints per joint, box sizes: three panels, one colour per split.
 
     `splits` maps a split name to its `annotation_stats`; counts are shown as fractions so that a
-    small val split reads against a large train split.
+    small val split reads against a large train split. Sets with more than PER_JOINT_MAX joints
+    and named parts (whole-body: 133, 136) show the labelled fraction per part (its joints' mean).
     """
     first = next(iter(splits.values()))
     joint_names = first["joint_names"]
+    parts = first.get("parts") or []
+    grouped = len(joint_names) > PER_JOINT_MAX and bool(parts)
+    if grouped:
+        joint_names = [f"{name} ({stop - start})" for name, start, stop in parts]
     fig, (ax_people, ax_joints, ax_boxes) = new_figure(1, 3, (4.2, 3.6))
     colors = dict(zip(splits, ("#1f77b4", "#ff7f0e", GT_COLOR, PRED_COLOR)))
     width = 0.8 / len(splits)
@@ -288,6 +294,8 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
         ax_people.bar(np.arange(len(counts)) + n * width, shares, width, color=colors[split],
                       label=f"{split} ({stats['images']} images)")
         labelled = np.asarray(stats["labelled_per_joint"], dtype=float) / max(stats["persons"], 1)
+        if grouped:
+            labelled = np.array([labelled[start:stop].mean() for _, start, stop in parts])
         ax_joints.barh(np.arange(len(joint_names)) + n * width, labelled, width, color=colors[split],
                        label=f"{split} ({stats['persons']} persons)")
         boxes = np.asarray(stats["box_sizes"], dtype=float).reshape(-1, 2)
@@ -299,7 +307,8 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     ax_joints.set_yticks(np.arange(len(joint_names)) + width * (len(splits) - 1) / 2, joint_names)
     ax_joints.invert_yaxis()
     ax_joints.tick_params(axis="y", labelsize=7)
-    ax_joints.set_xlabel("fraction of persons with the joint labelled")
+    ax_joints.set_xlabel("fraction of persons with the joint labelled" if not grouped
+                         else "fraction of persons with the part's joints labelled (mean)")
     ax_joints.legend(fontsize=7)
     ax_boxes.set_xlabel("box width (px)")
     ax_boxes.set_ylabel("box height (px)")

@@ -390,7 +390,8 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
     """Counts for the prepare_data plots, read from a COCO keypoints json or an MPII (mmpose) json.
 
     Returns joint_names [K], persons_per_image {count: images}, labelled_per_joint [K], box_sizes
-    [N, 2] (w, h px), and totals images / persons.
+    [N, 2] (w, h px), totals images / persons, and parts [[name, start, stop], ...] (the
+    whole-body sets' joint ranges; [] for the others).
     """
     data = _load_json(Path(ann_file))
     if uses_coco_layout(dataset):
@@ -425,6 +426,8 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
         "labelled_per_joint": (visible.sum(0).reshape(len(joint_names)).tolist() if len(people)
                                else [0] * len(joint_names)),
         "box_sizes": boxes.reshape(-1, 2),
+        "parts": [[name, start, stop] for name, (start, stop) in
+                  (keypoint_info(dataset).parts if dataset != "custom" else ())],
     }
 
 
