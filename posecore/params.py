@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import os
 import typing
@@ -21,15 +22,19 @@ import yaml
 from posecore.keypoints import DATASETS, KeypointSetError, keypoint_info
 from posecore.runs import REPO_ROOT, atomic_write
 
+log = logging.getLogger(__name__)
+
 PARAMS_DIR = REPO_ROOT / "params"
 SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii"}
 AMP_ALIASES = {"O0": "off", "O1": "fp16", "O2": "fp16", "none": "off", "fp32": "off"}
 AMP_MODES = ("off", "fp16", "bf16")
 # Per model (posecore.models.MODELS): heatmap stride, and what input sizes must be multiples of for
 # the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels).
-MODEL_GEOMETRY = {"fastpose": (4, 32), "simplebaseline": (4, 32), "hourglass": (4, 128)}
+MODEL_GEOMETRY = {"fastpose": (4, 32), "fastpose_duc": (4, 32), "simplebaseline": (4, 32),
+                  "hourglass": (4, 128)}
 RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
 MAX_INT = 2**63 - 1                       # integers must fit int64 (numpy, torch)
+FASTPOSE_BACKBONES = ("se-resnet", "resnet")
 
 
 @dataclass
@@ -38,6 +43,10 @@ class ModelParams:
     num_joints: int = 17
     depth: int = 50                 # ResNet depth of fastpose / simplebaseline (18, 34, 50, 101, 152)
     num_stacks: int = 1             # hourglass stacks
+    # fastpose: the last DUC's width (AlphaPose's CONV_DIM, 128 or 256) for a 2048-channel backbone
+    conv_dim: int = 128
+    backbone: str = "se-resnet"     # fastpose_duc: se-resnet | resnet (AlphaPose's BACKBONE)
+    duc_convs: list[int] = field(default_factory=lambda: [4, 2, 1])  # fastpose_duc: STAGE1-3 NUM_CONV
     pretrained: str = ""            # local torchvision-layout ImageNet ResNet state_dict (backbone init)
     init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
     skip_mismatched_head: bool = False  # init_checkpoint of another joint count: load all but the final layer
@@ -183,8 +192,11 @@ def load_params(name_or_path: str | os.PathLike | Params,
     """Resolve a params file and apply dotted overrides, e.g. {"train.lr": 5e-4}.
 
     `name_or_path`: an existing path, a shortcut ("fastpose", "hourglass"), or a name in params/.
-    A Params object is copied and the overrides applied to it.
+    A Params object is copied and the overrides applied to it. An AlphaPose config (upper-case
+    DATASET / DATA_PRESET / MODEL / TRAIN sections) is converted by posecore.alphapose_config,
+    which logs (INFO) where each of its keys went.
     """
+    mapped: list[str] = []
     if isinstance(name_or_path, Params):
         params, source = dataclasses.replace(name_or_path), "params"
         raw = params.to_dict()
@@ -195,10 +207,35 @@ def load_params(name_or_path: str | os.PathLike | Params,
             raw = yaml.safe_load(f) or {}
         if not isinstance(raw, dict):
             raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+        raw, mapped = _from_alphapose(raw, source)
         raw.setdefault("name", path.stem)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value, source)
-    return _build(Params, raw, source, prefix="")
+    try:
+        return _build(Params, raw, source, prefix="")
+    except ParamsError as error:
+        origin = _mapped_from(str(error), mapped)
+        if origin:
+            raise ParamsError(f"{error} (read from AlphaPose {origin})") from None
+        raise
+
+
+def _mapped_from(message: str, mapped: list[str]) -> str:
+    """The AlphaPose mapping line behind the posecore key a ParamsError message starts with."""
+    key = message.split(": ", 1)[-1].split(" ", 1)[0]
+    return next((line for line in mapped if f"-> {key} " in f"{line} "), "")
+
+
+def _from_alphapose(raw: dict, source: str) -> tuple[dict, list[str]]:
+    """An AlphaPose config converted to a posecore params mapping (others as they are), and the
+    lines saying where its keys went."""
+    from posecore import alphapose_config
+
+    if not alphapose_config.is_alphapose_config(raw):
+        return raw, []
+    converted, mapped = alphapose_config.convert(raw, source)
+    log.info("%s is an AlphaPose config; read as:\n  %s", source, "\n  ".join(mapped))
+    return converted, mapped
 
 
 def resolve_params_path(name_or_path: str | os.PathLike) -> Path:
@@ -306,6 +343,7 @@ _POSITIVE, _NON_NEGATIVE, _FRACTION = (0, None, True), (0, None, False), (0, 1, 
 NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     # key: (low, high, low excluded); None = unbounded
     "model.num_joints": _POSITIVE, "model.depth": _POSITIVE, "model.num_stacks": _POSITIVE,
+    "model.conv_dim": _POSITIVE, "model.duc_convs": _POSITIVE,
     "data.det_score_thr": (None, None, False), "data.input_size": _POSITIVE,
     "data.heatmap_size": _POSITIVE, "data.sigma": _POSITIVE, "data.mean": (None, None, False),
     "data.std": _POSITIVE, "data.bbox_padding": _POSITIVE, "data.scale_factor": _NON_NEGATIVE,
@@ -347,6 +385,15 @@ def _check(obj: Any, source: str, prefix: str) -> None:
                  f"{_closest(str(obj.name), sorted(MODEL_GEOMETRY))}")
         if obj.name != "hourglass" and obj.depth not in RESNET_DEPTHS:
             fail("depth", f"must be a ResNet depth {RESNET_DEPTHS} for {obj.name}, got {obj.depth}")
+        if obj.name == "fastpose_duc" and obj.depth < 50:
+            fail("depth", f"must be 50, 101 or 152 for fastpose_duc (its DUC stages take a 2048-channel "
+                          f"backbone), got {obj.depth}")
+        if obj.conv_dim not in (128, 256):
+            fail("conv_dim", f"must be 128 or 256 (AlphaPose's FastPose CONV_DIM), got {obj.conv_dim}")
+        if obj.backbone not in FASTPOSE_BACKBONES:
+            fail("backbone", f"must be one of {FASTPOSE_BACKBONES}, got {obj.backbone!r}")
+        if len(obj.duc_convs) != 3:
+            fail("duc_convs", f"must be three conv counts (AlphaPose's STAGE1-3 NUM_CONV), got {obj.duc_convs}")
     if isinstance(obj, DataParams):
         for key in ("input_size", "heatmap_size"):
             size = getattr(obj, key)
