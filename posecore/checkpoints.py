@@ -4,7 +4,7 @@ Formats, detected from the file's structure and keys (a "module." / "_orig_mod."
 DataParallel / torch.compile is dropped first):
 - posecore: {"format": "posecore/1", "model_name", "num_joints", "model": state_dict, ...},
   or a bare `model.state_dict()` of a posecore model.
-- alphapose: a FastPose state_dict (preact.*, duc1.*, duc2.*, conv_out.*).
+- alphapose: a FastPose or FastPose_DUC state_dict (preact.*, duc1.*, duc2.*, [duc3.*,] conv_out.*).
 - mmpose: {"state_dict": {backbone.*, keypoint_head.*}} (0.x) or head.* (1.x); HourglassNet with
   the multi-stage / CPM head, or ResNet with the simple heatmap head (SimpleBaseline).
 - torchvision-resnet: an ImageNet ResNet state_dict (conv1.*, layer1.*, fc.*); it initializes
@@ -51,6 +51,7 @@ ALPHAPOSE_PREFIXES = {
     "preact.": "backbone.",
     "duc1.": "head.duc1.",
     "duc2.": "head.duc2.",
+    "duc3.": "head.duc3.",                  # FastPose_DUC
     "conv_out.": "head.final_layer.",
 }
 # AlphaPose's SE block holds its two Linear layers in a Sequential (indices 0 and 2).
@@ -63,18 +64,21 @@ MMPOSE_PREFIXES = {
 # which posecore model a state_dict holds, told by a key only that model has
 MODEL_MARKERS = {
     "backbone.hourglass_modules.": "hourglass",
+    "head.duc3.": "fastpose_duc",           # before fastpose: both have head.duc1
     "head.duc1.": "fastpose",
     "head.deconv_layers.": "simplebaseline",
 }
 # the final conv, whose output channels are the joints
 JOINT_KEYS = {
     "fastpose": "head.final_layer.weight",
+    "fastpose_duc": "head.final_layer.weight",
     "simplebaseline": "head.final_layer.weight",
     "hourglass": "head.final_layers.0.weight",
 }
 # the final layer(s), one output channel per joint: what fine-tuning onto another keypoint set relearns
 HEAD_OUTPUT_PREFIXES = {
     "fastpose": "head.final_layer.",
+    "fastpose_duc": "head.final_layer.",
     "simplebaseline": "head.final_layer.",
     "hourglass": "head.final_layers.",
 }
@@ -147,7 +151,8 @@ def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
             raise CheckpointError(
                 f"cannot use {checkpoint} as model {params.model.name!r} with {params.model.num_joints} "
                 f"joints: {error}. Use the params it was trained with (model.name, model.depth, "
-                "model.num_stacks, model.num_joints)") from error
+                "model.num_stacks, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
+                "model.duc_convs)") from error
     return model.to(device).eval(), checkpoint_format
 
 

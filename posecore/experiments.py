@@ -289,7 +289,7 @@ def _speed(train_records: list[dict], summaries: list[dict], key: str) -> float 
 
 def _model_name(flat: dict[str, Any]) -> str:
     name = flat.get("model.name", "?")
-    if name in ("fastpose", "simplebaseline"):
+    if name in ("fastpose", "fastpose_duc", "simplebaseline"):
         return f"{name}-{flat.get('model.depth', '?')}"
     return f"{name} x{flat.get('model.num_stacks', 1)}" if name == "hourglass" else name
 

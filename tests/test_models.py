@@ -20,6 +20,7 @@ def _heatmaps(model: nn.Module, width: int, height: int, batch: int = 2) -> torc
     ("fastpose", {"depth": 18}, 17),
     ("fastpose", {"depth": 50, "num_joints": 14}, 14),
     ("simplebaseline", {"depth": 18}, 17),
+    ("fastpose_duc", {"depth": 50, "backbone": "resnet", "duc_convs": [1, 1, 1]}, 17),
 ])
 def test_resnet_models_give_quarter_resolution_heatmaps(name, kwargs, joints):
     out = _heatmaps(build_model(name, **kwargs), width=64, height=96)

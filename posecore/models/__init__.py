@@ -4,6 +4,7 @@ H and W must be multiples of 32 for the ResNet models and of 128 for Hourglass-5
 with the upstream models (256x192, 384x384).
 
 - fastpose: AlphaPose's FastPose, an SE-ResNet backbone then PixelShuffle and two DUC upsamplers.
+- fastpose_duc: AlphaPose's FastPose_DUC, an SE- or plain ResNet then three DUC stages.
 - simplebaseline: Xiao et al.'s ResNet + three stride-2 deconvolutions.
 - hourglass: mmpose's HourglassNet (Hourglass-52 per stack) with a 1x1 conv per stack.
 
@@ -26,19 +27,21 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from posecore.models.fastpose import DUC, DUCHead, FastPose
+from posecore.models.fastpose_duc import DUCStage, DUCStagesHead, FastPoseDUC
 from posecore.models.hourglass import Hourglass, HourglassModule, HourglassNet, MultiStageHead
 from posecore.models.layers import ConvBN, conv1x1_bn, conv3x3, init_normal
 from posecore.models.resnet import RESNET_BLOCKS, BasicBlock, Bottleneck, ResNet, SqueezeExcite
 from posecore.models.simplebaseline import DeconvHead, SimpleBaseline
 
 __all__ = ["MODELS", "RESNET_BLOCKS", "build_model", "final_output", "unwrap_model", "model_summary",
-           "FastPose", "SimpleBaseline", "Hourglass", "ResNet", "SqueezeExcite", "BasicBlock", "Bottleneck",
+           "FastPose", "FastPoseDUC", "DUCStage", "DUCStagesHead", "SimpleBaseline", "Hourglass", "ResNet", "SqueezeExcite", "BasicBlock", "Bottleneck",
            "HourglassNet", "HourglassModule", "MultiStageHead", "DUC", "DUCHead", "DeconvHead", "ConvBN",
            "conv1x1_bn", "conv3x3", "init_normal"]
 
 
 MODELS: dict[str, type[nn.Module]] = {
     "fastpose": FastPose,
+    "fastpose_duc": FastPoseDUC,
     "hourglass": Hourglass,
     "simplebaseline": SimpleBaseline,
 }
@@ -47,7 +50,7 @@ MODELS: dict[str, type[nn.Module]] = {
 def build_model(name: Any, **kwargs: Any) -> nn.Module:
     """Build a model by name (a key of MODELS), from a Params (its .model), or a ModelParams.
 
-    kwargs (num_joints, depth, num_stacks) override the params. The weights are the
+    kwargs (num_joints, depth, num_stacks, conv_dim, backbone, duc_convs) override the params. The weights are the
     initialization: loading any (model.pretrained, model.init_checkpoint, a checkpoint) is
     posecore.checkpoints' job (load_model).
     """

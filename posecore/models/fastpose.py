@@ -28,17 +28,19 @@ class DUC(nn.Module):
 class DUCHead(nn.Module):
     """FastPose head: PixelShuffle(2), DUC x2, DUC x2, 3x3 conv; [N, C, h, w] -> [N, K, 8h, 8w].
 
-    For C = 2048 the DUCs are 512 -> 1024 and 256 -> 512 (AlphaPose); every width scales with
-    C, so C = 512 (ResNet-18/34) gives AlphaPose's small head 128 -> 256, 64 -> 128, 32 -> K.
+    For C = 2048 the DUCs are 512 -> 1024 and 256 -> 4 * conv_dim (AlphaPose's CONV_DIM: 128,
+    or 256 in its Halpe-136 model), then conv_dim -> K. Every width scales with C, so C = 512
+    (ResNet-18/34) gives AlphaPose's small head 128 -> 256, 64 -> 128, 32 -> K.
     """
 
-    def __init__(self, in_channels: int, num_joints: int) -> None:
+    def __init__(self, in_channels: int, num_joints: int, conv_dim: int = 128) -> None:
         super().__init__()
         width = in_channels // 4
+        out_channels = conv_dim * in_channels // 2048
         self.pixel_shuffle = nn.PixelShuffle(2)
         self.duc1 = DUC(width, 2 * width)
-        self.duc2 = DUC(width // 2, width)
-        self.final_layer = nn.Conv2d(width // 4, num_joints, 3, padding=1)
+        self.duc2 = DUC(width // 2, 4 * out_channels)
+        self.final_layer = nn.Conv2d(out_channels, num_joints, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.final_layer(self.duc2(self.duc1(self.pixel_shuffle(x))))
@@ -46,15 +48,18 @@ class DUCHead(nn.Module):
 
 
 class FastPose(nn.Module):
-    """AlphaPose FastPose: SE-ResNet + DUC head. [N, 3, H, W] -> [N, K, H/4, W/4]."""
+    """AlphaPose FastPose: SE-ResNet + DUC head. [N, 3, H, W] -> [N, K, H/4, W/4].
+
+    depth: AlphaPose's NUM_LAYERS; conv_dim: its CONV_DIM (128 or 256), the last DUC's width.
+    """
 
     model_name = "fastpose"
 
-    def __init__(self, num_joints: int = 17, depth: int = 50) -> None:
+    def __init__(self, num_joints: int = 17, depth: int = 50, conv_dim: int = 128) -> None:
         super().__init__()
         self.num_joints = num_joints
         self.backbone = ResNet(depth, se=True)
-        self.head = DUCHead(self.backbone.out_channels, num_joints)
+        self.head = DUCHead(self.backbone.out_channels, num_joints, conv_dim)
         # AlphaPose's _initialize: small output conv, PyTorch defaults elsewhere.
         nn.init.normal_(self.head.final_layer.weight, std=0.001)
         nn.init.zeros_(self.head.final_layer.bias)
