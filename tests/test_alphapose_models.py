@@ -163,9 +163,7 @@ def test_a_checkpoint_of_another_alphapose_model_is_refused_with_the_fix(tmp_pat
     wide = tmp_path / "wide.pth"   # FastPose-50 with CONV_DIM 256
     torch.save(alphapose_state(built(raw, "wide")), wide)
     with pytest.raises(ValueError, match="model.conv_dim") as error:
-        load_model(load_params("fastpose", {"model.num_joints": 136, "data.dataset": "custom",
-                                            "data.joint_names": [f"j{i}" for i in range(136)],
-                                            "data.half_body_prob": 0.0, "eval.sigmas": "uniform"}), wide)
+        load_model(load_params(HALPE136, {"model.conv_dim": 128}), wide)
     assert "head.duc2.conv.weight" in str(error.value)
     raw["MODEL"] = {"TYPE": "FastPose_DUC", "BACKBONE": "resnet", "NUM_LAYERS": 50,
                     **{f"STAGE{i}": {"NUM_CONV": 1} for i in (1, 2, 3)}}
