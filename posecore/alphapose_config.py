@@ -40,7 +40,8 @@ TRAIN_KEYS = {"BATCH_SIZE": "train.batch_size", "END_EPOCH": "train.epochs", "LR
 IGNORED = {
     "MODEL.NUM_DECONV_FILTERS": "FastPose / FastPose_DUC do not use it",
     "MODEL.FINAL_CONV_KERNEL": "AlphaPose's FastPose_DUC does not read it (its conv_out is 3x3)",
-    "TRAIN.WORLD_SIZE": "the device count is the run's (npus x dist.nnodes)",
+    "TRAIN.WORLD_SIZE": "AlphaPose's step is BATCH_SIZE x the GPUs it sees, as posecore's with "
+                        "train.global_batch 0 (batch_size x devices); set train.global_batch to fix it",
     "DATASET.TRAIN.IMG_PREFIX": "posecore reads the dataset's official layout under data.root",
     "DATASET.TRAIN.ANN": "posecore reads the dataset's official layout under data.root",
 }
