@@ -104,7 +104,7 @@ class _Reader:
         self.lines.append(f"{key} {value!r}: ignored ({why})")
 
     def check_keys(self, section: str, values: dict, known: set[str]) -> None:
-        unknown = sorted(set(values) - known)
+        unknown = [key for key in values if key not in known]
         if unknown:
             key = f"{section}.{unknown[0]}"
             self.fail(key, values[unknown[0]], f"not an AlphaPose key posecore reads; known in "
@@ -113,7 +113,7 @@ class _Reader:
 
 def _model(reader: _Reader, model: dict) -> None:
     model_type = model.get("TYPE")
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         reader.fail("MODEL.TYPE", model_type, f"posecore has AlphaPose's {sorted(MODEL_TYPES)} only")
     for key in ("DCN", "STAGE_WITH_DCN"):
         if key in model:
@@ -206,7 +206,7 @@ def _dataset(reader: _Reader, dataset: dict) -> None:
     train = reader.section("DATASET.TRAIN", dataset["TRAIN"])
     reader.check_keys("DATASET.TRAIN", train, {"TYPE", "ROOT", "IMG_PREFIX", "ANN", "AUG"})
     kind = train.get("TYPE")
-    if kind not in DATASET_TYPES:
+    if not isinstance(kind, str) or kind not in DATASET_TYPES:
         reader.fail("DATASET.TRAIN.TYPE", kind, f"posecore reads AlphaPose's {sorted(DATASET_TYPES)}")
     reader.set("DATASET.TRAIN.TYPE", kind, "data.dataset", DATASET_TYPES[kind])
     root = train.get("ROOT")

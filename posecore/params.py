@@ -222,7 +222,7 @@ def load_params(name_or_path: str | os.PathLike | Params,
 
 def _mapped_from(message: str, mapped: list[str]) -> str:
     """The AlphaPose mapping line behind the posecore key a ParamsError message starts with."""
-    key = message.split(": ", 1)[-1].split(" ", 1)[0]
+    key = message.split(": ", 1)[-1].split(" ", 1)[0].split("[", 1)[0]   # model.duc_convs[0] -> model.duc_convs
     return next((line for line in mapped if f"-> {key} " in f"{line} "), "")
 
 

@@ -96,6 +96,9 @@ def _edited(tmp_path: Path, edit) -> Path:
     (lambda raw: raw["TRAIN"].update(OPTIMIZER="rmsprop"), ["TRAIN.OPTIMIZER", "'rmsprop'"]),
     (lambda raw: raw["DATA_PRESET"].update(TYPE="simple_smpl"), ["DATA_PRESET.TYPE", "'simple_smpl'"]),
     (lambda raw: raw.update(SMPL={}), ["SMPL", "section"]),
+    (lambda raw: raw["MODEL"].update(TYPE=["FastPose"]), ["MODEL.TYPE", "['FastPose']"]),
+    (lambda raw: raw["DATASET"]["TRAIN"].update({7: "x"}), ["DATASET.TRAIN.7", "'x'"]),
+    (lambda raw: raw["MODEL"].update(STAGE1={"NUM_CONV": "4"}), ["model.duc_convs", "MODEL.STAGE1-3.NUM_CONV"]),
     # a value posecore refuses names the AlphaPose key it came from
     (lambda raw: raw["DATA_PRESET"].update(SIGMA=-1), ["data.sigma", "DATA_PRESET.SIGMA -1"]),
     (lambda raw: raw["MODEL"].update(NUM_LAYERS=34), ["model.depth", "MODEL.NUM_LAYERS 34"]),
