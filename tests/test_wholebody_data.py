@@ -126,3 +126,17 @@ def test_prepare_data_checks_and_counts_the_whole_body_layout(wholebody_root, tm
     assert check.ok
     rows = workbook.annotation_checks("wb-checks", params, check).rows
     assert [row[0] for row in rows] == ["train", "val"]
+
+
+def test_evaluation_ground_truth_scores_the_arrays_as_they_are(tmp_path):
+    ann = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 80], "area": 4000, "iscrowd": 0,
+           "keypoints": [10.0, 20.0, 2] * 17, "foot_kpts": [1.0, 2.0, 2] * 6, "foot_valid": False,
+           "face_kpts": [0] * 204, "face_valid": False, "lefthand_kpts": [0] * 63, "righthand_kpts": [0] * 63}
+    content = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+               "annotations": [ann], "categories": [{"id": 1, "name": "person"}]}
+    path = tmp_path / "wb.json"
+    path.write_text(json.dumps(content))
+    (gt,) = data.keypoint_ground_truth(path, "coco_wholebody")["annotations"]
+    assert gt["num_keypoints"] == 23 and gt["keypoints"][3 * 17:3 * 23] == ann["foot_kpts"]
+    trained = as_coco_keypoints(content, "coco_wholebody", keypoint_info("coco_wholebody").joint_names)
+    assert trained["annotations"][0]["num_keypoints"] == 17

@@ -112,17 +112,18 @@ def layout_text(dataset: str) -> str:
 
 def keypoint_ground_truth(ann_file: str | Path, dataset: str) -> dict:
     """A COCO-style annotation file as COCO keypoints of the dataset's joints, what COCOeval scores
-    against: Halpe / COCO-WholeBody people as flat keypoints [3K] (posecore.data.layouts)."""
-    return _as_set_keypoints(_load_json(Path(ann_file)), dataset, ann_file)
+    against: Halpe / COCO-WholeBody people as flat keypoints [3K] (posecore.data.layouts). The
+    scored arrays are the file's own, as xtcocotools scores them: `*_valid` flags are not read."""
+    return _as_set_keypoints(_load_json(Path(ann_file)), dataset, ann_file, use_valid_flags=False)
 
 
-def _as_set_keypoints(content: Any, dataset: str, ann_file) -> dict:
+def _as_set_keypoints(content: Any, dataset: str, ann_file, use_valid_flags: bool = True) -> dict:
     """Halpe / COCO-WholeBody content as COCO keypoints of the set's joints (others as they are),
     after its top level is checked (validate.coco_content)."""
     content = coco_content(content, ann_file)
     if dataset == "custom":
         return content
-    return as_coco_keypoints(content, dataset, keypoint_info(dataset).joint_names)
+    return as_coco_keypoints(content, dataset, keypoint_info(dataset).joint_names, use_valid_flags)
 
 
 def resolve_keypoints(params, run_name: str | None = None):

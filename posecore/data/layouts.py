@@ -9,7 +9,9 @@ Each layout names its annotation files and image folders per split and where to 
 - COCO-WholeBody (coco_wholebody): annotations/coco_wholebody_{train,val}_v1.0.json, each person
   with `keypoints` (17 body), `foot_kpts` (6), `face_kpts` (68), `lefthand_kpts` (21) and
   `righthand_kpts` (21) plus `foot_valid`, `face_valid`, `lefthand_valid`, `righthand_valid`;
-  read as 133 joints in that order. A part whose `*_valid` flag is false counts as unlabelled.
+  read as 133 joints in that order. For training a part whose `*_valid` flag is false counts as
+  unlabelled; evaluation scores the arrays as they are (xtcocotools reads no flags; in the
+  official files an invalid part's array is all zeros anyway).
 
 `num_keypoints` becomes the labelled count over the set's joints (what COCOeval's ignore flag
 reads); an entry whose part arrays cannot be read carries the reason in PROBLEM_KEY, which the
@@ -83,11 +85,14 @@ def coco_style_layout(dataset: str) -> CocoStyleLayout:
     return LAYOUTS[dataset]
 
 
-def as_coco_keypoints(content: Any, dataset: str, joint_names: tuple[str, ...] | list[str]) -> Any:
+def as_coco_keypoints(content: Any, dataset: str, joint_names: tuple[str, ...] | list[str],
+                      use_valid_flags: bool = True) -> Any:
     """A Halpe / COCO-WholeBody annotation dict as a COCO keypoints dict of the set's K joints:
     every person's `keypoints` [3K] in the set's order, its `num_keypoints` the labelled count,
     the person category's `keypoints` the set's joint names. COCO and custom content, and
     anything that is not a COCO-style dict, comes back as it is (the reader reports it).
+    `use_valid_flags`: a COCO-WholeBody part flagged invalid counts as unlabelled (training);
+    false keeps the arrays as they are (evaluation, as xtcocotools and mmpose score them).
     The input is not changed."""
     if dataset not in ("halpe26", "halpe136", "coco_wholebody") or not isinstance(content, dict):
         return content
@@ -101,7 +106,7 @@ def as_coco_keypoints(content: Any, dataset: str, joint_names: tuple[str, ...] |
             continue
         ann = dict(ann)
         if dataset == "coco_wholebody":
-            keypoints, problem = _wholebody_keypoints(ann)
+            keypoints, problem = _wholebody_keypoints(ann, use_valid_flags)
         else:
             keypoints, problem = _halpe_keypoints(ann.get("keypoints"), num_joints)
         if problem:
@@ -136,7 +141,7 @@ def _halpe_keypoints(values: Any, num_joints: int) -> tuple[list | None, str | N
                   f"({' or '.join(str(c) for c in counts)} Halpe joints x (x, y, v)), got {length}")
 
 
-def _wholebody_keypoints(ann: dict) -> tuple[list | None, str | None]:
+def _wholebody_keypoints(ann: dict, use_valid_flags: bool) -> tuple[list | None, str | None]:
     """The 133 joints of a COCO-WholeBody person: body, foot, face, left hand, right hand."""
     keypoints: list = []
     for key, count, valid_key in WHOLEBODY_PARTS:
@@ -144,7 +149,7 @@ def _wholebody_keypoints(ann: dict) -> tuple[list | None, str | None]:
         if not _numbers(values, count):
             length = len(values) if isinstance(values, list) else "missing" if values is None else type(values).__name__
             return None, f"{key} is not {3 * count} numbers ({count} joints x (x, y, v)), got {length}"
-        if valid_key is not None and ann.get(valid_key) is False:
+        if use_valid_flags and valid_key is not None and ann.get(valid_key) is False:
             values = [0] * (3 * count)   # an invalid part is unlabelled, whatever its numbers
         keypoints += values
     return keypoints, None
