@@ -32,8 +32,8 @@ def hand_names(side: str) -> tuple[str, ...]:
 
 
 # Mirror pairs within the 68-point face (0-based face indices): jaw line, brows, nose base, eyes,
-# outer lips, inner lips. The nose bridge (27-30), nose tip (33), lip centres (51, 57, 62, 66) and
-# chin (8) are on the centre line.
+# outer lips, inner lips. The nose bridge and tip (27-30), the nose base's centre (33), the lip
+# centres (51, 57, 62, 66) and the chin (8) are on the centre line.
 FACE_FLIP = (
     *((i, 16 - i) for i in range(8)),                      # jaw 0..16
     *((17 + i, 26 - i) for i in range(5)),                 # brows 17..26
