@@ -204,10 +204,10 @@ def _dataset(reader: _Reader, dataset: dict) -> None:
     if "TRAIN" not in dataset:
         reader.fail("DATASET.TRAIN", None, "missing: the training set's TYPE, ROOT and AUG")
     train = reader.section("DATASET.TRAIN", dataset["TRAIN"])
-    reader.check_keys("DATASET.TRAIN", train, {"TYPE", "ROOT", "IMG_PREFIX", "ANN", "AUG"})
     kind = train.get("TYPE")
     if not isinstance(kind, str) or kind not in DATASET_TYPES:
         reader.fail("DATASET.TRAIN.TYPE", kind, f"posecore reads AlphaPose's {sorted(DATASET_TYPES)}")
+    reader.check_keys("DATASET.TRAIN", train, {"TYPE", "ROOT", "IMG_PREFIX", "ANN", "AUG"})
     reader.set("DATASET.TRAIN.TYPE", kind, "data.dataset", DATASET_TYPES[kind])
     root = train.get("ROOT")
     if root is not None:
