@@ -2,11 +2,14 @@
 
 - annotations: COCO / MPII / detector-box files -> person `Instance`s, layout checks, statistics
 - validate: the entry-by-entry checks of annotation files (named errors, `BadEntries`)
+- people, cache: the people of a split as flat arrays (`People`), parsed once per file and
+  memory-mapped from <outputs>/cache (`load_people`)
 - dataset: `PoseDataset`, one person crop + heatmap target per item, with the references' augmentation
 - sampling: the epoch order (an image's people adjacent), padded per-rank shards, micro-batches
 - synthetic: posecore's drawn-people dataset in the COCO or MPII layout, and a walking-people video
 
-`build_dataset` only reads. Synthetic data is written by explicit calls: `make_synthetic`, or
+`build_dataset` only reads the dataset (it may save the parse of an annotation file under the cache
+root, derived data safe to delete). Synthetic data is written by explicit calls: `make_synthetic`, or
 `ensure_synthetic(params)`, which training, evaluation and the prepare-data notebook call first.
 """
 from __future__ import annotations
@@ -18,8 +21,10 @@ from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOO
                                        dataset_root, is_synthetic_root, load_instances, resolve_keypoints,
                                        keypoint_ground_truth, synthetic_root, uses_coco_layout)
 from posecore.data.annotations import BadEntries, check_annotations
+from posecore.data.cache import cache_root, load_people
 from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, normalize_crop,
                                    read_image, read_rgb)
+from posecore.data.people import People
 from posecore.data.sampling import epoch_order, grouped_order, padded_shard, step_order
 from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video
 
@@ -30,14 +35,15 @@ __all__ = [
     "load_instances", "make_synthetic", "make_synthetic_video", "normalize_crop", "padded_shard", "read_image",
     "read_rgb", "step_order",
     "resolve_keypoints", "synthetic_root", "uses_coco_layout", "keypoint_ground_truth",
-    "BadEntries", "check_annotations",
+    "BadEntries", "check_annotations", "People", "cache_root", "load_people",
 ]
 
 
 def build_dataset(params, split: str) -> PoseDataset:
-    """The `train` / `val` / `test` split of params.data as a PoseDataset (see load_instances)."""
-    instances, info, ann_file, gt_mat = load_instances(params, split)
-    return PoseDataset(instances, info, params, train=split == "train",
+    """The `train` / `val` / `test` split of params.data as a PoseDataset (see load_instances); the
+    people are parsed once per annotation file and memory-mapped from then on (data.cache)."""
+    people, info, ann_file, gt_mat = load_people(params, split)
+    return PoseDataset(people, info, params, train=split == "train",
                        ann_file=str(ann_file), gt_mat=gt_mat, split=split)
 
 

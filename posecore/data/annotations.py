@@ -100,6 +100,26 @@ def load_instances(params, split: str) -> tuple[list[Instance], KeypointInfo, Pa
     return instances, info, ann_file, str(mat) if mat.is_file() else None
 
 
+def split_files(params, split: str) -> list[Path]:
+    """The files load_instances(params, split) parses: the split's annotation file, and for the
+    test split of a COCO-style dataset data.det_file (missing ones raise as load_instances does)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = existing_root(params.data)
+    files = [_annotation_file(root, split, params.data.dataset)]
+    if split == "test" and uses_coco_layout(params.data.dataset):
+        files.append(_det_file_path(root, params.data.det_file))
+    return files
+
+
+def _annotation_file(root: Path, split: str, dataset: str) -> Path:
+    if uses_coco_layout(dataset):
+        layout = coco_style_layout(dataset)
+        return _require_file(layout.ann_file(root, split), f"{layout.name} annotation file", dataset)
+    subset = "train" if split == "train" else "val"
+    return _require_file(root / "annotations" / f"mpii_{subset}.json", "MPII annotation file", "mpii")
+
+
 def uses_coco_layout(dataset: str) -> bool:
     """coco, custom and the whole-body sets: COCO-style files, COCO AP; mpii: its own layout and PCKh."""
     return dataset in COCO_LAYOUT_DATASETS
@@ -241,7 +261,7 @@ def _coco_files(root: Path) -> list[Path]:
 def _coco_instances(root: Path, split: str, params) -> tuple[list[Instance], KeypointInfo, Path]:
     data = params.data
     layout = coco_style_layout(data.dataset)
-    ann_file = _require_file(layout.ann_file(root, split), f"{layout.name} annotation file", data.dataset)
+    ann_file = _annotation_file(root, split, data.dataset)
     coco = _as_set_keypoints(_load_json(ann_file), data.dataset, ann_file)
     category = _keypoint_category(coco, ann_file, data.dataset)
     category_id = category["id"]
@@ -349,8 +369,7 @@ def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path, i
 
 
 def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
-    subset = "train" if split == "train" else "val"
-    ann_file = _require_file(root / "annotations" / f"mpii_{subset}.json", "MPII annotation file", "mpii")
+    ann_file = _annotation_file(root, split, "mpii")
     annotations, bad = mpii_people(_load_json(ann_file), ann_file, info.num_joints)
     bad.warn()
     image_dir = root / "images"

@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 
 from posecore.codec import build_codec
 from posecore.data.annotations import Instance
+from posecore.data.people import People
+from posecore.data.sampling import ImageGroups
 from posecore.geometry import box_to_center_scale, compose, transform_points
 from posecore.keypoints import KeypointInfo
 
@@ -66,12 +68,17 @@ def _restore_counter(shared) -> _SkipCounter:
 
 
 class PoseDataset(Dataset):
-    """Person instances -> training/eval items (see the module docstring for the keys)."""
+    """Person instances -> training/eval items (see the module docstring for the keys).
 
-    def __init__(self, instances: list[Instance], info: KeypointInfo, params, train: bool,
+    `instances`: the split's people as flat arrays (posecore.data.people.People; a list of
+    Instances is converted), so DataLoader workers share them instead of copying per-person objects.
+    """
+
+    def __init__(self, instances: People | list[Instance], info: KeypointInfo, params, train: bool,
                  ann_file: str, gt_mat: str | None, split: str):
         data = params.data
-        self.instances = instances
+        self.instances = (instances if isinstance(instances, People)
+                          else People.from_instances(instances, info.num_joints))
         self.info = info
         self.ann_file = ann_file
         self.gt_mat = gt_mat
@@ -105,7 +112,7 @@ class PoseDataset(Dataset):
         # The last decoded image, per process: people of one image sampled back to back (see
         # grouped_order) share one decode, the largest cost of a sample.
         self._last_read: tuple[tuple[str, int], np.ndarray] | None = None
-        self._image_groups: list[list[int]] | None = None
+        self._image_groups: ImageGroups | None = None
         # OpenCV's thread pool does not survive fork: DataLoader workers forked from a process
         # whose pool has run hang on their first warp. Crops this small gain nothing from it.
         cv2.setNumThreads(1)
@@ -128,15 +135,12 @@ class PoseDataset(Dataset):
         self.epoch = int(epoch)
 
     def image_path(self, index: int) -> str:
-        return self.instances[int(index)].image_path
+        return self.instances.image_path(int(index))
 
-    def image_groups(self) -> list[list[int]]:
-        """Instance indices grouped by image, in dataset order."""
+    def image_groups(self) -> ImageGroups:
+        """Instance indices grouped by image (images in the order they first appear)."""
         if self._image_groups is None:
-            groups: dict[str, list[int]] = {}
-            for index, instance in enumerate(self.instances):
-                groups.setdefault(instance.image_path, []).append(index)
-            self._image_groups = list(groups.values())
+            self._image_groups = ImageGroups(*self.instances.image_groups())
         return self._image_groups
 
     def __getstate__(self) -> dict:
@@ -154,7 +158,7 @@ class PoseDataset(Dataset):
         index = int(index)
         for step in range(len(self.instances)):
             candidate = (index + step) % len(self.instances)
-            path = self.instances[candidate].image_path
+            path = self.image_path(candidate)
             if path in self._bad_files:
                 continue
             try:

@@ -2,23 +2,57 @@
 micro-batches of an optimizer step."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 
 
-def epoch_order(groups: list[list[int]], seed: int, epoch: int, group_by_image: bool = True) -> list[int]:
+class ImageGroups:
+    """Sample indices grouped by image as two flat arrays: group g is members[offsets[g]:offsets[g + 1]]
+    (members int64 [N], offsets int64 [G + 1]); no per-group Python objects, so DataLoader
+    workers that inherit it copy nothing. Indexing and iteration give the groups as arrays."""
+
+    def __init__(self, members: np.ndarray, offsets: np.ndarray) -> None:
+        self.members, self.offsets = np.asarray(members, np.int64), np.asarray(offsets, np.int64)
+
+    @classmethod
+    def from_lists(cls, groups: Sequence[Sequence[int]]) -> "ImageGroups":
+        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+        np.cumsum([len(group) for group in groups], out=offsets[1:])
+        return cls(np.fromiter((index for group in groups for index in group), np.int64, int(offsets[-1])),
+                   offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, group: int) -> np.ndarray:
+        return self.members[self.offsets[group]:self.offsets[group + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[g] for g in range(len(self)))
+
+
+def epoch_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int,
+                group_by_image: bool = True) -> list[int]:
     """Every sample of one epoch in the order of (seed, epoch), before it is split over ranks.
 
-    groups: instance indices per image (PoseDataset.image_groups()). With group_by_image the
-    images are shuffled and each image's people stay adjacent, so one JPEG decode serves them
+    groups: instance indices per image (PoseDataset.image_groups(), or lists). With group_by_image
+    the images are shuffled and each image's people stay adjacent, so one JPEG decode serves them
     all (COCO train has ~2.6 people per image); otherwise the people themselves are shuffled.
     """
+    if not isinstance(groups, ImageGroups):
+        groups = ImageGroups.from_lists(groups)
     rng = np.random.default_rng((int(seed), int(epoch)))
-    if group_by_image:
-        return [int(index) for g in rng.permutation(len(groups)) for index in groups[g]]
-    return [int(i) for i in rng.permutation([index for group in groups for index in group])]
+    if not group_by_image:
+        return rng.permutation(groups.members).tolist()
+    chosen = rng.permutation(len(groups))
+    starts, sizes = groups.offsets[chosen], np.diff(groups.offsets)[chosen]
+    # position j of shuffled group k reads members[starts[k] + j]
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return groups.members[np.repeat(starts, sizes) + within].tolist()
 
 
-def grouped_order(groups: list[list[int]], seed: int, epoch: int, world: int = 1, rank: int = 0,
+def grouped_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int, world: int = 1, rank: int = 0,
                   group_by_image: bool = True) -> list[int]:
     """This rank's sample order for one epoch, a function of (seed, epoch) only: its contiguous
     slice of epoch_order (keeping the groups together), padded by wrapping around as
@@ -26,7 +60,7 @@ def grouped_order(groups: list[list[int]], seed: int, epoch: int, world: int = 1
     return padded_shard(epoch_order(groups, seed, epoch, group_by_image), world, rank)
 
 
-def step_order(groups: list[list[int]], seed: int, epoch: int, batch_size: int, world: int = 1,
+def step_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int, batch_size: int, world: int = 1,
                rank: int = 0, accumulate: int = 1, group_by_image: bool = True) -> tuple[list[int], int]:
     """(samples, steps): this rank's samples of one epoch in the order its micro-batches run, and
     the number of whole optimizer steps (a last incomplete batch is dropped).

@@ -1,0 +1,183 @@
+"""People as flat arrays and the annotation cache: the same items as the parsed instances, one
+parse per file content, invalidation, warnings kept, one builder among concurrent processes."""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posecore import data
+from posecore.data import People, build_dataset, cache, load_instances, load_people
+
+from helpers import tiny_params, tiny_synthetic
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("POSECORE_CACHE", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    return tiny_synthetic(tmp_path_factory.mktemp("synthetic"), num_train=4)
+
+
+def _copy_dataset(root: Path, folder: Path) -> Path:
+    return Path(shutil.copytree(root, folder / "coco"))
+
+
+def _count_parses(monkeypatch) -> list:
+    calls: list = []
+    real = cache.load_instances
+
+    def counted(params, split):
+        calls.append(split)
+        return real(params, split)
+
+    monkeypatch.setattr(cache, "load_instances", counted)
+    return calls
+
+
+def _assert_same_people(people, instances) -> None:
+    assert len(people) == len(instances) > 0
+    for mine, theirs in zip(people, instances):
+        assert mine.image_path == theirs.image_path and mine.image_id == theirs.image_id
+        assert mine.image_size == theirs.image_size and mine.bbox_score == theirs.bbox_score
+        for key in ("bbox_center", "bbox_scale", "joints", "visible", "bbox_xyxy"):
+            a, b = getattr(mine, key), getattr(theirs, key)
+            assert (a is None) == (b is None), key
+            if a is not None:
+                np.testing.assert_array_equal(a, np.asarray(b, np.float32), err_msg=key)
+
+
+def test_cached_people_are_the_parsed_instances_and_the_file_is_parsed_once(synthetic_root, own_cache,
+                                                                          monkeypatch):
+    params = tiny_params(synthetic_root)
+    calls = _count_parses(monkeypatch)
+    first = build_dataset(params, "train")
+    second = build_dataset(params, "train")
+    assert calls == ["train"]  # the second build mapped the cache
+    assert isinstance(second.instances, People) and second.instances.folder is not None
+    assert isinstance(second.instances.joints, np.memmap)
+    assert second.instances.folder.parent == own_cache / "people"
+    _assert_same_people(second.instances, load_instances(params, "train")[0])
+    # the items are those of a dataset built on the parsed instances
+    instances, info, ann_file, gt_mat = load_instances(params, "train")
+    plain = data.PoseDataset(instances, info, params, train=True, ann_file=str(ann_file), gt_mat=gt_mat,
+                             split="train")
+    for dataset in (first, second, plain):
+        dataset.set_epoch(1)
+    for index in (0, 5, len(plain) - 1):
+        for key, value in plain[index].items():
+            assert torch.equal(second[index][key], value), key
+    assert [list(g) for g in second.image_groups()] == [list(g) for g in plain.image_groups()]
+    assert build_dataset(params, "val") and calls == ["train", "val"]
+
+
+def test_a_changed_file_is_parsed_again(synthetic_root, tmp_path, own_cache, monkeypatch):
+    root = _copy_dataset(synthetic_root, tmp_path)
+    params = tiny_params(root)
+    calls = _count_parses(monkeypatch)
+    before = build_dataset(params, "train")
+    ann_file = root / "annotations" / "person_keypoints_train2017.json"
+    coco = json.loads(ann_file.read_text())
+    dropped = coco["annotations"].pop(0)
+    ann_file.write_text(json.dumps(coco))
+    after = build_dataset(params, "train")
+    assert calls == ["train", "train"] and len(after) == len(before) - 1
+    assert int(dropped["image_id"]) in set(before.instances.image_id.tolist())
+    # an augmentation-only change keeps the cache; a box-changing one does not
+    build_dataset(tiny_params(root, **{"data.rot_factor": 10.0, "data.workers": 3}), "train")
+    assert len(calls) == 2
+    build_dataset(tiny_params(root, **{"data.bbox_padding": 1.5}), "train")
+    assert len(calls) == 3
+
+
+def test_skipped_entries_are_reported_on_every_load(synthetic_root, tmp_path, own_cache):
+    root = _copy_dataset(synthetic_root, tmp_path)
+    ann_file = root / "annotations" / "person_keypoints_train2017.json"
+    coco = json.loads(ann_file.read_text())
+    coco["annotations"][0]["bbox"] = [1, 2]
+    ann_file.write_text(json.dumps(coco))
+    params = tiny_params(root)
+    for _ in range(2):  # parsed, then cached
+        with pytest.warns(UserWarning, match=r"skipped 1 of .*bbox is not 4 finite numbers"):
+            build_dataset(params, "train")
+
+
+def test_concurrent_builders_parse_once_and_share_the_result(synthetic_root, own_cache, monkeypatch):
+    params = tiny_params(synthetic_root)
+    calls: list = []
+    real = cache.load_instances
+
+    def slow(params, split):
+        calls.append(split)
+        time.sleep(0.5)  # the others arrive while this one parses
+        return real(params, split)
+
+    monkeypatch.setattr(cache, "load_instances", slow)
+    results: list = [None] * 3
+
+    def build(slot: int) -> None:
+        results[slot] = load_people(params, "train")[0]
+
+    threads = [threading.Thread(target=build, args=(slot,)) for slot in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == ["train"]
+    assert {str(people.folder) for people in results} == {str(results[0].folder)}
+    assert not [p for p in (own_cache / "people").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_unwritable_cache_parses_without_it(synthetic_root, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("POSECORE_CACHE", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="annotation cache off"):
+        dataset = build_dataset(tiny_params(synthetic_root), "train")
+    assert dataset.instances.folder is None and len(dataset) > 0
+
+
+def test_cache_root_follows_the_outputs_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("POSECORE_CACHE", raising=False)
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
+    assert cache.cache_root() == tmp_path / "outputs" / "cache"
+
+
+def test_people_arrays_hold_any_joint_count_and_travel_mapped(tmp_path):
+    rng = np.random.default_rng(0)
+    joints = 136  # Halpe-FullBody
+    instances = [data.Instance(image_path=f"/images/{i // 2}.jpg", image_id=i // 2,
+                               image_size=(640, 480) if i % 3 else None,
+                               bbox_center=rng.random(2).astype(np.float32),
+                               bbox_scale=rng.random(2).astype(np.float32),
+                               joints=rng.random((joints, 2)).astype(np.float32),
+                               visible=(rng.random(joints) > 0.5).astype(np.float32),
+                               bbox_xyxy=rng.random(4).astype(np.float32) if i % 2 else None,
+                               bbox_score=float(rng.random()))
+                 for i in range(7)]
+    people = People.from_instances(instances, joints)
+    assert people.joints.shape == (7, joints, 2) and people.num_joints == joints
+    _assert_same_people(people, instances)
+    people.save(tmp_path / "people", {"format": 1})
+    mapped = People.open(tmp_path / "people")
+    _assert_same_people(mapped, instances)
+    assert [list(g) for g in data.sampling.ImageGroups(*mapped.image_groups())] == [[0, 1], [2, 3], [4, 5], [6]]
+    travelled = pickle.loads(pickle.dumps(mapped))
+    assert isinstance(travelled.joints, np.memmap) and len(pickle.dumps(mapped)) < 1000
+    _assert_same_people(travelled, instances)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert people[-1].image_path == "/images/3.jpg" and people.image_path(2) == "/images/1.jpg"
