@@ -6,7 +6,8 @@ DataParallel / torch.compile is dropped first):
   or a bare `model.state_dict()` of a posecore model.
 - alphapose: a FastPose or FastPose_DUC state_dict (preact.*, duc1.*, duc2.*, [duc3.*,] conv_out.*).
 - mmpose: {"state_dict": {backbone.*, keypoint_head.*}} (0.x) or head.* (1.x); HourglassNet with
-  the multi-stage / CPM head, or ResNet with the simple heatmap head (SimpleBaseline).
+  the multi-stage / CPM head, ResNet with the simple heatmap head (SimpleBaseline), or RTMPose
+  (CSPNeXt + RTMCCHead, whose keys are posecore's as they are).
 - torchvision-resnet: an ImageNet ResNet state_dict (conv1.*, layer1.*, fc.*); it initializes
   the model's ResNet backbone as AlphaPose does (every tensor that fits; SE gates keep their
   initialization, fc is dropped).
@@ -67,6 +68,7 @@ MODEL_MARKERS = {
     "head.duc3.": "fastpose_duc",           # before fastpose: both have head.duc1
     "head.duc1.": "fastpose",
     "head.deconv_layers.": "simplebaseline",
+    "head.gau.": "rtmpose",
 }
 # the final conv, whose output channels are the joints
 JOINT_KEYS = {
@@ -74,6 +76,7 @@ JOINT_KEYS = {
     "fastpose_duc": "head.final_layer.weight",
     "simplebaseline": "head.final_layer.weight",
     "hourglass": "head.final_layers.0.weight",
+    "rtmpose": "head.final_layer.weight",
 }
 # the final layer(s), one output channel per joint: what fine-tuning onto another keypoint set relearns
 HEAD_OUTPUT_PREFIXES = {
@@ -81,6 +84,7 @@ HEAD_OUTPUT_PREFIXES = {
     "fastpose_duc": "head.final_layer.",
     "simplebaseline": "head.final_layer.",
     "hourglass": "head.final_layers.",
+    "rtmpose": "head.final_layer.",   # the GAU, MLP and classifiers are shared by all joints
 }
 MAX_LISTED = 30
 # the training checkpoint: format, model_name, num_joints, model (state_dict without wrapper
@@ -151,7 +155,7 @@ def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
             raise CheckpointError(
                 f"cannot use {checkpoint} as model {params.model.name!r} with {params.model.num_joints} "
                 f"joints: {error}. Use the params it was trained with (model.name, model.depth, "
-                "model.num_stacks, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
+                "model.num_stacks, model.variant, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
                 "model.duc_convs)") from error
     return model.to(device).eval(), checkpoint_format
 

@@ -17,6 +17,9 @@ export and inference all use that object, so a run decodes the way it was traine
   udp=True), heatmap = input * (heatmap - 1) / (input - 1), the Gaussian at the sub-pixel joint,
   decoded like `dark`. A mirrored crop is then exactly the mirrored heatmap: no flip shift.
 
+- `simcc` (SimCC / RTMPose; mmpose's SimCCLabel): 1-D classification labels per axis instead of
+  heatmaps, in posecore.codec_simcc; its models output the pair (simcc_x, simcc_y).
+
 `dark` and `udp` take second differences over one pixel (as UDP computes the Taylor step, so it
 also works one pixel from the border) and take off the pull of DARK's zero-padded blur near the
 border (HeatmapCodec._border_pull). `eval.decode: dark` is DARK exactly as published (two-pixel
@@ -33,6 +36,7 @@ import cv2
 import numpy as np
 import torch
 
+from posecore.codec_simcc import SimCCLabel
 from posecore.geometry import affine_matrix, heatmap_to_image
 
 DECODE_METHODS = ("default", "dark", "dark_udp")   # refinements after the argmax
@@ -301,6 +305,7 @@ class HeatmapCodec:
     dark_kernel: int = 11
 
     name: ClassVar[str] = ""
+    output_kind: ClassVar[str] = "heatmaps"   # what the model predicts: heatmaps [N, K, Hh, Wh]
     udp: ClassVar[bool] = False          # crop convention (geometry.affine_matrix)
     subpixel: ClassVar[bool] = False     # Gaussian peak at the joint, not the rounded joint
     own_decode: ClassVar[str] = "default"
@@ -310,6 +315,13 @@ class HeatmapCodec:
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "heatmap_size", tuple(int(v) for v in self.heatmap_size))
         check_decode(self.name, self.decode_method)
+
+    @classmethod
+    def from_params(cls, params: Any) -> "HeatmapCodec":
+        """data.input_size, data.heatmap_size, data.sigma; eval.decode, eval.dark_kernel."""
+        data, evaluation = params.data, params.eval
+        return cls(tuple(data.input_size), tuple(data.heatmap_size), data.sigma, evaluation.decode,
+                   evaluation.dark_kernel)
 
     @property
     def refinement(self) -> str:
@@ -414,21 +426,20 @@ class UDPHeatmap(HeatmapCodec):
         return 0.0   # the mirrored crop's heatmap, mirrored, is already aligned
 
 
-CODECS = {codec.name: codec for codec in (MSRAHeatmap, DarkHeatmap, UDPHeatmap)}
+CODECS = {codec.name: codec for codec in (MSRAHeatmap, DarkHeatmap, UDPHeatmap)}   # the heatmap codecs
+ALL_CODECS = {**CODECS, SimCCLabel.name: SimCCLabel}                                  # what data.codec takes
 
 
 def check_decode(codec: str, decode: str) -> None:
     """ValueError naming data.codec / eval.decode when the pair is unknown or contradictory."""
-    if codec not in CODECS:
-        raise ValueError(f"data.codec must be one of {tuple(CODECS)}, got {codec!r}")
-    allowed = CODECS[codec].decodes
+    if codec not in ALL_CODECS:
+        raise ValueError(f"data.codec must be one of {tuple(ALL_CODECS)}, got {codec!r}")
+    allowed = ALL_CODECS[codec].decodes
     if decode not in allowed:
         raise ValueError(f"eval.decode {decode!r} does not fit data.codec {codec!r} (allowed: "
                          f"{allowed}; 'default' decodes the way the codec encodes)")
 
 
-def build_codec(params: Any) -> HeatmapCodec:
-    """The codec of a Params: data.codec, input/heatmap size, sigma; eval.decode, eval.dark_kernel."""
-    data, evaluation = params.data, params.eval
-    return CODECS[data.codec](tuple(data.input_size), tuple(data.heatmap_size), data.sigma,
-                              evaluation.decode, evaluation.dark_kernel)
+def build_codec(params: Any) -> HeatmapCodec | SimCCLabel:
+    """The codec of a Params (data.codec): each codec class reads its own keys (from_params)."""
+    return ALL_CODECS[params.data.codec].from_params(params)

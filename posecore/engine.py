@@ -14,7 +14,8 @@ Run folder:
   events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
   .writer.lock       held while the run trains (posecore.runs.run_lock)
 
-Loss and learning rate: posecore.optim (JointsMSELoss with target weights; the schedule below).
+Loss and learning rate: posecore.optim (JointsMSELoss with target weights, or KLDiscretLoss for
+the simcc codec; the schedule below, or train.lr_schedule cosine as described there).
 
 Learning rate (`learning_rate`): multi-step decay by lr_factor at the epochs in lr_steps, an
 optional linear warm-up over the first warmup_iters iterations from lr * warmup_ratio, and
@@ -72,7 +73,7 @@ from posecore.evaluation import primary_metric, validate
 from posecore.meter import StepMeter
 from posecore.data.loading import workers_advice
 from posecore.environment import run_environment
-from posecore.optim import batch_plan, build_optimizer, heatmap_loss, learning_rate
+from posecore.optim import batch_plan, build_optimizer, learning_rate, loss_function
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.progress import progress_bar
 from posecore.resume import check_resume
@@ -249,6 +250,7 @@ class _Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.apex = check_amp_backend(self.train)
         self.dataset = data.build_dataset(self.params, "train")
+        self.loss = loss_function(self.dataset.codec)
         self.bare = prepare_model(self.params, self.device, self.world)
         self.optimizer = build_optimizer(self.bare, self.train)
         self.scaler = device.grad_scaler("off" if self.apex else self.train.amp, self.train.loss_scale)
@@ -257,6 +259,7 @@ class _Trainer:
             self.bare, self.optimizer = self.apex.initialize(self.bare, self.optimizer, opt_level="O1",
                                                              loss_scale=loss_scale)
         self.epoch = self.epoch_step = self.step = self.skipped = self.nan_streak = 0
+        self.epoch_total = 0   # steps in the epoch being trained (the cosine LR's progress)
         self.best_metric: float | None = None
         self.metrics: dict[str, float] = {}
         self.stop_requested = False
@@ -368,6 +371,7 @@ class _Trainer:
         epoch = self.epoch
         self.dataset.set_epoch(epoch)
         loader, total = self._loader(epoch)
+        self.epoch_total = total
         self.model.train()
         window, epoch_meter = StepMeter(), StepMeter()
         progress = progress_bar(total, self.epoch_step, f"epoch {epoch}", enabled=self.main,
@@ -409,7 +413,8 @@ class _Trainer:
     def _step(self, batches: Iterator[dict[str, torch.Tensor]], epoch: int) -> tuple[float, bool, float]:
         """One optimizer step over the next self.accumulate micro-batches of `batches`; returns
         (loss averaged over ranks, whether any rank asked to stop, seconds spent waiting for data)."""
-        self.lr = learning_rate(self.train, epoch, self.step)  # the schedule counts optimizer steps
+        # the schedule counts optimizer steps
+        self.lr = learning_rate(self.train, epoch, self.step, self.epoch_step / max(self.epoch_total, 1))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -436,11 +441,13 @@ class _Trainer:
         images = batch["image"].to(self.device, non_blocking=True)
         if self.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        target = batch["target"].to(self.device, non_blocking=True)
+        target = batch["target"]   # a tensor, or the simcc codec's pair (collated to a list)
+        target = ([part.to(self.device, non_blocking=True) for part in target] if isinstance(target, list)
+                  else target.to(self.device, non_blocking=True))
         target_weight = batch["target_weight"].to(self.device, non_blocking=True)
         with device.autocast("off" if self.apex else self.train.amp):
             output = self.model(images)
-        loss = heatmap_loss(output, target, target_weight) / self.accumulate
+        loss = self.loss(output, target, target_weight) / self.accumulate
         # backward even for a non-finite loss: DDP expects one backward per forward
         if self.apex:  # unscaled once, after the last micro-batch
             with self.apex.scale_loss(loss, self.optimizer, delay_unscale=not last) as scaled:

@@ -25,13 +25,18 @@ from posecore.runs import REPO_ROOT, atomic_write
 log = logging.getLogger(__name__)
 
 PARAMS_DIR = REPO_ROOT / "params"
-SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii"}
+SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii", "rtmpose": "rtmpose_m_coco"}
 AMP_ALIASES = {"O0": "off", "O1": "fp16", "O2": "fp16", "none": "off", "fp32": "off"}
 AMP_MODES = ("off", "fp16", "bf16")
 # Per model (posecore.models.MODELS): heatmap stride, and what input sizes must be multiples of for
 # the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels).
+# RTMPose predicts SimCC vectors, not heatmaps: its stride is the backbone's (data.heatmap_size unused).
 MODEL_GEOMETRY = {"fastpose": (4, 32), "fastpose_duc": (4, 32), "simplebaseline": (4, 32),
-                  "hourglass": (4, 128)}
+                  "hourglass": (4, 128), "rtmpose": (32, 32)}
+SIMCC_MODELS = ("rtmpose",)              # the models that predict (simcc_x, simcc_y): data.codec simcc
+RTMPOSE_VARIANTS = ("t", "s", "m", "l")  # posecore.models.rtmpose.RTMPOSE_VARIANTS
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("step", "cosine")
 RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
 MAX_INT = 2**63 - 1                       # integers must fit int64 (numpy, torch)
 FASTPOSE_BACKBONES = ("se-resnet", "resnet")
@@ -47,6 +52,7 @@ class ModelParams:
     conv_dim: int = 128
     backbone: str = "se-resnet"     # fastpose_duc: se-resnet | resnet (AlphaPose's BACKBONE)
     duc_convs: list[int] = field(default_factory=lambda: [4, 2, 1])  # fastpose_duc: STAGE1-3 NUM_CONV
+    variant: str = "m"              # rtmpose size: t | s | m | l
     pretrained: str = ""            # local torchvision-layout ImageNet ResNet state_dict (backbone init)
     init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
     skip_mismatched_head: bool = False  # init_checkpoint of another joint count: load all but the final layer
@@ -61,7 +67,11 @@ class DataParams:
     input_size: list[int] = field(default_factory=lambda: [192, 256])   # (w, h)
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])   # (w, h)
     sigma: float = 2.0
-    codec: str = "msra"             # heatmap codec: msra | dark | udp (posecore.codec)
+    codec: str = "msra"             # msra | dark | udp (heatmaps) | simcc (RTMPose) (posecore.codec)
+    # simcc codec: Gaussian label sigma (x, y) in bins and bins per input pixel (data.heatmap_size,
+    # data.sigma are the heatmap codecs' and unused with it)
+    simcc_sigma: list[float] = field(default_factory=lambda: [4.9, 5.66])
+    simcc_split_ratio: float = 2.0
     # Normalization: (rgb / 255 - mean) / std. AlphaPose uses std 1 and its own mean.
     mean: list[float] = field(default_factory=lambda: [0.406, 0.457, 0.480])
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
@@ -92,12 +102,15 @@ class TrainParams:
     # world size) micro-batches per step (posecore.optim.batch_plan)
     global_batch: int = 0
     accumulate: int = 0             # micro-batches per optimizer step; 0 = from global_batch (else 1)
-    optimizer: str = "adam"         # adam | sgd
+    optimizer: str = "adam"         # adam | adamw | sgd (adamw: no decay on norm layers and biases)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    lr_schedule: str = "step"       # step: lr_factor at lr_steps | cosine: cosine_begin -> epochs
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])
     lr_factor: float = 0.1
+    cosine_begin: int = 0           # cosine: the epoch the cosine decay starts (lr constant before)
+    min_lr_ratio: float = 0.0       # cosine: the LR at the end is lr * min_lr_ratio
     warmup_iters: int = 0           # linear warmup length in iterations
     warmup_ratio: float = 0.001     # warmup starts at lr * warmup_ratio
     # AlphaPose's DPG_MILESTONE: once this (0-based) epoch has finished, DPG box jitter turns on and
@@ -349,11 +362,12 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "data.std": _POSITIVE, "data.bbox_padding": _POSITIVE, "data.scale_factor": _NON_NEGATIVE,
     "data.rot_factor": _NON_NEGATIVE, "data.rot_prob": _FRACTION, "data.half_body_prob": _FRACTION,
     "data.half_body_min_joints": _NON_NEGATIVE, "data.workers": _NON_NEGATIVE,
-    "data.joint_weights": _NON_NEGATIVE,
+    "data.joint_weights": _NON_NEGATIVE, "data.simcc_sigma": _POSITIVE, "data.simcc_split_ratio": _POSITIVE,
     "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.global_batch": _NON_NEGATIVE,
     "train.accumulate": _NON_NEGATIVE, "train.lr": _POSITIVE,
     "train.momentum": _FRACTION, "train.weight_decay": _NON_NEGATIVE, "train.lr_steps": _NON_NEGATIVE,
-    "train.lr_factor": _POSITIVE, "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
+    "train.lr_factor": _POSITIVE, "train.cosine_begin": _NON_NEGATIVE, "train.min_lr_ratio": _FRACTION,
+    "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
     "train.dpg_epoch": (-1, None, False), "train.dpg_lr_steps": _NON_NEGATIVE,
     "train.seed": (0, 2**32 - 1, False),  # numpy's seed range
     "train.loss_scale": _NON_NEGATIVE, "train.grad_clip": _NON_NEGATIVE,
@@ -383,7 +397,9 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         if obj.name not in MODEL_GEOMETRY:
             fail("name", f"must be one of {sorted(MODEL_GEOMETRY)}, got {obj.name!r}"
                  f"{_closest(str(obj.name), sorted(MODEL_GEOMETRY))}")
-        if obj.name != "hourglass" and obj.depth not in RESNET_DEPTHS:
+        if obj.variant not in RTMPOSE_VARIANTS:
+            fail("variant", f"must be one of {RTMPOSE_VARIANTS} (the RTMPose size), got {obj.variant!r}")
+        if obj.name not in ("hourglass", *SIMCC_MODELS) and obj.depth not in RESNET_DEPTHS:
             fail("depth", f"must be a ResNet depth {RESNET_DEPTHS} for {obj.name}, got {obj.depth}")
         if obj.name == "fastpose_duc" and obj.depth < 50:
             fail("depth", f"must be 50, 101 or 152 for fastpose_duc (its DUC stages take a 2048-channel "
@@ -399,6 +415,8 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             size = getattr(obj, key)
             if len(size) != 2:
                 fail(key, f"must be two positive integers (w, h), got {size}")
+        if len(obj.simcc_sigma) not in (1, 2):
+            fail("simcc_sigma", f"must be one or two positive numbers (x, y), got {obj.simcc_sigma}")
         for key in ("mean", "std"):
             if len(getattr(obj, key)) != 3:
                 fail(key, "must have 3 values (R, G, B)")
@@ -410,8 +428,13 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("amp", f"must be one of {AMP_MODES} (or O0/O1/O2), got {obj.amp!r}")
         if obj.amp_backend not in ("torch", "apex"):
             fail("amp_backend", f"must be 'torch' or 'apex', got {obj.amp_backend!r}")
-        if obj.optimizer not in ("adam", "sgd"):
-            fail("optimizer", f"must be 'adam' or 'sgd', got {obj.optimizer!r}")
+        if obj.optimizer not in OPTIMIZERS:
+            fail("optimizer", f"must be one of {OPTIMIZERS}, got {obj.optimizer!r}")
+        if obj.lr_schedule not in LR_SCHEDULES:
+            fail("lr_schedule", f"must be one of {LR_SCHEDULES}, got {obj.lr_schedule!r}")
+        if obj.lr_schedule == "cosine" and obj.cosine_begin >= obj.epochs:
+            fail("cosine_begin", f"must be below train.epochs {obj.epochs} (the cosine runs from it to the "
+                                 f"end), got {obj.cosine_begin}")
         known = [*flat_params(Params()), "world_size"]  # world_size: npus x dist.nnodes
         for key in obj.accept_changes:
             if key not in known:
@@ -431,7 +454,7 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         try:
             check_decode(obj.data.codec, obj.eval.decode)
         except ValueError as error:
-            raise KeypointSetError(f"{source}: {error}") from None
+            raise ParamsError(f"{source}: {error}") from None
         _check_across_sections(obj, source)
 
 
@@ -458,6 +481,12 @@ def _check_across_sections(params: Params, source: str) -> None:
     if joints and model.num_joints != joints:
         raise ParamsError(f"{source}: model.num_joints is {model.num_joints} but data.dataset "
                           f"{data.dataset!r} has {joints} joints: set model.num_joints: {joints}")
+    simcc_model, simcc_codec = model.name in SIMCC_MODELS, data.codec == "simcc"
+    if simcc_model != simcc_codec and not params.eval.oracle:
+        fitting = "simcc" if simcc_model else "msra (or dark / udp)"
+        raise ParamsError(f"{source}: model.name {model.name!r} predicts "
+                          f"{'SimCC vectors' if simcc_model else 'heatmaps'} but data.codec is "
+                          f"{data.codec!r}: set data.codec: {fitting}")
     if not params.eval.oracle:  # the oracle scores encoded targets: no model, any heatmap size
         check_model_geometry(params, source)
     if params.dist.node_rank >= params.dist.nnodes:
@@ -483,7 +512,7 @@ def check_model_geometry(params: Params, source: str = "params") -> None:
             f"{model.name} (its heatmaps are then exactly 1/{stride} of the input); e.g. "
             f"data.input_size {fitting} with data.heatmap_size {[size // stride for size in fitting]}")
     expected = [size // stride for size in data.input_size]
-    if data.heatmap_size != expected:
+    if model.name not in SIMCC_MODELS and data.heatmap_size != expected:
         raise ParamsError(
             f"{source}: data.heatmap_size {data.heatmap_size} must be data.input_size "
             f"{data.input_size} / {stride} = {expected} for {model.name}, whose heatmaps are 1/{stride} "

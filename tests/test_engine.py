@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import posecore
-from posecore import checkpoints, data, engine, models
+from posecore import checkpoints, data, engine, models, optim
 from posecore.params import load_params, save_params
 from posecore.runs import REPO_ROOT, read_json, read_jsonl
 
@@ -88,12 +88,12 @@ def test_heatmap_loss_is_joints_mse_with_target_weights():
                                               target[:, j] * weight[:, j, None, None])
                  for j in range(5)]
     expected = torch.stack(per_joint).mean()
-    assert torch.allclose(engine.heatmap_loss(output, target, weight), expected)
-    assert torch.allclose(engine.heatmap_loss([output, output], target, weight), 2 * expected)
+    assert torch.allclose(optim.heatmap_loss(output, target, weight), expected)
+    assert torch.allclose(optim.heatmap_loss([output, output], target, weight), 2 * expected)
     # a zero-weight joint does not count, whatever its prediction
     changed = output.clone()
     changed[:, 1] += 100
-    assert torch.allclose(engine.heatmap_loss(changed, target, weight), expected)
+    assert torch.allclose(optim.heatmap_loss(changed, target, weight), expected)
 
 
 def _alphapose_lrs(lr, steps, factor, milestone, dpg_steps, epochs):

@@ -210,7 +210,7 @@ def test_build_codec_follows_the_params_and_refuses_contradictions():
     with pytest.raises(ParamsError, match="eval.decode 'dark' does not fit data.codec 'udp'"):
         load_params("fastpose", {"data.codec": "udp", "eval.decode": "dark"})
     with pytest.raises(ParamsError, match="data.codec must be one of"):
-        load_params("fastpose", {"data.codec": "simcc"})
+        load_params("fastpose", {"data.codec": "gaussian"})
 
 
 def test_flip_back_unflips_a_mirrored_prediction():

@@ -5,7 +5,8 @@ One item is one person: the image is decoded, cropped around the person with one
 heatmaps; the crop convention and the encoding are the codec's (data.codec, posecore.codec).
 
 Item keys (all default_collate-able tensors):
-  image float32 [3, H, W] ((rgb / 255 - mean) / std), target float32 [K, Hh, Wh],
+  image float32 [3, H, W] ((rgb / 255 - mean) / std), target float32 [K, Hh, Wh] (the simcc
+  codec: a pair (x [K, Wx], y [K, Wy]), collated to a list of two [N, K, W*] tensors),
   target_weight float32 [K], joints float32 [K, 3] (x, y, labelled) in original-image pixels
   (mirrored when the item was flipped; zeros for detector boxes), bbox_center float32 [2],
   bbox_scale float32 [2] (pixels), rotation float32 [], bbox_score float32 [], image_id int64 [],
@@ -228,7 +229,7 @@ class PoseDataset(Dataset):
         joints_out = np.concatenate([joints, (visible > 0)[:, None]], axis=1) * (visible > 0)[:, None]
         return {
             "image": torch.from_numpy(pixels),
-            "target": torch.from_numpy(target),
+            "target": tuple(map(torch.from_numpy, target)) if isinstance(target, tuple) else torch.from_numpy(target),
             "target_weight": torch.from_numpy(target_weight),
             "joints": torch.from_numpy(joints_out.astype(np.float32)),
             "bbox_center": torch.from_numpy(center.astype(np.float32)),
