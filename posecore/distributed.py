@@ -68,8 +68,44 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PLAIN_ARGS = (str, int, float, bool, type(None), Path)
 _HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 _LOG_TAIL_LINES = 40
+# where a worker that re-ran the user's script leaves its message for the launcher (check_main_guard)
+_GUARD_NOTE_ENV = "POSECORE_GUARD_NOTE"
 # set for the launch and restored after it
-_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", PROGRESS_ENV)
+_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", PROGRESS_ENV,
+                 _GUARD_NOTE_ENV)
+
+
+class UnguardedScriptError(RuntimeError):
+    """posecore.train / evaluate called by a script's top level while a worker re-imports it."""
+
+
+def check_main_guard(call: str) -> None:
+    """Refuse `call` (e.g. "posecore.train") when it runs in the top level of a script that a
+    spawned worker process is importing: workers started with the spawn method (npus > 1) import
+    the launching script as `__mp_main__`, so a script without an `if __name__ == "__main__":`
+    guard would start a second training of the same run in every worker. The message is also
+    left for the launcher, which reports it instead of a bare exit code."""
+    if "__mp_main__" not in sys.modules:  # set by multiprocessing's spawn while it imports the script
+        return
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals.get("__name__") == "__mp_main__"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    script = frame.f_globals.get("__file__") or frame.f_code.co_filename
+    message = (f"{call} was called again by the top level of {script} inside a worker process: the "
+               "workers of a multi-device run (npus > 1) are started with the spawn method and import "
+               "the launching script, so its top-level code runs once more in each of them. Put the "
+               f"call under `if __name__ == \"__main__\":` (see the README's Python example) so that "
+               "only the launching process runs it")
+    note = os.environ.get(_GUARD_NOTE_ENV)
+    if note:
+        try:
+            Path(note).write_text(message)
+        except OSError:
+            pass  # the launcher then reports the exit code alone
+    raise UnguardedScriptError(message)
 
 
 # --- ranks -----------------------------------------------------------------------------------
@@ -176,6 +212,9 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     logs.root.mkdir(parents=True, exist_ok=True)
     progress_file = logs.root / "progress.json"
     os.environ[PROGRESS_ENV] = str(progress_file)
+    guard_note = logs.root / "unguarded_script.txt"
+    guard_note.unlink(missing_ok=True)
+    os.environ[_GUARD_NOTE_ENV] = str(guard_note)
     tail = _LogTail(logs)
     tail.start()
     mirror = ProgressMirror(progress_file)
@@ -184,6 +223,8 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
         results = elastic_launch(config, _worker)(target, backend, npus, *args)
     except ChildFailedError as error:
         tail.stop()
+        if guard_note.is_file():
+            raise UnguardedScriptError(guard_note.read_text()) from None
         raise RuntimeError(_failure_report(error, logs)) from None
     except RendezvousError as error:
         raise RuntimeError(_rendezvous_report(error, nodes, rdzv_timeout)) from None

@@ -100,6 +100,7 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     measured_steps, skipped_steps, best_metric, metrics, checkpoint, world_size, global_batch,
     accumulate, stopped.
     """
+    distributed.check_main_guard("posecore.train")
     params = load_params(params)
     check_model_geometry(params)  # load_params leaves it out when eval.oracle is on
     device.check_device_count(npus)

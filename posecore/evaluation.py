@@ -40,7 +40,7 @@ from posecore.data import (build_dataset, ensure_synthetic, keypoint_ground_trut
                            uses_coco_layout)
 from posecore.data.layouts import wholebody_entry
 from posecore.device import get_device
-from posecore.distributed import launch, local_rank, rank as get_rank, world_size
+from posecore.distributed import check_main_guard, launch, local_rank, rank as get_rank, world_size
 from posecore.keypoints import coco_keypoint_category
 from posecore.params import Params, load_params, save_params
 from posecore.runs import (atomic_write, default_run_name, json_safe, read_json, run_dir, run_lock,
@@ -86,6 +86,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     eval/ holds results.json + gt_results.json (COCO) or predictions.json (MPII), metrics.json,
     per_joint.csv, eval.log and, with npus > 1, the workers' logs/.
     """
+    check_main_guard("posecore.evaluate")
     params = _as_params(params)
     checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
     params = with_trained_codec(params, checkpoint_path)

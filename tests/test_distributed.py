@@ -283,3 +283,18 @@ def test_without_restarts_a_killed_worker_fails_the_job_naming_its_rank(tiny_par
                        match=r"worker rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL"):
         _train_killing_rank_1(params, "killed")
     assert not distributed._spawned_children()
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tiny_params, tmp_path):
+    """Spawned workers import the launching script: its unguarded top-level train() call is
+    refused in them with the fix, and the launcher reports that rather than a run-lock clash."""
+    params_path = save_params(load_params(tiny_params, {"train.epochs": 1}), tmp_path / "params.yaml")
+    script = tmp_path / "train_unguarded.py"
+    script.write_text(f"import posecore\nposecore.train({str(params_path)!r}, npus=2, run_name='unguarded')\n")
+    env = {**os.environ, "POSECORE_OUTPUTS": str(tmp_path / "outputs"), "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("posecore.distributed.UnguardedScriptError: posecore.train was called again")
+    assert str(script) in last and 'if __name__ == "__main__":' in last and "already being written" not in last
