@@ -39,7 +39,7 @@ from posecore import device as devices
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, unwrap_model
 from posecore.params import load_params
-from posecore.runs import atomic_write, resolve_path, run_dir
+from posecore.runs import atomic_write, finite_number, resolve_path, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -284,20 +284,22 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
 
 def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
                      ) -> tuple[str, dict[str, torch.Tensor]]:
-    """(format, state_dict with wrapper prefixes removed) of a loaded checkpoint object."""
+    """(format, state_dict with wrapper prefixes removed) of a loaded checkpoint object; a state
+    whose keys are not all text naming tensors is a CheckpointError naming the file and the key."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict (a state_dict or a checkpoint with one),"
                               f" got {type(checkpoint).__name__}")
     if "format" in checkpoint:
         if checkpoint["format"] != POSECORE_FORMAT:
             raise CheckpointError(f"{path}: unsupported checkpoint format "
-                                  f"{checkpoint['format']!r}; this posecore reads "
+                                  f"{str(checkpoint['format'])[:80]!r}; this posecore reads "
                                   f"{POSECORE_FORMAT!r}")
         if not isinstance(checkpoint.get("model"), dict):
             raise CheckpointError(f"{path}: posecore checkpoint without a 'model' state_dict")
-        return "posecore", _strip_wrappers(checkpoint["model"])
+        return "posecore", _strip_wrappers(_tensors(checkpoint["model"], path, "model"))
     wrapped = isinstance(checkpoint.get("state_dict"), dict)
-    state = _strip_wrappers(checkpoint["state_dict"] if wrapped else checkpoint)
+    state = _strip_wrappers(_tensors(checkpoint["state_dict"], path, "state_dict") if wrapped
+                            else _tensors(checkpoint, path, "the state_dict"))
     keys = list(state)
     if _any_prefix(keys, "preact."):
         return "alphapose", state
@@ -311,6 +313,53 @@ def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
         return "torchvision-resnet", state
     raise CheckpointError(f"{path}: unrecognized checkpoint; first keys {keys[:5]} match none of"
                           f" posecore, AlphaPose, mmpose or torchvision ResNet")
+
+
+def _tensors(state: dict, path: str | os.PathLike, where: str) -> dict[str, torch.Tensor]:
+    """`state` when every key is text and every value a tensor, else a CheckpointError."""
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: {where} entry {str(key)[:80]!r} is a {type(value).__name__}, "
+                                  "expected a tensor under a text key; the file is damaged or not a "
+                                  "model checkpoint")
+    return state
+
+
+def check_training_state(checkpoint: Any, path: str | os.PathLike) -> None:
+    """The training state a run resumes from (its checkpoints/last.pt, as the engine writes it):
+    model tensors, the optimizer's state, the counters, the best metric and the RNG states, each
+    checked; a CheckpointError names the file and the key otherwise."""
+    fmt, _ = split_checkpoint(checkpoint, path)
+    if fmt != "posecore" or "format" not in checkpoint:
+        raise CheckpointError(f"{path}: not a posecore training checkpoint (a {fmt} state_dict); a run "
+                              "resumes from the last.pt its training wrote")
+
+    def fail(key: str, expected: str) -> None:
+        value = checkpoint.get(key, "missing")
+        raise CheckpointError(f"{path}: {key} is {str(value)[:80]!r} ({type(value).__name__}), expected "
+                              f"{expected}; the checkpoint is damaged: restore it, or start the run again")
+
+    for key in ("epoch", "epoch_step", "step", "skipped_steps"):
+        value = checkpoint.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            fail(key, "a non-negative integer")
+    best = checkpoint.get("best_metric", "missing")
+    if best is not None and not finite_number(best):
+        fail("best_metric", "a number or null")
+    optimizer = checkpoint.get("optimizer")
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)
+            and all(isinstance(group, dict) for group in optimizer["param_groups"])):
+        fail("optimizer", "an optimizer state_dict (state, param_groups)")
+    if not isinstance(checkpoint.get("scaler", "missing"), (dict, type(None))):
+        fail("scaler", "a grad scaler state_dict")
+    rng = checkpoint.get("rng")
+    python, numpy_state = (rng.get("python"), rng.get("numpy")) if isinstance(rng, dict) else (None, None)
+    if not (isinstance(python, dict) and isinstance(python.get("state"), torch.Tensor)
+            and isinstance(numpy_state, dict) and isinstance(numpy_state.get("keys"), torch.Tensor)
+            and isinstance(numpy_state.get("name"), str) and isinstance(rng.get("torch"), torch.Tensor)
+            and all(isinstance(numpy_state.get(k), (int, float)) for k in ("pos", "has_gauss", "cached_gaussian"))):
+        fail("rng", "the RNG states posecore saves (python, numpy, torch, device)")
 
 
 def to_posecore_keys(fmt: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

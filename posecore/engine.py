@@ -67,8 +67,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from posecore import data, device, distributed
-from posecore.checkpoints import (POSECORE_FORMAT, capture_rng, load_model, read_checkpoint, restore_rng,
-                                  save_checkpoint)
+from posecore.checkpoints import (POSECORE_FORMAT, CheckpointError, capture_rng, check_training_state, load_model,
+                                  read_checkpoint, restore_rng, save_checkpoint)
 from posecore.evaluation import primary_metric, validate
 from posecore.meter import StepMeter
 from posecore.data.loading import workers_advice
@@ -283,18 +283,23 @@ class _Trainer:
                     stale.unlink(missing_ok=True)
             return
         checkpoint = read_checkpoint(self.last_path)
-        self.bare.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.apex:
-            self.apex.load_state_dict(checkpoint["scaler"])
-        elif self.scaler.is_enabled() and checkpoint["scaler"]:
-            self.scaler.load_state_dict(checkpoint["scaler"])
+        check_training_state(checkpoint, self.last_path)
+        try:
+            self.bare.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.apex:
+                self.apex.load_state_dict(checkpoint["scaler"])
+            elif self.scaler.is_enabled() and checkpoint["scaler"]:
+                self.scaler.load_state_dict(checkpoint["scaler"])
+            restore_rng(checkpoint["rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as error:
+            raise CheckpointError(f"{self.last_path}: cannot resume from it ({type(error).__name__}: "
+                                  f"{str(error)[:300]}); restore the file, or start the run again") from None
         self.epoch, self.epoch_step = checkpoint["epoch"], checkpoint["epoch_step"]
         self.step, self.skipped = checkpoint["step"], checkpoint["skipped_steps"]
         self.best_metric = checkpoint["best_metric"]
         if (self.folder / "metrics.json").exists():
             self.metrics = read_json(self.folder / "metrics.json")
-        restore_rng(checkpoint["rng"])
         if self.main:
             self._forget_records_after(log_path)
             print(f"resuming {self.folder.name} from {self.last_path} at epoch {self.epoch}"

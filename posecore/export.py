@@ -39,7 +39,7 @@ from posecore.data import resolve_keypoints
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model
 from posecore.params import Params, load_params
-from posecore.runs import atomic_write, resolve_path
+from posecore.runs import atomic_write, finite_number, resolve_path
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
@@ -232,10 +232,17 @@ def set_metadata(proto, metadata: dict[str, Any]) -> None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """metadata_props of an ONNX file as a dict, JSON values decoded (others kept as text)."""
+    """metadata_props of an ONNX file as a dict, JSON values decoded (others kept as text); a
+    file that is not ONNX is a ValueError naming it."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except OSError:
+        raise
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path} is not an ONNX model ({type(error).__name__}: {error}); export one "
+                         "with posecore.export_onnx") from None
     metadata = {}
     for entry in proto.metadata_props:
         try:
@@ -243,6 +250,58 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         except json.JSONDecodeError:
             metadata[entry.key] = entry.value
     return metadata
+
+
+POSE_METADATA = ("input_size", "heatmap_size", "mean", "std", "bbox_padding", "joint_names", "flip_pairs",
+                 "skeleton", "dataset")
+
+
+def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> None:
+    """The metadata a pose model is run with (inference reads nothing else), each value checked:
+    a ValueError naming the file, the key and what was expected."""
+    from posecore.codec import CODECS
+
+    missing = [key for key in POSE_METADATA if key not in metadata]
+    if missing:
+        raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
+                         "(posecore.export_onnx writes them)")
+
+    def fail(key: str, expected: str) -> None:
+        raise ValueError(f"{path}: metadata {key} is {_shown(metadata.get(key))}, expected {expected}; "
+                         "re-export the model with posecore.export_onnx")
+
+    for key in ("input_size", "heatmap_size"):
+        if not _numbers(metadata[key], 2, integer=True, low=1, high=65536):
+            fail(key, "two positive integers (w, h)")
+    if not _numbers(metadata["mean"], 3, low=-1e3, high=1e3):
+        fail("mean", "3 numbers (R, G, B)")
+    if not _numbers(metadata["std"], 3, low=1e-12, high=1e3):
+        fail("std", "3 positive numbers (R, G, B)")
+    if not _numbers([metadata["bbox_padding"]], 1, low=1e-6, high=100):
+        fail("bbox_padding", "a positive number")
+    if metadata.get("codec", "msra") not in CODECS:
+        fail("codec", f"one of {sorted(CODECS)}")
+    if "sigma" in metadata and not _numbers([metadata["sigma"]], 1, low=1e-6, high=1e3):
+        fail("sigma", "a positive number")
+    codec = CODECS[metadata.get("codec", "msra")]
+    if metadata.get("decode_method", "default") not in codec.decodes:
+        fail("decode_method", f"one of {list(codec.decodes)}")
+    kernel = metadata.get("dark_kernel", 11)
+    if not _numbers([kernel], 1, integer=True, low=1, high=999) or kernel % 2 == 0:
+        fail("dark_kernel", "an odd positive integer")
+
+
+def _numbers(values: Any, count: int, integer: bool = False, low: float = -np.inf, high: float = np.inf) -> bool:
+    """`values` is a list of `count` finite numbers (integers) in [low, high]."""
+    kinds = (int,) if integer else (int, float)
+    return (isinstance(values, list) and len(values) == count
+            and all(isinstance(v, kinds) and not isinstance(v, bool) and finite_number(v) and low <= v <= high
+                    for v in values))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):

@@ -127,18 +127,13 @@ def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
     import onnxruntime as ort
 
     from posecore.codec import CODECS
-    from posecore.export import read_metadata
+    from posecore.export import check_pose_metadata, read_metadata
     from posecore.keypoints import from_record
 
     if not path.is_file():
         raise FileNotFoundError(f"pose model {path} does not exist")
     metadata = read_metadata(path)
-    needed = ("input_size", "heatmap_size", "mean", "std", "bbox_padding", "joint_names", "flip_pairs",
-              "skeleton", "dataset")
-    missing = [key for key in needed if key not in metadata]
-    if missing:
-        raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
-                         "(posecore.export_onnx writes them)")
+    check_pose_metadata(metadata, path)
     info = from_record(metadata, str(path))
     decoding = ((params.eval.decode, params.eval.dark_kernel) if params is not None else
                 (metadata.get("decode_method", "default"), metadata.get("dark_kernel", 11)))

@@ -343,22 +343,48 @@ def _apply_overrides(base: KeypointInfo, params: Any) -> KeypointInfo:
 def from_record(record: dict, source: str) -> KeypointInfo:
     """The keypoint set of a `KeypointInfo.record` (an export's metadata, an inference summary):
     a built-in set, checked by its joint names, or the custom set it describes."""
-    dataset, names = record.get("dataset"), list(record.get("joint_names") or [])
+    dataset, names = record.get("dataset"), record.get("joint_names")
+    if not isinstance(dataset, str) or not isinstance(names, list):
+        raise KeypointSetError(f"{source}: a keypoint set needs 'dataset' (its name) and 'joint_names' (a "
+                               f"list), got {_short(dataset)} and {_short(names)}; posecore.export_onnx "
+                               "writes the whole set")
     if dataset in DATASETS:
         info = DATASETS[dataset]
         if list(info.joint_names) != names:
-            raise KeypointSetError(f"{source}: keypoint set {dataset!r} with joints {names} is not one "
-                                   "posecore knows")
+            raise KeypointSetError(f"{source}: keypoint set {dataset!r} with joints {_short(names)} is not "
+                                   "one posecore knows")
         return info
     missing = [key for key in ("joint_names", "flip_pairs", "skeleton", "oks_sigmas") if key not in record]
     if dataset != "custom" or missing:
-        raise KeypointSetError(f"{source}: keypoint set {dataset!r} with joints {names} is not one posecore "
-                               f"knows{f' (a custom set also needs {missing})' if missing else ''}; "
+        raise KeypointSetError(f"{source}: keypoint set {dataset!r} with joints {_short(names)} is not one "
+                               f"posecore knows{f' (a custom set also needs {missing})' if missing else ''}; "
                                "posecore.export_onnx writes the whole set")
     _check_names(names, f"{source}: joint_names")
-    info = _custom_info(names, tuple(tuple(pair) for pair in record["skeleton"]), infer_flips=False)
-    return dataclasses.replace(info, flip_pairs=tuple(tuple(pair) for pair in record["flip_pairs"]),
-                               sigmas=tuple(float(s) for s in record["oks_sigmas"]))
+    sigmas = record["oks_sigmas"]
+    if not (isinstance(sigmas, list) and len(sigmas) == len(names) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e3 for v in sigmas)):
+        raise KeypointSetError(f"{source}: oks_sigmas is {_short(sigmas)}, expected {len(names)} positive "
+                               "numbers (one per joint)")
+    info = _custom_info(names, _record_pairs(record, "skeleton", len(names), source), infer_flips=False)
+    return dataclasses.replace(info, flip_pairs=_record_pairs(record, "flip_pairs", len(names), source),
+                               sigmas=tuple(float(s) for s in sigmas))
+
+
+def _record_pairs(record: dict, key: str, count: int, source: str) -> tuple[tuple[int, int], ...]:
+    """record[key] as 0-based joint pairs, each index below `count`, or a KeypointSetError."""
+    pairs = record[key]
+    if not isinstance(pairs, list) or not all(
+            isinstance(pair, list) and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < count for v in pair)
+            for pair in pairs):
+        raise KeypointSetError(f"{source}: {key} is {_short(pairs)}, expected [a, b] pairs of 0-based joint "
+                               f"indices below {count}")
+    return tuple((a, b) for a, b in pairs)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def keypoint_params(params: Any, info: KeypointInfo) -> Any:

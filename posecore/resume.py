@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from posecore.checkpoints import check_training_state, read_checkpoint
 from posecore.optim import batch_plan
 from posecore.params import Params, ParamsError, load_params, resume_changes
 from posecore.runs import TrainingError, read_json
@@ -25,13 +26,18 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
         raise TrainingError(
             f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
             f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+    check_training_state(read_checkpoint(last, mmap=True), last)  # a damaged last.pt: named now
     saved_path = folder / "params.yaml"
     if not saved_path.exists():
         return {}
     saved = load_params(saved_path)
     accepted, refused = resume_changes(saved, params)
     env_path = folder / "env.json"
-    before = read_json(env_path).get("world_size") if env_path.exists() else None
+    env = read_json(env_path) if env_path.exists() else {}
+    before = env.get("world_size") if isinstance(env, dict) else None
+    if before is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 1):
+        raise TrainingError(f"{env_path}: world_size is {before!r}, expected a positive integer (the "
+                            "devices the run trained on); restore the file or set it")
     if before not in (None, world_size):
         same_steps = 0 < params.train.global_batch == _global_batch(saved, before)
         changes = accepted if same_steps or "world_size" in params.train.accept_changes else refused

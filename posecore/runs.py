@@ -314,8 +314,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file's content; one that is not JSON is a ValueError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({error}); it is damaged: restore or delete it") from None
 
 
 # --- JSON lines -------------------------------------------------------------------------------

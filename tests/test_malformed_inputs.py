@@ -235,3 +235,103 @@ def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path):
         dataset = data.build_dataset(coco_params(tmp_path, "coco"), "val")
     check_instances(dataset)
     assert len(dataset) == len(data.build_dataset(coco_params(synthetic["coco"], "coco"), "val")) - 4
+
+
+# --------------------------------------------------------------------------- ONNX metadata
+
+@pytest.fixture(scope="module")
+def onnx_base():
+    """An identity graph (image -> heatmaps) and the metadata posecore.export_onnx writes for the demo."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from posecore.codec import build_codec
+    from posecore.export import build_metadata
+
+    params = load_params("demo")
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["heatmaps"])], "pose",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["n", 3, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return onnx.ModelProto.FromString(model.SerializeToString()), build_metadata(
+        params, build_codec(params), ["heatmaps"], None, None)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_onnx_metadata_loads_or_names_the_file(onnx_base, tmp_path, data_draw):
+    import onnx
+
+    from posecore.export import set_metadata
+    from posecore.inference import load_pose_model
+
+    proto, metadata = onnx_base
+    mutated = mutate(data_draw, metadata)
+    set_metadata(proto, mutated if isinstance(mutated, dict) else {})
+    path = tmp_path / "pose.onnx"
+    onnx.save(proto, str(path))
+    model = reads_or_names(lambda: load_pose_model(None, path, device="cpu"), "pose.onnx")
+    if model is not None:
+        assert model.codec.input_size == tuple(mutated["input_size"]) and len(model.info.joint_names) > 0
+        assert np.isfinite(model.mean).all() and (model.std > 0).all() and model.bbox_padding > 0
+
+
+def test_a_file_that_is_not_onnx_is_named(tmp_path):
+    from posecore.inference import load_pose_model
+
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"\x08\x07garbage that is no protobuf \xff\xfe")
+    with pytest.raises(ValueError, match="broken.onnx is not an ONNX model"):
+        load_pose_model(None, path, device="cpu")
+
+
+# --------------------------------------------------------------------------- a run's checkpoint and records
+
+@pytest.fixture(scope="module")
+def run_base():
+    """What a resumed run reads before it starts: last.pt (as the engine writes it, a small model
+    standing in), params.yaml and env.json."""
+    import torch
+
+    from posecore.checkpoints import POSECORE_FORMAT, capture_rng
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.zeros(1, 3, 5, 5)).sum().backward()
+    optimizer.step()
+    checkpoint = {"format": POSECORE_FORMAT, "model_name": "fastpose", "num_joints": 17,
+                  "model": {f"head.{k}": v for k, v in model.state_dict().items()},
+                  "epoch": 2, "epoch_step": 0, "step": 8, "optimizer": optimizer.state_dict(),
+                  "scheduler": {"lr": 0.002}, "scaler": {}, "rng": capture_rng(), "best_metric": 0.5,
+                  "skipped_steps": 0}
+    params = load_params("demo")
+    return checkpoint, params, {"world_size": 1, "npus": 1, "device_type": "cpu"}
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw):
+    import torch
+
+    from posecore.checkpoints import read_checkpoint, split_checkpoint
+    from posecore.params import save_params
+    from posecore.resume import check_resume
+    from posecore.runs import TrainingError, write_json
+
+    checkpoint, params, env = run_base
+    folder = tmp_path / "run"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "checkpoints").mkdir(parents=True)
+    target = data_draw.draw(st.sampled_from(["last.pt", "env.json", "params.yaml"]), label="file")
+    last = folder / "checkpoints" / "last.pt"
+    torch.save(mutate(data_draw, checkpoint) if target == "last.pt" else checkpoint, last)
+    write_json(folder / "env.json", mutate(data_draw, env) if target == "env.json" else env)
+    saved = params.to_dict()
+    (folder / "params.yaml").write_text(yaml.safe_dump(mutate(data_draw, saved) if target == "params.yaml" else saved))
+    try:
+        check_resume(folder, params, world_size=1)
+    except (ValueError, OSError, TrainingError) as error:  # TrainingError: refused changes, named by run
+        assert target in str(error) or (isinstance(error, TrainingError) and str(folder) in str(error)), error
+    if target == "last.pt":
+        reads_or_names(lambda: split_checkpoint(read_checkpoint(last), last), "last.pt")
