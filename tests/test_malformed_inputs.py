@@ -50,14 +50,15 @@ def reads_or_names(read, *names: str):
 
 
 def check_instances(dataset) -> None:
-    """What a reader returned is usable: finite boxes of positive size, finite joints."""
+    """What a reader returned is usable: finite boxes of positive size, finite joints (each person
+    as PoseDataset hands it out)."""
     if dataset is None:
         return
     for inst in dataset.instances:
         assert np.isfinite(inst.bbox_center).all() and np.isfinite(inst.bbox_scale).all()
         assert (inst.bbox_scale > 0).all() and np.isfinite(inst.joints).all()
         assert np.isfinite(inst.visible).all() and np.isfinite(inst.bbox_score)
-        assert isinstance(inst.image_path, str) and isinstance(inst.image_id, int)
+        assert isinstance(inst.image_path, str) and isinstance(inst.image_id, (int, np.integer))
 
 
 def load(path: Path):
@@ -100,7 +101,7 @@ def coco_params(root: Path, dataset: str, **overrides):
 
 @FUZZ
 @given(st.data())
-def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, data_draw):
+def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, outputs, data_draw):
     dataset, files = data_draw.draw(st.sampled_from(coco_bases), label="base")
     target = data_draw.draw(st.sampled_from(COCO_FILES), label="file")
     root = tmp_path / "root"
@@ -134,7 +135,7 @@ def detection_bases(synthetic) -> list[tuple[Path, list]]:
 
 @FUZZ
 @given(st.data())
-def test_mutated_detection_files_read_or_name_the_file(detection_bases, tmp_path, data_draw):
+def test_mutated_detection_files_read_or_name_the_file(detection_bases, tmp_path, outputs, data_draw):
     root, detections = data_draw.draw(st.sampled_from(detection_bases), label="base")
     path = write(tmp_path / "dets.json", mutate(data_draw, detections))
     params = coco_params(root, "coco", **{"data.det_file": str(path)})
@@ -162,7 +163,7 @@ def mpii_bases(synthetic) -> list[list]:
 
 @FUZZ
 @given(st.data())
-def test_mutated_mpii_files_read_or_name_the_file(mpii_bases, tmp_path, data_draw):
+def test_mutated_mpii_files_read_or_name_the_file(mpii_bases, tmp_path, outputs, data_draw):
     base = data_draw.draw(st.sampled_from(mpii_bases), label="base")
     root = tmp_path / "root"
     shutil.rmtree(root, ignore_errors=True)
@@ -209,7 +210,7 @@ def test_mutated_params_files_load_or_name_the_file(tmp_path, data_draw):
     (lambda c: c.update(images={"a": 1}), ["'images' is a dict", "expected a list"]),
     (lambda c: c["images"].append(dict(c["images"][0])), ["repeats the id"]),
 ])
-def test_unusable_image_entries_name_file_entry_and_key(synthetic, tmp_path, change, words):
+def test_unusable_image_entries_name_file_entry_and_key(synthetic, tmp_path, outputs, change, words):
     coco = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
     change(coco)
     write(tmp_path / "annotations" / COCO_FILES[1], coco)
@@ -219,7 +220,7 @@ def test_unusable_image_entries_name_file_entry_and_key(synthetic, tmp_path, cha
         assert word in str(error.value)
 
 
-def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path):
+def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path, outputs):
     coco = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
     people = coco["annotations"]
     people[0]["bbox"][2] = float("inf")
@@ -315,7 +316,6 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
     import torch
 
     from posecore.checkpoints import read_checkpoint, split_checkpoint
-    from posecore.params import save_params
     from posecore.resume import check_resume
     from posecore.runs import TrainingError, write_json
 
