@@ -45,7 +45,7 @@ _NOT_PARSED = ("heatmap_size", "sigma", "codec", "mean", "std", "flip", "scale_f
                "skeleton", "flip_pairs", "upper_body", "joint_weights")
 _POSECORE = Path(__file__).resolve().parents[1]
 # the parser's code: every module of posecore.data and what it uses to read files
-_PARSER_SOURCES = ("geometry.py", "keypoints.py", "detect.py", "runs.py")
+_PARSER_SOURCES = ("geometry.py", "keypoints.py", "keypoint_sets.py", "detect.py", "runs.py")
 
 
 def cache_root() -> Path:
