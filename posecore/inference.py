@@ -23,6 +23,7 @@ OUT (out_dir) receives:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -39,7 +40,7 @@ from posecore.codec import HeatmapCodec
 from posecore.data.sources import Source, open_source, read_frames
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo
-from posecore.runs import atomic_write, default_run_name, resolve_path, run_dir, write_json
+from posecore.runs import atomic_write, default_run_name, outputs_root, resolve_path, run_dir, run_lock, write_json
 
 VIDEO_CODEC = "mp4v"
 DEFAULT_FPS = 25.0            # for videos whose container does not say
@@ -326,38 +327,49 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
     track = src.kind == "video" if track is None else bool(track)
     out = resolve_path(out_dir) if out_dir is not None else (
         run_dir(run_name or default_run_name("infer")) / "infer" / src.stem)
-    out.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,
-                      settings.track_max_missed, settings.track_max_centre_distance) if track else None
-    writer = _Writer(out, src, draw)
-    pipeline = _Pipeline(model, params, tracker, writer, int(batch_size or params.eval.batch_size), flip)
-    skipped: list[str] = []
-    frames = 0
-    total = src.frame_count if src.kind == "video" else len(src.images)
-    started_all = started = time.perf_counter()
-    for frame, image in tqdm(read_frames(src), total=total or None, desc=f"infer {src.path.name}",
-                             unit="frame", disable=not progress, leave=False):
-        started = pipeline.tick("read", started)
-        if image is None:
-            skipped.append(frame.label)
-            continue
-        frames += 1
-        boxes = boxes_for_frame(detector, image, frame)
-        pipeline.tick("detect", started)
-        pipeline.add(frame, image, boxes)
-        started = time.perf_counter()
-    pipeline.flush()
-    elapsed = time.perf_counter() - started_all
-    if src.kind == "video" and frames == 0:
-        warnings.warn(f"skipping video {src.path}: OpenCV cannot read any frame of it", stacklevel=2)
-        skipped.append(src.path.name)
-    outputs = writer.close()
-    atomic_write(out / "results.json", json.dumps(pipeline.results))
-    summary = _summary(src, out, outputs, model, detector, frames, pipeline, track, skipped, elapsed, flip)
-    write_json(out / "summary.json", summary)
-    if progress:
-        print(format_summary(summary), flush=True)
-    return summary
+    with _run_writer(out):   # what goes into a run folder holds its writer lock, as training does
+        out.mkdir(parents=True, exist_ok=True)
+        tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,
+                          settings.track_max_missed, settings.track_max_centre_distance) if track else None
+        writer = _Writer(out, src, draw)
+        pipeline = _Pipeline(model, params, tracker, writer, int(batch_size or params.eval.batch_size), flip)
+        skipped: list[str] = []
+        frames = 0
+        total = src.frame_count if src.kind == "video" else len(src.images)
+        started_all = started = time.perf_counter()
+        for frame, image in tqdm(read_frames(src), total=total or None, desc=f"infer {src.path.name}",
+                                 unit="frame", disable=not progress, leave=False):
+            started = pipeline.tick("read", started)
+            if image is None:
+                skipped.append(frame.label)
+                continue
+            frames += 1
+            boxes = boxes_for_frame(detector, image, frame)
+            pipeline.tick("detect", started)
+            pipeline.add(frame, image, boxes)
+            started = time.perf_counter()
+        pipeline.flush()
+        elapsed = time.perf_counter() - started_all
+        if src.kind == "video" and frames == 0:
+            warnings.warn(f"skipping video {src.path}: OpenCV cannot read any frame of it", stacklevel=2)
+            skipped.append(src.path.name)
+        outputs = writer.close()
+        atomic_write(out / "results.json", json.dumps(pipeline.results))
+        summary = _summary(src, out, outputs, model, detector, frames, pipeline, track, skipped, elapsed, flip)
+        write_json(out / "summary.json", summary)
+        if progress:
+            print(format_summary(summary), flush=True)
+        return summary
+
+
+def _run_writer(out: Path) -> contextlib.AbstractContextManager:
+    """The writer lock of the run folder `out` lies in (outputs/<run>/...), or nothing for a
+    folder outside the runs."""
+    try:
+        relative = out.resolve().relative_to(outputs_root().resolve())
+    except ValueError:
+        return contextlib.nullcontext()
+    return run_lock(outputs_root() / relative.parts[0], "inference") if relative.parts else contextlib.nullcontext()
 
 
 def _detector_options(spec: Any, settings: Any) -> dict[str, Any]:

@@ -129,3 +129,25 @@ def progress_worker(steps: int) -> int:
         bar.set_postfix(loss=f"{1.0 / (step + 1):.3g}", lr="0.001", refresh=False)
     bar.close()
     return steps
+
+
+def identity_pose_onnx(path: Path, params=None) -> Path:
+    """A stand-in pose model at `path`: an identity graph (image -> heatmaps) carrying the
+    metadata posecore.export_onnx writes for `params` (default: the demo's). Loads like an export;
+    its outputs are not heatmaps."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from posecore.codec import build_codec
+    from posecore.export import build_metadata, set_metadata
+
+    params = params or load_params("demo")
+    shape = ["n", 3, params.data.input_size[1], params.data.input_size[0]]
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["heatmaps"])], "pose",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    set_metadata(model, build_metadata(params, build_codec(params), ["heatmaps"], None, None))
+    onnx.save(model, str(path))
+    return path

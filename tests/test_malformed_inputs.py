@@ -27,6 +27,7 @@ from posecore.detect import DetectionsFile
 from posecore.params import flat_params, load_params
 
 from conftest import SAMPLES
+from helpers import identity_pose_onnx
 from mutation import VALUES, mutate
 
 # no shrinking: the edits a failing example made are printed (`note`), and shrinking a large file
@@ -241,22 +242,14 @@ def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path, outp
 # --------------------------------------------------------------------------- ONNX metadata
 
 @pytest.fixture(scope="module")
-def onnx_base():
-    """An identity graph (image -> heatmaps) and the metadata posecore.export_onnx writes for the demo."""
+def onnx_base(tmp_path_factory):
+    """A stand-in pose model (tests/helpers.identity_pose_onnx) and its metadata."""
     import onnx
-    from onnx import TensorProto, helper
 
-    from posecore.codec import build_codec
-    from posecore.export import build_metadata
+    from posecore.export import read_metadata
 
-    params = load_params("demo")
-    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["heatmaps"])], "pose",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 8, 8])],
-                              [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["n", 3, 8, 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return onnx.ModelProto.FromString(model.SerializeToString()), build_metadata(
-        params, build_codec(params), ["heatmaps"], None, None)
+    path = identity_pose_onnx(tmp_path_factory.mktemp("onnx") / "base.onnx")
+    return onnx.load(str(path)), read_metadata(path)
 
 
 @FUZZ

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from posecore.runs import atomic_write, read_json, resolve_path, run_dir, write_json
+from posecore.runs import atomic_write, read_json, resolve_path, run_dir, run_lock, write_json
 from posecore.viz import save_figure
 
 # The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
@@ -127,8 +127,10 @@ def reference_table(rows: Sequence[dict] = (), title: str = "Results and the see
 
 
 def save_table(run_name: str, name: str, table: Table) -> Path:
-    """outputs/<run>/tables/<name>.json, read back by `write_report`."""
-    return write_json(run_dir(run_name) / "tables" / f"{name}.json", table.to_dict())
+    """outputs/<run>/tables/<name>.json, read back by `write_report` (under the run's writer lock)."""
+    folder = run_dir(run_name)
+    with run_lock(folder, "a notebook's tables"):
+        return write_json(folder / "tables" / f"{name}.json", table.to_dict())
 
 
 def load_table(path: str | Path) -> Table:
@@ -148,8 +150,10 @@ def run_figure(run_name: str, name: str):
 
 
 def save_run_figure(run_name: str, name: str, fig) -> Path:
-    """outputs/<run>/figures/<name>.png."""
-    return save_figure(fig, run_dir(run_name) / "figures" / f"{name}.png")
+    """outputs/<run>/figures/<name>.png (under the run's writer lock)."""
+    folder = run_dir(run_name)
+    with run_lock(folder, "a notebook's figures"):
+        return save_figure(fig, folder / "figures" / f"{name}.png")
 
 
 def run_relative(path: str | Path, folder: str | Path) -> str:
@@ -216,7 +220,9 @@ def write_report(run_name: str, title: str | None = None) -> Path:
     and refresh the run index outputs/runs.csv (posecore.experiments.write_run_index)."""
     from posecore.experiments import write_run_index
 
-    written = atomic_write(run_dir(run_name) / "report.html", report_html(run_name, title))
+    folder = run_dir(run_name)
+    with run_lock(folder, "report.html"):
+        written = atomic_write(folder / "report.html", report_html(run_name, title))
     write_run_index()
     return written
 
