@@ -24,6 +24,8 @@ CONFIGS = [
     ("Hourglass-52, COCO", "hourglass", {"num_stacks": 1, "num_joints": 17}, (256, 256)),
     ("SimpleBaseline ResNet-50, COCO", "simplebaseline", {"depth": 50, "num_joints": 17},
      (192, 256)),
+    ("HRNet-W32, COCO", "hrnet", {"width": 32, "num_joints": 17}, (192, 256)),
+    ("HRNet-W48, COCO", "hrnet", {"width": 48, "num_joints": 17}, (192, 256)),
 ]
 
 

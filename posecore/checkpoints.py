@@ -5,9 +5,12 @@ DataParallel / torch.compile is dropped first):
 - posecore: {"format": "posecore/1", "model_name", "num_joints", "model": state_dict, ...},
   or a bare `model.state_dict()` of a posecore model.
 - alphapose: a FastPose or FastPose_DUC state_dict (preact.*, duc1.*, duc2.*, [duc3.*,] conv_out.*).
-- mmpose: {"state_dict": {backbone.*, keypoint_head.*}} (0.x) or head.* (1.x); HourglassNet with
-  the multi-stage / CPM head, ResNet with the simple heatmap head (SimpleBaseline), or RTMPose
-  (CSPNeXt + RTMCCHead, whose keys are posecore's as they are).
+- mmpose: {"state_dict": {backbone.*, keypoint_head.*}} (0.x) or {"state_dict": {backbone.*,
+  head.*}, "meta": ...} (1.x); HourglassNet with the multi-stage / CPM head, ResNet with the simple
+  heatmap head (SimpleBaseline), HRNet with its 1x1 head, or RTMPose (CSPNeXt + RTMCCHead).
+  posecore keeps mmpose 1.x's names, so MMPOSE_PREFIXES is the one mapping of both versions.
+- hrnet-official: the HRNet repository's pose_hrnet state_dict (conv1.*, layer1.*, transition1.*,
+  stage2.*, ..., final_layer.*): mmpose's backbone names without the prefix.
 - torchvision-resnet: an ImageNet ResNet state_dict (conv1.*, layer1.*, fc.*); it initializes
   the model's ResNet backbone as AlphaPose does (every tensor that fits; SE gates keep their
   initialization, fc is dropped).
@@ -62,8 +65,11 @@ MMPOSE_PREFIXES = {
     "head.multi_final_layers.": "head.final_layers.",           # 1.x CPMHead
     "keypoint_head.": "head.",                                  # 0.x simple head (deconvs)
 }
+# the official HRNet repository's pose_hrnet: the backbone unprefixed, its 1x1 conv as final_layer
+HRNET_OFFICIAL_PREFIXES = {"final_layer.": "head.final_layer.", "": "backbone."}
 # which posecore model a state_dict holds, told by a key only that model has
 MODEL_MARKERS = {
+    "backbone.transition1.": "hrnet",
     "backbone.hourglass_modules.": "hourglass",
     "head.duc3.": "fastpose_duc",           # before fastpose: both have head.duc1
     "head.duc1.": "fastpose",
@@ -72,6 +78,7 @@ MODEL_MARKERS = {
 }
 # the final conv, whose output channels are the joints
 JOINT_KEYS = {
+    "hrnet": "head.final_layer.weight",
     "fastpose": "head.final_layer.weight",
     "fastpose_duc": "head.final_layer.weight",
     "simplebaseline": "head.final_layer.weight",
@@ -80,6 +87,7 @@ JOINT_KEYS = {
 }
 # the final layer(s), one output channel per joint: what fine-tuning onto another keypoint set relearns
 HEAD_OUTPUT_PREFIXES = {
+    "hrnet": "head.final_layer.",
     "fastpose": "head.final_layer.",
     "fastpose_duc": "head.final_layer.",
     "simplebaseline": "head.final_layer.",
@@ -155,7 +163,7 @@ def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
             raise CheckpointError(
                 f"cannot use {checkpoint} as model {params.model.name!r} with {params.model.num_joints} "
                 f"joints: {error}. Use the params it was trained with (model.name, model.depth, "
-                "model.num_stacks, model.variant, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
+                "model.num_stacks, model.variant, model.width, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
                 "model.duc_convs)") from error
     return model.to(device).eval(), checkpoint_format
 
@@ -303,6 +311,8 @@ def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
     keys = list(state)
     if _any_prefix(keys, "preact."):
         return "alphapose", state
+    if _any_prefix(keys, "transition1.") and _any_prefix(keys, "stage2."):
+        return "hrnet-official", state
     if _any_prefix(keys, "keypoint_head."):
         return "mmpose-0.x", state
     if _any_prefix(keys, "backbone.") and (wrapped or _any_prefix(keys, "head.multi_final_")):
@@ -312,7 +322,7 @@ def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
     if "conv1.weight" in state and _any_prefix(keys, "layer1."):
         return "torchvision-resnet", state
     raise CheckpointError(f"{path}: unrecognized checkpoint; first keys {keys[:5]} match none of"
-                          f" posecore, AlphaPose, mmpose or torchvision ResNet")
+                          f" posecore, AlphaPose, mmpose, the official HRNet or torchvision ResNet")
 
 
 def _tensors(state: dict, path: str | os.PathLike, where: str) -> dict[str, torch.Tensor]:
@@ -369,6 +379,8 @@ def to_posecore_keys(fmt: str, state: dict[str, torch.Tensor]) -> dict[str, torc
         return {_replace_parts(key, ALPHAPOSE_PARTS): value for key, value in state.items()}
     if fmt.startswith("mmpose"):
         return _rename(state, MMPOSE_PREFIXES)
+    if fmt == "hrnet-official":
+        return _rename(state, HRNET_OFFICIAL_PREFIXES)
     return state
 
 

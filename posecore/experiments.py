@@ -291,6 +291,8 @@ def _model_name(flat: dict[str, Any]) -> str:
     name = flat.get("model.name", "?")
     if name in ("fastpose", "fastpose_duc", "simplebaseline"):
         return f"{name}-{flat.get('model.depth', '?')}"
+    if name == "hrnet":
+        return f"hrnet-w{flat.get('model.width', '?')}"
     return f"{name} x{flat.get('model.num_stacks', 1)}" if name == "hourglass" else name
 
 

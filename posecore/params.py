@@ -25,19 +25,22 @@ from posecore.runs import REPO_ROOT, atomic_write
 log = logging.getLogger(__name__)
 
 PARAMS_DIR = REPO_ROOT / "params"
-SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii", "rtmpose": "rtmpose_m_coco"}
+SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii", "rtmpose": "rtmpose_m_coco",
+             "hrnet": "hrnet_w32_coco", "simplebaseline": "simplebaseline_r50_coco"}
 AMP_ALIASES = {"O0": "off", "O1": "fp16", "O2": "fp16", "none": "off", "fp32": "off"}
 AMP_MODES = ("off", "fp16", "bf16")
 # Per model (posecore.models.MODELS): heatmap stride, and what input sizes must be multiples of for
-# the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels).
+# the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels;
+# HRNet: its 1/32 branch is upsampled x8 onto the 1/4 one).
 # RTMPose predicts SimCC vectors, not heatmaps: its stride is the backbone's (data.heatmap_size unused).
 MODEL_GEOMETRY = {"fastpose": (4, 32), "fastpose_duc": (4, 32), "simplebaseline": (4, 32),
-                  "hourglass": (4, 128), "rtmpose": (32, 32)}
+                  "hourglass": (4, 128), "hrnet": (4, 32), "rtmpose": (32, 32)}
 SIMCC_MODELS = ("rtmpose",)              # the models that predict (simcc_x, simcc_y): data.codec simcc
 RTMPOSE_VARIANTS = ("t", "s", "m", "l")  # posecore.models.rtmpose.RTMPOSE_VARIANTS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("step", "cosine")
 RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
+HRNET_WIDTHS = (18, 32, 48)              # posecore.models.HRNET_WIDTHS
 MAX_INT = 2**63 - 1                       # integers must fit int64 (numpy, torch)
 FASTPOSE_BACKBONES = ("se-resnet", "resnet")
 
@@ -53,6 +56,7 @@ class ModelParams:
     backbone: str = "se-resnet"     # fastpose_duc: se-resnet | resnet (AlphaPose's BACKBONE)
     duc_convs: list[int] = field(default_factory=lambda: [4, 2, 1])  # fastpose_duc: STAGE1-3 NUM_CONV
     variant: str = "m"              # rtmpose size: t | s | m | l
+    width: int = 32                 # hrnet: width of the highest-resolution branch (HRNet-W32 / W48)
     pretrained: str = ""            # local torchvision-layout ImageNet ResNet state_dict (backbone init)
     init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
     skip_mismatched_head: bool = False  # init_checkpoint of another joint count: load all but the final layer
@@ -204,7 +208,8 @@ def load_params(name_or_path: str | os.PathLike | Params,
                 overrides: dict[str, Any] | None = None) -> Params:
     """Resolve a params file and apply dotted overrides, e.g. {"train.lr": 5e-4}.
 
-    `name_or_path`: an existing path, a shortcut ("fastpose", "hourglass"), or a name in params/.
+    `name_or_path`: an existing path, a shortcut (a key of SHORTCUTS: "fastpose",
+    "hourglass", "hrnet", "rtmpose", "simplebaseline"), or a name in params/.
     A Params object is copied and the overrides applied to it. An AlphaPose config (upper-case
     DATASET / DATA_PRESET / MODEL / TRAIN sections) is converted by posecore.alphapose_config,
     which logs (INFO) where each of its keys went.
@@ -356,7 +361,7 @@ _POSITIVE, _NON_NEGATIVE, _FRACTION = (0, None, True), (0, None, False), (0, 1, 
 NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     # key: (low, high, low excluded); None = unbounded
     "model.num_joints": _POSITIVE, "model.depth": _POSITIVE, "model.num_stacks": _POSITIVE,
-    "model.conv_dim": _POSITIVE, "model.duc_convs": _POSITIVE,
+    "model.conv_dim": _POSITIVE, "model.duc_convs": _POSITIVE, "model.width": _POSITIVE,
     "data.det_score_thr": (None, None, False), "data.input_size": _POSITIVE,
     "data.heatmap_size": _POSITIVE, "data.sigma": _POSITIVE, "data.mean": (None, None, False),
     "data.std": _POSITIVE, "data.bbox_padding": _POSITIVE, "data.scale_factor": _NON_NEGATIVE,
@@ -399,7 +404,9 @@ def _check(obj: Any, source: str, prefix: str) -> None:
                  f"{_closest(str(obj.name), sorted(MODEL_GEOMETRY))}")
         if obj.variant not in RTMPOSE_VARIANTS:
             fail("variant", f"must be one of {RTMPOSE_VARIANTS} (the RTMPose size), got {obj.variant!r}")
-        if obj.name not in ("hourglass", *SIMCC_MODELS) and obj.depth not in RESNET_DEPTHS:
+        if obj.name == "hrnet" and obj.width not in HRNET_WIDTHS:
+            fail("width", f"must be an HRNet width {HRNET_WIDTHS} for hrnet, got {obj.width}")
+        if obj.name not in ("hourglass", "hrnet", *SIMCC_MODELS) and obj.depth not in RESNET_DEPTHS:
             fail("depth", f"must be a ResNet depth {RESNET_DEPTHS} for {obj.name}, got {obj.depth}")
         if obj.name == "fastpose_duc" and obj.depth < 50:
             fail("depth", f"must be 50, 101 or 152 for fastpose_duc (its DUC stages take a 2048-channel "

@@ -1,12 +1,13 @@
 """Top-down pose networks: images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4], or for RTMPose the
 SimCC pair (simcc_x [N, K, W * 2], simcc_y [N, K, H * 2]) (a tuple; posecore.codec_simcc).
 
-H and W must be multiples of 32 for the ResNet models and RTMPose and of 128 for Hourglass-52
-(4 x 2^5), as with the upstream models (256x192, 384x384).
+H and W must be multiples of 32 for the ResNet models, HRNet and RTMPose and of 128 for
+Hourglass-52 (4 x 2^5), as with the upstream models (256x192, 384x384).
 
 - fastpose: AlphaPose's FastPose, an SE-ResNet backbone then PixelShuffle and two DUC upsamplers.
 - fastpose_duc: AlphaPose's FastPose_DUC, an SE- or plain ResNet then three DUC stages.
 - simplebaseline: Xiao et al.'s ResNet + three stride-2 deconvolutions.
+- hrnet: mmpose's HRNet-W32 / W48 (model.width) with a 1x1 heatmap head.
 - hourglass: mmpose's HourglassNet (Hourglass-52 per stack) with a 1x1 conv per stack.
 - rtmpose: mmpose's RTMPose t / s / m / l (model.variant): CSPNeXt + the RTMCC head.
 
@@ -31,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from posecore.models.fastpose import DUC, DUCHead, FastPose
 from posecore.models.fastpose_duc import DUCStage, DUCStagesHead, FastPoseDUC
 from posecore.models.hourglass import Hourglass, HourglassModule, HourglassNet, MultiStageHead
+from posecore.models.hrnet import HRNET_WIDTHS, HRModule, HRNet, HRNetBackbone
 from posecore.models.layers import ConvBN, conv1x1_bn, conv3x3, init_normal
 from posecore.models.resnet import RESNET_BLOCKS, BasicBlock, Bottleneck, ResNet, SqueezeExcite
 from posecore.models.rtmpose import RTMPOSE_VARIANTS, RTMPose
@@ -39,13 +41,15 @@ from posecore.models.simplebaseline import DeconvHead, SimpleBaseline
 __all__ = ["MODELS", "RESNET_BLOCKS", "build_model", "final_output", "unwrap_model", "model_summary",
            "FastPose", "FastPoseDUC", "DUCStage", "DUCStagesHead", "SimpleBaseline", "Hourglass", "ResNet", "SqueezeExcite", "BasicBlock", "Bottleneck",
            "HourglassNet", "HourglassModule", "MultiStageHead", "DUC", "DUCHead", "DeconvHead", "ConvBN",
-           "conv1x1_bn", "conv3x3", "init_normal", "RTMPose", "RTMPOSE_VARIANTS"]
+           "conv1x1_bn", "conv3x3", "init_normal", "RTMPose", "RTMPOSE_VARIANTS",
+           "HRNet", "HRNetBackbone", "HRModule", "HRNET_WIDTHS"]
 
 
 MODELS: dict[str, type[nn.Module]] = {
     "fastpose": FastPose,
     "fastpose_duc": FastPoseDUC,
     "hourglass": Hourglass,
+    "hrnet": HRNet,
     "simplebaseline": SimpleBaseline,
     "rtmpose": RTMPose,
 }
@@ -54,7 +58,7 @@ MODELS: dict[str, type[nn.Module]] = {
 def build_model(name: Any, **kwargs: Any) -> nn.Module:
     """Build a model by name (a key of MODELS), from a Params (its .model), or a ModelParams.
 
-    kwargs (num_joints, depth, num_stacks, conv_dim, backbone, duc_convs, variant) override the
+    kwargs (num_joints, depth, num_stacks, conv_dim, backbone, duc_convs, variant, width) override the
     params; from a Params, a model that takes them also gets data.input_size and
     data.simcc_split_ratio (RTMPose's head is sized for its input). The weights are the
     initialization: loading any (model.pretrained, model.init_checkpoint, a checkpoint) is
