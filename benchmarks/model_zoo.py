@@ -23,9 +23,12 @@ from posecore.params import SHORTCUTS, load_params
 
 COCO_256x192 = {"data.dataset": "coco", "model.num_joints": 17, "data.input_size": [192, 256],
                 "data.heatmap_size": [48, 64]}
-# family: [(label, params overrides, published COCO val AP and its source)]
+# family: [(label, params overrides, published COCO val AP and its source)]; the params file is the
+# family's shortcut, or PARAMS_FILES'
+PARAMS_FILES = {"fastpose_duc": "fastpose_duc152_coco"}
 ZOO = {
-    "fastpose": [("FastPose SE-ResNet-50", {"model.depth": 50}, "72.24 (seed run, GT boxes)")],
+    "fastpose": [("FastPose SE-ResNet-50", {"model.depth": 50}, "72.24 (posecore seed run, GT boxes)")],
+    "fastpose_duc": [("FastPose_DUC SE-ResNet-152", {}, "-")],
     "simplebaseline": [("SimpleBaseline ResNet-50", {"model.depth": 50}, "71.8 (mmpose)")],
     "hrnet": [("HRNet-W32", {"model.width": 32}, "74.9 / UDP 76.2 (mmpose)"),
               ("HRNet-W48", {"model.width": 48}, "75.6 / UDP 76.8 (mmpose)")],
@@ -41,7 +44,7 @@ def zoo_rows(families: list[str]) -> list[tuple[str, object, str]]:
     rows = []
     for family in families:
         entries = ZOO.get(family, [(family, {}, "-")])
-        base = SHORTCUTS.get(family, "fastpose")
+        base = PARAMS_FILES.get(family) or SHORTCUTS.get(family, "fastpose")
         for label, overrides, published in entries:
             geometry = {} if family == "rtmpose" else COCO_256x192   # RTMPose's file is COCO 256x192
             params = load_params(base, {**geometry, "model.name": family, **overrides})
