@@ -94,17 +94,22 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
     params_path = folder / "params.yaml"
     if not params_path.is_file():
         raise FileNotFoundError(f"{params_path} does not exist: {name!r} is not a run folder")
-    raw_params = yaml.safe_load(params_path.read_text()) or {}
+    try:
+        raw_params = yaml.safe_load(params_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{params_path} is not valid YAML ({error})") from None
+    if not isinstance(raw_params, dict):
+        raise ValueError(f"{params_path}: expected a mapping of params sections, got {type(raw_params).__name__}")
     flat = flatten_params(raw_params)
     env = _read_json_or_empty(folder / "env.json")
     log = read_log(folder / "log.jsonl")
-    metric = metric or _primary_metric(flat.get("data.dataset", "coco"))
+    metric = metric or _primary_metric(str(flat.get("data.dataset", "coco")))
     train_records = [r for r in log if r.get("type") == "train"]
     values = [r[metric] for r in log if r.get("type") == "val" and finite_number(r.get(metric))]
     summaries = [r for r in log if r.get("type") == "summary"]
     epochs_planned = flat.get("train.epochs")
     epochs_done = _epochs_done(folder, summaries)
-    git = env.get("git") or {}
+    git = env.get("git") if isinstance(env.get("git"), dict) else {}
     return {
         "run": name,
         "state": _state(folder, log, summaries, epochs_done, epochs_planned),
@@ -112,21 +117,22 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
         "dataset": _dataset_name(flat),
         "epochs_done": epochs_done,
         "epochs_planned": epochs_planned,
-        "last_epoch": max((r.get("epoch", 0) for r in log if r.get("type") in ("train", "val")), default=None),
-        "steps": max((r.get("step", 0) for r in train_records), default=0),
+        "last_epoch": max((r["epoch"] for r in log if r.get("type") in ("train", "val")
+                           and finite_number(r.get("epoch"))), default=None),
+        "steps": max((r["step"] for r in train_records if finite_number(r.get("step"))), default=0),
         "metric": metric,
         "best": max(values) if values else None,
         "last": values[-1] if values else None,
-        "eval": _read_json_or_empty(folder / "eval" / "metrics.json").get(metric),
+        "eval": _number_or_none(_read_json_or_empty(folder / "eval" / "metrics.json").get(metric)),
         "protocol": validation_protocol(flat, metric),
         "split": validation_split(flat),
         "images_per_s": _speed(train_records, summaries, "images_per_s"),
         "data_wait": _speed(train_records, summaries, "data_wait"),
-        "skipped_steps": max((r.get("skipped", 0) for r in train_records), default=0),
+        "skipped_steps": max((r["skipped"] for r in train_records if finite_number(r.get("skipped"))), default=0),
         "devices": _devices(env),
-        "world_size": env.get("world_size"),
+        "world_size": _number_or_none(env.get("world_size")),
         "amp": _amp(flat),
-        "commit": (git.get("commit") or "")[:10] or None,
+        "commit": (str(git.get("commit") or ""))[:10] or None,
         "dirty": git.get("dirty"),
         "date": env.get("started"),
         "last_log_time": _mtime(folder / "log.jsonl"),
@@ -153,7 +159,7 @@ def differing_params(params_by_run: dict[str, dict[str, Any]]) -> dict[str, dict
     keys = sorted({key for flat in params_by_run.values() for key in flat})
     table = {key: {run: flat.get(key) for run, flat in params_by_run.items()} for key in keys}
     return {key: values for key, values in table.items()
-            if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1}
+            if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1}
 
 
 def comparison_notes(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -222,10 +228,14 @@ def read_log(path: str | Path) -> list[dict]:
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             if number < len(lines):
                 raise ValueError(f"{path}, line {number} is not JSON: {line[:80]!r}") from None
+            continue
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number} is not a JSON object (a log record): {line[:80]!r}")
+        records.append(record)
     return records
 
 
@@ -245,10 +255,10 @@ def validation_protocol(flat: dict[str, Any], metric: str) -> str:
     part = metric.split("_")[0]
     if flat.get("data.dataset") == "coco_wholebody" and metric.endswith(("_AP", "_AR")):
         return (f"COCO-WholeBody per part: COCOeval on the {part} joints with their sigmas, "
-                f"OKS-NMS {flat.get('eval.oks_nms', 0.9):g}, {flip}, {decode}")
+                f"OKS-NMS {_flat_number(flat, 'eval.oks_nms', 0.9):g}, {flip}, {decode}")
     if flat.get("data.dataset") == "mpii":
-        return f"official PCKh@{flat.get('eval.pckh_thr', 0.5):g}, {flip}, {decode}"
-    return f"COCOeval, OKS-NMS {flat.get('eval.oks_nms', 0.9):g}, {flip}, {decode}"
+        return f"official PCKh@{_flat_number(flat, 'eval.pckh_thr', 0.5):g}, {flip}, {decode}"
+    return f"COCOeval, OKS-NMS {_flat_number(flat, 'eval.oks_nms', 0.9):g}, {flip}, {decode}"
 
 
 def _primary_metric(dataset: str) -> str:
@@ -273,10 +283,16 @@ def _epochs_done(folder: Path, summaries: list[dict]) -> int:
     """Epochs in checkpoints/last.pt (what a resume continues from), else the last summary's."""
     last = folder / "checkpoints" / "last.pt"
     if last.is_file():
-        from posecore.checkpoints import read_checkpoint
+        from posecore.checkpoints import CheckpointError, read_checkpoint
 
-        return int(read_checkpoint(last, mmap=True)["epoch"])
-    return int(summaries[-1].get("epochs", 0)) if summaries else 0
+        checkpoint = read_checkpoint(last, mmap=True)
+        epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise CheckpointError(f"{last}: epoch is {str(epoch)[:40]!r}, expected a non-negative integer; "
+                                  "the checkpoint is damaged")
+        return epoch
+    epochs = summaries[-1].get("epochs") if summaries else 0
+    return int(epochs) if finite_number(epochs) and epochs >= 0 else 0
 
 
 def _speed(train_records: list[dict], summaries: list[dict], key: str) -> float | None:
@@ -309,9 +325,10 @@ def _amp(flat: dict[str, Any]) -> str:
 def _devices(env: dict[str, Any]) -> str | None:
     if not env:
         return None
-    names = sorted(set(env.get("device_names") or []))
+    listed = env.get("device_names")
+    names = sorted({str(name) for name in listed}) if isinstance(listed, list) else []
     per_node = f"{env.get('npus', '?')} x {env.get('device_type', '?')}"
-    nodes = f" on {env['nnodes']} nodes" if (env.get("nnodes") or 1) > 1 else ""
+    nodes = f" on {env['nnodes']} nodes" if finite_number(env.get("nnodes")) and env["nnodes"] > 1 else ""
     return f"{per_node}{nodes}" + (f" ({', '.join(names)})" if names else "")
 
 
@@ -322,7 +339,22 @@ def _mtime(path: Path) -> str | None:
 
 
 def _read_json_or_empty(path: Path) -> dict[str, Any]:
-    return read_json(path) if path.is_file() else {}
+    """A run record's object ({} without the file); any other JSON is a ValueError naming it."""
+    content = read_json(path) if path.is_file() else {}
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}; the record is "
+                         "damaged: restore or delete it")
+    return content
+
+
+def _flat_number(flat: dict[str, Any], key: str, default: float) -> float:
+    """A numeric params value of a run record, or its default when the record holds something else."""
+    value = flat.get(key, default)
+    return value if finite_number(value) else default
+
+
+def _number_or_none(value: Any) -> Any:
+    return value if finite_number(value) else None
 
 
 def _csv_value(value: Any) -> Any:

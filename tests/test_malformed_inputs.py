@@ -328,3 +328,40 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
         assert target in str(error) or (isinstance(error, TrainingError) and str(folder) in str(error)), error
     if target == "last.pt":
         reads_or_names(lambda: split_checkpoint(read_checkpoint(last), last), "last.pt")
+
+
+RECORDS = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "eval/metrics.json")
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_run_records_compare_or_name_the_file(run_base, outputs, data_draw):
+    """compare_runs / read_run over a run whose params.yaml, env.json, log.jsonl or metrics files
+    were mutated: its row, or an error naming the file."""
+    from posecore.experiments import compare_runs, read_run
+
+    _, params, env = run_base
+    log = [{"type": "train", "epoch": 0, "step": 4, "loss": 0.01, "lr": 0.002, "images_per_s": 40.0,
+            "skipped": 0},
+           {"type": "val", "epoch": 0, "step": 4, "AP": 0.31},
+           {"type": "summary", "epochs": 1, "steps": 4, "images_per_s": 41.0, "stopped": None}]
+    records = {"params.yaml": params.to_dict(), "env.json": {**env, "git": {"commit": "abc", "dirty": False},
+                                                              "device_names": ["cpu"], "nnodes": 1},
+               "log.jsonl": log, "metrics.json": {"epoch": 0, "AP": 0.31}, "eval/metrics.json": {"AP": 0.3}}
+    target = data_draw.draw(st.sampled_from(RECORDS), label="file")
+    records[target] = mutate(data_draw, records[target])
+    folder = outputs / "run-a"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "eval").mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(records["params.yaml"]))
+    if isinstance(records["log.jsonl"], list):
+        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records["log.jsonl"]))
+    else:
+        (folder / "log.jsonl").write_text(json.dumps(records["log.jsonl"]) + "\n")
+    for name in ("env.json", "metrics.json", "eval/metrics.json"):
+        write(folder / name, records[name])
+    name = target.split("/")[-1]
+    row = reads_or_names(lambda: read_run("run-a"), name)
+    if row is not None:
+        assert row["run"] == "run-a" and isinstance(row["state"], str)
+        reads_or_names(lambda: compare_runs(["run-a"]), name)
