@@ -217,8 +217,7 @@ def main() -> None:
         ann_file = write_coco_file(temp / "coco", args.people, args.images)
         print(f"wrote {ann_file.name}: {args.people:,} people on {args.images:,} images, "
               f"{ann_file.stat().st_size / MB:.0f} MB, in {time.perf_counter() - started:.0f} s", flush=True)
-        env = {**os.environ, "POSECORE_OUTPUTS": str(temp / "outputs"), "POSECORE_CACHE": str(temp / "cache"),
-               "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "POSECORE_OUTPUTS": str(temp / "outputs"), "OMP_NUM_THREADS": "1"}
         cold = run_phase("cold", temp / "coco", args.workers, env)
         cached = run_phase("cached", temp / "coco", args.workers, env)
         rows = [

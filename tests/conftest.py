@@ -33,13 +33,12 @@ def outputs(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def annotation_cache(tmp_path_factory):
-    """Parsed annotation files (posecore.data.cache) go to a temp folder, never into the repo's
-    outputs/; a test that sets POSECORE_CACHE itself wins."""
-    before = os.environ.get("POSECORE_CACHE")
-    os.environ["POSECORE_CACHE"] = str(tmp_path_factory.mktemp("annotation-cache"))
-    yield Path(os.environ["POSECORE_CACHE"])
-    if before is None:
-        os.environ.pop("POSECORE_CACHE", None)
-    else:
-        os.environ["POSECORE_CACHE"] = before
+def default_outputs(tmp_path_factory):
+    """Without POSECORE_OUTPUTS set, what the tests write (annotation caches of build_dataset, runs
+    of tests without the `outputs` fixture) goes to a temp folder, never into the repo's outputs/."""
+    if os.environ.get("POSECORE_OUTPUTS"):
+        yield Path(os.environ["POSECORE_OUTPUTS"])
+        return
+    os.environ["POSECORE_OUTPUTS"] = str(tmp_path_factory.mktemp("default-outputs"))
+    yield Path(os.environ["POSECORE_OUTPUTS"])
+    os.environ.pop("POSECORE_OUTPUTS", None)

@@ -21,10 +21,9 @@ from helpers import tiny_params, tiny_synthetic
 
 
 @pytest.fixture
-def own_cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("POSECORE_CACHE", str(root))
-    return root
+def own_cache(outputs) -> Path:
+    """The cache root of a fresh outputs folder (the `outputs` fixture's POSECORE_OUTPUTS)."""
+    return outputs / "cache"
 
 
 @pytest.fixture(scope="module")
@@ -144,16 +143,17 @@ def test_concurrent_builders_parse_once_and_share_the_result(synthetic_root, own
 def test_an_unwritable_cache_parses_without_it(synthetic_root, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv("POSECORE_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(blocker / "outputs"))
     with pytest.warns(UserWarning, match="annotation cache off"):
         dataset = build_dataset(tiny_params(synthetic_root), "train")
     assert dataset.instances.folder is None and len(dataset) > 0
 
 
-def test_cache_root_follows_the_outputs_root(tmp_path, monkeypatch):
-    monkeypatch.delenv("POSECORE_CACHE", raising=False)
+def test_cache_root_follows_the_outputs_root(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "outputs"))
     assert cache.cache_root() == tmp_path / "outputs" / "cache"
+    dataset = build_dataset(tiny_params(synthetic_root), "train")
+    assert dataset.instances.folder.parent == tmp_path / "outputs" / "cache" / "people"
 
 
 def test_people_arrays_hold_any_joint_count_and_travel_mapped(tmp_path):

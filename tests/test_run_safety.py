@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -99,6 +100,7 @@ def small_disk(tmp_path):
     if done.returncode:
         pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.strip() or done.returncode}")
     yield mount_point
+    gc.collect()  # a failed run's datasets still map their annotation cache on the disk: release them
     subprocess.run(["umount", str(mount_point)], check=True)
 
 

@@ -10,8 +10,8 @@ map that folder instead (COCO-train size: ~10 s of JSON parsing becomes well und
   the dataset folder, the split and the parser's source files (posecore/data/*.py and the modules
   it reads files with). A changed file or parser gets a
   new folder; nothing stale is read.
-- Cache root: $POSECORE_CACHE, else <outputs root>/cache (runs.outputs_root, which follows
-  POSECORE_OUTPUTS). Folders are derived data: deleting them only costs a parse.
+- Cache root: <outputs root>/cache (runs.outputs_root, which follows POSECORE_OUTPUTS). Folders
+  are derived data: deleting them only costs a parse.
 - One builder: an exclusive file lock per key; the first process to take it (rank 0 or any
   other) parses and saves into a temp folder renamed into place, the others wait on the lock and
   then map the result, so 8 ranks x N workers share one parse and one copy of the pages.
@@ -49,8 +49,8 @@ _PARSER_SOURCES = ("geometry.py", "keypoints.py", "keypoint_sets.py", "detect.py
 
 
 def cache_root() -> Path:
-    """$POSECORE_CACHE, else <outputs root>/cache."""
-    return Path(os.environ.get("POSECORE_CACHE") or outputs_root() / "cache")
+    """<outputs root>/cache: runs.outputs_root() follows POSECORE_OUTPUTS."""
+    return outputs_root() / "cache"
 
 
 def load_people(params, split: str) -> tuple[People, KeypointInfo, Path, str | None]:
@@ -109,7 +109,7 @@ def _parse(params, split: str):
 
 
 def _uncached(params, split: str, why: str):
-    warnings.warn(f"posecore.data: annotation cache off: {why}; set POSECORE_CACHE to a writable "
+    warnings.warn(f"posecore.data: annotation cache off: {why}; point POSECORE_OUTPUTS at a writable "
                   f"folder to parse each file once", stacklevel=3)
     people, info, ann_file, gt_mat, caught = _parse(params, split)
     _replay(caught)
