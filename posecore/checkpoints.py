@@ -253,15 +253,36 @@ def find_checkpoint(checkpoint: str | os.PathLike, run_name: str | None) -> Path
 
 
 def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
-    """Initialize the ResNet backbone from a torchvision-layout ImageNet state_dict (strict:
-    every ResNet tensor of the file must fit, so a file of another depth is an error)."""
+    """Initialize the ResNet backbone from a torchvision-layout ImageNet state_dict, or HRNet's
+    from an ImageNet HRNet (strict: every backbone tensor must be in the file and fit, so a file
+    of another depth or width is an error)."""
     model = unwrap_model(model)
     fmt, state = split_checkpoint(read_checkpoint(path), path)
+    if fmt == "hrnet-official" and hasattr(getattr(model, "backbone", None), "transition1"):
+        return _load_hrnet_backbone(model.backbone, state, path)
     if fmt != "torchvision-resnet":
         raise CheckpointError(f"{path}: expected a torchvision ResNet state_dict (conv1.*, "
-                              f"layer1.*, ...) for model.pretrained, got a {fmt} checkpoint; "
-                              f"use model.init_checkpoint for whole-model weights")
+                              f"layer1.*, ...) or, for hrnet, an ImageNet HRNet (transition1.*, stage2.*, "
+                              f"...) for model.pretrained, got a {fmt} checkpoint; use "
+                              f"model.init_checkpoint for whole-model weights")
     return _load_backbone(model, state, path, strict=True)
+
+
+def _load_hrnet_backbone(backbone: nn.Module, state: dict[str, torch.Tensor],
+                         path: str | os.PathLike) -> dict[str, Any]:
+    """An ImageNet HRNet (the classification HRNet's names, as mmpose's hrnet_w32-36af842e.pth)
+    -> the pose HRNet backbone. The classifier's own parts (incre_modules, downsamp_modules,
+    final_layer, classifier, stage 4's lower-resolution fuse outputs) are dropped and listed."""
+    own = backbone.state_dict()
+    used = {key: value for key, value in state.items() if key in own}
+    missing, _, mismatched = _compare(own, used, optional=lambda key: False)
+    if missing or mismatched:
+        raise CheckpointError(
+            f"{path}: the ImageNet HRNet does not fit the HRNet-W{backbone.width} backbone (another "
+            f"width? set model.width): " + _describe(missing, [], mismatched, used, own))
+    _load_fitting(backbone, own, used)
+    return {"format": "hrnet-imagenet", "missing": [], "mismatched": [],
+            "unexpected": [key for key in state if key not in own]}
 
 
 def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:

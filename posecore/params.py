@@ -57,7 +57,7 @@ class ModelParams:
     duc_convs: list[int] = field(default_factory=lambda: [4, 2, 1])  # fastpose_duc: STAGE1-3 NUM_CONV
     variant: str = "m"              # rtmpose size: t | s | m | l
     width: int = 32                 # hrnet: width of the highest-resolution branch (HRNet-W32 / W48)
-    pretrained: str = ""            # local torchvision-layout ImageNet ResNet state_dict (backbone init)
+    pretrained: str = ""            # local ImageNet backbone init: torchvision ResNet state_dict, or an HRNet's
     init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
     skip_mismatched_head: bool = False  # init_checkpoint of another joint count: load all but the final layer
 

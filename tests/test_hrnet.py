@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import posecore
-from posecore.checkpoints import CheckpointError, load_model, split_checkpoint
+from posecore.checkpoints import CheckpointError, load_model, load_pretrained_backbone, split_checkpoint
 from posecore.export import check_parity, export_onnx
 from posecore.models import HRNet, build_model
 from posecore.params import ParamsError, load_params
@@ -126,6 +126,24 @@ def test_a_checkpoint_that_does_not_fit_names_its_missing_and_unexpected_keys(w3
     with pytest.raises(CheckpointError, match="model.width"):  # W32 weights into a W48 model
         torch.save({"state_dict": model.state_dict()}, tmp_path / "w32.pth")
         load_model(load_params("hrnet", {"model.width": 48}), tmp_path / "w32.pth")
+
+
+def test_imagenet_hrnet_initializes_the_backbone_and_drops_the_classifier(tmp_path):
+    source = randomized_model(load_params("hrnet", {"model.width": 18}))
+    # the classification HRNet: this backbone's names, plus its own head and stage 4's other outputs
+    extra = {"incre_modules.0.0.conv1.weight": torch.zeros(32, 18, 1, 1), "classifier.weight": torch.zeros(1000, 2048),
+             "final_layer.0.weight": torch.zeros(2048, 1024, 1, 1),
+             "stage4.2.fuse_layers.1.0.0.0.weight": torch.zeros(36, 18, 3, 3)}
+    torch.save({**source.backbone.state_dict(), **extra}, tmp_path / "hrnet_w18_imagenet.pth")
+    model = build_model("hrnet", width=18)
+    head_before = model.head.final_layer.weight.clone()
+    report = load_pretrained_backbone(model, tmp_path / "hrnet_w18_imagenet.pth")
+    assert report["format"] == "hrnet-imagenet" and sorted(report["unexpected"]) == sorted(extra)
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+    assert torch.equal(model.head.final_layer.weight, head_before)
+    with pytest.raises(CheckpointError, match="HRNet-W32 backbone.*model.width"):
+        load_pretrained_backbone(build_model("hrnet", width=32), tmp_path / "hrnet_w18_imagenet.pth")
 
 
 def test_mmpose_simplebaseline_r50_key_layout_is_recognised():
