@@ -85,36 +85,50 @@ COCO_FILES = ("person_keypoints_train2017.json", "person_keypoints_val2017.json"
 
 
 @pytest.fixture(scope="module")
-def coco_bases(synthetic) -> list[tuple[str, dict[str, dict]]]:
-    """(dataset, {file name: content}) of the COCO-layout sets: real samples, synthetic coco / custom."""
-    roots = [("coco", synthetic["coco"]), ("custom", synthetic["custom"])]
+def coco_bases(synthetic, tmp_path_factory) -> list[tuple[str, dict[str, dict]]]:
+    """(dataset, {annotation file: content}) of the COCO-style sets: the real samples, synthetic
+    coco / custom, and COCO-WholeBody and Halpe files made from the synthetic people."""
+    from posecore.data.layouts import LAYOUTS
+
+    from wholebody_files import make_halpe, make_wholebody
+
+    folder = tmp_path_factory.mktemp("wholebody")
+    roots = [("coco", synthetic["coco"]), ("custom", synthetic["custom"]),
+             ("coco_wholebody", make_wholebody(synthetic["coco"], folder / "wholebody")),
+             ("halpe136", make_halpe(synthetic["coco"], folder / "halpe"))]
     if (SAMPLES / "coco" / "annotations").is_dir():
         roots.insert(0, ("coco", SAMPLES / "coco"))
-    return [(dataset, {name: load(root / "annotations" / name) for name in COCO_FILES}) for dataset, root in roots]
+    return [(dataset, {name: load(root / name) for name in LAYOUTS[dataset].annotations})
+            for dataset, root in roots]
 
 
 def coco_params(root: Path, dataset: str, **overrides):
+    from posecore.keypoints import keypoint_info
+
+    joints = {} if dataset == "custom" else {"model.num_joints": keypoint_info(dataset).num_joints}
     return load_params("demo", {"data.root": str(root), "data.dataset": dataset, "data.workers": 0,
-                                "eval.sigmas": "uniform" if dataset == "custom" else [], **overrides})
+                                "eval.sigmas": "uniform" if dataset == "custom" else [], **joints,
+                                **overrides})
 
 
 # --------------------------------------------------------------------------- COCO keypoint files
 
-@FUZZ
+@settings(FUZZ, max_examples=120)   # six bases: ~20 mutations each
 @given(st.data())
 def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, outputs, data_draw):
     dataset, files = data_draw.draw(st.sampled_from(coco_bases), label="base")
-    target = data_draw.draw(st.sampled_from(COCO_FILES), label="file")
+    target = data_draw.draw(st.sampled_from(sorted(files)), label="file")
     root = tmp_path / "root"
     shutil.rmtree(root, ignore_errors=True)
     for name, content in files.items():
-        write(root / "annotations" / name, mutate(data_draw, content) if name == target else content)
+        write(root / name, mutate(data_draw, content) if name == target else content)
     params = coco_params(root, dataset)
     split = "train" if "train" in target else "val"
-    check_instances(reads_or_names(lambda: data.build_dataset(params, split), target))
-    path = root / "annotations" / target
-    reads_or_names(lambda: data.check_annotations(path, dataset), target)
-    reads_or_names(lambda: data.annotation_stats(path, dataset), target)
+    name = Path(target).name
+    check_instances(reads_or_names(lambda: data.build_dataset(params, split), name))
+    path = root / target
+    reads_or_names(lambda: data.check_annotations(path, dataset), name)
+    reads_or_names(lambda: data.annotation_stats(path, dataset), name)
     reads_or_names(lambda: data.resolve_keypoints(params), *COCO_FILES)
 
 
