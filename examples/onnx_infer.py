@@ -69,7 +69,7 @@ def predict(session, image_bgr, box):
     if not in_graph and meta.get("codec", "msra") != "msra":
         raise SystemExit(f"a {meta['codec']} model decodes in the graph only: export it with decode=True")
     outputs = session.run(meta["outputs"], {session.get_inputs()[0].name: image})
-    coords, scores = outputs[1:] if in_graph else decode(outputs[0])
+    coords, scores = outputs[-2:] if in_graph else decode(outputs[0])   # the last two: keypoints, scores
     input_xy = coords[0] if in_graph else coords[0] * meta["heatmap_stride"]
     inverse = cv2.invertAffineTransform(matrix)
     return input_xy @ inverse[:, :2].T + inverse[:, 2], scores[0]

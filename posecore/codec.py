@@ -306,6 +306,8 @@ class HeatmapCodec:
 
     name: ClassVar[str] = ""
     output_kind: ClassVar[str] = "heatmaps"   # what the model predicts: heatmaps [N, K, Hh, Wh]
+    output_names: ClassVar[tuple[str, ...]] = ("heatmaps",)   # the model output's ONNX names
+    metadata_keys: ClassVar[tuple[str, ...]] = ("heatmap_size",)   # what from_metadata needs besides input_size
     udp: ClassVar[bool] = False          # crop convention (geometry.affine_matrix)
     subpixel: ClassVar[bool] = False     # Gaussian peak at the joint, not the rounded joint
     own_decode: ClassVar[str] = "default"
@@ -322,6 +324,33 @@ class HeatmapCodec:
         data, evaluation = params.data, params.eval
         return cls(tuple(data.input_size), tuple(data.heatmap_size), data.sigma, evaluation.decode,
                    evaluation.dark_kernel)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict, decode_method: str | None = None,
+                      dark_kernel: int | None = None) -> "HeatmapCodec":
+        """The codec an ONNX export's metadata (`metadata()` keys) describe; decode_method /
+        dark_kernel override the export's (eval.decode of other params). Exports from before
+        the codec was recorded carry no sigma: msra decoding does not use it."""
+        return cls(tuple(metadata["input_size"]), tuple(metadata["heatmap_size"]), float(metadata.get("sigma", 2.0)),
+                   decode_method or metadata.get("decode_method", "default"),
+                   int(dark_kernel or metadata.get("dark_kernel", 11)))
+
+    def metadata(self) -> dict[str, Any]:
+        """What an ONNX export records of the codec (posecore.export's METADATA_KEYS)."""
+        return {"codec": self.name, "heatmap_size": list(self.heatmap_size), "sigma": self.sigma,
+                "decode_method": self.decode_method, "dark_kernel": self.dark_kernel,
+                "heatmap_stride": self.input_per_heatmap.tolist()}
+
+    @property
+    def input_per_unit(self) -> np.ndarray:
+        """[2] input pixels per unit of the decoded coordinates (heatmap pixels here)."""
+        return self.input_per_heatmap
+
+    def heatmaps(self, output) -> np.ndarray:
+        """The heatmaps [..., K, Hh, Wh] of a model output (numpy or torch) as float32 numpy, for display."""
+        if isinstance(output, torch.Tensor):
+            output = output.detach().float().cpu().numpy()
+        return np.asarray(output, dtype=np.float32)
 
     @property
     def refinement(self) -> str:
@@ -426,6 +455,8 @@ class UDPHeatmap(HeatmapCodec):
         return 0.0   # the mirrored crop's heatmap, mirrored, is already aligned
 
 
+Codec = HeatmapCodec | SimCCLabel   # what build_codec returns
+
 CODECS = {codec.name: codec for codec in (MSRAHeatmap, DarkHeatmap, UDPHeatmap)}   # the heatmap codecs
 ALL_CODECS = {**CODECS, SimCCLabel.name: SimCCLabel}                                  # what data.codec takes
 
@@ -440,6 +471,6 @@ def check_decode(codec: str, decode: str) -> None:
                          f"{allowed}; 'default' decodes the way the codec encodes)")
 
 
-def build_codec(params: Any) -> HeatmapCodec | SimCCLabel:
+def build_codec(params: Any) -> Codec:
     """The codec of a Params (data.codec): each codec class reads its own keys (from_params)."""
     return ALL_CODECS[params.data.codec].from_params(params)

@@ -109,6 +109,8 @@ class SimCCLabel:
     udp: ClassVar[bool] = False
     decodes: ClassVar[tuple[str, ...]] = ("default",)
     output_kind: ClassVar[str] = "simcc"     # what the model predicts: a tuple (simcc_x, simcc_y)
+    output_names: ClassVar[tuple[str, ...]] = ("simcc_x", "simcc_y")   # the model output's ONNX names
+    metadata_keys: ClassVar[tuple[str, ...]] = ("simcc_sigma", "simcc_split_ratio")   # for from_metadata
 
     def __post_init__(self):
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
@@ -121,6 +123,23 @@ class SimCCLabel:
         data = params.data
         return cls(tuple(data.input_size), tuple(data.simcc_sigma), data.simcc_split_ratio,
                    decode_method=params.eval.decode)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict, decode_method: str | None = None,
+                      dark_kernel: int | None = None) -> "SimCCLabel":
+        """The codec an ONNX export's metadata (`metadata()` keys) describe; the decode options
+        of heatmap codecs are accepted and have no effect (SimCC decodes one way)."""
+        return cls(tuple(metadata["input_size"]), tuple(metadata["simcc_sigma"]), float(metadata["simcc_split_ratio"]))
+
+    def metadata(self) -> dict[str, Any]:
+        """What an ONNX export records of the codec (posecore.export's METADATA_KEYS)."""
+        return {"codec": self.name, "simcc_sigma": list(self.sigma), "simcc_split_ratio": self.split_ratio,
+                "simcc_size": list(self.simcc_size), "decode_method": self.decode_method}
+
+    @property
+    def input_per_unit(self) -> np.ndarray:
+        """[2] input pixels per unit of the decoded coordinates: they are input pixels."""
+        return np.ones(2)
 
     @property
     def simcc_size(self) -> tuple[int, int]:

@@ -1,10 +1,11 @@
 """ONNX export of the pose models, with the metadata a consumer needs to decode without posecore.
 
 The graph takes "image" float32 [N, 3, H, W] (RGB, (rgb / 255 - mean) / std, H/W = params'
-input size) and returns "heatmaps" float32 [N, K, Hh, Wh]; with `decode=True` it also returns
-"keypoints" float32 [N, K, 2] (x, y in input-image pixels, decoded by the run's codec in the
-graph: posecore.codec's torch twin of evaluation's decoding) and "scores" float32 [N, K]
-(heatmap maxima). The codec (data.codec, the one the checkpoint was trained with) is in the
+input size) and returns the model's output under the codec's names: "heatmaps" float32
+[N, K, Hh, Wh], or for the simcc codec (RTMPose) "simcc_x" [N, K, Wx] and "simcc_y" [N, K, Wy].
+With `decode=True` it also returns "keypoints" float32 [N, K, 2] (x, y in input-image pixels,
+decoded by the run's codec in the graph: the codec's torch twin of evaluation's decoding) and
+"scores" float32 [N, K] (heatmap maxima; SimCC: the smaller of the two axes' maxima). The codec (data.codec, the one the checkpoint was trained with) is in the
 metadata with its crop convention and decoding in words.
 
 Exporter: the TorchScript one (`dynamo=False`). On torch 2.13 it writes the requested opset
@@ -34,10 +35,10 @@ from tqdm.auto import tqdm
 
 import posecore
 from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
-from posecore.codec import HeatmapCodec, MSRAHeatmap, build_codec
+from posecore.codec import Codec, MSRAHeatmap, build_codec
 from posecore.data import resolve_keypoints
 from posecore.keypoints import check_num_joints
-from posecore.models import build_model
+from posecore.models import build_model, final_output
 from posecore.params import Params, load_params
 from posecore.runs import atomic_write, finite_number, resolve_path
 
@@ -55,19 +56,22 @@ METADATA_KEYS = {
     "skeleton": "list of [a, b] joint index pairs to draw as limbs",
     "oks_sigmas": "OKS sigma per joint (COCO AP's keypoint similarity; tracking)",
     "input_size": "[w, h] of the network input in pixels",
-    "heatmap_size": "[w, h] of the heatmaps",
-    "codec": "heatmap codec of training (posecore.codec): 'msra', 'dark' or 'udp'",
-    "sigma": "Gaussian sigma of the training targets, heatmap pixels (dark / udp decoding uses it)",
+    "codec": "codec of training (posecore.codec): 'msra', 'dark' or 'udp' (heatmaps) or 'simcc'",
+    "heatmap_size": "heatmap codecs: [w, h] of the heatmaps",
+    "sigma": "heatmap codecs: Gaussian sigma of the training targets, heatmap pixels (dark / udp decoding uses it)",
     "decode_method": "eval.decode of the export: 'default' (the codec's own decoding) or 'dark'",
-    "dark_kernel": "blur kernel of the Taylor decoding (dark / udp)",
-    "heatmap_stride": ("[sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
+    "dark_kernel": "heatmap codecs: blur kernel of the Taylor decoding (dark / udp)",
+    "heatmap_stride": ("heatmap codecs: [sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
                        "((input_size - 1) / (heatmap_size - 1) for the udp codec)"),
+    "simcc_sigma": "simcc: [x, y] Gaussian sigma of the training labels, in bins",
+    "simcc_split_ratio": "simcc: bins per input pixel",
+    "simcc_size": "simcc: [Wx, Wy], the lengths of simcc_x and simcc_y",
     "mean": "[r, g, b] subtracted from rgb / 255",
     "std": "[r, g, b] dividing (rgb / 255 - mean)",
     "normalization": "the input formula, in words",
     "bbox_padding": "box enlargement used in training crops (crop = box at the input aspect ratio * padding)",
     "crop": "how a person box becomes the network input, in words",
-    "decode": "how 'keypoints' derive from 'heatmaps', in words",
+    "decode": "how 'keypoints' derive from the model's outputs, in words",
     "outputs": "list of output names",
     "checkpoint": "file name of the exported weights, or null for untrained weights",
     "checkpoint_format": "format detected by posecore.checkpoints.load_checkpoint, or null",
@@ -101,7 +105,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     if not dynamic_batch and any(b != 1 for b in parity_batch_sizes):
         raise ValueError(f"parity_batch_sizes {tuple(parity_batch_sizes)}: a fixed-batch export takes batch 1 only")
 
-    output_names = ["heatmaps", *(DECODE_OUTPUTS if decode else ())]
+    output_names = [*codec.output_names, *(DECODE_OUTPUTS if decode else ())]
     metadata = build_metadata(params, codec, output_names, weights, checkpoint_format)
     w, h = params.data.input_size
     example = torch.zeros(2 if dynamic_batch else 1, 3, h, w)
@@ -147,22 +151,24 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
 
 
 class ExportWrapper(nn.Module):
-    """Eval-mode model -> heatmaps [N,K,Hh,Wh] (+ keypoints [N,K,2] input pixels, scores [N,K])."""
+    """Eval-mode model -> its output (heatmaps [N,K,Hh,Wh], or the pair simcc_x, simcc_y), then
+    with `decode` keypoints [N,K,2] (input pixels) and scores [N,K]."""
 
-    def __init__(self, model: nn.Module, codec: HeatmapCodec, decode: bool):
+    def __init__(self, model: nn.Module, codec: Codec, decode: bool):
         super().__init__()
         self.model = model
         self.codec = codec
         self.decode = decode
-        self.register_buffer("input_per_heatmap", torch.tensor(codec.input_per_heatmap, dtype=torch.float32),
+        self.register_buffer("input_per_unit", torch.tensor(codec.input_per_unit, dtype=torch.float32),
                              persistent=False)
 
     def forward(self, image: torch.Tensor):
-        heatmaps = self.model(image)  # eval mode: one tensor, the last stack's for an hourglass
+        output = final_output(self.model(image))  # the last stack's for an hourglass
         if not self.decode:
-            return heatmaps
-        coords, scores = self.codec.decode_torch(heatmaps)
-        return heatmaps, coords * self.input_per_heatmap, scores
+            return output
+        coords, scores = self.codec.decode_torch(output)
+        parts = output if isinstance(output, tuple) else (output,)
+        return (*parts, coords * self.input_per_unit, scores)
 
 
 def check_opset(opset: int) -> None:
@@ -196,25 +202,32 @@ DECODE_TEXT = {
 }
 
 
-def build_metadata(params: Params, codec: HeatmapCodec, output_names: list[str], checkpoint: Path | None,
+def decode_text(codec: Any) -> str:
+    """How the export's "keypoints" and "scores" derive from the model's outputs, in words."""
+    if codec.output_kind == "simcc":
+        return SIMCC_DECODE_TEXT.format(ratio=codec.split_ratio)
+    return DECODE_TEXT[codec.refinement].format(kernel=codec.dark_kernel, sigma=codec.sigma)
+
+
+SIMCC_DECODE_TEXT = ("argmax of simcc_x and of simcc_y per joint, divided by simcc_split_ratio ({ratio}) = "
+                     "input pixels; score = the smaller of the two maxima; (-1, -1) / simcc_split_ratio "
+                     "when that score <= 0")
+
+
+def build_metadata(params: Params, codec: Codec, output_names: list[str], checkpoint: Path | None,
                    checkpoint_format: str | None) -> dict[str, Any]:
     info = check_num_joints(params)
     metadata = {
         "model_name": params.model.name,
         **info.record(),   # dataset, joint_names, flip_pairs, skeleton, oks_sigmas
         "input_size": list(params.data.input_size),
-        "heatmap_size": list(params.data.heatmap_size),
-        "codec": codec.name,
-        "sigma": codec.sigma,
-        "decode_method": codec.decode_method,
-        "dark_kernel": codec.dark_kernel,
-        "heatmap_stride": codec.input_per_heatmap.tolist(),
+        **codec.metadata(),   # codec, its sizes, sigma(s) and decoding options
         "mean": list(params.data.mean),
         "std": list(params.data.std),
         "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",
         "bbox_padding": params.data.bbox_padding,
         "crop": CROP_TEXT[codec.udp],
-        "decode": DECODE_TEXT[codec.refinement].format(kernel=codec.dark_kernel, sigma=codec.sigma),
+        "decode": decode_text(codec),
         "outputs": output_names,
         "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_format": checkpoint_format,
@@ -252,26 +265,28 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return metadata
 
 
-POSE_METADATA = ("input_size", "heatmap_size", "mean", "std", "bbox_padding", "joint_names", "flip_pairs",
-                 "skeleton", "dataset")
+POSE_METADATA = ("input_size", "mean", "std", "bbox_padding", "joint_names", "flip_pairs", "skeleton", "dataset")
 
 
 def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> None:
     """The metadata a pose model is run with (inference reads nothing else), each value checked:
-    a ValueError naming the file, the key and what was expected."""
-    from posecore.codec import CODECS
-
-    missing = [key for key in POSE_METADATA if key not in metadata]
-    if missing:
-        raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
-                         "(posecore.export_onnx writes them)")
+    a ValueError naming the file, the key and what was expected. Besides POSE_METADATA, the
+    codec's own keys (its metadata_keys: heatmap_size, or simcc_sigma and simcc_split_ratio)."""
+    from posecore.codec import ALL_CODECS
 
     def fail(key: str, expected: str) -> None:
         raise ValueError(f"{path}: metadata {key} is {_shown(metadata.get(key))}, expected {expected}; "
                          "re-export the model with posecore.export_onnx")
 
+    if metadata.get("codec", "msra") not in ALL_CODECS:   # exports from before codecs were msra
+        fail("codec", f"one of {sorted(ALL_CODECS)}")
+    codec = ALL_CODECS[metadata.get("codec", "msra")]
+    missing = [key for key in (*POSE_METADATA, *codec.metadata_keys) if key not in metadata]
+    if missing:
+        raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
+                         "(posecore.export_onnx writes them)")
     for key in ("input_size", "heatmap_size"):
-        if not _numbers(metadata[key], 2, integer=True, low=1, high=65536):
+        if key in metadata and not _numbers(metadata[key], 2, integer=True, low=1, high=65536):
             fail(key, "two positive integers (w, h)")
     if not _numbers(metadata["mean"], 3, low=-1e3, high=1e3):
         fail("mean", "3 numbers (R, G, B)")
@@ -279,11 +294,12 @@ def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> No
         fail("std", "3 positive numbers (R, G, B)")
     if not _numbers([metadata["bbox_padding"]], 1, low=1e-6, high=100):
         fail("bbox_padding", "a positive number")
-    if metadata.get("codec", "msra") not in CODECS:
-        fail("codec", f"one of {sorted(CODECS)}")
     if "sigma" in metadata and not _numbers([metadata["sigma"]], 1, low=1e-6, high=1e3):
         fail("sigma", "a positive number")
-    codec = CODECS[metadata.get("codec", "msra")]
+    if "simcc_sigma" in metadata and not _numbers(metadata["simcc_sigma"], 2, low=1e-6, high=1e4):
+        fail("simcc_sigma", "two positive numbers (x, y)")
+    if "simcc_split_ratio" in metadata and not _numbers([metadata["simcc_split_ratio"]], 1, low=1e-3, high=100):
+        fail("simcc_split_ratio", "a positive number")
     if metadata.get("decode_method", "default") not in codec.decodes:
         fail("decode_method", f"one of {list(codec.decodes)}")
     kernel = metadata.get("dark_kernel", 11)
@@ -314,14 +330,15 @@ def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
 
 
 def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Sequence[int] = (1, 5),
-                 seed: int = 0, codec: HeatmapCodec | None = None) -> dict[str, Any]:
+                 seed: int = 0, codec: Any = None) -> dict[str, Any]:
     """Max abs difference between onnxruntime (CPU) and PyTorch eval outputs on random images.
 
-    Compares "heatmaps" with model(x) and, when present, "keypoints"/"scores" with `codec`'s
-    torch decode of the file's own heatmaps (default codec: msra at the file's input and heatmap
-    sizes): decoding the same maps, so that an argmax between two near-equal cells of an
-    untrained model cannot flip. Returns {"max_abs_diff" (heatmaps), "ok" (<= PARITY_TOLERANCE),
-    "tolerance", "batches": {batch: {output name: max abs diff}}}.
+    Compares the model's outputs ("heatmaps", or "simcc_x" and "simcc_y") with model(x) and,
+    when present, "keypoints"/"scores" with `codec`'s torch decode of the file's own outputs
+    (default codec: msra at the file's input and heatmap sizes): decoding the same outputs, so
+    that an argmax between two near-equal cells of an untrained model cannot flip. Returns
+    {"max_abs_diff" (the model's outputs), "ok" (<= PARITY_TOLERANCE), "tolerance", "batches":
+    {batch: {output name: max abs diff}}}.
     """
     session = ort_session(onnx_path)
     input_meta = session.get_inputs()[0]
@@ -329,20 +346,24 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Se
     if codec is None:
         heatmap_h, heatmap_w = session.get_outputs()[0].shape[2:]
         codec = MSRAHeatmap((width, height), (heatmap_w, heatmap_h))
-    input_per_heatmap = torch.tensor(codec.input_per_heatmap, dtype=torch.float32)
+    input_per_unit = torch.tensor(codec.input_per_unit, dtype=torch.float32)
     names = [output.name for output in session.get_outputs()]
+    raw = [name for name in names if name not in DECODE_OUTPUTS]
     generator = torch.Generator().manual_seed(seed)
     model = model.eval()
     batches = {}
     for batch in batch_sizes:
         images = torch.randn(batch, channels, height, width, generator=generator)
-        outputs = session.run(names, {input_meta.name: images.numpy()})
+        outputs = dict(zip(names, session.run(names, {input_meta.name: images.numpy()})))
         with torch.no_grad():
-            coords, scores = codec.decode_torch(torch.from_numpy(outputs[0]))
-            expected = {"heatmaps": model(images), "keypoints": coords * input_per_heatmap, "scores": scores}
-        batches[batch] = {name: float(np.abs(out - expected[name].numpy()).max())
-                          for name, out in zip(names, outputs)}
-    worst = max(diffs["heatmaps"] for diffs in batches.values())
+            output = final_output(model(images))
+            expected = dict(zip(raw, output if isinstance(output, tuple) else (output,)))
+            if DECODE_OUTPUTS[0] in outputs:
+                own = tuple(torch.from_numpy(outputs[name]) for name in raw)
+                coords, scores = codec.decode_torch(own if len(own) > 1 else own[0])
+                expected.update(keypoints=coords * input_per_unit, scores=scores)
+        batches[batch] = {name: float(np.abs(out - expected[name].numpy()).max()) for name, out in outputs.items()}
+    worst = max(diffs[name] for diffs in batches.values() for name in raw)
     return {"max_abs_diff": worst, "ok": worst <= PARITY_TOLERANCE, "tolerance": PARITY_TOLERANCE,
             "batches": batches}
 

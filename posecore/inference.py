@@ -127,7 +127,7 @@ def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
     params are given (else the export's own decoding)."""
     import onnxruntime as ort
 
-    from posecore.codec import CODECS
+    from posecore.codec import ALL_CODECS
     from posecore.export import check_pose_metadata, read_metadata
     from posecore.keypoints import from_record
 
@@ -136,11 +136,9 @@ def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
     metadata = read_metadata(path)
     check_pose_metadata(metadata, path)
     info = from_record(metadata, str(path))
-    decoding = ((params.eval.decode, params.eval.dark_kernel) if params is not None else
-                (metadata.get("decode_method", "default"), metadata.get("dark_kernel", 11)))
-    # exports from before codecs were msra, and msra decoding does not use sigma
-    codec = CODECS[metadata.get("codec", "msra")](tuple(metadata["input_size"]), tuple(metadata["heatmap_size"]),
-                                                  float(metadata.get("sigma", 2.0)), *decoding)
+    decoding = (params.eval.decode, params.eval.dark_kernel) if params is not None else ()
+    # exports from before codecs were msra
+    codec = ALL_CODECS[metadata.get("codec", "msra")].from_metadata(metadata, *decoding)
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")

@@ -152,3 +152,40 @@ def test_trains_on_simcc_targets(tmp_path, outputs):
         torch.set_num_threads(threads)
     losses = [r["loss"] for r in read_jsonl(outputs / "rtmpose-tiny" / "log.jsonl") if r["type"] == "train"]
     assert losses and all(np.isfinite(losses)) and result["steps"] == 2
+
+
+def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
+    from posecore.export import METADATA_KEYS, check_pose_metadata, export_onnx, read_metadata
+
+    checkpoint = tmp_path / "rtmpose-t.pth"
+    torch.save({"state_dict": _fill(build_model("rtmpose", variant="t")).state_dict()}, checkpoint)
+    params = load_params("rtmpose", {"model.variant": "t"})
+    report = export_onnx(params, checkpoint, tmp_path / "rtmpose-t.onnx", decode=True, parity_batch_sizes=(1, 2))
+    assert report["output_names"] == ["simcc_x", "simcc_y", "keypoints", "scores"]
+    assert report["parity"]["ok"] and report["parity_max_abs_diff"] <= 1e-5
+    for diffs in report["parity"]["batches"].values():
+        assert diffs["keypoints"] == 0.0 and diffs["scores"] <= 1e-6
+    metadata = read_metadata(report["path"])
+    assert (metadata["codec"], metadata["simcc_split_ratio"], metadata["simcc_size"]) == ("simcc", 2.0, [384, 512])
+    assert metadata["simcc_sigma"] == [4.9, 5.66] and "argmax of simcc_x" in metadata["decode"]
+    assert set(metadata) == {key for key in METADATA_KEYS if key not in ("heatmap_size", "sigma", "dark_kernel",
+                                                                         "heatmap_stride")}
+    check_pose_metadata(metadata, report["path"])   # what inference reads, checked
+    with pytest.raises(ValueError, match="simcc_split_ratio"):
+        check_pose_metadata({**metadata, "simcc_split_ratio": -2.0}, report["path"])
+    with pytest.raises(ValueError, match="lacks the metadata.*simcc_sigma"):
+        check_pose_metadata({k: v for k, v in metadata.items() if k != "simcc_sigma"}, report["path"])
+    # examples/onnx_infer.py (numpy, OpenCV, onnxruntime only) reads the simcc export too
+    import importlib.util
+
+    import onnxruntime
+
+    from posecore.runs import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("onnx_infer", REPO_ROOT / "examples" / "onnx_infer.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    session = onnxruntime.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).integers(0, 255, (300, 260, 3), dtype=np.uint8)
+    keypoints, scores = example.predict(session, image, [40.0, 30.0, 160.0, 250.0])
+    assert keypoints.shape == (17, 2) and scores.shape == (17,) and np.isfinite(keypoints).all()

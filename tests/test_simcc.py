@@ -210,3 +210,11 @@ def test_heatmaps_view_peaks_at_the_joint():
     assert view.shape == (2, 512, 384) and view.max() == pytest.approx(1.0)
     assert np.unravel_index(view[0].argmax(), view[0].shape) == (42, 20)    # (y, x) bins of (10.25, 20.75)
     assert codec.heatmaps((-np.ones((1, 8)), np.ones((1, 6)))).max() == 0.0
+
+
+def test_metadata_round_trip():
+    codec = _codec(sigma=(4.0, 5.0), split_ratio=3.0)
+    metadata = {"input_size": [192, 256], **codec.metadata()}
+    assert metadata["codec"] == "simcc" and metadata["simcc_size"] == [576, 768]
+    assert SimCCLabel.from_metadata(metadata) == codec
+    assert np.array_equal(codec.input_per_unit, [1.0, 1.0])
