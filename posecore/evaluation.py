@@ -422,10 +422,9 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
     person_scores = M.rescore(keypoints[..., 2], pred["bbox_score"], params.eval.in_vis_thr)
     keep = M.oks_nms_per_image(image_id, keypoints, person_scores, pred["area"],
                                params.eval.oks_nms, info.sigmas)
-    if info.dataset in ("coco", "custom"):
-        coco_gt = M.load_coco(dataset.ann_file)
-    else:   # Halpe / COCO-WholeBody people as flat keypoints of the set's joints
-        coco_gt = M.coco_from_dict(keypoint_ground_truth(dataset.ann_file, info.dataset))
+    # the file's well-formed people (those the dataset read); Halpe / COCO-WholeBody people as flat
+    # keypoints of the set's joints
+    coco_gt = M.coco_from_dict(keypoint_ground_truth(dataset.ann_file, info.dataset))
     category_id = _keypoint_category_id(coco_gt, dataset)
     # COCO keeps pycocotools' own sigmas (bit for bit the published protocol) unless overridden
     sigmas = None if info.dataset == "coco" and not params.eval.sigmas else info.sigmas

@@ -379,3 +379,22 @@ def test_mutated_run_records_compare_or_name_the_file(run_base, outputs, data_dr
     if row is not None:
         assert row["run"] == "run-a" and isinstance(row["state"], str)
         reads_or_names(lambda: compare_runs(["run-a"]), name)
+
+
+def test_evaluation_scores_without_the_skipped_entries(synthetic, tmp_path, outputs):
+    """Malformed people are left out of COCOeval's ground truth as they are out of the dataset:
+    pycocotools never sees them (an unhashable image_id would stop it)."""
+    import posecore
+
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    for subset in ("train2017", "val2017"):
+        (root / subset).symlink_to(synthetic["coco"] / subset)
+    coco = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
+    coco["annotations"][0]["image_id"] = [coco["annotations"][0]["image_id"]]
+    coco["annotations"][1]["bbox"] = None
+    write(root / "annotations" / COCO_FILES[1], coco)
+    write(root / "annotations" / COCO_FILES[0], load(synthetic["coco"] / "annotations" / COCO_FILES[0]))
+    with pytest.warns(UserWarning, match=r"skipped 2 of \d+ person entries"):
+        metrics = posecore.evaluate(coco_params(root, "coco", **{"eval.oracle": True}), None, run_name="skipped")
+    assert 0.5 < metrics["AP"] <= 1

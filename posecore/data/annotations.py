@@ -133,8 +133,14 @@ def layout_text(dataset: str) -> str:
 def keypoint_ground_truth(ann_file: str | Path, dataset: str) -> dict:
     """A COCO-style annotation file as COCO keypoints of the dataset's joints, what COCOeval scores
     against: Halpe / COCO-WholeBody people as flat keypoints [3K] (posecore.data.layouts). The
-    scored arrays are the file's own, as xtcocotools scores them: `*_valid` flags are not read."""
-    return _as_set_keypoints(_load_json(Path(ann_file)), dataset, ann_file, use_valid_flags=False)
+    scored arrays are the file's own, as xtcocotools scores them: `*_valid` flags are not read.
+    Only the well-formed people are kept (validate.coco_people): the ones training and evaluation
+    skip are not scored either, and pycocotools never sees a malformed entry."""
+    content = _as_set_keypoints(_load_json(Path(ann_file)), dataset, ann_file, use_valid_flags=False)
+    category = _keypoint_category(content, ann_file, dataset)
+    people = coco_people(content, ann_file, len(category["keypoints"]), category["id"],
+                         coco_images(content, ann_file))[0]
+    return {**content, "annotations": people}
 
 
 def _as_set_keypoints(content: Any, dataset: str, ann_file, use_valid_flags: bool = True) -> dict:
