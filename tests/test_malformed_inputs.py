@@ -113,7 +113,7 @@ def coco_params(root: Path, dataset: str, **overrides):
 
 # --------------------------------------------------------------------------- COCO keypoint files
 
-@settings(FUZZ, max_examples=120)   # six bases: ~20 mutations each
+@settings(FUZZ, max_examples=120)   # five bases: ~24 mutations each
 @given(st.data())
 def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, outputs, data_draw):
     dataset, files = data_draw.draw(st.sampled_from(coco_bases), label="base")
