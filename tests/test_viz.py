@@ -76,7 +76,7 @@ def test_heatmap_overlay_keeps_image_shape_and_marks_the_peak():
 def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
     keypoints = np.zeros((17, 3))
     keypoints[:5, 2] = 2
-    ann = {"images": [{"id": 1}, {"id": 2}, {"id": 3}],
+    ann = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64} for i in (1, 2, 3)],
            "annotations": [
                {"image_id": 1, "bbox": [0, 0, 10, 20], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
                {"image_id": 1, "bbox": [0, 0, 30, 40], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
