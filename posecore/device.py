@@ -141,6 +141,36 @@ def set_rng_state(states: list[torch.Tensor]) -> None:
         _module(kind).set_rng_state_all(states)
 
 
+def deterministic_setting(setting: Any, kind: str | None = None) -> bool:
+    """train.deterministic resolved for a device type: "auto" is on for CPU, off on GPUs / NPUs."""
+    return (kind or device_type()) == "cpu" if setting == "auto" else bool(setting)
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels or not: torch.use_deterministic_algorithms (warn_only: an op without a
+    deterministic kernel warns instead of failing), cuDNN deterministic with benchmark off, and
+    CUBLAS_WORKSPACE_CONFIG=:4096:8 (deterministic cuBLAS; an explicit value is kept)."""
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextlib.contextmanager
+def deterministic_restored():
+    """Restore the determinism flags (set_deterministic's) after the block: training in a
+    notebook's process leaves them as they were."""
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 

@@ -40,6 +40,7 @@ last.pt. With 0 (the default) the job fails naming the rank that died.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import multiprocessing
@@ -188,8 +189,10 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
         raise ValueError(f"npus must be a positive integer, got {npus!r}")
     device.check_device_count(npus)
     nodes = node_settings(params)
+    threads = worker_threads(params, npus, in_process=npus == 1 and nodes.nnodes == 1)["per_worker"]
     if npus == 1 and nodes.nnodes == 1:
-        return entrypoint(*args)
+        with _torch_threads(threads):
+            return entrypoint(*args)
     target = _importable_name(entrypoint)
     _check_plain(args)
     backend = getattr(getattr(params, "dist", None), "backend", "") or device.dist_backend()
@@ -220,7 +223,7 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     mirror = ProgressMirror(progress_file)
     mirror.start()
     try:
-        results = elastic_launch(config, _worker)(target, backend, npus, *args)
+        results = elastic_launch(config, _worker)(target, backend, threads, *args)
     except ChildFailedError as error:
         tail.stop()
         if guard_note.is_file():
@@ -304,15 +307,45 @@ def _check_plain(args: tuple) -> None:
                             f"{type(value).__name__}: save it to a file and pass the path")
 
 
+def worker_threads(params: Any = None, local_workers: int = 1, in_process: bool = False) -> dict[str, Any]:
+    """{"per_worker": torch intra-op threads of each worker, "source": where the number comes from}.
+
+    params.dist.threads when > 0; else a lone worker in the calling process (`in_process`) keeps
+    that process's torch.get_num_threads(); else OMP_NUM_THREADS when set; else the cores this
+    process may use / `local_workers`, so the workers of a node share its cores. The count changes
+    float rounding (a lone worker with all cores and two workers with one each differ from step 2
+    on): env.json records it and posecore.reproduce re-runs with it.
+    """
+    threads = getattr(getattr(params, "dist", None), "threads", 0)
+    if threads:
+        return {"per_worker": threads, "source": "dist.threads"}
+    if in_process:
+        return {"per_worker": torch.get_num_threads(), "source": "the calling process's torch threads"}
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return {"per_worker": int(omp), "source": "OMP_NUM_THREADS"}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {"per_worker": max(1, cores // local_workers), "source": f"{cores} cores / {local_workers} workers"}
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @record
-def _worker(target: str, backend: str, local_world_size: int, *args: Any) -> Any:
-    """Runs in every worker process: guard against orphaning, join the group, call the target."""
+def _worker(target: str, backend: str, threads: int, *args: Any) -> Any:
+    """Runs in every worker process: guard against orphaning, set its threads (worker_threads),
+    join the group, call the target."""
     die_with_parent()
     for stream in (sys.stdout, sys.stderr):  # files, not a tty: flush every line for the tail
         stream.reconfigure(line_buffering=True)
-    if device.device_type() == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
-        # CPU workers share the cores instead of each taking all (an explicit OMP_NUM_THREADS wins)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world_size))
+    torch.set_num_threads(threads)
     module_name, name = target.split(":")
     function = getattr(importlib.import_module(module_name), name)
     device.get_device(int(os.environ["LOCAL_RANK"]))

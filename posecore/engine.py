@@ -2,7 +2,8 @@
 
 Run folder:
   params.yaml        the resolved params; the only thing the workers read
-  env.json           devices, versions, world size, git commit/dirty, host, command or notebook
+  env.json           devices, versions, every installed package, world size, threads, git commit
+                     (code.patch: the uncommitted diff), data fingerprint (posecore.environment)
   log.jsonl          {"type": "train", epoch, step, loss, lr, images_per_s, data_wait, skipped}
                      every train.log_every optimizer steps of train.global_batch images each,
                      {"type": "val", epoch, step, <metrics>} after
@@ -32,10 +33,10 @@ gradients on the last micro-batch only (no_sync), the scaler, optimizer and LR s
 
 Determinism and resume: the sample order of epoch e is data.grouped_order(seed, e) (images
 shuffled, an image's people adjacent so they share one decode; contiguous slices per rank, padded
-like DistributedSampler), augmentation depends on (seed, epoch, index) only, CPU runs use deterministic
-algorithms, and checkpoints carry every RNG state. So on CPU, a run killed at any point after its
-first checkpoint and started again (same run_name) ends with bitwise the same weights as an
-uninterrupted run. last.pt is written atomically at the end of every epoch. An interrupt
+like DistributedSampler), augmentation depends on (seed, epoch, index) only, train.deterministic
+(on for CPU runs by default) selects deterministic kernels, and checkpoints carry every RNG state.
+So on CPU, a run killed at any point after its first checkpoint and started again (same run_name)
+ends with bitwise the same weights as an uninterrupted run. last.pt is written atomically at the end of every epoch. An interrupt
 (Ctrl-C / kernel interrupt, SIGINT to the workers) or SIGTERM (a batch system's notice) stops after
 the current step and writes last.pt at that step (epoch_step > 0: resuming skips the batches
 already seen), then raises KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM); a second one
@@ -72,7 +73,7 @@ from posecore.checkpoints import (POSECORE_FORMAT, CheckpointError, capture_rng,
 from posecore.evaluation import primary_metric, validate
 from posecore.meter import StepMeter
 from posecore.data.loading import workers_advice
-from posecore.environment import run_environment
+from posecore.environment import write_run_records
 from posecore.optim import batch_plan, build_optimizer, learning_rate, loss_function
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.progress import progress_bar
@@ -119,20 +120,17 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
         if changed and nodes.node_rank == 0:
             append_jsonl(folder / "log.jsonl", {"type": "params_changed", "changed": changed,
                                                 "time": datetime.now().isoformat(timespec="seconds")})
-        env_name = "env.json" if nodes.node_rank == 0 else f"env-node{nodes.node_rank}.json"
-        write_json(folder / env_name, {**run_environment(npus, nodes), "global_batch": global_batch,
-                                       "accumulate": accumulate})
+        validates = 0 < params.train.val_every <= params.train.epochs
+        write_run_records(folder, params, npus, nodes, ("train", "val") if validates else ("train",),
+                          extra={"global_batch": global_batch, "accumulate": accumulate})
         return distributed.launch(train_worker, (str(folder),), npus, params,
                                   log_dir=folder / "logs", job_name=folder.name)
 
 
 def train_worker(run_folder: str) -> dict[str, Any]:
     """Train the run in `run_folder` (reads its params.yaml) on this rank; rank 0 returns the summary."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
+    with device.deterministic_restored():
         return _Trainer(Path(run_folder)).run()
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
 
 
 # --- pieces ----------------------------------------------------------------------------------
@@ -247,8 +245,7 @@ class _Trainer:
         self.last_path = folder / "checkpoints" / "last.pt"
         self.best_path = folder / "checkpoints" / "best.pt"
         _seed_everything(self.train.seed)
-        if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
+        device.set_deterministic(device.deterministic_setting(self.train.deterministic, self.device.type))
         self.apex = check_amp_backend(self.train)
         self.dataset = data.build_dataset(self.params, "train")
         self.loss = loss_function(self.dataset.codec)

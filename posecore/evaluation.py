@@ -38,9 +38,11 @@ from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
 from posecore.codec import HeatmapCodec, flip_back
 from posecore.data import (build_dataset, ensure_synthetic, keypoint_ground_truth, padded_shard, resolve_keypoints,
                            uses_coco_layout)
+from posecore.data.fingerprint import file_sha256
 from posecore.data.layouts import wholebody_entry
 from posecore.device import get_device
 from posecore.distributed import check_main_guard, launch, local_rank, rank as get_rank, world_size
+from posecore.environment import record_evaluation
 from posecore.keypoints import coco_keypoint_category
 from posecore.params import Params, load_params, save_params
 from posecore.runs import (atomic_write, default_run_name, json_safe, read_json, run_dir, run_lock,
@@ -84,7 +86,8 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     checkpoint: a path (posecore, AlphaPose or mmpose format), "best" / "last" of the run, or None
     with eval.oracle. npus > 1 starts that many workers (posecore.distributed.launch).
     eval/ holds results.json + gt_results.json (COCO) or predictions.json (MPII), metrics.json,
-    per_joint.csv, eval.log and, with npus > 1, the workers' logs/.
+    per_joint.csv, eval.log and, with npus > 1, the workers' logs/. The run's env.json records
+    the evaluation: the checkpoint scored with its sha256, the split and its data fingerprint.
     """
     check_main_guard("posecore.evaluate")
     params = _as_params(params)
@@ -107,6 +110,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
         merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
         merged.update(metrics)
         write_json(run_metrics_path, json_safe(merged))
+        record_evaluation(folder, params, checkpoint, checkpoint_path, npus, eval_split(params))
     return metrics
 
 
@@ -150,7 +154,8 @@ def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str) -> 
     params = load_params(params_path)
     device = get_device(local_rank())
     model = None if params.eval.oracle else load_model(params, checkpoint, device)[0]
-    return _evaluate_model(model, params, device, out_dir, {"checkpoint": checkpoint}, verbose=True)
+    extra = {"checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None}
+    return _evaluate_model(model, params, device, out_dir, extra, verbose=True)
 
 
 def _evaluate_model(model: nn.Module | None, params: Params, device: torch.device,

@@ -37,10 +37,11 @@ import posecore
 from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
 from posecore.codec import Codec, MSRAHeatmap, build_codec
 from posecore.data import resolve_keypoints
+from posecore.environment import record_export
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, final_output
 from posecore.params import Params, load_params
-from posecore.runs import atomic_write, finite_number, resolve_path
+from posecore.runs import atomic_write, finite_number, resolve_path, run_dir
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
@@ -129,6 +130,8 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     onnx.checker.check_model(proto, full_check=True)
     path = atomic_write(resolve_path(path), proto.SerializeToString())
 
+    if run_name:
+        record_export(run_dir(run_name, create=False), str(weights) if weights else None, path)
     parity = check_parity(model, path, parity_batch_sizes, codec=codec) if parity_batch_sizes else None
     if parity and not parity["ok"]:
         warnings.warn(f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "

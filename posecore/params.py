@@ -142,6 +142,9 @@ class TrainParams:
     log_every: int = 20             # steps
     max_nan_steps: int = 20         # consecutive non-finite losses before stopping
     tensorboard_images: int = 4     # val images in the TensorBoard prediction grid; 0 = none
+    # deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic without
+    # benchmark, CUBLAS_WORKSPACE_CONFIG): "auto" = on for CPU runs, off on GPUs / NPUs; true | false
+    deterministic: Any = "auto"
 
 
 @dataclass
@@ -155,6 +158,10 @@ class DistParams:
     # times (they resume from last.pt); 0 = the job stops
     max_restarts: int = 0
     rdzv_timeout: int = 600         # seconds a node waits for the others to join (torchrun's 600)
+    # torch intra-op threads per worker; 0 = OMP_NUM_THREADS when set, else the cores / the workers
+    # on this node (a lone worker in the calling process keeps that process's torch thread count).
+    # Thread counts change float rounding: env.json records the number, reproduce uses it.
+    threads: int = 0
 
 
 @dataclass
@@ -380,7 +387,7 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "train.perf_warmup_steps": _NON_NEGATIVE, "train.log_every": _POSITIVE,
     "train.max_nan_steps": _NON_NEGATIVE, "train.tensorboard_images": _NON_NEGATIVE,
     "dist.nnodes": _POSITIVE, "dist.node_rank": _NON_NEGATIVE, "dist.master_port": (1, 65535, False),
-    "dist.max_restarts": _NON_NEGATIVE, "dist.rdzv_timeout": _POSITIVE,
+    "dist.max_restarts": _NON_NEGATIVE, "dist.rdzv_timeout": _POSITIVE, "dist.threads": _NON_NEGATIVE,
     "eval.dark_kernel": _POSITIVE, "eval.in_vis_thr": _NON_NEGATIVE, "eval.oks_nms": _FRACTION,
     "eval.batch_size": _POSITIVE, "eval.pckh_thr": _POSITIVE,
     "infer.detector_score_thr": _NON_NEGATIVE, "infer.detector_nms_iou": _FRACTION,
@@ -435,6 +442,8 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("amp", f"must be one of {AMP_MODES} (or O0/O1/O2), got {obj.amp!r}")
         if obj.amp_backend not in ("torch", "apex"):
             fail("amp_backend", f"must be 'torch' or 'apex', got {obj.amp_backend!r}")
+        if not (isinstance(obj.deterministic, bool) or obj.deterministic == "auto"):
+            fail("deterministic", f"must be true, false or 'auto', got {obj.deterministic!r}")
         if obj.optimizer not in OPTIMIZERS:
             fail("optimizer", f"must be one of {OPTIMIZERS}, got {obj.optimizer!r}")
         if obj.lr_schedule not in LR_SCHEDULES:
@@ -533,7 +542,7 @@ RESUME_HARMLESS = (
     "train.epochs", "train.val_every", "train.resume", "train.accept_changes", "train.max_steps",
     "train.perf_warmup_steps", "train.log_every", "train.max_nan_steps", "train.tensorboard_images",
     "train.compile", "train.channels_last", "dist.node_rank", "dist.master_addr", "dist.master_port",
-    "dist.backend", "dist.max_restarts", "dist.rdzv_timeout",
+    "dist.backend", "dist.max_restarts", "dist.rdzv_timeout", "dist.threads", "train.deterministic",
     *(f"eval.{item.name}" for item in dataclasses.fields(EvalParams)),
     *(f"infer.{item.name}" for item in dataclasses.fields(InferParams)),
 )
