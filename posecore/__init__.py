@@ -25,6 +25,7 @@ _API = {
     "export_onnx": "export",
     "compare_runs": "experiments",
     "infer": "inference",
+    "reproduce": "reproduce",
 }
 
 __all__ = sorted(_API) + ["__version__"]

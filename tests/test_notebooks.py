@@ -25,12 +25,14 @@ from posecore.runs import REPO_ROOT, read_json
 pytestmark = pytest.mark.slow
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-NOTEBOOKS = ("prepare_data", "train", "eval", "visualize", "export", "compare", "infer")
+NOTEBOOKS = ("prepare_data", "train", "eval", "visualize", "export", "compare", "infer", "reproduce")
 COMMON = {"model", "params", "run_name", "data_root", "overrides"}
 OWN = {"train": {"npus", "epochs"}, "eval": {"npus", "epochs", "checkpoint"},
        "visualize": {"checkpoint"}, "export": {"checkpoint"}, "infer": {"checkpoint", "source", "detector"}}
-# compare.ipynb reads finished runs, so it has no params of its own (tests/test_experiments.py runs it)
-PARAMETERS = {name: COMMON | OWN.get(name, set()) for name in NOTEBOOKS} | {"compare": {"runs", "metric", "run_name"}}
+# compare.ipynb reads finished runs, so it has no params of its own (tests/test_experiments.py runs it);
+# reproduce.ipynb re-runs one from its folder (tests/test_reproduce.py runs it)
+PARAMETERS = {name: COMMON | OWN.get(name, set()) for name in NOTEBOOKS} | {
+    "compare": {"runs", "metric", "run_name"}, "reproduce": {"run_name", "as_run", "allow_drift"}}
 RUN = "nbtest"
 # FastPose-18 on 64x64 crops (FastPose needs sides divisible by 32): a few seconds per notebook on 2 cores
 TINY = {"model.depth": 18, "data.input_size": [64, 64], "data.heatmap_size": [16, 16], "data.workers": 0,

@@ -2,7 +2,8 @@
 
 - sections: `notebook_params` (every notebook's parameters) and one block of helpers per notebook
   (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves;
-  infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories)
+  infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories; reproduce.ipynb's:
+  reproduction_table, reproduction_runs)
 - report: `Table`, `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
 - record: `params_table`, `run_summary`, `report_link`, `Note`: train.ipynb as the record of a run
@@ -19,7 +20,8 @@ from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_
                                         infer_frames, infer_inputs, infer_table, infer_trajectories,
                                         latency_rows_table, notebook_params, onnx_example, parity_table,
                                         per_joint_figure, per_joint_table, prepare_dataset,
-                                        results_table, run_index, run_of, threshold_figure, training_curves,
+                                        reproduction_runs, reproduction_table, results_table,
+                                        run_index, run_of, threshold_figure, training_curves,
                                         training_log, validation_history, validation_table,
                                         worst_predictions)
 
@@ -30,7 +32,8 @@ __all__ = [
     "differing_params_table", "eval_metrics", "infer_frames", "infer_inputs", "infer_table",
     "infer_trajectories", "keep", "latency_rows_table", "notebook_params",
     "onnx_example", "parity_table", "per_joint_figure", "per_joint_table", "prepare_dataset",
-    "reference_table", "results_table", "run_figure", "run_index", "run_of", "run_path", "threshold_figure",
+    "reference_table", "reproduction_runs", "reproduction_table", "results_table", "run_figure",
+    "run_index", "run_of", "run_path", "threshold_figure",
     "training_curves", "training_log", "validation_history", "validation_table", "worst_predictions",
     "write_report", "annotation_checks",
 ]

@@ -42,7 +42,8 @@ REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 # report.html's sections in order, keyed by the name prefix of what the notebooks keep: the
 # results against the seeds first, then the workbook in its order; anything else goes last.
 SECTIONS = {"eval": "Results", "data": "Data", "train": "Training", "viz": "Predictions",
-            "export": "ONNX export", "infer": "Inference on images and videos", "compare": "Run comparison"}
+            "export": "ONNX export", "infer": "Inference on images and videos", "compare": "Run comparison",
+            "reproduce": "Reproduction"}
 # headings of kept figures in report.html (figure_title); tables carry their own titles
 FIGURE_TITLES = {
     "data_statistics": "Annotation statistics of the train and val splits",

@@ -382,6 +382,24 @@ def comparison_curves(run_name: str, comparison):
     return keep(run_name, "compare_curves", viz.plot_runs_curves(comparison.logs, comparison.metric))
 
 
+# --- reproduce -----------------------------------------------------------------------------------
+
+def reproduction_table(result: dict) -> Table:
+    """posecore.reproduce's verdict, reasons and comparisons (reproduce keeps it in the original
+    run as tables/reproduce_verdict.json)."""
+    from posecore.reproduce import verdict_table
+
+    return verdict_table(result)
+
+
+def reproduction_runs(result: dict):
+    """compare_runs of a reproduction's original and new run (the original alone when refused),
+    for the comparison tables and curves side by side."""
+    from posecore.experiments import compare_runs
+
+    return compare_runs([result["original"], *filter(None, [result["run"]])])
+
+
 def _state_text(run: dict) -> str:
     if run["state"] in ("running", "stopped"):
         return f"{run['state']} in epoch {run['last_epoch']} (last log {run['last_log_time']})"
