@@ -317,7 +317,7 @@ def _record(result: dict[str, Any], folder: Path, new_folder: Path | None) -> di
         write_json(new_folder / _FILES["result"], result)
     with run_lock(folder, "reproduction"):
         write_json(folder / _FILES["result"], result)
-        save_table(folder.name, "reproduce_verdict", verdict_table(result))
+    save_table(folder.name, "reproduce_verdict", verdict_table(result))  # both take the lock themselves
     write_report(folder.name)
     return result
 
