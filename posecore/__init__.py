@@ -26,6 +26,8 @@ _API = {
     "compare_runs": "experiments",
     "infer": "inference",
     "reproduce": "reproduce",
+    "Predictor": "predictor",
+    "Run": "runs",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -259,7 +259,7 @@ def _train(reader: _Reader, train: dict) -> None:
             reader.set(f"TRAIN.{key}", train[key], target)
     if train.get("BEGIN_EPOCH", 0) != 0:
         reader.fail("TRAIN.BEGIN_EPOCH", train["BEGIN_EPOCH"], "posecore starts at epoch 0 and continues "
-                    "a run from its last.pt (train.resume); set 0")
+                    "a run from its last checkpoint (train.resume); set 0")
     if "WORLD_SIZE" in train:
         reader.ignore("TRAIN.WORLD_SIZE", train["WORLD_SIZE"], IGNORED["TRAIN.WORLD_SIZE"])
 

@@ -42,12 +42,11 @@ from posecore import device as devices
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, unwrap_model
 from posecore.params import load_params
-from posecore.runs import atomic_write, finite_number, resolve_path, run_dir
+from posecore.runs import atomic_write, finite_number, resolve_path
 
 log = logging.getLogger(__name__)
 
 POSECORE_FORMAT = "posecore/1"
-RUN_CHECKPOINTS = ("best", "last")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 # upstream prefix -> posecore prefix (first match wins; order matters only for overlaps)
@@ -207,6 +206,33 @@ def initialize_weights(model: nn.Module, model_params: Any) -> nn.Module:
     return model
 
 
+def training_checkpoint(params: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler_state: dict[str, Any], *, epoch: int, epoch_step: int, step: int,
+                        lr: float, best_metric: float | None, skipped_steps: int) -> dict[str, Any]:
+    """The training checkpoint (CHECKPOINT_KEYS) of the bare `model` at this point of training.
+
+    `scaler_state`: the AMP loss scaler's state_dict (torch's or apex's); the RNG states are
+    captured now. The LR is a pure function of (params, epoch, step): the "scheduler" entry only
+    records it.
+    """
+    return {
+        "format": POSECORE_FORMAT,
+        "model_name": params.model.name,
+        "num_joints": params.model.num_joints,
+        "model": model.state_dict(),
+        "params": params.to_dict(),
+        "epoch": epoch,
+        "epoch_step": epoch_step,
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": {"lr": lr},
+        "scaler": scaler_state,
+        "rng": capture_rng(),
+        "best_metric": best_metric,
+        "skipped_steps": skipped_steps,
+    }
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
     """torch.save through atomic_write: a kill mid-write leaves the previous file intact."""
     return atomic_write(path, lambda f: torch.save(checkpoint, f))
@@ -232,24 +258,6 @@ def restore_rng(state: dict[str, Any]) -> None:
                          numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     devices.set_rng_state(state["device"])
-
-
-def find_checkpoint(checkpoint: str | os.PathLike, run_name: str | None) -> Path:
-    """"best" / "last" -> outputs/<run_name>/checkpoints/<name>.pt, else a path (relative to the
-    repository root, as in params); either must be an existing file."""
-    if str(checkpoint) in RUN_CHECKPOINTS:
-        if not run_name:
-            raise ValueError(f"checkpoint {checkpoint!r} needs run_name (the run whose "
-                             f"checkpoints/{checkpoint}.pt to use), or pass a file path")
-        path = run_dir(run_name, create=False) / "checkpoints" / f"{checkpoint}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: run {run_name!r} has no {checkpoint} "
-                                    f"checkpoint yet; train it first or pass a checkpoint path")
-        return path
-    path = resolve_path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return path
 
 
 def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
@@ -363,7 +371,7 @@ def check_training_state(checkpoint: Any, path: str | os.PathLike) -> None:
     fmt, _ = split_checkpoint(checkpoint, path)
     if fmt != "posecore" or "format" not in checkpoint:
         raise CheckpointError(f"{path}: not a posecore training checkpoint (a {fmt} state_dict); a run "
-                              "resumes from the last.pt its training wrote")
+                              "resumes from the last checkpoint its training wrote")
 
     def fail(key: str, expected: str) -> None:
         value = checkpoint.get(key, "missing")

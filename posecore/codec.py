@@ -410,13 +410,19 @@ class HeatmapCodec:
         """Heatmap pixel coords [..., 2] -> input pixels [..., 2] (float64)."""
         return np.asarray(coords, dtype=np.float64) * self.input_per_heatmap
 
-    def heatmap_to_image(self, coords, bbox_center, bbox_scale):
-        """Heatmap pixel coords [N, K, 2] -> image pixels [N, K, 2]; bbox_center, bbox_scale [N, 2]."""
+    def to_image(self, coords, bbox_center, bbox_scale):
+        """Decoded coords [N, K, 2] (heatmap pixels) -> image pixels [N, K, 2] (float64) through
+        the inverse crop of each person; bbox_center, bbox_scale [N, 2]."""
         return heatmap_to_image(coords, bbox_center, bbox_scale, self.heatmap_size, udp=self.udp)
 
     def flip_back(self, heatmaps, flip_index, shift: bool = True):
         """Heatmaps [N, K, H, W] (torch) of mirrored inputs -> aligned with the unmirrored ones."""
         return flip_back(heatmaps, flip_index, self.flip_shift(shift))
+
+    def flip_test(self, plain, mirrored, flip_index, shift: bool = True):
+        """The flip test's merged output (torch [N, K, H, W]): the mean of the plain heatmaps and
+        those of the mirrored inputs, flipped back (`shift`: eval.shift_heatmap)."""
+        return (plain + self.flip_back(mirrored, flip_index, shift)) * 0.5
 
 
 @dataclass(frozen=True)

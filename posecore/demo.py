@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from posecore.data import synthetic_root
-from posecore.runs import REPO_ROOT, read_json, run_dir
+from posecore.runs import REPO_ROOT, Run
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 KERNEL = "python3"
@@ -38,7 +38,7 @@ def run_notebook(name: str, run_name: str, parameters: dict[str, Any], stream: b
     source = NOTEBOOKS / f"{name}.ipynb"
     if not source.is_file():
         raise FileNotFoundError(f"notebook {source} does not exist")
-    output = run_dir(run_name) / "notebooks" / f"{name}.ipynb"
+    output = Run(run_name).notebooks_dir / f"{name}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
@@ -77,14 +77,6 @@ def demo_steps(run_name: str, params: str) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def demo_metric(run_name: str) -> dict[str, float]:
-    """The evaluation metrics the eval notebook left in the run folder."""
-    path = run_dir(run_name, create=False) / "eval" / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the eval notebook did not save its metrics")
-    return read_json(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posecore.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="demo", help="run name: outputs/<run>/ (default: demo)")
@@ -95,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = demo_steps(args.run, args.params)
     timings = []
     for number, (name, parameters) in enumerate(steps, 1):
-        print(f"\n[demo] {number}/{len(steps)} {name}.ipynb -> {run_dir(args.run) / 'notebooks'}", flush=True)
+        print(f"\n[demo] {number}/{len(steps)} {name}.ipynb -> {Run(args.run).notebooks_dir}", flush=True)
         step_start = time.perf_counter()
         try:
             run_notebook(name, args.run, parameters)
@@ -104,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         timings.append((name, time.perf_counter() - step_start))
 
-    metrics = demo_metric(args.run)
+    metrics = Run(args.run).eval_metrics()
     print("\n[demo] done in {:.0f} s ({})".format(
         time.perf_counter() - started, ", ".join(f"{n} {t:.0f} s" for n, t in timings)))
     print("[demo] metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, (int, float))))
-    print(f"[demo] report: {run_dir(args.run) / 'report.html'}")
+    print(f"[demo] report: {Run(args.run).report_path}")
     return 0
 
 

@@ -68,8 +68,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from posecore import data, device, distributed
-from posecore.checkpoints import (POSECORE_FORMAT, CheckpointError, capture_rng, check_training_state, load_model,
-                                  read_checkpoint, restore_rng, save_checkpoint)
+from posecore.checkpoints import (CheckpointError, check_training_state, load_model, read_checkpoint, restore_rng,
+                                  save_checkpoint, training_checkpoint)
 from posecore.evaluation import primary_metric, validate
 from posecore.meter import StepMeter
 from posecore.data.loading import workers_advice
@@ -78,8 +78,8 @@ from posecore.optim import batch_plan, build_optimizer, learning_rate, loss_func
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.progress import progress_bar
 from posecore.resume import check_resume
-from posecore.runs import (TrainingError, append_jsonl, atomic_write, default_run_name, json_safe,
-                           jsonl_line, read_json, read_jsonl, run_dir, run_lock, write_json)
+from posecore.runs import (Run, TrainingError, append_jsonl, atomic_write, default_run_name, json_safe,
+                           jsonl_line, read_jsonl, write_json)
 from posecore.tensorboard_log import TensorBoardLog
 
 
@@ -113,18 +113,19 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     if nodes.nnodes > 1 and not run_name:
         raise TrainingError(f"training on {nodes.nnodes} nodes needs a run_name, the same on every "
                             f"node (they share its folder and rendezvous under its name)")
-    folder = run_dir(run_name or default_run_name(params.name or params.model.name))
-    with run_lock(folder, "training", node=nodes.node_rank):
-        changed = check_resume(folder, params, world_size=npus * nodes.nnodes)
-        save_params(params, folder / "params.yaml")
+    run = Run(run_name or default_run_name(params.name or params.model.name))
+    folder = run.folder_made()
+    with run.lock("training", node=nodes.node_rank):
+        changed = check_resume(run, params, world_size=npus * nodes.nnodes)
+        save_params(params, run.params_path)
         if changed and nodes.node_rank == 0:
-            append_jsonl(folder / "log.jsonl", {"type": "params_changed", "changed": changed,
-                                                "time": datetime.now().isoformat(timespec="seconds")})
+            append_jsonl(run.log_path, {"type": "params_changed", "changed": changed,
+                                        "time": datetime.now().isoformat(timespec="seconds")})
         validates = 0 < params.train.val_every <= params.train.epochs
         write_run_records(folder, params, npus, nodes, ("train", "val") if validates else ("train",),
                           extra={"global_batch": global_batch, "accumulate": accumulate})
         return distributed.launch(train_worker, (str(folder),), npus, params,
-                                  log_dir=folder / "logs", job_name=folder.name)
+                                  log_dir=run.logs_dir, job_name=folder.name)
 
 
 def train_worker(run_folder: str) -> dict[str, Any]:
@@ -198,7 +199,7 @@ def _stop_on_interrupt(trainer: "_Trainer", launched: bool):
             raise KeyboardInterrupt
         if not trainer.stop_requested and trainer.main:
             what = "interrupted" if signum == signal.SIGINT else f"received {signal.Signals(signum).name}"
-            print(f"\n{what}: stopping after the current step and saving last.pt "
+            print(f"\n{what}: stopping after the current step and saving {trainer.last_path.name} "
                   "(interrupt again to stop at once)", file=sys.stderr, flush=True)
         trainer.stop_requested = True
         trainer.stop_signal = trainer.stop_signal or signum
@@ -236,14 +237,13 @@ def _data_worker_init(worker_id: int) -> None:
 
 class _Trainer:
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.params = load_params(folder / "params.yaml")
+        self.folder, self.run_files = folder, Run.at(folder)
+        self.params = load_params(self.run_files.params_path)
         self.train = self.params.train
         self.world, self.main = distributed.world_size(), distributed.is_main()
         self.device = device.get_device(distributed.local_rank())
         self.global_batch, self.accumulate = batch_plan(self.train, self.world)
-        self.last_path = folder / "checkpoints" / "last.pt"
-        self.best_path = folder / "checkpoints" / "best.pt"
+        self.last_path, self.best_path = self.run_files.last_path, self.run_files.best_path
         _seed_everything(self.train.seed)
         device.set_deterministic(device.deterministic_setting(self.train.deterministic, self.device.type))
         self.apex = check_amp_backend(self.train)
@@ -273,10 +273,10 @@ class _Trainer:
     # ---- state
 
     def _resume_or_start(self) -> None:
-        log_path = self.folder / "log.jsonl"
+        log_path = self.run_files.log_path
         if not self.last_path.exists():
             if self.main:  # leftovers of an attempt that died before its first checkpoint
-                for stale in (log_path, self.folder / "metrics.json", self.best_path):
+                for stale in (log_path, self.run_files.metrics_path, self.best_path):
                     stale.unlink(missing_ok=True)
             return
         checkpoint = read_checkpoint(self.last_path)
@@ -295,8 +295,7 @@ class _Trainer:
         self.epoch, self.epoch_step = checkpoint["epoch"], checkpoint["epoch_step"]
         self.step, self.skipped = checkpoint["step"], checkpoint["skipped_steps"]
         self.best_metric = checkpoint["best_metric"]
-        if (self.folder / "metrics.json").exists():
-            self.metrics = read_json(self.folder / "metrics.json")
+        self.metrics = self.run_files.metrics()
         if self.main:
             self._forget_records_after(log_path)
             print(f"resuming {self.folder.name} from {self.last_path} at epoch {self.epoch}"
@@ -314,22 +313,10 @@ class _Trainer:
         atomic_write(log_path, "".join(jsonl_line(r) for r in kept))
 
     def _checkpoint(self) -> dict[str, Any]:
-        return {
-            "format": POSECORE_FORMAT,
-            "model_name": self.params.model.name,
-            "num_joints": self.params.model.num_joints,
-            "model": self.bare.state_dict(),
-            "params": self.params.to_dict(),
-            "epoch": self.epoch,
-            "epoch_step": self.epoch_step,
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"lr": self.lr},  # the LR is a pure function of (params, epoch, step)
-            "scaler": self.apex.state_dict() if self.apex else self.scaler.state_dict(),
-            "rng": capture_rng(),
-            "best_metric": self.best_metric,
-            "skipped_steps": self.skipped,
-        }
+        scaler = self.apex.state_dict() if self.apex else self.scaler.state_dict()
+        return training_checkpoint(self.params, self.bare, self.optimizer, scaler, epoch=self.epoch,
+                                   epoch_step=self.epoch_step, step=self.step, lr=self.lr,
+                                   best_metric=self.best_metric, skipped_steps=self.skipped)
 
     # ---- loop
 
@@ -510,7 +497,7 @@ class _Trainer:
         if self.main:
             record = {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
                       **json_safe(window.summary()), "skipped": self.skipped}
-            append_jsonl(self.folder / "log.jsonl", record)
+            append_jsonl(self.run_files.log_path, record)
             self.board.train(record)
 
     def _end_epoch(self) -> None:
@@ -529,16 +516,16 @@ class _Trainer:
 
     def _validate(self, epoch: int) -> bool:
         with torch.no_grad():
-            self.metrics = validate(self.bare, self.params, out_dir=self.folder / "val")
+            self.metrics = validate(self.bare, self.params, out_dir=self.run_files.val_dir)
         self.model.train()
         if not self.main:
             return False
         name = primary_metric(self.params)
         value = self.metrics.get(name)
         record = {"epoch": epoch, "step": self.step, **self.metrics}
-        append_jsonl(self.folder / "log.jsonl", {"type": "val", **record})
-        write_json(self.folder / "metrics.json", record)
-        self.board.validation(record, self.folder / "val")
+        append_jsonl(self.run_files.log_path, {"type": "val", **record})
+        write_json(self.run_files.metrics_path, record)
+        self.board.validation(record, self.run_files.val_dir)
         print(f"epoch {epoch} validation: {name} {value}", flush=True)
         improved = value is not None and math.isfinite(value) and (
             self.best_metric is None or value > self.best_metric)
@@ -589,7 +576,7 @@ class _Trainer:
         }
         if self.main:
             record = {k: v for k, v in result.items() if k not in ("run_dir", "metrics", "checkpoint")}
-            append_jsonl(self.folder / "log.jsonl", json_safe({"type": "summary", **record}))
+            append_jsonl(self.run_files.log_path, json_safe({"type": "summary", **record}))
             print(f"{self.folder.name}: {self.step} steps, {summary['images_per_s']:.1f} img/s over "
                   f"{meter.steps} measured steps (all devices), data wait "
                   f"{summary['data_wait']:.0%}, {self.skipped} skipped", flush=True)

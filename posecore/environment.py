@@ -34,10 +34,10 @@ import posecore
 from posecore import device
 from posecore.data.fingerprint import data_fingerprint, file_sha256
 from posecore.distributed import Nodes, worker_threads
-from posecore.runs import REPO_ROOT, RunLockedError, atomic_write, read_json, run_lock, write_json
+from posecore.runs import REPO_ROOT, Run, RunLockedError, atomic_write, read_json, run_lock, write_json
 
-# the run files this module writes (posecore.runs.Run owns these names once it exists)
-ENV_FILE = "env.json"
+# the run files this module writes (their names: posecore.runs.Run)
+ENV_FILE = Run.ENV
 PATCH_FILE = "code.patch"
 _UNTRACKED_LIMIT = 1 << 20   # untracked files larger than this are named in code.patch, not included
 
@@ -82,9 +82,7 @@ def write_run_records(folder: str | os.PathLike, params: Any, npus: int, nodes: 
     env = {**run_environment(npus, nodes, params, splits), **(extra or {})}
     if nodes.node_rank == 0:
         env["git"].update(save_code_patch(folder))
-        write_json(folder / ENV_FILE, env)
-    else:
-        write_json(folder / f"env-node{nodes.node_rank}.json", env)
+    write_json(Run.at(folder).env_path(nodes.node_rank), env)
     return env
 
 

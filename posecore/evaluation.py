@@ -5,10 +5,11 @@ Each rank predicts a shard of the split, the per-instance keypoints are gathered
 rank 0 scores them; the metrics are then broadcast so every rank returns the same dict. With one
 device the same code runs without torch.distributed, so npus=N gives exactly the npus=1 numbers.
 
-Test time follows the references: heatmaps of the image, averaged with the un-flipped heatmaps of
-its mirror (eval.flip_test; eval.shift_heatmap applies the codec's flip shift), decoded by the
-codec (data.codec; eval.decode: dark for DARK on msra heatmaps) and mapped back through the
-codec's inverse crop affine. COCO then rescoring + OKS-NMS and
+Test time follows the references, through posecore.predictor.Predictor on the dataset's crops:
+heatmaps of the image, averaged with the un-flipped heatmaps of its mirror (eval.flip_test;
+eval.shift_heatmap applies the codec's flip shift), decoded by the codec (data.codec;
+eval.decode: dark for DARK on msra heatmaps) and mapped back through the codec's inverse crop
+affine. COCO then rescoring + OKS-NMS and
 COCOeval (plus AlphaPose's "gt mAP": GT boxes, no flip, no NMS, score mean + 1.25 x max, as gt_*
 keys); MPII the official PCKh. The oracle (eval.oracle) decodes the encoded targets instead of a
 model's output: the ceiling of encode + decode.
@@ -34,10 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from posecore import metrics as M
-from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
-from posecore.codec import HeatmapCodec, flip_back
-from posecore.data import (build_dataset, ensure_synthetic, keypoint_ground_truth, padded_shard, resolve_keypoints,
-                           uses_coco_layout)
+from posecore.data import build_dataset, ensure_synthetic, keypoint_ground_truth, padded_shard, uses_coco_layout
 from posecore.data.fingerprint import file_sha256
 from posecore.data.layouts import wholebody_entry
 from posecore.device import get_device
@@ -45,8 +43,8 @@ from posecore.distributed import check_main_guard, launch, local_rank, rank as g
 from posecore.environment import record_evaluation
 from posecore.keypoints import coco_keypoint_category
 from posecore.params import Params, load_params, save_params
-from posecore.runs import (atomic_write, default_run_name, json_safe, read_json, run_dir, run_lock,
-                           write_json)
+from posecore.predictor import Predictor, trained_params
+from posecore.runs import Run, atomic_write, default_run_name, find_checkpoint, json_safe, write_json
 
 log = logging.getLogger(__name__)
 
@@ -92,25 +90,22 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     check_main_guard("posecore.evaluate")
     params = _as_params(params)
     checkpoint_path = resolve_checkpoint(checkpoint, params, run_name)
-    params = with_trained_codec(params, checkpoint_path)
     eval_split(params)  # fail on bad settings before starting workers
     ensure_synthetic(params)
-    params = resolve_keypoints(params, run_name)
-    run_name = run_name or default_run_name(f"eval-{params.name or params.model.name}")
-    folder = run_dir(run_name)
-    with run_lock(folder, "evaluation"):  # a training of the same run writes metrics.json too
-        if not (folder / "params.yaml").exists():
-            save_params(params, folder / "params.yaml")
-        out_dir = folder / "eval"
+    params = trained_params(params, checkpoint_path, run_name)[0]   # keypoint set, trained codec
+    run = Run(run_name or default_run_name(f"eval-{params.name or params.model.name}"))
+    with run.lock("evaluation"):  # a training of the same run writes metrics.json too
+        if not run.params_path.exists():
+            save_params(params, run.params_path)
+        out_dir = run.eval_dir
         # workers get plain values only: the resolved params travel as a file
-        params_path = save_params(params, out_dir / "params.yaml")
+        params_path = save_params(params, out_dir / Run.PARAMS)
         metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus,
                          params, log_dir=out_dir / "logs")
-        run_metrics_path = folder / "metrics.json"
-        merged = read_json(run_metrics_path) if run_metrics_path.exists() else {}
+        merged = run.metrics()
         merged.update(metrics)
-        write_json(run_metrics_path, json_safe(merged))
-        record_evaluation(folder, params, checkpoint, checkpoint_path, npus, eval_split(params))
+        write_json(run.metrics_path, json_safe(merged))
+        record_evaluation(run.folder, params, checkpoint, checkpoint_path, npus, eval_split(params))
     return metrics
 
 
@@ -153,7 +148,7 @@ def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str) -> 
     """One rank of `evaluate` (also the whole of it when npus == 1)."""
     params = load_params(params_path)
     device = get_device(local_rank())
-    model = None if params.eval.oracle else load_model(params, checkpoint, device)[0]
+    model = None if params.eval.oracle else Predictor.from_checkpoint(params, checkpoint, device).model
     extra = {"checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None}
     return _evaluate_model(model, params, device, out_dir, extra, verbose=True)
 
@@ -211,21 +206,6 @@ def _gather(local: dict[str, Any], world: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- inference
 
-def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_index: list[int],
-                       shift: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(heatmaps averaged with the mirrored image's un-flipped heatmaps, plain heatmaps) [N,K,H,W].
-
-    `shift`: heatmap pixels the un-flipped heatmaps move right (the codec's flip_shift)."""
-    plain = _forward(model, images)
-    mirrored = flip_back(_forward(model, images.flip(3)), flip_index, shift=shift)
-    return (plain + mirrored) * 0.5, plain
-
-
-def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    out = model(images)
-    return (out[-1] if isinstance(out, (list, tuple)) else out).float()
-
-
 @torch.no_grad()
 def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch.device,
             rank: int = 0, world: int = 1) -> dict[str, Any]:
@@ -233,39 +213,31 @@ def predict(model: nn.Module | None, dataset: Any, params: Params, device: torch
     (x, y in image pixels, score), plain [n,K,3] (no flip: the gt mAP protocol), bbox_score [n],
     area [n] (crop box area, the NMS scale); plus names of non-finite instances and timings.
 
-    model None = the oracle (decode item["target"]).
+    model None = the oracle (decode item["target"]). The model runs through a Predictor with the
+    dataset's codec (the targets' own: the oracle decodes what was encoded).
     """
     loader = _loader(dataset, params, rank, world)
-    flip_index = dataset.info.flip_index()
     flip = _flip_used(params)
-    codec = dataset.codec   # the targets' own: the oracle decodes what was encoded
+    predictor = Predictor.from_model(model, params, codec=dataset.codec, device=device)
     out: dict[str, list] = {k: [] for k in ("index", "image_id", "keypoints", "plain", "bbox_score", "area")}
     bad: list[str] = []
     model_seconds = 0.0
     started = time.perf_counter()
     for batch in tqdm(loader, desc="eval", disable=rank != 0, leave=False):
         if model is None:
-            heatmaps = plain = batch["target"].float()
+            output = plain = batch["target"]   # the codec's targets: a tensor, or a pair (simcc)
         else:
             tick = time.perf_counter()
-            images = batch["image"].to(device, non_blocking=True)
-            if flip:
-                heatmaps, plain = flip_test_heatmaps(model, images, flip_index,
-                                                     codec.flip_shift(params.eval.shift_heatmap))
-            else:
-                heatmaps = plain = _forward(model, images)
-            heatmaps, plain = heatmaps.cpu(), plain.cpu()   # waits for the device
+            output, plain = predictor.outputs(batch["image"], flip)   # waits for the device
             model_seconds += time.perf_counter() - tick
         index = batch["index"].numpy().astype(np.int64)
-        keypoints = _decode(heatmaps.numpy(), batch, codec)
-        plain_keypoints = keypoints if plain is heatmaps else _decode(plain.numpy(), batch, codec)
-        finite = np.isfinite(heatmaps.numpy()).reshape(len(index), -1).all(axis=1)
-        finite &= np.isfinite(keypoints).reshape(len(index), -1).all(axis=1)
-        bad.extend(_instance_name(dataset, batch, i) for i in np.flatnonzero(~finite))
+        poses = predictor.decode(output, batch["bbox_center"], batch["bbox_scale"])
+        plain_poses = poses if plain is output else predictor.decode(plain, batch["bbox_center"], batch["bbox_scale"])
+        bad.extend(_instance_name(dataset, batch, i) for i in np.flatnonzero(~poses.finite()))
         out["index"].append(index)
         out["image_id"].append(batch["image_id"].numpy().astype(np.int64))
-        out["keypoints"].append(keypoints)
-        out["plain"].append(plain_keypoints)
+        out["keypoints"].append(poses.rows())
+        out["plain"].append(plain_poses.rows())
         out["bbox_score"].append(batch["bbox_score"].numpy().astype(np.float64))
         out["area"].append(batch["bbox_scale"].numpy().astype(np.float64).prod(axis=1))
     seconds = time.perf_counter() - started
@@ -284,15 +256,6 @@ def _flip_used(params: Params) -> bool:
     return params.eval.flip_test and not params.eval.oracle
 
 
-def _decode(heatmaps: np.ndarray, batch: dict, codec: HeatmapCodec) -> np.ndarray:
-    """Heatmaps [n,K,H,W] -> keypoints [n,K,3] (x, y in original-image pixels, score)."""
-    safe = np.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0)  # bad ones are reported, not decoded
-    coords, scores = codec.decode(safe)
-    xy = codec.heatmap_to_image(coords, batch["bbox_center"].numpy(), batch["bbox_scale"].numpy())
-    scores = np.where(np.isfinite(heatmaps).reshape(*heatmaps.shape[:2], -1).all(axis=2), scores, np.nan)
-    return np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float64)
-
-
 def _instance_name(dataset: Any, batch: dict, i: int) -> str:
     index = int(batch["index"][i])
     try:
@@ -308,84 +271,6 @@ def _loader(dataset: Any, params: Params, rank: int, world: int) -> DataLoader:
     workers = params.data.workers
     return DataLoader(dataset, batch_size=params.eval.batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=False, drop_last=False, persistent_workers=False)
-
-
-# --------------------------------------------------------------------------- per person (the browser)
-
-def person_errors(dataset, eval_dir: str | Path, pckh_thr: float = 0.5) -> dict:
-    """Match the eval folder's predictions to the dataset's ground-truth persons and score each one.
-
-    COCO: results.json (after OKS-NMS) against each labelled person of the same image, OKS as
-    COCOeval computes it (annotation area as scale); the best-matching prediction is kept. MPII:
-    predictions.json is in dataset order; the score is the person's PCKh@pckh_thr (official head
-    boxes from the dataset's .mat), else the fraction of joints within 0.1 x the box height.
-    Returns {"metric": name, "score" [N] (1 = perfect), "pred" [N, K, 3] (NaN where unmatched)}.
-    """
-    eval_dir = Path(eval_dir)
-    if uses_coco_layout(dataset.info.dataset):
-        return _coco_person_errors(dataset, _read_eval_file(eval_dir / "results.json"))
-    predictions = _read_eval_file(eval_dir / "predictions.json")
-    if len(predictions) != len(dataset):
-        raise ValueError(f"{eval_dir / 'predictions.json'} has {len(predictions)} people, the dataset "
-                         f"{len(dataset)}: evaluate the same params' val split again")
-    pred = np.asarray([p["keypoints"] for p in predictions], dtype=float).reshape(len(dataset), -1, 3)
-    if dataset.gt_mat:
-        errors, visible, _ = M.pckh_errors(pred, dataset.gt_mat)
-        metric = f"PCKh@{pckh_thr:g}"
-    else:
-        joints = np.stack([inst.joints for inst in dataset.instances])
-        visible = np.stack([inst.visible for inst in dataset.instances]) > 0
-        height = np.array([inst.bbox_scale[1] for inst in dataset.instances]) / getattr(dataset, "padding", 1.25)
-        errors = np.linalg.norm(pred[..., :2] - joints, axis=-1) / height[:, None]
-        pckh_thr, metric = 0.1, "PCK@0.1 box height"
-    hits = (np.where(visible, errors, np.inf) <= pckh_thr).sum(1)
-    score = hits / np.maximum(visible.sum(1), 1)
-    return {"metric": metric, "score": score, "pred": pred}
-
-
-def _read_eval_file(path: Path) -> list:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run posecore.evaluate (eval.ipynb) for this run first")
-    with open(path) as f:
-        return json.load(f)
-
-
-def _coco_person_errors(dataset, results: list[dict]) -> dict:
-    info = dataset.info
-    areas = _coco_areas(keypoint_ground_truth(dataset.ann_file, info.dataset))
-    by_image: dict[int, list[np.ndarray]] = {}
-    for result in results:
-        by_image.setdefault(int(result["image_id"]), []).append(
-            np.asarray(result["keypoints"], dtype=float).reshape(info.num_joints, 3))
-    score = np.zeros(len(dataset))
-    pred = np.full((len(dataset), info.num_joints, 3), np.nan)
-    for i, inst in enumerate(dataset.instances):
-        candidates = by_image.get(int(inst.image_id), [])
-        if not candidates:
-            continue
-        box = inst.bbox_xyxy
-        area = areas.get(_coco_key(inst.image_id, inst.joints, inst.visible),
-                         float((box[2] - box[0]) * (box[3] - box[1])) if box is not None else 1.0)
-        poses = np.stack(candidates)
-        oks = M.oks_to_person(poses, inst.joints, inst.visible, area, info.sigmas)
-        best = int(oks.argmax())
-        score[i], pred[i] = oks[best], poses[best]
-    return {"metric": "OKS", "score": score, "pred": pred}
-
-
-def _coco_key(image_id, joints, visible) -> tuple:
-    xy = np.asarray(joints, dtype=np.float32).reshape(-1, 2) * (np.asarray(visible).reshape(-1, 1) > 0)
-    return (int(image_id), tuple(np.round(xy.ravel(), 1).tolist()))
-
-
-def _coco_areas(content: dict) -> dict:
-    """Annotation areas (the OKS scale) of a COCO keypoints dict, keyed by image and labelled joints."""
-    annotations = content.get("annotations", [])
-    areas = {}
-    for ann in annotations:
-        keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float32).reshape(-1, 3)
-        areas[_coco_key(ann["image_id"], keypoints[:, :2], keypoints[:, 2])] = float(ann.get("area", 0.0))
-    return areas
 
 
 # --------------------------------------------------------------------------- scoring (rank 0)
@@ -530,7 +415,7 @@ def _write_artifacts(out_dir: Path, metrics: dict, details: dict, per_joint: lis
                 "decode": params.eval.decode,
                 "use_gt_boxes": params.eval.use_gt_boxes, "det_file": params.data.det_file,
                 "in_vis_thr": params.eval.in_vis_thr, "oks_nms": params.eval.oks_nms, **extra}
-    write_json(out_dir / "metrics.json", json_safe({**metrics, **details, "settings": settings}))
+    write_json(out_dir / Run.METRICS, json_safe({**metrics, **details, "settings": settings}))
     if per_joint:
         atomic_write(out_dir / "per_joint.csv", _csv(per_joint))
     atomic_write(out_dir / "eval.log", "\n".join(lines) + "\n")

@@ -26,8 +26,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from posecore.runs import (atomic_write, finite_number, is_training, outputs_root, read_json,
-                           run_dir)
+from posecore.runs import Run, atomic_write, finite_number, outputs_root, read_json
 
 INDEX_NAME = "runs.csv"
 # runs.csv columns, in order (keys of read_run's dict)
@@ -63,7 +62,7 @@ def run_names(pattern: str | Sequence[str] | None = None) -> list[str]:
     """Run folders of outputs/ (folders with a params.yaml) matching names or globs, sorted by name
     within each pattern; None: every run. A name that matches nothing is an error listing the runs."""
     root = outputs_root()
-    existing = sorted(p.parent.name for p in root.glob("*/params.yaml")) if root.is_dir() else []
+    existing = sorted(p.parent.name for p in root.glob(f"*/{Run.PARAMS}")) if root.is_dir() else []
     if pattern is None:
         return existing
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
@@ -72,7 +71,7 @@ def run_names(pattern: str | Sequence[str] | None = None) -> list[str]:
         matched = fnmatch.filter(existing, item)
         if not matched:
             raise FileNotFoundError(
-                f"no run folder in {root} matches {item!r} (a run folder has a params.yaml); runs "
+                f"no run folder in {root} matches {item!r} (a run folder has a {Run.PARAMS}); runs "
                 f"there: {', '.join(existing) or 'none'}")
         names += [name for name in matched if name not in names]
     return names
@@ -90,8 +89,8 @@ def read_run(name: str, metric: str | None = None) -> dict[str, Any]:
 
 def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]]:
     """read_run's record and the run's log.jsonl records."""
-    folder = run_dir(name, create=False)
-    params_path = folder / "params.yaml"
+    run = Run(name)
+    params_path = run.params_path
     if not params_path.is_file():
         raise FileNotFoundError(f"{params_path} does not exist: {name!r} is not a run folder")
     try:
@@ -101,18 +100,18 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
     if not isinstance(raw_params, dict):
         raise ValueError(f"{params_path}: expected a mapping of params sections, got {type(raw_params).__name__}")
     flat = flatten_params(raw_params)
-    env = _read_json_or_empty(folder / "env.json")
-    log = read_log(folder / "log.jsonl")
+    env = _read_json_or_empty(run.env_path())
+    log = run.log()
     metric = metric or _primary_metric(str(flat.get("data.dataset", "coco")))
     train_records = [r for r in log if r.get("type") == "train"]
     values = [r[metric] for r in log if r.get("type") == "val" and finite_number(r.get(metric))]
     summaries = [r for r in log if r.get("type") == "summary"]
     epochs_planned = flat.get("train.epochs")
-    epochs_done = _epochs_done(folder, summaries)
+    epochs_done = _epochs_done(run, summaries)
     git = env.get("git") if isinstance(env.get("git"), dict) else {}
     return {
         "run": name,
-        "state": _state(folder, log, summaries, epochs_done, epochs_planned),
+        "state": _state(run, log, summaries, epochs_done, epochs_planned),
         "model": _model_name(flat),
         "dataset": _dataset_name(flat),
         "epochs_done": epochs_done,
@@ -123,7 +122,7 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
         "metric": metric,
         "best": max(values) if values else None,
         "last": values[-1] if values else None,
-        "eval": _number_or_none(_read_json_or_empty(folder / "eval" / "metrics.json").get(metric)),
+        "eval": _number_or_none(_read_json_or_empty(run.eval_dir / Run.METRICS).get(metric)),
         "protocol": validation_protocol(flat, metric),
         "split": validation_split(flat),
         "images_per_s": _speed(train_records, summaries, "images_per_s"),
@@ -135,7 +134,7 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
         "commit": (str(git.get("commit") or ""))[:10] or None,
         "dirty": git.get("dirty"),
         "date": env.get("started"),
-        "last_log_time": _mtime(folder / "log.jsonl"),
+        "last_log_time": _mtime(run.log_path),
         "params": flat,
     }, log
 
@@ -218,27 +217,6 @@ def flatten_params(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def read_log(path: str | Path) -> list[dict]:
-    """log.jsonl records; none for a missing file, and a half-written last line (a run killed
-    mid-append) is left out."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number < len(lines):
-                raise ValueError(f"{path}, line {number} is not JSON: {line[:80]!r}") from None
-            continue
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number} is not a JSON object (a log record): {line[:80]!r}")
-        records.append(record)
-    return records
-
-
 def validation_split(flat: dict[str, Any]) -> str:
     """The split a run validates on (as posecore.evaluation.eval_split decides) and its data."""
     dataset = flat.get("data.dataset", "coco")
@@ -267,9 +245,9 @@ def _primary_metric(dataset: str) -> str:
     return PRIMARY_METRIC.get(dataset, "AP")
 
 
-def _state(folder: Path, log: list[dict], summaries: list[dict], epochs_done: int,
+def _state(run: Run, log: list[dict], summaries: list[dict], epochs_done: int,
            epochs_planned: int | None) -> str:
-    if is_training(folder):
+    if run.is_training():
         return "running"
     if not log:
         return "untrained"
@@ -279,9 +257,9 @@ def _state(folder: Path, log: list[dict], summaries: list[dict], epochs_done: in
     return "finished" if ended and epochs_planned is not None and epochs_done >= epochs_planned else "stopped"
 
 
-def _epochs_done(folder: Path, summaries: list[dict]) -> int:
+def _epochs_done(run: Run, summaries: list[dict]) -> int:
     """Epochs in checkpoints/last.pt (what a resume continues from), else the last summary's."""
-    last = folder / "checkpoints" / "last.pt"
+    last = run.last_path
     if last.is_file():
         from posecore.checkpoints import CheckpointError, read_checkpoint
 

@@ -34,14 +34,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import posecore
-from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
-from posecore.codec import Codec, MSRAHeatmap, build_codec
-from posecore.data import resolve_keypoints
+from posecore.codec import Codec, MSRAHeatmap
 from posecore.environment import record_export
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, final_output
-from posecore.params import Params, load_params
-from posecore.runs import atomic_write, finite_number, resolve_path, run_dir
+from posecore.params import Params
+from posecore.predictor import Predictor, trained_params
+from posecore.runs import Run, atomic_write, finite_number, resolve_path
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
@@ -95,12 +94,10 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     """
     import onnx
 
-    params = resolve_keypoints(load_params(params), run_name)
     check_opset(opset)
-    weights = None if checkpoint is None else find_checkpoint(checkpoint, run_name)
-    params = with_trained_codec(params, weights)
-    codec = build_codec(params)
-    model, checkpoint_format = load_model(params, weights)
+    predictor = Predictor.from_checkpoint(params, checkpoint, device="cpu", run_name=run_name)
+    params, weights, checkpoint_format = predictor.params, predictor.checkpoint, predictor.checkpoint_format
+    codec, model = predictor.codec, predictor.model
     if parity_batch_sizes is None:
         parity_batch_sizes = (1, 2) if dynamic_batch else (1,)
     if not dynamic_batch and any(b != 1 for b in parity_batch_sizes):
@@ -131,7 +128,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     path = atomic_write(resolve_path(path), proto.SerializeToString())
 
     if run_name:
-        record_export(run_dir(run_name, create=False), str(weights) if weights else None, path)
+        record_export(Run(run_name).folder, str(weights) if weights else None, path)
     parity = check_parity(model, path, parity_batch_sizes, codec=codec) if parity_batch_sizes else None
     if parity and not parity["ok"]:
         warnings.warn(f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
@@ -373,14 +370,16 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Se
 
 def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLike,
                   batch_sizes: Sequence[int] = (1, 8), repeats: int = 20, warmup: int = 3,
-                  threads: int | None = None) -> list[dict[str, Any]]:
+                  threads: int | None = None, budget_s: float | None = None) -> list[dict[str, Any]]:
     """Median CPU latency (ms) of PyTorch eager vs onnxruntime, one row per batch size.
 
     Both run with the same number of intra-op threads, alternating run by run. Weights do not
     change the timing, so the PyTorch side is params' model as built, without reading weight
-    files. Rows: batch, pytorch_ms, onnxruntime_ms, speedup (pytorch / onnxruntime), threads.
+    files. `budget_s`: seconds per batch size at most (beyond one warm-up and one timed run
+    each): a slow model gets fewer repeats. Rows: batch, pytorch_ms, onnxruntime_ms, speedup
+    (pytorch / onnxruntime), threads, repeats.
     """
-    params = resolve_keypoints(load_params(params))
+    params = trained_params(params, None)[0]
     threads = threads or torch.get_num_threads()
     session = ort_session(onnx_path, threads)
     input_meta = session.get_inputs()[0]
@@ -398,26 +397,36 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
             images = torch.randn(batch, 3, h, w)
             feed = {input_meta.name: images.numpy()}
             with torch.no_grad():
-                torch_ms, ort_ms = _median_ms([lambda: model(images), lambda: session.run(None, feed)],
-                                              repeats, warmup)
+                (torch_ms, ort_ms), timed = _median_ms([lambda: model(images), lambda: session.run(None, feed)],
+                                                       repeats, warmup, budget_s)
             rows.append({"batch": batch, "pytorch_ms": round(torch_ms, 2),
                          "onnxruntime_ms": round(ort_ms, 2), "speedup": round(torch_ms / ort_ms, 2),
-                         "threads": threads})
+                         "threads": threads, "repeats": timed})
     finally:
         torch.set_num_threads(previous_threads)
     return rows
 
 
-def _median_ms(fns, repeats: int, warmup: int) -> list[float]:
-    """Median wall time of each function; the functions alternate within every repeat so that
-    load from other processes on a shared machine hits them alike."""
-    for _ in range(warmup):
+def _median_ms(fns, repeats: int, warmup: int, budget_s: float | None = None) -> tuple[list[float], int]:
+    """(median wall time of each function, repeats timed); the functions alternate within every
+    repeat so that load from other processes on a shared machine hits them alike. Past
+    `budget_s` seconds no further warm-up or timed round starts (one of each always runs)."""
+    started = time.perf_counter()
+
+    def spent() -> bool:
+        return budget_s is not None and time.perf_counter() - started > budget_s
+
+    for round_number in range(warmup):
+        if round_number and spent():
+            break
         for fn in fns:
             fn()
     times = [[] for _ in fns]
-    for _ in range(repeats):
+    for round_number in range(repeats):
+        if round_number and spent():
+            break
         for fn, samples in zip(fns, times):
             start = time.perf_counter()
             fn()
             samples.append((time.perf_counter() - start) * 1000)
-    return [float(np.median(samples)) for samples in times]
+    return [float(np.median(samples)) for samples in times], len(times[0])

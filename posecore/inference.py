@@ -1,16 +1,16 @@
 """Poses on a user's images and videos: person detector -> batched top-down pose -> tracking ->
 AlphaPose-format results, drawn frames and a summary.
 
-`infer(params, checkpoint, source, detector=...)` (also `python -m posecore.infer`, the CLI in
-`main`) reads `source` (one image, a folder of images sorted by name, or a video file), finds
-people with the detector (posecore.detect), crops every person as training did (box grown to the
-input aspect ratio times bbox_padding), runs the pose model on the crops of several frames at
-once, decodes the heatmaps with posecore.codec and maps the joints back to image pixels.
+`infer(params, checkpoint, source, detector=...)` (also `python -m posecore.infer`, the command
+line in posecore/infer.py) reads `source` (one image, a folder of images sorted by name, or a video
+file), finds people with the detector (posecore.detect), and hands their boxes to a
+posecore.predictor.Predictor: it crops every person as training did, runs the pose model on the
+crops of several frames at once and decodes the joints back to image pixels.
 
-The pose model is either params' PyTorch model with `checkpoint`'s weights (any file
-posecore.load_checkpoint reads, or "best"/"last" of `run_name`) or a posecore-exported `.onnx`
-(its metadata_props give input size, mean/std, padding, heatmap size and the keypoint set); both
-go through the same crops and the same decoding.
+The pose model is either a PyTorch model with `checkpoint`'s weights (any file
+posecore.load_checkpoint reads, or "best"/"last" of `run_name`; params None: the run's own) or a
+posecore-exported `.onnx` (its metadata give the crop, the codec and the keypoint set); both go
+through the same crops and the same decoding (Predictor.load).
 
 OUT (out_dir) receives:
 - results.json: AlphaPose's list of {"image_id", "category_id": 1, "keypoints": [x, y, score] * K,
@@ -35,11 +35,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
-from posecore.codec import HeatmapCodec
 from posecore.data.sources import Source, open_source, read_frames
-from posecore.geometry import box_to_center_scale
-from posecore.keypoints import KeypointInfo
+from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
+from posecore.predictor import Predictor
 from posecore.runs import atomic_write, default_run_name, outputs_root, resolve_path, run_dir, run_lock, write_json
 
 VIDEO_CODEC = "mp4v"
@@ -48,139 +46,6 @@ MAX_PENDING_FRAMES = 32       # frames held while their people fill a pose batch
 PALETTE = ((75, 25, 230), (75, 180, 60), (25, 225, 255), (200, 130, 0), (48, 130, 245),
            (180, 30, 145), (240, 240, 70), (230, 50, 240), (60, 245, 210), (190, 190, 250),
            (128, 128, 0), (255, 190, 230), (40, 110, 170), (200, 250, 255), (0, 0, 128))  # BGR
-
-
-# --------------------------------------------------------------------------- pose backends
-
-@dataclass
-class PoseModel:
-    """A pose network with what is needed to feed it and read it: both backends share this."""
-
-    backend: str                   # "pytorch" | "onnxruntime"
-    info: KeypointInfo
-    codec: HeatmapCodec            # crop convention, decoding, flip shift: the training run's
-    mean: np.ndarray               # [3] RGB
-    std: np.ndarray                # [3] RGB
-    bbox_padding: float
-    run: Any                       # float32 [N, 3, H, W] -> float32 [N, K, Hh, Wh] (numpy)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.codec.input_size
-
-    def heatmaps(self, images: np.ndarray, flip: bool, shift: bool = True) -> np.ndarray:
-        """float32 [N, K, Hh, Wh]; with `flip` averaged with the un-flipped heatmaps of the
-        mirrored crops (the references' flip test, re-aligned by the codec's flip shift)."""
-        heatmaps = self.run(images)
-        if flip:
-            import torch
-
-            mirrored = torch.from_numpy(self.run(np.ascontiguousarray(images[..., ::-1])))
-            heatmaps = (heatmaps + self.codec.flip_back(mirrored, self.info.flip_index(), shift).numpy()) * 0.5
-        return heatmaps
-
-
-def load_pose_model(params: Any, checkpoint: str | os.PathLike, run_name: str | None = None,
-                    device: Any = None) -> PoseModel:
-    """The PyTorch model of `params` with `checkpoint`'s weights, or an exported .onnx; on `device`
-    (default: posecore's choice; onnxruntime uses CUDA when the device is a GPU and its provider
-    is installed, else the CPU)."""
-    import torch
-
-    from posecore.device import get_device
-
-    device = torch.device(device) if device is not None else get_device()
-    if str(checkpoint).lower().endswith(".onnx"):
-        return _onnx_pose_model(resolve_path(checkpoint), device, params)
-    return _torch_pose_model(params, checkpoint, run_name, device)
-
-
-def _torch_pose_model(params: Any, checkpoint: Any, run_name: str | None, device: Any) -> PoseModel:
-    import torch
-
-    from posecore.checkpoints import find_checkpoint, load_model, with_trained_codec
-    from posecore.codec import build_codec
-    from posecore.data import resolve_keypoints
-    from posecore.keypoints import keypoint_info
-
-    if params is None:
-        raise ValueError(f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model it was "
-                         "trained with); only a posecore-exported .onnx carries its own")
-    path = find_checkpoint(checkpoint, run_name)
-    params = with_trained_codec(resolve_keypoints(params, run_name), path)
-    model, _ = load_model(params, path, device)
-
-    @torch.no_grad()
-    def run(images: np.ndarray) -> np.ndarray:
-        out = model(torch.from_numpy(images).to(device))
-        out = out[-1] if isinstance(out, (list, tuple)) else out
-        return out.float().cpu().numpy()
-
-    data = params.data
-    return PoseModel("pytorch", keypoint_info(params), build_codec(params),
-                     np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32),
-                     float(data.bbox_padding), run)
-
-
-def _onnx_pose_model(path: Path, device: Any, params: Any) -> PoseModel:
-    """An exported model; its metadata give everything but eval.decode / eval.dark_kernel when
-    params are given (else the export's own decoding)."""
-    import onnxruntime as ort
-
-    from posecore.codec import ALL_CODECS
-    from posecore.export import check_pose_metadata, read_metadata
-    from posecore.keypoints import from_record
-
-    if not path.is_file():
-        raise FileNotFoundError(f"pose model {path} does not exist")
-    metadata = read_metadata(path)
-    check_pose_metadata(metadata, path)
-    info = from_record(metadata, str(path))
-    decoding = (params.eval.decode, params.eval.dark_kernel) if params is not None else ()
-    # exports from before codecs were msra
-    codec = ALL_CODECS[metadata.get("codec", "msra")].from_metadata(metadata, *decoding)
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    session = ort.InferenceSession(str(path), providers=providers)
-    input_name = session.get_inputs()[0].name
-    fixed_batch = session.get_inputs()[0].shape[0]
-
-    def run(images: np.ndarray) -> np.ndarray:
-        if isinstance(fixed_batch, int) and fixed_batch != len(images):
-            return np.concatenate([run(images[i:i + fixed_batch]) for i in range(0, len(images), fixed_batch)])
-        return session.run(["heatmaps"], {input_name: np.ascontiguousarray(images, np.float32)})[0]
-
-    return PoseModel("onnxruntime", info, codec, np.asarray(metadata["mean"], np.float32),
-                     np.asarray(metadata["std"], np.float32), float(metadata["bbox_padding"]), run)
-
-
-# --------------------------------------------------------------------------- crops and decoding
-
-def person_crops(image_bgr: np.ndarray, boxes: np.ndarray, model: PoseModel
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes [n, 5+] (x1, y1, x2, y2, ...) -> (inputs float32 [n, 3, H, W] normalized RGB,
-    bbox_center [n, 2], bbox_scale [n, 2]), cropped as in training and evaluation."""
-    from posecore.data import normalize_crop
-
-    in_w, in_h = model.input_size
-    inputs = np.empty((len(boxes), 3, in_h, in_w), np.float32)
-    centers = np.zeros((len(boxes), 2), np.float32)
-    scales = np.zeros((len(boxes), 2), np.float32)
-    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.float64)[:, :4]):
-        centers[i], scales[i] = box_to_center_scale((x1, y1, x2 - x1, y2 - y1), in_w / in_h, model.bbox_padding)
-        matrix = model.codec.crop_matrix(centers[i], scales[i])
-        crop = cv2.warpAffine(image_bgr, matrix, (in_w, in_h), flags=cv2.INTER_LINEAR)
-        normalize_crop(crop, model.mean, model.std, out=inputs[i])
-    return inputs, centers, scales
-
-
-def decode_people(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray, model: PoseModel) -> np.ndarray:
-    """Heatmaps [n, K, Hh, Wh] -> keypoints float64 [n, K, 3] (x, y in image pixels, score), as
-    evaluation decodes them (the model's codec)."""
-    coords, scores = model.codec.decode(heatmaps)
-    xy = model.codec.heatmap_to_image(coords, centers, scales)
-    return np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -236,7 +101,7 @@ class _Pipeline:
 
     STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
 
-    def __init__(self, model: PoseModel, params: Any, tracker: Any, writer: "_Writer", batch_size: int,
+    def __init__(self, model: Predictor, params: Any, tracker: Any, writer: "_Writer", batch_size: int,
                  flip: bool):
         self.model, self.params, self.tracker, self.writer = model, params, tracker, writer
         self.batch_size, self.flip = batch_size, flip
@@ -254,7 +119,7 @@ class _Pipeline:
 
     def add(self, frame: Frame, image: np.ndarray, boxes: np.ndarray) -> None:
         started = time.perf_counter()
-        self.pending.append(_Pending(frame, image, boxes, *person_crops(image, boxes, self.model)))
+        self.pending.append(_Pending(frame, image, boxes, *self.model.crops(image, boxes)))
         self.tick("crop", started)
         people = sum(len(p.boxes) for p in self.pending)
         if people >= self.batch_size or len(self.pending) >= MAX_PENDING_FRAMES:
@@ -274,13 +139,14 @@ class _Pipeline:
         inputs, centers, scales = (np.concatenate([getattr(p, key) for p in self.pending])
                                    for key in ("inputs", "centers", "scales"))
         started = time.perf_counter()
-        evaluation = self.params.eval
-        heatmaps = np.concatenate([self.model.heatmaps(inputs[i:i + self.batch_size], self.flip,
-                                                       evaluation.shift_heatmap)
-                                   for i in range(0, len(inputs), self.batch_size)])
-        self.forward_batches += -(-len(inputs) // self.batch_size)
+        outputs = [self.model.outputs(inputs[i:i + self.batch_size], self.flip)[0]
+                   for i in range(0, len(inputs), self.batch_size)]
+        self.forward_batches += len(outputs)
         started = self.tick("forward", started)
-        keypoints = decode_people(heatmaps, centers, scales, self.model)
+        starts = range(0, len(inputs), self.batch_size)
+        keypoints = np.concatenate([
+            self.model.decode(output, centers[i:i + self.batch_size], scales[i:i + self.batch_size]).rows()
+            for i, output in zip(starts, outputs)])
         self.tick("decode", started)
         return np.split(keypoints, np.cumsum(counts)[:-1])
 
@@ -304,12 +170,13 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
           progress: bool = True) -> dict[str, Any]:
     """Poses of every person in `source`; writes OUT (see the module docstring), returns the summary.
 
-    params: Params or a name/path for posecore.load_params (None is allowed with an .onnx
-    checkpoint; then the infer/eval settings are the defaults). checkpoint: a file in any format
+    params: Params or a name/path for posecore.load_params (None: the params of run `run_name`,
+    or with an .onnx checkpoint the default infer/eval settings). checkpoint: a file in any format
     load_checkpoint reads, "best"/"last" of `run_name`, or a posecore .onnx. detector: see
     posecore.detect.build_detector. out_dir: default outputs/<run_name or infer-...>/infer/<source stem>.
     track: None = on for videos, off for images. flip: flip test. draw: write vis/ or the .mp4.
-    batch_size: people per pose batch (default eval.batch_size). device: see load_pose_model.
+    batch_size: people per pose batch (default eval.batch_size). device: default posecore's choice
+    (posecore.device.get_device) for a PyTorch model, the CPU for an .onnx.
     """
     from tqdm.auto import tqdm
 
@@ -317,8 +184,8 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
     from posecore.track import Tracker
 
     params = load_params(params) if params is not None else None
-    model = load_pose_model(params, checkpoint, run_name, device)
-    params = params or Params()   # an .onnx carries its model; the settings are then the defaults
+    model = Predictor.load(checkpoint, params, run_name, device)
+    params = params or model.params or Params()   # an .onnx carries its model; the settings are then the defaults
     settings = params.infer
     detector = build_detector(detector, **_detector_options(detector, settings))
     src = open_source(source)
@@ -456,7 +323,7 @@ class _Writer:
         return {"video": str(final)}
 
 
-def _summary(src: Source, out: Path, outputs: dict, model: PoseModel, detector: Any, frames: int,
+def _summary(src: Source, out: Path, outputs: dict, model: Predictor, detector: Any, frames: int,
              pipeline: _Pipeline, track: bool, skipped: list[str], elapsed: float, flip: bool) -> dict[str, Any]:
     seconds = pipeline.seconds
     pose = seconds["crop"] + seconds["forward"] + seconds["decode"]
@@ -510,46 +377,3 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [f"skipped (unreadable): {', '.join(summary['skipped'])}"] if summary["skipped"] else []
     lines += [f"note: {note}" for note in summary["notes"]]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m posecore.infer SOURCE --checkpoint CKPT [...]`: infer() from a shell."""
-    import argparse
-
-    import yaml
-
-    parser = argparse.ArgumentParser(prog="python -m posecore.infer",
-                                     description="Poses of every person in an image, a folder of images or a video.")
-    parser.add_argument("source", help="an image, a folder of images (sorted by name) or a video file")
-    parser.add_argument("--checkpoint", required=True,
-                        help="posecore / AlphaPose / mmpose checkpoint, best or last of --run-name, or a posecore .onnx")
-    parser.add_argument("--params", default=None,
-                        help="params name in params/ or a path (default: fastpose; not needed with an .onnx)")
-    parser.add_argument("--detector", default="whole-image",
-                        help="whole-image (default), a detections .json (COCO results) or a YOLO person detector .onnx")
-    parser.add_argument("--out", default=None, help="output folder (default: outputs/<run>/infer/<source stem>)")
-    parser.add_argument("--run-name", default=None, help="run whose best/last checkpoint to use; default output run")
-    parser.add_argument("--no-track", action="store_true", help="number people per frame instead of tracking them")
-    parser.add_argument("--no-video", action="store_true", help="write no drawn output (no .mp4, no vis/)")
-    parser.add_argument("--flip", action="store_true", help="flip test: average with the mirrored crops")
-    parser.add_argument("--batch-size", type=int, default=None, help="people per pose batch (default eval.batch_size)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override, e.g. --set infer.detector_score_thr=0.4 (repeatable; YAML values)")
-    args = parser.parse_args(argv)
-
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--set {item!r}: expected KEY=VALUE, e.g. infer.track_max_missed=5")
-        overrides[key.strip()] = yaml.safe_load(value)
-    onnx_only = str(args.checkpoint).lower().endswith(".onnx") and args.params is None
-    from posecore.params import load_params
-
-    params = None if onnx_only and not overrides else load_params(args.params or "fastpose", overrides)
-    infer(params, args.checkpoint, args.source, detector=args.detector, out_dir=args.out,
-          track=False if args.no_track else None, flip=args.flip, draw=not args.no_video,
-          run_name=args.run_name, batch_size=args.batch_size)
-    return 0

@@ -305,7 +305,7 @@ def keypoint_info(params: Any, category: dict | None = None, source: str = "") -
     else:
         raise KeypointSetError(
             "data.dataset custom: the keypoint set comes from the annotation file's keypoint category "
-            "or from a run's params.yaml (data.joint_names); use the run's params.yaml, or set "
+            "or from a run's saved params (data.joint_names); use the run's saved params, or set "
             "data.root to the dataset")
     return _apply_overrides(base, params)
 

@@ -363,7 +363,7 @@ def _is_number_text(text: str) -> bool:
 
 
 # Range of every numeric key (each item of a list); floats must also be finite. A new numeric
-# key needs an entry here (tests/test_run_safety.py checks that none is missing).
+# key needs an entry here (tests/test_params.py checks that none is missing).
 _POSITIVE, _NON_NEGATIVE, _FRACTION = (0, None, True), (0, None, False), (0, 1, False)
 NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     # key: (low, high, low excluded); None = unbounded

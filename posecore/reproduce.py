@@ -38,15 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from posecore.params import RESUME_HARMLESS, load_params
-from posecore.runs import (check_run_name, finite_number, json_safe, read_json, read_jsonl, run_dir,
+from posecore.runs import (Run, check_run_name, finite_number, json_safe, read_json, read_jsonl, run_dir,
                            run_lock, run_writer, write_json)
 
 TOLERANCE = {"loss": 1e-3, "weights": 1e-3, "metric": 5e-3}
 VERDICTS = ("identical", "within_tolerance", "differs", "refused")
-# run files read here (posecore.runs.Run owns these names once it exists)
-_FILES = {"params": "params.yaml", "env": "env.json", "log": "log.jsonl", "metrics": "metrics.json",
-          "last": "checkpoints/last.pt", "eval_params": "eval/params.yaml", "notebooks": "notebooks",
-          "result": "reproduce.json"}
+# run files read here, relative to the run folder (their names: posecore.runs.Run)
+_FILES = {"params": Run.PARAMS, "env": Run.ENV, "log": Run.LOG, "metrics": Run.METRICS,
+          "last": f"checkpoints/{Run.CHECKPOINT_FILES['last']}", "eval_params": f"eval/{Run.PARAMS}",
+          "notebooks": "notebooks", "result": "reproduce.json"}
 _TIMING_KEYS = re.compile(r".*(_per_s|_s|seconds|time)$")
 
 

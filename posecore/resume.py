@@ -1,16 +1,14 @@
 """Resuming a run: whether the params given now may continue the run a folder holds."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from posecore.checkpoints import check_training_state, read_checkpoint
 from posecore.optim import batch_plan
 from posecore.params import Params, ParamsError, load_params, resume_changes
-from posecore.runs import TrainingError, read_json
+from posecore.runs import Run, TrainingError
 
 
-def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, list]:
-    """Whether the run in `folder` may continue under `params` on `world_size` devices; called
+def check_resume(run: Run, params: Params, world_size: int) -> dict[str, list]:
+    """Whether `run` may continue under `params` on `world_size` devices; called
     before anything of the run is written. Returns the accepted changes {key: [before, now]}.
 
     A run with a checkpoint is refused with train.resume false, and when a key that alters the
@@ -19,7 +17,7 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
     Another world size with the same train.global_batch keeps the steps' batches (more or fewer
     micro-batches per device: posecore.optim.batch_plan) and is accepted.
     """
-    last = folder / "checkpoints" / "last.pt"
+    folder, last = run.folder, run.last_path
     if not last.exists():
         return {}
     if not params.train.resume:
@@ -27,16 +25,14 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
             f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
             f"overwritten: pick another run_name, or set train.resume: true to continue that run")
     check_training_state(read_checkpoint(last, mmap=True), last)  # a damaged last.pt: named now
-    saved_path = folder / "params.yaml"
-    if not saved_path.exists():
+    if not run.params_path.exists():
         return {}
-    saved = load_params(saved_path)
+    saved = load_params(run.params_path)
     accepted, refused = resume_changes(saved, params)
-    env_path = folder / "env.json"
-    env = read_json(env_path) if env_path.exists() else {}
+    env = run.env()
     before = env.get("world_size") if isinstance(env, dict) else None
     if before is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 1):
-        raise TrainingError(f"{env_path}: world_size is {before!r}, expected a positive integer (the "
+        raise TrainingError(f"{run.env_path()}: world_size is {before!r}, expected a positive integer (the "
                             "devices the run trained on); restore the file or set it")
     if before not in (None, world_size):
         same_steps = 0 < params.train.global_batch == _global_batch(saved, before)
@@ -50,7 +46,7 @@ def check_resume(folder: Path, params: Params, world_size: int) -> dict[str, lis
             f"change the model, the optimizer state's meaning or the data order, so resuming would "
             f"mix two runs:\n{listed}\nNothing was written. Start a new run (another run_name), or "
             f"continue this one with the new values by accepting them explicitly (recorded in "
-            f"params.yaml and log.jsonl): overrides {{\"train.accept_changes\": [{keys}]}}")
+            f"{Run.PARAMS} and {Run.LOG}): overrides {{\"train.accept_changes\": [{keys}]}}")
     if accepted:
         print(f"resuming {folder.name} with changed params: "
               + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()), flush=True)

@@ -1,36 +1,35 @@
-"""Run folders, their single writer, and crash-safe file writes.
+"""Run folders: `Run`, the one owner of a run folder's files, and its single writer.
 
-Every artifact goes through `atomic_write`: a temp file in the same folder, fsync, then
-os.replace, so a kill mid-write leaves the previous file intact, and a full disk is an error
-naming the file and the size it needed. A run folder has one writer at a time (`run_lock`: an
-OS file lock that dies with its process); taking the lock also removes the temp files that
-interrupted writes left behind. Log files are JSON lines; a torn last line (a kill or a full
-disk during an append) is skipped by readers and cut off by the next append.
+A run is outputs/<run_name>/ ($POSECORE_OUTPUTS when set). `Run` names every file in it
+(params.yaml, env.json, log.jsonl, metrics.json, checkpoints/, eval/, report.html, ...) and reads
+them back; no other module spells those names. A run folder has one writer at a time
+(`run_lock`: an OS file lock that dies with its process); taking the lock also removes the temp
+files that interrupted atomic writes left behind. The crash-safe writes themselves (atomic_write,
+JSON lines) live in posecore.files and are importable from here too.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
-import math
 import os
 import re
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
+
+from posecore.files import (DiskFullError, _size_text, append_jsonl, atomic_write, finite_number,  # noqa: F401
+                            json_safe, jsonl_line, read_json, read_jsonl, repair_jsonl, write_json)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LOCK_NAME = ".writer.lock"
 # what atomic_write's mkstemp names look like: .<target name>.<8 random characters>.tmp
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class TrainingError(RuntimeError):
@@ -39,10 +38,6 @@ class TrainingError(RuntimeError):
 
 class RunLockedError(RuntimeError):
     """Another process is writing the run folder."""
-
-
-class DiskFullError(OSError):
-    """A write ran out of disk space (or quota); the previous file is intact."""
 
 
 def outputs_root() -> Path:
@@ -59,10 +54,171 @@ def default_run_name(prefix: str) -> str:
 
 def run_dir(run_name: str, create: bool = True) -> Path:
     """`outputs/<run_name>/`; a run_name is a plain folder name, never a path."""
-    check_run_name(run_name)
-    path = outputs_root() / run_name
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
+    return Run(run_name).folder_made() if create else Run(run_name).folder
+
+
+class Run:
+    """One run folder, outputs/<name>/, and every file in it: the one place that names them.
+
+    Paths: params.yaml (the resolved params: keypoint set, codec), env.json, log.jsonl (JSON
+    lines), metrics.json (the latest validation), checkpoints/last.pt and best.pt, eval/ (what
+    posecore.evaluate writes, with its own metrics.json), val/ (validation during training),
+    logs/ (per-rank output), notebooks/ (executed notebooks), report.html. Readers (`params`,
+    `log`, `metrics`, `eval_metrics`, `env`, `checkpoint`) never write; `lock` is the writer lock.
+    """
+
+    PARAMS = "params.yaml"
+    ENV = "env.json"
+    LOG = "log.jsonl"
+    METRICS = "metrics.json"
+    REPORT = "report.html"
+    CHECKPOINT_FILES = {"best": "best.pt", "last": "last.pt"}   # in checkpoints/
+    CHECKPOINTS = tuple(CHECKPOINT_FILES)
+
+    def __init__(self, name: str, folder: str | os.PathLike | None = None):
+        """Run `name` under outputs/; `folder` gives the folder itself (a worker handed its path)."""
+        if folder is None:
+            check_run_name(name)
+            folder = outputs_root() / name
+        self.name, self.folder = name, Path(folder)
+
+    @classmethod
+    def at(cls, folder: str | os.PathLike) -> "Run":
+        """The run whose folder is `folder`."""
+        return cls(Path(folder).name, folder)
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, folder={str(self.folder)!r})"
+
+    def folder_made(self) -> Path:
+        """The folder, created if missing."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    # --- paths
+    @property
+    def params_path(self) -> Path:
+        return self.folder / self.PARAMS
+
+    def env_path(self, node: int = 0) -> Path:
+        """env.json; machine `node` > 0 of a multi-node run writes env-node<N>.json."""
+        return self.folder / (self.ENV if node == 0 else f"env-node{node}.json")
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / self.LOG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.folder / self.METRICS
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / self.REPORT
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.folder / "checkpoints"
+
+    def checkpoint_path(self, which: str) -> Path:
+        """checkpoints/<which>.pt for which in CHECKPOINTS (existing or not)."""
+        if which not in self.CHECKPOINTS:
+            raise ValueError(f"a run's checkpoints are {self.CHECKPOINTS}, not {which!r}")
+        return self.checkpoints_dir / self.CHECKPOINT_FILES[which]
+
+    @property
+    def last_path(self) -> Path:
+        return self.checkpoint_path("last")
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_path("best")
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.folder / "eval"
+
+    @property
+    def val_dir(self) -> Path:
+        return self.folder / "val"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.folder / "logs"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.folder / "notebooks"
+
+    # --- readers
+    def exists(self) -> bool:
+        """Whether the folder is a run: it has a params.yaml."""
+        return self.params_path.is_file()
+
+    def params(self) -> Any:
+        """The run's saved Params (params.yaml: the keypoint set and codec it trained with)."""
+        if not self.params_path.is_file():
+            raise FileNotFoundError(f"{self.params_path} does not exist: {self.name!r} is not a run "
+                                    "(train it first, or pass params and a checkpoint path)")
+        from posecore.params import load_params
+
+        return load_params(self.params_path)
+
+    def log(self) -> list[dict]:
+        """log.jsonl's records ([] without one); a torn line is skipped with a warning."""
+        return read_jsonl(self.log_path) if self.log_path.is_file() else []
+
+    def env(self, node: int = 0) -> dict[str, Any]:
+        """env.json ({} without one)."""
+        path = self.env_path(node)
+        return read_json(path) if path.is_file() else {}
+
+    def metrics(self) -> dict[str, Any]:
+        """metrics.json: the latest validation, merged with what evaluate() added ({} without one)."""
+        return read_json(self.metrics_path) if self.metrics_path.is_file() else {}
+
+    def eval_metrics(self, required: bool = True) -> dict[str, Any]:
+        """eval/metrics.json (what the eval notebook left); missing: an error when `required`, else {}."""
+        path = self.eval_dir / self.METRICS
+        if path.is_file():
+            return read_json(path)
+        if required:
+            raise FileNotFoundError(f"{path} does not exist: evaluate run {self.name!r} first "
+                                    "(eval.ipynb or posecore.evaluate)")
+        return {}
+
+    def checkpoint(self, which: str | os.PathLike = "best") -> Path:
+        """"best" / "last" -> this run's checkpoints/<which>.pt, which must exist."""
+        path = self.checkpoint_path(str(which))
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run {self.name!r} has no {which} "
+                                    "checkpoint yet; train it first or pass a checkpoint path")
+        return path
+
+    # --- the writer
+    def lock(self, purpose: str, node: int = 0):
+        """Hold the run's writer lock while the block runs (see `run_lock`)."""
+        return run_lock(self.folder, purpose, node)
+
+    def writer(self) -> dict[str, Any] | None:
+        """The live process writing the run (see `run_writer`), or None."""
+        return run_writer(self.folder)
+
+    def is_training(self) -> bool:
+        return is_training(self.folder)
+
+
+def find_checkpoint(checkpoint: str | os.PathLike, run_name: str | None) -> Path:
+    """"best" / "last" -> outputs/<run_name>/checkpoints/<name>.pt, else a path (relative to the
+    repository root, as in params); either must be an existing file."""
+    if str(checkpoint) in Run.CHECKPOINTS:
+        if not run_name:
+            raise ValueError(f"checkpoint {checkpoint!r} needs run_name (the run whose "
+                             f"checkpoints/{checkpoint}.pt to use), or pass a file path")
+        return Run(run_name).checkpoint(str(checkpoint))
+    path = resolve_path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
     return path
 
 
@@ -208,233 +364,6 @@ def _report_removed(folder: Path, removed: list[tuple[Path, int]]) -> None:
         print(f"{folder.name}: removed {len(removed)} temp file(s) of interrupted writes "
               f"({_size_text(total)}): {', '.join(str(p.relative_to(folder)) for p, _ in removed)}",
               file=sys.stderr, flush=True)
-
-
-# --- crash-safe writes ------------------------------------------------------------------------
-
-def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Any], None]) -> Path:
-    """Write `data` (bytes, text, or a callable given a binary file object) to `path` atomically.
-
-    A full disk raises DiskFullError naming the path and the size the file needs.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(payload):
-                payload(f)
-            else:
-                f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        full = _disk_full_cause(error)
-        if full is not None:
-            raise _disk_full(path, _payload_size(payload), full) from error
-        raise
-    return path
-
-
-def _disk_full_cause(error: BaseException | None) -> OSError | None:
-    """The ENOSPC / EDQUOT error behind `error`, if any: serializers (torch.save's zip writer)
-    may hide it behind an error of their own."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in _DISK_FULL:
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _payload_size(payload: bytes | Callable[[Any], None]) -> int | None:
-    """Bytes a payload writes; a callable is run again into a counter (only after a failure)."""
-    if not callable(payload):
-        return len(payload)
-    counter = _ByteCounter()
-    try:
-        payload(counter)
-    except Exception:
-        return None
-    return counter.size
-
-
-class _ByteCounter:
-    """A write-only binary file that keeps nothing but the byte count."""
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        size = memoryview(data).nbytes
-        self.size += size
-        return size
-
-    def flush(self) -> None:
-        pass
-
-
-def _disk_full(path: Path, needed: int | None, error: OSError) -> DiskFullError:
-    free = _free_bytes(path.parent)
-    need = f"it needs {_size_text(needed)}" if needed is not None else "its size is unknown"
-    state = "is left as it was" if path.exists() else "was not written"
-    message = (f"no space left writing {path}: {need}, {_size_text(free)} free there "
-               f"({os.strerror(error.errno)}); {path.name} {state}. Free some space or point "
-               f"POSECORE_OUTPUTS at a larger disk, then run again")
-    full = DiskFullError(error.errno, message)
-    full.filename = str(path)
-    return full
-
-
-def _free_bytes(folder: Path) -> int | None:
-    try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return None
-    return stats.f_bavail * stats.f_frsize
-
-
-def _size_text(size: int | None) -> str:
-    if size is None:
-        return "an unknown amount"
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """A JSON file's content; one that is not JSON is a ValueError naming it."""
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{path} is not valid JSON ({error}); it is damaged: restore or delete it") from None
-
-
-# --- JSON lines -------------------------------------------------------------------------------
-
-def jsonl_line(obj: Any) -> str:
-    """One record of a .jsonl file, newline included."""
-    return json.dumps(obj, default=_json_default) + "\n"
-
-
-def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
-    """Append one JSON object as one line. A torn last line already there is cut off first; a
-    full disk truncates this append away and raises DiskFullError, so the file stays whole lines."""
-    path = Path(path)
-    line = jsonl_line(obj).encode()
-    repair_jsonl(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        start = os.fstat(fd).st_size
-        try:
-            written = 0
-            while written < len(line):
-                written += os.write(fd, line[written:])
-        except OSError as error:
-            os.ftruncate(fd, start)
-            if error.errno in _DISK_FULL:
-                raise _disk_full(path, len(line), error) from error
-            raise
-    finally:
-        os.close(fd)
-
-
-def repair_jsonl(path: str | os.PathLike) -> int:
-    """Make `path` end at a line end: a complete record missing its newline gets it, a torn last
-    line is cut off (with a warning naming the file). Returns the bytes removed."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return 0
-    if size == 0:
-        return 0
-    with open(path, "rb+") as f:
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return 0
-        f.seek(0)
-        content = f.read()
-        start = content.rfind(b"\n") + 1
-        if _record(content[start:]) is not None:
-            f.seek(size)
-            f.write(b"\n")
-            return 0
-        f.truncate(start)
-    warnings.warn(f"{path}: removed a torn last line ({size - start} bytes, from a write that was "
-                  f"interrupted)", stacklevel=2)
-    return size - start
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a .jsonl file; unreadable lines (a torn last line) are skipped with a warning
-    naming the file and the line numbers."""
-    records, bad = [], []
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            record = _record(line)
-            if record is None:
-                bad.append(number)
-            else:
-                records.append(record)
-    if bad:
-        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (line {', '.join(map(str, bad[:5]))}"
-                      f"{', ...' if len(bad) > 5 else ''}), e.g. a record torn by a kill or a full "
-                      f"disk; resuming the run rewrites the file without them", stacklevel=2)
-    return records
-
-
-def _record(line: bytes) -> dict | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN / inf floats (a joint nobody labelled, a window of skipped steps) -> None, recursively
-    through dicts and lists, so that the files stay strict JSON."""
-    if isinstance(obj, dict):
-        return {key: json_safe(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(value) for value in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def finite_number(value: Any) -> bool:
-    """Whether a value read from a file is a real, finite number (not None, NaN, inf, a bool or an
-    integer too large for a float)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond float's range
-        return False
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def resolve_path(path: str | os.PathLike) -> Path:

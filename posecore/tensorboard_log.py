@@ -76,8 +76,7 @@ class TensorBoardLog:
 
         from posecore import viz
         from posecore.data import build_dataset
-        from posecore.evaluation import person_errors
-        from posecore.workbook.browser import person_view
+        from posecore.scoring import person_errors
 
         if self._val_dataset is None:
             self._val_dataset = build_dataset(self.params, "val")
@@ -87,7 +86,7 @@ class TensorBoardLog:
         for index, instance in enumerate(dataset.instances):
             first_of_image.setdefault(instance.image_id, index)
         shown = list(first_of_image.values())[:self.params.train.tensorboard_images]
-        figure = viz.plot_gallery([person_view(dataset, errors, i) for i in shown], dataset.info,
+        figure = viz.plot_gallery([viz.person_view(dataset, errors, i) for i in shown], dataset.info,
                                   ncols=len(shown), size=2.5)
         png = np.frombuffer(viz.figure_png(figure, dpi=72), dtype=np.uint8)
         return cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

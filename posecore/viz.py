@@ -432,3 +432,47 @@ def plot_trajectories(tracks: dict[int, dict], joint_name: str, colors: dict[int
     if tracks:
         ax_x.legend(fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------- one val person
+
+def _keypoints(inst) -> np.ndarray:
+    """A ground-truth person (a dataset Instance) as [K, 3] rows of (x, y, visibility)."""
+    return np.concatenate([inst.joints, inst.visible[:, None]], 1)
+
+
+def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pred: bool = True,
+                others: bool = True, heatmap: np.ndarray | None = None, rank: str = "",
+                parts: tuple[str, ...] = ()) -> dict:
+    """`draw_people` arguments for dataset person `index`, zoomed to that person.
+
+    The subject's ground truth and prediction are drawn strongly; with `others` the other people
+    of the same image are drawn faint. `heatmap` [H, W] is in image pixels
+    (heatmap_to_image_plane). The title names the person once: image id and which person of the
+    image, then its score; `rank` (e.g. "3.") goes in front. `parts` (names of dataset.info.parts,
+    e.g. ("face",)) shows only those joints of the whole-body sets; () shows all.
+    """
+    info = dataset.info
+
+    def shown(keypoints):
+        return only_parts(keypoints, info, parts)
+
+    inst = dataset.instances[int(index)]
+    same_image = [i for i, other in enumerate(dataset.instances) if other.image_id == inst.image_id]
+    rest = [i for i in same_image if i != index] if others else []
+    matched = [i for i in (index, *rest) if np.isfinite(errors["pred"][i]).all()]
+    from posecore.data import read_rgb
+
+    image = read_rgb(inst.image_path)
+    box = inst.bbox_xyxy
+    score = f"{errors['metric']} {errors['score'][index]:.2f}" if index in matched else "no matching prediction"
+    person = f"person {same_image.index(index) + 1} of {len(same_image)}" if len(same_image) > 1 else "one person"
+    return {"image": image,
+            "gt": [shown(_keypoints(inst))] if show_gt else [],
+            "pred": [shown(errors["pred"][index])] if show_pred and index in matched else [],
+            "faint_gt": [shown(_keypoints(dataset.instances[i])) for i in rest] if show_gt else [],
+            "faint_pred": [shown(errors["pred"][i]) for i in rest if i in matched] if show_pred else [],
+            "boxes": [(box[0], box[1], box[2] - box[0], box[3] - box[1])] if box is not None else [],
+            "view_box": zoom_box(box, image.shape) if box is not None else None,
+            "heatmap": heatmap,
+            "title": f"{rank + ' ' if rank else ''}image {inst.image_id}, {person}: {score}"}

@@ -1,4 +1,5 @@
-"""Shared test pieces: the tiny training params and a launchable gradient worker.
+"""Shared test pieces: the tiny training params, a launchable gradient worker, another process
+holding a run's lock, checkpoint weights.
 
 Workers started by posecore.distributed.launch import `compute_gradients` by name (the spawn
 start method hands them this process's sys.path, which holds tests/).
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from posecore.checkpoints import load_model
 from posecore.models import build_model
 from posecore.optim import heatmap_loss
 from posecore.params import load_params
+from posecore.runs import REPO_ROOT
 
 # FastPose-18 on 32x32 crops with 8x8 heatmaps: a training step takes milliseconds on 2 cores.
 TINY = {
@@ -29,6 +34,10 @@ TINY = {
     "train.val_every": 0,
     "train.log_every": 1,
 }
+
+# three epochs without an LR step on top of TINY: every tiny training run ends the same way
+TRAIN = {"train.epochs": 3, "train.lr": 1e-3, "train.lr_steps": [100], "train.warmup_iters": 0,
+         "train.perf_warmup_steps": 1}
 
 
 def tiny_synthetic(folder: Path, num_train: int = 8) -> Path:
@@ -151,3 +160,19 @@ def identity_pose_onnx(path: Path, params=None) -> Path:
     set_metadata(model, build_metadata(params, build_codec(params), ["heatmaps"], None, None))
     onnx.save(model, str(path))
     return path
+
+
+def lock_holder(folder) -> subprocess.Popen:
+    """Another process holding the training lock of `folder` (for 60 s, or until killed)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from posecore.runs import run_lock\n"
+         "with run_lock(sys.argv[1], 'training'):\n    print('locked', flush=True); time.sleep(60)",
+         str(folder)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def checkpoint_weights(path) -> dict[str, torch.Tensor]:
+    """The model state_dict of a posecore training checkpoint."""
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]

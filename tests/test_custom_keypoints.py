@@ -27,13 +27,7 @@ NAMES = list(CUSTOM_JOINTS)
 DEMO_SIZES = {"data.input_size": [96, 128], "data.heatmap_size": [24, 32]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread keeps the shared 2-core machine from stalling OpenMP barriers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +198,11 @@ def test_a_person_entry_of_the_wrong_length_is_skipped_and_named(custom_root, tm
 def test_custom_set_without_sigmas_or_data_is_a_clear_error(custom_root, tmp_path, outputs):
     with pytest.raises(KeypointSetError, match="eval.sigmas is not set.*eval.sigmas: uniform"):
         posecore.train(custom_params(custom_root, **{"eval.sigmas": []}), run_name="no-sigmas")
-    with pytest.raises(KeypointSetError, match="params.yaml"):
+    with pytest.raises(KeypointSetError, match="run's saved params"):
         load_model(custom_params(custom_root))
+    with pytest.raises(ValueError, match="resolve_keypoints"):   # never a silent 17-joint model
+        posecore.build_model(custom_params(custom_root))
+    assert posecore.build_model(data.resolve_keypoints(custom_params(custom_root))).num_joints == 14
     with pytest.raises(data.DataLayoutError, match="does not exist"):
         data.resolve_keypoints(custom_params(tmp_path / "nowhere"))
     assert data.resolve_keypoints(load_params("demo")) == load_params("demo")

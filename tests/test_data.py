@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -416,3 +417,116 @@ def test_people_of_one_image_share_one_decode(coco_root, monkeypatch):
     other = next(g for g in dataset.image_groups() if g[0] not in group)
     dataset[other[0]]
     assert len(calls) == 2
+
+
+# ----------------------------------------------------------------------------- annotations and detections
+
+@pytest.fixture
+def tiny_coco_copy(tiny, tmp_path):
+    """A writable copy of the tiny synthetic COCO set, and params reading it."""
+    import shutil
+
+    root = Path(shutil.copytree(tiny().data.root, tmp_path / "coco"))
+    return root, tiny(**{"data.root": str(root)})
+
+
+def _edit_json(path, edit):
+    content = json.loads(path.read_text())
+    edit(content)
+    path.write_text(json.dumps(content))
+
+
+def test_a_category_with_another_joint_count_is_an_error(tiny_coco_copy):
+    from posecore.data import build_dataset
+
+    root, params = tiny_coco_copy
+    path = root / "annotations" / "person_keypoints_val2017.json"
+    _edit_json(path, lambda c: c["categories"][0].update(keypoints=c["categories"][0]["keypoints"][:16]))
+    with pytest.raises(ValueError, match=r"person_keypoints_val2017\.json: category 'person' has 16 "
+                                         r"keypoints but the params have 17 joints"):
+        build_dataset(params, "val")
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("keypoints", list(range(48)), "48 keypoint values, not 51"),
+    ("keypoints", None, "keypoints is not a list of numbers"),
+    ("keypoints", ["x"] * 51, "keypoints is not a list of numbers"),
+    ("bbox", [1, 2, 3], "bbox is not 4 finite numbers"),
+    ("image_id", "0001", "image_id is not an integer"),
+])
+def test_bad_person_entries_are_counted_and_reported_once(tiny_coco_copy, outputs, field, value, reason):
+    from posecore import workbook
+    from posecore.data import build_dataset, check_annotations
+
+    root, params = tiny_coco_copy
+    path = root / "annotations" / "person_keypoints_val2017.json"
+    total = len(json.loads(path.read_text())["annotations"])
+    clean = len(build_dataset(params, "val"))
+    _edit_json(path, lambda c: [c["annotations"][i].update({field: value}) for i in (0, 1)])
+    ids = [a["id"] for a in json.loads(path.read_text())["annotations"][:2]]
+    with pytest.warns(UserWarning) as caught:
+        assert len(build_dataset(params, "val")) == clean - 2
+    messages = [str(w.message) for w in caught if "person entries" in str(w.message)]
+    assert len(messages) == 1 and f"skipped 2 of {total}" in messages[0] and reason in messages[0]
+    assert f"ids {ids}" in messages[0]
+    bad = check_annotations(path, "coco")
+    assert bad.count == 2 and bad.examples == {next(iter(bad.counts)): ids}
+    check = workbook.LayoutCheck(root, "coco", [], False)
+    table = workbook.annotation_checks("prepared", params, check)
+    assert table.rows[1][:4] == ["val", path.name, total, 2] and reason in table.rows[1][4]
+    assert (outputs / "prepared" / "tables" / "data_annotation_checks.json").is_file()
+
+
+def test_bad_mpii_entries_are_counted(tmp_path):
+    from posecore.data import check_annotations
+
+    path = tmp_path / "mpii_val.json"
+    good = {"image": "000001.jpg", "center": [50.0, 60.0], "scale": 1.2,
+            "joints": [[10.0, 20.0]] * 16, "joints_vis": [1] * 16}
+    path.write_text(json.dumps([good, {**good, "joints": [[1.0, 2.0]] * 15}, {**good, "scale": -1},
+                                {**good, "joints_vis": [1] * 17}, {**good, "center": [1.0]}]))
+    bad = check_annotations(path, "mpii")
+    assert (bad.total, bad.count) == (5, 4)
+    assert bad.examples["joints is not 16 (x, y) pairs of numbers"] == ["#1 (000001.jpg)"]
+    assert set(bad.counts) >= {"scale is not a positive number", "joints_vis is not 16 numbers",
+                               "center is not 2 finite numbers"}
+
+
+def _first_val_image(root):
+    return json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())["images"][0]["id"]
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ("not a dict", "is not an object"),
+    ({"bbox": [1, 2, 3, 4], "score": 1.0}, "has no 'image_id'"),
+    ({"image_id": 1, "bbox": [1, 2, 3], "score": 1.0}, "bbox that is not 4 numbers"),
+    ({"image_id": 1, "bbox": "1 2 3 4", "score": 1.0}, "bbox that is not 4 numbers"),
+    ({"image_id": 1, "bbox": [1, 2, 3, float("nan")], "score": 1.0}, "non-finite bbox or score"),
+    ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": float("inf")}, "non-finite bbox or score"),
+    ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": "high"}, "score that is not a number"),
+    ({"image_id": [1], "bbox": [1, 2, 3, 4], "score": 1.0}, "image_id that is neither"),
+])
+def test_malformed_detection_entries_name_file_and_index(tiny_coco_copy, tmp_path, entry, problem):
+    from posecore.data import build_dataset
+
+    root, params = tiny_coco_copy
+    image_id = _first_val_image(root)
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([{"image_id": image_id, "bbox": [1, 2, 10, 20], "score": 0.9}, entry]))
+    params = load_params(params, {"data.det_file": str(det_file), "eval.use_gt_boxes": False})
+    with pytest.raises(ValueError, match=rf"dets\.json: entry 1 .*{problem}"):
+        build_dataset(params, "test")
+
+
+def test_zero_and_negative_detection_boxes_are_counted(tiny_coco_copy, tmp_path):
+    from posecore.data import build_dataset
+
+    root, params = tiny_coco_copy
+    image_id = _first_val_image(root)
+    boxes = [[1, 2, 10, 20], [1, 2, 0, 20], [1, 2, 10, -5], [3, 4, 12, 22]]
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([{"image_id": image_id, "bbox": b, "score": 0.9} for b in boxes]))
+    params = load_params(params, {"data.det_file": str(det_file), "eval.use_gt_boxes": False})
+    with pytest.warns(UserWarning, match=r"dets\.json: 2 of 4 detections have a box of zero or negative "
+                                         r"width or height and were skipped \(entries \[1, 2\]\)"):
+        assert len(build_dataset(params, "test")) == 2

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,52 +17,11 @@ from torch import nn
 import posecore
 from posecore import checkpoints, data, engine, models, optim
 from posecore.params import load_params, save_params
-from posecore.runs import REPO_ROOT, read_json, read_jsonl
+from posecore.runs import REPO_ROOT, DiskFullError, RunLockedError, read_json, read_jsonl, run_dir
 
-from helpers import TINY, tiny_params, tiny_synthetic
+from helpers import TINY, TRAIN, checkpoint_weights, lock_holder
 
-# three epochs without an LR step: every run below ends the same way
-TRAIN = {"train.epochs": 3, "train.lr": 1e-3, "train.lr_steps": [100], "train.warmup_iters": 0,
-         "train.perf_warmup_steps": 1}
-
-
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    return tiny_synthetic(tmp_path_factory.mktemp("synthetic"))
-
-
-@pytest.fixture
-def tiny(synthetic_root):
-    def make(**overrides):
-        return tiny_params(synthetic_root, **{**TRAIN, **overrides})
-    return make
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Runs compared bitwise use the same thread count; one thread also keeps a shared
-    2-core machine from stalling OpenMP barriers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def reference(synthetic_root, tmp_path_factory, one_thread):
-    """One uninterrupted tiny run, shared by the tests that compare against it."""
-    outputs = tmp_path_factory.mktemp("reference")
-    os.environ["POSECORE_OUTPUTS"] = str(outputs)
-    try:
-        params = tiny_params(synthetic_root, **TRAIN)
-        result = posecore.train(params, run_name="reference")
-    finally:
-        del os.environ["POSECORE_OUTPUTS"]
-    return result
-
-
-def _weights(path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _assert_bitwise_equal(a: dict, b: dict) -> None:
@@ -253,7 +213,7 @@ def test_sigkill_after_first_checkpoint_then_resume_is_bitwise_equal(tiny, outpu
     assert result["epochs"] == 3 and result["steps"] == reference["steps"]
     # the same seed gives the same losses, and each step is logged once
     assert _train_losses(outputs / "killed") == _train_losses(reference["run_dir"])
-    _assert_bitwise_equal(_weights(last), _weights(Path(reference["checkpoint"])))
+    _assert_bitwise_equal(checkpoint_weights(last), checkpoint_weights(Path(reference["checkpoint"])))
 
 
 def _patch_model(monkeypatch, hook):
@@ -290,7 +250,7 @@ def test_interrupt_saves_the_last_step_and_resumes_bitwise_equal(tiny, outputs, 
 
     posecore.train(params, run_name="interrupted")
     assert _train_losses(outputs / "interrupted") == _train_losses(reference["run_dir"])
-    _assert_bitwise_equal(_weights(last), _weights(Path(reference["checkpoint"])))
+    _assert_bitwise_equal(checkpoint_weights(last), checkpoint_weights(Path(reference["checkpoint"])))
 
 
 def test_nan_steps_are_skipped_and_persistent_nan_stops(tiny, outputs, monkeypatch):
@@ -389,13 +349,13 @@ def _processes_with_env(text: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_train_notebook_runs_two_workers_under_papermill(synthetic_root, outputs, tmp_path):
+def test_train_notebook_runs_two_workers_under_papermill(tiny_root, outputs, tmp_path):
     papermill = pytest.importorskip("papermill")
     overrides = {**TINY, **{key: value for key, value in TRAIN.items() if key != "train.epochs"}}
     papermill.execute_notebook(
         str(REPO_ROOT / "notebooks" / "train.ipynb"), str(tmp_path / "train.ipynb"),
         parameters={"model": "fastpose", "params": "demo", "npus": 2, "epochs": 1,
-                    "run_name": "notebook", "data_root": str(synthetic_root),
+                    "run_name": "notebook", "data_root": str(tiny_root),
                     "overrides": {**overrides, "train.batch_size": 2}},
         kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False)
     folder = outputs / "notebook"
@@ -411,3 +371,61 @@ def test_train_notebook_runs_two_workers_under_papermill(synthetic_root, outputs
     assert "epoch 0: loss" in text and "img/s" in text
     if sys.platform.startswith("linux"):
         assert not _processes_with_env(str(outputs))  # no worker outlived the kernel
+
+
+# --- refusals and crashes ---------------------------------------------------------------------
+
+def test_training_and_evaluation_refuse_a_run_another_process_writes(tiny, outputs):
+    folder = run_dir("busy")
+    holder = lock_holder(folder)
+    try:
+        with pytest.raises(RunLockedError, match=rf"'busy'.*training in process {holder.pid}"):
+            posecore.train(tiny(), run_name="busy")
+        with pytest.raises(RunLockedError, match=rf"'busy'.*process {holder.pid}"):
+            posecore.evaluate(tiny(**{"eval.oracle": True}), None, run_name="busy")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in folder.iterdir()) == [".writer.lock"]  # nothing else written
+
+
+def test_sigterm_mid_epoch_saves_the_step_and_resumes_equal(tiny, reference, outputs, monkeypatch):
+    calls, per_epoch = [], reference["steps"] // reference["epochs"]
+
+    def terminate(module, inputs, output):
+        calls.append(1)
+        if len(calls) == per_epoch + 1:  # the 1st step of epoch 1
+            os.kill(os.getpid(), signal.SIGTERM)  # as SLURM / Kubernetes before a kill
+
+    load_model = checkpoints.load_model
+
+    def hooked(*args, **kwargs):
+        model, *rest = load_model(*args, **kwargs)
+        model.register_forward_hook(terminate)
+        return (model, *rest)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(posecore.engine, "load_model", hooked)
+        with pytest.raises(SystemExit) as info:
+            posecore.train(tiny(), run_name="terminated")
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    last = outputs / "terminated" / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["epoch_step"]) == (1, 1)  # the running step finished
+
+    posecore.train(tiny(), run_name="terminated")
+    reference_weights = checkpoint_weights(reference["checkpoint"])
+    resumed = checkpoint_weights(last)
+    assert resumed.keys() == reference_weights.keys()
+    assert all(torch.equal(resumed[k], reference_weights[k]) for k in resumed)
+
+
+def test_disk_full_during_training_names_the_checkpoint(tiny, small_disk, monkeypatch):
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(small_disk))
+    with pytest.raises(DiskFullError, match=r"checkpoints/last\.pt: it needs [\d.]+ MB"):
+        posecore.train(tiny(**{"train.epochs": 1}), run_name="full")
+    assert [p.name for p in (small_disk / "full").rglob("*.tmp")] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the log holds whole records only
+        assert read_jsonl(small_disk / "full" / "log.jsonl")

@@ -148,19 +148,22 @@ class Equivariant(nn.Module):
 
 
 def test_flip_test_of_an_equivariant_model_is_its_plain_output():
+    from posecore.codec import MSRAHeatmap
     from posecore.keypoints import COCO
 
     flip_index = COCO.flip_index()
     model = Equivariant(flip_index).eval()
+    codec = MSRAHeatmap((12, 16), (12, 16))
     images = torch.randn(2, 3, 16, 12)
     with torch.no_grad():
-        averaged, plain = evaluation.flip_test_heatmaps(model, images, flip_index, shift=False)
+        plain, mirrored = model(images), model(images.flip(3))
+        averaged = codec.flip_test(plain, mirrored, flip_index, shift=False)
         torch.testing.assert_close(averaged, plain)
         # without the left/right swap the mirrored half would put joints on the wrong side
-        unswapped, _ = evaluation.flip_test_heatmaps(model, images, list(range(17)), shift=False)
+        unswapped = codec.flip_test(plain, mirrored, list(range(17)), shift=False)
         assert not torch.allclose(unswapped, plain, atol=1e-3)
         # the shift moves the mirrored half one pixel right (first column kept)
-        shifted, _ = evaluation.flip_test_heatmaps(model, images, flip_index, shift=True)
+        shifted = codec.flip_test(plain, mirrored, flip_index, shift=True)
         moved = plain.clone()
         moved[..., 1:] = plain[..., :-1]
         torch.testing.assert_close(shifted, (plain + moved) / 2)

@@ -283,7 +283,7 @@ def test_export_and_example_decode_the_way_the_checkpoint_was_trained(fastpose18
     # random weights give far-from-Gaussian maps, where float32 and float64 Newton steps part:
     # the in-graph decode is compared with its torch twin (the twin with numpy: test_geometry_codec)
     coords, expected_scores = udp.decode_torch(torch.from_numpy(heatmaps))
-    expected = udp.heatmap_to_image(coords.numpy(), center[None], scale[None])[0]
+    expected = udp.to_image(coords.numpy(), center[None], scale[None])[0]
     np.testing.assert_allclose(keypoints, expected, atol=1e-2)
     np.testing.assert_allclose(scores, expected_scores[0], atol=1e-6)
 
@@ -324,3 +324,28 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(tmp_path, outputs):
     with pytest.raises(FileNotFoundError, match="checkpoints/last.pt"):
         export_onnx(params, "last", path, run_name="no-such-run")
     assert not path.exists() and not list(tmp_path.glob(".model.onnx.*"))
+
+
+# ----------------------------------------------------------------------------- boxes given by hand
+
+def _onnx_example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("onnx_infer", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("box", [
+    [10, 10, 0, 50], [10, 10, 40, -5], [float("nan"), 10, 40, 50], [10, 10, float("inf"), 50],
+    [80, 10, 40, 50], [10, 100, 40, 50], [-50, 10, 50, 50], [10, -60, 40, 50],
+])
+def test_bad_hand_boxes_are_refused(box):
+    image = np.zeros((100, 80, 3), np.uint8)  # h 100, w 80
+    with pytest.raises(SystemExit, match=r"--box .*W and H > 0.*80 x 100 image"):
+        _onnx_example().check_box(box, image)
+
+
+def test_partly_outside_hand_box_is_fine():
+    _onnx_example().check_box([-20, 90, 40, 50], np.zeros((100, 80, 3), np.uint8))

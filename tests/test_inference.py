@@ -23,7 +23,8 @@ import torch
 import posecore
 from posecore.data import make_synthetic_video
 from posecore.detect import box_iou
-from posecore.inference import decode_people, infer, load_pose_model, person_crops
+from posecore.inference import infer
+from posecore.predictor import Predictor
 from posecore.runs import REPO_ROOT
 
 from helpers import randomized_model
@@ -116,14 +117,16 @@ def test_onnx_backend_equals_pytorch_on_the_same_crops(small, tmp_path, codec, t
     image = textured((200, 150), 1)
     boxes = np.array([[*box, 0.9] for box in PEOPLE], np.float32)
     results = {}
-    codecs = [load_pose_model(None, onnx_path).codec]   # from the file's metadata alone
+    codecs = [Predictor.from_onnx(onnx_path).codec]   # from the file's metadata alone
     for backend in (checkpoint, onnx_path):
-        model = load_pose_model(params, backend)
+        model = Predictor.load(backend, params)
         codecs.append(model.codec)
-        inputs, centers, scales = person_crops(image, boxes, model)
+        inputs, centers, scales = model.crops(image, boxes)
         for flip in (False, True):
-            heatmaps = model.heatmaps(inputs, flip)
-            results[model.backend, flip] = decode_people(heatmaps, centers, scales, model)
+            results[model.backend, flip] = model.predict_crops(inputs, centers, scales, flip).rows()
+            called = model(image, boxes, flip)   # the same through the whole pipeline, in float32
+            assert called.keypoints.dtype == np.float32 and called.keypoints.shape == (len(boxes), 17, 2)
+            np.testing.assert_allclose(called.keypoints, results[model.backend, flip][..., :2], atol=1e-3)
     assert codecs[0] == codecs[1] == codecs[2] and codecs[0].name == codec and codecs[0].sigma == 1.5
     for flip in (False, True):
         torch_kp, onnx_kp = results["pytorch", flip], results["onnxruntime", flip]

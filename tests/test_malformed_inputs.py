@@ -272,26 +272,26 @@ def test_mutated_onnx_metadata_loads_or_names_the_file(onnx_base, tmp_path, data
     import onnx
 
     from posecore.export import set_metadata
-    from posecore.inference import load_pose_model
+    from posecore.predictor import Predictor
 
     proto, metadata = onnx_base
     mutated = mutate(data_draw, metadata)
     set_metadata(proto, mutated if isinstance(mutated, dict) else {})
     path = tmp_path / "pose.onnx"
     onnx.save(proto, str(path))
-    model = reads_or_names(lambda: load_pose_model(None, path, device="cpu"), "pose.onnx")
+    model = reads_or_names(lambda: Predictor.from_onnx(path, device="cpu"), "pose.onnx")
     if model is not None:
         assert model.codec.input_size == tuple(mutated["input_size"]) and len(model.info.joint_names) > 0
         assert np.isfinite(model.mean).all() and (model.std > 0).all() and model.bbox_padding > 0
 
 
 def test_a_file_that_is_not_onnx_is_named(tmp_path):
-    from posecore.inference import load_pose_model
+    from posecore.predictor import Predictor
 
     path = tmp_path / "broken.onnx"
     path.write_bytes(b"\x08\x07garbage that is no protobuf \xff\xfe")
     with pytest.raises(ValueError, match="broken.onnx is not an ONNX model"):
-        load_pose_model(None, path, device="cpu")
+        Predictor.from_onnx(path, device="cpu")
 
 
 # --------------------------------------------------------------------------- a run's checkpoint and records

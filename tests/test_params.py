@@ -1,8 +1,12 @@
+import dataclasses
+import typing
+
 import pytest
 import yaml
 
 import posecore
-from posecore.params import ParamsError, load_params, save_params
+from posecore import params as params_module
+from posecore.params import ParamsError, load_params, resume_changes, save_params
 
 
 def test_seed_configs_match_references():
@@ -83,3 +87,108 @@ def test_import_is_lazy_and_side_effect_free():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert callable(posecore.load_params)
+
+
+# ----------------------------------------------------------------------------- params at the door
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"train.epochs": 0}, ["train.epochs", "> 0"]),
+    ({"train.batch_size": -4}, ["train.batch_size", "> 0"]),
+    ({"train.lr": float("nan")}, ["train.lr", "finite"]),
+    ({"train.lr": float("inf")}, ["train.lr", "finite"]),
+    ({"train.lr": "1e-3"}, ["train.lr", "write it with a dot"]),
+    ({"train.lr": 0.0}, ["train.lr", "> 0"]),
+    ({"train.log_every": 0}, ["train.log_every", "> 0"]),
+    ({"train.momentum": 1.5}, ["train.momentum", "[0, 1]"]),
+    ({"train.lr_steps": [90, -1]}, ["train.lr_steps", "each value", "-1"]),
+    ({"train.seed": -1}, ["train.seed", "[0, 4294967295]"]),
+    ({"train.dpg_epoch": -2}, ["train.dpg_epoch", ">= -1"]),
+    ({"train.accept_changes": ["train.lrr"]}, ["train.accept_changes", "did you mean 'train.lr'"]),
+    ({"data.workers": -1}, ["data.workers", ">= 0"]),
+    ({"data.sigma": 0.0}, ["data.sigma", "> 0"]),
+    ({"data.std": [1.0, 0.0, 1.0]}, ["data.std", "> 0"]),
+    ({"data.rot_prob": 2.0}, ["data.rot_prob", "[0, 1]"]),
+    ({"data.dataset": "lsp"}, ["data.dataset", "'coco'"]),
+    ({"model.name": "fastpos"}, ["model.name", "did you mean 'fastpose'"]),
+    ({"model.depth": 20}, ["model.depth", "ResNet depth"]),
+    ({"model.num_stacks": 0}, ["model.num_stacks", "> 0"]),
+    ({"model.num_joints": 16}, ["model.num_joints is 16", "'coco' has 17"]),
+    ({"data.input_size": [100, 128]}, ["data.input_size [100, 128]", "multiples of 32", "[96, 128]"]),
+    ({"data.heatmap_size": [48, 64]}, ["data.heatmap_size [48, 64]", "[96, 128] / 4 = [24, 32]"]),
+    ({"data.input_size": [0, 128]}, ["data.input_size", "> 0"]),
+    ({"dist.nnodes": 2, "dist.node_rank": 2}, ["dist.node_rank 2", "below dist.nnodes 2"]),
+    ({"dist.master_port": 70000}, ["dist.master_port", "[1, 65535]"]),
+    ({"eval.dark_kernel": 10}, ["eval.dark_kernel", "odd"]),
+    ({"eval.oks_nms": -0.1}, ["eval.oks_nms", "[0, 1]"]),
+    ({"eval.batch_size": 0}, ["eval.batch_size", "> 0"]),
+])
+def test_bad_values_are_refused_at_load_naming_the_key(overrides, words):
+    with pytest.raises(ParamsError) as info:
+        load_params("demo", overrides)
+    message = str(info.value)
+    assert "demo.yaml" in message
+    for word in words:
+        assert word in message, message
+
+
+def test_the_oracle_may_use_any_heatmap_size_but_training_may_not(outputs):
+    import posecore
+
+    coarse = load_params("demo", {"eval.oracle": True, "data.heatmap_size": [6, 8]})
+    with pytest.raises(ParamsError, match=r"data\.heatmap_size \[6, 8\] must be .* = \[24, 32\]"):
+        posecore.train(coarse, run_name="coarse")
+    assert not (outputs / "coarse").exists()
+
+
+def test_hourglass_needs_inputs_in_multiples_of_128():
+    with pytest.raises(ParamsError, match=r"multiples of 128 for hourglass.*\[128, 128\]"):
+        load_params("hourglass", {"data.input_size": [96, 128], "data.heatmap_size": [24, 32]})
+    assert load_params("hourglass", {"data.input_size": [128, 256], "data.heatmap_size": [32, 64]})
+
+
+def test_every_numeric_key_has_a_range():
+    numeric = []
+    for section, section_type in typing.get_type_hints(params_module.Params).items():
+        if not dataclasses.is_dataclass(section_type):
+            continue
+        for key, hint in typing.get_type_hints(section_type).items():
+            base = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
+            if base in (int, float):
+                numeric.append(f"{section}.{key}")
+    assert numeric and sorted(numeric) == sorted(params_module.NUMBER_RANGES)
+
+
+def test_model_geometry_matches_the_models():
+    import inspect
+
+    import torch
+    from posecore import models
+
+    assert sorted(params_module.MODEL_GEOMETRY) == sorted(models.MODELS)
+    assert params_module.RESNET_DEPTHS == tuple(sorted(models.RESNET_BLOCKS))
+    for name in ("fastpose", "simplebaseline"):
+        stride, multiple = params_module.MODEL_GEOMETRY[name]
+        network = models.build_model(name, depth=18).eval()
+        with torch.no_grad():
+            assert network(torch.zeros(1, 3, 2 * multiple, multiple)).shape[-2:] == (
+                2 * multiple // stride, multiple // stride)
+            off = multiple + multiple // 2  # off the multiple the heatmaps are not input / stride
+            assert network(torch.zeros(1, 3, multiple, off)).shape[-1] != off // stride
+    # Hourglass: a stride-4 stem, then `downsample_times` halvings that must divide evenly
+    halvings = inspect.signature(models.HourglassNet).parameters["downsample_times"].default
+    assert params_module.MODEL_GEOMETRY["hourglass"] == (4, 4 * 2 ** halvings)
+
+
+# ----------------------------------------------------------------------------- resume changes
+
+def test_resume_changes_sort_harmless_from_refused():
+    saved = load_params("demo")
+    accepted, refused = resume_changes(saved, load_params("demo", {
+        "train.epochs": 20, "data.workers": 0, "eval.flip_test": False, "train.log_every": 5,
+        "train.batch_size": 16, "model.depth": 34, "train.seed": 1}))
+    assert accepted == {"train.epochs": [10, 20], "data.workers": [2, 0], "eval.flip_test": [True, False],
+                        "train.log_every": [10, 5]}
+    assert refused == {"train.batch_size": [32, 16], "model.depth": [18, 34], "train.seed": [0, 1]}
+    opted_in = load_params("demo", {"train.batch_size": 16, "train.accept_changes": ["train.batch_size"]})
+    accepted, refused = resume_changes(saved, opted_in)
+    assert refused == {} and accepted["train.batch_size"] == [32, 16]

@@ -12,8 +12,7 @@ from posecore import workbook
 from posecore.inference import infer
 from posecore.runs import RunLockedError, run_dir
 
-from helpers import identity_pose_onnx
-from test_run_safety import _lock_holder
+from helpers import identity_pose_onnx, lock_holder
 
 
 def test_notebook_records_and_inference_wait_for_the_run_writer(outputs, tmp_path):
@@ -24,7 +23,7 @@ def test_notebook_records_and_inference_wait_for_the_run_writer(outputs, tmp_pat
     figure = Figure()
     figure.add_subplot().plot([0, 1])
     folder = run_dir("busy")
-    holder = _lock_holder(folder)
+    holder = lock_holder(folder)
     try:
         refused = rf"run 'busy' .* is already being written by training in process {holder.pid}"
         with pytest.raises(RunLockedError, match=refused):

@@ -32,7 +32,7 @@ from posecore.data.validate import (MAX_ID, BadEntries, coco_content, coco_image
 from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, coco_keypoint_category, keypoint_info, keypoint_params
-from posecore.runs import outputs_root, resolve_path, run_dir
+from posecore.runs import Run, outputs_root, resolve_path
 
 SPLITS = ("train", "val", "test")
 PREPARE_NOTEBOOK = "notebooks/prepare_data.ipynb"
@@ -172,7 +172,7 @@ def resolve_keypoints(params, run_name: str | None = None):
     if ann_file is None:
         raise DataLayoutError(
             f"data.dataset custom: no annotation file under {root} to read the keypoint set from "
-            f"(expected {COCO_LAYOUT}); set data.root to the dataset, or use the params.yaml of the "
+            f"(expected {COCO_LAYOUT}); set data.root to the dataset, or use the {Run.PARAMS} of the "
             "run that trained on it (it records the keypoint set)")
     category = coco_keypoint_category(_load_json(ann_file), str(ann_file))
     return keypoint_params(params, keypoint_info(params, category, str(ann_file)))
@@ -183,7 +183,7 @@ def _run_keypoint_set(run_name: str | None) -> dict | None:
     "sigmas": eval.sigmas}; None without one."""
     from posecore.params import load_params
 
-    path = run_dir(run_name, create=False) / "params.yaml" if run_name else None
+    path = Run(run_name).params_path if run_name else None
     if path is None or not path.is_file():
         return None
     run = load_params(path)

@@ -219,13 +219,12 @@ class PoseDataset(Dataset):
                 # pixel i of a 1/r decode covers original pixels [r i, r i + r)
                 offset = (reduction - 1) / 2.0
                 sampling = compose(sampling, np.array([[reduction, 0.0, offset], [0.0, reduction, offset]]))
-        crop = cv2.warpAffine(image, sampling, self.input_size, flags=cv2.INTER_LINEAR)
+        pixels = crop_input(image, sampling, self.input_size, self._mean, self._std)
 
         joints_input = transform_points(joints, matrix)
         target, target_weight = self.codec.encode(joints_input, visible)
         if self._joint_weights is not None:
             target_weight = target_weight * self._joint_weights
-        pixels = normalize_crop(crop, self._mean, self._std)
         joints_out = np.concatenate([joints, (visible > 0)[:, None]], axis=1) * (visible > 0)[:, None]
         return {
             "image": torch.from_numpy(pixels),
@@ -251,6 +250,15 @@ class PoseDataset(Dataset):
 
 
 # --------------------------------------------------------------------------- augmentation helpers
+
+def crop_input(image_bgr: np.ndarray, matrix: np.ndarray, input_size, mean, std,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """The network input of one person: BGR uint8 image [H, W, 3] warped by `matrix` ([2, 3],
+    image -> input pixels; bilinear) to input_size (w, h), then `normalize_crop` -> RGB float32
+    [3, h, w] (into `out` when given). Training, evaluation and inference all crop through this."""
+    crop = cv2.warpAffine(image_bgr, matrix, tuple(int(v) for v in input_size), flags=cv2.INTER_LINEAR)
+    return normalize_crop(crop, mean, std, out)
+
 
 def normalize_crop(crop: np.ndarray, mean, std, out: np.ndarray | None = None) -> np.ndarray:
     """BGR uint8 [H, W, 3] crop -> RGB float32 [3, H, W] = (rgb / 255 - mean) / std, into `out`

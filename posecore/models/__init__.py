@@ -64,6 +64,13 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
     initialization: loading any (model.pretrained, model.init_checkpoint, a checkpoint) is
     posecore.checkpoints' job (load_model).
     """
+    data = getattr(name, "data", None)
+    if data is not None and data.dataset == "custom" and not data.joint_names:
+        raise ValueError(
+            "data.dataset custom: these params do not say the keypoint set yet, so the model's joint "
+            "count is unknown (model.num_joints would silently stay at its default). Resolve it first: "
+            "posecore.data.resolve_keypoints on these params reads it from the annotation file, or load the "
+            "params of the run that trained on it (posecore.Run(name).params())")
     model_params = getattr(name, "model", name)
     data = getattr(name, "data", None)   # a Params: its data section too
     settings: dict[str, Any] = {}

@@ -1,6 +1,7 @@
 """What the workbook notebooks call, in one namespace: `from posecore import workbook`.
 
-- sections: `notebook_params` (every notebook's parameters) and one block of helpers per notebook
+- sections: `notebook_params` (every notebook's parameters; `run_params` for the notebooks after
+  training: a run's own params) and one block of helpers per notebook
   (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves;
   infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories; reproduce.ipynb's:
   reproduction_table, reproduction_runs)
@@ -21,7 +22,7 @@ from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_
                                         latency_rows_table, notebook_params, onnx_example, parity_table,
                                         per_joint_figure, per_joint_table, prepare_dataset,
                                         reproduction_runs, reproduction_table, results_table,
-                                        run_index, run_of, threshold_figure, training_curves,
+                                        run_index, run_of, run_params, threshold_figure, training_curves,
                                         training_log, validation_history, validation_table,
                                         worst_predictions)
 
@@ -33,7 +34,7 @@ __all__ = [
     "infer_trajectories", "keep", "latency_rows_table", "notebook_params",
     "onnx_example", "parity_table", "per_joint_figure", "per_joint_table", "prepare_dataset",
     "reference_table", "reproduction_runs", "reproduction_table", "results_table", "run_figure",
-    "run_index", "run_of", "run_path", "threshold_figure",
+    "run_index", "run_of", "run_params", "run_path", "threshold_figure",
     "training_curves", "training_log", "validation_history", "validation_table", "worst_predictions",
     "write_report", "annotation_checks",
 ]

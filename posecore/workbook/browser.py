@@ -1,7 +1,7 @@
 """The interactive pose browser of visualize.ipynb: a run's val persons, ranked by error.
 
 `PoseBrowser(params, run_name, checkpoint)` scores each val person against the run's eval
-predictions (posecore.evaluation.person_errors), draws one person with posecore.viz (zoomed to
+predictions (posecore.scoring.person_errors), draws one person with posecore.viz (zoomed to
 that person, whose ground truth and prediction are drawn strongly over the others' faint ones),
 computes one joint's heatmap on demand, and `widget()` shows the drawing under ipywidgets
 controls, redrawing it once per change.
@@ -12,56 +12,15 @@ import html
 import logging
 
 import numpy as np
-import torch
 
-from posecore.checkpoints import load_model, with_trained_codec
-from posecore.data import build_dataset, read_rgb, resolve_keypoints
-from posecore.evaluation import person_errors, resolve_checkpoint
-from posecore.runs import run_dir
-from posecore.viz import (PoseFigure, figure_png, heatmap_to_image_plane, only_parts, plot_gallery, plot_pose,
-                          zoom_box)
+from posecore.data import build_dataset, read_rgb
+from posecore.evaluation import resolve_checkpoint
+from posecore.predictor import Predictor, trained_params
+from posecore.runs import Run
+from posecore.scoring import person_errors
+from posecore.viz import PoseFigure, figure_png, heatmap_to_image_plane, person_view, plot_gallery, plot_pose
 
 log = logging.getLogger(__name__)
-
-
-def _keypoints(inst) -> np.ndarray:
-    """A ground-truth person as [K, 3] rows of (x, y, visibility)."""
-    return np.concatenate([inst.joints, inst.visible[:, None]], 1)
-
-
-def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pred: bool = True,
-                others: bool = True, heatmap: np.ndarray | None = None, rank: str = "",
-                parts: tuple[str, ...] = ()) -> dict:
-    """`draw_people` arguments for dataset person `index`, zoomed to that person.
-
-    The subject's ground truth and prediction are drawn strongly; with `others` the other people
-    of the same image are drawn faint. `heatmap` [H, W] is in image pixels
-    (heatmap_to_image_plane). The title names the person once: image id and which person of the
-    image, then its score; `rank` (e.g. "3.") goes in front. `parts` (names of dataset.info.parts,
-    e.g. ("face",)) shows only those joints of the whole-body sets; () shows all.
-    """
-    info = dataset.info
-
-    def shown(keypoints):
-        return only_parts(keypoints, info, parts)
-
-    inst = dataset.instances[int(index)]
-    same_image = [i for i, other in enumerate(dataset.instances) if other.image_id == inst.image_id]
-    rest = [i for i in same_image if i != index] if others else []
-    matched = [i for i in (index, *rest) if np.isfinite(errors["pred"][i]).all()]
-    image = read_rgb(inst.image_path)
-    box = inst.bbox_xyxy
-    score = f"{errors['metric']} {errors['score'][index]:.2f}" if index in matched else "no matching prediction"
-    person = f"person {same_image.index(index) + 1} of {len(same_image)}" if len(same_image) > 1 else "one person"
-    return {"image": image,
-            "gt": [shown(_keypoints(inst))] if show_gt else [],
-            "pred": [shown(errors["pred"][index])] if show_pred and index in matched else [],
-            "faint_gt": [shown(_keypoints(dataset.instances[i])) for i in rest] if show_gt else [],
-            "faint_pred": [shown(errors["pred"][i]) for i in rest if i in matched] if show_pred else [],
-            "boxes": [(box[0], box[1], box[2] - box[0], box[3] - box[1])] if box is not None else [],
-            "view_box": zoom_box(box, image.shape) if box is not None else None,
-            "heatmap": heatmap,
-            "title": f"{rank + ' ' if rank else ''}image {inst.image_id}, {person}: {score}"}
 
 
 def worst_predictions(dataset, errors: dict, count: int = 8, ncols: int = 4) -> PoseFigure:
@@ -82,10 +41,10 @@ class PoseBrowser:
 
     def __init__(self, params, run_name: str, checkpoint: str | None = None):
         self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
-        self.params = params = with_trained_codec(resolve_keypoints(params, run_name), self.checkpoint)
+        self.params = params = trained_params(params, self.checkpoint, run_name)[0]
         self.dataset = build_dataset(params, "val")
-        self.errors = person_errors(self.dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
-        self._model = None
+        self.errors = person_errors(self.dataset, Run(run_name).eval_dir, params.eval.pckh_thr)
+        self._predictor: Predictor | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -108,24 +67,25 @@ class PoseBrowser:
         item = self.dataset[int(index)]
         if self.checkpoint is None:
             return item["target"].numpy()
-        if self._model is None:
-            self._model = load_model(self.params, self.checkpoint)[0]
-        with torch.no_grad():
-            output = self._model(item["image"][None])
-        return output[-1][0].numpy() if isinstance(output, (list, tuple)) else output[0].numpy()
+        if self._predictor is None:
+            self._predictor = Predictor.from_checkpoint(self.params, self.checkpoint, device="cpu")
+        return self._predictor.outputs(item["image"][None])[0][0]
 
     def figure(self, rank: int = 1, order: str = "worst first", show_gt: bool = True,
-               show_pred: bool = True, joint: str = "none", score_thr: float = 0.2,
+               show_pred: bool = True, joint: str | None = "none", score_thr: float = 0.2,
                others: bool = True, parts: tuple[str, ...] = ()) -> PoseFigure:
         """The person at `rank` (1 = first) of `order`; `joint` names the heatmap to overlay
-        ("none": no heatmap); `others` draws the other people of the image faint; `parts` shows
-        only those parts of a whole-body set (e.g. ("lefthand", "righthand"); () = all joints)."""
+        ("none": no heatmap; None: left_wrist, else the keypoint set's first joint); `others`
+        draws the other people of the image faint; `parts` shows only those parts of a
+        whole-body set (e.g. ("lefthand", "righthand"); () = all joints)."""
         if not 1 <= int(rank) <= len(self):
             raise ValueError(f"rank must be 1..{len(self)} (the val persons), got {rank}")
         index = int(self.order(order)[int(rank) - 1])
         heatmap, label = None, "heatmap"
+        names = self.dataset.info.joint_names
+        if joint is None:
+            joint = "left_wrist" if "left_wrist" in names else names[0]
         if joint != "none":
-            names = self.dataset.info.joint_names
             if joint not in names:
                 raise ValueError(f"joint must be 'none' or one of {list(names)}, got {joint!r}")
             inst = self.dataset.instances[index]

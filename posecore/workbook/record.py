@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from posecore.params import SHORTCUTS, ParamsError, flat_params, load_params
-from posecore.runs import resolve_path
+from posecore.runs import Run, resolve_path
 from posecore.workbook.report import Table, keep, run_relative
 
 # the keys every params table shows, differing or not: what a reader asks first about a run
@@ -65,7 +65,7 @@ def report_link(report: str | os.PathLike, run_name: str | None = None) -> Link:
     path = resolve_path(report)
     href = Path(os.path.relpath(path, notebook_folder(path.parent))).as_posix()
     name = run_name or path.parent.name
-    return Link(path, f"report.html of run {name}", href)
+    return Link(path, f"{Run.REPORT} of run {name}", href)
 
 
 # --- params --------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def params_table(resolved) -> Table:
                      _text(in_seed) if in_seed != "" else ""])
     shown_keys = len(rows)
     note = (f"{shown_keys} of {len(values) - 1} keys: the headline ones and those that differ from the params "
-            f"file or the seed; bold rows are overridden. The complete record is params.yaml in the run folder.")
+            f"file or the seed; bold rows are overridden. The complete record is {Run.PARAMS} in the run folder.")
     return Table(["section", "key", "value", file_label, seed_label], rows,
                  title=f"Params {resolved.name or ''}".strip(), note=note, highlight=tuple(highlight))
 
@@ -131,8 +131,8 @@ def run_summary(result: dict) -> Table:
     folder = Path(result["run_dir"])
     run = read_run(folder.name)
     metric = run["metric"]
-    checkpoints = folder / "checkpoints"
-    kept = [run_relative(path, folder) for path in (checkpoints / "last.pt", checkpoints / "best.pt") if path.is_file()]
+    files = Run.at(folder)
+    kept = [run_relative(path, folder) for path in (files.last_path, files.best_path) if path.is_file()]
     rows = [
         ["run", run["run"]],
         ["state", run["state"] + ("" if result.get("stopped") in (None, "", "done") else f" ({result['stopped']})")],

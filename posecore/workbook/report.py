@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from posecore.runs import atomic_write, read_json, resolve_path, run_dir, run_lock, write_json
+from posecore.runs import Run, atomic_write, read_json, resolve_path, run_dir, run_lock, write_json
 from posecore.viz import save_figure
 
 # The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
@@ -221,9 +221,9 @@ def write_report(run_name: str, title: str | None = None) -> Path:
     and refresh the run index outputs/runs.csv (posecore.experiments.write_run_index)."""
     from posecore.experiments import write_run_index
 
-    folder = run_dir(run_name)
-    with run_lock(folder, "report.html"):
-        written = atomic_write(folder / "report.html", report_html(run_name, title))
+    run = Run(run_name)
+    with run.lock(Run.REPORT):
+        written = atomic_write(run.report_path, report_html(run_name, title))
     write_run_index()
     return written
 
@@ -231,7 +231,8 @@ def write_report(run_name: str, title: str | None = None) -> Path:
 def _run_summary(folder: Path) -> str:
     """An HTML list of what the run is: params name, model, dataset (relative to the run), device."""
     lines = []
-    params_file = folder / "params.yaml"
+    run = Run.at(folder)
+    params_file = run.params_path
     if params_file.is_file():
         params = yaml.safe_load(params_file.read_text()) or {}
         model, data = params.get("model", {}), params.get("data", {})
@@ -239,16 +240,15 @@ def _run_summary(folder: Path) -> str:
         lines.append(f"params {_code(params.get('name', ''))}; model {_code(model.get('name', ''))}"
                      f" ({html.escape(str(model.get('num_joints', '')))} joints); dataset"
                      f" {_code(data.get('dataset', ''))} at {_code(root)}; input (w, h) {_code(data.get('input_size'))}")
-    env_file = folder / "env.json"
-    if env_file.is_file():
-        env = read_json(env_file)
+    env = run.env()
+    if env:
         git = env.get("git") or {}
         commit = f"{git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}" if git.get("commit") else None
         shown = {"device": env.get("device_type"), "world size": env.get("world_size"), "torch": env.get("torch"),
                  "host": env.get("hostname"), "commit": commit}
         lines.append("environment: " + ", ".join(f"{k} {_code(v)}" for k, v in shown.items() if v is not None))
     if not lines:
-        return "<p>(no params.yaml in the run folder yet)</p>"
+        return f"<p>(no {Run.PARAMS} in the run folder yet)</p>"
     return "<ul>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>"
 
 

@@ -13,6 +13,7 @@ import html
 import re
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,12 @@ from posecore import viz
 from posecore.data import (annotation_stats, build_dataset, check_annotations, check_layout, dataset_root,
                            make_synthetic, make_synthetic_video, read_rgb, synthetic_root, uses_coco_layout)
 from posecore.data.layouts import coco_style_layout
-from posecore.evaluation import person_errors, primary_metric
+from posecore.evaluation import primary_metric
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import DATASETS, from_record
 from posecore.params import SHORTCUTS, load_params
-from posecore.runs import REPO_ROOT, outputs_root, read_json, read_jsonl, resolve_path, run_dir
+from posecore.runs import REPO_ROOT, Run, outputs_root, read_json, resolve_path, run_dir
+from posecore.scoring import person_errors
 from posecore.workbook.browser import worst_predictions as worst_gallery
 from posecore.workbook.record import Note
 from posecore.workbook.report import Table, keep, reference_table, run_relative
@@ -49,6 +51,22 @@ def notebook_params(model: str = "fastpose", params: str | None = None, data_roo
     if epochs:
         fixed["train.epochs"] = int(epochs)
     return load_params(params or model, {**fixed, **(overrides or {})})
+
+
+def run_params(run_name: str, model: str = "fastpose", params: str | None = None, data_root: str | None = None,
+               overrides: dict | None = None, epochs: int | None = None):
+    """The Params of a notebook after training (eval, visualize, export, infer): the run's own
+    (its params.yaml: model, keypoint set, codec) when `run_name` names a run; else
+    `notebook_params(model, params, ...)`, for what has no run yet (an upstream checkpoint, the
+    oracle). `data_root` and `overrides` apply either way (e.g. {"eval.flip_test": False})."""
+    run = Run(run_name)
+    if not run.exists():
+        return notebook_params(model, params, data_root, overrides, epochs)
+    if params:
+        warnings.warn(f"run {run_name!r} has its own params ({run.params_path}): params {params!r} is not "
+                      "used (it is for runs that have none yet); change settings with overrides", stacklevel=2)
+    fixed = {"data.root": str(data_root)} if data_root else {}
+    return load_params(run.params(), {**fixed, **(overrides or {})})
 
 
 def checkpoint_for(params, checkpoint: str | None) -> str | None:
@@ -157,10 +175,10 @@ def dataset_gallery(run_name: str, params, check: LayoutCheck, count: int = 8):
 # --- train ---------------------------------------------------------------------------------------
 
 def training_log(run_name: str) -> list[dict]:
-    path = run_dir(run_name, create=False) / "log.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: train run {run_name!r} first (train.ipynb)")
-    return read_jsonl(path)
+    run = Run(run_name)
+    if not run.log_path.is_file():
+        raise FileNotFoundError(f"{run.log_path} does not exist: train run {run_name!r} first (train.ipynb)")
+    return run.log()
 
 
 def training_curves(run_name: str):
@@ -205,10 +223,8 @@ def _percent(value: Any) -> Any:
 # --- eval ----------------------------------------------------------------------------------------
 
 def eval_metrics(run_name: str) -> dict:
-    path = run_dir(run_name, create=False) / "eval" / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: evaluate run {run_name!r} first (eval.ipynb)")
-    return read_json(path)
+    """The run's eval/metrics.json (see posecore.runs.Run.eval_metrics)."""
+    return Run(run_name).eval_metrics()
 
 
 def results_table(run_name: str, params) -> Table:
@@ -250,7 +266,7 @@ def _data_description(params, run_name: str) -> str:
 
 def per_joint_table(run_name: str) -> Table:
     """eval/per_joint.csv as a table."""
-    path = run_dir(run_name, create=False) / "eval" / "per_joint.csv"
+    path = Run(run_name).eval_dir / "per_joint.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: evaluate run {run_name!r} first (eval.ipynb)")
     with open(path) as f:
@@ -287,14 +303,14 @@ def threshold_figure(run_name: str):
         fig = viz.plot_threshold_curve(curve["thresholds"], curve["mean"], "threshold (fraction of head size)",
                                        "PCKh (%)", "PCKh against the threshold")
     else:
-        raise ValueError(f"{run_name}: eval/metrics.json has neither ap_per_oks nor pckh_curve")
+        raise ValueError(f"{run_name}: the eval metrics have neither ap_per_oks nor pckh_curve")
     return keep(run_name, "eval_thresholds", fig)
 
 
 def worst_predictions(run_name: str, params, count: int = 8):
     """The persons with the lowest OKS / PCKh, drawn on their images (eval_worst.png)."""
     dataset = build_dataset(params, "val")
-    errors = person_errors(dataset, run_dir(run_name, create=False) / "eval", params.eval.pckh_thr)
+    errors = person_errors(dataset, Run(run_name).eval_dir, params.eval.pckh_thr)
     return keep(run_name, "eval_worst", worst_gallery(dataset, errors, count))
 
 
@@ -466,10 +482,16 @@ def infer_frames(summary: dict, count: int = 4):
                             size=3.5)
 
 
-def infer_trajectories(summary: dict, joint: str = "nose"):
+TRAJECTORY_JOINTS = ("nose", "head_top", "neck", "thorax")   # the first one a keypoint set has
+
+
+def infer_trajectories(summary: dict, joint: str | None = None):
     """Per-person paths of `joint` through the source (see viz.plot_trajectories), over the middle
-    frame of the drawn video when there is one."""
+    frame of the drawn video when there is one. None: the first of TRAJECTORY_JOINTS the model's
+    keypoint set has, else its first joint."""
     names = summary["joint_names"]
+    if joint is None:
+        joint = next((name for name in TRAJECTORY_JOINTS if name in names), names[0])
     if joint not in names:
         raise ValueError(f"joint {joint!r} is not one of the model's joints {names}")
     tracks = tracks_from_results(read_json(summary["results"]), names.index(joint))

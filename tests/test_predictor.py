@@ -1,0 +1,129 @@
+"""posecore.Predictor: one crop (the dataset's), one forward, flip test and decode for PyTorch
+and ONNX; a run's model loads as it was trained (its params.yaml, keypoint set, codec).
+
+A tiny FastPose trained one epoch on synthetic COCO-layout data is the run; its ONNX export the
+second backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import posecore
+from posecore.data import build_dataset, read_image
+from posecore.models import final_output
+from posecore.predictor import Poses, Predictor
+from posecore.runs import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_root, tmp_path_factory, one_thread):
+    """(run name, outputs root, onnx path): one epoch of the tiny params, exported."""
+    from helpers import TRAIN, tiny_params
+
+    outputs = tmp_path_factory.mktemp("predictor")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POSECORE_OUTPUTS", str(outputs))
+        params = tiny_params(tiny_root, **{**TRAIN, "train.epochs": 1, "data.codec": "udp"})
+        posecore.train(params, run_name="tiny")
+        onnx_path = outputs / "tiny" / "model.onnx"
+        posecore.export_onnx(load_run_params("tiny"), "last", onnx_path, run_name="tiny", parity_batch_sizes=())
+    return "tiny", outputs, onnx_path
+
+
+def load_run_params(name):
+    return Run(name).params()
+
+
+@pytest.fixture
+def in_run(trained, monkeypatch):
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(trained[1]))
+    return trained
+
+
+def val_people(params):
+    """(BGR image, boxes [n, 4] xyxy, dataset items) of the first val image's people."""
+    dataset = build_dataset(params, "val")
+    first = dataset.instances[0].image_id
+    chosen = [i for i, inst in enumerate(dataset.instances) if inst.image_id == first]
+    boxes = np.array([dataset.instances[i].bbox_xyxy for i in chosen], np.float64)
+    return read_image(dataset.instances[chosen[0]].image_path), boxes, [dataset[i] for i in chosen]
+
+
+def test_the_crop_is_the_datasets(in_run):
+    predictor = Predictor.from_run("tiny", "last", device="cpu")
+    image, boxes, items = val_people(predictor.params)
+    inputs, centers, scales = predictor.crops(image, boxes)
+    np.testing.assert_allclose(centers, np.stack([item["bbox_center"].numpy() for item in items]), atol=1e-4)
+    np.testing.assert_allclose(scales, np.stack([item["bbox_scale"].numpy() for item in items]), atol=1e-4)
+    np.testing.assert_allclose(inputs, np.stack([item["image"].numpy() for item in items]), atol=1e-5)
+
+
+def test_from_run_is_the_run_as_trained(in_run):
+    predictor = Predictor.from_run("tiny", "last", device="cpu")
+    run = Run("tiny")
+    assert predictor.params == run.params() and predictor.codec.name == "udp"   # the run's codec
+    assert predictor.checkpoint == run.last_path and predictor.checkpoint_format == "posecore"
+    # the same model through a params name given again: data.codec comes from the checkpoint
+    again = Predictor.from_checkpoint(posecore.load_params(run.params(), {"data.codec": "msra"}), "last",
+                                      device="cpu", run_name="tiny")
+    assert again.codec.name == "udp"
+    image, boxes, _ = val_people(predictor.params)
+    for flip in (False, True):
+        mine, theirs = predictor(image, boxes, flip), again(image, boxes, flip)
+        assert isinstance(mine, Poses) and mine.keypoints.dtype == np.float32
+        assert mine.keypoints.shape == (len(boxes), predictor.num_joints, 2)
+        assert mine.scores.shape == (len(boxes), predictor.num_joints)
+        np.testing.assert_array_equal(mine.keypoints, theirs.keypoints)
+    empty = predictor(image, np.zeros((0, 4)))
+    assert empty.keypoints.shape == (0, predictor.num_joints, 2) and len(empty) == 0
+
+
+def test_pytorch_and_onnx_give_the_same_keypoints(in_run):
+    _, _, onnx_path = in_run
+    torch_predictor = Predictor.from_run("tiny", "last", device="cpu")
+    onnx_predictor = Predictor.from_onnx(onnx_path)
+    assert onnx_predictor.codec == torch_predictor.codec and onnx_predictor.info == torch_predictor.info
+    image, boxes, _ = val_people(torch_predictor.params)
+    for flip in (False, True):
+        mine, theirs = torch_predictor(image, boxes, flip), onnx_predictor(image, boxes, flip)
+        assert np.median(np.abs(mine.keypoints - theirs.keypoints)) < 1e-3
+        np.testing.assert_allclose(mine.scores, theirs.scores, atol=1e-4)
+    # flipping changes something: the flip test is really run
+    assert not np.array_equal(torch_predictor(image, boxes, True).scores, torch_predictor(image, boxes).scores)
+
+
+def test_loading_refuses_what_it_cannot_resolve(in_run, tmp_path):
+    with pytest.raises(ValueError, match="needs params .* or run_name"):
+        Predictor.load("some.pt")
+    with pytest.raises(FileNotFoundError, match="run 'tiny' has no best checkpoint"):
+        Predictor.from_run("tiny", "best")   # validation was off: no best.pt
+    with pytest.raises(FileNotFoundError, match="is not a run"):
+        Predictor.from_run("never-trained")
+    with pytest.raises(FileNotFoundError, match=r"pose model .*missing\.onnx does not exist"):
+        Predictor.from_onnx(tmp_path / "missing.onnx")
+    oracle = Predictor.from_model(None, Run("tiny").params())
+    with pytest.raises(ValueError, match="only decodes"):
+        oracle.outputs(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_final_output_takes_the_last_stack_only_from_a_list():
+    stacks = [torch.zeros(1), torch.ones(1)]
+    assert final_output(stacks) is stacks[1]
+    simcc = (torch.zeros(1), torch.ones(1))   # RTMPose's (x, y) pair is one output
+    assert final_output(simcc) is simcc and final_output(stacks[0]) is stacks[0]
+
+
+def test_decode_marks_non_finite_joints_and_keeps_the_rest():
+    params = posecore.load_params("demo", {"data.input_size": [32, 32], "data.heatmap_size": [8, 8]})
+    predictor = Predictor.from_model(None, params)
+    heatmaps = np.zeros((2, 17, 8, 8), np.float32)
+    heatmaps[:, :, 3, 5] = 1.0
+    heatmaps[1, 4, 0, 0] = np.nan
+    poses = predictor.decode(heatmaps, np.full((2, 2), 16.0), np.full((2, 2), 32.0))
+    assert np.isnan(poses.scores[1, 4]) and np.isfinite(np.delete(poses.scores[1], 4)).all()
+    assert poses.finite().tolist() == [True, False]
+    assert poses.rows().shape == (2, 17, 3)
