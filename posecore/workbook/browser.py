@@ -69,7 +69,7 @@ class PoseBrowser:
             return item["target"].numpy()
         if self._predictor is None:
             self._predictor = Predictor.from_checkpoint(self.params, self.checkpoint, device="cpu")
-        return self._predictor.outputs(item["image"][None])[0][0]
+        return self._predictor.codec.heatmaps(self._predictor.outputs(item["image"][None])[0])[0]
 
     def figure(self, rank: int = 1, order: str = "worst first", show_gt: bool = True,
                show_pred: bool = True, joint: str | None = "none", score_thr: float = 0.2,
