@@ -100,7 +100,7 @@ def drift(folder: Path, env: dict[str, Any], params: Any) -> list[str]:
     recorded = {normalized_name(name): (name, version) for name, version in (env.get("packages") or {}).items()}
     installed = {normalized_name(name): (name, version) for name, version in installed_packages().items()}
     if not recorded:
-        reasons.append("packages: env.json records no installed packages (a run from before posecore "
+        reasons.append(f"packages: {Run.ENV} records no installed packages (a run from before posecore "
                        "recorded them); pass allow_drift=True to re-run anyway")
     for key in sorted(recorded.keys() | installed.keys() if recorded else ()):
         before, after = recorded.get(key), installed.get(key)
@@ -112,7 +112,7 @@ def drift(folder: Path, env: dict[str, Any], params: Any) -> list[str]:
             reasons.append(f"packages: {before[0]} {before[1]} recorded, {after[1]} installed")
     recorded_data = env.get("data_fingerprint") or {}
     if not recorded_data:
-        reasons.append("data: env.json records no data fingerprint")
+        reasons.append(f"data: {Run.ENV} records no data fingerprint")
     now_data = {split: data_fingerprint(_split_params(folder, params, split), (split,))[split]
                 for split in recorded_data}
     reasons += fingerprint_changes(recorded_data, now_data)
@@ -159,14 +159,14 @@ def rerun_plan(folder: Path, env: dict[str, Any]) -> dict[str, Any]:
                         f"has {device.device_count()}")
         plan["blocked"] = True
     if trained and (not summaries or summaries[-1].get("steps", 0) < train_steps):
-        refusals.append(f"the run's training has not finished (log.jsonl has steps up to {train_steps} "
+        refusals.append(f"the run's training has not finished ({Run.LOG} has steps up to {train_steps} "
                         f"and no summary after them): resume it before reproducing it")
         plan["blocked"] = True
     changed = sorted({key for r in log if r.get("type") == "params_changed"
                       for key in r.get("changed", {}) if key not in RESUME_HARMLESS})
     if changed:
-        refusals.append(f"a resume of the run changed {', '.join(changed)} (log.jsonl params_changed): "
-                        f"params.yaml alone does not describe its first part")
+        refusals.append(f"a resume of the run changed {', '.join(changed)} ({Run.LOG} params_changed): "
+                        f"{Run.PARAMS} alone does not describe its first part")
     if not trained and not plan["evaluations"]:
         refusals.append("the run has neither a training nor a recorded evaluation to re-run")
         plan["blocked"] = True
@@ -334,7 +334,7 @@ def verdict_table(result: dict[str, Any]):
                      + ("all equal" if losses["equal"] else f"first differing at step {losses['first_diverging_step']}"),
                      f"largest relative difference {losses['largest_relative_difference']:.3g}"])
     if weights:
-        rows.append(["weights (last.pt)", f"{weights['tensors']} tensors, "
+        rows.append([f"weights ({Run.CHECKPOINT_FILES['last']})", f"{weights['tensors']} tensors, "
                      + ("bitwise equal" if weights["equal"] else f"{weights.get('tensors_differing', '?')} differ"),
                      weights.get("note") or f"largest relative difference {weights.get('largest_relative_difference', 0):.3g}"
                      + (f" in {weights['largest_in']}" if weights.get("largest_in") else "")])
