@@ -63,10 +63,11 @@ class PoseBrowser:
         return by if by == "dataset order" else by.replace(" ", f" {self.errors['metric']} ", 1)
 
     def heatmaps(self, index: int) -> np.ndarray:
-        """Heatmaps [K, Hh, Wh] of dataset person `index`: the model's output, or the target (oracle)."""
+        """Heatmaps [K, Hh, Wh] of dataset person `index`: the model's output, or the target (oracle),
+        as the codec shows it (SimCC: each joint's y vector times its x vector, [K, Wy, Wx])."""
         item = self.dataset[int(index)]
         if self.checkpoint is None:
-            return item["target"].numpy()
+            return self.dataset.codec.heatmaps(item["target"])
         if self._predictor is None:
             self._predictor = Predictor.from_checkpoint(self.params, self.checkpoint, device="cpu")
         return self._predictor.codec.heatmaps(self._predictor.outputs(item["image"][None])[0])[0]
