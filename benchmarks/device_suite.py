@@ -174,7 +174,7 @@ def params_for(model: Model, plan: Plan, root: Path, **overrides) -> posecore.Pa
     values = {"data.root": str(root), "data.dataset": "coco", "model.num_joints": 17,
               "data.input_size": [width, height],
               "data.heatmap_size": [width // HEATMAP_STRIDE, height // HEATMAP_STRIDE],
-              "train.batch_size": plan.batch, "train.val_every": 0,
+              "train.batch_size": plan.batch, "train.global_batch": 0, "train.val_every": 0,
               **{f"model.{key}": value for key, value in model.options.items()}, **overrides}
     return posecore.load_params(model.name, values)
 

@@ -243,7 +243,8 @@ def _wait_for_kernel(lab, notebook: str, timeout_s: float = 60.0) -> None:
 def _run_all_cells(page, lab, shots: Path, notebook: str = "visualize.ipynb", timeout_s: int = 120) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    page.goto(f"{lab['url']}/lab/tree/notebooks/{notebook}?token={lab['token']}")
+    # ?reset: only this notebook open (JupyterLab would restore the tabs of the test before)
+    page.goto(f"{lab['url']}/lab/tree/notebooks/{notebook}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
     _wait_for_kernel(lab, notebook)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
@@ -252,7 +253,8 @@ def _run_all_cells(page, lab, shots: Path, notebook: str = "visualize.ipynb", ti
     # every code cell numbered, none waiting ([*]): the static figures below the widget are drawn too
     try:
         page.wait_for_function("""() => {
-            const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
+            const prompts = Array.from(document.querySelectorAll(
+                '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt'))
                 .map(p => p.textContent.trim());
             return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
         }""", timeout=timeout_s * 1000)
@@ -320,7 +322,7 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
 def test_train_notebook_with_two_devices_reads_as_the_record_of_the_run(lab, page, tmp_path):
     """Two workers train; the notebook shows one progress bar (no progress lines on stderr), the params
     and the run as tables, and a link that opens report.html inside JupyterLab."""
-    _run_all_cells(page, lab, tmp_path, "train.ipynb", timeout_s=420)
+    _run_all_cells(page, lab, tmp_path, "train.ipynb", timeout_s=600)
     outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
                             ".map(e => ({text: e.textContent, mime: e.getAttribute('data-mime-type')}))")
     page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
