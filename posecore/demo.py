@@ -66,14 +66,15 @@ def demo_steps(run_name: str, params: str) -> list[tuple[str, dict[str, Any]]]:
     (built by prepare_data at outputs/data/synthetic_coco, reused when complete)."""
     data_root = str(synthetic_root("coco"))
     common = {"model": "fastpose", "params": params, "run_name": run_name, "data_root": data_root}
+    trained = {"run_name": run_name, "checkpoint": "best"}   # the run brings its params
     return [
         ("prepare_data", {**common, "synthetic": {}}),
         ("train", {**common, "npus": 1}),
-        ("eval", {**common, "checkpoint": "best"}),
-        ("visualize", {**common, "checkpoint": "best"}),
-        ("export", {**common, "checkpoint": "best"}),
+        ("eval", trained),
+        ("visualize", trained),
+        ("export", trained),
         # source "": posecore's synthetic walking video with its detector-like boxes
-        ("infer", {**common, "checkpoint": "best", "source": "", "detector": ""}),
+        ("infer", {**trained, "source": "", "detector": ""}),
     ]
 
 

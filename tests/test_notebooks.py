@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 import posecore
@@ -279,3 +280,102 @@ def test_dead_kernel_is_a_failure_even_without_an_error_cell(tmp_path):
     assert not any(o.output_type == "error" for c in executed.cells for o in c.get("outputs", []))
     with pytest.raises(pytest.fail.Exception, match="kernel died"):
         run_cli(source, tmp_path / "again.ipynb", {})
+
+
+# --- a run taken by name: the notebooks after training read its params, keypoint set and codec ------
+
+HOURGLASS = "nbtest-hourglass"
+# Hourglass-52 at its smallest input (sides in multiples of 128) on 2 synthetic MPII images, one epoch
+HOURGLASS_TINY = {"data.input_size": [128, 128], "data.heatmap_size": [32, 32], "data.workers": 0,
+                  "train.batch_size": 2, "train.global_batch": 0, "train.epochs": 1, "train.val_every": 0,
+                  "train.warmup_iters": 0,
+                  "eval.batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def hourglass_notebooks(workbook):
+    """An MPII Hourglass run trained by name, then eval, export and visualize given only
+    `-p run_name R -p checkpoint last`: {name: executed notebook}."""
+    root = data.make_synthetic(workbook["root"] / "synthetic_mpii", "mpii", num_train=2, num_val=1, image_size=128)
+    posecore.train(posecore.load_params("hourglass", {**HOURGLASS_TINY, "data.root": str(root)}),
+                   run_name=HOURGLASS)
+    by_name = {"run_name": HOURGLASS, "checkpoint": "last"}
+    return {name: _run_as(name, HOURGLASS, by_name) for name in ("eval", "export", "visualize")}
+
+
+def _run_as(name: str, run_name: str, parameters: dict) -> Path:
+    try:
+        return demo.run_notebook(name, run_name, parameters, stream=False)
+    except demo.NotebookFailed as error:
+        pytest.fail(str(error))
+
+
+def test_notebooks_after_training_take_the_run_by_name(workbook, hourglass_notebooks):
+    from posecore.export import read_metadata
+    from posecore.keypoints import MPII
+
+    folder = workbook["outputs"] / HOURGLASS
+    metrics = read_json(folder / "eval" / "metrics.json")
+    assert "PCKh" in metrics and "AP" not in metrics
+    assert metrics["settings"]["model"] == "hourglass" and metrics["settings"]["checkpoint"].endswith("last.pt")
+    metadata = read_metadata(folder / "model.onnx")
+    assert metadata["model_name"] == "hourglass" and metadata["dataset"] == "mpii"
+    assert metadata["joint_names"] == list(MPII.joint_names) and metadata["checkpoint"] == "last.pt"
+    assert "PCKh" in _output_text(hourglass_notebooks["eval"])
+    assert (folder / "figures" / "viz_heatmap.png").is_file()
+
+
+def test_the_run_and_its_export_predict_the_same_keypoints(workbook, hourglass_notebooks):
+    from posecore.predictor import Predictor
+
+    run_model = Predictor.from_run(HOURGLASS, "last", device="cpu")
+    exported = Predictor.from_onnx(workbook["outputs"] / HOURGLASS / "model.onnx")
+    dataset = data.build_dataset(run_model.params, "val")
+    first = dataset.instances[0]
+    people = [inst for inst in dataset.instances if inst.image_id == first.image_id]
+    boxes = np.array([[*inst.joints.min(0), *inst.joints.max(0)] for inst in people])   # MPII has no boxes
+    image = data.read_image(first.image_path)
+    mine, theirs = run_model(image, boxes), exported(image, boxes)
+    assert mine.keypoints.shape == (len(boxes), 16, 2)
+    assert np.median(np.abs(mine.keypoints - theirs.keypoints)) < 1e-3
+
+
+def test_every_notebook_of_the_chain_defaults_to_the_same_run():
+    """Run in order with their defaults, the notebooks find each other's run."""
+    defaults = {name: _assigned_names(next(c for c in _load(name).cells if c.cell_type == "code").source)["run_name"]
+                for name in NOTEBOOKS if name != "compare"}   # compare keeps a comparison of several runs
+    assert len(set(defaults.values())) == 1 and None not in defaults.values(), defaults
+
+
+def test_run_params_are_the_runs_own_and_notebook_params_without_a_run(outputs, tmp_path):
+    from posecore import workbook
+    from posecore.params import save_params
+    from posecore.runs import Run
+
+    fresh = workbook.run_params("no-such-run", "fastpose", "demo", None, {"eval.flip_test": False})
+    assert fresh == posecore.load_params("demo", {"eval.flip_test": False})
+    trained = posecore.load_params("hourglass", {"data.input_size": [128, 128], "data.heatmap_size": [32, 32]})
+    run = Run("hourglass-run")
+    run.folder_made()
+    save_params(trained, run.params_path)
+    # the notebooks' default model (fastpose) does not override what the run was trained as
+    got = workbook.run_params("hourglass-run", "fastpose", None, str(tmp_path), {"eval.flip_test": False})
+    assert got.model == trained.model and got.data.dataset == "mpii" and got.data.input_size == [128, 128]
+    assert got.data.root == str(tmp_path) and got.eval.flip_test is False
+    with pytest.warns(UserWarning, match="params 'fastpose_coco' is not used"):
+        assert workbook.run_params("hourglass-run", "fastpose", "fastpose_coco").model == trained.model
+
+
+def test_trajectories_default_to_a_joint_the_model_has(tmp_path):
+    from posecore import workbook
+    from posecore.keypoints import MPII
+
+    results = tmp_path / "results.json"
+    rows = [{"image_id": f"{frame}.jpg", "idx": 1, "keypoints": [10.0 + frame, 20.0, 0.9] * MPII.num_joints}
+            for frame in range(3)]
+    results.write_text(json.dumps(rows))
+    summary = {"joint_names": list(MPII.joint_names), "results": str(results)}
+    figure = workbook.infer_trajectories(summary)   # MPII has no nose: head_top
+    assert any("head_top" in ax.get_title() for ax in figure.axes)
+    with pytest.raises(ValueError, match="'nose' is not one of the model's joints"):
+        workbook.infer_trajectories(summary, "nose")

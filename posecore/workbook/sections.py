@@ -339,7 +339,7 @@ def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
     """Run examples/onnx_infer.py (onnxruntime + numpy + OpenCV only) on the first val person;
     its drawing goes to figures/export_example.png and its printout into the returned table."""
     instance = build_dataset(params, "val").instances[0]
-    x0, y0, x1, y1 = (float(v) for v in instance.bbox_xyxy)
+    x0, y0, x1, y1 = _person_box(instance, params.data.bbox_padding)
     out = run_dir(run_name) / "figures" / "export_example.png"
     command = [sys.executable, str(REPO_ROOT / "examples" / "onnx_infer.py"), str(onnx_path), instance.image_path,
                "--box", *(f"{v:.1f}" for v in (x0, y0, x1 - x0, y1 - y0)), "--out", str(out)]
@@ -352,6 +352,16 @@ def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
     return keep(run_name, "export_example", Table(["joint", "x", "y", "score"], rows,
                                                   title="Standalone onnxruntime example",
                                                   note=f"in the run folder: python {shell}"))
+
+
+def _person_box(instance, padding: float) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1 of a val person: its box, or for a set without boxes (MPII) the box its crop
+    grows from (bbox_scale / padding around bbox_center), so that the example crops the same."""
+    if instance.bbox_xyxy is not None:
+        return tuple(float(v) for v in instance.bbox_xyxy)
+    half = np.asarray(instance.bbox_scale, np.float64) / padding / 2
+    center = np.asarray(instance.bbox_center, np.float64)
+    return (*(center - half).tolist(), *(center + half).tolist())
 
 
 def run_of(train_result: dict) -> str:
