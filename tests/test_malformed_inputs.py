@@ -324,7 +324,7 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
 
     from posecore.checkpoints import read_checkpoint, split_checkpoint
     from posecore.resume import check_resume
-    from posecore.runs import TrainingError, write_json
+    from posecore.runs import Run, TrainingError, write_json
 
     checkpoint, params, env = run_base
     folder = tmp_path / "run"
@@ -337,7 +337,7 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
     saved = params.to_dict()
     (folder / "params.yaml").write_text(yaml.safe_dump(mutate(data_draw, saved) if target == "params.yaml" else saved))
     try:
-        check_resume(folder, params, world_size=1)
+        check_resume(Run.at(folder), params, world_size=1)
     except (ValueError, OSError, TrainingError) as error:  # TrainingError: refused changes, named by run
         assert target in str(error) or (isinstance(error, TrainingError) and str(folder) in str(error)), error
     if target == "last.pt":
