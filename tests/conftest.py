@@ -105,4 +105,6 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.strip() or done.returncode}")
     yield mount_point
     gc.collect()  # a failed run's datasets still map their annotation cache on the disk: release them
-    subprocess.run(["umount", str(mount_point)], check=True)
+    if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
+        # something of the run still holds a file there (a mapped cache page): detach it lazily
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
