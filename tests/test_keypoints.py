@@ -130,7 +130,7 @@ def test_recorded_set_rebuilds_from_saved_params_alone(tmp_path):
         assert keypoint_info(reloaded) == info
     with pytest.raises(KeypointSetError, match="b.json.*differ from data.joint_names"):
         keypoint_info(reloaded, category(BODY[::-1]), "b.json")
-    with pytest.raises(KeypointSetError, match="params.yaml"):
+    with pytest.raises(KeypointSetError, match="run's saved params"):
         keypoint_info(custom_params(**{"eval.sigmas": "uniform"}))
     assert keypoint_params(load_params("demo"), COCO) == load_params("demo")
 
