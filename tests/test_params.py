@@ -43,6 +43,16 @@ def test_round_trip_is_identical(tmp_path):
     assert load_params(p) == p and load_params(p) is not p
 
 
+def _refused_naming(overrides: dict, words: list[str]) -> None:
+    """load_params("demo", overrides) raises a ParamsError naming the file and every word."""
+    with pytest.raises(ParamsError) as info:
+        load_params("demo", overrides)
+    message = str(info.value)
+    assert "demo.yaml" in message
+    for word in words:
+        assert word in message, message
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"train.lrr": 0.1}, ["'train.lrr'", "did you mean 'train.lr'"]),
     ({"data.rooot": "x"}, ["'data.rooot'", "'data.root'"]),
@@ -53,12 +63,7 @@ def test_round_trip_is_identical(tmp_path):
     ({"lr": 1}, ["dotted key"]),
 ])
 def test_bad_keys_and_types_are_named(overrides, words):
-    with pytest.raises(ParamsError) as info:
-        load_params("demo", overrides)
-    message = str(info.value)
-    assert "demo.yaml" in message
-    for word in words:
-        assert word in message
+    _refused_naming(overrides, words)
 
 
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
@@ -123,12 +128,7 @@ def test_import_is_lazy_and_side_effect_free():
     ({"eval.batch_size": 0}, ["eval.batch_size", "> 0"]),
 ])
 def test_bad_values_are_refused_at_load_naming_the_key(overrides, words):
-    with pytest.raises(ParamsError) as info:
-        load_params("demo", overrides)
-    message = str(info.value)
-    assert "demo.yaml" in message
-    for word in words:
-        assert word in message, message
+    _refused_naming(overrides, words)
 
 
 def test_the_oracle_may_use_any_heatmap_size_but_training_may_not(outputs):
