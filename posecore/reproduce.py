@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from posecore.params import RESUME_HARMLESS, load_params
+from posecore.report import Table, save_table, write_report
 from posecore.runs import (Run, check_run_name, finite_number, json_safe, read_json, read_jsonl, run_dir,
                            run_lock, run_writer, write_json)
 
@@ -310,8 +311,6 @@ def compare_metrics(original: Path, reproduction: Path) -> dict[str, Any]:
 
 def _record(result: dict[str, Any], folder: Path, new_folder: Path | None) -> dict[str, Any]:
     """reproduce.json into both runs, and the Reproduction section of the original's report."""
-    from posecore.workbook.report import save_table, write_report
-
     result = json_safe(result)
     if new_folder is not None:
         write_json(new_folder / _FILES["result"], result)
@@ -322,10 +321,8 @@ def _record(result: dict[str, Any], folder: Path, new_folder: Path | None) -> di
     return result
 
 
-def verdict_table(result: dict[str, Any]):
-    """The verdict, its reasons and the comparisons as a workbook Table (report and notebook)."""
-    from posecore.workbook.report import Table
-
+def verdict_table(result: dict[str, Any]) -> Table:
+    """The verdict, its reasons and the comparisons as a Table (report, notebook and command line)."""
     rows = [["verdict", result["verdict"], f"{result['original']} -> {result.get('run') or '(not re-run)'}"]]
     rows += [["reason", reason, ""] for reason in result.get("reasons", [])]
     losses, weights, metrics = (result.get(key) or {} for key in ("losses", "weights", "metrics"))

@@ -5,15 +5,16 @@
   (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves;
   infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories; reproduce.ipynb's:
   reproduction_table, reproduction_runs)
-- report: `Table`, `keep` (a figure or table into the run folder) and `write_report` (report.html)
+- report (posecore.report, below the workbook so that commands like reproduce add to it too): `Table`,
+  `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
-- record: `params_table`, `run_summary`, `report_link`, `Note`: train.ipynb as the record of a run
+- record: `params_table`, `run_summary`, `report_link`, `run_figure`, `Note`: notebooks as the record of a run
 """
 from __future__ import annotations
 
+from posecore.report import Table, keep, reference_table, run_path, write_report
 from posecore.workbook.browser import PoseBrowser
-from posecore.workbook.record import Link, Note, params_table, report_link, run_summary
-from posecore.workbook.report import Table, keep, reference_table, run_figure, run_path, write_report
+from posecore.workbook.record import Link, Note, params_table, report_link, run_figure, run_summary
 from posecore.workbook.sections import annotation_checks
 from posecore.workbook.sections import (LayoutCheck, checkpoint_for, comparison_curves, comparison_notes,
                                         comparison_table, dataset_gallery, dataset_params,

@@ -1,6 +1,7 @@
 """What makes an executed notebook read as the record of a run: the params as a table (with what
 the params file and the seed say where they differ), the run's summary, a link to report.html,
-and a one-line `Note` where there is nothing to show yet (instead of an empty figure or table).
+a kept figure shown again (`run_figure`), and a one-line `Note` where there is nothing to show
+yet (instead of an empty figure or table).
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from posecore.params import SHORTCUTS, ParamsError, flat_params, load_params
-from posecore.runs import Run, resolve_path
-from posecore.workbook.report import Table, keep, run_relative
+from posecore.report import Table, keep, run_relative
+from posecore.runs import Run, resolve_path, run_dir
 
 # the keys every params table shows, differing or not: what a reader asks first about a run
 HEADLINE_KEYS = ("model.name", "model.depth", "model.num_joints", "data.dataset", "data.root", "data.input_size",
@@ -66,6 +67,13 @@ def report_link(report: str | os.PathLike, run_name: str | None = None) -> Link:
     href = Path(os.path.relpath(path, notebook_folder(path.parent))).as_posix()
     name = run_name or path.parent.name
     return Link(path, f"{Run.REPORT} of run {name}", href)
+
+
+def run_figure(run_name: str, name: str):
+    """A figure the run keeps (figures/<name>.png, posecore.report.keep) for display."""
+    from IPython.display import Image  # the notebook layer's display type; imported when shown
+
+    return Image(filename=str(run_dir(run_name, create=False) / "figures" / f"{name}.png"))
 
 
 # --- params --------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 `notebook_params` resolves every notebook's parameters the same way. The section helpers
 (dataset check and statistics, training curves, results against the seeds' reference rows,
 per-joint and threshold charts, export tables) return a figure or a `Table` and `keep` a copy in
-the run folder for report.html (posecore.workbook.report).
+the run folder for report.html (posecore.report).
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ from posecore.evaluation import primary_metric
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import DATASETS, from_record
 from posecore.params import SHORTCUTS, load_params
+from posecore.report import Table, keep, reference_table, run_relative
 from posecore.runs import REPO_ROOT, Run, outputs_root, read_json, resolve_path, run_dir
 from posecore.scoring import person_errors
 from posecore.workbook.browser import worst_predictions as worst_gallery
 from posecore.workbook.record import Note
-from posecore.workbook.report import Table, keep, reference_table, run_relative
 
 # --- notebook parameters -------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""The run-folder report: tables and figures kept by the notebooks, rendered as report.html.
+"""The run's report: tables and figures kept in the run folder, rendered as report.html.
 
-The notebook sections (posecore.workbook.sections) return a figure or a `Table` and `keep` a copy
-in the run folder (figures/<name>.png, tables/<name>.json).
+The notebook sections (posecore.workbook.sections) and the commands that judge a run
+(posecore.reproduce) return a figure or a `Table` and `keep` a copy in the run folder
+(figures/<name>.png, tables/<name>.json). This module sits below the workbook: anything that
+writes a run may add to its report without depending on the notebook layer.
 
 A notebook cannot export itself while it runs, so `write_report` builds outputs/<run>/report.html
 from those files: one section per notebook (the results against the seeds first), each with its
@@ -141,13 +143,6 @@ def load_table(path: str | Path) -> Table:
 def run_path(run_name: str, name: str) -> Path:
     """A file of the run folder, e.g. run_path(run, "model.onnx")."""
     return run_dir(run_name) / name
-
-
-def run_figure(run_name: str, name: str):
-    """A figure file of the run (figures/<name>.png) for display."""
-    from IPython.display import Image
-
-    return Image(filename=str(run_dir(run_name, create=False) / "figures" / f"{name}.png"))
 
 
 def save_run_figure(run_name: str, name: str, fig) -> Path:
