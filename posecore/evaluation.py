@@ -77,9 +77,12 @@ def eval_split(params: Params) -> str:
 
 
 def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike | None,
-             npus: int = 1, run_name: str | None = None) -> dict[str, float]:
+             npus: int = 1, run_name: str | None = None, verbose: bool = True) -> dict[str, float]:
     """Evaluate a checkpoint on the val split; write outputs/<run>/eval/ and merge the metrics
     into outputs/<run>/metrics.json. Returns the flat metrics dict.
+
+    verbose: also print the summary (the scorer's tables, speed) that eval/eval.log keeps; a
+    notebook shows it as tables instead (workbook.metrics_table).
 
     checkpoint: a path (posecore, AlphaPose or mmpose format), "best" / "last" of the run, or None
     with eval.oracle. npus > 1 starts that many workers (posecore.distributed.launch).
@@ -100,7 +103,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
         out_dir = run.eval_dir
         # workers get plain values only: the resolved params travel as a file
         params_path = save_params(params, out_dir / Run.PARAMS)
-        metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir)), npus,
+        metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir), verbose), npus,
                          params, log_dir=out_dir / "logs")
         merged = run.metrics()
         merged.update(metrics)
@@ -144,13 +147,14 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, params: Params,
 
 # --------------------------------------------------------------------------- workers
 
-def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str) -> dict[str, float]:
+def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str,
+                     verbose: bool = True) -> dict[str, float]:
     """One rank of `evaluate` (also the whole of it when npus == 1)."""
     params = load_params(params_path)
     device = get_device(local_rank())
     model = None if params.eval.oracle else Predictor.from_checkpoint(params, checkpoint, device).model
     extra = {"checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None}
-    return _evaluate_model(model, params, device, out_dir, extra, verbose=True)
+    return _evaluate_model(model, params, device, out_dir, extra, verbose)
 
 
 def _evaluate_model(model: nn.Module | None, params: Params, device: torch.device,

@@ -128,6 +128,7 @@ def test_compare_notebook_shows_the_two_params_the_crashed_state_and_curves(runs
     executed = nbformat.read(output, as_version=4)
     images = sum("image/png" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", []))
     assert images >= 1
+    assert "report.html of run comparison" in json.dumps([c.get("outputs") for c in executed.cells])
     report = (runs["outputs"] / "comparison" / "report.html").read_text()
     assert "train.seed" in report and "crashed" in report and "data:image/png;base64" in report
     with open(runs["outputs"] / "runs.csv") as f:

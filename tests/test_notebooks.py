@@ -154,6 +154,7 @@ def test_prepare_data_builds_data_and_shows_statistics(workbook, prepared):
     assert _outputs_of(prepared, "image/png") >= 2
     checks = read_json(workbook["outputs"] / RUN / "tables" / "data_annotation_checks.json")
     assert [row[0] for row in checks["rows"]] == ["train", "val"] and checks["rows"][1][3] == 0
+    assert not _long_plain_outputs(prepared) and "Params demo" in _output_text(prepared)
 
 
 def test_prepare_data_names_what_is_missing_and_where_to_get_it(workbook, tmp_path):
@@ -191,10 +192,16 @@ def _long_plain_outputs(path: Path) -> list[str]:
     return long
 
 
+def _reads_as_a_record(path: Path) -> str:
+    """An executed notebook of a run: no long plain-text outputs, a link to the run's report last."""
+    assert not _long_plain_outputs(path)
+    text = _output_text(path)
+    assert 'href=\\"../report.html\\"' in text and "report.html of run" in text
+    return text
+
+
 def test_train_notebook_reads_as_the_record_of_the_run(workbook, trained):
-    assert not _long_plain_outputs(trained)
-    text = _output_text(trained)
-    assert 'href=\\"../report.html\\"' in text or "report.html of run" in text
+    text = _reads_as_a_record(trained)
     assert "ModelParams(" not in text and "Params demo" in text and f"Run {RUN}" in text
     assert _outputs_of(trained, "image/png") >= 2      # loss curves and the validation history
 
@@ -222,6 +229,8 @@ def test_eval_notebook_scores_and_writes_the_report(workbook, evaluated):
     assert report.count("data:image/png;base64") >= 4
     assert "posecore.evaluate" not in report  # code hidden
     assert _outputs_of(evaluated, "image/png") >= 3
+    _reads_as_a_record(evaluated)   # the scorer's printed summary is a table here
+    assert ["AP", metrics["AP"]] in read_json(folder / "tables" / "eval_metrics.json")["rows"]
 
 
 def test_visualize_notebook_renders_static_figures_and_the_widget(workbook, evaluated):
@@ -229,13 +238,14 @@ def test_visualize_notebook_renders_static_figures_and_the_widget(workbook, eval
     assert _outputs_of(output, "image/png") >= 2
     assert _outputs_of(output, "application/vnd.jupyter.widget-view+json") == 1
     assert (workbook["outputs"] / RUN / "figures" / "viz_heatmap.png").is_file()
+    _reads_as_a_record(output)
 
 
 def test_export_notebook_writes_the_model_and_tables(workbook, trained):
     output = _run("export", workbook, **_common(workbook, checkpoint="best", latency_batches=[1], latency_repeats=2))
     folder = workbook["outputs"] / RUN
     assert (folder / "model.onnx").is_file() and (folder / "figures" / "export_example.png").is_file()
-    text = _output_text(output)
+    text = _reads_as_a_record(output)
     assert "onnxruntime_ms" in text and "max abs diff" in text
 
 
@@ -252,7 +262,7 @@ def test_infer_notebook_writes_what_the_api_writes(workbook, trained, tmp_path):
         (folder / "results.json").read_text())
     for name in ("infer_frames", "infer_trajectories"):
         assert (workbook["outputs"] / RUN / "figures" / f"{name}.png").is_file(), name
-    assert _outputs_of(output, "image/png") >= 2 and "end-to-end frames/s" in _output_text(output)
+    assert _outputs_of(output, "image/png") >= 2 and "end-to-end frames/s" in _reads_as_a_record(output)
 
 
 def test_failing_cell_stops_the_demo_with_its_error(workbook, monkeypatch, capsys):

@@ -158,6 +158,7 @@ def test_the_reproduce_notebook_shows_the_reproduction_next_to_its_original(trai
     executed = demo.run_notebook("reproduce", "orig", {"run_name": "orig", "as_run": "orig-nb"}, stream=False)
     shown = json.dumps([cell.get("outputs") for cell in json.loads(executed.read_text())["cells"]])
     assert "Reproduction of orig: identical" in shown and "orig-nb" in shown
+    assert "report.html of run orig" in shown   # the notebook ends with a link to the report
     assert json.loads((outputs_of / "orig-nb" / "reproduce.json").read_text())["verdict"] == "identical"
     compared = json.loads((outputs_of / "orig" / "tables" / "compare_runs.json").read_text())
     assert [row[0] for row in compared["rows"]] == ["orig", "orig-nb"]

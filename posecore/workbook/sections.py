@@ -275,6 +275,17 @@ def per_joint_table(run_name: str) -> Table:
     return Table(rows[0], values, title="Per joint", digits=3)
 
 
+def metrics_table(run_name: str) -> Table:
+    """Every number of the run's eval/metrics.json (what `evaluate` prints with verbose), one row
+    each (tables/eval_metrics.json)."""
+    metrics = eval_metrics(run_name)
+    rows = [[name, value] for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    note = "COCO values are fractions (AP 0.72 = 72 AP); -1 means the split has no person of that size."
+    return keep(run_name, "eval_metrics", Table(["metric", "value"], rows, title="Every metric of the evaluation",
+                                                note=note, digits=4))
+
+
 def _number(text: str) -> Any:
     try:
         return float(text) if "." in text or "e" in text.lower() or text.lower() == "nan" else int(text)
