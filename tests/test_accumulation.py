@@ -95,19 +95,16 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """This process and the workers compute with one thread each: the same float rounding in
-    both runs (other thread counts agree to ~1e-5 here), and no OpenMP stalls on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread_workers(one_thread):
+    """This process (conftest's one_thread) and the workers it starts compute with one thread
+    each: the same float rounding in both runs (other thread counts agree to ~1e-5 here)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
         yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
-def accumulated(synthetic_root, tmp_path_factory, one_thread):
+def accumulated(synthetic_root, tmp_path_factory, one_thread_workers):
     """1 process, micro-batches of 2, accumulate 2: the reference of the tests below."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POSECORE_OUTPUTS", str(tmp_path_factory.mktemp("outputs")))

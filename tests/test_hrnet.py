@@ -39,14 +39,9 @@ def layout_digest(state: dict[str, torch.Tensor]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """HRNet runs hundreds of small ops: on a shared 2-core machine two OpenMP threads stall at
-    every op's barrier (a training step 20x slower than with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# HRNet runs hundreds of small ops: on a shared 2-core machine two OpenMP threads stall at every
+# op's barrier (a training step 20x slower than with one)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
