@@ -28,6 +28,10 @@ from posecore.files import (DiskFullError, _size_text, append_jsonl, atomic_writ
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LOCK_NAME = ".writer.lock"
+# descriptors of the writer locks this process holds: a forked child (a DataLoader worker) closes
+# its copies (_close_inherited_locks), else it would hold the run locked after this process let go
+_HELD_LOCKS: set[int] = set()
+_FORK_HOOK: list[bool] = []   # [True] once the hook is registered (at the first lock, not at import)
 # what atomic_write's mkstemp names look like: .<target name>.<8 random characters>.tmp
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
@@ -267,6 +271,10 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
     lock_name = _LOCK_NAME if node == 0 else f".writer-node{node}.lock"
     path = folder / lock_name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if not _FORK_HOOK:
+        os.register_at_fork(after_in_child=_close_inherited_locks)
+        _FORK_HOOK.append(True)
+    _HELD_LOCKS.add(fd)
     try:
         try:
             locked = _flock_soon(fd)
@@ -291,7 +299,18 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
             if locked:
                 os.ftruncate(fd, 0)
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        _HELD_LOCKS.discard(fd)
+        os.close(fd)  # closing the descriptor releases the flock (once no forked child has a copy)
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child: close the copies of the parent's lock descriptors. A flock belongs to
+    the open file, which parent and child share, so a child that lives on (a DataLoader worker
+    finishing its last batch) would keep the run locked after the parent released it."""
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
 
 
 def _flock_soon(fd: int, tries: int = 5) -> bool:

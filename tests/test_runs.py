@@ -6,7 +6,9 @@ import ast
 import io
 import json
 import os
+import multiprocessing
 import socket
+import time
 
 import pytest
 
@@ -44,6 +46,23 @@ def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
         with pytest.raises(RunLockedError):  # one writer, in this process too
             with run_lock(folder, "training"):
                 pass
+
+
+def test_a_forked_child_that_outlives_the_block_does_not_keep_the_run_locked(outputs):
+    """A DataLoader worker forked while the run is locked may still be finishing its last batch
+    when training returns; the notebook's next cell must get the lock all the same."""
+    folder = run_dir("forked")
+    forking = multiprocessing.get_context("fork")
+    with run_lock(folder, "training"):
+        child = forking.Process(target=time.sleep, args=(60,), daemon=True)
+        child.start()
+    try:
+        assert child.is_alive()
+        with run_lock(folder, "a notebook's tables"):
+            assert run_writer(folder)["purpose"] == "a notebook's tables"
+    finally:
+        child.kill()
+        child.join()
 
 
 def test_taking_the_lock_removes_temp_files_of_interrupted_writes(outputs, capsys):
