@@ -66,6 +66,9 @@ METADATA_KEYS = {
     "simcc_sigma": "simcc: [x, y] Gaussian sigma of the training labels, in bins",
     "simcc_split_ratio": "simcc: bins per input pixel",
     "simcc_size": "simcc: [Wx, Wy], the lengths of simcc_x and simcc_y",
+    "shift_heatmap": "eval.shift_heatmap of the export: whether the flip test shifts the mirrored prediction",
+    "flip_shift": ("heatmap pixels the flip test moves the mirrored-back prediction right (0 with "
+                   "shift_heatmap off, and for udp / simcc)"),
     "mean": "[r, g, b] subtracted from rgb / 255",
     "std": "[r, g, b] dividing (rgb / 255 - mean)",
     "normalization": "the input formula, in words",
@@ -222,6 +225,9 @@ def build_metadata(params: Params, codec: Codec, output_names: list[str], checkp
         **info.record(),   # dataset, joint_names, flip_pairs, skeleton, oks_sigmas
         "input_size": list(params.data.input_size),
         **codec.metadata(),   # codec, its sizes, sigma(s) and decoding options
+        # flip test: the mirrored prediction moves flip_shift heatmap pixels right (eval.shift_heatmap)
+        "shift_heatmap": params.eval.shift_heatmap,
+        "flip_shift": codec.flip_shift(params.eval.shift_heatmap),
         "mean": list(params.data.mean),
         "std": list(params.data.std),
         "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",

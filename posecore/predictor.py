@@ -168,7 +168,8 @@ class Predictor:
             outputs = session.run(names, {input_name: images})
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-        shift = params.eval.shift_heatmap if params is not None else True
+        # the export's own setting; exports from before it was recorded used the default (on)
+        shift = params.eval.shift_heatmap if params is not None else metadata.get("shift_heatmap", True)
         return cls(forward, codec, from_record(metadata, str(path)), metadata["mean"], metadata["std"],
                    metadata["bbox_padding"], "onnxruntime", shift=shift, params=params, checkpoint=path)
 

@@ -96,6 +96,20 @@ def test_pytorch_and_onnx_give_the_same_keypoints(in_run):
     assert not np.array_equal(torch_predictor(image, boxes, True).scores, torch_predictor(image, boxes).scores)
 
 
+def test_the_export_carries_the_flip_tests_setting(in_run, tmp_path):
+    from posecore.export import read_metadata
+
+    _, _, onnx_path = in_run
+    assert read_metadata(onnx_path)["shift_heatmap"] is True and Predictor.from_onnx(onnx_path).shift
+    assert read_metadata(onnx_path)["flip_shift"] == 0.0    # udp: the mirrored heatmap is aligned
+    unshifted = posecore.load_params(load_run_params("tiny"), {"eval.shift_heatmap": False})
+    path = tmp_path / "unshifted.onnx"
+    posecore.export_onnx(unshifted, "last", path, run_name="tiny", parity_batch_sizes=())
+    assert read_metadata(path)["shift_heatmap"] is False
+    assert Predictor.from_onnx(path).shift is False                        # the export's own setting
+    assert Predictor.from_onnx(path, load_run_params("tiny")).shift is True  # params given win
+
+
 def test_loading_refuses_what_it_cannot_resolve(in_run, tmp_path):
     with pytest.raises(ValueError, match="needs params .* or run_name"):
         Predictor.load("some.pt")
