@@ -45,6 +45,7 @@ from posecore.runs import Run, atomic_write, finite_number, resolve_path
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 PARITY_TOLERANCE = 1e-4
+KEYPOINT_TOLERANCE_PX = 1e-3   # median keypoint difference, image pixels, of the two Predictors
 INPUT_NAME = "image"
 DECODE_OUTPUTS = ("keypoints", "scores")
 
@@ -93,7 +94,8 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     Relative paths (checkpoint, `path`) are relative to the repository root, as in params.
     `parity_batch_sizes`: batches compared with onnxruntime after writing (default (1, 2), or
     (1,) without a dynamic batch; () skips). Returns a report: path, opset, ir_version,
-    input/output names, parity max abs diff, checkpoint format.
+    input/output names, parity (the outputs' max abs diff per batch, and "predictor": the keypoints
+    of Predictor on PyTorch and on the file, `check_predictor_parity`), checkpoint format.
     """
     import onnx
 
@@ -133,9 +135,15 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     if run_name:
         record_export(Run(run_name).folder, str(weights) if weights else None, path)
     parity = check_parity(model, path, parity_batch_sizes, codec=codec) if parity_batch_sizes else None
+    if parity:
+        parity["predictor"] = check_predictor_parity(predictor, path)
     if parity and not parity["ok"]:
         warnings.warn(f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
                       f"(> {PARITY_TOLERANCE})", RuntimeWarning, stacklevel=2)
+    for case, found in (parity or {}).get("predictor", {}).items():
+        if not found["ok"]:
+            warnings.warn(f"{path}: Predictor.from_onnx's keypoints differ from PyTorch's by {found['median_px']:.3g} "
+                          f"px (median, {case}; > {KEYPOINT_TOLERANCE_PX})", RuntimeWarning, stacklevel=2)
     return {
         "path": str(path),
         "model_name": params.model.name,
@@ -333,6 +341,29 @@ def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def check_predictor_parity(predictor: Predictor, onnx_path: str | os.PathLike, people: int = 2,
+                           seed: int = 0) -> dict[str, dict[str, float]]:
+    """The whole path a user runs, both ways: `predictor` (PyTorch) and Predictor.from_onnx on the
+    same seeded image and boxes, crop to decode, flip test off and on. Returns {"flip off" / "flip
+    on": {"median_px", "max_px", "ok"}}: keypoint differences in image pixels; "ok" is the median
+    within KEYPOINT_TOLERANCE_PX (an argmax between two near-equal heatmap cells may flip a joint
+    of an untrained model, which the maximum shows)."""
+    exported = Predictor.from_onnx(onnx_path, predictor.params, device="cpu")
+    w, h = predictor.input_size
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)
+    corners = rng.uniform(0, 0.5, (people, 2)) * (w, h)
+    boxes = np.concatenate([corners, corners + (w, h)], axis=1)   # xyxy, inside the image
+    result = {}
+    for flip in (False, True):
+        ours, theirs = predictor(image, boxes, flip), exported(image, boxes, flip)
+        difference = np.abs(ours.keypoints - theirs.keypoints)
+        median = float(np.median(difference))
+        result[f"flip {'on' if flip else 'off'}"] = {"median_px": median, "max_px": float(difference.max()),
+                                                      "ok": median <= KEYPOINT_TOLERANCE_PX}
+    return result
 
 
 def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Sequence[int] = (1, 5),

@@ -95,6 +95,9 @@ def assert_valid_export(report, path, params, info, fmt):
     assert sorted(parity["batches"]) == [1, 5]
     assert all(d <= TOLERANCE for batch in parity["batches"].values() for d in batch.values())
     assert report["parity_max_abs_diff"] <= TOLERANCE and parity["ok"]
+    # the user's path both ways: Predictor on PyTorch and on the file, flip test off and on
+    assert parity["predictor"].keys() == {"flip off", "flip on"}
+    assert all(found["ok"] and found["median_px"] <= 1e-3 for found in parity["predictor"].values())
     assert read_metadata(path)["joint_names"] == list(info.joint_names)
 
 

@@ -165,6 +165,7 @@ def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
     assert report["parity"]["ok"] and report["parity_max_abs_diff"] <= 1e-5
     for diffs in report["parity"]["batches"].values():
         assert diffs["keypoints"] == 0.0 and diffs["scores"] <= 1e-6
+    assert all(found["ok"] for found in report["parity"]["predictor"].values())   # SimCC through Predictor
     metadata = read_metadata(report["path"])
     assert (metadata["codec"], metadata["simcc_split_ratio"], metadata["simcc_size"]) == ("simcc", 2.0, [384, 512])
     assert metadata["simcc_sigma"] == [4.9, 5.66] and "argmax of simcc_x" in metadata["decode"]

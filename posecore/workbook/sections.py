@@ -332,10 +332,14 @@ def parity_table(exported: dict) -> Table:
     parity = exported.get("parity") or {}
     rows = [[batch, name, diff, "yes" if diff <= parity.get("tolerance", 0) else "NO"]
             for batch, diffs in (parity.get("batches") or {}).items() for name, diff in diffs.items()]
+    rows += [["people, Predictor", f"keypoints (median px), {case}", found["median_px"], "yes" if found["ok"] else "NO"]
+             for case, found in (parity.get("predictor") or {}).items()]
     folder = Path(exported["path"]).parent  # the run folder, where the export notebook writes
     weights = run_relative(exported["checkpoint"], folder) if exported.get("checkpoint") else "as built (no checkpoint)"
     note = (f"{Path(exported['path']).name}: opset {exported['opset']}, input {exported['input_shape']}, "
-            f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights {weights}")
+            f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights {weights}. Outputs: "
+            f"random inputs; keypoints: Predictor.from_checkpoint against Predictor.from_onnx on one "
+            f"image, crop to decode")
     return Table(["batch", "output", "max abs diff", "within tolerance"], rows,
                  title="ONNX parity (onnxruntime vs PyTorch)", note=note)
 
