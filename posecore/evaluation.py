@@ -102,7 +102,7 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
             save_params(params, run.params_path)
         out_dir = run.eval_dir
         # workers get plain values only: the resolved params travel as a file
-        params_path = save_params(params, out_dir / Run.PARAMS)
+        params_path = save_params(params, run.eval_params_path)
         metrics = launch(_evaluate_worker, (str(params_path), checkpoint_path, str(out_dir), verbose), npus,
                          params, log_dir=out_dir / "logs")
         merged = run.metrics()

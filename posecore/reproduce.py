@@ -39,15 +39,11 @@ from typing import Any
 
 from posecore.params import RESUME_HARMLESS, load_params
 from posecore.report import Table, save_table, write_report
-from posecore.runs import (Run, check_run_name, finite_number, json_safe, read_json, read_jsonl, run_dir,
+from posecore.runs import (Run, check_run_name, finite_number, json_safe, run_dir,
                            run_lock, run_writer, write_json)
 
 TOLERANCE = {"loss": 1e-3, "weights": 1e-3, "metric": 5e-3}
 VERDICTS = ("identical", "within_tolerance", "differs", "refused")
-# run files read here, relative to the run folder (their names: posecore.runs.Run)
-_FILES = {"params": Run.PARAMS, "env": Run.ENV, "log": Run.LOG, "metrics": Run.METRICS,
-          "last": f"checkpoints/{Run.CHECKPOINT_FILES['last']}", "eval_params": f"eval/{Run.PARAMS}",
-          "notebooks": "notebooks", "result": "reproduce.json"}
 _TIMING_KEYS = re.compile(r".*(_per_s|_s|seconds|time)$")
 
 
@@ -56,10 +52,9 @@ def reproduce(run_name: str, as_run: str | None = None, allow_drift: bool = Fals
     "reasons", "run" (the new run, None when refused), "original", "losses", "weights",
     "metrics", "notebooks", ...}, also written as reproduce.json."""
     folder = _existing_run(run_name)
-    params = load_params(folder / _FILES["params"])
-    env = read_json(folder / _FILES["env"]) if (folder / _FILES["env"]).is_file() else {}
+    params, env = Run.at(folder).params(), Run.at(folder).env()
     plan = rerun_plan(folder, env)
-    missing = [] if env else [f"{_FILES['env']} is missing: the run has no records to compare with now"]
+    missing = [] if env else [f"{Run.ENV} is missing: the run has no records to compare with now"]
     reasons = missing + plan.pop("refusals") + drift(folder, env, params)
     new_name = as_run or _next_name(run_name)
     check_run_name(new_name)
@@ -137,10 +132,11 @@ def rerun_plan(folder: Path, env: dict[str, Any]) -> dict[str, Any]:
     "blocked" (a refusal that allow_drift cannot lift)}."""
     from posecore import device
 
-    log = read_jsonl(folder / _FILES["log"]) if (folder / _FILES["log"]).is_file() else []
+    run = Run.at(folder)
+    log = run.log()
     train_steps = max((r.get("step", 0) for r in log if r.get("type") == "train"), default=0)
     summaries = [r for r in log if r.get("type") == "summary"]
-    trained = (folder / _FILES["last"]).is_file() or train_steps > 0
+    trained = run.last_path.is_file() or train_steps > 0
     npus = int(env.get("npus") or 1)
     notebooks = notebook_parameters(folder)
     plan = {"train": trained, "npus": npus, "threads": (env.get("threads") or {}).get("per_worker"),
@@ -177,7 +173,7 @@ def rerun_plan(folder: Path, env: dict[str, Any]) -> dict[str, Any]:
 def notebook_parameters(folder: Path) -> dict[str, dict[str, Any]]:
     """{notebook stem: papermill parameters} of the run's executed notebooks (notebooks/*.ipynb)."""
     found = {}
-    for path in sorted((folder / _FILES["notebooks"]).glob("*.ipynb")):
+    for path in sorted(Run.at(folder).notebooks_dir.glob("*.ipynb")):
         try:
             metadata = json.loads(path.read_text()).get("metadata", {})
         except (OSError, ValueError):
@@ -200,7 +196,7 @@ def _rerun(plan: dict[str, Any], params: Any, folder: Path, new_name: str) -> No
     if plan["train"]:
         threads = {"dist.threads": int(plan["threads"])} if plan["threads"] else {}
         train(load_params(params, {**overrides, **threads}), npus=plan["npus"], run_name=new_name)
-    eval_params_path = folder / _FILES["eval_params"]
+    eval_params_path = Run.at(folder).eval_params_path
     for evaluation in plan["evaluations"]:
         threads = (evaluation.get("threads") or {}).get("per_worker") or plan["threads"]
         eval_params = load_params(eval_params_path if eval_params_path.is_file() else params,
@@ -217,7 +213,7 @@ def _rerun(plan: dict[str, Any], params: Any, folder: Path, new_name: str) -> No
 def compare(original: Path, reproduction: Path) -> dict[str, Any]:
     """{"verdict", "losses", "weights", "metrics", "first_diverging_step"} of two run folders."""
     losses = compare_losses(original, reproduction)
-    weights = compare_weights(original / _FILES["last"], reproduction / _FILES["last"])
+    weights = compare_weights(Run.at(original).last_path, Run.at(reproduction).last_path)
     metrics = compare_metrics(original, reproduction)
     parts = (losses, weights, metrics)
     if all(part["equal"] for part in parts):
@@ -233,9 +229,7 @@ def compare(original: Path, reproduction: Path) -> dict[str, Any]:
 def compare_losses(original: Path, reproduction: Path) -> dict[str, Any]:
     """The logged training losses, record by record (step: loss of its log window)."""
     def losses(folder: Path) -> dict[int, Any]:
-        path = folder / _FILES["log"]
-        records = read_jsonl(path) if path.is_file() else []
-        return {r["step"]: r.get("loss") for r in records if r.get("type") == "train"}
+        return {r["step"]: r.get("loss") for r in Run.at(folder).log() if r.get("type") == "train"}
 
     before, after = losses(original), losses(reproduction)
     first, largest = None, 0.0
@@ -287,8 +281,7 @@ def compare_weights(original: Path, reproduction: Path) -> dict[str, Any]:
 def compare_metrics(original: Path, reproduction: Path) -> dict[str, Any]:
     """metrics.json of both runs, key by key (timings left out): {"deltas": {key: [a, b, b - a]}}."""
     def metrics(folder: Path) -> dict[str, Any]:
-        path = folder / _FILES["metrics"]
-        values = read_json(path) if path.is_file() else {}
+        values = Run.at(folder).metrics()
         return {k: v for k, v in values.items() if not _TIMING_KEYS.fullmatch(k) and not isinstance(v, (dict, list))}
 
     before, after = metrics(original), metrics(reproduction)
@@ -313,9 +306,9 @@ def _record(result: dict[str, Any], folder: Path, new_folder: Path | None) -> di
     """reproduce.json into both runs, and the Reproduction section of the original's report."""
     result = json_safe(result)
     if new_folder is not None:
-        write_json(new_folder / _FILES["result"], result)
+        write_json(Run.at(new_folder).reproduction_path, result)
     with run_lock(folder, "reproduction"):
-        write_json(folder / _FILES["result"], result)
+        write_json(Run.at(folder).reproduction_path, result)
     save_table(folder.name, "reproduce_verdict", verdict_table(result))  # both take the lock themselves
     write_report(folder.name)
     return result
@@ -347,8 +340,8 @@ def verdict_table(result: dict[str, Any]) -> Table:
 
 def _existing_run(run_name: str) -> Path:
     folder = run_dir(run_name, create=False)
-    if not (folder / _FILES["params"]).is_file():
-        raise FileNotFoundError(f"{folder / _FILES['params']} does not exist: reproduce needs a run that "
+    if not Run.at(folder).exists():
+        raise FileNotFoundError(f"{Run.at(folder).params_path} does not exist: reproduce needs a run that "
                                 f"posecore.train or posecore.evaluate wrote (run {run_name!r})")
     writer = run_writer(folder)
     if writer:
@@ -371,7 +364,7 @@ def _next_name(run_name: str) -> str:
 
 def _split_params(folder: Path, params: Any, split: str) -> Any:
     """The params a split was read with: the evaluation's (eval/params.yaml) for test, else the run's."""
-    eval_params = folder / _FILES["eval_params"]
+    eval_params = Run.at(folder).eval_params_path
     return load_params(eval_params) if split == "test" and eval_params.is_file() else params
 
 

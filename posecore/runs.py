@@ -76,6 +76,7 @@ class Run:
     LOG = "log.jsonl"
     METRICS = "metrics.json"
     REPORT = "report.html"
+    REPRODUCTION = "reproduce.json"   # posecore.reproduce's verdict, in both runs
     CHECKPOINT_FILES = {"best": "best.pt", "last": "last.pt"}   # in checkpoints/
     CHECKPOINTS = tuple(CHECKPOINT_FILES)
 
@@ -141,6 +142,15 @@ class Run:
     @property
     def eval_dir(self) -> Path:
         return self.folder / "eval"
+
+    @property
+    def eval_params_path(self) -> Path:
+        """eval/params.yaml: the params of the run's last evaluation."""
+        return self.eval_dir / self.PARAMS
+
+    @property
+    def reproduction_path(self) -> Path:
+        return self.folder / self.REPRODUCTION
 
     @property
     def val_dir(self) -> Path:

@@ -163,7 +163,8 @@ def test_outputs_paths_follow_posecore_outputs(outputs):
 
 # ----------------------------------------------------------------------------- Run: the one owner of the folder
 
-RUN_FILES = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "last.pt", "best.pt", "report.html")
+RUN_FILES = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "last.pt", "best.pt", "report.html",
+             "reproduce.json")
 
 
 def test_run_names_every_file_of_its_folder(outputs):

@@ -181,12 +181,9 @@ def resolve_keypoints(params, run_name: str | None = None):
 def _run_keypoint_set(run_name: str | None) -> dict | None:
     """The custom keypoint set a run's params.yaml records: {"data": its data.* keypoint keys,
     "sigmas": eval.sigmas}; None without one."""
-    from posecore.params import load_params
-
-    path = Run(run_name).params_path if run_name else None
-    if path is None or not path.is_file():
+    if not run_name or not Run(run_name).exists():
         return None
-    run = load_params(path)
+    run = Run(run_name).params()
     if run.data.dataset != "custom" or not run.data.joint_names:
         return None
     keys = ("joint_names", "skeleton", "flip_pairs", "upper_body", "joint_weights")

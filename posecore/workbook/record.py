@@ -58,7 +58,7 @@ def notebook_folder(run_folder: Path) -> Path:
     if session and session.endswith(".ipynb"):
         path = Path(session)
         return (path if path.is_absolute() else Path.cwd() / path).parent
-    return Path(run_folder) / "notebooks"
+    return Run.at(run_folder).notebooks_dir
 
 
 def report_link(report: str | os.PathLike, run_name: str | None = None) -> Link:
