@@ -46,7 +46,8 @@ def _oracle_run(folder: Path) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="an evaluated run (default: a synthetic oracle run in a temp folder)")
-    parser.add_argument("--params", default="demo", help="the run's params name or path (with --run)")
+    parser.add_argument("--params", help="with --run: params name or path, only for a run without its own "
+                                          "params.yaml (default then: fastpose_coco)")
     parser.add_argument("--checkpoint", default="best", help="with --run: a path, or best / last")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -55,7 +56,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         if args.run:
-            params = workbook.notebook_params("fastpose", args.params)
+            params = workbook.run_params(args.run, "fastpose", args.params)   # the run's own params.yaml
             run, checkpoint = args.run, workbook.checkpoint_for(params, args.checkpoint)
         else:
             params, run, checkpoint = _oracle_run(Path(folder))

@@ -45,8 +45,13 @@ class RunLockedError(RuntimeError):
 
 
 def outputs_root() -> Path:
-    """Where run folders live: $POSECORE_OUTPUTS, else <repo>/outputs."""
-    return Path(os.environ.get("POSECORE_OUTPUTS", REPO_ROOT / "outputs"))
+    """Where run folders live: $POSECORE_OUTPUTS, else <repo>/outputs. A relative
+    $POSECORE_OUTPUTS is relative to the repository, like the paths in params: a notebook (whose
+    working directory is notebooks/) and a shell at the repository root find the same runs."""
+    value = os.environ.get("POSECORE_OUTPUTS")
+    if not value:
+        return REPO_ROOT / "outputs"
+    return REPO_ROOT / os.path.expanduser(value)   # an absolute path stays itself
 
 
 def default_run_name(prefix: str) -> str:

@@ -161,6 +161,16 @@ def test_outputs_paths_follow_posecore_outputs(outputs):
     assert resolve_path("params/demo.yaml") == ROOT / "params" / "demo.yaml"
 
 
+def test_a_relative_posecore_outputs_is_the_repositorys_whatever_the_working_directory(monkeypatch, tmp_path):
+    from posecore.runs import outputs_root
+
+    monkeypatch.chdir(tmp_path)   # a notebook runs in notebooks/, a shell anywhere
+    monkeypatch.setenv("POSECORE_OUTPUTS", "my-runs")
+    assert outputs_root() == ROOT / "my-runs" and run_dir("r1", create=False) == ROOT / "my-runs" / "r1"
+    monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "elsewhere"))
+    assert outputs_root() == tmp_path / "elsewhere"
+
+
 # ----------------------------------------------------------------------------- Run: the one owner of the folder
 
 RUN_FILES = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "last.pt", "best.pt", "report.html",
