@@ -38,7 +38,8 @@ import numpy as np
 from posecore.data.sources import Source, open_source, read_frames
 from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
 from posecore.predictor import Predictor
-from posecore.runs import atomic_write, default_run_name, outputs_root, resolve_path, run_dir, run_lock, write_json
+from posecore.runs import (Run, atomic_write, default_run_name, outputs_root, resolve_path, run_lock,
+                           write_json)
 
 VIDEO_CODEC = "mp4v"
 DEFAULT_FPS = 25.0            # for videos whose container does not say
@@ -191,7 +192,7 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
     src = open_source(source)
     track = src.kind == "video" if track is None else bool(track)
     out = resolve_path(out_dir) if out_dir is not None else (
-        run_dir(run_name or default_run_name("infer")) / "infer" / src.stem)
+        Run(run_name or default_run_name("infer")).infer_dir / src.stem)
     with _run_writer(out):   # what goes into a run folder holds its writer lock, as training does
         out.mkdir(parents=True, exist_ok=True)
         tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,

@@ -133,7 +133,7 @@ def save_table(run_name: str, name: str, table: Table) -> Path:
     """outputs/<run>/tables/<name>.json, read back by `write_report` (under the run's writer lock)."""
     folder = run_dir(run_name)
     with run_lock(folder, "a notebook's tables"):
-        return write_json(folder / "tables" / f"{name}.json", table.to_dict())
+        return write_json(Run.at(folder).tables_dir / f"{name}.json", table.to_dict())
 
 
 def load_table(path: str | Path) -> Table:
@@ -149,7 +149,7 @@ def save_run_figure(run_name: str, name: str, fig) -> Path:
     """outputs/<run>/figures/<name>.png (under the run's writer lock)."""
     folder = run_dir(run_name)
     with run_lock(folder, "a notebook's figures"):
-        return save_figure(fig, folder / "figures" / f"{name}.png")
+        return save_figure(fig, Run.at(folder).figures_dir / f"{name}.png")
 
 
 def run_relative(path: str | Path, folder: str | Path) -> str:
@@ -177,8 +177,8 @@ def _report_sections(folder: Path) -> list[tuple[str, list[Path | None], list[Pa
     def kept_order(paths):
         return sorted(paths, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
-    tables = list((folder / "tables").glob("*.json"))
-    figures = list((folder / "figures").glob("*.png"))
+    tables = list(Run.at(folder).tables_dir.glob("*.json"))
+    figures = list(Run.at(folder).figures_dir.glob("*.png"))
     layout = []
     for key, title in (*SECTIONS.items(), ("other", "Other")):
         own_tables = kept_order(p for p in tables if section(p) == key)

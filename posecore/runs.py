@@ -169,6 +169,21 @@ class Run:
     def notebooks_dir(self) -> Path:
         return self.folder / "notebooks"
 
+    @property
+    def tables_dir(self) -> Path:
+        """tables/<name>.json: what the report shows as tables (posecore.report.keep)."""
+        return self.folder / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        """figures/<name>.png: what the report shows as figures (posecore.report.keep)."""
+        return self.folder / "figures"
+
+    @property
+    def infer_dir(self) -> Path:
+        """infer/<source>/: posecore.infer's results, drawn output and summary per source."""
+        return self.folder / "infer"
+
     # --- readers
     def exists(self) -> bool:
         """Whether the folder is a run: it has a params.yaml."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from posecore.params import SHORTCUTS, ParamsError, flat_params, load_params
 from posecore.report import Table, keep, run_relative
-from posecore.runs import Run, resolve_path, run_dir
+from posecore.runs import Run, resolve_path
 
 # the keys every params table shows, differing or not: what a reader asks first about a run
 HEADLINE_KEYS = ("model.name", "model.depth", "model.num_joints", "data.dataset", "data.root", "data.input_size",
@@ -73,7 +73,7 @@ def run_figure(run_name: str, name: str):
     """A figure the run keeps (figures/<name>.png, posecore.report.keep) for display."""
     from IPython.display import Image  # the notebook layer's display type; imported when shown
 
-    return Image(filename=str(run_dir(run_name, create=False) / "figures" / f"{name}.png"))
+    return Image(filename=str(Run(run_name).figures_dir / f"{name}.png"))
 
 
 # --- params --------------------------------------------------------------------------------------

@@ -355,7 +355,7 @@ def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
     its drawing goes to figures/export_example.png and its printout into the returned table."""
     instance = build_dataset(params, "val").instances[0]
     x0, y0, x1, y1 = _person_box(instance, params.data.bbox_padding)
-    out = run_dir(run_name) / "figures" / "export_example.png"
+    out = Run(run_name).figures_dir / "export_example.png"
     command = [sys.executable, str(REPO_ROOT / "examples" / "onnx_infer.py"), str(onnx_path), instance.image_path,
                "--box", *(f"{v:.1f}" for v in (x0, y0, x1 - x0, y1 - y0)), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
