@@ -52,7 +52,8 @@ def reproduce(run_name: str, as_run: str | None = None, allow_drift: bool = Fals
     "reasons", "run" (the new run, None when refused), "original", "losses", "weights",
     "metrics", "notebooks", ...}, also written as reproduce.json."""
     folder = _existing_run(run_name)
-    params, env = Run.at(folder).params(), Run.at(folder).env()
+    run = Run.at(folder)
+    params, env = run.params(), run.env()
     plan = rerun_plan(folder, env)
     missing = [] if env else [f"{Run.ENV} is missing: the run has no records to compare with now"]
     reasons = missing + plan.pop("refusals") + drift(folder, env, params)

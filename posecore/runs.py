@@ -31,7 +31,7 @@ _LOCK_NAME = ".writer.lock"
 # descriptors of the writer locks this process holds: a forked child (a DataLoader worker) closes
 # its copies (_close_inherited_locks), else it would hold the run locked after this process let go
 _HELD_LOCKS: set[int] = set()
-_FORK_HOOK: list[bool] = []   # [True] once the hook is registered (at the first lock, not at import)
+_fork_hook_registered = False   # at the first lock, not at import
 # what atomic_write's mkstemp names look like: .<target name>.<8 random characters>.tmp
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
@@ -296,14 +296,15 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
     of a multi-node run share the folder: machine `node` > 0 holds its own .writer-node<N>.lock
     (one process per machine) and leaves the temp files to machine 0, which writes the records.
     """
+    global _fork_hook_registered
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock_name = _LOCK_NAME if node == 0 else f".writer-node{node}.lock"
     path = folder / lock_name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    if not _FORK_HOOK:
+    if not _fork_hook_registered:
         os.register_at_fork(after_in_child=_close_inherited_locks)
-        _FORK_HOOK.append(True)
+        _fork_hook_registered = True
     _HELD_LOCKS.add(fd)
     try:
         try:
