@@ -345,12 +345,12 @@ def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
 
 def check_predictor_parity(predictor: Predictor, onnx_path: str | os.PathLike, people: int = 2,
                            seed: int = 0) -> dict[str, dict[str, float]]:
-    """The whole path a user runs, both ways: `predictor` (PyTorch) and Predictor.from_onnx on the
-    same seeded image and boxes, crop to decode, flip test off and on. Returns {"flip off" / "flip
+    """The whole path a user runs, both ways: `predictor` (PyTorch) and Predictor.from_onnx (no
+    params: the file's metadata sets codec, decoding and flip shift) on the same seeded image and boxes, crop to decode, flip test off and on. Returns {"flip off" / "flip
     on": {"median_px", "max_px", "ok"}}: keypoint differences in image pixels; "ok" is the median
     within KEYPOINT_TOLERANCE_PX (an argmax between two near-equal heatmap cells may flip a joint
     of an untrained model, which the maximum shows)."""
-    exported = Predictor.from_onnx(onnx_path, predictor.params, device="cpu")
+    exported = Predictor.from_onnx(onnx_path, device="cpu")   # as a user loads it: the file's metadata alone
     w, h = predictor.input_size
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)

@@ -302,6 +302,7 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
     lock_name = _LOCK_NAME if node == 0 else f".writer-node{node}.lock"
     path = folder / lock_name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    owner = os.getpid()   # a forked child leaving the block must not touch the number: it is not its lock
     if not _fork_hook_registered:
         os.register_at_fork(after_in_child=_close_inherited_locks)
         _fork_hook_registered = True
@@ -327,11 +328,12 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
                 _report_removed(folder, remove_orphan_temps(folder))
             yield folder
         finally:
-            if locked:
+            if locked and os.getpid() == owner:
                 os.ftruncate(fd, 0)
     finally:
-        _HELD_LOCKS.discard(fd)
-        os.close(fd)  # closing the descriptor releases the flock (once no forked child has a copy)
+        if os.getpid() == owner:
+            _HELD_LOCKS.discard(fd)
+            os.close(fd)  # closing the descriptor releases the flock (once no forked child has a copy)
 
 
 def _close_inherited_locks() -> None:

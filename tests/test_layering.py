@@ -72,3 +72,7 @@ def test_readme_layout_names_every_module_and_only_files_that_exist():
     files -= {"__init__.py"}
     assert files - named == set(), "README's layout section does not name these files"
     assert {name for name in named if Path(name).name not in files} == set(), "README names files that do not exist"
+    # a name with its folder must be that file (a moved module leaves no stale path behind)
+    with_folder = {name for name in named if "/" in name}
+    assert {name for name in with_folder if not any((REPO_ROOT / top / name).is_file()
+                                                  for top in ("", "posecore", "notebooks"))} == set()

@@ -65,6 +65,31 @@ def test_a_forked_child_that_outlives_the_block_does_not_keep_the_run_locked(out
         child.join()
 
 
+def test_a_forked_child_leaving_the_block_leaves_what_reuses_the_number_alone(outputs, tmp_path):
+    """A child forked inside the block (os.fork) that runs on past its end must not truncate or
+    close the descriptor number the lock had: its copy was closed at the fork, and the number may
+    hold another file of the child's by then."""
+    from posecore.runs import _HELD_LOCKS
+
+    folder = run_dir("forked-leaving")
+    precious = tmp_path / "precious.txt"
+    with run_lock(folder, "training"):
+        (lock_fd,) = _HELD_LOCKS
+        pid = os.fork()
+        if pid == 0:
+            try:   # the child: a file of its own under the lock's old number
+                os.dup2(os.open(precious, os.O_RDWR | os.O_CREAT), lock_fd)
+                os.write(lock_fd, b"precious")
+            except BaseException:
+                os._exit(2)
+    if pid == 0:   # the child, past the block's exit
+        os._exit(0 if precious.read_bytes() == b"precious" and os.fstat(lock_fd) else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with run_lock(folder, "evaluation"):
+        assert run_writer(folder)["purpose"] == "evaluation"
+
+
 def test_taking_the_lock_removes_temp_files_of_interrupted_writes(outputs, capsys):
     folder = run_dir("killed")
     orphans = [folder / "checkpoints" / ".last.pt.k3j_x9a2.tmp", folder / ".log.jsonl.ab12cd34.tmp"]
