@@ -1,0 +1,52 @@
+"""A run and its ONNX export predict the same keypoints: Predictor.from_run against
+Predictor.from_onnx on the run's val images, flip test off and on.
+
+    .venv/bin/python benchmarks/predictor_parity.py RUN [--checkpoint best] [--onnx PATH] [--images 20]
+
+Prints the median and maximum keypoint difference in image pixels over every joint coordinate of
+the first `--images` val images (their annotated people's boxes; MPII has none, so the joints'
+extent stands in). The export is outputs/RUN/model.onnx unless --onnx says otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a trained and exported run (a folder name under outputs/)")
+    parser.add_argument("--checkpoint", default="best", help="best / last of the run, or a path")
+    parser.add_argument("--onnx", help="the export (default: outputs/RUN/model.onnx)")
+    parser.add_argument("--images", type=int, default=20)
+    args = parser.parse_args()
+
+    from posecore.data import build_dataset, read_image
+    from posecore.predictor import Predictor
+    from posecore.runs import Run
+
+    pytorch = Predictor.from_run(args.run, args.checkpoint, device="cpu")
+    exported = Predictor.from_onnx(args.onnx or Run(args.run).folder / "model.onnx")   # its metadata alone
+    dataset = build_dataset(pytorch.params, "val")
+    people_of = {}
+    for instance in dataset.instances:
+        people_of.setdefault(instance.image_id, []).append(instance)
+    differences = {False: [], True: []}
+    for people in list(people_of.values())[:args.images]:
+        boxes = np.array([instance.bbox_xyxy if instance.bbox_xyxy is not None
+                          else [*instance.joints.min(0), *instance.joints.max(0)] for instance in people])
+        image = read_image(people[0].image_path)
+        for flip in differences:
+            ours, theirs = pytorch(image, boxes, flip), exported(image, boxes, flip)
+            differences[flip].append(np.abs(ours.keypoints - theirs.keypoints).ravel())
+    print(f"run {args.run} ({pytorch.params.model.name}, {pytorch.codec.name} codec), checkpoint "
+          f"{pytorch.checkpoint.name}; {min(args.images, len(people_of))} val images\n")
+    print("| flip test | coordinates | median px | max px |\n|---|---|---|---|")
+    for flip, parts in differences.items():
+        values = np.concatenate(parts)
+        print(f"| {'on' if flip else 'off'} | {values.size} | {np.median(values):.2e} | {values.max():.2e} |")
+
+
+if __name__ == "__main__":
+    main()
