@@ -23,6 +23,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from posecore.data import build_dataset, read_image
+    from posecore.export import keypoint_differences
     from posecore.predictor import Predictor
     from posecore.runs import Run
 
@@ -32,21 +33,17 @@ def main() -> None:
     people_of = {}
     for instance in dataset.instances:
         people_of.setdefault(instance.image_id, []).append(instance)
-    differences = {False: [], True: []}
+    samples = []
     for people in list(people_of.values())[:args.images]:
         boxes = np.array([instance.bbox_xyxy if instance.bbox_xyxy is not None
                           else [*instance.joints.min(0), *instance.joints.max(0)] for instance in people])
-        image = read_image(people[0].image_path)
-        for flip in differences:
-            ours, theirs = pytorch(image, boxes, flip), exported(image, boxes, flip)
-            differences[flip].append(np.abs(ours.keypoints - theirs.keypoints).ravel())
+        samples.append((read_image(people[0].image_path), boxes))
+    differences = keypoint_differences(pytorch, exported, samples)
     print(f"run {args.run} ({pytorch.params.model.name}, {pytorch.codec.name} codec), checkpoint "
-          f"{pytorch.checkpoint.name}; {min(args.images, len(people_of))} val images\n")
+          f"{pytorch.checkpoint.name}; {len(samples)} val images\n")
     print("| flip test | coordinates | median px | max px |\n|---|---|---|---|")
-    for flip, parts in differences.items():
-        values = np.concatenate(parts)
-        print(f"| {'on' if flip else 'off'} | {values.size} | {np.median(values):.2e} | {values.max():.2e} |")
-
+    for case, found in differences.items():
+        print(f"| {case.split()[1]} | {found['coordinates']} | {found['median_px']:.2e} | {found['max_px']:.2e} |")
 
 if __name__ == "__main__":
     main()

@@ -343,26 +343,37 @@ def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
+def keypoint_differences(ours: Predictor, theirs: Predictor, samples) -> dict[str, dict[str, float]]:
+    """Two predictors on the same (image_bgr, boxes_xyxy) samples, flip test off and on: {"flip
+    off" / "flip on": {"coordinates", "median_px", "max_px"}}, keypoint differences in image pixels
+    over every joint coordinate of every sample."""
+    samples = list(samples)
+    result = {}
+    for flip in (False, True):
+        difference = np.concatenate([np.abs(ours(image, boxes, flip).keypoints - theirs(image, boxes, flip).keypoints).ravel()
+                                     for image, boxes in samples])
+        result[f"flip {'on' if flip else 'off'}"] = {"coordinates": int(difference.size),
+                                                      "median_px": float(np.median(difference)),
+                                                      "max_px": float(difference.max())}
+    return result
+
+
 def check_predictor_parity(predictor: Predictor, onnx_path: str | os.PathLike, people: int = 2,
                            seed: int = 0) -> dict[str, dict[str, float]]:
     """The whole path a user runs, both ways: `predictor` (PyTorch) and Predictor.from_onnx (no
-    params: the file's metadata sets codec, decoding and flip shift) on the same seeded image and boxes, crop to decode, flip test off and on. Returns {"flip off" / "flip
-    on": {"median_px", "max_px", "ok"}}: keypoint differences in image pixels; "ok" is the median
-    within KEYPOINT_TOLERANCE_PX (an argmax between two near-equal heatmap cells may flip a joint
-    of an untrained model, which the maximum shows)."""
+    params: the file's metadata sets codec, decoding and flip shift) on the same seeded image and
+    boxes, crop to decode (`keypoint_differences`), with "ok": the median within
+    KEYPOINT_TOLERANCE_PX (an argmax between two near-equal heatmap cells may flip a joint of an
+    untrained model, which the maximum shows)."""
     exported = Predictor.from_onnx(onnx_path, device="cpu")   # as a user loads it: the file's metadata alone
     w, h = predictor.input_size
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)
     corners = rng.uniform(0, 0.5, (people, 2)) * (w, h)
     boxes = np.concatenate([corners, corners + (w, h)], axis=1)   # xyxy, inside the image
-    result = {}
-    for flip in (False, True):
-        ours, theirs = predictor(image, boxes, flip), exported(image, boxes, flip)
-        difference = np.abs(ours.keypoints - theirs.keypoints)
-        median = float(np.median(difference))
-        result[f"flip {'on' if flip else 'off'}"] = {"median_px": median, "max_px": float(difference.max()),
-                                                      "ok": median <= KEYPOINT_TOLERANCE_PX}
+    result = keypoint_differences(predictor, exported, [(image, boxes)])
+    for found in result.values():
+        found["ok"] = found["median_px"] <= KEYPOINT_TOLERANCE_PX
     return result
 
 
