@@ -22,18 +22,18 @@ from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOO
                                        keypoint_ground_truth, synthetic_root, uses_coco_layout)
 from posecore.data.annotations import BadEntries, check_annotations
 from posecore.data.cache import cache_root, load_people
-from posecore.data.dataset import (ImageReadError, PoseDataset, dpg_jitter, half_body_box, crop_input, normalize_crop,
+from posecore.data.dataset import (Augment, ImageReadError, PoseDataset, dpg_jitter, half_body_box, crop_input, normalize_crop,
                                    read_image, read_rgb)
 from posecore.data.people import People
-from posecore.data.sampling import epoch_order, grouped_order, padded_shard, step_order
+from posecore.data.sampling import epoch_order, grouped_order, padded_shard, step_order, steps_per_epoch
 from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video
 
 __all__ = [
-    "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
+    "Augment", "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
     "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
     "dpg_jitter", "draw_scene", "ensure_synthetic", "epoch_order", "grouped_order", "half_body_box",
     "load_instances", "make_synthetic", "make_synthetic_video", "crop_input", "normalize_crop", "padded_shard", "read_image",
-    "read_rgb", "step_order",
+    "read_rgb", "step_order", "steps_per_epoch",
     "resolve_keypoints", "synthetic_root", "uses_coco_layout", "keypoint_ground_truth",
     "BadEntries", "check_annotations", "People", "cache_root", "load_people",
 ]

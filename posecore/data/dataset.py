@@ -1,8 +1,13 @@
 """The top-down dataset: person instances -> normalized crops and heatmap targets.
 
 One item is one person: the image is decoded, cropped around the person with one affine warp
-(with the references' augmentation when training) and the joints are encoded as Gaussian
-heatmaps; the crop convention and the encoding are the codec's (data.codec, posecore.codec).
+and the joints are encoded as Gaussian heatmaps; the crop convention and the encoding are the
+codec's (data.codec, posecore.codec). The augmentation is explicit: `Augment` holds one sample's
+box, scale, rotation and flip, `PoseDataset.draw_augment(index)` draws it as the references do
+(seeded by train.seed, the epoch and the index), and `PoseDataset.sample(index, augment)` makes the
+item for any Augment; `dataset[index]` is `sample(index, draw_augment(index))` when training and
+`sample(index, Augment())` otherwise, so a training crop can be rebuilt and compared for given
+parameters.
 
 Item keys (all default_collate-able tensors):
   image float32 [3, H, W] ((rgb / 255 - mean) / std), target float32 [K, Hh, Wh] (the simcc
@@ -14,9 +19,11 @@ Item keys (all default_collate-able tensors):
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import warnings
+from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
 
 import cv2
@@ -37,6 +44,36 @@ _REDUCED_READS = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 
 
 class ImageReadError(OSError):
     """An image file that is missing, truncated or not decodable."""
+
+
+@dataclass(frozen=True)
+class Augment:
+    """One training sample's augmentation, applied in this order; `Augment()` is the identity.
+
+    box_xyxy: (x0, y0, x1, y1) in image pixels that replaces the person's box before its centre
+      and scale are taken (box_to_center_scale with data.bbox_padding); DPG's jittered box and the
+      half-body box are given this way. None keeps the annotated box.
+    scale: multiplier of the box scale (1.0 = none; > 1 shows more around the person).
+    rotation: degrees; positive turns the image content counter-clockwise in the crop, the sign of
+      AlphaPose's and mmpose's `get_affine_transform`.
+    flip: mirror the image horizontally about its width - 1, left/right joints swapped.
+    """
+
+    box_xyxy: tuple[float, float, float, float] | None = None
+    scale: float = 1.0
+    rotation: float = 0.0
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.box_xyxy is not None:
+            box = tuple(float(v) for v in self.box_xyxy)
+            if len(box) != 4 or not all(map(math.isfinite, box)) or box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(f"Augment.box_xyxy must be four finite numbers x0 < x1, y0 < y1, got {self.box_xyxy}")
+            object.__setattr__(self, "box_xyxy", box)
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"Augment.scale must be a positive number, got {self.scale}")
+        if not math.isfinite(self.rotation):
+            raise ValueError(f"Augment.rotation must be a finite number of degrees, got {self.rotation}")
 
 
 class _SkipCounter:
@@ -98,10 +135,10 @@ class PoseDataset(Dataset):
         self.seed = int(params.train.seed)
         self.dpg_epoch = int(params.train.dpg_epoch)
         self.epoch = 0
-        # Decoding a JPEG at 1/2..1/8 scale when the crop is that much smaller is the main
-        # speed-up; eval keeps full decoding so that upstream checkpoints see the pixels they
-        # were trained on.
-        self.reduced_decode = train
+        # data.reduced_decode: decode a JPEG at 1/2..1/8 scale when the crop is that much smaller,
+        # the data pipeline's main speed-up (off in the seed params: the seeds train on full-
+        # resolution crops); eval always decodes in full, as upstream checkpoints were scored.
+        self.reduced_decode = train and bool(data.reduced_decode)
         self._mean, self._std = data.mean, data.std
         self._flip_index = np.asarray(info.flip_index())
         self._upper_body = np.isin(np.arange(info.num_joints), info.upper_body)
@@ -163,7 +200,8 @@ class PoseDataset(Dataset):
             if path in self._bad_files:
                 continue
             try:
-                return self._item(candidate)
+                augment = self.draw_augment(candidate) if self.train else Augment()
+                return self.sample(candidate, augment)
             except ImageReadError as error:
                 self._bad_files.add(path)
                 count = self._skipped.increment()
@@ -175,50 +213,63 @@ class PoseDataset(Dataset):
 
     # ---------------------------------------------------------------- one sample
 
-    def _item(self, index: int) -> dict[str, torch.Tensor]:
+    def draw_augment(self, index: int) -> Augment:
+        """The references' random augmentation of sample `index` this epoch, a function of
+        (train.seed, epoch, index): DPG's box jitter (after train.dpg_epoch), the half-body box,
+        scale, rotation and flip, drawn in that order with AlphaPose's distributions."""
+        instance = self.instances[int(index)]
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        box = None
+        if self.dpg and instance.bbox_xyxy is not None:
+            box = dpg_jitter(instance.bbox_xyxy, self._image_size(instance), rng)
+        visible = instance.visible
+        if visible.sum() > self.half_body_min_joints and rng.random() < self.half_body_prob:
+            half = half_body_box(instance.joints.astype(np.float64), visible, self._upper_body,
+                                 self.aspect_ratio, rng)
+            if half is not None:
+                box = center_scale_to_box(*half, self.padding)
+        factor = self.scale_factor
+        scale = min(max(rng.standard_normal() * factor + 1, 1 - factor), 1 + factor)
+        rotation = 0.0
+        if rng.random() <= self.rot_prob:
+            limit = 2 * self.rot_factor
+            rotation = min(max(float(rng.standard_normal()) * self.rot_factor, -limit), limit)
+        flip = self.flip and rng.random() <= 0.5
+        return Augment(box_xyxy=box, scale=float(scale), rotation=rotation, flip=bool(flip))
+
+    def sample(self, index: int, augment: Augment | None = None) -> dict[str, torch.Tensor]:
+        """The item of person `index` cropped with `augment` (None: the identity, Augment()); see the
+        module docstring for the keys. `dataset[index]` returns this for the Augment it draws."""
+        index = int(index)
+        augment = Augment() if augment is None else augment
         instance = self.instances[index]
         center = instance.bbox_center.astype(np.float64)
         scale = instance.bbox_scale.astype(np.float64)
+        if augment.box_xyxy is not None:
+            x0, y0, x1, y1 = augment.box_xyxy
+            center, scale = (v.astype(np.float64) for v in
+                             box_to_center_scale((x0, y0, x1 - x0, y1 - y0), self.aspect_ratio, self.padding))
+        scale = scale * augment.scale
         joints = instance.joints.astype(np.float64)
         visible = instance.visible.astype(np.float32)
-        image, image_size = None, instance.image_size
-        if image_size is None:
-            image = self._read(instance.image_path)
-            image_size = (image.shape[1], image.shape[0])
-        rotation, flipped = 0.0, False
-        if self.train:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
-            if self.dpg and instance.bbox_xyxy is not None:
-                x0, y0, x1, y1 = dpg_jitter(instance.bbox_xyxy, image_size, rng)
-                center, scale = box_to_center_scale((x0, y0, x1 - x0, y1 - y0), self.aspect_ratio, self.padding)
-            if visible.sum() > self.half_body_min_joints and rng.random() < self.half_body_prob:
-                half = half_body_box(joints, visible, self._upper_body, self.aspect_ratio, rng)
-                if half is not None:
-                    center, scale = half
-            factor = self.scale_factor
-            scale = scale * min(max(rng.standard_normal() * factor + 1, 1 - factor), 1 + factor)
-            if rng.random() <= self.rot_prob:
-                limit = 2 * self.rot_factor
-                rotation = min(max(float(rng.standard_normal()) * self.rot_factor, -limit), limit)
-            flipped = self.flip and rng.random() <= 0.5
-            if flipped:
-                mirror = image_size[0] - 1
-                joints = joints[self._flip_index]
-                visible = visible[self._flip_index]
-                joints[:, 0] = mirror - joints[:, 0]
-                center[0] = mirror - center[0]
+        if augment.flip:
+            mirror = self._image_size(instance)[0] - 1
+            joints = joints[self._flip_index]
+            visible = visible[self._flip_index]
+            joints[:, 0] = mirror - joints[:, 0]
+            center[0] = mirror - center[0]
 
-        matrix = self.codec.crop_matrix(center, scale, rotation)
+        matrix = self.codec.crop_matrix(center, scale, augment.rotation)
         sampling = matrix
-        if flipped:  # sample the unflipped image: no full-size copy
-            sampling = compose(matrix, np.array([[-1.0, 0.0, image_size[0] - 1], [0.0, 1.0, 0.0]]))
-        if image is None:
-            reduction = self._reduction(scale) if self.reduced_decode else 1
-            image = self._read(instance.image_path, reduction)
-            if reduction > 1:
-                # pixel i of a 1/r decode covers original pixels [r i, r i + r)
-                offset = (reduction - 1) / 2.0
-                sampling = compose(sampling, np.array([[reduction, 0.0, offset], [0.0, reduction, offset]]))
+        if augment.flip:  # sample the unflipped image: no full-size copy
+            sampling = compose(matrix, np.array([[-1.0, 0.0, self._image_size(instance)[0] - 1],
+                                                 [0.0, 1.0, 0.0]]))
+        reduction = self._reduction(scale) if self.reduced_decode else 1
+        image = self._read(instance.image_path, reduction)
+        if reduction > 1:
+            # pixel i of a 1/r decode covers original pixels [r i, r i + r)
+            offset = (reduction - 1) / 2.0
+            sampling = compose(sampling, np.array([[reduction, 0.0, offset], [0.0, reduction, offset]]))
         pixels = crop_input(image, sampling, self.input_size, self._mean, self._std)
 
         joints_input = transform_points(joints, matrix)
@@ -233,12 +284,19 @@ class PoseDataset(Dataset):
             "joints": torch.from_numpy(joints_out.astype(np.float32)),
             "bbox_center": torch.from_numpy(center.astype(np.float32)),
             "bbox_scale": torch.from_numpy(scale.astype(np.float32)),
-            "rotation": torch.tensor(rotation, dtype=torch.float32),
+            "rotation": torch.tensor(augment.rotation, dtype=torch.float32),
             "bbox_score": torch.tensor(instance.bbox_score, dtype=torch.float32),
             "image_id": torch.tensor(instance.image_id, dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
             "area": torch.tensor(float(scale[0] * scale[1]), dtype=torch.float32),
         }
+
+    def _image_size(self, instance: Instance) -> tuple[int, int]:
+        """(w, h) of the instance's image: recorded when parsed, else read (one cached decode)."""
+        if instance.image_size is not None:
+            return instance.image_size
+        image = self._read(instance.image_path)
+        return image.shape[1], image.shape[0]
 
     def _reduction(self, scale) -> int:
         """Largest decode reduction that still leaves the crop at least input resolution."""
@@ -291,6 +349,13 @@ def dpg_jitter(bbox_xyxy, image_size, rng) -> tuple[float, float, float, float]:
     xmax = min(max(xmin + 2, x1 + rng.normal(0.0154, 0.1337) * width), image_w - 3)
     ymax = min(max(ymin + 2, y1 + rng.normal(-0.0013, 0.0711) * height), image_h - 3)
     return xmin, ymin, xmax, ymax
+
+
+def center_scale_to_box(center, scale, padding: float) -> tuple[float, float, float, float]:
+    """The (x0, y0, x1, y1) box that box_to_center_scale turns back into (center, scale) when scale
+    already has the input aspect ratio: centred on `center`, scale / padding wide and high."""
+    half_w, half_h = float(scale[0]) / padding / 2, float(scale[1]) / padding / 2
+    return (float(center[0]) - half_w, float(center[1]) - half_h, float(center[0]) + half_w, float(center[1]) + half_h)
 
 
 def half_body_box(joints, visible, upper_body_mask, aspect_ratio: float, rng):
