@@ -13,7 +13,11 @@ What posecore reads:
   SIGMA; TYPE must be 'simple' (heatmaps).
 - DATASET.TRAIN: TYPE (Mscoco, Halpe_26, Halpe_136, coco_wholebody), ROOT and its AUG.
 - TRAIN: BATCH_SIZE (per device in both), END_EPOCH, OPTIMIZER, LR, LR_FACTOR, LR_STEP,
-  DPG_MILESTONE, DPG_STEP (posecore's train.dpg_* take AlphaPose's values as they are).
+  DPG_MILESTONE, DPG_STEP (posecore's train.dpg_* take AlphaPose's values as they are and decay
+  where alphapose/opt.py + scripts/train.py do: after the DPG_STEP epochs, with train.py's gamma 0.1).
+- LOSS: TYPE MSELoss, which AlphaPose's train.py halves: train.loss joints_mse, loss_weight 0.5.
+Every AlphaPose config trains with uniform shuffling and full-resolution decodes (posecore's
+data.group_by_image and data.reduced_decode stay off).
 What posecore does not have (deformable convolutions, regression / combined losses, other model
 types or datasets) is a ParamsError naming the AlphaPose key and its value. Keys that change
 nothing in posecore (the detector, the test split's files, unused model keys) are listed as
@@ -262,6 +266,8 @@ def _train(reader: _Reader, train: dict) -> None:
                     "a run from its last checkpoint (train.resume); set 0")
     if "WORLD_SIZE" in train:
         reader.ignore("TRAIN.WORLD_SIZE", train["WORLD_SIZE"], IGNORED["TRAIN.WORLD_SIZE"])
+    if "DPG_STEP" in train:  # train.py's second MultiStepLR hard-codes gamma 0.1, whatever LR_FACTOR is
+        reader.set("TRAIN.DPG_STEP", train["DPG_STEP"], "train.dpg_lr_factor", 0.1, note=" (train.py's gamma)")
 
 
 def _loss(reader: _Reader, loss: dict) -> None:
@@ -269,7 +275,9 @@ def _loss(reader: _Reader, loss: dict) -> None:
         reader.fail("LOSS.TYPE", loss.get("TYPE"), "posecore trains heatmaps with 'MSELoss' only "
                     "(regression and combined losses are not in posecore)")
     reader.check_keys("LOSS", loss, {"TYPE"})
-    reader.ignore("LOSS.TYPE", "MSELoss", "posecore's heatmap loss is AlphaPose's MSE")
+    # scripts/train.py computes 0.5 * MSELoss(output * mask, target * mask)
+    reader.set("LOSS.TYPE", "MSELoss", "train.loss", "joints_mse")
+    reader.set("LOSS.TYPE", "MSELoss", "train.loss_weight", 0.5, note=" (train.py's 0.5 factor)")
 
 
 def _detector(reader: _Reader, values: dict) -> None:

@@ -15,16 +15,10 @@ Run folder:
   events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
   .writer.lock       held while the run trains (posecore.runs.run_lock)
 
-Loss and learning rate: posecore.optim (JointsMSELoss with target weights, or KLDiscretLoss for
-the simcc codec; the schedule below, or train.lr_schedule cosine as described there).
-
-Learning rate (`learning_rate`): multi-step decay by lr_factor at the epochs in lr_steps, an
-optional linear warm-up over the first warmup_iters iterations from lr * warmup_ratio, and
-AlphaPose's DPG phase with its config values as they are: once epoch dpg_epoch (DPG_MILESTONE,
-0-based) has finished, the dataset turns DPG box jitter on and the LR restarts at train.lr; it then
-decays by lr_factor after the epochs in dpg_lr_steps (DPG_STEP). AlphaPose rewrites DPG_STEP as
-offsets from the milestone and counts them with a fresh MultiStepLR, so with 140 and [160, 190]
-epochs 141-160 run at lr, 161-190 at lr * 0.1 and 191+ at lr * 0.01.
+Loss and learning rate: posecore.optim (`build_loss`: each seed's own loss, train.loss x
+train.loss_weight; `schedule`: the LR of every optimizer step, multi-step or cosine, linear
+warm-up, AlphaPose's DPG restart counted as its train.py counts it). train.ipynb plots the schedule
+before training (posecore.viz.plot_lr_schedule).
 
 Global batch and accumulation (posecore.optim.batch_plan): a step takes train.global_batch images
 on any device count, as `accumulate` micro-batches per rank, exactly the batches of a run on
@@ -74,7 +68,7 @@ from posecore.evaluation import primary_metric, validate
 from posecore.meter import StepMeter
 from posecore.data.loading import workers_advice
 from posecore.environment import write_run_records
-from posecore.optim import batch_plan, build_optimizer, learning_rate, loss_function
+from posecore.optim import batch_plan, build_loss, build_optimizer, schedule
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.progress import progress_bar
 from posecore.resume import check_resume
@@ -248,7 +242,7 @@ class _Trainer:
         device.set_deterministic(device.deterministic_setting(self.train.deterministic, self.device.type))
         self.apex = check_amp_backend(self.train)
         self.dataset = data.build_dataset(self.params, "train")
-        self.loss = loss_function(self.dataset.codec)
+        self.loss = build_loss(self.params)
         self.bare = prepare_model(self.params, self.device, self.world)
         self.optimizer = build_optimizer(self.bare, self.train)
         self.scaler = device.grad_scaler("off" if self.apex else self.train.amp, self.train.loss_scale)
@@ -257,12 +251,13 @@ class _Trainer:
             self.bare, self.optimizer = self.apex.initialize(self.bare, self.optimizer, opt_level="O1",
                                                              loss_scale=loss_scale)
         self.epoch = self.epoch_step = self.step = self.skipped = self.nan_streak = 0
-        self.epoch_total = 0   # steps in the epoch being trained (the cosine LR's progress)
+        self.epoch_total = 0   # optimizer steps per epoch (the schedule's epoch length)
+        self.lrs = schedule(self.train, 1)   # replaced by the run's schedule once the epoch length is known
         self.best_metric: float | None = None
         self.metrics: dict[str, float] = {}
         self.stop_requested = False
         self.stop_signal = 0  # the signal that asked this rank to stop
-        self.lr = learning_rate(self.train, 0, 0)
+        self.lr = float(self.lrs[0])
         self._resume_or_start()
         self.board = TensorBoardLog(folder, self.params, self.step, enabled=self.main)
         self.model = _wrap_model(self.bare, self.train, self.device, self.world)
@@ -361,7 +356,8 @@ class _Trainer:
         epoch = self.epoch
         self.dataset.set_epoch(epoch)
         loader, total = self._loader(epoch)
-        self.epoch_total = total
+        if total != self.epoch_total:
+            self.lrs, self.epoch_total = schedule(self.train, total), total
         self.model.train()
         window, epoch_meter = StepMeter(), StepMeter()
         progress = progress_bar(total, self.epoch_step, f"epoch {epoch}", enabled=self.main,
@@ -404,7 +400,7 @@ class _Trainer:
         """One optimizer step over the next self.accumulate micro-batches of `batches`; returns
         (loss averaged over ranks, whether any rank asked to stop, seconds spent waiting for data)."""
         # the schedule counts optimizer steps
-        self.lr = learning_rate(self.train, epoch, self.step, self.epoch_step / max(self.epoch_total, 1))
+        self.lr = float(self.lrs[epoch * self.epoch_total + self.epoch_step])
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)

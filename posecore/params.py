@@ -39,6 +39,7 @@ SIMCC_MODELS = ("rtmpose",)              # the models that predict (simcc_x, sim
 RTMPOSE_VARIANTS = ("t", "s", "m", "l")  # posecore.models.rtmpose.RTMPOSE_VARIANTS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("step", "cosine")
+LOSSES = ("auto", "joints_mse", "keypoint_mse", "kl_discret")   # posecore.optim.build_loss
 RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
 HRNET_WIDTHS = (18, 32, 48)              # posecore.models.HRNET_WIDTHS
 MAX_INT = 2**63 - 1                       # integers must fit int64 (numpy, torch)
@@ -87,7 +88,13 @@ class DataParams:
     half_body_prob: float = 0.0     # AlphaPose's COCO config disables it (PROB_HALF_BODY -1)
     half_body_min_joints: int = 8
     workers: int = 4                # DataLoader workers per device
-    group_by_image: bool = True     # train order: shuffle images, keep an image's people adjacent
+    # Two speed-ups the seeds do not have (off in every seed params file; README "Data loading"):
+    # group_by_image: train order shuffles images and keeps an image's people adjacent (one decode
+    # serves them all) instead of shuffling people uniformly as AlphaPose's and mmpose's loaders do.
+    # reduced_decode: training decodes a JPEG at 1/2..1/8 scale when the person's crop box is that
+    # much larger than the input (evaluation always decodes at full resolution).
+    group_by_image: bool = False
+    reduced_decode: bool = False
     # Keypoint set (posecore.keypoints): joints by name or 0-based index. Empty = the dataset's own;
     # for custom, joint_names/skeleton come from the annotation file and a run records all of them.
     joint_names: list[str] = field(default_factory=list)
@@ -110,6 +117,13 @@ class TrainParams:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    # The loss (posecore.optim.build_loss), times loss_weight: joints_mse = mean(((out - target) *
+    # w)^2) (mmpose 0.x's JointsMSELoss; AlphaPose's MSELoss on masked heatmaps, which its train.py
+    # halves: loss_weight 0.5), keypoint_mse = mean(w * (out - target)^2) (mmpose 1.x's
+    # KeypointMSELoss), kl_discret (RTMPose's KLDiscretLoss); stacked outputs add their losses.
+    # auto: kl_discret for the simcc codec, else joints_mse.
+    loss: str = "auto"
+    loss_weight: float = 1.0
     lr_schedule: str = "step"       # step: lr_factor at lr_steps | cosine: cosine_begin -> epochs
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])
     lr_factor: float = 0.1
@@ -120,9 +134,11 @@ class TrainParams:
     # AlphaPose's DPG_MILESTONE: once this (0-based) epoch has finished, DPG box jitter turns on and
     # the LR restarts at `lr`; -1 = never.
     dpg_epoch: int = -1
-    # AlphaPose's DPG_STEP: the restarted LR is multiplied by lr_factor from epoch step + 1 on
-    # (AlphaPose counts its restarted scheduler from the milestone).
+    # AlphaPose's DPG_STEP: the restarted LR is multiplied by dpg_lr_factor from epoch step + 1 on
+    # (alphapose/opt.py makes them offsets from DPG_MILESTONE for the scheduler train.py restarts
+    # there: with 140 and [160, 190], epochs 161 and 191).
     dpg_lr_steps: list[int] = field(default_factory=list)
+    dpg_lr_factor: float = 0.1      # that scheduler's gamma (AlphaPose's train.py: 0.1, not LR_FACTOR)
     seed: int = 0
     amp: str = "off"                # off | fp16 | bf16 (aliases O0 -> off, O1/O2 -> fp16)
     amp_backend: str = "torch"      # torch | apex
@@ -378,7 +394,8 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.global_batch": _NON_NEGATIVE,
     "train.accumulate": _NON_NEGATIVE, "train.lr": _POSITIVE,
     "train.momentum": _FRACTION, "train.weight_decay": _NON_NEGATIVE, "train.lr_steps": _NON_NEGATIVE,
-    "train.lr_factor": _POSITIVE, "train.cosine_begin": _NON_NEGATIVE, "train.min_lr_ratio": _FRACTION,
+    "train.lr_factor": _POSITIVE, "train.dpg_lr_factor": _POSITIVE, "train.loss_weight": _POSITIVE,
+    "train.cosine_begin": _NON_NEGATIVE, "train.min_lr_ratio": _FRACTION,
     "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
     "train.dpg_epoch": (-1, None, False), "train.dpg_lr_steps": _NON_NEGATIVE,
     "train.seed": (0, 2**32 - 1, False),  # numpy's seed range
@@ -446,6 +463,8 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("deterministic", f"must be true, false or 'auto', got {obj.deterministic!r}")
         if obj.optimizer not in OPTIMIZERS:
             fail("optimizer", f"must be one of {OPTIMIZERS}, got {obj.optimizer!r}")
+        if obj.loss not in LOSSES:
+            fail("loss", f"must be one of {LOSSES}, got {obj.loss!r}{_closest(str(obj.loss), list(LOSSES))}")
         if obj.lr_schedule not in LR_SCHEDULES:
             fail("lr_schedule", f"must be one of {LR_SCHEDULES}, got {obj.lr_schedule!r}")
         if obj.lr_schedule == "cosine" and obj.cosine_begin >= obj.epochs:
@@ -503,6 +522,11 @@ def _check_across_sections(params: Params, source: str) -> None:
         raise ParamsError(f"{source}: model.name {model.name!r} predicts "
                           f"{'SimCC vectors' if simcc_model else 'heatmaps'} but data.codec is "
                           f"{data.codec!r}: set data.codec: {fitting}")
+    loss = params.train.loss
+    if loss != "auto" and (loss == "kl_discret") != simcc_codec:
+        raise ParamsError(f"{source}: train.loss {loss!r} does not fit data.codec {data.codec!r}: the simcc "
+                          f"codec trains with kl_discret, heatmap codecs with joints_mse or keypoint_mse "
+                          f"(or set train.loss: auto)")
     if not params.eval.oracle:  # the oracle scores encoded targets: no model, any heatmap size
         check_model_geometry(params, source)
     if params.dist.node_rank >= params.dist.nnodes:

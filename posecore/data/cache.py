@@ -41,7 +41,7 @@ from posecore.runs import outputs_root
 CACHE_FORMAT = 1
 # data.* keys that do not change which people are read or their boxes: left out of the key
 _NOT_PARSED = ("heatmap_size", "sigma", "codec", "mean", "std", "flip", "scale_factor", "rot_factor",
-               "rot_prob", "half_body_prob", "half_body_min_joints", "workers", "group_by_image",
+               "rot_prob", "half_body_prob", "half_body_min_joints", "workers", "group_by_image", "reduced_decode",
                "skeleton", "flip_pairs", "upper_body", "joint_weights")
 _POSECORE = Path(__file__).resolve().parents[1]
 # the parser's code: every module of posecore.data and what it uses to read files
