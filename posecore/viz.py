@@ -351,6 +351,24 @@ def plot_training_curves(records: Sequence[dict]) -> PoseFigure:
     return fig
 
 
+def plot_lr_schedule(lrs: np.ndarray, steps_per_epoch: int, current_step: int | None = None) -> PoseFigure:
+    """The LR of every optimizer step (posecore.optim.schedule: lrs [steps]) against the epoch, log
+    scale; `current_step` (a run that resumes) is marked."""
+    fig, ax = new_figure(1, 1, (5.0, 2.4))
+    epochs = np.arange(len(lrs)) / steps_per_epoch
+    ax.plot(epochs, lrs, color="#ff7f0e", lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    if current_step is not None and 0 <= current_step < len(lrs):
+        ax.axvline(current_step / steps_per_epoch, color="#555555", ls="--", lw=0.8)
+        ax.plot([current_step / steps_per_epoch], [lrs[current_step]], "o", color="#d62728",
+                label=f"step {current_step} (resumes here)")
+        ax.legend(loc="lower left", fontsize=7, frameon=False)
+    ax.set_title(f"{len(lrs)} optimizer steps, {steps_per_epoch} per epoch", fontsize=8)
+    return fig
+
+
 def plot_validation(history: Sequence[dict], metric: str) -> PoseFigure:
     """A validation metric against the epoch, from log.jsonl's validation records (type "val")."""
     fig, ax = new_figure(panel_size=(5.0, 3.2))

@@ -73,10 +73,16 @@ def step_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: 
     order = epoch_order(groups, seed, epoch, group_by_image)
     virtual = world * accumulate
     shards = [padded_shard(order, virtual, rank * accumulate + micro) for micro in range(accumulate)]
-    steps = len(shards[0]) // batch_size
+    steps = steps_per_epoch(len(order), batch_size, world, accumulate)
     samples = [index for step in range(steps) for shard in shards
                for index in shard[step * batch_size:(step + 1) * batch_size]]
     return samples, steps
+
+
+def steps_per_epoch(samples: int, batch_size: int, world: int = 1, accumulate: int = 1) -> int:
+    """Whole optimizer steps in an epoch of `samples`: each of world x accumulate shards (padded to
+    ceil(samples / (world x accumulate))) gives one micro-batch of batch_size per step."""
+    return -(-int(samples) // (world * accumulate)) // batch_size
 
 
 def padded_shard(order: list[int], world: int, rank: int) -> list[int]:

@@ -23,11 +23,13 @@ import numpy as np
 
 from posecore import viz
 from posecore.data import (annotation_stats, build_dataset, check_annotations, check_layout, dataset_root,
-                           make_synthetic, make_synthetic_video, read_rgb, synthetic_root, uses_coco_layout)
+                           ensure_synthetic, load_people, make_synthetic, make_synthetic_video, read_rgb,
+                           steps_per_epoch, synthetic_root, uses_coco_layout)
 from posecore.data.layouts import coco_style_layout
 from posecore.evaluation import primary_metric
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import DATASETS, from_record
+from posecore.optim import batch_plan, schedule
 from posecore.params import SHORTCUTS, load_params
 from posecore.report import Table, keep, reference_table, run_relative
 from posecore.runs import REPO_ROOT, Run, outputs_root, read_json, resolve_path, run_dir
@@ -179,6 +181,20 @@ def training_log(run_name: str) -> list[dict]:
     if not run.log_path.is_file():
         raise FileNotFoundError(f"{run.log_path} does not exist: train run {run_name!r} first (train.ipynb)")
     return run.log()
+
+
+def lr_schedule(params, npus: int = 1, run_name: str | None = None):
+    """The LR of every optimizer step the run will take (posecore.optim.schedule, as the engine
+    steps it), shown before training; a run that resumes marks the step it resumes from."""
+    ensure_synthetic(params)
+    world = npus * params.dist.nnodes
+    _, accumulate = batch_plan(params.train, world)
+    people = load_people(params, "train")[0]
+    steps = steps_per_epoch(len(people), params.train.batch_size, world, accumulate)
+    if steps < 1:
+        return Note(f"the train split has {len(people)} people, less than one optimizer step")
+    done = [r["step"] for r in Run(run_name).log() if r.get("type") == "train"] if run_name else []
+    return viz.plot_lr_schedule(schedule(params.train, steps), steps, done[-1] if done else None)
 
 
 def training_curves(run_name: str):
