@@ -2,14 +2,17 @@
 
     .venv/bin/python benchmarks/data_pipeline.py [--root ../shared/samples/coco] [--workers 2]
 
-Prints single-process rates with the people shuffled (every sample decodes its image; with and
-without reduced JPEG decoding) and in the engine's order (an image's people back to back share
-one decode, train.group_by_image), then DataLoader figures for 1 and N worker processes. Reference: AlphaPose's SimpleTransform reaches about
+Prints single-process rates (medians of alternating rounds) for the four settings of posecore's two speed-ups, both off in the
+seed params (the seeds' own pipeline): data.reduced_decode (a JPEG decoded at 1/2..1/8 scale when
+the crop box is that much larger than the input) and data.group_by_image (an image's people back to
+back, sharing one decode); then DataLoader figures for 1 and N worker processes with the params'
+own settings. Reference: AlphaPose's SimpleTransform reaches about
 236 samples/s on one core on the shared COCO samples at 256x192; the goal is >= 1.5x that.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,10 +51,10 @@ def single_process(dataset, samples: int, group_by_image: bool) -> tuple[float, 
     return count / (time.perf_counter() - started), count / (time.process_time() - cpu_started)
 
 
-def with_loader(dataset, workers: int, samples: int, batch_size: int) -> float:
+def with_loader(dataset, workers: int, samples: int, batch_size: int, group_by_image: bool) -> float:
     """samples/s through a DataLoader in the engine's order, after its first batch (worker
     start-up left out)."""
-    epochs = epoch_orders(dataset, max(1, -(-samples // len(dataset))) + 1, True)
+    epochs = epoch_orders(dataset, max(1, -(-samples // len(dataset))) + 1, group_by_image)
     indices = [index for _, order in epochs for index in order]
     loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
                         persistent_workers=False, prefetch_factor=4 if workers else None)
@@ -72,6 +75,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="N for the N-worker DataLoader figure")
     parser.add_argument("--samples", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the four settings (medians)")
     args = parser.parse_args(argv)
 
     params = load_params(args.params, {"data.root": args.root})
@@ -81,20 +85,27 @@ def main(argv=None) -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     rows = []
-    dataset.reduced_decode = False
-    wall, cpu = single_process(dataset, args.samples, group_by_image=False)
-    rows += [("people shuffled, full decode", wall), ("  same, per CPU second", cpu)]
-    dataset.reduced_decode = True
-    wall, cpu = single_process(dataset, args.samples, group_by_image=False)
-    rows += [("people shuffled", wall), ("  same, per CPU second", cpu)]
-    wall, cpu = single_process(dataset, args.samples, group_by_image=True)
-    rows += [("engine order (shared decodes)", wall), ("  same, per CPU second", cpu)]
-    rows.append(("DataLoader, 1 worker", with_loader(dataset, 1, args.samples, args.batch_size)))
+    settings = ((False, False), (True, False), (False, True), (True, True))
+    figures = {setting: [] for setting in settings}
+    for _ in range(args.rounds):   # alternating rounds: a shared machine's load hits every setting alike
+        for reduced, grouped in settings:
+            dataset.reduced_decode = reduced
+            figures[reduced, grouped].append(single_process(dataset, args.samples, group_by_image=grouped))
+    seed_cpu = statistics.median(cpu for _, cpu in figures[False, False])
+    for (reduced, grouped), runs in figures.items():
+        wall, cpu = (statistics.median(run[i] for run in runs) for i in (0, 1))
+        name = (f"reduced_decode {'on ' if reduced else 'off'}, group_by_image {'on ' if grouped else 'off'}"
+                f"{' (seed)' if not (reduced or grouped) else ''}")
+        rows += [(name, wall), (f"  same, per CPU second: {cpu / seed_cpu:.2f}x the seed setting's", cpu)]
+    dataset.reduced_decode = dataset.train and params.data.reduced_decode
+    grouped = params.data.group_by_image
+    rows.append((f"DataLoader, 1 worker ({args.params}'s settings)",
+                 with_loader(dataset, 1, args.samples, args.batch_size, grouped)))
     if args.workers > 1:
-        rows.append((f"DataLoader, {args.workers} workers", with_loader(dataset, args.workers, args.samples,
-                                                                       args.batch_size)))
+        rows.append((f"DataLoader, {args.workers} workers ({args.params}'s settings)",
+                     with_loader(dataset, args.workers, args.samples, args.batch_size, grouped)))
     for name, rate in rows:
-        print(f"{name:<32} {rate:8.1f} samples/s  ({rate / ALPHAPOSE_SAMPLES_PER_S:.2f}x AlphaPose's "
+        print(f"{name:<56} {rate:8.1f} samples/s  ({rate / ALPHAPOSE_SAMPLES_PER_S:.2f}x AlphaPose's "
               f"{ALPHAPOSE_SAMPLES_PER_S:.0f})")
 
 

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from posecore import device  # noqa: E402
-from posecore.optim import heatmap_loss  # noqa: E402
+from posecore.optim import joints_mse  # noqa: E402
 from posecore.models import build_model  # noqa: E402
 
 DEFAULT_INPUT = {"fastpose": (192, 256), "simplebaseline": (192, 256), "hourglass": (384, 384)}
@@ -54,7 +54,7 @@ def time_train_step(model_name: str, batch: int, amp: str = "off", channels_last
         optimizer.zero_grad(set_to_none=True)
         with device.autocast(amp):
             heatmaps = step_model(images)
-        loss = heatmap_loss(heatmaps, targets, target_weight)
+        loss = joints_mse(heatmaps, targets, target_weight, loss_weight=0.5)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
