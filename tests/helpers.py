@@ -20,7 +20,7 @@ from torch import nn
 from posecore import data, distributed
 from posecore.checkpoints import load_model
 from posecore.models import build_model
-from posecore.optim import heatmap_loss
+from posecore.optim import joints_mse
 from posecore.params import load_params
 from posecore.runs import REPO_ROOT
 
@@ -88,7 +88,7 @@ def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool
     dataset.set_epoch(0)
     share = global_batch // world
     batch = torch.utils.data.default_collate([dataset[i] for i in range(rank * share, (rank + 1) * share)])
-    heatmap_loss(model(batch["image"]), batch["target"], batch["target_weight"]).backward()
+    joints_mse(model(batch["image"]), batch["target"], batch["target_weight"]).backward()
     return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters()
             if p.grad is not None}
 

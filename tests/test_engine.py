@@ -40,7 +40,7 @@ def _steps_per_epoch(params) -> int:
 
 # --- pure pieces -------------------------------------------------------------------------------
 
-def test_heatmap_loss_is_joints_mse_with_target_weights():
+def test_joints_mse_with_target_weights():
     torch.manual_seed(0)
     output, target = torch.rand(3, 5, 4, 6), torch.rand(3, 5, 4, 6)
     weight = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.5]]).repeat(3, 1)
@@ -48,17 +48,18 @@ def test_heatmap_loss_is_joints_mse_with_target_weights():
                                               target[:, j] * weight[:, j, None, None])
                  for j in range(5)]
     expected = torch.stack(per_joint).mean()
-    assert torch.allclose(optim.heatmap_loss(output, target, weight), expected)
-    assert torch.allclose(optim.heatmap_loss([output, output], target, weight), 2 * expected)
+    assert torch.allclose(optim.joints_mse(output, target, weight, loss_weight=0.5), expected)
+    assert torch.allclose(optim.joints_mse([output, output], target, weight, loss_weight=0.5), 2 * expected)
     # a zero-weight joint does not count, whatever its prediction
     changed = output.clone()
     changed[:, 1] += 100
-    assert torch.allclose(optim.heatmap_loss(changed, target, weight), expected)
+    assert torch.allclose(optim.joints_mse(changed, target, weight, loss_weight=0.5), expected)
 
 
 def _alphapose_lrs(lr, steps, factor, milestone, dpg_steps, epochs):
     """AlphaPose scripts/train.py's LR per epoch, replayed with torch's MultiStepLR: DPG_STEP
-    becomes offsets from DPG_MILESTONE at config load, and a fresh scheduler starts there."""
+    becomes offsets from DPG_MILESTONE at config load (alphapose/opt.py), and a fresh scheduler
+    with gamma 0.1 starts there."""
     dpg_offsets = [step - milestone for step in dpg_steps]
     optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=factor)
@@ -78,9 +79,9 @@ def test_learning_rate_follows_alphapose_multistep_and_dpg_restart():
     milestone, dpg_steps = 6, [9, 11]
     train = load_params("fastpose_coco", {"train.lr": 1e-3, "train.lr_steps": [2, 4],
                                           "train.lr_factor": 0.1, "train.dpg_epoch": milestone,
-                                          "train.dpg_lr_steps": dpg_steps}).train
+                                          "train.dpg_lr_steps": dpg_steps, "train.epochs": 14}).train
     expected = _alphapose_lrs(1e-3, [2, 4], 0.1, milestone, dpg_steps, 14)
-    got = [engine.learning_rate(train, epoch, step=10**6) for epoch in range(14)]
+    got = optim.schedule(train, 1).tolist()
     assert np.allclose(got, expected, rtol=1e-9)
     assert got[milestone] == pytest.approx(1e-5) and got[milestone + 1] == pytest.approx(1e-3)
     assert got[dpg_steps[0]] == pytest.approx(1e-3) and got[dpg_steps[0] + 1] == pytest.approx(1e-4)
@@ -88,17 +89,22 @@ def test_learning_rate_follows_alphapose_multistep_and_dpg_restart():
 
 def test_seed_schedule_decays_after_dpg_steps():
     train = load_params("fastpose_coco").train
-    lrs = {epoch: engine.learning_rate(train, epoch, step=10**6) for epoch in (89, 90, 140, 141, 160, 161, 191)}
+    per_epoch = optim.schedule(train, 3)[::3]
+    lrs = {epoch: per_epoch[epoch] for epoch in (89, 90, 140, 141, 160, 161, 191)}
     assert lrs == pytest.approx({89: 1e-3, 90: 1e-4, 140: 1e-5, 141: 1e-3, 160: 1e-3, 161: 1e-4, 191: 1e-5})
+    # the whole 200-epoch run, step for step, as AlphaPose's loop steps its schedulers
+    expected = np.repeat(_alphapose_lrs(1e-3, [90, 120], 0.1, 140, [160, 190], 200), 3)
+    np.testing.assert_allclose(optim.schedule(train, 3), expected, rtol=1e-12)
 
 
 def test_learning_rate_linear_warmup():
     train = load_params("demo", {"train.lr": 0.01, "train.warmup_iters": 10, "train.warmup_ratio": 0.1,
                                  "train.lr_steps": [1]}).train
-    assert engine.learning_rate(train, 0, 0) == pytest.approx(0.001)
-    assert engine.learning_rate(train, 0, 5) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
-    assert engine.learning_rate(train, 0, 10) == pytest.approx(0.01)
-    assert engine.learning_rate(train, 1, 5) == pytest.approx(0.001 * (0.1 + 0.9 * 0.5))
+    lrs = optim.schedule(train, 8)   # epoch 1 starts at step 8, inside the warm-up
+    assert lrs[0] == pytest.approx(0.001)
+    assert lrs[5] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
+    assert lrs[8] == pytest.approx(0.001 * (0.1 + 0.9 * 0.8))
+    assert lrs[10] == pytest.approx(0.001)
 
 
 def test_rng_states_survive_weights_only_checkpoint(tmp_path):

@@ -203,7 +203,7 @@ def _reads_as_a_record(path: Path) -> str:
 def test_train_notebook_reads_as_the_record_of_the_run(workbook, trained):
     text = _reads_as_a_record(trained)
     assert "ModelParams(" not in text and "Params demo" in text and f"Run {RUN}" in text
-    assert _outputs_of(trained, "image/png") >= 2      # loss curves and the validation history
+    assert _outputs_of(trained, "image/png") >= 3      # the LR schedule, loss curves, the validation history
 
 
 def test_train_notebook_without_validation_says_so_instead_of_empty_figures(workbook, prepared):
@@ -212,7 +212,7 @@ def test_train_notebook_without_validation_says_so_instead_of_empty_figures(work
     parameters = _common(workbook, npus=1, epochs=1, run_name="nbtest-noval")
     run_cli(NOTEBOOK_DIR / "train.ipynb", output, {**parameters, "overrides": {**TINY, "train.val_every": 0}})
     assert not _long_plain_outputs(output)
-    assert _outputs_of(output, "image/png") == 1       # the loss curves only
+    assert _outputs_of(output, "image/png") == 2       # the LR schedule and the loss curves only
     assert "No validation yet" in _output_text(output)
     assert not (workbook["outputs"] / "nbtest-noval" / "figures" / "train_validation.png").exists()
 

@@ -140,7 +140,7 @@ def test_trains_on_simcc_targets(tmp_path, outputs):
     params = tiny_params(tiny_synthetic(tmp_path), **{
         "model.name": "rtmpose", "model.variant": "t", "data.codec": "simcc", "data.input_size": [64, 64],
         "train.epochs": 1, "train.max_steps": 2, "train.perf_warmup_steps": 0, "train.optimizer": "adamw",
-        "train.lr_schedule": "cosine", "train.weight_decay": 0.05})
+        "train.lr_schedule": "cosine", "train.weight_decay": 0.05, "train.loss_weight": 1.0})
     item = data.build_dataset(params, "train")[0]
     target_x, target_y = item["target"]
     assert target_x.shape == (17, 128) and target_y.shape == (17, 128) and item["target_weight"].shape == (17,)

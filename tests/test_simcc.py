@@ -14,7 +14,7 @@ import torch
 
 from posecore.codec import build_codec
 from posecore.codec_simcc import SimCCLabel, decode_simcc
-from posecore.optim import heatmap_loss, learning_rate, loss_function, simcc_loss
+from posecore.optim import build_loss, loss_name, schedule, simcc_loss
 from posecore.params import ParamsError, load_params
 
 # in bounds, the origin, the far corner, 3 sigma off the left edge twice, the centre, beyond
@@ -125,8 +125,10 @@ def test_params_build_the_simcc_codec_and_check_the_pairing():
     params = load_params("rtmpose", {"model.variant": "t", "data.simcc_sigma": [6.0]})
     codec = build_codec(params)
     assert isinstance(codec, SimCCLabel) and codec.sigma == (6.0, 6.0) and codec.simcc_size == (384, 512)
-    assert loss_function(codec) is simcc_loss
-    assert loss_function(build_codec(load_params("fastpose"))) is heatmap_loss
+    assert loss_name(params) == "kl_discret" and loss_name(load_params("fastpose")) == "joints_mse"
+    assert loss_name(load_params("rtmpose", {"train.loss": "auto"})) == "kl_discret"
+    with pytest.raises(ParamsError, match="train.loss 'joints_mse' does not fit data.codec 'simcc'"):
+        load_params("rtmpose", {"train.loss": "joints_mse"})
     with pytest.raises(ParamsError, match="data.codec: simcc"):
         load_params("rtmpose", {"data.codec": "msra"})
     with pytest.raises(ParamsError, match="predicts heatmaps"):
@@ -157,6 +159,8 @@ def test_simcc_loss_is_kl_discret_loss():
     weight = torch.tensor([[1.0, 0.0, 1.0], [0.5, 1.0, 1.0]])
     loss = simcc_loss(output, target, weight)
     assert loss.item() == pytest.approx(_kl_discret(output, target, weight), rel=1e-5)
+    scaled = build_loss(load_params("rtmpose", {"train.loss_weight": 2.0}))(output, target, weight)
+    assert scaled.item() == pytest.approx(2 * loss.item(), rel=1e-6)
     assert simcc_loss(target, target, weight).item() < loss.item()
     with pytest.raises(TypeError, match="pair"):
         simcc_loss(output[0], target, weight)
@@ -165,16 +169,18 @@ def test_simcc_loss_is_kl_discret_loss():
 def test_cosine_schedule_with_warmup():
     train = load_params("rtmpose").train
     assert train.optimizer == "adamw" and train.epochs == 420
-    assert learning_rate(train, 0, 0) == pytest.approx(0.004 * 1e-5)
-    assert learning_rate(train, 0, 500) == pytest.approx(0.004 * (1e-5 + (1 - 1e-5) * 0.5))
-    assert learning_rate(train, 100, 5000) == learning_rate(train, 210, 5000) == 0.004
-    middle = learning_rate(train, 315, 10**6)
+    lrs = schedule(train, 1000)    # 1000 steps an epoch: the warm-up ends inside epoch 0
+    assert lrs.shape == (420_000,)
+    assert lrs[0] == pytest.approx(0.004 * 1e-5)
+    assert lrs[500] == pytest.approx(0.004 * (1e-5 + (1 - 1e-5) * 0.5))
+    assert lrs[100_000] == lrs[210_000] == 0.004
+    middle = lrs[315_000]
     assert middle == pytest.approx(0.004 * 0.05 + 0.004 * 0.95 * 0.5)
     # per iteration: half-way through epoch 315 is past the middle
-    assert learning_rate(train, 315, 10**6, 0.5) < middle
-    assert learning_rate(train, 419, 10**6, 1.0) == pytest.approx(0.004 * 0.05)
+    assert lrs[315_500] < middle
+    assert lrs[-1] == pytest.approx(0.004 * 0.05, rel=1e-4)
     expected = 0.0002 + 0.0038 * 0.5 * (1 + math.cos(math.pi * 100.25 / 210))
-    assert learning_rate(train, 310, 10**6, 0.25) == pytest.approx(expected)
+    assert lrs[310_250] == pytest.approx(expected)
     with pytest.raises(ParamsError, match="cosine_begin"):
         load_params("rtmpose", {"train.cosine_begin": 420})
 
