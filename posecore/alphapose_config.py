@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from posecore.params import ParamsError
+import yaml
+
+from posecore.errors import ParamsError
 
 SECTIONS = ("DATASET", "DATA_PRESET", "MODEL", "TRAIN")
 DATASET_TYPES = {"Mscoco": "coco", "Halpe_26": "halpe26", "Halpe_136": "halpe136",
@@ -58,8 +60,6 @@ def is_alphapose_config(raw: Any) -> bool:
 
 def mapping(path: str) -> list[str]:
     """The lines saying where each AlphaPose key of the config at `path` went."""
-    import yaml
-
     with open(path) as f:
         return convert(yaml.safe_load(f), str(path))[1]
 

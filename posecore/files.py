@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+REPO_ROOT = Path(__file__).resolve().parent.parent   # relative paths in params are relative to it
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 

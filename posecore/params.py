@@ -19,8 +19,11 @@ from typing import Any
 
 import yaml
 
+from posecore import alphapose_config
+from posecore.codec import check_decode
+from posecore.errors import ParamsError
+from posecore.files import REPO_ROOT, atomic_write
 from posecore.keypoints import DATASETS, KeypointSetError, keypoint_info
-from posecore.runs import REPO_ROOT, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +226,6 @@ class Params:
         return dataclasses.asdict(self)
 
 
-class ParamsError(ValueError):
-    """A params file or override that does not fit the schema."""
-
-
 def load_params(name_or_path: str | os.PathLike | Params,
                 overrides: dict[str, Any] | None = None) -> Params:
     """Resolve a params file and apply dotted overrides, e.g. {"train.lr": 5e-4}.
@@ -270,8 +269,6 @@ def _mapped_from(message: str, mapped: list[str]) -> str:
 def _from_alphapose(raw: dict, source: str) -> tuple[dict, list[str]]:
     """An AlphaPose config converted to a posecore params mapping (others as they are), and the
     lines saying where its keys went."""
-    from posecore import alphapose_config
-
     if not alphapose_config.is_alphapose_config(raw):
         return raw, []
     converted, mapped = alphapose_config.convert(raw, source)
@@ -484,8 +481,6 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             fail("sigmas", f"must be a list of positive numbers (finite, one per joint) or 'uniform', got {obj.sigmas!r}")
         obj.sigmas = [float(v) for v in obj.sigmas]
     if isinstance(obj, Params):
-        from posecore.codec import check_decode
-
         try:
             check_decode(obj.data.codec, obj.eval.decode)
         except ValueError as error:

@@ -5,7 +5,7 @@ A run is outputs/<run_name>/ ($POSECORE_OUTPUTS when set). `Run` names every fil
 them back; no other module spells those names. A run folder has one writer at a time
 (`run_lock`: an OS file lock that dies with its process); taking the lock also removes the temp
 files that interrupted atomic writes left behind. The crash-safe writes themselves (atomic_write,
-JSON lines) live in posecore.files and are importable from here too.
+JSON lines) live in posecore.files.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from posecore.files import (DiskFullError, _size_text, append_jsonl, atomic_write, finite_number,  # noqa: F401
-                            json_safe, jsonl_line, read_json, read_jsonl, repair_jsonl, write_json)
+from posecore.errors import RunLockedError, TrainingError  # noqa: F401  (raised here; importable from here)
+from posecore.files import REPO_ROOT, _size_text, read_json, read_jsonl
+from posecore.params import load_params
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LOCK_NAME = ".writer.lock"
 # descriptors of the writer locks this process holds: a forked child (a DataLoader worker) closes
@@ -34,14 +34,6 @@ _HELD_LOCKS: set[int] = set()
 _fork_hook_registered = False   # at the first lock, not at import
 # what atomic_write's mkstemp names look like: .<target name>.<8 random characters>.tmp
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (persistent non-finite loss, out of memory, a refused run folder)."""
-
-
-class RunLockedError(RuntimeError):
-    """Another process is writing the run folder."""
 
 
 def outputs_root() -> Path:
@@ -66,14 +58,83 @@ def run_dir(run_name: str, create: bool = True) -> Path:
     return Run(run_name).folder_made() if create else Run(run_name).folder
 
 
+class EvalFiles:
+    """The files of one evaluation folder: a run's eval/ (posecore.evaluate) or val/ (validation
+    during training), or any folder an evaluation was written to."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    @property
+    def results(self) -> Path:
+        """COCO-style sets: the COCO results list after OKS-NMS."""
+        return self.folder / "results.json"
+
+    @property
+    def gt_results(self) -> Path:
+        """COCO-style sets: the gt mAP protocol's results (GT boxes, no flip, no NMS)."""
+        return self.folder / "gt_results.json"
+
+    @property
+    def results_wholebody(self) -> Path:
+        """COCO-WholeBody: the same poses in its own results layout."""
+        return self.folder / "results_wholebody.json"
+
+    @property
+    def predictions(self) -> Path:
+        """MPII: {"image", "keypoints"} per person, in dataset order."""
+        return self.folder / "predictions.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / Run.METRICS
+
+    @property
+    def per_joint(self) -> Path:
+        return self.folder / "per_joint.csv"
+
+    @property
+    def log(self) -> Path:
+        """The scorer's printed summary."""
+        return self.folder / "eval.log"
+
+    @property
+    def analysis(self) -> Path:
+        """posecore.analyze's error diagnosis."""
+        return self.folder / "analysis.json"
+
+    @property
+    def params(self) -> Path:
+        """The params of the evaluation."""
+        return self.folder / Run.PARAMS
+
+
+class InferFiles:
+    """What posecore.infer writes for one source, in infer/<source>/ of a run (or any folder)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    @property
+    def results(self) -> Path:
+        """AlphaPose's results format, one entry per person and frame."""
+        return self.folder / "results.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "summary.json"
+
+
 class Run:
     """One run folder, outputs/<name>/, and every file in it: the one place that names them.
 
     Paths: params.yaml (the resolved params: keypoint set, codec), env.json, log.jsonl (JSON
     lines), metrics.json (the latest validation), checkpoints/last.pt and best.pt, eval/ (what
-    posecore.evaluate writes, with its own metrics.json), val/ (validation during training),
-    logs/ (per-rank output), notebooks/ (executed notebooks), report.html. Readers (`params`,
-    `log`, `metrics`, `eval_metrics`, `env`, `checkpoint`) never write; `lock` is the writer lock.
+    posecore.evaluate writes: `eval_files`), val/ (validation during training: `val_files`),
+    logs/ (per-rank output), notebooks/ (executed notebooks), report.html, the ONNX exports
+    (`onnx_path(precision)`) and their scores (export.json), infer/<source>/ (`infer_files`).
+    Readers (`params`, `log`, `metrics`, `eval_metrics`, `env`, `checkpoint`) never write; `lock`
+    is the writer lock.
     """
 
     PARAMS = "params.yaml"
@@ -84,6 +145,9 @@ class Run:
     REPRODUCTION = "reproduce.json"   # posecore.reproduce's verdict, in both runs
     CHECKPOINT_FILES = {"best": "best.pt", "last": "last.pt"}   # in checkpoints/
     CHECKPOINTS = tuple(CHECKPOINT_FILES)
+    ONNX_FILES = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8": "model-int8.onnx"}   # by precision
+    PRECISIONS = tuple(ONNX_FILES)
+    EXPORT_SCORES = "export.json"    # each export's metric, latency and size (posecore.score_export)
 
     def __init__(self, name: str, folder: str | os.PathLike | None = None):
         """Run `name` under outputs/; `folder` gives the folder itself (a worker handed its path)."""
@@ -149,9 +213,33 @@ class Run:
         return self.folder / "eval"
 
     @property
+    def eval_files(self) -> EvalFiles:
+        """The files of eval/ (posecore.evaluate's)."""
+        return EvalFiles(self.eval_dir)
+
+    @property
+    def val_files(self) -> EvalFiles:
+        """The files of val/ (the latest validation during training)."""
+        return EvalFiles(self.val_dir)
+
+    @property
     def eval_params_path(self) -> Path:
         """eval/params.yaml: the params of the run's last evaluation."""
-        return self.eval_dir / self.PARAMS
+        return self.eval_files.params
+
+    def onnx_path(self, precision: str = "fp32") -> Path:
+        """The run's ONNX export of `precision` (fp32, fp16, int8)."""
+        if precision not in self.ONNX_FILES:
+            raise ValueError(f"an export's precision is one of {self.PRECISIONS}, not {precision!r}")
+        return self.folder / self.ONNX_FILES[precision]
+
+    @property
+    def export_scores_path(self) -> Path:
+        return self.folder / self.EXPORT_SCORES
+
+    def infer_files(self, source_stem: str) -> InferFiles:
+        """infer/<source_stem>/: posecore.infer's output for one source."""
+        return InferFiles(self.infer_dir / source_stem)
 
     @property
     def reproduction_path(self) -> Path:
@@ -194,8 +282,6 @@ class Run:
         if not self.params_path.is_file():
             raise FileNotFoundError(f"{self.params_path} does not exist: {self.name!r} is not a run "
                                     "(train it first, or pass params and a checkpoint path)")
-        from posecore.params import load_params
-
         return load_params(self.params_path)
 
     def log(self) -> list[dict]:
@@ -213,7 +299,7 @@ class Run:
 
     def eval_metrics(self, required: bool = True) -> dict[str, Any]:
         """eval/metrics.json (what the eval notebook left); missing: an error when `required`, else {}."""
-        path = self.eval_dir / self.METRICS
+        path = self.eval_files.metrics
         if path.is_file():
             return read_json(path)
         if required:
