@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from posecore.codec import CODECS  # noqa: E402
+from posecore.codec import HEATMAP_CODECS  # noqa: E402
 from posecore.engine import train  # noqa: E402
 from posecore.evaluation import evaluate  # noqa: E402
 from posecore.params import load_params  # noqa: E402
@@ -31,7 +31,7 @@ COLUMNS = ("AP", "AP50", "AP75", "gt_AP")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="demo")
-    parser.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))
+    parser.add_argument("--codecs", nargs="+", default=[c.name for c in HEATMAP_CODECS], choices=[c.name for c in HEATMAP_CODECS])
     parser.add_argument("--prefix", default="codec-ab")
     args = parser.parse_args()
     rows = []

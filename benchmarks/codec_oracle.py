@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from posecore.codec import CODECS  # noqa: E402
+from posecore.codec import HEATMAP_CODECS  # noqa: E402
 from posecore.evaluation import evaluate  # noqa: E402
 from posecore.params import load_params  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "samples" / "coco")
     parser.add_argument("--input", type=int, nargs=2, default=[192, 256], metavar=("W", "H"))
     parser.add_argument("--heatmaps", nargs="+", default=["48x64", "12x16"], metavar="WxH")
-    parser.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))
+    parser.add_argument("--codecs", nargs="+", default=[c.name for c in HEATMAP_CODECS], choices=[c.name for c in HEATMAP_CODECS])
     args = parser.parse_args()
     if not (args.root / "annotations").is_dir():
         raise SystemExit(f"no COCO annotations under {args.root}: pass --root")

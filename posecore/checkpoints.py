@@ -39,10 +39,12 @@ import torch
 from torch import nn
 
 from posecore import device as devices
+from posecore.codec import checkpoint_codec_name
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, unwrap_model
-from posecore.params import load_params
-from posecore.runs import atomic_write, finite_number, resolve_path
+from posecore.params import Params, load_params
+from posecore.files import atomic_write, finite_number
+from posecore.runs import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ def _mismatched_head(model: nn.Module, state: dict[str, torch.Tensor]) -> list[s
             if key.startswith(prefix) and key in own and value.shape != own[key].shape]
 
 
-def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
+def load_model(params: Params, checkpoint: str | os.PathLike | None = None,
                device: str | torch.device = "cpu") -> tuple[nn.Module, str | None]:
     """params.model with weights, in eval mode on `device` -> (model, checkpoint format or None).
 
@@ -167,10 +169,10 @@ def load_model(params: Any, checkpoint: str | os.PathLike | None = None,
     return model.to(device).eval(), checkpoint_format
 
 
-def with_trained_codec(params: Any, checkpoint: str | os.PathLike | None) -> Any:
+def with_trained_codec(params: Params, checkpoint: str | os.PathLike | None) -> Any:
     """params with the data.codec `checkpoint` was trained with, so that evaluation, export and
     inference decode the way the run encoded. Only posecore training checkpoints record it;
-    params stay as they are for other files (upstream checkpoints are MSRA-trained)."""
+    params stay as they are for other files (upstream checkpoints are trained with the params' own codec)."""
     if checkpoint is None:
         return params
     try:
@@ -179,8 +181,7 @@ def with_trained_codec(params: Any, checkpoint: str | os.PathLike | None) -> Any
         saved = read_checkpoint(checkpoint)   # a legacy (non-zip) file cannot be mapped
     if not (isinstance(saved, dict) and saved.get("format") == POSECORE_FORMAT):
         return params
-    # checkpoints from before data.codec existed were MSRA-trained
-    trained = saved.get("params", {}).get("data", {}).get("codec", "msra")
+    trained = checkpoint_codec_name(saved.get("params", {}))   # older checkpoints: the legacy codec
     if trained == params.data.codec:
         return params
     log.warning("%s was trained with data.codec %r: using it instead of %r", checkpoint, trained,
@@ -206,7 +207,7 @@ def initialize_weights(model: nn.Module, model_params: Any) -> nn.Module:
     return model
 
 
-def training_checkpoint(params: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+def training_checkpoint(params: Params, model: nn.Module, optimizer: torch.optim.Optimizer,
                         scaler_state: dict[str, Any], *, epoch: int, epoch_step: int, step: int,
                         lr: float, best_metric: float | None, skipped_steps: int) -> dict[str, Any]:
     """The training checkpoint (CHECKPOINT_KEYS) of the bare `model` at this point of training.

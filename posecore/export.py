@@ -15,8 +15,8 @@ exporter builds opset 18 and down-converts: for FastPose the conversion to 17 fa
 axes) and the file silently stays at opset 18, and it takes 10-15 s. Move to dynamo once the
 TorchScript exporter is gone and opset >= 18 is acceptable.
 
-`metadata_props` hold JSON-encoded values under the keys documented in METADATA_KEYS;
-`read_metadata(path)` decodes them.
+`metadata_props` hold JSON-encoded values under the keys documented in
+posecore.onnx_metadata.METADATA_KEYS; `read_metadata(path)` there decodes them.
 """
 from __future__ import annotations
 
@@ -33,54 +33,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-import posecore
-from posecore.codec import Codec, MSRAHeatmap
+from posecore.codec import Codec, codec_from_metadata
 from posecore.environment import record_export
-from posecore.keypoints import check_num_joints
 from posecore.models import build_model, final_output
+from posecore.onnx_metadata import DECODE_OUTPUTS, INPUT_NAME, build_metadata, read_metadata, set_metadata
 from posecore.params import Params
 from posecore.predictor import Predictor, trained_params
-from posecore.runs import Run, atomic_write, finite_number, resolve_path
+from posecore.runs import Run, resolve_path
+from posecore.files import atomic_write, finite_number
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 PARITY_TOLERANCE = 1e-4
 KEYPOINT_TOLERANCE_PX = 1e-3   # median keypoint difference, image pixels, of the two Predictors
-INPUT_NAME = "image"
-DECODE_OUTPUTS = ("keypoints", "scores")
 
-METADATA_KEYS = {
-    "model_name": "key of posecore.models.MODELS, e.g. 'fastpose'",
-    "dataset": "'coco', 'mpii' or 'custom' (a COCO-format dataset's own joints): the keypoint convention",
-    "joint_names": "list of K joint names, in heatmap channel order",
-    "flip_pairs": "list of [left, right] joint index pairs (for flip test)",
-    "skeleton": "list of [a, b] joint index pairs to draw as limbs",
-    "oks_sigmas": "OKS sigma per joint (COCO AP's keypoint similarity; tracking)",
-    "input_size": "[w, h] of the network input in pixels",
-    "codec": "codec of training (posecore.codec): 'msra', 'dark' or 'udp' (heatmaps) or 'simcc'",
-    "heatmap_size": "heatmap codecs: [w, h] of the heatmaps",
-    "sigma": "heatmap codecs: Gaussian sigma of the training targets, heatmap pixels (dark / udp decoding uses it)",
-    "decode_method": "eval.decode of the export: 'default' (the codec's own decoding) or 'dark'",
-    "dark_kernel": "heatmap codecs: blur kernel of the Taylor decoding (dark / udp)",
-    "heatmap_stride": ("heatmap codecs: [sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
-                       "((input_size - 1) / (heatmap_size - 1) for the udp codec)"),
-    "simcc_sigma": "simcc: [x, y] Gaussian sigma of the training labels, in bins",
-    "simcc_split_ratio": "simcc: bins per input pixel",
-    "simcc_size": "simcc: [Wx, Wy], the lengths of simcc_x and simcc_y",
-    "shift_heatmap": "eval.shift_heatmap of the export: whether the flip test shifts the mirrored prediction",
-    "flip_shift": ("heatmap pixels the flip test moves the mirrored-back prediction right (0 with "
-                   "shift_heatmap off, and for udp / simcc)"),
-    "mean": "[r, g, b] subtracted from rgb / 255",
-    "std": "[r, g, b] dividing (rgb / 255 - mean)",
-    "normalization": "the input formula, in words",
-    "bbox_padding": "box enlargement used in training crops (crop = box at the input aspect ratio * padding)",
-    "crop": "how a person box becomes the network input, in words",
-    "decode": "how 'keypoints' derive from the model's outputs, in words",
-    "outputs": "list of output names",
-    "checkpoint": "file name of the exported weights, or null for untrained weights",
-    "checkpoint_format": "format detected by posecore.checkpoints.load_checkpoint, or null",
-    "posecore_version": "version of posecore that wrote the file",
-}
 
 
 def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLike | None,
@@ -97,7 +63,7 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     input/output names, parity (the outputs' max abs diff per batch, and "predictor": the keypoints
     of Predictor on PyTorch and on the file, `check_predictor_parity`), checkpoint format.
     """
-    import onnx
+    import onnx  # optional dependency (the export extra), imported on use
 
     check_opset(opset)
     predictor = Predictor.from_checkpoint(params, checkpoint, device="cpu", run_name=run_name)
@@ -188,155 +154,9 @@ def check_opset(opset: int) -> None:
                          f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})")
 
 
-CROP_TEXT = {
-    False: ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
-            "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width, "
-            "centre to input centre"),
-    True: ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
-           "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width - 1 "
-           "and crop height to input height - 1 (pixel centres span the crop), centre to "
-           "(input size - 1) / 2"),
-}
-DECODE_TEXT = {
-    "default": ("argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
-                "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
-                "= input pixels; score = maximum"),
-    "dark": ("argmax per heatmap; DARK: Gaussian blur (kernel {kernel}, zero border) rescaled to the "
-             "maximum, log, one Newton step with second differences over two pixels when "
-             "2 <= x < W-2 and 2 <= y < H-2; (0, 0) when the maximum <= 0; times heatmap_stride = "
-             "input pixels; score = maximum"),
-    "dark_udp": ("argmax per heatmap; Gaussian blur (kernel {kernel}, zero border) rescaled to the "
-                 "maximum, log, one Newton step with one-pixel differences when 1 <= x < W-1 and "
-                 "1 <= y < H-1; minus what the same steps move a unit Gaussian (sigma {sigma}) centred "
-                 "at the result; (0, 0) when the maximum <= 0; times heatmap_stride = input pixels; "
-                 "score = maximum"),
-}
-
-
-def decode_text(codec: Any) -> str:
-    """How the export's "keypoints" and "scores" derive from the model's outputs, in words."""
-    if codec.output_kind == "simcc":
-        return SIMCC_DECODE_TEXT.format(ratio=codec.split_ratio)
-    return DECODE_TEXT[codec.refinement].format(kernel=codec.dark_kernel, sigma=codec.sigma)
-
-
-SIMCC_DECODE_TEXT = ("argmax of simcc_x and of simcc_y per joint, divided by simcc_split_ratio ({ratio}) = "
-                     "input pixels; score = the smaller of the two maxima; (-1, -1) / simcc_split_ratio "
-                     "when that score <= 0")
-
-
-def build_metadata(params: Params, codec: Codec, output_names: list[str], checkpoint: Path | None,
-                   checkpoint_format: str | None) -> dict[str, Any]:
-    info = check_num_joints(params)
-    metadata = {
-        "model_name": params.model.name,
-        **info.record(),   # dataset, joint_names, flip_pairs, skeleton, oks_sigmas
-        "input_size": list(params.data.input_size),
-        **codec.metadata(),   # codec, its sizes, sigma(s) and decoding options
-        # flip test: the mirrored prediction moves flip_shift heatmap pixels right (eval.shift_heatmap)
-        "shift_heatmap": params.eval.shift_heatmap,
-        "flip_shift": codec.flip_shift(params.eval.shift_heatmap),
-        "mean": list(params.data.mean),
-        "std": list(params.data.std),
-        "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",
-        "bbox_padding": params.data.bbox_padding,
-        "crop": CROP_TEXT[codec.udp],
-        "decode": decode_text(codec),
-        "outputs": output_names,
-        "checkpoint": checkpoint.name if checkpoint else None,
-        "checkpoint_format": checkpoint_format,
-        # getattr: a stale editable install can import posecore as a namespace package
-        "posecore_version": getattr(posecore, "__version__", None),
-    }
-    return metadata
-
-
-def set_metadata(proto, metadata: dict[str, Any]) -> None:
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """metadata_props of an ONNX file as a dict, JSON values decoded (others kept as text); a
-    file that is not ONNX is a ValueError naming it."""
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except OSError:
-        raise
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise ValueError(f"{path} is not an ONNX model ({type(error).__name__}: {error}); export one "
-                         "with posecore.export_onnx") from None
-    metadata = {}
-    for entry in proto.metadata_props:
-        try:
-            metadata[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
-            metadata[entry.key] = entry.value
-    return metadata
-
-
-POSE_METADATA = ("input_size", "mean", "std", "bbox_padding", "joint_names", "flip_pairs", "skeleton", "dataset")
-
-
-def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> None:
-    """The metadata a pose model is run with (inference reads nothing else), each value checked:
-    a ValueError naming the file, the key and what was expected. Besides POSE_METADATA, the
-    codec's own keys (its metadata_keys: heatmap_size, or simcc_sigma and simcc_split_ratio)."""
-    from posecore.codec import ALL_CODECS
-
-    def fail(key: str, expected: str) -> None:
-        raise ValueError(f"{path}: metadata {key} is {_shown(metadata.get(key))}, expected {expected}; "
-                         "re-export the model with posecore.export_onnx")
-
-    if metadata.get("codec", "msra") not in ALL_CODECS:   # exports from before codecs were msra
-        fail("codec", f"one of {sorted(ALL_CODECS)}")
-    codec = ALL_CODECS[metadata.get("codec", "msra")]
-    missing = [key for key in (*POSE_METADATA, *codec.metadata_keys) if key not in metadata]
-    if missing:
-        raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
-                         "(posecore.export_onnx writes them)")
-    for key in ("input_size", "heatmap_size"):
-        if key in metadata and not _numbers(metadata[key], 2, integer=True, low=1, high=65536):
-            fail(key, "two positive integers (w, h)")
-    if not _numbers(metadata["mean"], 3, low=-1e3, high=1e3):
-        fail("mean", "3 numbers (R, G, B)")
-    if not _numbers(metadata["std"], 3, low=1e-12, high=1e3):
-        fail("std", "3 positive numbers (R, G, B)")
-    if not _numbers([metadata["bbox_padding"]], 1, low=1e-6, high=100):
-        fail("bbox_padding", "a positive number")
-    if "sigma" in metadata and not _numbers([metadata["sigma"]], 1, low=1e-6, high=1e3):
-        fail("sigma", "a positive number")
-    if "simcc_sigma" in metadata and not _numbers(metadata["simcc_sigma"], 2, low=1e-6, high=1e4):
-        fail("simcc_sigma", "two positive numbers (x, y)")
-    if "simcc_split_ratio" in metadata and not _numbers([metadata["simcc_split_ratio"]], 1, low=1e-3, high=100):
-        fail("simcc_split_ratio", "a positive number")
-    if metadata.get("decode_method", "default") not in codec.decodes:
-        fail("decode_method", f"one of {list(codec.decodes)}")
-    kernel = metadata.get("dark_kernel", 11)
-    if not _numbers([kernel], 1, integer=True, low=1, high=999) or kernel % 2 == 0:
-        fail("dark_kernel", "an odd positive integer")
-
-
-def _numbers(values: Any, count: int, integer: bool = False, low: float = -np.inf, high: float = np.inf) -> bool:
-    """`values` is a list of `count` finite numbers (integers) in [low, high]."""
-    kinds = (int,) if integer else (int, float)
-    return (isinstance(values, list) and len(values) == count
-            and all(isinstance(v, kinds) and not isinstance(v, bool) and finite_number(v) and low <= v <= high
-                    for v in values))
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
     """CPU onnxruntime session (threads default: torch's intra-op thread count, for fair timing)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional dependency (the export extra), imported on use
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -383,7 +203,7 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Se
 
     Compares the model's outputs ("heatmaps", or "simcc_x" and "simcc_y") with model(x) and,
     when present, "keypoints"/"scores" with `codec`'s torch decode of the file's own outputs
-    (default codec: msra at the file's input and heatmap sizes): decoding the same outputs, so
+    (default: the codec the file's metadata describe): decoding the same outputs, so
     that an argmax between two near-equal cells of an untrained model cannot flip. Returns
     {"max_abs_diff" (the model's outputs), "ok" (<= PARITY_TOLERANCE), "tolerance", "batches":
     {batch: {output name: max abs diff}}}.
@@ -392,8 +212,7 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Se
     input_meta = session.get_inputs()[0]
     channels, height, width = input_meta.shape[1:]
     if codec is None:
-        heatmap_h, heatmap_w = session.get_outputs()[0].shape[2:]
-        codec = MSRAHeatmap((width, height), (heatmap_w, heatmap_h))
+        codec = codec_from_metadata(read_metadata(onnx_path))
     input_per_unit = torch.tensor(codec.input_per_unit, dtype=torch.float32)
     names = [output.name for output in session.get_outputs()]
     raw = [name for name in names if name not in DECODE_OUTPUTS]

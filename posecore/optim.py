@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from posecore.codec import codec_class
 from posecore.params import Params, ParamsError, TrainParams
 
 Loss = Callable[..., torch.Tensor]
@@ -118,10 +119,11 @@ LOSSES: dict[str, Loss] = {"joints_mse": joints_mse, "keypoint_mse": keypoint_ms
 
 
 def loss_name(params: Params) -> str:
-    """train.loss with `auto` resolved: kl_discret for the simcc codec, else joints_mse."""
+    """train.loss with `auto` resolved: the codec's default loss (kl_discret for SimCC labels,
+    joints_mse for heatmaps)."""
     if params.train.loss != "auto":
         return params.train.loss
-    return "kl_discret" if params.data.codec == "simcc" else "joints_mse"
+    return codec_class(params.data.codec).default_loss
 
 
 def build_loss(params: Params) -> Loss:

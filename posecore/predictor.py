@@ -28,9 +28,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from posecore.codec import ALL_CODECS, Codec, build_codec
+from posecore.checkpoints import load_model, with_trained_codec
+from posecore.codec import Codec, build_codec, codec_from_metadata
+from posecore.data import crop_input, resolve_keypoints
+from posecore.device import get_device
 from posecore.geometry import box_to_center_scale
-from posecore.keypoints import KeypointInfo
+from posecore.keypoints import KeypointInfo, from_record, keypoint_info
+from posecore.models import final_output
+from posecore.onnx_metadata import DECODE_OUTPUTS, check_pose_metadata, read_metadata
+from posecore.params import Params, load_params
 from posecore.runs import Run, find_checkpoint, resolve_path
 
 ONNX_SUFFIX = ".onnx"
@@ -72,7 +78,7 @@ class Predictor:
 
     def __init__(self, forward: Callable[[Any], Any] | None, codec: Codec, info: KeypointInfo,
                  mean, std, bbox_padding: float, backend: str, *, shift: bool = True,
-                 params: Any = None, model: torch.nn.Module | None = None, device: Any = "cpu",
+                 params: Params | None = None, model: torch.nn.Module | None = None, device: Any = "cpu",
                  checkpoint: Path | None = None, checkpoint_format: str | None = None):
         self.forward, self.codec, self.info, self.backend = forward, codec, info, backend
         self.mean = np.asarray(mean, np.float32)
@@ -84,13 +90,10 @@ class Predictor:
 
     # ---- sources
     @classmethod
-    def from_model(cls, model: torch.nn.Module | None, params: Any, codec: Codec | None = None,
+    def from_model(cls, model: torch.nn.Module | None, params: Params, codec: Codec | None = None,
                    device: Any = None) -> "Predictor":
         """A PyTorch model in memory (eval mode expected) with `params`' crop, keypoint set and codec
         (`codec` overrides build_codec(params)); model None: decoding only (the oracle)."""
-        from posecore.keypoints import keypoint_info
-        from posecore.models import final_output
-
         if device is None:
             device = next(model.parameters()).device if model is not None else "cpu"
         device = torch.device(device)
@@ -105,13 +108,10 @@ class Predictor:
                    params=params, model=model, device=device)
 
     @classmethod
-    def from_checkpoint(cls, params: Any, path: str | os.PathLike | None, device: Any = None,
+    def from_checkpoint(cls, params: Params, path: str | os.PathLike | None, device: Any = None,
                         run_name: str | None = None) -> "Predictor":
         """params' model with the weights of `path` (any format load_checkpoint reads; "best" /
         "last" of `run_name`; None: the weights params name), decoding as the checkpoint trained."""
-        from posecore.checkpoints import load_model
-        from posecore.device import get_device
-
         device = torch.device(device) if device is not None else get_device()
         params, weights = trained_params(params, path, run_name)
         model, checkpoint_format = load_model(params, weights, device)
@@ -123,23 +123,18 @@ class Predictor:
     def from_run(cls, run_name: str, checkpoint: str | os.PathLike = "best", device: Any = None,
                  overrides: dict | None = None) -> "Predictor":
         """Run `run_name`'s model as trained: its params.yaml (keypoint set, codec) with
-        `overrides` (dotted keys, e.g. {"eval.decode": "dark"}) and its best / last checkpoint
+        `overrides` (dotted keys, e.g. {"eval.flip_test": False}) and its best / last checkpoint
         (or a checkpoint path)."""
-        from posecore.params import load_params
-
         params = load_params(Run(run_name).params(), overrides or {})
         return cls.from_checkpoint(params, checkpoint, device, run_name)
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, params: Any = None, device: Any = None) -> "Predictor":
+    def from_onnx(cls, path: str | os.PathLike, params: Params | None = None, device: Any = None) -> "Predictor":
         """A posecore-exported .onnx; its metadata give the crop, keypoint set and codec. With
         `params`, their eval.decode / eval.dark_kernel / eval.shift_heatmap apply (else the
         export's own decoding). onnxruntime uses CUDA when `device` (default: posecore's choice)
         is a GPU and its provider is installed, else the CPU."""
-        import onnxruntime as ort
-
-        from posecore.export import DECODE_OUTPUTS, check_pose_metadata, read_metadata
-        from posecore.keypoints import from_record
+        import onnxruntime as ort  # optional dependency (the export extra), imported on use
 
         path = resolve_path(path)
         if not path.is_file():
@@ -147,10 +142,7 @@ class Predictor:
         metadata = read_metadata(path)
         check_pose_metadata(metadata, path)
         decoding = (params.eval.decode, params.eval.dark_kernel) if params is not None else ()
-        # exports from before codecs were msra
-        codec = ALL_CODECS[metadata.get("codec", "msra")].from_metadata(metadata, *decoding)
-        from posecore.device import get_device
-
+        codec = codec_from_metadata(metadata, *decoding)
         device = torch.device(device) if device is not None else get_device()
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -174,7 +166,7 @@ class Predictor:
                    metadata["bbox_padding"], "onnxruntime", shift=shift, params=params, checkpoint=path)
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, params: Any = None, run_name: str | None = None,
+    def load(cls, checkpoint: str | os.PathLike, params: Params | None = None, run_name: str | None = None,
              device: Any = None) -> "Predictor":
         """What a notebook's (checkpoint, params, run_name) name: an .onnx file (`from_onnx`),
         else params' model with that checkpoint, params None: the params of run `run_name`."""
@@ -210,8 +202,6 @@ class Predictor:
     def crops(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes [N, 4+] (x1, y1, x2, y2, ...) -> (inputs float32 [N, 3, H, W] normalized RGB,
         bbox_center [N, 2], bbox_scale [N, 2]), cropped as in training and evaluation."""
-        from posecore.data import crop_input
-
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
         boxes = boxes.reshape(-1, boxes.shape[-1]) if boxes.size else np.zeros((0, 4))
         in_w, in_h = self.input_size
@@ -266,15 +256,11 @@ class Predictor:
         return Poses(np.asarray(xy, np.float64), scores)
 
 
-def trained_params(params: Any, checkpoint: str | os.PathLike | None, run_name: str | None = None
+def trained_params(params: Params, checkpoint: str | os.PathLike | None, run_name: str | None = None
                    ) -> tuple[Any, Path | None]:
     """(params as `checkpoint` was trained, the checkpoint's path): the keypoint set resolved
     (a custom set from the run's params.yaml or the data), data.codec from a posecore checkpoint;
     "best" / "last" looked up in run `run_name`. checkpoint None: (resolved params, None)."""
-    from posecore.checkpoints import with_trained_codec
-    from posecore.data import resolve_keypoints
-    from posecore.params import load_params
-
     path = None if checkpoint is None else find_checkpoint(checkpoint, run_name)
     params = resolve_keypoints(load_params(params), run_name)
     return with_trained_codec(params, path), path

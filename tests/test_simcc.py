@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from posecore.codec import build_codec
-from posecore.codec_simcc import SimCCLabel, decode_simcc
+from posecore.codec import SimCCLabel, decode_simcc
 from posecore.optim import build_loss, loss_name, schedule, simcc_loss
 from posecore.params import ParamsError, load_params
 

@@ -1,9 +1,8 @@
-"""Heatmap codecs: joints <-> per-joint Gaussian heatmaps, one object per convention (`data.codec`).
+"""Heatmap codecs: joints <-> per-joint Gaussian heatmaps, one class per convention (`data.codec`).
 
-Every codec owns the crop transform (image -> input pixels), the input-to-heatmap scale, the
-encoding, the decoding, the mapping of decoded heatmap pixels back to the image and the shift that
-re-aligns a flip-test heatmap. Build one with `build_codec(params)`; the dataset, evaluation,
-export and inference all use that object, so a run decodes the way it was trained.
+Each owns the crop transform (image -> input pixels), the input-to-heatmap scale, the encoding,
+the decoding, the mapping of decoded heatmap pixels back to the image and the shift that
+re-aligns a flip-test heatmap (the posecore.codec.Codec interface).
 
 - `msra` (HRNet / AlphaPose / mmpose's MSRAHeatmap; the default): the classic crop, stride =
   input_size / heatmap_size, an unnormalized Gaussian (peak 1) at the joint rounded to the grid,
@@ -17,8 +16,7 @@ export and inference all use that object, so a run decodes the way it was traine
   udp=True), heatmap = input * (heatmap - 1) / (input - 1), the Gaussian at the sub-pixel joint,
   decoded like `dark`. A mirrored crop is then exactly the mirrored heatmap: no flip shift.
 
-- `simcc` (SimCC / RTMPose; mmpose's SimCCLabel): 1-D classification labels per axis instead of
-  heatmaps, in posecore.codec_simcc; its models output the pair (simcc_x, simcc_y).
+(The simcc codec, 1-D labels per axis instead of heatmaps, is posecore.codec.simcc.)
 
 `dark` and `udp` take second differences over one pixel (as UDP computes the Taylor step, so it
 also works one pixel from the border) and take off the pull of DARK's zero-padded blur near the
@@ -36,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from posecore.codec_simcc import SimCCLabel
+from posecore.codec.base import CODECS, CROP_TEXT, check_decode, numbers_fit
 from posecore.geometry import affine_matrix, heatmap_to_image
 
 DECODE_METHODS = ("default", "dark", "dark_udp")   # refinements after the argmax
@@ -174,16 +172,23 @@ def _log_blurred(heatmaps, kernel: int):
 
 
 def _taylor_refine(log_heatmaps, coords, reach: int):
-    """Newton step on the log-heatmap; second differences over `reach` pixels (DARK 2, UDP 1),
-    only where the stencil fits inside the map.
+    """coords [N, K, 2] moved by DARK's Newton step on the log-heatmaps [N, K, H, W] (float64)."""
+    px, py, at = _peak_reader(log_heatmaps.astype(np.float64), coords)
+    return coords + taylor_offset(at, px, py, log_heatmaps.shape[2:], reach, np)
+
+
+def taylor_offset(at, x, y, shape, reach: int, xp):
+    """DARK's Newton step [N, K, 2] from the peaks (x, y) [N, K] of log-heatmaps of `shape` (H, W),
+    `at(dx, dy)` reading the values beside the peaks; second differences over `reach` pixels (DARK
+    2, UDP 1), zero where the stencil does not fit inside the map. `xp` is numpy or torch: the one
+    copy of the maths for evaluation (numpy) and the ONNX graph (torch).
 
     With reach 1 (the dark and udp codecs) the step is taken only where the quadratic model has
     a maximum (negative definite Hessian) and at most one pixel: on a flat or noisy map (an
     untrained model) it would otherwise jump anywhere. DARK as published (reach 2) has no guard.
     """
-    h, w = log_heatmaps.shape[2:]
-    px, py, at = _peak_reader(log_heatmaps.astype(np.float64), coords)
-    inner = (px >= reach) & (px < w - reach) & (py >= reach) & (py < h - reach)
+    height, width = shape
+    inner = (x >= reach) & (x < width - reach) & (y >= reach) & (y < height - reach)
     center = at(0, 0)
     dxx = (at(reach, 0) - 2 * center + at(-reach, 0)) / (reach * reach)
     dyy = (at(0, reach) - 2 * center + at(0, -reach)) / (reach * reach)
@@ -193,12 +198,12 @@ def _taylor_refine(log_heatmaps, coords, reach: int):
     det = dxx * dyy - dxy * dxy
     usable = inner & (det != 0)
     if reach == 1:
-        usable &= (dxx < 0) & (det > 0)
-    safe_det = np.where(usable, det, 1.0)
-    offset = np.stack([-(dyy * dx - dxy * dy) / safe_det, -(dxx * dy - dxy * dx) / safe_det], axis=-1)
+        usable = usable & (dxx < 0) & (det > 0)
+    safe_det = xp.where(usable, det, xp.ones_like(det))
+    offset = xp.stack([-(dyy * dx - dxy * dy) / safe_det, -(dxx * dy - dxy * dx) / safe_det], -1)
     if reach == 1:
-        offset = np.clip(offset, -1.0, 1.0)
-    return coords + offset * usable[..., None]
+        offset = xp.clip(offset, -1.0, 1.0)
+    return xp.where(usable[..., None], offset, xp.zeros_like(offset))
 
 
 def _ideal_gaussians(coords, heatmap_size, sigma: float):
@@ -227,7 +232,8 @@ def decode_heatmaps_torch(heatmaps, method: str = "default", dark_kernel: int = 
     y = torch.div(index, width, rounding_mode="floor").to(heatmaps.dtype)
     if method in TAYLOR_REACH:
         log_heatmaps = _log_blurred_torch(heatmaps, dark_kernel)
-        offset = _taylor_offset_torch(log_heatmaps, x, y, TAYLOR_REACH[method])
+        at = _peak_reader_torch(log_heatmaps, x, y)
+        offset = taylor_offset(at, x, y, (height, width), TAYLOR_REACH[method], torch).to(heatmaps.dtype)
     else:
         at = _peak_reader_torch(heatmaps, x, y)
         step = torch.stack([torch.sign(at(1, 0) - at(-1, 0)), torch.sign(at(0, 1) - at(0, -1))], dim=2)
@@ -266,28 +272,6 @@ def _log_blurred_torch(heatmaps, kernel: int):
     return torch.log((blurred * ratio[..., None, None]).clamp(min=1e-10))
 
 
-def _taylor_offset_torch(log_heatmaps, x, y, reach: int):
-    """_taylor_refine's offsets [N, K, 2]."""
-    height, width = log_heatmaps.shape[-2:]
-    at = _peak_reader_torch(log_heatmaps, x, y)
-    inner = (x >= reach) & (x < width - reach) & (y >= reach) & (y < height - reach)
-    center = at(0, 0)
-    dxx = (at(reach, 0) - 2 * center + at(-reach, 0)) / (reach * reach)
-    dyy = (at(0, reach) - 2 * center + at(0, -reach)) / (reach * reach)
-    dx = 0.5 * (at(1, 0) - at(-1, 0))
-    dy = 0.5 * (at(0, 1) - at(0, -1))
-    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-    det = dxx * dyy - dxy * dxy
-    usable = inner & (det != 0)
-    if reach == 1:
-        usable = usable & (dxx < 0) & (det > 0)
-    safe_det = torch.where(usable, det, torch.ones_like(det))
-    offset = torch.stack([-(dyy * dx - dxy * dy) / safe_det, -(dxx * dy - dxy * dx) / safe_det], dim=2)
-    if reach == 1:
-        offset = offset.clamp(-1.0, 1.0)
-    return offset * usable.unsqueeze(2).to(offset.dtype)
-
-
 # --------------------------------------------------------------------------- codec objects
 
 @dataclass(frozen=True)
@@ -305,9 +289,17 @@ class HeatmapCodec:
     dark_kernel: int = 11
 
     name: ClassVar[str] = ""
-    output_kind: ClassVar[str] = "heatmaps"   # what the model predicts: heatmaps [N, K, Hh, Wh]
-    output_names: ClassVar[tuple[str, ...]] = ("heatmaps",)   # the model output's ONNX names
-    metadata_keys: ClassVar[tuple[str, ...]] = ("heatmap_size",)   # what from_metadata needs besides input_size
+    output_names: ClassVar[tuple[str, ...]] = ("heatmaps",)   # the model predicts heatmaps [N, K, Hh, Wh]
+    metadata_keys: ClassVar[dict[str, str]] = {
+        "heatmap_size": "heatmap codecs: [w, h] of the heatmaps",
+        "sigma": "heatmap codecs: Gaussian sigma of the training targets, heatmap pixels (dark / udp decoding uses it)",
+        "decode_method": "eval.decode of the export: 'default' (the codec's own decoding) or 'dark'",
+        "dark_kernel": "heatmap codecs: blur kernel of the Taylor decoding (dark / udp)",
+        "heatmap_stride": ("heatmap codecs: [sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
+                           "((input_size - 1) / (heatmap_size - 1) for the udp codec)"),
+    }
+    required_metadata: ClassVar[tuple[str, ...]] = ("heatmap_size",)   # older exports lack the others
+    default_loss: ClassVar[str] = "joints_mse"
     udp: ClassVar[bool] = False          # crop convention (geometry.affine_matrix)
     subpixel: ClassVar[bool] = False     # Gaussian peak at the joint, not the rounded joint
     own_decode: ClassVar[str] = "default"
@@ -336,10 +328,32 @@ class HeatmapCodec:
                    int(dark_kernel or metadata.get("dark_kernel", 11)))
 
     def metadata(self) -> dict[str, Any]:
-        """What an ONNX export records of the codec (posecore.export's METADATA_KEYS)."""
+        """What an ONNX export records of the codec: "codec" and its metadata_keys."""
         return {"codec": self.name, "heatmap_size": list(self.heatmap_size), "sigma": self.sigma,
                 "decode_method": self.decode_method, "dark_kernel": self.dark_kernel,
                 "heatmap_stride": self.input_per_heatmap.tolist()}
+
+    @classmethod
+    def check_metadata(cls, metadata: dict, fail) -> None:
+        """Its keys' values in an export's metadata; fail(key, expected) on one that does not fit."""
+        if not numbers_fit(metadata.get("heatmap_size"), 2, integer=True, low=1, high=65536):
+            fail("heatmap_size", "two positive integers (w, h)")
+        if "sigma" in metadata and not numbers_fit([metadata["sigma"]], 1, low=1e-6, high=1e3):
+            fail("sigma", "a positive number")
+        if metadata.get("decode_method", "default") not in cls.decodes:
+            fail("decode_method", f"one of {list(cls.decodes)}")
+        kernel = metadata.get("dark_kernel", 11)
+        if not numbers_fit([kernel], 1, integer=True, low=1, high=999) or kernel % 2 == 0:
+            fail("dark_kernel", "an odd positive integer")
+
+    def output_shapes(self, num_joints: int) -> dict[str, tuple[int, ...]]:
+        """{"heatmaps": (K, Hh, Wh)}."""
+        return {"heatmaps": (int(num_joints), self.heatmap_size[1], self.heatmap_size[0])}
+
+    def describe(self) -> dict[str, str]:
+        """The crop and the decoding of "keypoints" / "scores" in words (export metadata)."""
+        return {"crop": CROP_TEXT[self.udp],
+                "decode": DECODE_TEXT[self.refinement].format(kernel=self.dark_kernel, sigma=self.sigma)}
 
     @property
     def input_per_unit(self) -> np.ndarray:
@@ -461,22 +475,22 @@ class UDPHeatmap(HeatmapCodec):
         return 0.0   # the mirrored crop's heatmap, mirrored, is already aligned
 
 
-Codec = HeatmapCodec | SimCCLabel   # what build_codec returns
-
-CODECS = {codec.name: codec for codec in (MSRAHeatmap, DarkHeatmap, UDPHeatmap)}   # the heatmap codecs
-ALL_CODECS = {**CODECS, SimCCLabel.name: SimCCLabel}                                  # what data.codec takes
-
-
-def check_decode(codec: str, decode: str) -> None:
-    """ValueError naming data.codec / eval.decode when the pair is unknown or contradictory."""
-    if codec not in ALL_CODECS:
-        raise ValueError(f"data.codec must be one of {tuple(ALL_CODECS)}, got {codec!r}")
-    allowed = ALL_CODECS[codec].decodes
-    if decode not in allowed:
-        raise ValueError(f"eval.decode {decode!r} does not fit data.codec {codec!r} (allowed: "
-                         f"{allowed}; 'default' decodes the way the codec encodes)")
+HEATMAP_CODECS = (MSRAHeatmap, DarkHeatmap, UDPHeatmap)
+for _codec in HEATMAP_CODECS:   # the registry lines
+    CODECS[_codec.name] = _codec
 
 
-def build_codec(params: Any) -> Codec:
-    """The codec of a Params (data.codec): each codec class reads its own keys (from_params)."""
-    return ALL_CODECS[params.data.codec].from_params(params)
+DECODE_TEXT = {
+    "default": ("argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
+                "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
+                "= input pixels; score = maximum"),
+    "dark": ("argmax per heatmap; DARK: Gaussian blur (kernel {kernel}, zero border) rescaled to the "
+             "maximum, log, one Newton step with second differences over two pixels when "
+             "2 <= x < W-2 and 2 <= y < H-2; (0, 0) when the maximum <= 0; times heatmap_stride = "
+             "input pixels; score = maximum"),
+    "dark_udp": ("argmax per heatmap; Gaussian blur (kernel {kernel}, zero border) rescaled to the "
+                 "maximum, log, one Newton step with one-pixel differences when 1 <= x < W-1 and "
+                 "1 <= y < H-1; minus what the same steps move a unit Gaussian (sigma {sigma}) centred "
+                 "at the result; (0, 0) when the maximum <= 0; times heatmap_stride = input pixels; "
+                 "score = maximum"),
+}   # the decoding in words, by refinement

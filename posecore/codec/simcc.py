@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from posecore.codec.base import CODECS, CROP_TEXT, numbers_fit
 from posecore.geometry import affine_matrix, heatmap_to_image
 
 
@@ -94,7 +95,7 @@ def flip_simcc(simcc_x, simcc_y, flip_index):
 
 @dataclass(frozen=True)
 class SimCCLabel:
-    """The simcc codec object; same interface as posecore.codec.HeatmapCodec where it applies.
+    """The simcc codec (the posecore.codec.Codec interface).
 
     input_size (w, h) in pixels, sigma (x, y) in bins, split_ratio bins per input pixel.
     """
@@ -108,9 +109,15 @@ class SimCCLabel:
     name: ClassVar[str] = "simcc"
     udp: ClassVar[bool] = False
     decodes: ClassVar[tuple[str, ...]] = ("default",)
-    output_kind: ClassVar[str] = "simcc"     # what the model predicts: a tuple (simcc_x, simcc_y)
-    output_names: ClassVar[tuple[str, ...]] = ("simcc_x", "simcc_y")   # the model output's ONNX names
-    metadata_keys: ClassVar[tuple[str, ...]] = ("simcc_sigma", "simcc_split_ratio")   # for from_metadata
+    output_names: ClassVar[tuple[str, ...]] = ("simcc_x", "simcc_y")   # the model predicts this pair
+    metadata_keys: ClassVar[dict[str, str]] = {
+        "simcc_sigma": "simcc: [x, y] Gaussian sigma of the training labels, in bins",
+        "simcc_split_ratio": "simcc: bins per input pixel",
+        "simcc_size": "simcc: [Wx, Wy], the lengths of simcc_x and simcc_y",
+        "decode_method": "eval.decode of the export: 'default' (simcc decodes one way)",
+    }
+    required_metadata: ClassVar[tuple[str, ...]] = ("simcc_sigma", "simcc_split_ratio")
+    default_loss: ClassVar[str] = "kl_discret"
 
     def __post_init__(self):
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
@@ -132,9 +139,31 @@ class SimCCLabel:
         return cls(tuple(metadata["input_size"]), tuple(metadata["simcc_sigma"]), float(metadata["simcc_split_ratio"]))
 
     def metadata(self) -> dict[str, Any]:
-        """What an ONNX export records of the codec (posecore.export's METADATA_KEYS)."""
+        """What an ONNX export records of the codec: "codec" and its metadata_keys."""
         return {"codec": self.name, "simcc_sigma": list(self.sigma), "simcc_split_ratio": self.split_ratio,
                 "simcc_size": list(self.simcc_size), "decode_method": self.decode_method}
+
+    @classmethod
+    def check_metadata(cls, metadata: dict, fail) -> None:
+        """Its keys' values in an export's metadata; fail(key, expected) on one that does not fit."""
+        if not numbers_fit(metadata.get("simcc_sigma"), 2, low=1e-6, high=1e4):
+            fail("simcc_sigma", "two positive numbers (x, y)")
+        if not numbers_fit([metadata.get("simcc_split_ratio")], 1, low=1e-3, high=100):
+            fail("simcc_split_ratio", "a positive number")
+        if metadata.get("decode_method", "default") not in cls.decodes:
+            fail("decode_method", f"one of {list(cls.decodes)}")
+
+    def output_shapes(self, num_joints: int) -> dict[str, tuple[int, ...]]:
+        """{"simcc_x": (K, Wx), "simcc_y": (K, Wy)}."""
+        wx, wy = self.simcc_size
+        return {"simcc_x": (int(num_joints), wx), "simcc_y": (int(num_joints), wy)}
+
+    def describe(self) -> dict[str, str]:
+        """The crop and the decoding of "keypoints" / "scores" in words (export metadata)."""
+        return {"crop": CROP_TEXT[False],
+                "decode": ("argmax of simcc_x and of simcc_y per joint, divided by simcc_split_ratio "
+                           f"({self.split_ratio}) = input pixels; score = the smaller of the two maxima; "
+                           "(-1, -1) / simcc_split_ratio when that score <= 0")}
 
     @property
     def input_per_unit(self) -> np.ndarray:
@@ -212,3 +241,6 @@ def _numpy(array):
     if isinstance(array, torch.Tensor):
         return array.detach().float().cpu().numpy()
     return np.asarray(array, dtype=np.float32)
+
+
+CODECS[SimCCLabel.name] = SimCCLabel   # the registry line

@@ -1,5 +1,5 @@
 """Top-down pose networks: images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4], or for RTMPose the
-SimCC pair (simcc_x [N, K, W * 2], simcc_y [N, K, H * 2]) (a tuple; posecore.codec_simcc).
+SimCC pair (simcc_x [N, K, W * 2], simcc_y [N, K, H * 2]) (a tuple; posecore.codec.simcc).
 
 H and W must be multiples of 32 for the ResNet models, HRNet and RTMPose and of 128 for
 Hourglass-52 (4 x 2^5), as with the upstream models (256x192, 384x384).

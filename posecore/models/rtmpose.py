@@ -1,7 +1,7 @@
 """RTMPose (Jiang et al., 2023): a CSPNeXt backbone and the RTMCC head, predicting SimCC vectors.
 
 images [N, 3, H, W] -> (simcc_x [N, K, W * split_ratio], simcc_y [N, K, H * split_ratio]), a
-tuple in training and in eval mode (decoded by posecore.codec_simcc). H and W must be multiples
+tuple in training and in eval mode (decoded by posecore.codec.simcc). H and W must be multiples
 of 32 (the head flattens the stride-32 feature map: its MLP is sized for one input size).
 
 - Backbone: mmpose's CSPNeXt, arch P5 (RTMDet's), with channel attention in every CSP layer,
