@@ -45,7 +45,8 @@ import posecore  # noqa: E402
 from posecore import data, device, evaluation  # noqa: E402
 from posecore.data.loading import recommended_workers  # noqa: E402
 from posecore.models import build_model  # noqa: E402
-from posecore.runs import atomic_write, outputs_root, write_json  # noqa: E402
+from posecore.files import atomic_write, write_json
+from posecore.runs import outputs_root  # noqa: E402
 from train_step import HEATMAP_STRIDE, time_train_step  # noqa: E402
 from train_throughput import measure_throughput  # noqa: E402
 

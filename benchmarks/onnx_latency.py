@@ -1,6 +1,6 @@
 """CPU latency of PyTorch eager vs onnxruntime for an exported pose model (median ms).
 
-    .venv/bin/python benchmarks/onnx_latency.py --params fastpose [--onnx model.onnx]
+    .venv/bin/python benchmarks/onnx_latency.py --params fastpose [--onnx FILE.onnx]
         [--checkpoint best.pt] [--batch-sizes 1 8] [--repeats 20] [--threads N]
         [--set data.input_size=[128,128] ...]
 

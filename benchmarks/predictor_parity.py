@@ -5,7 +5,7 @@ Predictor.from_onnx on the run's val images, flip test off and on.
 
 Prints the median and maximum keypoint difference in image pixels over every joint coordinate of
 the first `--images` val images (their annotated people's boxes; MPII has none, so the joints'
-extent stands in). The export is outputs/RUN/model.onnx unless --onnx says otherwise.
+extent stands in). The export is the run's fp32 ONNX export (Run.onnx_path()) unless --onnx says otherwise.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a trained and exported run (a folder name under outputs/)")
     parser.add_argument("--checkpoint", default="best", help="best / last of the run, or a path")
-    parser.add_argument("--onnx", help="the export (default: outputs/RUN/model.onnx)")
+    parser.add_argument("--onnx", help="the export (default: the run's fp32 export, Run.onnx_path())")
     parser.add_argument("--images", type=int, default=20)
     args = parser.parse_args()
 
@@ -28,7 +28,7 @@ def main() -> None:
     from posecore.runs import Run
 
     pytorch = Predictor.from_run(args.run, args.checkpoint, device="cpu")
-    exported = Predictor.from_onnx(args.onnx or Run(args.run).folder / "model.onnx")   # its metadata alone
+    exported = Predictor.from_onnx(args.onnx or Run(args.run).onnx_path())   # its metadata alone
     dataset = build_dataset(pytorch.params, "val")
     people_of = {}
     for instance in dataset.instances:

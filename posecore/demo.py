@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from posecore.data import synthetic_root
-from posecore.runs import REPO_ROOT, Run
+from posecore.files import REPO_ROOT
+from posecore.runs import Run
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 KERNEL = "python3"
@@ -31,9 +32,9 @@ def run_notebook(name: str, run_name: str, parameters: dict[str, Any], stream: b
     Raises NotebookFailed with the failing cell's number, source, error and traceback, or when the
     kernel dies (papermill would otherwise only say it "died").
     """
-    import papermill
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # optional dependency (the notebooks extra), imported on use
+    from nbclient.exceptions import DeadKernelError  # (notebooks extra)
+    from papermill.exceptions import PapermillExecutionError  # (notebooks extra)
 
     source = NOTEBOOKS / f"{name}.ipynb"
     if not source.is_file():

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from posecore.geometry import MAX_PIXELS
-from posecore.runs import finite_number
+from posecore.files import finite_number
 
 WHOLE_IMAGE = "whole-image"
 PERSON_CATEGORY_ID = 1  # COCO's person category in results files
@@ -389,7 +389,7 @@ class OnnxDetector:
     def __init__(self, path: str | os.PathLike, classes: int | Sequence[int] = 0,
                  score_threshold: float = 0.25, iou_threshold: float = 0.7, max_detections: int = 300,
                  input_size: tuple[int, int] | None = None, providers: Sequence[str] | None = None):
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency (the export extra), imported on use
 
         self.path = Path(path)
         self.classes = [int(classes)] if np.isscalar(classes) else [int(c) for c in classes]

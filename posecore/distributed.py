@@ -64,6 +64,8 @@ from torch.distributed.elastic.rendezvous import RendezvousError
 
 from posecore import device
 from posecore.progress import PROGRESS_ENV, ProgressMirror
+from posecore.params import Params
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PLAIN_ARGS = (str, int, float, bool, type(None), Path)
@@ -153,7 +155,7 @@ class Nodes:
     master_port: int
 
 
-def node_settings(params: Any = None) -> Nodes:
+def node_settings(params: Params | None = None) -> Nodes:
     """params.dist, overridden by NNODES/NODE_RANK/MASTER_ADDR/MASTER_PORT (or their PET_ forms)."""
     source = getattr(params, "dist", None)
 
@@ -173,7 +175,7 @@ def node_settings(params: Any = None) -> Nodes:
 
 # --- launch ----------------------------------------------------------------------------------
 
-def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = None,
+def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Params | None = None,
            log_dir: str | os.PathLike | None = None, job_name: str = "posecore") -> Any:
     """Run `entrypoint(*args)` on `npus` devices per node and return rank 0's result (None on
     the nodes without rank 0 in a multi-node job).
@@ -201,8 +203,6 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
     restarts = getattr(dist_params, "max_restarts", 0)
     rdzv_timeout = getattr(dist_params, "rdzv_timeout", 600)
     config = _launch_config(npus, nodes, logs, restarts, rdzv_timeout, job_name)
-
-    from torch.distributed.launcher.api import elastic_launch
 
     saved_handlers = _signal_handlers()
     saved_env = {name: os.environ.get(name) for name in _LAUNCHER_ENV}
@@ -253,8 +253,6 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Any = 
 
 def _launch_config(npus: int, nodes: Nodes, logs: DefaultLogsSpecs, max_restarts: int,
                    rdzv_timeout: int, job_name: str) -> Any:
-    from torch.distributed.launcher.api import LaunchConfig
-
     if nodes.nnodes == 1:
         # torchrun --standalone: a rendezvous on a free localhost port, private to this job
         endpoint, configs, run_id = "localhost:0", {}, f"posecore-{uuid.uuid4().hex[:8]}"
@@ -307,7 +305,7 @@ def _check_plain(args: tuple) -> None:
                             f"{type(value).__name__}: save it to a file and pass the path")
 
 
-def worker_threads(params: Any = None, local_workers: int = 1, in_process: bool = False) -> dict[str, Any]:
+def worker_threads(params: Params | None = None, local_workers: int = 1, in_process: bool = False) -> dict[str, Any]:
     """{"per_worker": torch intra-op threads of each worker, "source": where the number comes from}.
 
     params.dist.threads when > 0; else a lone worker in the calling process (`in_process`) keeps

@@ -72,8 +72,9 @@ from posecore.optim import batch_plan, build_loss, build_optimizer, schedule
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.progress import progress_bar
 from posecore.resume import check_resume
-from posecore.runs import (Run, TrainingError, append_jsonl, atomic_write, default_run_name, json_safe,
-                           jsonl_line, read_jsonl, write_json)
+from posecore.runs import Run, default_run_name
+from posecore.errors import TrainingError
+from posecore.files import append_jsonl, atomic_write, json_safe, jsonl_line, read_jsonl, write_json
 from posecore.tensorboard_log import TensorBoardLog
 
 
@@ -153,7 +154,7 @@ def check_amp_backend(train: TrainParams) -> Any:
         raise TrainingError(f"train.amp_backend: apex supports fp16 only, not train.amp: {train.amp}; "
                             f"use train.amp_backend: torch for bf16")
     try:
-        from apex import amp
+        from apex import amp  # optional dependency (NVIDIA apex), imported on use
     except ImportError as error:
         raise ImportError(
             "train.amp_backend: apex needs NVIDIA apex (apex.amp), which is not installed in this "

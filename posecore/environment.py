@@ -34,7 +34,12 @@ import posecore
 from posecore import device
 from posecore.data.fingerprint import data_fingerprint, file_sha256
 from posecore.distributed import Nodes, worker_threads
-from posecore.runs import REPO_ROOT, Run, RunLockedError, atomic_write, read_json, run_lock, write_json
+from posecore.files import REPO_ROOT, atomic_write, read_json, write_json
+from posecore.runs import Run, run_lock
+from posecore.errors import RunLockedError
+import torch
+from posecore.distributed import node_settings
+from posecore.params import Params
 
 # the run files this module writes (their names: posecore.runs.Run)
 ENV_FILE = Run.ENV
@@ -42,7 +47,7 @@ PATCH_FILE = "code.patch"
 _UNTRACKED_LIMIT = 1 << 20   # untracked files larger than this are named in code.patch, not included
 
 
-def run_environment(npus: int, nodes: Nodes, params: Any = None, splits: tuple[str, ...] = ()
+def run_environment(npus: int, nodes: Nodes, params: Params | None = None, splits: tuple[str, ...] = ()
                     ) -> dict[str, Any]:
     """What env.json records about where, how and with what a run was started (module docstring);
     `params` adds threads, determinism and the data fingerprint of `splits`."""
@@ -74,7 +79,7 @@ def run_environment(npus: int, nodes: Nodes, params: Any = None, splits: tuple[s
     return info
 
 
-def write_run_records(folder: str | os.PathLike, params: Any, npus: int, nodes: Nodes,
+def write_run_records(folder: str | os.PathLike, params: Params, npus: int, nodes: Nodes,
                       splits: tuple[str, ...], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write env.json (node 0; env-node<N>.json on the other machines of a multi-node run), with
     `extra` keys added, and, when the code has uncommitted changes, code.patch; returns the record."""
@@ -86,7 +91,7 @@ def write_run_records(folder: str | os.PathLike, params: Any, npus: int, nodes: 
     return env
 
 
-def record_evaluation(folder: str | os.PathLike, params: Any, checkpoint: str | None,
+def record_evaluation(folder: str | os.PathLike, params: Params, checkpoint: str | None,
                       checkpoint_path: str | None, npus: int, split: str) -> dict[str, Any]:
     """Add one evaluation to the run's env.json: the checkpoint as asked for ("best", "last", a
     path), the file scored and its sha256, the split (with its data fingerprint) and npus. A run
@@ -97,7 +102,6 @@ def record_evaluation(folder: str | os.PathLike, params: Any, checkpoint: str | 
         env = read_json(path)
         env.setdefault("data_fingerprint", {}).update(data_fingerprint(params, (split,)))
     else:
-        from posecore.distributed import node_settings
         env = run_environment(npus, node_settings(params), params, (split,))
         env["git"].update(save_code_patch(folder))
     record = {"checkpoint": None if checkpoint is None else str(checkpoint),
@@ -155,7 +159,6 @@ def platform_info() -> dict[str, Any]:
 
 
 def _interop_threads() -> int:
-    import torch
     return torch.get_num_interop_threads()
 
 

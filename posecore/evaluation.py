@@ -44,7 +44,8 @@ from posecore.environment import record_evaluation
 from posecore.keypoints import coco_keypoint_category
 from posecore.params import Params, load_params, save_params
 from posecore.predictor import Predictor, trained_params
-from posecore.runs import Run, atomic_write, default_run_name, find_checkpoint, json_safe, write_json
+from posecore.runs import EvalFiles, Run, default_run_name, find_checkpoint
+from posecore.files import atomic_write, json_safe, write_json
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,15 @@ def evaluate(params: Params | str | os.PathLike, checkpoint: str | os.PathLike |
     """Evaluate a checkpoint on the val split; write outputs/<run>/eval/ and merge the metrics
     into outputs/<run>/metrics.json. Returns the flat metrics dict.
 
-    verbose: also print the summary (the scorer's tables, speed) that eval/eval.log keeps; a
-    notebook shows it as tables instead (workbook.metrics_table).
+    verbose: also print the summary (the scorer's tables, speed) that the eval folder's log keeps
+    (runs.EvalFiles.log); a notebook shows it as tables instead (workbook.metrics_table).
 
     checkpoint: a path (posecore, AlphaPose or mmpose format), "best" / "last" of the run, or None
     with eval.oracle. npus > 1 starts that many workers (posecore.distributed.launch).
-    eval/ holds results.json + gt_results.json (COCO) or predictions.json (MPII), metrics.json,
-    per_joint.csv, eval.log and, with npus > 1, the workers' logs/. The run's env.json records
-    the evaluation: the checkpoint scored with its sha256, the split and its data fingerprint.
+    eval/ holds the files of runs.EvalFiles: the results and the gt protocol's (COCO-style sets)
+    or the predictions (MPII), metrics, per-joint table, the scorer's log and, with npus > 1, the
+    workers' logs/. The run's env.json records the evaluation: the checkpoint scored with its
+    sha256, the split and its data fingerprint.
     """
     check_main_guard("posecore.evaluate")
     params = _as_params(params)
@@ -328,12 +330,12 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
     lines.append(f"COCO keypoints ({split}: {'GT' if split == 'val' else 'detector'} boxes, "
                  f"flip test {_flip_used(params)}, OKS-NMS {params.eval.oks_nms}), "
                  f"{len(results)} of {len(keypoints)} poses after NMS:\n{main.summary}")
-    artifacts = {"results.json": results}
+    artifacts = {"results": results}   # runs.EvalFiles attributes
     if part_stats:
         lines.append("COCO-WholeBody per part (COCOeval on each part's joints with its sigmas): " + ", ".join(
             f"{key[:-3]} AP {value:.4f}" for key, value in part_stats.items() if key.endswith("_AP")))
         # the same poses in COCO-WholeBody's own result layout (xtcocotools reads this one)
-        artifacts["results_wholebody.json"] = [{**{k: v for k, v in r.items() if k != "keypoints"},
+        artifacts["results_wholebody"] = [{**{k: v for k, v in r.items() if k != "keypoints"},
                                                 **wholebody_entry(r["keypoints"])} for r in results]
     details = {"ap_per_oks": {f"{k:.2f}": v for k, v in main.ap_per_oks.items()},
                "oks_sigmas": "uniform" if params.eval.sigmas == "uniform" else list(info.sigmas)}
@@ -344,7 +346,7 @@ def _score_coco(pred: dict, dataset: Any, params: Params, split: str, lines: lis
         metrics.update({f"gt_{k}": v for k, v in {**gt_eval.stats, **gt_parts}.items()})
         lines.append("gt mAP protocol (AlphaPose validate_gt: GT boxes, no flip, no NMS, "
                      f"score mean + 1.25 max): AP {gt_eval.stats['AP']:.4f}")
-        artifacts["gt_results.json"] = gt_results
+        artifacts["gt_results"] = gt_results
         details["gt_ap_per_oks"] = {f"{k:.2f}": v for k, v in gt_eval.ap_per_oks.items()}
     per_joint = [{"joint": info.joint_names[row["joint"]], **{k: v for k, v in row.items() if k != "joint"}}
                  for row in main.per_joint]
@@ -373,11 +375,11 @@ def _score_mpii(pred: dict, dataset: Any, params: Params, lines: list[str]):
     keypoints = pred["keypoints"]
     names = _mpii_image_names(dataset, pred["index"])
     predictions = [{"image": name, "keypoints": pose.tolist()} for name, pose in zip(names, keypoints)]
-    artifacts = {"predictions.json": predictions}
+    artifacts = {"predictions": predictions}
     gt_mat = getattr(dataset, "gt_mat", None)
     if not gt_mat:
         warnings.warn("MPII: no annotations/mpii_gt_val.mat (official head boxes) under data.root: "
-                      "PCKh cannot be computed; predictions.json is still written", stacklevel=3)
+                      "PCKh cannot be computed; the predictions are still written", stacklevel=3)
         return {}, {}, [], artifacts
     gt = M.load_mpii_gt(gt_mat)
     if gt.num_instances != len(keypoints) or not np.array_equal(pred["index"], np.arange(len(keypoints))):
@@ -411,18 +413,19 @@ def _mpii_image_names(dataset: Any, index: np.ndarray) -> list[str]:
 
 def _write_artifacts(out_dir: Path, metrics: dict, details: dict, per_joint: list[dict],
                      artifacts: dict, params: Params, split: str, extra: dict, lines: list[str]) -> None:
+    files = EvalFiles(out_dir)
     for name, content in artifacts.items():
-        atomic_write(out_dir / name, json.dumps(content))
+        atomic_write(getattr(files, name), json.dumps(content))
     settings = {"split": split, "dataset": params.data.dataset, "model": params.model.name,
                 "oracle": params.eval.oracle, "flip_test": _flip_used(params),
                 "shift_heatmap": params.eval.shift_heatmap, "codec": params.data.codec,
                 "decode": params.eval.decode,
                 "use_gt_boxes": params.eval.use_gt_boxes, "det_file": params.data.det_file,
                 "in_vis_thr": params.eval.in_vis_thr, "oks_nms": params.eval.oks_nms, **extra}
-    write_json(out_dir / Run.METRICS, json_safe({**metrics, **details, "settings": settings}))
+    write_json(files.metrics, json_safe({**metrics, **details, "settings": settings}))
     if per_joint:
-        atomic_write(out_dir / "per_joint.csv", _csv(per_joint))
-    atomic_write(out_dir / "eval.log", "\n".join(lines) + "\n")
+        atomic_write(files.per_joint, _csv(per_joint))
+    atomic_write(files.log, "\n".join(lines) + "\n")
 
 
 def _csv(rows: list[dict]) -> str:

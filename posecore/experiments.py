@@ -26,7 +26,11 @@ from typing import Any, Sequence
 
 import yaml
 
-from posecore.runs import Run, atomic_write, finite_number, outputs_root, read_json
+from posecore.checkpoints import CheckpointError, read_checkpoint
+from posecore.evaluation import eval_split, primary_metric
+from posecore.files import atomic_write, finite_number, read_json
+from posecore.params import Params, flat_params
+from posecore.runs import Run, outputs_root
 
 INDEX_NAME = "runs.csv"
 # runs.csv columns, in order (keys of read_run's dict)
@@ -90,30 +94,23 @@ def read_run(name: str, metric: str | None = None) -> dict[str, Any]:
 def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]]:
     """read_run's record and the run's log.jsonl records."""
     run = Run(name)
-    params_path = run.params_path
-    if not params_path.is_file():
-        raise FileNotFoundError(f"{params_path} does not exist: {name!r} is not a run folder")
-    try:
-        raw_params = yaml.safe_load(params_path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{params_path} is not valid YAML ({error})") from None
-    if not isinstance(raw_params, dict):
-        raise ValueError(f"{params_path}: expected a mapping of params sections, got {type(raw_params).__name__}")
-    flat = flatten_params(raw_params)
+    if not run.params_path.is_file():
+        raise FileNotFoundError(f"{run.params_path} does not exist: {name!r} is not a run folder")
+    params, damage = _saved_params(run)
     env = _read_json_or_empty(run.env_path())
     log = run.log()
-    metric = metric or _primary_metric(str(flat.get("data.dataset", "coco")))
+    metric = metric or (primary_metric(params) if params else "AP")
     train_records = [r for r in log if r.get("type") == "train"]
     values = [r[metric] for r in log if r.get("type") == "val" and finite_number(r.get(metric))]
     summaries = [r for r in log if r.get("type") == "summary"]
-    epochs_planned = flat.get("train.epochs")
+    epochs_planned = params.train.epochs if params else None
     epochs_done = _epochs_done(run, summaries)
     git = env.get("git") if isinstance(env.get("git"), dict) else {}
     return {
         "run": name,
-        "state": _state(run, log, summaries, epochs_done, epochs_planned),
-        "model": _model_name(flat),
-        "dataset": _dataset_name(flat),
+        "state": f"unreadable: {damage}" if damage else _state(run, log, summaries, epochs_done, epochs_planned),
+        "model": _model_name(params),
+        "dataset": _dataset_name(params),
         "epochs_done": epochs_done,
         "epochs_planned": epochs_planned,
         "last_epoch": max((r["epoch"] for r in log if r.get("type") in ("train", "val")
@@ -122,20 +119,20 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
         "metric": metric,
         "best": max(values) if values else None,
         "last": values[-1] if values else None,
-        "eval": _number_or_none(_read_json_or_empty(run.eval_dir / Run.METRICS).get(metric)),
-        "protocol": validation_protocol(flat, metric),
-        "split": validation_split(flat),
+        "eval": _number_or_none(_read_json_or_empty(run.eval_files.metrics).get(metric)),
+        "protocol": validation_protocol(params, metric),
+        "split": validation_split(params),
         "images_per_s": _speed(train_records, summaries, "images_per_s"),
         "data_wait": _speed(train_records, summaries, "data_wait"),
         "skipped_steps": max((r["skipped"] for r in train_records if finite_number(r.get("skipped"))), default=0),
         "devices": _devices(env),
         "world_size": _number_or_none(env.get("world_size")),
-        "amp": _amp(flat),
+        "amp": _amp(params),
         "commit": (str(git.get("commit") or ""))[:10] or None,
         "dirty": git.get("dirty"),
         "date": env.get("started"),
         "last_log_time": _mtime(run.log_path),
-        "params": flat,
+        "params": flat_params(params) if params else {},
     }, log
 
 
@@ -205,44 +202,43 @@ def _index_row(name: str) -> dict[str, Any]:
 
 # --- pieces ------------------------------------------------------------------------------------
 
-def flatten_params(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
+def _saved_params(run: Run) -> tuple[Params | None, str | None]:
+    """(the run's params.yaml as typed Params, None) or, when it cannot be read as such (damaged,
+    or written by a posecore with other keys), (None, why): a damaged file leaves its cells empty
+    and the run's state says why; it does not fail the index."""
+    try:
+        return run.params(), None
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        return None, str(error)
 
 
-def validation_split(flat: dict[str, Any]) -> str:
-    """The split a run validates on (as posecore.evaluation.eval_split decides) and its data."""
-    dataset = flat.get("data.dataset", "coco")
-    detector = dataset != "mpii" and flat.get("eval.use_gt_boxes") is False   # COCO layout: coco, custom
+def validation_split(params: Params | None) -> str | None:
+    """The split a run validates on (posecore.evaluation.eval_split) and its boxes."""
+    if params is None:
+        return None
+    try:
+        detector = eval_split(params) == "test"
+    except ValueError as error:   # detector boxes asked for without a detections file
+        return f"unusable: {error}"
     return "val, detector boxes" if detector else "val, ground-truth boxes"
 
 
-def validation_protocol(flat: dict[str, Any], metric: str) -> str:
+def validation_protocol(params: Params | None, metric: str) -> str | None:
     """How `metric` of a run's validations is measured, from its eval params."""
-    flip = "flip test" if flat.get("eval.flip_test", True) else "no flip test"
-    decode = f"{flat.get('eval.decode', 'default')} decoding"
+    if params is None:
+        return None
+    evaluation = params.eval
+    flip = "flip test" if evaluation.flip_test else "no flip test"
+    decode = f"{evaluation.decode} decoding"
     if metric.startswith("gt_"):
         return "AlphaPose gt mAP: ground-truth boxes, no flip test, no NMS"
     part = metric.split("_")[0]
-    if flat.get("data.dataset") == "coco_wholebody" and metric.endswith(("_AP", "_AR")):
+    if params.data.dataset == "coco_wholebody" and metric.endswith(("_AP", "_AR")):
         return (f"COCO-WholeBody per part: COCOeval on the {part} joints with their sigmas, "
-                f"OKS-NMS {_flat_number(flat, 'eval.oks_nms', 0.9):g}, {flip}, {decode}")
-    if flat.get("data.dataset") == "mpii":
-        return f"official PCKh@{_flat_number(flat, 'eval.pckh_thr', 0.5):g}, {flip}, {decode}"
-    return f"COCOeval, OKS-NMS {_flat_number(flat, 'eval.oks_nms', 0.9):g}, {flip}, {decode}"
-
-
-def _primary_metric(dataset: str) -> str:
-    from posecore.evaluation import PRIMARY_METRIC
-
-    return PRIMARY_METRIC.get(dataset, "AP")
+                f"OKS-NMS {evaluation.oks_nms:g}, {flip}, {decode}")
+    if params.data.dataset == "mpii":
+        return f"official PCKh@{evaluation.pckh_thr:g}, {flip}, {decode}"
+    return f"COCOeval, OKS-NMS {evaluation.oks_nms:g}, {flip}, {decode}"
 
 
 def _state(run: Run, log: list[dict], summaries: list[dict], epochs_done: int,
@@ -261,8 +257,6 @@ def _epochs_done(run: Run, summaries: list[dict]) -> int:
     """Epochs in checkpoints/last.pt (what a resume continues from), else the last summary's."""
     last = run.last_path
     if last.is_file():
-        from posecore.checkpoints import CheckpointError, read_checkpoint
-
         checkpoint = read_checkpoint(last, mmap=True)
         epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
@@ -281,22 +275,27 @@ def _speed(train_records: list[dict], summaries: list[dict], key: str) -> float 
     return statistics.median(values) if values else None
 
 
-def _model_name(flat: dict[str, Any]) -> str:
-    name = flat.get("model.name", "?")
-    if name in ("fastpose", "fastpose_duc", "simplebaseline"):
-        return f"{name}-{flat.get('model.depth', '?')}"
-    if name == "hrnet":
-        return f"hrnet-w{flat.get('model.width', '?')}"
-    return f"{name} x{flat.get('model.num_stacks', 1)}" if name == "hourglass" else name
+def _model_name(params: Params | None) -> str | None:
+    if params is None:
+        return None
+    model = params.model
+    if model.name in ("fastpose", "fastpose_duc", "simplebaseline"):
+        return f"{model.name}-{model.depth}"
+    if model.name == "hrnet":
+        return f"hrnet-w{model.width}"
+    if model.name == "rtmpose":
+        return f"rtmpose-{model.variant}"
+    return f"{model.name} x{model.num_stacks}" if model.name == "hourglass" else model.name
 
 
-def _dataset_name(flat: dict[str, Any]) -> str:
-    return f"{flat.get('data.dataset', '?')} at {flat.get('data.root') or 'synthetic'}"
+def _dataset_name(params: Params | None) -> str | None:
+    return None if params is None else f"{params.data.dataset} at {params.data.root or 'synthetic'}"
 
 
-def _amp(flat: dict[str, Any]) -> str:
-    amp = flat.get("train.amp", "off")
-    backend = flat.get("train.amp_backend", "torch")
+def _amp(params: Params | None) -> str | None:
+    if params is None:
+        return None
+    amp, backend = params.train.amp, params.train.amp_backend
     return f"{amp} ({backend})" if amp != "off" and backend != "torch" else amp
 
 
@@ -323,12 +322,6 @@ def _read_json_or_empty(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}; the record is "
                          "damaged: restore or delete it")
     return content
-
-
-def _flat_number(flat: dict[str, Any], key: str, default: float) -> float:
-    """A numeric params value of a run record, or its default when the record holds something else."""
-    value = flat.get(key, default)
-    return value if finite_number(value) else default
 
 
 def _number_or_none(value: Any) -> Any:

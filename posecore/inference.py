@@ -13,7 +13,7 @@ posecore-exported `.onnx` (its metadata give the crop, the codec and the keypoin
 through the same crops and the same decoding (Predictor.load).
 
 OUT (out_dir) receives:
-- results.json: AlphaPose's list of {"image_id", "category_id": 1, "keypoints": [x, y, score] * K,
+- results (runs.InferFiles.results): AlphaPose's list of {"image_id", "category_id": 1, "keypoints": [x, y, score] * K,
   "score", "box": [x, y, w, h], "idx"}; image_id is the file name for images and "<frame>.jpg"
   for video frames (from 0); score = mean joint score x box score; idx = the track id on videos
   (1, 2, ...), the person's number in its image otherwise.
@@ -38,8 +38,11 @@ import numpy as np
 from posecore.data.sources import Source, open_source, read_frames
 from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
 from posecore.predictor import Predictor
-from posecore.runs import (Run, atomic_write, default_run_name, outputs_root, resolve_path, run_lock,
-                           write_json)
+from posecore.runs import InferFiles, Run, default_run_name, outputs_root, resolve_path, run_lock
+from posecore.files import atomic_write, write_json
+from tqdm.auto import tqdm
+from posecore.params import Params, load_params
+from posecore.track import Tracker
 
 VIDEO_CODEC = "mp4v"
 DEFAULT_FPS = 25.0            # for videos whose container does not say
@@ -102,7 +105,7 @@ class _Pipeline:
 
     STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
 
-    def __init__(self, model: Predictor, params: Any, tracker: Any, writer: "_Writer", batch_size: int,
+    def __init__(self, model: Predictor, params: Params, tracker: Any, writer: "_Writer", batch_size: int,
                  flip: bool):
         self.model, self.params, self.tracker, self.writer = model, params, tracker, writer
         self.batch_size, self.flip = batch_size, flip
@@ -164,7 +167,7 @@ class _Pipeline:
         self.tick("write", started)
 
 
-def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
+def infer(params: Params, checkpoint: str | os.PathLike, source: str | os.PathLike,
           detector: Any = "whole-image", out_dir: str | os.PathLike | None = None,
           track: bool | None = None, flip: bool = False, draw: bool = True,
           run_name: str | None = None, batch_size: int | None = None, device: Any = None,
@@ -179,11 +182,6 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
     batch_size: people per pose batch (default eval.batch_size). device: default posecore's choice
     (posecore.device.get_device) for a PyTorch model, the CPU for an .onnx.
     """
-    from tqdm.auto import tqdm
-
-    from posecore.params import Params, load_params
-    from posecore.track import Tracker
-
     params = load_params(params) if params is not None else None
     model = Predictor.load(checkpoint, params, run_name, device)
     params = params or model.params or Params()   # an .onnx carries its model; the settings are then the defaults
@@ -192,7 +190,7 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
     src = open_source(source)
     track = src.kind == "video" if track is None else bool(track)
     out = resolve_path(out_dir) if out_dir is not None else (
-        Run(run_name or default_run_name("infer")).infer_dir / src.stem)
+        Run(run_name or default_run_name("infer")).infer_files(src.stem).folder)
     with _run_writer(out):   # what goes into a run folder holds its writer lock, as training does
         out.mkdir(parents=True, exist_ok=True)
         tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,
@@ -220,9 +218,9 @@ def infer(params: Any, checkpoint: str | os.PathLike, source: str | os.PathLike,
             warnings.warn(f"skipping video {src.path}: OpenCV cannot read any frame of it", stacklevel=2)
             skipped.append(src.path.name)
         outputs = writer.close()
-        atomic_write(out / "results.json", json.dumps(pipeline.results))
+        atomic_write(InferFiles(out).results, json.dumps(pipeline.results))
         summary = _summary(src, out, outputs, model, detector, frames, pipeline, track, skipped, elapsed, flip)
-        write_json(out / "summary.json", summary)
+        write_json(InferFiles(out).summary, summary)
         if progress:
             print(format_summary(summary), flush=True)
         return summary
@@ -249,7 +247,7 @@ def _detector_options(spec: Any, settings: Any) -> dict[str, Any]:
 
 
 def tracks_from_results(results: list[dict], joint: int) -> dict[int, dict]:
-    """results.json rows -> {idx: {"frame": int [T], "xy": [T, 2], "score": [T]}} for one joint.
+    """Inference result rows -> {idx: {"frame": int [T], "xy": [T, 2], "score": [T]}} for one joint.
 
     Frames are numbered by order of appearance of their image_id (for videos: the frame index).
     """
@@ -361,7 +359,7 @@ def _summary(src: Source, out: Path, outputs: dict, model: Predictor, detector: 
         "forward_batches": pipeline.forward_batches,
         "seconds": round(elapsed, 3),
         "out_dir": str(out),
-        "results": str(out / "results.json"),
+        "results": str(InferFiles(out).results),
         **outputs,
         "notes": notes,
     }

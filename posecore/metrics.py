@@ -28,7 +28,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from posecore.runs import atomic_write
+from posecore.files import atomic_write
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from scipy.io import loadmat, savemat
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +193,6 @@ class CocoKeypointEval:
 
 def load_coco(gt_json_path: str | os.PathLike | Any) -> Any:
     """A pycocotools COCO for a ground-truth json path (a COCO object is passed through)."""
-    from pycocotools.coco import COCO
-
     if isinstance(gt_json_path, COCO):
         return gt_json_path
     if not os.path.isfile(gt_json_path):
@@ -209,8 +210,6 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict
     Stats are fractions exactly as COCOeval computes them (-1 where an area range has no ground
     truth). An empty result list scores 0 with a warning (pycocotools itself raises on it).
     """
-    from pycocotools.cocoeval import COCOeval
-
     results = _load_results(results)
     coco_gt = load_coco(gt_json_path)
     if not results:
@@ -237,8 +236,6 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict
 def coco_from_dict(content: dict) -> Any:
     """A pycocotools COCO over an in-memory ground-truth dict (e.g. a whole-body file converted
     to flat keypoints); the dict is copied (COCOeval marks its annotations)."""
-    from pycocotools.coco import COCO
-
     coco = COCO()
     coco.dataset = copy.deepcopy(content)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -382,8 +379,6 @@ def load_mpii_gt(gt_mat: str | os.PathLike | MpiiGroundTruth) -> MpiiGroundTruth
     """Read the official layout (dataset_joints, jnt_missing, pos_gt_src, headboxes_src)."""
     if isinstance(gt_mat, MpiiGroundTruth):
         return gt_mat
-    from scipy.io import loadmat
-
     if not os.path.isfile(gt_mat):
         raise FileNotFoundError(f"MPII ground truth {gt_mat} does not exist; PCKh needs "
                                 "annotations/mpii_gt_val.mat (the official head boxes)")
@@ -409,8 +404,6 @@ def save_mpii_gt(path: str | os.PathLike, joints: np.ndarray, visible: np.ndarra
     joints [N, 16, 2] 1-based (MATLAB) pixels, visible [N, 16], headboxes [N, 2, 2]
     ((x1, y1), (x2, y2)) 1-based pixels. Joint order is MPII's (MPII_MAT_JOINTS).
     """
-    from scipy.io import savemat
-
     names = np.empty((1, len(MPII_MAT_JOINTS)), dtype=object)
     names[0, :] = list(MPII_MAT_JOINTS)
     mdict = {

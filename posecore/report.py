@@ -23,8 +23,10 @@ from typing import Any, Sequence
 
 import yaml
 
-from posecore.runs import Run, atomic_write, read_json, resolve_path, run_dir, run_lock, write_json
+from posecore.runs import Run, resolve_path, run_dir, run_lock
+from posecore.files import atomic_write, read_json, write_json
 from posecore.viz import save_figure
+from posecore.experiments import write_run_index
 
 # The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
 # away). Each row says how it was measured: the two models were scored under different protocols,
@@ -141,7 +143,7 @@ def load_table(path: str | Path) -> Table:
 
 
 def run_path(run_name: str, name: str) -> Path:
-    """A file of the run folder, e.g. run_path(run, "model.onnx")."""
+    """A file of the run folder, e.g. run_path(run, "checkpoints/best.pt")."""
     return run_dir(run_name) / name
 
 
@@ -154,7 +156,7 @@ def save_run_figure(run_name: str, name: str, fig) -> Path:
 
 def run_relative(path: str | Path, folder: str | Path) -> str:
     """`path` as seen from the run folder `folder`, so that a report or note names no machine's
-    absolute paths (e.g. "model.onnx", "checkpoints/best.pt", "../data/synthetic_coco")."""
+    absolute paths (e.g. "checkpoints/best.pt", "../data/synthetic_coco")."""
     return os.path.relpath(resolve_path(path), resolve_path(folder))
 
 
@@ -214,8 +216,6 @@ def report_html(run_name: str, title: str | None = None) -> str:
 def write_report(run_name: str, title: str | None = None) -> Path:
     """Render outputs/<run>/report.html from the run's saved tables and figures (`report_html`),
     and refresh the run index outputs/runs.csv (posecore.experiments.write_run_index)."""
-    from posecore.experiments import write_run_index
-
     run = Run(run_name)
     with run.lock(Run.REPORT):
         written = atomic_write(run.report_path, report_html(run_name, title))

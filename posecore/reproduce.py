@@ -37,10 +37,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from posecore.params import RESUME_HARMLESS, load_params
+from posecore.params import Params, RESUME_HARMLESS, load_params
 from posecore.report import Table, save_table, write_report
-from posecore.runs import (Run, check_run_name, finite_number, json_safe, run_dir,
-                           run_lock, run_writer, write_json)
+from posecore.runs import Run, check_run_name, run_dir, run_lock, run_writer
+from posecore.files import finite_number, json_safe, write_json
+import torch
+from posecore import device
+from posecore.checkpoints import read_checkpoint
+from posecore.data.fingerprint import data_fingerprint, file_sha256, fingerprint_changes
+from posecore.engine import train
+from posecore.environment import code_diff, git_state, installed_packages, normalized_name
+from posecore.evaluation import evaluate
 
 TOLERANCE = {"loss": 1e-3, "weights": 1e-3, "metric": 5e-3}
 VERDICTS = ("identical", "within_tolerance", "differs", "refused")
@@ -75,13 +82,9 @@ def reproduce(run_name: str, as_run: str | None = None, allow_drift: bool = Fals
 
 # --- 1. refuse first ------------------------------------------------------------------------
 
-def drift(folder: Path, env: dict[str, Any], params: Any) -> list[str]:
+def drift(folder: Path, env: dict[str, Any], params: Params) -> list[str]:
     """Each difference between the run's records and now that could change its numbers, in words
     (empty when nothing differs): code, Python, packages, data, external checkpoints, devices."""
-    from posecore import device
-    from posecore.data.fingerprint import data_fingerprint, file_sha256, fingerprint_changes
-    from posecore.environment import code_diff, git_state, installed_packages, normalized_name
-
     reasons = []
     git, now_git = env.get("git") or {}, git_state()
     if git.get("commit") != now_git["commit"]:
@@ -131,8 +134,6 @@ def rerun_plan(folder: Path, env: dict[str, Any]) -> dict[str, Any]:
     """What re-running the run means: {"train", "npus", "threads", "deterministic",
     "evaluations", "notebooks", "refusals" (why params.yaml alone cannot stand for the run),
     "blocked" (a refusal that allow_drift cannot lift)}."""
-    from posecore import device
-
     run = Run.at(folder)
     log = run.log()
     train_steps = max((r.get("step", 0) for r in log if r.get("type") == "train"), default=0)
@@ -187,10 +188,7 @@ def notebook_parameters(folder: Path) -> dict[str, dict[str, Any]]:
 
 # --- 2. re-run ------------------------------------------------------------------------------
 
-def _rerun(plan: dict[str, Any], params: Any, folder: Path, new_name: str) -> None:
-    from posecore.engine import train
-    from posecore.evaluation import evaluate
-
+def _rerun(plan: dict[str, Any], params: Params, folder: Path, new_name: str) -> None:
     overrides = {}
     if isinstance(plan["deterministic"], bool):
         overrides["train.deterministic"] = plan["deterministic"]
@@ -252,9 +250,6 @@ def compare_weights(original: Path, reproduction: Path) -> dict[str, Any]:
     if not original.is_file() or not reproduction.is_file():
         missing = original if not original.is_file() else reproduction
         return {"tensors": 0, "equal": False, "within_tolerance": False, "note": f"{missing} does not exist"}
-    import torch
-    from posecore.checkpoints import read_checkpoint
-
     before, after = read_checkpoint(original)["model"], read_checkpoint(reproduction)["model"]
     if before.keys() != after.keys():
         return {"tensors": len(before), "equal": False, "within_tolerance": False,
@@ -363,7 +358,7 @@ def _next_name(run_name: str) -> str:
     return f"{run_name}-reproduce-{n}"
 
 
-def _split_params(folder: Path, params: Any, split: str) -> Any:
+def _split_params(folder: Path, params: Params, split: str) -> Any:
     """The params a split was read with: the evaluation's (eval/params.yaml) for test, else the run's."""
     eval_params = Run.at(folder).eval_params_path
     return load_params(eval_params) if split == "test" and eval_params.is_file() else params

@@ -13,23 +13,24 @@ import numpy as np
 
 from posecore import metrics as M
 from posecore.data import keypoint_ground_truth, uses_coco_layout
+from posecore.runs import EvalFiles
 
 
 def person_errors(dataset, eval_dir: str | Path, pckh_thr: float = 0.5) -> dict:
     """Match the eval folder's predictions to the dataset's ground-truth persons and score each one.
 
-    COCO: results.json (after OKS-NMS) against each labelled person of the same image, OKS as
+    COCO: the results (after OKS-NMS) against each labelled person of the same image, OKS as
     COCOeval computes it (annotation area as scale); the best-matching prediction is kept. MPII:
-    predictions.json is in dataset order; the score is the person's PCKh@pckh_thr (official head
+    the predictions are in dataset order; the score is the person's PCKh@pckh_thr (official head
     boxes from the dataset's .mat), else the fraction of joints within 0.1 x the box height.
     Returns {"metric": name, "score" [N] (1 = perfect), "pred" [N, K, 3] (NaN where unmatched)}.
     """
-    eval_dir = Path(eval_dir)
+    files = EvalFiles(eval_dir)
     if uses_coco_layout(dataset.info.dataset):
-        return _coco_person_errors(dataset, _read_eval_file(eval_dir / "results.json"))
-    predictions = _read_eval_file(eval_dir / "predictions.json")
+        return _coco_person_errors(dataset, _read_eval_file(files.results))
+    predictions = _read_eval_file(files.predictions)
     if len(predictions) != len(dataset):
-        raise ValueError(f"{eval_dir / 'predictions.json'} has {len(predictions)} people, the dataset "
+        raise ValueError(f"{files.predictions} has {len(predictions)} people, the dataset "
                          f"{len(dataset)}: evaluate the same params' val split again")
     pred = np.asarray([p["keypoints"] for p in predictions], dtype=float).reshape(len(dataset), -1, 3)
     if dataset.gt_mat:

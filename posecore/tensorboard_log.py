@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from posecore.runs import finite_number
+from posecore.files import finite_number
+import cv2
+from posecore import viz
+from posecore.data import build_dataset
+from posecore.scoring import person_errors
+from posecore.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +35,14 @@ PREDICTIONS_TAG = "val/predictions"
 class TensorBoardLog:
     """The run's TensorBoard event files; every method does nothing when not `enabled` (rank > 0)."""
 
-    def __init__(self, folder: str | Path, params, resumed_step: int, enabled: bool) -> None:
+    def __init__(self, folder: str | Path, params: Params, resumed_step: int, enabled: bool) -> None:
         """`resumed_step`: the global step of the checkpoint training continues from (0 for a new
         run); events after it, left by an earlier attempt, are purged."""
         self.folder, self.params = Path(folder), params
         self.writer = None
         self._val_dataset = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional dependency (tensorboard), imported on use
 
             self.writer = SummaryWriter(str(self.folder), purge_step=resumed_step + 1, flush_secs=30)
 
@@ -72,12 +77,6 @@ class TensorBoardLog:
 
     def _prediction_grid(self, eval_dir: Path) -> np.ndarray:
         """The first val images with everyone's ground truth and prediction, RGB uint8 [H, W, 3]."""
-        import cv2
-
-        from posecore import viz
-        from posecore.data import build_dataset
-        from posecore.scoring import person_errors
-
         if self._val_dataset is None:
             self._val_dataset = build_dataset(self.params, "val")
         dataset = self._val_dataset

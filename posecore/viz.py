@@ -23,7 +23,8 @@ from matplotlib.patches import Rectangle
 
 from posecore.geometry import affine_matrix
 from posecore.keypoints import KeypointInfo
-from posecore.runs import atomic_write, finite_number
+from posecore.files import atomic_write, finite_number
+from posecore.data import read_rgb
 
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#d62728"
@@ -479,8 +480,6 @@ def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pr
     same_image = [i for i, other in enumerate(dataset.instances) if other.image_id == inst.image_id]
     rest = [i for i in same_image if i != index] if others else []
     matched = [i for i in (index, *rest) if np.isfinite(errors["pred"][i]).all()]
-    from posecore.data import read_rgb
-
     image = read_rgb(inst.image_path)
     box = inst.bbox_xyxy
     score = f"{errors['metric']} {errors['score'][index]:.2f}" if index in matched else "no matching prediction"

@@ -22,7 +22,7 @@ from posecore.checkpoints import load_model
 from posecore.models import build_model
 from posecore.optim import joints_mse
 from posecore.params import load_params
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 # FastPose-18 on 32x32 crops with 8x8 heatmaps: a training step takes milliseconds on 2 cores.
 TINY = {
@@ -148,7 +148,7 @@ def identity_pose_onnx(path: Path, params=None) -> Path:
     from onnx import TensorProto, helper
 
     from posecore.codec import build_codec
-    from posecore.export import build_metadata, set_metadata
+    from posecore.onnx_metadata import build_metadata, set_metadata
 
     params = params or load_params("demo")
     shape = ["n", 3, params.data.input_size[1], params.data.input_size[0]]

@@ -16,7 +16,9 @@ from posecore.optim import batch_plan
 from posecore.params import ParamsError, load_params, save_params
 from posecore import resume
 from posecore.resume import check_resume
-from posecore.runs import Run, TrainingError, read_json, read_jsonl, write_json
+from posecore.runs import Run
+from posecore.errors import TrainingError
+from posecore.files import read_json, read_jsonl, write_json
 
 from helpers import tiny_params, tiny_synthetic
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -383,7 +383,7 @@ def _image_bytes(src: str, base: Path) -> bytes:
 def test_report_sections_hold_their_own_tables_and_figures_offline(report_html, page, tiny_run, tmp_path):
     """Each table and figure sits under its own section's heading (tables first), headings read as
     titles, no picture is shown twice, no absolute path is printed and nothing is fetched."""
-    from posecore.runs import read_json
+    from posecore.files import read_json
 
     page.goto(report_html.as_uri())
     page.wait_for_load_state("load")

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import posecore
-from posecore import checkpoints, data, evaluation, export, viz
+from posecore import checkpoints, data, evaluation, export, onnx_metadata, viz
 from posecore.checkpoints import CheckpointError, load_model
 from posecore.data.synthetic import CUSTOM_JOINTS, CUSTOM_SIGMAS, CUSTOM_SKELETON
 from posecore.keypoints import KeypointSetError, keypoint_info
 from posecore.metrics import COCO_STAT_NAMES
 from posecore.params import load_params
-from posecore.runs import REPO_ROOT, read_json, read_jsonl
+from posecore.files import REPO_ROOT, read_json, read_jsonl
 
 from helpers import pycocotools_stats, tiny_params
 
@@ -83,7 +83,7 @@ def test_train_eval_export_infer_and_draw_from_params_alone(custom_root, outputs
     gone = custom_params(tmp_path / "no-data", **{"eval.sigmas": []})
     onnx_path = tmp_path / "custom.onnx"
     export.export_onnx(gone, "last", onnx_path, run_name="custom", parity_batch_sizes=())
-    meta = export.read_metadata(onnx_path)
+    meta = onnx_metadata.read_metadata(onnx_path)
     assert meta["dataset"] == "custom" and meta["joint_names"] == NAMES
     assert [NAMES.index("left_wrist"), NAMES.index("right_wrist")] in meta["flip_pairs"]
     assert len(meta["skeleton"]) == len(CUSTOM_SKELETON)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from posecore import data
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 from helpers import tiny_synthetic
 

@@ -18,7 +18,7 @@ import torch
 import posecore
 from posecore import distributed
 from posecore.params import load_params, save_params
-from posecore.runs import REPO_ROOT, read_json, read_jsonl
+from posecore.files import REPO_ROOT, read_json, read_jsonl
 
 from helpers import compute_gradients, tiny_synthetic
 from helpers import tiny_params as make_tiny_params

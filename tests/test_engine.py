@@ -17,7 +17,9 @@ from torch import nn
 import posecore
 from posecore import checkpoints, data, engine, models, optim
 from posecore.params import load_params, save_params
-from posecore.runs import REPO_ROOT, DiskFullError, RunLockedError, read_json, read_jsonl, run_dir
+from posecore.files import REPO_ROOT, DiskFullError, read_json, read_jsonl
+from posecore.errors import RunLockedError
+from posecore.runs import run_dir
 
 from helpers import TINY, TRAIN, checkpoint_weights, lock_holder
 

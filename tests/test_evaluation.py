@@ -16,7 +16,8 @@ from torch import nn
 from posecore import evaluation, metrics
 from posecore.checkpoints import load_model
 from posecore.params import load_params
-from posecore.runs import read_json, run_dir, write_json
+from posecore.files import read_json, write_json
+from posecore.runs import run_dir
 
 TINY = {"model.depth": 18, "data.input_size": [96, 128], "data.heatmap_size": [24, 32],
         "data.workers": 0, "eval.batch_size": 16}

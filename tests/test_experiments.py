@@ -17,7 +17,9 @@ import torch
 import posecore
 from posecore import checkpoints, data, experiments
 from posecore.params import load_params
-from posecore.runs import RunLockedError, read_jsonl, run_lock
+from posecore.errors import RunLockedError
+from posecore.files import read_jsonl
+from posecore.runs import run_lock
 
 from helpers import tiny_params, tiny_synthetic
 

@@ -21,10 +21,10 @@ from torch import nn
 
 import posecore
 from posecore import codec, geometry
-from posecore.export import (MAX_OPSET, METADATA_KEYS, MIN_OPSET, check_parity, export_onnx,
-                             latency_table, read_metadata)
+from posecore.export import MAX_OPSET, MIN_OPSET, check_parity, export_onnx, latency_table
+from posecore.onnx_metadata import METADATA_KEYS, read_metadata
 from posecore.keypoints import COCO, MPII
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 from helpers import randomized_model
 

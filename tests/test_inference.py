@@ -25,7 +25,7 @@ from posecore.data import make_synthetic_video
 from posecore.detect import box_iou
 from posecore.inference import infer
 from posecore.predictor import Predictor
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 from helpers import randomized_model
 

@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "posecore"
 # the demo command line shows the workbook's sections; everything else stays below the notebooks
@@ -76,3 +76,89 @@ def test_readme_layout_names_every_module_and_only_files_that_exist():
     with_folder = {name for name in named if "/" in name}
     assert {name for name in with_folder if not any((REPO_ROOT / top / name).is_file()
                                                   for top in ("", "posecore", "notebooks"))} == set()
+
+
+# --- rooms: no import cycles, deferred imports only for optional dependencies ----------------------
+
+# packages that are one room each; every other module of posecore/ is a room of its own
+PACKAGE_ROOMS = ("codec", "data", "models", "workbook")
+# what may be imported inside a function: optional dependencies, imported on use
+OPTIONAL_IMPORTS = ("onnxruntime", "onnx", "torch.utils.tensorboard", "torch_npu", "apex", "papermill",
+                    "nbclient", "ipywidgets", "IPython")
+
+
+def _room(module: str) -> str | None:
+    """posecore.codec.heatmap -> codec; posecore.params -> params; posecore (the facade) -> None."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "posecore" and len(parts) > 1 else None
+
+
+def _room_graph() -> dict[str, set[str]]:
+    rooms = {path.stem if path.parent == PACKAGE else path.relative_to(PACKAGE).parts[0]
+             for path in PACKAGE.rglob("*.py") if path != PACKAGE / "__init__.py"}
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path, tree in _modules().items():
+        source = _room(path[:-3].replace("/", ".").removesuffix(".__init__"))
+        if source is None:   # the posecore/__init__ facade imports everything by design
+            continue
+        graph[source].update(room for room in map(_room, _imported(tree)) if room in rooms and room != source)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one room (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_rooms():
+    graph = _room_graph()
+    assert {"codec", "data", "params", "runs", "predictor", "export", "onnx_metadata"} <= set(graph)
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_lazy_import():
+    graph = {"params": {"runs"}, "runs": {"files"}, "files": set()}
+    assert _cycles(graph) == []
+    lazy = ast.parse("def params(self):\n    from posecore.params import load_params\n")
+    graph["runs"].update(room for room in map(_room, _imported(lazy)) if room)
+    assert _cycles(graph) == [["params", "runs"]]
+
+
+def test_deferred_imports_are_optional_dependencies_with_a_comment():
+    offenders = []
+    for path, tree in _modules().items():
+        lines = (REPO_ROOT / path).read_text().splitlines()
+        for function in (node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                    optional = any(module == name or module.startswith(f"{name}.") for name in OPTIONAL_IMPORTS)
+                    if not optional or "#" not in lines[node.lineno - 1]:
+                        offenders.append(f"{path}:{node.lineno} {module}")
+    assert offenders == [], "import these at the top (only optional dependencies are imported on use, with a comment)"

@@ -9,7 +9,7 @@ import tomllib
 from packaging.requirements import Requirement
 
 from packaging.utils import canonicalize_name as normalized_name
-from posecore.runs import REPO_ROOT
+from posecore.files import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements.lock"
 

@@ -260,7 +260,7 @@ def onnx_base(tmp_path_factory):
     """A stand-in pose model (tests/helpers.identity_pose_onnx) and its metadata."""
     import onnx
 
-    from posecore.export import read_metadata
+    from posecore.onnx_metadata import read_metadata
 
     path = identity_pose_onnx(tmp_path_factory.mktemp("onnx") / "base.onnx")
     return onnx.load(str(path)), read_metadata(path)
@@ -271,7 +271,7 @@ def onnx_base(tmp_path_factory):
 def test_mutated_onnx_metadata_loads_or_names_the_file(onnx_base, tmp_path, data_draw):
     import onnx
 
-    from posecore.export import set_metadata
+    from posecore.onnx_metadata import set_metadata
     from posecore.predictor import Predictor
 
     proto, metadata = onnx_base
@@ -324,7 +324,9 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
 
     from posecore.checkpoints import read_checkpoint, split_checkpoint
     from posecore.resume import check_resume
-    from posecore.runs import Run, TrainingError, write_json
+    from posecore.runs import Run
+    from posecore.errors import TrainingError
+    from posecore.files import write_json
 
     checkpoint, params, env = run_base
     folder = tmp_path / "run"

@@ -21,7 +21,7 @@ import pytest
 
 import posecore
 from posecore import data, demo
-from posecore.runs import REPO_ROOT, read_json
+from posecore.files import REPO_ROOT, read_json
 
 pytestmark = pytest.mark.slow
 
@@ -321,7 +321,7 @@ def _run_as(name: str, run_name: str, parameters: dict) -> Path:
 
 
 def test_notebooks_after_training_take_the_run_by_name(workbook, hourglass_notebooks):
-    from posecore.export import read_metadata
+    from posecore.onnx_metadata import read_metadata
     from posecore.keypoints import MPII
 
     folder = workbook["outputs"] / HOURGLASS

@@ -97,7 +97,7 @@ def test_pytorch_and_onnx_give_the_same_keypoints(in_run):
 
 
 def test_the_export_carries_the_flip_tests_setting(in_run, tmp_path):
-    from posecore.export import read_metadata
+    from posecore.onnx_metadata import read_metadata
 
     _, _, onnx_path = in_run
     assert read_metadata(onnx_path)["shift_heatmap"] is True and Predictor.from_onnx(onnx_path).shift

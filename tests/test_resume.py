@@ -11,7 +11,8 @@ import pytest
 
 import posecore
 from posecore.params import load_params
-from posecore.runs import TrainingError, read_jsonl
+from posecore.errors import TrainingError
+from posecore.files import read_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

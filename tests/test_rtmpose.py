@@ -133,7 +133,7 @@ def test_training_mode_and_summary():
 def test_trains_on_simcc_targets(tmp_path, outputs):
     import posecore
     from posecore import data
-    from posecore.runs import read_jsonl
+    from posecore.files import read_jsonl
 
     from helpers import tiny_params, tiny_synthetic
 
@@ -155,7 +155,8 @@ def test_trains_on_simcc_targets(tmp_path, outputs):
 
 
 def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
-    from posecore.export import METADATA_KEYS, check_pose_metadata, export_onnx, read_metadata
+    from posecore.onnx_metadata import METADATA_KEYS, check_pose_metadata, read_metadata
+    from posecore.export import export_onnx
 
     checkpoint = tmp_path / "rtmpose-t.pth"
     torch.save({"state_dict": _fill(build_model("rtmpose", variant="t")).state_dict()}, checkpoint)
@@ -181,7 +182,7 @@ def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
 
     import onnxruntime
 
-    from posecore.runs import REPO_ROOT
+    from posecore.files import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location("onnx_infer", REPO_ROOT / "examples" / "onnx_infer.py")
     example = importlib.util.module_from_spec(spec)

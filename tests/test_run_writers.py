@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 
 from posecore import workbook
 from posecore.inference import infer
-from posecore.runs import RunLockedError, run_dir
+from posecore.errors import RunLockedError
+from posecore.runs import run_dir
 
 from helpers import identity_pose_onnx, lock_holder
 

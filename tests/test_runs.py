@@ -13,9 +13,9 @@ import time
 import pytest
 
 from posecore.params import load_params, save_params
-from posecore.runs import (REPO_ROOT, DiskFullError, Run, RunLockedError, append_jsonl, atomic_write,
-                           check_run_name, default_run_name, find_checkpoint, is_training, read_jsonl,
-                           repair_jsonl, resolve_path, run_dir, run_lock, run_writer, write_json)
+from posecore.files import REPO_ROOT, DiskFullError, append_jsonl, atomic_write, read_jsonl, repair_jsonl, write_json
+from posecore.runs import Run, check_run_name, default_run_name, find_checkpoint, is_training, resolve_path, run_dir, run_lock, run_writer
+from posecore.errors import RunLockedError
 
 from helpers import lock_holder
 

@@ -27,6 +27,7 @@ from posecore.data.dataset import (Augment, ImageReadError, PoseDataset, dpg_jit
 from posecore.data.people import People
 from posecore.data.sampling import epoch_order, grouped_order, padded_shard, step_order, steps_per_epoch
 from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video
+from posecore.params import Params
 
 __all__ = [
     "Augment", "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-def build_dataset(params, split: str) -> PoseDataset:
+def build_dataset(params: Params, split: str) -> PoseDataset:
     """The `train` / `val` / `test` split of params.data as a PoseDataset (see load_instances); the
     people are parsed once per annotation file and memory-mapped from then on (data.cache)."""
     people, info, ann_file, gt_mat = load_people(params, split)
@@ -47,7 +48,7 @@ def build_dataset(params, split: str) -> PoseDataset:
                        ann_file=str(ann_file), gt_mat=gt_mat, split=split)
 
 
-def ensure_synthetic(params) -> Path:
+def ensure_synthetic(params: Params) -> Path:
     """The dataset folder of params.data, generating posecore's synthetic dataset there first when
     it is a synthetic root (data.root "" or a folder named synthetic*) that is not complete yet.
 

@@ -33,6 +33,7 @@ from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, coco_keypoint_category, keypoint_info, keypoint_params
 from posecore.runs import Run, outputs_root, resolve_path
+from posecore.params import Params
 
 SPLITS = ("train", "val", "test")
 PREPARE_NOTEBOOK = "notebooks/prepare_data.ipynb"
@@ -82,7 +83,7 @@ def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None
     return mpii_people(content, ann_file, num_joints or keypoint_info(dataset).num_joints)[1]
 
 
-def load_instances(params, split: str) -> tuple[list[Instance], KeypointInfo, Path, str | None]:
+def load_instances(params: Params, split: str) -> tuple[list[Instance], KeypointInfo, Path, str | None]:
     """(instances, keypoint set, annotation file, MPII ground-truth .mat or None) of one split.
 
     COCO layout: train and val on clean ground-truth person boxes; test on the val images with
@@ -100,7 +101,7 @@ def load_instances(params, split: str) -> tuple[list[Instance], KeypointInfo, Pa
     return instances, info, ann_file, str(mat) if mat.is_file() else None
 
 
-def split_files(params, split: str) -> list[Path]:
+def split_files(params: Params, split: str) -> list[Path]:
     """The files load_instances(params, split) parses: the split's annotation file, and for the
     test split of a COCO-style dataset data.det_file (missing ones raise as load_instances does)."""
     if split not in SPLITS:
@@ -152,7 +153,7 @@ def _as_set_keypoints(content: Any, dataset: str, ann_file, use_valid_flags: boo
     return as_coco_keypoints(content, dataset, keypoint_info(dataset).joint_names, use_valid_flags)
 
 
-def resolve_keypoints(params, run_name: str | None = None):
+def resolve_keypoints(params: Params, run_name: str | None = None):
     """params with their keypoint set recorded (posecore.keypoints.keypoint_params): what a run
     saves, so that its eval, export and inference need nothing else. A custom set not yet in the
     params comes from the run's params.yaml (`run_name`) when that records one, else from the
@@ -261,7 +262,7 @@ def _coco_files(root: Path) -> list[Path]:
     return [LAYOUTS["coco"].ann_file(root, split) for split in ("train", "val")]
 
 
-def _coco_instances(root: Path, split: str, params) -> tuple[list[Instance], KeypointInfo, Path]:
+def _coco_instances(root: Path, split: str, params: Params) -> tuple[list[Instance], KeypointInfo, Path]:
     data = params.data
     layout = coco_style_layout(data.dataset)
     ann_file = _annotation_file(root, split, data.dataset)

@@ -37,6 +37,7 @@ from posecore.data.annotations import existing_root, load_instances, split_files
 from posecore.data.people import People
 from posecore.keypoints import KeypointInfo, keypoint_info
 from posecore.runs import outputs_root
+from posecore.params import Params
 
 CACHE_FORMAT = 1
 # data.* keys that do not change which people are read or their boxes: left out of the key
@@ -53,7 +54,7 @@ def cache_root() -> Path:
     return outputs_root() / "cache"
 
 
-def load_people(params, split: str) -> tuple[People, KeypointInfo, Path, str | None]:
+def load_people(params: Params, split: str) -> tuple[People, KeypointInfo, Path, str | None]:
     """(people, keypoint set, annotation file, MPII ground-truth .mat or None) of one split, the
     people parsed once per annotation file and then memory-mapped (see the module docstring)."""
     if params.data.dataset == "custom" and not params.data.joint_names:
@@ -81,7 +82,7 @@ def load_people(params, split: str) -> tuple[People, KeypointInfo, Path, str | N
     return People.open(folder), keypoint_info(params), Path(meta["ann_file"]), meta["gt_mat"]
 
 
-def cache_key(params, split: str) -> str:
+def cache_key(params: Params, split: str) -> str:
     """The cache folder name of one split under params: a hash of everything the parse reads."""
     digest = hashlib.sha256()
     data = {key: value for key, value in dataclasses.asdict(params.data).items() if key not in _NOT_PARSED}
@@ -99,7 +100,7 @@ def _file_digest(path: Path) -> bytes:
         return hashlib.file_digest(f, "sha256").digest()
 
 
-def _parse(params, split: str):
+def _parse(params: Params, split: str):
     """load_instances as flat arrays, with the warnings it gave as (category, message) pairs."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -108,7 +109,7 @@ def _parse(params, split: str):
     return people, info, ann_file, gt_mat, [[w.category.__name__, str(w.message)] for w in caught]
 
 
-def _uncached(params, split: str, why: str):
+def _uncached(params: Params, split: str, why: str):
     warnings.warn(f"posecore.data: annotation cache off: {why}; point POSECORE_OUTPUTS at a writable "
                   f"folder to parse each file once", stacklevel=3)
     people, info, ann_file, gt_mat, caught = _parse(params, split)

@@ -37,6 +37,7 @@ from posecore.data.people import People
 from posecore.data.sampling import ImageGroups
 from posecore.geometry import box_to_center_scale, compose, transform_points
 from posecore.keypoints import KeypointInfo
+from posecore.params import Params
 
 # Reduced JPEG decoding: (factor, cv2 flag); the DCT decoder scales almost for free.
 _REDUCED_READS = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
@@ -112,7 +113,7 @@ class PoseDataset(Dataset):
     Instances is converted), so DataLoader workers share them instead of copying per-person objects.
     """
 
-    def __init__(self, instances: People | list[Instance], info: KeypointInfo, params, train: bool,
+    def __init__(self, instances: People | list[Instance], info: KeypointInfo, params: Params, train: bool,
                  ann_file: str, gt_mat: str | None, split: str):
         data = params.data
         self.instances = (instances if isinstance(instances, People)

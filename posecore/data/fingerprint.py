@@ -18,11 +18,12 @@ from typing import Any
 
 from posecore.data.annotations import DataLayoutError, _det_file_path, dataset_root, uses_coco_layout
 from posecore.data.layouts import coco_style_layout
+from posecore.params import Params
 
 _CHUNK = 1 << 20
 
 
-def split_files(params, split: str) -> dict[str, Path | None]:
+def split_files(params: Params, split: str) -> dict[str, Path | None]:
     """The files one split reads, found without reading them: {"annotations": json, "images":
     folder, "detections": data.det_file (COCO test split) or None, "gt_mat": MPII's .mat or None}."""
     data = params.data
@@ -78,7 +79,7 @@ def folder_record(path: Path) -> dict[str, Any]:
             "listing_sha256": with_times.hexdigest(), "names_sizes_sha256": without.hexdigest()}
 
 
-def data_fingerprint(params, splits) -> dict[str, dict[str, Any]]:
+def data_fingerprint(params: Params, splits) -> dict[str, dict[str, Any]]:
     """{split: fingerprint} of the splits a run reads (module docstring); a folder shared by two
     splits (MPII's images/) is listed once."""
     folders: dict[Path, dict[str, Any]] = {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posecore.runs import finite_number
+from posecore.files import finite_number
 
 COCO_DOWNLOAD = "https://cocodataset.org/#download"
 WHOLEBODY_DOWNLOAD = "https://github.com/jin-s13/COCO-WholeBody"

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from posecore.data.annotations import MPII_PIXEL_STD, check_layout
 from posecore.keypoints import DATASETS, keypoint_info
 from posecore.metrics import save_mpii_gt
-from posecore.runs import read_json, write_json
+from posecore.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 

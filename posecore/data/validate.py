@@ -18,7 +18,7 @@ from typing import Any
 
 from posecore.data.layouts import PROBLEM_KEY
 from posecore.geometry import MAX_PIXELS
-from posecore.runs import finite_number
+from posecore.files import finite_number
 
 MAX_ID = 2**63 - 1  # ids must fit int64 (numpy, pycocotools)
 

@@ -19,6 +19,7 @@ from posecore.predictor import Predictor, trained_params
 from posecore.runs import Run
 from posecore.scoring import person_errors
 from posecore.viz import PoseFigure, figure_png, heatmap_to_image_plane, person_view, plot_gallery, plot_pose
+from posecore.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class PoseBrowser:
 
     ORDERS = ("worst first", "best first", "dataset order")
 
-    def __init__(self, params, run_name: str, checkpoint: str | None = None):
+    def __init__(self, params: Params, run_name: str, checkpoint: str | None = None):
         self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
         self.params = params = trained_params(params, self.checkpoint, run_name)[0]
         self.dataset = build_dataset(params, "val")
@@ -124,7 +125,7 @@ class PoseBrowser:
         (JupyterLab, Notebook 7, VS Code) without an output-capture round trip; a failing redraw
         shows its error under the controls instead of vanishing into the kernel log.
         """
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # optional dependency (the notebooks extra), imported on use
 
         count = len(self)
         rank = widgets.IntSlider(1, min=1, max=max(count, 1), description="rank", continuous_update=False)

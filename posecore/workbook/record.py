@@ -14,6 +14,7 @@ from typing import Any
 from posecore.params import SHORTCUTS, ParamsError, flat_params, load_params
 from posecore.report import Table, keep, run_relative
 from posecore.runs import Run, resolve_path
+from posecore.experiments import read_run
 
 # the keys every params table shows, differing or not: what a reader asks first about a run
 HEADLINE_KEYS = ("model.name", "model.depth", "model.num_joints", "data.dataset", "data.root", "data.input_size",
@@ -71,7 +72,7 @@ def report_link(report: str | os.PathLike, run_name: str | None = None) -> Link:
 
 def run_figure(run_name: str, name: str):
     """A figure the run keeps (figures/<name>.png, posecore.report.keep) for display."""
-    from IPython.display import Image  # the notebook layer's display type; imported when shown
+    from IPython.display import Image  # optional dependency (the notebooks extra), imported on use
 
     return Image(filename=str(Run(run_name).figures_dir / f"{name}.png"))
 
@@ -134,8 +135,6 @@ def run_summary(result: dict) -> Table:
     """A posecore.train result as one table: run, state, epochs and steps, devices and world size,
     images/s, data wait, skipped steps, best and last validation metric with its protocol, and the
     checkpoints relative to the run folder (tables/train_summary.json)."""
-    from posecore.experiments import read_run
-
     folder = Path(result["run_dir"])
     run = read_run(folder.name)
     metric = run["metric"]

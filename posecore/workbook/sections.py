@@ -30,12 +30,15 @@ from posecore.evaluation import primary_metric
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import DATASETS, from_record
 from posecore.optim import batch_plan, schedule
-from posecore.params import SHORTCUTS, load_params
+from posecore.params import Params, SHORTCUTS, load_params
 from posecore.report import Table, keep, reference_table, run_relative
-from posecore.runs import REPO_ROOT, Run, outputs_root, read_json, resolve_path, run_dir
+from posecore.files import REPO_ROOT, read_json
+from posecore.runs import Run, outputs_root, resolve_path, run_dir
 from posecore.scoring import person_errors
 from posecore.workbook.browser import worst_predictions as worst_gallery
 from posecore.workbook.record import Note
+from posecore.experiments import compare_runs, write_run_index
+from posecore.reproduce import verdict_table
 
 # --- notebook parameters -------------------------------------------------------------------------
 
@@ -71,7 +74,7 @@ def run_params(run_name: str, model: str = "fastpose", params: str | None = None
     return load_params(run.params(), {**fixed, **(overrides or {})})
 
 
-def checkpoint_for(params, checkpoint: str | None) -> str | None:
+def checkpoint_for(params: Params, checkpoint: str | None) -> str | None:
     """The checkpoint argument of a notebook: none needed (or used) with eval.oracle."""
     return None if params.eval.oracle else checkpoint
 
@@ -109,7 +112,7 @@ def _link_urls(text: str) -> str:
     return re.sub(r"(https?://[^\s,;)]+)", r'<a href="\1">\1</a>', text)
 
 
-def prepare_dataset(params, data_root: str | None = None, synthetic: dict | None = None) -> LayoutCheck:
+def prepare_dataset(params: Params, data_root: str | None = None, synthetic: dict | None = None) -> LayoutCheck:
     """Check `data_root` against the official layout of params' dataset, building a synthetic
     dataset first when there is no data_root (at outputs/data/synthetic_<dataset>, data.root "")
     or when `synthetic` (posecore.data.make_synthetic arguments) is given."""
@@ -121,7 +124,7 @@ def prepare_dataset(params, data_root: str | None = None, synthetic: dict | None
     return LayoutCheck(root, dataset, check_layout(root, dataset), build)
 
 
-def dataset_params(params, check: LayoutCheck):
+def dataset_params(params: Params, check: LayoutCheck):
     """params reading the checked folder (what the statistics and examples show)."""
     return dataclasses.replace(params, data=dataclasses.replace(params.data, root=str(check.root)))
 
@@ -142,7 +145,7 @@ def dataset_statistics(run_name: str, check: LayoutCheck):
     return keep(run_name, "data_statistics", viz.plot_dataset_stats(stats, title))
 
 
-def annotation_checks(run_name: str, params, check: LayoutCheck):
+def annotation_checks(run_name: str, params: Params, check: LayoutCheck):
     """The person entries of the train and val annotations that training and evaluation skip as
     malformed, by reason with example ids (tables/data_annotation_checks.json)."""
     if not check.ok:
@@ -159,7 +162,7 @@ def annotation_checks(run_name: str, params, check: LayoutCheck):
     return keep(run_name, "data_annotation_checks", table)
 
 
-def dataset_gallery(run_name: str, params, check: LayoutCheck, count: int = 8):
+def dataset_gallery(run_name: str, params: Params, check: LayoutCheck, count: int = 8):
     """The first `count` train images of the checked folder with their labelled people (data_examples.png)."""
     if not check.ok:
         return check
@@ -183,7 +186,7 @@ def training_log(run_name: str) -> list[dict]:
     return run.log()
 
 
-def lr_schedule(params, npus: int = 1, run_name: str | None = None):
+def lr_schedule(params: Params, npus: int = 1, run_name: str | None = None):
     """The LR of every optimizer step the run will take (posecore.optim.schedule, as the engine
     steps it), shown before training; a run that resumes marks the step it resumes from."""
     ensure_synthetic(params)
@@ -202,7 +205,7 @@ def training_curves(run_name: str):
     return keep(run_name, "train_curves", viz.plot_training_curves(training_log(run_name)))
 
 
-def validation_history(run_name: str, params):
+def validation_history(run_name: str, params: Params):
     """The primary validation metric against the epoch (train_validation.png), or a one-line Note
     when the run has not validated yet."""
     log = training_log(run_name)
@@ -211,14 +214,14 @@ def validation_history(run_name: str, params):
     return keep(run_name, "train_validation", viz.plot_validation(log, primary_metric(params)))
 
 
-def _no_validation(params) -> Note:
+def _no_validation(params: Params) -> Note:
     every = params.train.val_every
     when = (f"train.val_every is {every}: the first validation comes after epoch {every}" if every
             else "train.val_every is 0: training does not validate (run eval.ipynb)")
     return Note(f"No validation yet ({when}).")
 
 
-def validation_table(run_name: str, params=None) -> Table | Note:
+def validation_table(run_name: str, params: Params=None) -> Table | Note:
     """Every validation of the run: epoch, step and its scalar metrics (tables/train_validation.json);
     a one-line Note when there is none yet."""
     records = [r for r in training_log(run_name) if r.get("type") == "val"]
@@ -243,8 +246,8 @@ def eval_metrics(run_name: str) -> dict:
     return Run(run_name).eval_metrics()
 
 
-def results_table(run_name: str, params) -> Table:
-    """This run's metrics, each with its protocol, above the seeds' reference rows (tables/eval_results.json)."""
+def results_table(run_name: str, params: Params) -> Table:
+    """This run's metrics, each with its protocol, above the seeds' reference rows (kept as the table eval_results)."""
     metrics = eval_metrics(run_name)
     settings = metrics.get("settings", {})
     data = _data_description(params, run_name)
@@ -273,7 +276,7 @@ def results_table(run_name: str, params) -> Table:
     return keep(run_name, "eval_results", reference_table(rows, note=note))
 
 
-def _data_description(params, run_name: str) -> str:
+def _data_description(params: Params, run_name: str) -> str:
     root = dataset_root(params.data)
     synthetic = (root / "synthetic.json").is_file()
     name = "COCO-layout" if uses_coco_layout(params.data.dataset) else "MPII-layout"
@@ -281,8 +284,8 @@ def _data_description(params, run_name: str) -> str:
 
 
 def per_joint_table(run_name: str) -> Table:
-    """eval/per_joint.csv as a table."""
-    path = Run(run_name).eval_dir / "per_joint.csv"
+    """The evaluation's per-joint table (eval/, runs.EvalFiles.per_joint)."""
+    path = Run(run_name).eval_files.per_joint
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: evaluate run {run_name!r} first (eval.ipynb)")
     with open(path) as f:
@@ -334,7 +337,7 @@ def threshold_figure(run_name: str):
     return keep(run_name, "eval_thresholds", fig)
 
 
-def worst_predictions(run_name: str, params, count: int = 8):
+def worst_predictions(run_name: str, params: Params, count: int = 8):
     """The persons with the lowest OKS / PCKh, drawn on their images (eval_worst.png)."""
     dataset = build_dataset(params, "val")
     errors = person_errors(dataset, Run(run_name).eval_dir, params.eval.pckh_thr)
@@ -366,7 +369,7 @@ def latency_rows_table(rows: list[dict]) -> Table:
     return Table(columns, [[row[c] for c in columns] for row in rows], title="CPU latency, median ms")
 
 
-def onnx_example(run_name: str, params, onnx_path: str | Path) -> Table:
+def onnx_example(run_name: str, params: Params, onnx_path: str | Path) -> Table:
     """Run examples/onnx_infer.py (onnxruntime + numpy + OpenCV only) on the first val person;
     its drawing goes to figures/export_example.png and its printout into the returned table."""
     instance = build_dataset(params, "val").instances[0]
@@ -444,16 +447,12 @@ def comparison_curves(run_name: str, comparison):
 def reproduction_table(result: dict) -> Table:
     """posecore.reproduce's verdict, reasons and comparisons (reproduce keeps it in the original
     run as tables/reproduce_verdict.json)."""
-    from posecore.reproduce import verdict_table
-
     return verdict_table(result)
 
 
 def reproduction_runs(result: dict):
     """compare_runs of a reproduction's original and new run (the original alone when refused),
     for the comparison tables and curves side by side."""
-    from posecore.experiments import compare_runs
-
     return compare_runs([result["original"], *filter(None, [result["run"]])])
 
 
@@ -470,8 +469,6 @@ def _param_text(value: Any) -> str:
 
 def run_index() -> Table:
     """Refresh outputs/runs.csv and show it: every run folder with its headline numbers."""
-    from posecore.experiments import write_run_index
-
     path = write_run_index()
     with open(path, newline="") as f:
         runs = list(csv.DictReader(f))
