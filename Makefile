@@ -1,7 +1,7 @@
 # One-command setup: `make test` and `make demo` create .venv on first use, from requirements.lock.
 PYTHON ?= python3
 # torch is the one package outside the lock: the CPU wheel by default; CUDA / NPU users swap this
-# spec only (README: "The locked environment")
+# spec only (docs/devices.md: "The locked environment")
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 VENV := .venv
