@@ -1,7 +1,7 @@
 # One-command setup: `make test` and `make demo` create .venv on first use, from requirements.lock.
 PYTHON ?= python3
 # torch is the one package outside the lock: the CPU wheel by default; CUDA / NPU users swap this
-# spec only (README: "The locked environment")
+# spec only (docs/devices.md: "The locked environment")
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 VENV := .venv
@@ -15,7 +15,7 @@ LOCK_VENV := .venv-lock
 PIP_TOOLS_SPEC ?= pip-tools==7.6.2
 LOCK_FLAGS ?=
 
-.PHONY: setup test demo lock clean-venv
+.PHONY: setup test demo lock clean-venv docs-images
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ test: setup
 
 demo: setup
 	$(PY) -m posecore.demo --run $(DEMO_RUN)
+
+# docs/images/ from the demo run (runs the demo first when outputs/$(DEMO_RUN) lacks its figures);
+# the pose browser is photographed in JupyterLab by Debian's chromium (apt-get install chromium)
+docs-images: setup
+	$(PY) docs/make_images.py --run $(DEMO_RUN)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -100,7 +100,7 @@ def check_main_guard(call: str) -> None:
     message = (f"{call} was called again by the top level of {script} inside a worker process: the "
                "workers of a multi-device run (npus > 1) are started with the spawn method and import "
                "the launching script, so its top-level code runs once more in each of them. Put the "
-               f"call under `if __name__ == \"__main__\":` (see the README's Python example) so that "
+               f"call under `if __name__ == \"__main__\":` (see docs/workbook.md, \"From Python\") so that "
                "only the launching process runs it")
     note = os.environ.get(_GUARD_NOTE_ENV)
     if note:

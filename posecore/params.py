@@ -91,7 +91,7 @@ class DataParams:
     half_body_prob: float = 0.0     # AlphaPose's COCO config disables it (PROB_HALF_BODY -1)
     half_body_min_joints: int = 8
     workers: int = 4                # DataLoader workers per device
-    # Two speed-ups the seeds do not have (off in every seed params file; README "Data loading"):
+    # Two speed-ups the seeds do not have (off in every seed params file; docs/data.md "Data loading"):
     # group_by_image: train order shuffles images and keeps an image's people adjacent (one decode
     # serves them all) instead of shuffling people uniformly as AlphaPose's and mmpose's loaders do.
     # reduced_decode: training decodes a JPEG at 1/2..1/8 scale when the person's crop box is that

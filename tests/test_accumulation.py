@@ -115,7 +115,7 @@ def accumulated(synthetic_root, tmp_path_factory, one_thread_workers):
 
 
 def _parameters(result: dict) -> dict[str, torch.Tensor]:
-    """The trained parameters (not the BatchNorm running statistics, see README)."""
+    """The trained parameters (not the BatchNorm running statistics, see docs/training.md)."""
     params = load_params(Path(result["run_dir"]) / "params.yaml")
     model = checkpoints.load_model(params, result["checkpoint"])[0]
     return {name: p.detach() for name, p in model.named_parameters()}

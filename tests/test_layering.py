@@ -61,17 +61,17 @@ def test_loading_a_trained_model_is_asked_for_by_at_most_two_modules():
     assert "posecore/predictor.py" in set.intersection(*callers.values())
 
 
-def test_readme_layout_names_every_module_and_only_files_that_exist():
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("## Layout\n"):]
+def test_layout_page_names_every_module_and_only_files_that_exist():
+    page = (REPO_ROOT / "docs" / "layout.md").read_text()
+    section = page[page.index("# Layout\n"):]
     block = section[section.index("```\n") + 4:]
     block = block[:block.index("```")]
     named = set(re.findall(r"[\w/]+\.(?:py|yaml|ipynb)", block))
     files = {path.name for folder in ("posecore", "benchmarks", "examples", "params")
              for path in (REPO_ROOT / folder).rglob("*") if path.suffix in (".py", ".yaml")}
     files -= {"__init__.py"}
-    assert files - named == set(), "README's layout section does not name these files"
-    assert {name for name in named if Path(name).name not in files} == set(), "README names files that do not exist"
+    assert files - named == set(), "docs/layout.md does not name these files"
+    assert {name for name in named if Path(name).name not in files} == set(), "docs/layout.md names files that do not exist"
     # a name with its folder must be that file (a moved module leaves no stale path behind)
     with_folder = {name for name in named if "/" in name}
     assert {name for name in with_folder if not any((REPO_ROOT / top / name).is_file()

@@ -54,7 +54,7 @@ class Link:
 def notebook_folder(run_folder: Path) -> Path:
     """The folder of the running notebook. JupyterLab names the notebook in JPY_SESSION_NAME; a
     headless papermill run cannot know where its executed copy goes, so the workbook's convention
-    is assumed: the executed copies of a run are kept in outputs/<run>/notebooks/ (README, demo)."""
+    is assumed: the executed copies of a run are kept in outputs/<run>/notebooks/ (docs/workbook.md, demo)."""
     session = os.environ.get("JPY_SESSION_NAME")
     if session and session.endswith(".ipynb"):
         path = Path(session)
