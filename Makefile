@@ -15,7 +15,7 @@ LOCK_VENV := .venv-lock
 PIP_TOOLS_SPEC ?= pip-tools==7.6.2
 LOCK_FLAGS ?=
 
-.PHONY: setup test demo lock clean-venv docs-images
+.PHONY: setup test lint demo lock clean-venv docs-images
 
 setup: $(STAMP)
 
@@ -40,14 +40,20 @@ lock:
 	printf '%s\n' "$(TORCH_SPEC)" pip "setuptools>=64" | CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q $(LOCK_FLAGS) \
 	    --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras \
 	    --unsafe-package torch \
-	    --extra notebooks --extra export --extra test -o $(LOCK) pyproject.toml -
+	    --extra notebooks --extra export --extra test --extra lint -o $(LOCK) pyproject.toml -
 	{ sed '/^ *# pins below: written by make lock/q' environment.yml; \
 	  echo '      - $(TORCH_SPEC)'; \
 	  awk '/^[A-Za-z0-9]/ {print "      - " $$1}' $(LOCK); \
 	  echo '      - -e .'; } > environment.yml.tmp && mv environment.yml.tmp environment.yml
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
+
+# ruff (pinned in requirements.lock; configured in pyproject.toml): the lint rules, and the format
+# the tree is kept in (`$(PY) -m ruff format .` applies it)
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 demo: setup
 	$(PY) -m posecore.demo --run $(DEMO_RUN)

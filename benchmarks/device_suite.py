@@ -40,15 +40,15 @@ REPO = BENCHMARKS.parent
 sys.path[:0] = [str(REPO), str(BENCHMARKS)]
 
 import torch  # noqa: E402
+from train_step import HEATMAP_STRIDE, time_train_step  # noqa: E402
+from train_throughput import measure_throughput  # noqa: E402
 
 import posecore  # noqa: E402
 from posecore import data, device, evaluation  # noqa: E402
 from posecore.data.loading import recommended_workers  # noqa: E402
-from posecore.models import build_model  # noqa: E402
 from posecore.files import atomic_write, write_json
+from posecore.models import build_model  # noqa: E402
 from posecore.runs import outputs_root  # noqa: E402
-from train_step import HEATMAP_STRIDE, time_train_step  # noqa: E402
-from train_throughput import measure_throughput  # noqa: E402
 
 SAMPLES = [REPO / "shared" / "samples" / "coco", REPO.parent / "shared" / "samples" / "coco"]
 GOALS = ("goals on one H100/H200 (issue 16): FastPose >= 4000 and Hourglass-52 >= 600 training "

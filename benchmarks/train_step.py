@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from posecore import device  # noqa: E402
-from posecore.optim import joints_mse  # noqa: E402
 from posecore.models import build_model  # noqa: E402
+from posecore.optim import joints_mse  # noqa: E402
 
 DEFAULT_INPUT = {"fastpose": (192, 256), "simplebaseline": (192, 256), "hourglass": (384, 384)}
 HEATMAP_STRIDE = 4  # every posecore model predicts heatmaps at 1/4 of the input size

@@ -120,7 +120,7 @@ def start_lab(root_dir: Path, base: Path) -> tuple[subprocess.Popen, str, str]:
                f"--ServerApp.root_dir={root_dir}", "--LabApp.news_url=None",
                "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
                "--LabApp.extension_manager=readonly"]
-    log = open(base / "server.log", "w")
+    log = open(base / "server.log", "w")  # noqa: SIM115  (the server writes it for its whole life)
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

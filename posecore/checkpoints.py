@@ -31,8 +31,9 @@ import pickle
 import random
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,10 +41,10 @@ from torch import nn
 
 from posecore import device as devices
 from posecore.codec import checkpoint_codec_name
+from posecore.files import atomic_write, finite_number
 from posecore.keypoints import check_num_joints
 from posecore.models import build_model, unwrap_model
 from posecore.params import Params, load_params
-from posecore.files import atomic_write, finite_number
 from posecore.runs import resolve_path
 
 log = logging.getLogger(__name__)

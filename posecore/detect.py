@@ -20,15 +20,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from posecore.geometry import MAX_PIXELS
 from posecore.files import finite_number
+from posecore.geometry import MAX_PIXELS
 
 WHOLE_IMAGE = "whole-image"
 PERSON_CATEGORY_ID = 1  # COCO's person category in results files

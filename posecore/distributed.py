@@ -52,20 +52,21 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 from torch.distributed.elastic.rendezvous import RendezvousError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from posecore import device
-from posecore.progress import PROGRESS_ENV, ProgressMirror
 from posecore.params import Params
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+from posecore.progress import PROGRESS_ENV, ProgressMirror
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PLAIN_ARGS = (str, int, float, bool, type(None), Path)
@@ -104,10 +105,8 @@ def check_main_guard(call: str) -> None:
                "only the launching process runs it")
     note = os.environ.get(_GUARD_NOTE_ENV)
     if note:
-        try:
+        with contextlib.suppress(OSError):   # the launcher then reports the exit code alone
             Path(note).write_text(message)
-        except OSError:
-            pass  # the launcher then reports the exit code alone
     raise UnguardedScriptError(message)
 
 
@@ -420,7 +419,7 @@ class _LogTail(threading.Thread):
                         files.pop(stream).close()
                         handle = None
                     if handle is None and path and os.path.exists(path):
-                        handle = open(path, encoding="utf-8", errors="replace", newline="")
+                        handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115  (followed until the worker ends)
                         files[stream] = handle
                     if handle is not None:
                         _copy(handle, sink)
@@ -527,7 +526,5 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_pid(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):   # already gone
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

@@ -52,9 +52,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,21 +63,27 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from posecore import data, device, distributed
-from posecore.checkpoints import (CheckpointError, check_training_state, load_model, read_checkpoint, restore_rng,
-                                  save_checkpoint, training_checkpoint)
-from posecore.evaluation import primary_metric, validate
-from posecore.meter import StepMeter
+from posecore.checkpoints import (
+    CheckpointError,
+    check_training_state,
+    load_model,
+    read_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    training_checkpoint,
+)
 from posecore.data.loading import workers_advice
 from posecore.environment import write_run_records
+from posecore.errors import TrainingError
+from posecore.evaluation import primary_metric, validate
+from posecore.files import append_jsonl, atomic_write, json_safe, jsonl_line, read_jsonl, write_json
+from posecore.meter import StepMeter
 from posecore.optim import batch_plan, build_loss, build_optimizer, schedule
 from posecore.params import Params, TrainParams, check_model_geometry, load_params, save_params
 from posecore.progress import progress_bar
 from posecore.resume import check_resume
 from posecore.runs import Run, default_run_name
-from posecore.errors import TrainingError
-from posecore.files import append_jsonl, atomic_write, json_safe, jsonl_line, read_jsonl, write_json
 from posecore.tensorboard_log import TensorBoardLog
-
 
 _ADVICE_STEPS = 10        # steps after train.perf_warmup_steps that the advice is measured on
 
@@ -178,7 +185,7 @@ def _wrap_model(bare: nn.Module, train: TrainParams, dev: torch.device, world: i
 
 
 @contextlib.contextmanager
-def _stop_on_interrupt(trainer: "_Trainer", launched: bool):
+def _stop_on_interrupt(trainer: _Trainer, launched: bool):
     """SIGINT, and SIGTERM (what SLURM and Kubernetes send before a kill), ask the trainer to stop
     after the current step; in a notebook a second one stops now.
 

@@ -30,16 +30,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import posecore
 from posecore import device
 from posecore.data.fingerprint import data_fingerprint, file_sha256
-from posecore.distributed import Nodes, worker_threads
-from posecore.files import REPO_ROOT, atomic_write, read_json, write_json
-from posecore.runs import Run, run_lock
+from posecore.distributed import Nodes, node_settings, worker_threads
 from posecore.errors import RunLockedError
-import torch
-from posecore.distributed import node_settings
+from posecore.files import REPO_ROOT, atomic_write, read_json, write_json
 from posecore.params import Params
+from posecore.runs import Run, run_lock
 
 # the run files this module writes (their names: posecore.runs.Run)
 ENV_FILE = Run.ENV

@@ -39,13 +39,14 @@ from posecore.data import build_dataset, ensure_synthetic, keypoint_ground_truth
 from posecore.data.fingerprint import file_sha256
 from posecore.data.layouts import wholebody_entry
 from posecore.device import get_device
-from posecore.distributed import check_main_guard, launch, local_rank, rank as get_rank, world_size
+from posecore.distributed import check_main_guard, launch, local_rank, world_size
+from posecore.distributed import rank as get_rank
 from posecore.environment import record_evaluation
+from posecore.files import atomic_write, json_safe, write_json
 from posecore.keypoints import coco_keypoint_category
 from posecore.params import Params, load_params, save_params
 from posecore.predictor import Predictor, trained_params
 from posecore.runs import EvalFiles, Run, default_run_name, find_checkpoint
-from posecore.files import atomic_write, json_safe, write_json
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +396,7 @@ def _score_mpii(pred: dict, dataset: Any, params: Params, lines: list[str]):
                  for name, c in zip(gt.joint_names, counts)]
     curve = M.pckh_curve(keypoints, gt)
     details = {"pckh_curve": {"thresholds": curve["thresholds"].tolist(), "mean": curve["mean"].tolist()}}
-    lines.append("MPII PCKh@{:g}: ".format(thr) + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    lines.append(f"MPII PCKh@{thr:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     return metrics, details, per_joint, artifacts
 
 

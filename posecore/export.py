@@ -21,12 +21,11 @@ posecore.onnx_metadata.METADATA_KEYS; `read_metadata(path)` there decodes them.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 import warnings
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,12 +34,12 @@ from tqdm.auto import tqdm
 
 from posecore.codec import Codec, codec_from_metadata
 from posecore.environment import record_export
+from posecore.files import atomic_write
 from posecore.models import build_model, final_output
 from posecore.onnx_metadata import DECODE_OUTPUTS, INPUT_NAME, build_metadata, read_metadata, set_metadata
 from posecore.params import Params
 from posecore.predictor import Predictor, trained_params
 from posecore.runs import Run, resolve_path
-from posecore.files import atomic_write, finite_number
 
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
@@ -264,7 +263,8 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
             images = torch.randn(batch, 3, h, w)
             feed = {input_meta.name: images.numpy()}
             with torch.no_grad():
-                (torch_ms, ort_ms), timed = _median_ms([lambda: model(images), lambda: session.run(None, feed)],
+                (torch_ms, ort_ms), timed = _median_ms([lambda images=images: model(images),
+                                                        lambda feed=feed: session.run(None, feed)],
                                                        repeats, warmup, budget_s)
             rows.append({"batch": batch, "pytorch_ms": round(torch_ms, 2),
                          "onnxruntime_ms": round(ort_ms, 2), "speedup": round(torch_ms / ort_ms, 2),

@@ -14,8 +14,9 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent   # relative paths in params are relative to it
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

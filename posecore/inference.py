@@ -34,14 +34,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from posecore.data.sources import Source, open_source, read_frames
 from posecore.detect import Frame, boxes_for_frame, build_detector, detector_note
+from posecore.files import atomic_write, write_json
+from posecore.params import Params, load_params
 from posecore.predictor import Predictor
 from posecore.runs import InferFiles, Run, default_run_name, outputs_root, resolve_path, run_lock
-from posecore.files import atomic_write, write_json
-from tqdm.auto import tqdm
-from posecore.params import Params, load_params
 from posecore.track import Tracker
 
 VIDEO_CODEC = "mp4v"
@@ -105,7 +105,7 @@ class _Pipeline:
 
     STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
 
-    def __init__(self, model: Predictor, params: Params, tracker: Any, writer: "_Writer", batch_size: int,
+    def __init__(self, model: Predictor, params: Params, tracker: Any, writer: _Writer, batch_size: int,
                  flip: bool):
         self.model, self.params, self.tracker, self.writer = model, params, tracker, writer
         self.batch_size, self.flip = batch_size, flip

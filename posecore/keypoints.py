@@ -19,11 +19,11 @@ import dataclasses
 import difflib
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from posecore.keypoint_sets import whole_body_sets
-
 
 FINE_PARTS = ("face", "lefthand", "righthand")
 
@@ -148,12 +148,9 @@ UNIFORM_SIGMA = round(sum(COCO.sigmas) / COCO.num_joints, 3)
 _SIDES = {"left": "<L>", "l": "<L>", "right": "<R>", "r": "<R>"}
 _MIRROR = {"<L>": "<R>", "<R>": "<L>"}
 _UPPER_WORDS = frozenset(
-    "head nose eye eyes ear ears mouth lip lips chin jaw face forehead brow eyebrow cheek neck throat "
-    "thorax chest shoulder shoulders clavicle elbow elbows wrist wrists hand hands palm finger thumb "
-    "index pinky".split())
+    ["head", "nose", "eye", "eyes", "ear", "ears", "mouth", "lip", "lips", "chin", "jaw", "face", "forehead", "brow", "eyebrow", "cheek", "neck", "throat", "thorax", "chest", "shoulder", "shoulders", "clavicle", "elbow", "elbows", "wrist", "wrists", "hand", "hands", "palm", "finger", "thumb", "index", "pinky"])
 _LOWER_WORDS = frozenset(
-    "pelvis hip hips waist knee knees ankle ankles foot feet heel heels toe toes leg legs thigh shin "
-    "calf".split())
+    ["pelvis", "hip", "hips", "waist", "knee", "knees", "ankle", "ankles", "foot", "feet", "heel", "heels", "toe", "toes", "leg", "legs", "thigh", "shin", "calf"])
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 

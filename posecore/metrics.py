@@ -23,15 +23,16 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
-from posecore.files import atomic_write
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy.io import loadmat, savemat
+
+from posecore.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ weights) happens here only: `trained_params` and `Predictor.from_checkpoint`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class Poses:
 
     keypoints: np.ndarray
     scores: np.ndarray
-    plain: "Poses | None" = None
+    plain: Poses | None = None
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -63,7 +64,7 @@ class Poses:
         """bool [N]: every keypoint and score of the person is finite."""
         return np.isfinite(self.rows()).reshape(len(self), -1).all(axis=1)
 
-    def astype(self, dtype: Any) -> "Poses":
+    def astype(self, dtype: Any) -> Poses:
         plain = self.plain.astype(dtype) if self.plain is not None else None
         return Poses(self.keypoints.astype(dtype), self.scores.astype(dtype), plain)
 
@@ -91,7 +92,7 @@ class Predictor:
     # ---- sources
     @classmethod
     def from_model(cls, model: torch.nn.Module | None, params: Params, codec: Codec | None = None,
-                   device: Any = None) -> "Predictor":
+                   device: Any = None) -> Predictor:
         """A PyTorch model in memory (eval mode expected) with `params`' crop, keypoint set and codec
         (`codec` overrides build_codec(params)); model None: decoding only (the oracle)."""
         if device is None:
@@ -109,7 +110,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, params: Params, path: str | os.PathLike | None, device: Any = None,
-                        run_name: str | None = None) -> "Predictor":
+                        run_name: str | None = None) -> Predictor:
         """params' model with the weights of `path` (any format load_checkpoint reads; "best" /
         "last" of `run_name`; None: the weights params name), decoding as the checkpoint trained."""
         device = torch.device(device) if device is not None else get_device()
@@ -121,7 +122,7 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_name: str, checkpoint: str | os.PathLike = "best", device: Any = None,
-                 overrides: dict | None = None) -> "Predictor":
+                 overrides: dict | None = None) -> Predictor:
         """Run `run_name`'s model as trained: its params.yaml (keypoint set, codec) with
         `overrides` (dotted keys, e.g. {"eval.flip_test": False}) and its best / last checkpoint
         (or a checkpoint path)."""
@@ -129,7 +130,7 @@ class Predictor:
         return cls.from_checkpoint(params, checkpoint, device, run_name)
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, params: Params | None = None, device: Any = None) -> "Predictor":
+    def from_onnx(cls, path: str | os.PathLike, params: Params | None = None, device: Any = None) -> Predictor:
         """A posecore-exported .onnx; its metadata give the crop, keypoint set and codec. With
         `params`, their eval.decode / eval.dark_kernel / eval.shift_heatmap apply (else the
         export's own decoding). onnxruntime uses CUDA when `device` (default: posecore's choice)
@@ -167,7 +168,7 @@ class Predictor:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, params: Params | None = None, run_name: str | None = None,
-             device: Any = None) -> "Predictor":
+             device: Any = None) -> Predictor:
         """What a notebook's (checkpoint, params, run_name) name: an .onnx file (`from_onnx`),
         else params' model with that checkpoint, params None: the params of run `run_name`."""
         if str(checkpoint).lower().endswith(ONNX_SUFFIX):

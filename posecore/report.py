@@ -17,16 +17,17 @@ import base64
 import html
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
-from posecore.runs import Run, resolve_path, run_dir, run_lock
-from posecore.files import atomic_write, read_json, write_json
-from posecore.viz import save_figure
 from posecore.experiments import write_run_index
+from posecore.files import atomic_write, read_json, write_json
+from posecore.runs import Run, resolve_path, run_dir, run_lock
+from posecore.viz import save_figure
 
 # The seed runs this workbook reproduces, values as published (text, so that no digit is rounded
 # away). Each row says how it was measured: the two models were scored under different protocols,
@@ -119,7 +120,7 @@ class Table:
                 "note": self.note, "digits": self.digits, "highlight": list(self.highlight)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Table":
+    def from_dict(cls, data: dict) -> Table:
         return cls(**data)
 
 

@@ -37,17 +37,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from posecore.params import Params, RESUME_HARMLESS, load_params
-from posecore.report import Table, save_table, write_report
-from posecore.runs import Run, check_run_name, run_dir, run_lock, run_writer
-from posecore.files import finite_number, json_safe, write_json
 import torch
+
 from posecore import device
 from posecore.checkpoints import read_checkpoint
 from posecore.data.fingerprint import data_fingerprint, file_sha256, fingerprint_changes
 from posecore.engine import train
 from posecore.environment import code_diff, git_state, installed_packages, normalized_name
 from posecore.evaluation import evaluate
+from posecore.files import finite_number, json_safe, write_json
+from posecore.params import RESUME_HARMLESS, Params, load_params
+from posecore.report import Table, save_table, write_report
+from posecore.runs import Run, check_run_name, run_dir, run_lock, run_writer
 
 TOLERANCE = {"loss": 1e-3, "weights": 1e-3, "metric": 5e-3}
 VERDICTS = ("identical", "within_tolerance", "differs", "refused")

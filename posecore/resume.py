@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from posecore.checkpoints import check_training_state, read_checkpoint
+from posecore.errors import TrainingError
 from posecore.optim import batch_plan
 from posecore.params import Params, ParamsError, load_params, resume_changes
 from posecore.runs import Run
-from posecore.errors import TrainingError
 
 
 def check_resume(run: Run, params: Params, world_size: int) -> dict[str, list]:

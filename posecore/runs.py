@@ -18,9 +18,10 @@ import socket
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from posecore.errors import RunLockedError, TrainingError  # noqa: F401  (raised here; importable from here)
 from posecore.files import REPO_ROOT, _size_text, read_json, read_jsonl
@@ -157,7 +158,7 @@ class Run:
         self.name, self.folder = name, Path(folder)
 
     @classmethod
-    def at(cls, folder: str | os.PathLike) -> "Run":
+    def at(cls, folder: str | os.PathLike) -> Run:
         """The run whose folder is `folder`."""
         return cls(Path(folder).name, folder)
 

@@ -15,14 +15,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from posecore.files import finite_number
-import cv2
 from posecore import viz
 from posecore.data import build_dataset
-from posecore.scoring import person_errors
+from posecore.files import finite_number
 from posecore.params import Params
+from posecore.scoring import person_errors
 
 log = logging.getLogger(__name__)
 

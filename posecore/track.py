@@ -19,8 +19,8 @@ for more than `max_missed` frames is dropped. No randomness: the same input give
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

@@ -8,8 +8,8 @@ keypoints are [K, 3] rows of (x, y, visibility-or-score) in image pixels.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from posecore.data import read_rgb
+from posecore.files import atomic_write, finite_number
 from posecore.geometry import affine_matrix
 from posecore.keypoints import KeypointInfo
-from posecore.files import atomic_write, finite_number
-from posecore.data import read_rgb
 
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#d62728"

@@ -82,8 +82,9 @@ def one_thread():
 def reference(tiny_root, tmp_path_factory, one_thread):
     """One uninterrupted tiny run (posecore.train's result), shared by the tests of a module
     that compare against it; its folder is outside the tests' `outputs`."""
-    import posecore
     from helpers import TRAIN, tiny_params
+
+    import posecore
 
     outputs = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as patch:

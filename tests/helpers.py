@@ -19,10 +19,10 @@ from torch import nn
 
 from posecore import data, distributed
 from posecore.checkpoints import load_model
+from posecore.files import REPO_ROOT
 from posecore.models import build_model
 from posecore.optim import joints_mse
 from posecore.params import load_params
-from posecore.files import REPO_ROOT
 
 # FastPose-18 on 32x32 crops with 8x8 heatmaps: a training step takes milliseconds on 2 cores.
 TINY = {

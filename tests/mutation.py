@@ -8,11 +8,12 @@ prints the edits that made it.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
-from hypothesis import strategies as st
 from hypothesis import note
+from hypothesis import strategies as st
 
 VALUES: list[Any] = [None, "x", "", [], [1, 2], {}, {"a": 1}, float("nan"), float("inf"), float("-inf"),
                      1e308, -1e308, 10**400, -1, -7.5, 0, True, "12"]
@@ -81,10 +82,8 @@ def _edit(data: Draws, doc: Any) -> Any:
 
 def _note(text: str) -> None:
     EDIT_LOG.append(text)
-    try:
+    with contextlib.suppress(Exception):  # outside a hypothesis test: nothing to note into
         note(text)
-    except Exception:  # outside a hypothesis test: nothing to note into
-        pass
 
 
 def _is_number(value: Any) -> bool:

@@ -8,19 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_params, tiny_synthetic
 
 import posecore
-from posecore import checkpoints
+from posecore import checkpoints, resume
 from posecore.data import grouped_order, step_order
-from posecore.optim import batch_plan
-from posecore.params import ParamsError, load_params, save_params
-from posecore import resume
-from posecore.resume import check_resume
-from posecore.runs import Run
 from posecore.errors import TrainingError
 from posecore.files import read_json, read_jsonl, write_json
-
-from helpers import tiny_params, tiny_synthetic
+from posecore.optim import batch_plan
+from posecore.params import ParamsError, load_params, save_params
+from posecore.resume import check_resume
+from posecore.runs import Run
 
 # 12 people (4 images), micro-batches of 2: 3 optimizer steps of 4 images
 RECIPE = {"train.batch_size": 2, "train.epochs": 1, "train.lr_steps": [100], "train.warmup_iters": 2,

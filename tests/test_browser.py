@@ -105,7 +105,7 @@ def lab(workspace, request):
                f"--ServerApp.root_dir={root_dir}", "--LabApp.news_url=None",
                "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
                "--LabApp.extension_manager=readonly"]
-    log = open(base / "server.log", "w")
+    log = open(base / "server.log", "w")  # noqa: SIM115  (the server writes it for its whole life)
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -423,12 +423,12 @@ def test_report_sections_hold_their_own_tables_and_figures_offline(report_html, 
     assert not [p for p in placed if p[2] == headings[0]["text"]], (
         f"tables or figures under the page title instead of their section's heading:\n{layout}\n{where}")
     sections: dict[str, set[str]] = {}
-    for stem, kind, heading in placed:
+    for stem, _kind, heading in placed:
         sections.setdefault(stem.split("_", 1)[0], set()).add(heading)
     assert all(len(h) == 1 for h in sections.values()), f"a section's items under several headings:\n{layout}\n{where}"
     assert len({next(iter(h)) for h in sections.values()}) == len(sections), f"sections share a heading:\n{layout}"
     kinds = {}
-    for stem, kind, heading in placed:
+    for _stem, kind, heading in placed:
         kinds.setdefault(heading, []).append(kind)
     assert all(k == sorted(k, key=lambda kind: kind != "table") for k in kinds.values()), (
         f"a section shows a figure before its table:\n{layout}\n{where}")

@@ -30,7 +30,7 @@ def test_every_registered_codec_provides_the_interface():
         assert set(codec.describe()) == {"crop", "decode"}
         metadata = {"input_size": list(codec.input_size), **codec.metadata()}
         assert codec_from_metadata(metadata) == codec
-        codec_type.check_metadata(metadata, lambda key, expected: pytest.fail(f"{name}: {key} {expected}"))
+        codec_type.check_metadata(metadata, lambda key, expected, name=name: pytest.fail(f"{name}: {key} {expected}"))
 
 
 def test_an_unknown_codec_is_refused_by_name():

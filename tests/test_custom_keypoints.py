@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import pycocotools_stats, tiny_params
 
 import posecore
 from posecore import checkpoints, data, evaluation, export, onnx_metadata, viz
 from posecore.checkpoints import CheckpointError, load_model
 from posecore.data.synthetic import CUSTOM_JOINTS, CUSTOM_SIGMAS, CUSTOM_SKELETON
+from posecore.files import REPO_ROOT, read_json, read_jsonl
 from posecore.keypoints import KeypointSetError, keypoint_info
 from posecore.metrics import COCO_STAT_NAMES
 from posecore.params import load_params
-from posecore.files import REPO_ROOT, read_json, read_jsonl
-
-from helpers import pycocotools_stats, tiny_params
 
 NAMES = list(CUSTOM_JOINTS)
 # the demo's crop and heatmap sizes: fine enough for the encode + decode oracle to be exact

@@ -16,8 +16,15 @@ from torch.utils.data import DataLoader
 
 from posecore import data as data_module
 from posecore.codec import decode_heatmaps
-from posecore.data import (DataLayoutError, build_dataset, check_layout, dpg_jitter, grouped_order,
-                           make_synthetic, read_image)
+from posecore.data import (
+    DataLayoutError,
+    build_dataset,
+    check_layout,
+    dpg_jitter,
+    grouped_order,
+    make_synthetic,
+    read_image,
+)
 from posecore.geometry import affine_matrix, heatmap_to_image, transform_points
 from posecore.keypoints import COCO
 from posecore.params import load_params

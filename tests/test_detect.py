@@ -11,8 +11,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from posecore.detect import (DetectionsFile, FixedBoxes, Frame, OnnxDetector, WholeImageDetector,
-                             boxes_for_frame, build_detector, letterbox, nms)
+from posecore.detect import (
+    DetectionsFile,
+    FixedBoxes,
+    Frame,
+    OnnxDetector,
+    WholeImageDetector,
+    boxes_for_frame,
+    build_detector,
+    letterbox,
+    nms,
+)
 
 LANDSCAPE = (1280, 720)   # (w, h)
 PORTRAIT = (481, 853)     # odd sizes: the resized width / height needs rounding

@@ -8,10 +8,10 @@ import re
 import subprocess
 import sys
 
+from helpers import tiny_synthetic
+
 from posecore import data
 from posecore.files import REPO_ROOT
-
-from helpers import tiny_synthetic
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import device_suite  # noqa: E402

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import compute_gradients, tiny_synthetic
+from helpers import tiny_params as make_tiny_params
 
 import posecore
 from posecore import distributed
-from posecore.params import load_params, save_params
 from posecore.files import REPO_ROOT, read_json, read_jsonl
+from posecore.params import load_params, save_params
 
-from helpers import compute_gradients, tiny_synthetic
-from helpers import tiny_params as make_tiny_params
 
 @pytest.fixture(scope="module")
 def tiny_params(tmp_path_factory):

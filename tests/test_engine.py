@@ -12,16 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, TRAIN, checkpoint_weights, lock_holder
 from torch import nn
 
 import posecore
 from posecore import checkpoints, data, engine, models, optim
-from posecore.params import load_params, save_params
-from posecore.files import REPO_ROOT, DiskFullError, read_json, read_jsonl
 from posecore.errors import RunLockedError
+from posecore.files import REPO_ROOT, DiskFullError, read_json, read_jsonl
+from posecore.params import load_params, save_params
 from posecore.runs import run_dir
-
-from helpers import TINY, TRAIN, checkpoint_weights, lock_holder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

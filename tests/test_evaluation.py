@@ -15,8 +15,8 @@ from torch import nn
 
 from posecore import evaluation, metrics
 from posecore.checkpoints import load_model
-from posecore.params import load_params
 from posecore.files import read_json, write_json
+from posecore.params import load_params
 from posecore.runs import run_dir
 
 TINY = {"model.depth": 18, "data.input_size": [96, 128], "data.heatmap_size": [24, 32],
@@ -77,7 +77,7 @@ def test_coco_oracle_bound_and_files(coco_root, outputs):
     assert len(saved["ap_per_oks"]) == 10
     merged = read_json(folder / "metrics.json")
     assert merged["train_loss"] == 0.5 and merged["AP"] == got["AP"]
-    rows = list(csv.DictReader(open(eval_dir / "per_joint.csv")))
+    rows = list(csv.DictReader((eval_dir / "per_joint.csv").read_text().splitlines()))
     assert [r["joint"] for r in rows][:3] == ["nose", "left_eye", "right_eye"]
     assert (folder / "params.yaml").is_file()
 
@@ -129,7 +129,7 @@ def test_mpii_oracle_bound_and_predictions(mpii_root, tmp_path, outputs):
     error = ((pred[..., :2] - truth) / cell)[seen]
     assert np.abs(error).max() <= 0.5 + 1e-3
     assert np.all(np.abs(error.mean(axis=0)) < 0.15)
-    rows = list(csv.DictReader(open(outputs / "mpii-oracle" / "eval" / "per_joint.csv")))
+    rows = list(csv.DictReader((outputs / "mpii-oracle" / "eval" / "per_joint.csv").read_text().splitlines()))
     assert len(rows) == 16 and rows[9]["joint"] == "head"
 
 

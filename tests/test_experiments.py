@@ -13,15 +13,14 @@ import shutil
 import nbformat
 import pytest
 import torch
+from helpers import tiny_params, tiny_synthetic
 
 import posecore
 from posecore import checkpoints, data, experiments
-from posecore.params import load_params
 from posecore.errors import RunLockedError
 from posecore.files import read_jsonl
+from posecore.params import load_params
 from posecore.runs import run_lock
-
-from helpers import tiny_params, tiny_synthetic
 
 SETTINGS = {"train.epochs": 2, "train.lr_steps": [100], "train.warmup_iters": 0, "train.val_every": 1,
             "eval.batch_size": 16, "train.tensorboard_images": 0}

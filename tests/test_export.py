@@ -17,16 +17,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import randomized_model
 from torch import nn
 
 import posecore
 from posecore import codec, geometry
 from posecore.export import MAX_OPSET, MIN_OPSET, check_parity, export_onnx, latency_table
-from posecore.onnx_metadata import METADATA_KEYS, read_metadata
-from posecore.keypoints import COCO, MPII
 from posecore.files import REPO_ROOT
-
-from helpers import randomized_model
+from posecore.keypoints import COCO, MPII
+from posecore.onnx_metadata import METADATA_KEYS, read_metadata
 
 EXAMPLE = REPO_ROOT / "examples" / "onnx_infer.py"
 SMALL = {"data.input_size": [64, 96], "data.heatmap_size": [16, 24]}

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.codec import (HEATMAP_CODECS, DarkHeatmap, MSRAHeatmap, UDPHeatmap, build_codec, decode_heatmaps,
-                            encode_heatmaps, flip_back)
+from posecore.codec import (
+    HEATMAP_CODECS,
+    DarkHeatmap,
+    MSRAHeatmap,
+    UDPHeatmap,
+    build_codec,
+    decode_heatmaps,
+    encode_heatmaps,
+    flip_back,
+)
 from posecore.geometry import affine_matrix, box_to_center_scale, heatmap_to_image, transform_points
 from posecore.keypoints import COCO
 from posecore.params import ParamsError, load_params

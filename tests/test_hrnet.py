@@ -13,14 +13,13 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from helpers import randomized_model, tiny_params, tiny_synthetic
 
 import posecore
 from posecore.checkpoints import CheckpointError, load_model, load_pretrained_backbone, split_checkpoint
 from posecore.export import check_parity, export_onnx
 from posecore.models import HRNet, build_model
 from posecore.params import ParamsError, load_params
-
-from helpers import randomized_model, tiny_params, tiny_synthetic
 
 # benchmarks/mmpose_parity.py: posecore = mmpose parameter counts and state_dict layouts
 PARAMETERS = {("hrnet", 32): 28_536_113, ("hrnet", 48): 63_595_745, ("simplebaseline", 50): 33_999_697}

@@ -19,15 +19,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import randomized_model
 
 import posecore
 from posecore.data import make_synthetic_video
 from posecore.detect import box_iou
+from posecore.files import REPO_ROOT
 from posecore.inference import infer
 from posecore.predictor import Predictor
-from posecore.files import REPO_ROOT
-
-from helpers import randomized_model
 
 SMALL = {"model.depth": 18, "data.input_size": [32, 64], "data.heatmap_size": [8, 16]}
 VIDEO_SIZE, VIDEO_FRAMES, VIDEO_FPS = (320, 240), 24, 10.0

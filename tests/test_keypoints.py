@@ -2,9 +2,18 @@ import warnings
 
 import pytest
 
-from posecore.keypoints import (COCO, MPII, UNIFORM_SIGMA, KeypointSetError, coco_keypoint_category,
-                                from_coco_category, infer_flip_pairs, infer_upper_body, keypoint_info,
-                                keypoint_params)
+from posecore.keypoints import (
+    COCO,
+    MPII,
+    UNIFORM_SIGMA,
+    KeypointSetError,
+    coco_keypoint_category,
+    from_coco_category,
+    infer_flip_pairs,
+    infer_upper_body,
+    keypoint_info,
+    keypoint_params,
+)
 from posecore.params import ParamsError, load_params, save_params
 
 # One body, five spellings: (centre joints, then a left and a right joint per part).

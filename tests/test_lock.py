@@ -7,8 +7,8 @@ import re
 import tomllib
 
 from packaging.requirements import Requirement
-
 from packaging.utils import canonicalize_name as normalized_name
+
 from posecore.files import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements.lock"

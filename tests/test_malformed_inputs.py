@@ -18,17 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-
-from posecore import data
-from posecore.data import annotations
-from posecore.detect import DetectionsFile
-from posecore.params import flat_params, load_params
-
 from conftest import SAMPLES
 from helpers import identity_pose_onnx
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from mutation import VALUES, mutate
+
+from posecore import data
+from posecore.detect import DetectionsFile
+from posecore.params import flat_params, load_params
 
 # no shrinking: the edits a failing example made are printed (`note`), and shrinking a large file
 # takes minutes
@@ -88,9 +86,9 @@ COCO_FILES = ("person_keypoints_train2017.json", "person_keypoints_val2017.json"
 def coco_bases(synthetic, tmp_path_factory) -> list[tuple[str, dict[str, dict]]]:
     """(dataset, {annotation file: content}) of the COCO-style sets: the real samples, synthetic
     coco / custom, and COCO-WholeBody and Halpe files made from the synthetic people."""
-    from posecore.data.layouts import LAYOUTS
-
     from wholebody_files import make_halpe, make_wholebody
+
+    from posecore.data.layouts import LAYOUTS
 
     folder = tmp_path_factory.mktemp("wholebody")
     roots = [("coco", synthetic["coco"]), ("custom", synthetic["custom"]),
@@ -323,10 +321,10 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
     import torch
 
     from posecore.checkpoints import read_checkpoint, split_checkpoint
-    from posecore.resume import check_resume
-    from posecore.runs import Run
     from posecore.errors import TrainingError
     from posecore.files import write_json
+    from posecore.resume import check_resume
+    from posecore.runs import Run
 
     checkpoint, params, env = run_base
     folder = tmp_path / "run"

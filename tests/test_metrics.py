@@ -19,7 +19,7 @@ def make_coco_gt(path, num_images=6, persons=3, seed=0):
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         images.append({"id": image_id, "file_name": f"{image_id:012d}.jpg", "width": 640, "height": 480})
-        for p in range(persons):
+        for _ in range(persons):
             w, h = rng.uniform(40, 220), rng.uniform(80, 300)
             x0, y0 = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
             xy = np.stack([x0 + rng.uniform(0, w, 17), y0 + rng.uniform(0, h, 17)], axis=1)

@@ -321,8 +321,8 @@ def _run_as(name: str, run_name: str, parameters: dict) -> Path:
 
 
 def test_notebooks_after_training_take_the_run_by_name(workbook, hourglass_notebooks):
-    from posecore.onnx_metadata import read_metadata
     from posecore.keypoints import MPII
+    from posecore.onnx_metadata import read_metadata
 
     folder = workbook["outputs"] / HOURGLASS
     metrics = read_json(folder / "eval" / "metrics.json")

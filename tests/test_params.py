@@ -162,10 +162,11 @@ def test_model_geometry_matches_the_models():
     import inspect
 
     import torch
+
     from posecore import models
 
     assert sorted(params_module.MODEL_GEOMETRY) == sorted(models.MODELS)
-    assert params_module.RESNET_DEPTHS == tuple(sorted(models.RESNET_BLOCKS))
+    assert tuple(sorted(models.RESNET_BLOCKS)) == params_module.RESNET_DEPTHS
     for name in ("fastpose", "simplebaseline"):
         stride, multiple = params_module.MODEL_GEOMETRY[name]
         network = models.build_model(name, depth=18).eval()

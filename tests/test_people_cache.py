@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_params, tiny_synthetic
 
 from posecore import data
 from posecore.data import People, build_dataset, cache, load_instances, load_people
-
-from helpers import tiny_params, tiny_synthetic
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ control change; figures name the person once, zoom to it and draw it over the ot
 (tests/test_browser.py checks the same widget as a person sees it, in JupyterLab in Chromium.)"""
 from __future__ import annotations
 
-
 import pytest
+from helpers import oracle_run
 
 from posecore import viz, workbook
-
-from helpers import oracle_run
 
 RUN = "browse"
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -224,8 +224,8 @@ def test_each_seed_loss_equals_the_seeds_code():
 
 def test_lr_schedule_figure_shows_the_engine_schedule_and_marks_a_resume(tiny, outputs):
     from posecore import workbook
-    from posecore.runs import Run
     from posecore.files import append_jsonl
+    from posecore.runs import Run
 
     params = tiny(**{"train.lr_steps": [1], "train.epochs": 3})
     figure = workbook.lr_schedule(params, npus=1, run_name="sched")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import posecore
-from posecore.params import load_params
 from posecore.errors import TrainingError
 from posecore.files import read_jsonl
+from posecore.params import load_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -131,11 +131,11 @@ def test_training_mode_and_summary():
 
 
 def test_trains_on_simcc_targets(tmp_path, outputs):
+    from helpers import tiny_params, tiny_synthetic
+
     import posecore
     from posecore import data
     from posecore.files import read_jsonl
-
-    from helpers import tiny_params, tiny_synthetic
 
     params = tiny_params(tiny_synthetic(tmp_path), **{
         "model.name": "rtmpose", "model.variant": "t", "data.codec": "simcc", "data.input_size": [64, 64],
@@ -155,8 +155,8 @@ def test_trains_on_simcc_targets(tmp_path, outputs):
 
 
 def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
-    from posecore.onnx_metadata import METADATA_KEYS, check_pose_metadata, read_metadata
     from posecore.export import export_onnx
+    from posecore.onnx_metadata import METADATA_KEYS, check_pose_metadata, read_metadata
 
     checkpoint = tmp_path / "rtmpose-t.pth"
     torch.save({"state_dict": _fill(build_model("rtmpose", variant="t")).state_dict()}, checkpoint)
@@ -208,9 +208,9 @@ def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
 
 
 def test_oracle_evaluation_and_browser_with_the_simcc_codec(tmp_path, outputs):
-    from posecore import evaluation, workbook
-
     from helpers import TINY, tiny_synthetic
+
+    from posecore import evaluation, workbook
 
     root = tiny_synthetic(tmp_path)
     overrides = {**TINY, "model.name": "rtmpose", "model.variant": "t", "data.codec": "simcc",

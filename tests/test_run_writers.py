@@ -6,14 +6,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from helpers import identity_pose_onnx, lock_holder
 from matplotlib.figure import Figure
 
 from posecore import workbook
-from posecore.inference import infer
 from posecore.errors import RunLockedError
+from posecore.inference import infer
 from posecore.runs import run_dir
-
-from helpers import identity_pose_onnx, lock_holder
 
 
 def test_notebook_records_and_inference_wait_for_the_run_writer(outputs, tmp_path):

@@ -5,19 +5,28 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
 import multiprocessing
+import os
 import socket
 import time
 
 import pytest
-
-from posecore.params import load_params, save_params
-from posecore.files import REPO_ROOT, DiskFullError, append_jsonl, atomic_write, read_jsonl, repair_jsonl, write_json
-from posecore.runs import Run, check_run_name, default_run_name, find_checkpoint, is_training, resolve_path, run_dir, run_lock, run_writer
-from posecore.errors import RunLockedError
-
 from helpers import lock_holder
+
+from posecore.errors import RunLockedError
+from posecore.files import REPO_ROOT, DiskFullError, append_jsonl, atomic_write, read_jsonl, repair_jsonl, write_json
+from posecore.params import load_params, save_params
+from posecore.runs import (
+    Run,
+    check_run_name,
+    default_run_name,
+    find_checkpoint,
+    is_training,
+    resolve_path,
+    run_dir,
+    run_lock,
+    run_writer,
+)
 
 ROOT = REPO_ROOT
 
@@ -29,9 +38,8 @@ def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
     holder = lock_holder(folder)
     try:
         assert is_training(folder) and run_writer(folder)["pid"] == holder.pid
-        with pytest.raises(RunLockedError) as info:
-            with run_lock(folder, "evaluation"):
-                pass
+        with pytest.raises(RunLockedError) as info, run_lock(folder, "evaluation"):
+            pass
         message = str(info.value)
         for word in ("'shared-run'", f"process {holder.pid}", socket.gethostname(), "training",
                      "another run_name"):
@@ -43,9 +51,8 @@ def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
     assert run_writer(folder) is None and not is_training(folder)
     with run_lock(folder, "evaluation"):
         assert run_writer(folder)["purpose"] == "evaluation" and not is_training(folder)
-        with pytest.raises(RunLockedError):  # one writer, in this process too
-            with run_lock(folder, "training"):
-                pass
+        with pytest.raises(RunLockedError), run_lock(folder, "training"):  # one writer, in this process too
+            pass
 
 
 def test_a_forked_child_that_outlives_the_block_does_not_keep_the_run_locked(outputs):

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.codec import build_codec
-from posecore.codec import SimCCLabel, decode_simcc
+from posecore.codec import SimCCLabel, build_codec, decode_simcc
 from posecore.optim import build_loss, loss_name, schedule, simcc_loss
 from posecore.params import ParamsError, load_params
 

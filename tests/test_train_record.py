@@ -7,13 +7,12 @@ import json
 import sys
 
 import pytest
+from helpers import progress_worker, tiny_params, tiny_synthetic
 
 import posecore
 from posecore import distributed, workbook
 from posecore.params import load_params
 from posecore.progress import PROGRESS_ENV, FileProgress, ProgressMirror, progress_bar, read_progress
-
-from helpers import progress_worker, tiny_params, tiny_synthetic
 
 
 def test_params_table_names_overrides_and_what_the_seed_says():

@@ -8,9 +8,9 @@ from helpers import pycocotools_stats
 from wholebody_files import make_halpe, make_wholebody
 
 from posecore import evaluation, experiments, viz, workbook
+from posecore.files import read_json
 from posecore.keypoints import keypoint_info
 from posecore.params import load_params
-from posecore.files import read_json
 
 PART_KEYS = {"body": "keypoints", "foot": "foot_kpts", "face": "face_kpts", "lefthand": "lefthand_kpts",
              "righthand": "righthand_kpts"}

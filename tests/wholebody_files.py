@@ -70,7 +70,7 @@ def make_wholebody(coco_root, folder) -> Path:
     for subset in ("train2017", "val2017"):
         coco = None
         annotations = []
-        for coco, ann, body, parts in _people(coco_root, subset):
+        for coco, ann, _body, parts in _people(coco_root, subset):  # noqa: B007  (coco: used after the loop)
             entry = dict(ann)
             for part in ("foot", "face", "lefthand", "righthand"):
                 entry[f"{part}_kpts"] = _flat(parts[part])
@@ -91,8 +91,8 @@ def make_halpe(coco_root, folder) -> Path:
     for subset, split, images in (("train2017", "train", "images/train2015"), ("val2017", "val", "images/val2017")):
         coco = None
         annotations = []
-        for coco, ann, body, parts in _people(coco_root, subset):
-            def mid(a, b):
+        for coco, ann, body, parts in _people(coco_root, subset):  # noqa: B007  (coco: used after the loop)
+            def mid(a, b, body=body):
                 if body[a, 2] > 0 and body[b, 2] > 0:
                     return np.array([[*(body[a, :2] + body[b, :2]) / 2, 2.0]])
                 return np.zeros((1, 3))

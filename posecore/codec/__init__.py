@@ -11,11 +11,32 @@ inference all use that object, so a run decodes the way it was trained.
 """
 from __future__ import annotations
 
-from posecore.codec.base import (CODECS, LEGACY_CODEC, Codec, build_codec, check_decode, checkpoint_codec_name,
-                                 codec_class, codec_from_metadata, metadata_codec_name)
-from posecore.codec.heatmap import (DECODE_METHODS, HEATMAP_CODECS, DarkHeatmap, HeatmapCodec, MSRAHeatmap,
-                                    UDPHeatmap, decode_heatmaps, decode_heatmaps_torch, encode_heatmaps,
-                                    flip_back, gaussian_heatmaps, heatmap_stride, taylor_offset)
+from posecore.codec.base import (
+                                 CODECS,
+                                 LEGACY_CODEC,
+                                 Codec,
+                                 build_codec,
+                                 check_decode,
+                                 checkpoint_codec_name,
+                                 codec_class,
+                                 codec_from_metadata,
+                                 metadata_codec_name,
+)
+from posecore.codec.heatmap import (
+                                 DECODE_METHODS,
+                                 HEATMAP_CODECS,
+                                 DarkHeatmap,
+                                 HeatmapCodec,
+                                 MSRAHeatmap,
+                                 UDPHeatmap,
+                                 decode_heatmaps,
+                                 decode_heatmaps_torch,
+                                 encode_heatmaps,
+                                 flip_back,
+                                 gaussian_heatmaps,
+                                 heatmap_stride,
+                                 taylor_offset,
+)
 from posecore.codec.simcc import SimCCLabel, decode_simcc, decode_simcc_torch, encode_simcc, flip_simcc, simcc_size
 
 __all__ = [

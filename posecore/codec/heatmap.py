@@ -311,7 +311,7 @@ class HeatmapCodec:
         check_decode(self.name, self.decode_method)
 
     @classmethod
-    def from_params(cls, params: Any) -> "HeatmapCodec":
+    def from_params(cls, params: Any) -> HeatmapCodec:
         """data.input_size, data.heatmap_size, data.sigma; eval.decode, eval.dark_kernel."""
         data, evaluation = params.data, params.eval
         return cls(tuple(data.input_size), tuple(data.heatmap_size), data.sigma, evaluation.decode,
@@ -319,7 +319,7 @@ class HeatmapCodec:
 
     @classmethod
     def from_metadata(cls, metadata: dict, decode_method: str | None = None,
-                      dark_kernel: int | None = None) -> "HeatmapCodec":
+                      dark_kernel: int | None = None) -> HeatmapCodec:
         """The codec an ONNX export's metadata (`metadata()` keys) describe; decode_method /
         dark_kernel override the export's (eval.decode of other params). Exports from before
         the codec was recorded carry no sigma: msra decoding does not use it."""

@@ -126,14 +126,14 @@ class SimCCLabel:
         object.__setattr__(self, "split_ratio", float(self.split_ratio))
 
     @classmethod
-    def from_params(cls, params: Any) -> "SimCCLabel":
+    def from_params(cls, params: Any) -> SimCCLabel:
         data = params.data
         return cls(tuple(data.input_size), tuple(data.simcc_sigma), data.simcc_split_ratio,
                    decode_method=params.eval.decode)
 
     @classmethod
     def from_metadata(cls, metadata: dict, decode_method: str | None = None,
-                      dark_kernel: int | None = None) -> "SimCCLabel":
+                      dark_kernel: int | None = None) -> SimCCLabel:
         """The codec an ONNX export's metadata (`metadata()` keys) describe; the decode options
         of heatmap codecs are accepted and have no effect (SimCC decodes one way)."""
         return cls(tuple(metadata["input_size"]), tuple(metadata["simcc_sigma"]), float(metadata["simcc_split_ratio"]))

@@ -16,14 +16,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posecore.data.annotations import (COCO_LAYOUT, MPII_LAYOUT, PREPARE_NOTEBOOK, SPLITS,
-                                       DataLayoutError, Instance, annotation_stats, check_layout,
-                                       dataset_root, is_synthetic_root, load_instances, resolve_keypoints,
-                                       keypoint_ground_truth, synthetic_root, uses_coco_layout)
-from posecore.data.annotations import BadEntries, check_annotations
+from posecore.data.annotations import (
+    COCO_LAYOUT,
+    MPII_LAYOUT,
+    PREPARE_NOTEBOOK,
+    SPLITS,
+    BadEntries,
+    DataLayoutError,
+    Instance,
+    annotation_stats,
+    check_annotations,
+    check_layout,
+    dataset_root,
+    is_synthetic_root,
+    keypoint_ground_truth,
+    load_instances,
+    resolve_keypoints,
+    synthetic_root,
+    uses_coco_layout,
+)
 from posecore.data.cache import cache_root, load_people
-from posecore.data.dataset import (Augment, ImageReadError, PoseDataset, dpg_jitter, half_body_box, crop_input, normalize_crop,
-                                   read_image, read_rgb)
+from posecore.data.dataset import (
+    Augment,
+    ImageReadError,
+    PoseDataset,
+    crop_input,
+    dpg_jitter,
+    half_body_box,
+    normalize_crop,
+    read_image,
+    read_rgb,
+)
 from posecore.data.people import People
 from posecore.data.sampling import epoch_order, grouped_order, padded_shard, step_order, steps_per_epoch
 from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_video

@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 
 from posecore.data.layouts import LAYOUTS, as_coco_keypoints, coco_style_layout
-from posecore.data.validate import (MAX_ID, BadEntries, coco_content, coco_images, coco_people, image_size,
-                                    mpii_people)
+from posecore.data.validate import MAX_ID, BadEntries, coco_content, coco_images, coco_people, image_size, mpii_people
 from posecore.detect import check_detection
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, coco_keypoint_category, keypoint_info, keypoint_params
-from posecore.runs import Run, outputs_root, resolve_path
 from posecore.params import Params
+from posecore.runs import Run, outputs_root, resolve_path
 
 SPLITS = ("train", "val", "test")
 PREPARE_NOTEBOOK = "notebooks/prepare_data.ipynb"

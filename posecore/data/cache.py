@@ -30,14 +30,14 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from posecore.data.annotations import existing_root, load_instances, split_files
 from posecore.data.people import People
 from posecore.keypoints import KeypointInfo, keypoint_info
-from posecore.runs import outputs_root
 from posecore.params import Params
+from posecore.runs import outputs_root
 
 CACHE_FORMAT = 1
 # data.* keys that do not change which people are read or their boxes: left out of the key
@@ -141,10 +141,8 @@ def _exclusive(path: Path) -> Iterator[None]:
     network file systems) go on unlocked: the rename in _save keeps racing builders safe."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
+        with contextlib.suppress(OSError):   # no file locks here: unlocked, as the docstring says
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
         yield
     finally:
         os.close(fd)

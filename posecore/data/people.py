@@ -46,7 +46,7 @@ class People(Sequence):
     # ---- building, saving, mapping
 
     @classmethod
-    def from_instances(cls, instances: Sequence[Instance], num_joints: int) -> "People":
+    def from_instances(cls, instances: Sequence[Instance], num_joints: int) -> People:
         """Flat arrays of `instances` (each with `num_joints` joints)."""
         count = len(instances)
         paths: dict[str, int] = {}
@@ -86,7 +86,7 @@ class People(Sequence):
         (folder / "meta.json").write_text(json.dumps({**meta, "people": len(self)}, indent=1))
 
     @classmethod
-    def open(cls, folder: Path) -> "People":
+    def open(cls, folder: Path) -> People:
         """The arrays of a saved folder, memory-mapped read-only: the OS page cache holds one copy
         for every process that maps them."""
         folder = Path(folder)

@@ -16,7 +16,7 @@ class ImageGroups:
         self.members, self.offsets = np.asarray(members, np.int64), np.asarray(offsets, np.int64)
 
     @classmethod
-    def from_lists(cls, groups: Sequence[Sequence[int]]) -> "ImageGroups":
+    def from_lists(cls, groups: Sequence[Sequence[int]]) -> ImageGroups:
         offsets = np.zeros(len(groups) + 1, dtype=np.int64)
         np.cumsum([len(group) for group in groups], out=offsets[1:])
         return cls(np.fromiter((index for group in groups for index in group), np.int64, int(offsets[-1])),

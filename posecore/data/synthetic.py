@@ -20,9 +20,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from posecore.data.annotations import MPII_PIXEL_STD, check_layout
+from posecore.files import read_json, write_json
 from posecore.keypoints import DATASETS, keypoint_info
 from posecore.metrics import save_mpii_gt
-from posecore.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def make_synthetic(root, dataset: str = "coco", num_train: int = 700, num_val: i
     for split_number, (split, count) in enumerate((("train", num_train), ("val", num_val))):
         rng = np.random.default_rng((int(seed), split_number))
         scenes = []
-        for i in tqdm(range(int(count)), desc=f"synthetic {dataset} {split}", leave=False):
+        for _ in tqdm(range(int(count)), desc=f"synthetic {dataset} {split}", leave=False):
             image, people = draw_scene(rng, size)
             scenes.append((image, people))
         if dataset != "mpii":

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posecore.data.layouts import PROBLEM_KEY
-from posecore.geometry import MAX_PIXELS
 from posecore.files import finite_number
+from posecore.geometry import MAX_PIXELS
 
 MAX_ID = 2**63 - 1  # ids must fit int64 (numpy, pycocotools)
 

@@ -8,7 +8,7 @@ prefix alone (posecore.checkpoints).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

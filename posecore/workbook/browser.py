@@ -15,11 +15,11 @@ import numpy as np
 
 from posecore.data import build_dataset, read_rgb
 from posecore.evaluation import resolve_checkpoint
+from posecore.params import Params
 from posecore.predictor import Predictor, trained_params
 from posecore.runs import Run
 from posecore.scoring import person_errors
 from posecore.viz import PoseFigure, figure_png, heatmap_to_image_plane, person_view, plot_gallery, plot_pose
-from posecore.params import Params
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from posecore.experiments import read_run
 from posecore.params import SHORTCUTS, ParamsError, flat_params, load_params
 from posecore.report import Table, keep, run_relative
 from posecore.runs import Run, resolve_path
-from posecore.experiments import read_run
 
 # the keys every params table shows, differing or not: what a reader asks first about a run
 HEADLINE_KEYS = ("model.name", "model.depth", "model.num_joints", "data.dataset", "data.root", "data.input_size",

@@ -22,23 +22,35 @@ import cv2
 import numpy as np
 
 from posecore import viz
-from posecore.data import (annotation_stats, build_dataset, check_annotations, check_layout, dataset_root,
-                           ensure_synthetic, load_people, make_synthetic, make_synthetic_video, read_rgb,
-                           steps_per_epoch, synthetic_root, uses_coco_layout)
+from posecore.data import (
+    annotation_stats,
+    build_dataset,
+    check_annotations,
+    check_layout,
+    dataset_root,
+    ensure_synthetic,
+    load_people,
+    make_synthetic,
+    make_synthetic_video,
+    read_rgb,
+    steps_per_epoch,
+    synthetic_root,
+    uses_coco_layout,
+)
 from posecore.data.layouts import coco_style_layout
 from posecore.evaluation import primary_metric
+from posecore.experiments import compare_runs, write_run_index
+from posecore.files import REPO_ROOT, read_json
 from posecore.inference import track_colour, tracks_from_results
 from posecore.keypoints import DATASETS, from_record
 from posecore.optim import batch_plan, schedule
-from posecore.params import Params, SHORTCUTS, load_params
+from posecore.params import SHORTCUTS, Params, load_params
 from posecore.report import Table, keep, reference_table, run_relative
-from posecore.files import REPO_ROOT, read_json
+from posecore.reproduce import verdict_table
 from posecore.runs import Run, outputs_root, resolve_path, run_dir
 from posecore.scoring import person_errors
 from posecore.workbook.browser import worst_predictions as worst_gallery
 from posecore.workbook.record import Note
-from posecore.experiments import compare_runs, write_run_index
-from posecore.reproduce import verdict_table
 
 # --- notebook parameters -------------------------------------------------------------------------
 
