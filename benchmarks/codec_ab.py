@@ -8,6 +8,7 @@ evaluates each run's best checkpoint (the demo's eval: GT boxes, flip test) and 
 AP75 and the gt-mAP protocol's AP per codec. Runs already trained are resumed, i.e. reused.
 A demo training takes about 6 minutes on a quiet 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ COLUMNS = ("AP", "AP50", "AP75", "gt_AP")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="demo")
-    parser.add_argument("--codecs", nargs="+", default=[c.name for c in HEATMAP_CODECS], choices=[c.name for c in HEATMAP_CODECS])
+    parser.add_argument(
+        "--codecs", nargs="+", default=[c.name for c in HEATMAP_CODECS], choices=[c.name for c in HEATMAP_CODECS]
+    )
     parser.add_argument("--prefix", default="codec-ab")
     args = parser.parse_args()
     rows = []

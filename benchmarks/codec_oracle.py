@@ -8,6 +8,7 @@ val persons and on the train persons (the train annotations read as a val split,
 cropped and scored the same way), for every codec and heatmap size. The oracle is the ceiling of
 encode + decode: what the codec's own rounding and decoding cost before any model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,27 @@ from posecore.params import load_params  # noqa: E402
 def train_as_val(root: Path, scratch: Path) -> Path:
     """A COCO root whose val split is `root`'s train split (symlinks, nothing copied)."""
     (scratch / "annotations").mkdir(parents=True)
-    os.symlink(root / "annotations" / "person_keypoints_train2017.json",
-               scratch / "annotations" / "person_keypoints_val2017.json")
+    os.symlink(
+        root / "annotations" / "person_keypoints_train2017.json",
+        scratch / "annotations" / "person_keypoints_val2017.json",
+    )
     os.symlink(root / "train2017", scratch / "val2017")
     return scratch
 
 
 def oracle_ap(root: Path, codec: str, input_size: list[int], heatmap_size: list[int]) -> tuple[float, int]:
     """(AP, persons) of the oracle on root's val split."""
-    params = load_params("fastpose", {"data.root": str(root), "data.workers": 0, "eval.oracle": True,
-                                      "data.codec": codec, "data.input_size": input_size,
-                                      "data.heatmap_size": heatmap_size})
+    params = load_params(
+        "fastpose",
+        {
+            "data.root": str(root),
+            "data.workers": 0,
+            "eval.oracle": True,
+            "data.codec": codec,
+            "data.input_size": input_size,
+            "data.heatmap_size": heatmap_size,
+        },
+    )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         metrics = evaluate(params, None, run_name=f"oracle-{codec}-{heatmap_size[0]}x{heatmap_size[1]}")
     return metrics["AP"], int(metrics["num_instances"])
@@ -51,7 +62,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "samples" / "coco")
     parser.add_argument("--input", type=int, nargs=2, default=[192, 256], metavar=("W", "H"))
     parser.add_argument("--heatmaps", nargs="+", default=["48x64", "12x16"], metavar="WxH")
-    parser.add_argument("--codecs", nargs="+", default=[c.name for c in HEATMAP_CODECS], choices=[c.name for c in HEATMAP_CODECS])
+    parser.add_argument(
+        "--codecs", nargs="+", default=[c.name for c in HEATMAP_CODECS], choices=[c.name for c in HEATMAP_CODECS]
+    )
     args = parser.parse_args()
     if not (args.root / "annotations").is_dir():
         raise SystemExit(f"no COCO annotations under {args.root}: pass --root")

@@ -9,6 +9,7 @@ back, sharing one decode); then DataLoader figures for 1 and N worker processes 
 own settings. Reference: AlphaPose's SimpleTransform reaches about
 236 samples/s on one core on the shared COCO samples at 256x192; the goal is >= 1.5x that.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ ALPHAPOSE_SAMPLES_PER_S = 236.0
 
 def epoch_orders(dataset, epochs: int, group_by_image: bool) -> list[tuple[int, list[int]]]:
     """(epoch, order) pairs as the engine draws them (posecore.data.grouped_order)."""
-    return [(epoch, grouped_order(dataset.image_groups(), 0, epoch, group_by_image=group_by_image))
-            for epoch in range(epochs)]
+    return [
+        (epoch, grouped_order(dataset.image_groups(), 0, epoch, group_by_image=group_by_image))
+        for epoch in range(epochs)
+    ]
 
 
 def single_process(dataset, samples: int, group_by_image: bool) -> tuple[float, float]:
@@ -56,8 +59,14 @@ def with_loader(dataset, workers: int, samples: int, batch_size: int, group_by_i
     start-up left out)."""
     epochs = epoch_orders(dataset, max(1, -(-samples // len(dataset))) + 1, group_by_image)
     indices = [index for _, order in epochs for index in order]
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=indices,
+        num_workers=workers,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
     iterator = iter(loader)
     next(iterator)
     count, started = 0, time.perf_counter()
@@ -80,33 +89,47 @@ def main(argv=None) -> None:
 
     params = load_params(args.params, {"data.root": args.root})
     dataset = build_dataset(params, "train")
-    print(f"{len(dataset)} training instances in {args.root}, input {params.data.input_size} (w, h), "
-          f"heatmap {params.data.heatmap_size}; torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(dataset)} training instances in {args.root}, input {params.data.input_size} (w, h), "
+        f"heatmap {params.data.heatmap_size}; torch threads {torch.get_num_threads()}"
+    )
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     rows = []
     settings = ((False, False), (True, False), (False, True), (True, True))
     figures = {setting: [] for setting in settings}
-    for _ in range(args.rounds):   # alternating rounds: a shared machine's load hits every setting alike
+    for _ in range(args.rounds):  # alternating rounds: a shared machine's load hits every setting alike
         for reduced, grouped in settings:
             dataset.reduced_decode = reduced
             figures[reduced, grouped].append(single_process(dataset, args.samples, group_by_image=grouped))
     seed_cpu = statistics.median(cpu for _, cpu in figures[False, False])
     for (reduced, grouped), runs in figures.items():
         wall, cpu = (statistics.median(run[i] for run in runs) for i in (0, 1))
-        name = (f"reduced_decode {'on ' if reduced else 'off'}, group_by_image {'on ' if grouped else 'off'}"
-                f"{' (seed)' if not (reduced or grouped) else ''}")
+        name = (
+            f"reduced_decode {'on ' if reduced else 'off'}, group_by_image {'on ' if grouped else 'off'}"
+            f"{' (seed)' if not (reduced or grouped) else ''}"
+        )
         rows += [(name, wall), (f"  same, per CPU second: {cpu / seed_cpu:.2f}x the seed setting's", cpu)]
     dataset.reduced_decode = dataset.train and params.data.reduced_decode
     grouped = params.data.group_by_image
-    rows.append((f"DataLoader, 1 worker ({args.params}'s settings)",
-                 with_loader(dataset, 1, args.samples, args.batch_size, grouped)))
+    rows.append(
+        (
+            f"DataLoader, 1 worker ({args.params}'s settings)",
+            with_loader(dataset, 1, args.samples, args.batch_size, grouped),
+        )
+    )
     if args.workers > 1:
-        rows.append((f"DataLoader, {args.workers} workers ({args.params}'s settings)",
-                     with_loader(dataset, args.workers, args.samples, args.batch_size, grouped)))
+        rows.append(
+            (
+                f"DataLoader, {args.workers} workers ({args.params}'s settings)",
+                with_loader(dataset, args.workers, args.samples, args.batch_size, grouped),
+            )
+        )
     for name, rate in rows:
-        print(f"{name:<56} {rate:8.1f} samples/s  ({rate / ALPHAPOSE_SAMPLES_PER_S:.2f}x AlphaPose's "
-              f"{ALPHAPOSE_SAMPLES_PER_S:.0f})")
+        print(
+            f"{name:<56} {rate:8.1f} samples/s  ({rate / ALPHAPOSE_SAMPLES_PER_S:.2f}x AlphaPose's "
+            f"{ALPHAPOSE_SAMPLES_PER_S:.0f})"
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ a temp folder, then measures in fresh processes (one per figure, so none inherit
 
 Targets (issue 22): cached build_dataset <= 3 s, dataset <= 80 MB, worker growth <= 20 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,11 +50,18 @@ def write_coco_file(root: Path, people: int, images: int, seed: int = 0) -> Path
 
     rng = np.random.default_rng(seed)
     names = list(keypoint_info("coco").joint_names)
-    per_image = np.ones(images, dtype=np.int64) + np.bincount(rng.integers(0, images, people - images),
-                                                              minlength=images)
+    per_image = np.ones(images, dtype=np.int64) + np.bincount(
+        rng.integers(0, images, people - images), minlength=images
+    )
     image_ids = np.repeat(np.arange(1, images + 1), per_image)
-    boxes = np.column_stack([rng.uniform(0, 400, people), rng.uniform(0, 250, people),
-                             rng.uniform(30, 230, people), rng.uniform(60, 220, people)]).round(2)
+    boxes = np.column_stack(
+        [
+            rng.uniform(0, 400, people),
+            rng.uniform(0, 250, people),
+            rng.uniform(30, 230, people),
+            rng.uniform(60, 220, people),
+        ]
+    ).round(2)
     corner, size = boxes[:, None, :2], boxes[:, None, 2:]
     points = (corner + rng.random((people, 17, 2)) * size).round(1)
     labelled = rng.random((people, 17)) < 0.7
@@ -63,18 +71,39 @@ def write_coco_file(root: Path, people: int, images: int, seed: int = 0) -> Path
     polygons = (corner + rng.random((people, 40, 2)) * size).round(2).reshape(people, 80).tolist()
     counts, areas = labelled.sum(1).tolist(), (boxes[:, 2] * boxes[:, 3] * 0.6).round(3).tolist()
     box_lists, ids = boxes.tolist(), image_ids.tolist()
-    annotations = [{"segmentation": [polygons[n]], "num_keypoints": counts[n], "area": areas[n], "iscrowd": 0,
-                    "keypoints": keypoints[n], "image_id": ids[n], "bbox": box_lists[n], "category_id": 1,
-                    "id": 900_000 + n} for n in range(people)]
-    category = {"supercategory": "person", "id": 1, "name": "person", "keypoints": names,
-                "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13]]}
+    annotations = [
+        {
+            "segmentation": [polygons[n]],
+            "num_keypoints": counts[n],
+            "area": areas[n],
+            "iscrowd": 0,
+            "keypoints": keypoints[n],
+            "image_id": ids[n],
+            "bbox": box_lists[n],
+            "category_id": 1,
+            "id": 900_000 + n,
+        }
+        for n in range(people)
+    ]
+    category = {
+        "supercategory": "person",
+        "id": 1,
+        "name": "person",
+        "keypoints": names,
+        "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13]],
+    }
 
     def coco(count: int, offset: int, people_of: list) -> dict:
-        return {"info": {"description": "posecore data_scale benchmark"}, "licenses": [],
-                "categories": [category],
-                "images": [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480}
-                           for i in range(offset + 1, offset + count + 1)],
-                "annotations": people_of}
+        return {
+            "info": {"description": "posecore data_scale benchmark"},
+            "licenses": [],
+            "categories": [category],
+            "images": [
+                {"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480}
+                for i in range(offset + 1, offset + count + 1)
+            ],
+            "annotations": people_of,
+        }
 
     folder = root / "annotations"
     folder.mkdir(parents=True)
@@ -87,6 +116,7 @@ def write_coco_file(root: Path, people: int, images: int, seed: int = 0) -> Path
 
 
 # --- measurements, each run in a fresh process ---------------------------------------------------
+
 
 def rss() -> int:
     with open("/proc/self/statm") as f:
@@ -133,10 +163,13 @@ class Metadata:
         center = np.asarray(person.bbox_center, np.float64)
         scale = np.asarray(person.bbox_scale, np.float64)
         joints = np.asarray(person.joints, np.float64) * (np.asarray(person.visible) > 0)[:, None]
-        item = {"joints": torch.from_numpy(joints.astype(np.float32)),
-                "box": torch.from_numpy(np.concatenate([center, scale]).astype(np.float32)),
-                "path": torch.tensor(len(person.image_path)), "uss": torch.tensor([-1, -1]),
-                "worker": torch.tensor(torch.utils.data.get_worker_info().id)}
+        item = {
+            "joints": torch.from_numpy(joints.astype(np.float32)),
+            "box": torch.from_numpy(np.concatenate([center, scale]).astype(np.float32)),
+            "path": torch.tensor(len(person.image_path)),
+            "uss": torch.tensor([-1, -1]),
+            "worker": torch.tensor(torch.utils.data.get_worker_info().id),
+        }
         if self.served % self.REPORT_EVERY == 0:
             item["uss"] = torch.tensor(private_memory(), dtype=torch.int64)
         self.served += 1
@@ -156,8 +189,14 @@ def measure_epoch(people, order: list[int], workers: int) -> dict:
     seconds = time.perf_counter() - started
     # the worker that grew most, from its first reading to its last (near the end of the epoch)
     first, last = max(((r[0], r[-1]) for r in readings.values()), key=lambda pair: pair[1][0] - pair[0][0])
-    return {"epoch_s": seconds, "items": len(order), "worker_uss_first": first[0], "worker_uss_last": last[0],
-            "worker_growth": last[0] - first[0], "worker_dirty_growth": last[1] - first[1]}
+    return {
+        "epoch_s": seconds,
+        "items": len(order),
+        "worker_uss_first": first[0],
+        "worker_uss_last": last[0],
+        "worker_growth": last[0] - first[0],
+        "worker_dirty_growth": last[1] - first[1],
+    }
 
 
 def phase(name: str, root: Path, workers: int) -> dict:
@@ -215,31 +254,53 @@ def main() -> None:
         temp = Path(temp)
         started = time.perf_counter()
         ann_file = write_coco_file(temp / "coco", args.people, args.images)
-        print(f"wrote {ann_file.name}: {args.people:,} people on {args.images:,} images, "
-              f"{ann_file.stat().st_size / MB:.0f} MB, in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"wrote {ann_file.name}: {args.people:,} people on {args.images:,} images, "
+            f"{ann_file.stat().st_size / MB:.0f} MB, in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         env = {**os.environ, "POSECORE_OUTPUTS": str(temp / "outputs"), "OMP_NUM_THREADS": "1"}
         cold = run_phase("cold", temp / "coco", args.workers, env)
         cached = run_phase("cached", temp / "coco", args.workers, env)
         rows = [
-            ("build_dataset, cold (parse + cache)", f"{cold['build_s']:.1f} s", f"peak RSS {cold['peak_rss'] / MB:.0f} MB"),
-            ("build_dataset, cached (target <= 3 s)", f"{cached['build_s']:.2f} s",
-             f"peak RSS {cached['peak_rss'] / MB:.0f} MB"),
-            ("dataset memory (target <= 80 MB)", f"{cached['dataset_rss_touched'] / MB:.0f} MB",
-             f"RSS added after build {cached['dataset_rss'] / MB:.0f} MB; arrays {cached['arrays_mb']:.0f} MB "
-             "(file pages, shared)"),
-            ("worker private growth, 1 epoch (target <= 20 MB)", f"{cached['worker_growth'] / MB:.1f} MB",
-             f"USS {cached['worker_uss_first'] / MB:.0f} -> {cached['worker_uss_last'] / MB:.0f} MB "
-             f"(Private_Dirty +{cached['worker_dirty_growth'] / MB:.1f} MB) over "
-             f"{cached['items']:,} items in {cached['epoch_s']:.0f} s, {args.workers} worker(s)"),
+            (
+                "build_dataset, cold (parse + cache)",
+                f"{cold['build_s']:.1f} s",
+                f"peak RSS {cold['peak_rss'] / MB:.0f} MB",
+            ),
+            (
+                "build_dataset, cached (target <= 3 s)",
+                f"{cached['build_s']:.2f} s",
+                f"peak RSS {cached['peak_rss'] / MB:.0f} MB",
+            ),
+            (
+                "dataset memory (target <= 80 MB)",
+                f"{cached['dataset_rss_touched'] / MB:.0f} MB",
+                f"RSS added after build {cached['dataset_rss'] / MB:.0f} MB; arrays {cached['arrays_mb']:.0f} MB "
+                "(file pages, shared)",
+            ),
+            (
+                "worker private growth, 1 epoch (target <= 20 MB)",
+                f"{cached['worker_growth'] / MB:.1f} MB",
+                f"USS {cached['worker_uss_first'] / MB:.0f} -> {cached['worker_uss_last'] / MB:.0f} MB "
+                f"(Private_Dirty +{cached['worker_dirty_growth'] / MB:.1f} MB) over "
+                f"{cached['items']:,} items in {cached['epoch_s']:.0f} s, {args.workers} worker(s)",
+            ),
         ]
         if args.compare:
             objects = run_phase("objects", temp / "coco", args.workers, env)
             rows += [
-                ("before: people as Instance objects", f"{objects['dataset_rss'] / MB:.0f} MB",
-                 f"parse {objects['build_s']:.1f} s, peak RSS {objects['peak_rss'] / MB:.0f} MB"),
-                ("before: worker private growth, 1 epoch", f"{objects['worker_growth'] / MB:.1f} MB",
-                 f"USS {objects['worker_uss_first'] / MB:.0f} -> {objects['worker_uss_last'] / MB:.0f} MB "
-                 f"(Private_Dirty +{objects['worker_dirty_growth'] / MB:.1f} MB)"),
+                (
+                    "before: people as Instance objects",
+                    f"{objects['dataset_rss'] / MB:.0f} MB",
+                    f"parse {objects['build_s']:.1f} s, peak RSS {objects['peak_rss'] / MB:.0f} MB",
+                ),
+                (
+                    "before: worker private growth, 1 epoch",
+                    f"{objects['worker_growth'] / MB:.1f} MB",
+                    f"USS {objects['worker_uss_first'] / MB:.0f} -> {objects['worker_uss_last'] / MB:.0f} MB "
+                    f"(Private_Dirty +{objects['worker_dirty_growth'] / MB:.1f} MB)",
+                ),
             ]
         width = max(len(row[0]) for row in rows)
         print(f"{cached['people']:,} people")

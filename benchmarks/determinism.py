@@ -7,6 +7,7 @@ Alternates rounds of benchmarks/train_step.py's `time_train_step` with posecore.
 set_deterministic(True) and (False) on the device posecore picks, and prints each round and the
 medians. Prints figures only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,19 +34,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    print(f"{device.device_type()} ({', '.join(device.device_names())}), torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; {args.model}-{args.depth}, batch {args.batch}, "
-          f"input {tuple(args.input_size)} (w, h), {args.steps} timed steps per round")
+    print(
+        f"{device.device_type()} ({', '.join(device.device_names())}), torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}; {args.model}-{args.depth}, batch {args.batch}, "
+        f"input {tuple(args.input_size)} (w, h), {args.steps} timed steps per round"
+    )
     figures: dict[bool, list[float]] = {True: [], False: []}
     with device.deterministic_restored():
         for round_index in range(args.rounds):
             for on in (True, False):
                 device.set_deterministic(on)
-                result = time_train_step(args.model, args.batch, steps=args.steps, warmup=2,
-                                         input_size=tuple(args.input_size), depth=args.depth)
+                result = time_train_step(
+                    args.model,
+                    args.batch,
+                    steps=args.steps,
+                    warmup=2,
+                    input_size=tuple(args.input_size),
+                    depth=args.depth,
+                )
                 figures[on].append(result["step_ms"])
-                print(f"round {round_index + 1} deterministic {'on ' if on else 'off'}: "
-                      f"{result['step_ms']:.1f} ms/step, {result['images_per_s']:.1f} images/s")
+                print(
+                    f"round {round_index + 1} deterministic {'on ' if on else 'off'}: "
+                    f"{result['step_ms']:.1f} ms/step, {result['images_per_s']:.1f} images/s"
+                )
     on, off = statistics.median(figures[True]), statistics.median(figures[False])
     print(f"median step: deterministic on {on:.1f} ms, off {off:.1f} ms ({(on / off - 1) * 100:+.1f}%)")
 

@@ -22,6 +22,7 @@ repository or beside it, or --coco-root) or posecore's synthetic set, its images
 new file names until a split holds enough people. Hourglass-52 reads the COCO layout here (17
 joints for MPII's 16: the same cost).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,57 +52,77 @@ from posecore.models import build_model  # noqa: E402
 from posecore.runs import outputs_root  # noqa: E402
 
 SAMPLES = [REPO / "shared" / "samples" / "coco", REPO.parent / "shared" / "samples" / "coco"]
-GOALS = ("goals on one H100/H200 (issue 16): FastPose >= 4000 and Hourglass-52 >= 600 training "
-         "images/s, data wait < 5%")
+GOALS = "goals on one H100/H200 (issue 16): FastPose >= 4000 and Hourglass-52 >= 600 training images/s, data wait < 5%"
 
 
 @dataclass
 class Model:
     label: str
-    name: str                    # model and params name (fastpose -> params/fastpose_coco.yaml)
-    options: dict                # build_model / params.model overrides
+    name: str  # model and params name (fastpose -> params/fastpose_coco.yaml)
+    options: dict  # build_model / params.model overrides
     input_size: tuple[int, int]  # (w, h)
 
 
 @dataclass
 class Plan:
     models: list[Model]
-    batch: int                   # per device, the seeds' 32
-    sweep: list[int]             # larger batches for the bf16 channels_last row
+    batch: int  # per device, the seeds' 32
+    sweep: list[int]  # larger batches for the bf16 channels_last row
     configs: list[tuple[str, bool, bool]]  # (amp, channels_last, compile)
     steps: int
     warmup: int
-    pipeline_steps: int          # measured steps of the pipeline rows
-    pipeline_warmup: int         # left-out steps beyond one per DataLoader worker (worker start-up)
+    pipeline_steps: int  # measured steps of the pipeline rows
+    pipeline_warmup: int  # left-out steps beyond one per DataLoader worker (worker start-up)
     pipeline_amp: tuple[str, bool]  # (amp, channels_last) of the pipeline rows
     eval_people: int
     synthetic: dict = field(default_factory=dict)  # make_synthetic arguments when no samples
 
 
 FULL = Plan(
-    models=[Model("FastPose-50", "fastpose", {"depth": 50}, (192, 256)),
-            Model("Hourglass-52", "hourglass", {"num_stacks": 1}, (384, 384))],
-    batch=32, sweep=[64, 128, 256],
-    configs=[("off", False, False), ("bf16", False, False), ("fp16", False, False),
-             ("bf16", True, False), ("fp16", True, False), ("bf16", True, True)],
-    steps=20, warmup=5, pipeline_steps=150, pipeline_warmup=5, pipeline_amp=("bf16", True),
+    models=[
+        Model("FastPose-50", "fastpose", {"depth": 50}, (192, 256)),
+        Model("Hourglass-52", "hourglass", {"num_stacks": 1}, (384, 384)),
+    ],
+    batch=32,
+    sweep=[64, 128, 256],
+    configs=[
+        ("off", False, False),
+        ("bf16", False, False),
+        ("fp16", False, False),
+        ("bf16", True, False),
+        ("fp16", True, False),
+        ("bf16", True, True),
+    ],
+    steps=20,
+    warmup=5,
+    pipeline_steps=150,
+    pipeline_warmup=5,
+    pipeline_amp=("bf16", True),
     eval_people=1280,
-    synthetic={"num_train": 64, "num_val": 8, "image_size": (640, 480)})
+    synthetic={"num_train": 64, "num_val": 8, "image_size": (640, 480)},
+)
 # Every code path in seconds on one CPU core: Hourglass-52 needs 128x128 inputs at least, seconds
 # per step on a CPU, so the tests check its params (FULL) without running it.
 QUICK = Plan(
     models=[Model("FastPose-18", "fastpose", {"depth": 18}, (32, 64))],
-    batch=2, sweep=[4], configs=[("off", False, False), ("bf16", True, False), ("bf16", True, True)],
-    steps=1, warmup=1, pipeline_steps=3, pipeline_warmup=0, pipeline_amp=("off", False),
+    batch=2,
+    sweep=[4],
+    configs=[("off", False, False), ("bf16", True, False), ("bf16", True, True)],
+    steps=1,
+    warmup=1,
+    pipeline_steps=3,
+    pipeline_warmup=0,
+    pipeline_amp=("off", False),
     eval_people=4,
-    synthetic={"num_train": 4, "num_val": 2, "image_size": 96})
+    synthetic={"num_train": 4, "num_val": 2, "image_size": 96},
+)
 
 
 @dataclass
 class Row:
-    section: str                 # train step | pipeline | eval
+    section: str  # train step | pipeline | eval
     model: str
-    input: str                   # w x h
+    input: str  # w x h
     amp: str
     channels_last: bool
     compile: bool
@@ -124,6 +145,7 @@ class Budget:
 
 # --- data --------------------------------------------------------------------------------------
 
+
 def repeated_coco(source: Path, folder: Path, people: dict[str, int]) -> Path:
     """A COCO-layout folder holding at least people[split] labelled people per split: the
     source's images in turn, again under new file names (symlinks) as often as needed, so every
@@ -133,8 +155,7 @@ def repeated_coco(source: Path, folder: Path, people: dict[str, int]) -> Path:
         by_image: dict[int, list[dict]] = {}
         for annotation in coco["annotations"]:
             by_image.setdefault(annotation["image_id"], []).append(annotation)
-        labelled = [image for image in coco["images"]
-                    if any(_labelled(a) for a in by_image.get(image["id"], []))]
+        labelled = [image for image in coco["images"] if any(_labelled(a) for a in by_image.get(image["id"], []))]
         if not labelled:
             raise ValueError(f"{source}: no labelled people in the {split} split")
         images_dir = folder / f"{split}2017"
@@ -149,8 +170,10 @@ def repeated_coco(source: Path, folder: Path, people: dict[str, int]) -> Path:
             for annotation in by_image[image["id"]]:
                 annotations.append({**annotation, "id": len(annotations) + 1, "image_id": new_id})
                 count += _labelled(annotation)
-        atomic_write(folder / "annotations" / f"person_keypoints_{split}2017.json",
-                     json.dumps({**coco, "images": images, "annotations": annotations}))
+        atomic_write(
+            folder / "annotations" / f"person_keypoints_{split}2017.json",
+            json.dumps({**coco, "images": images, "annotations": annotations}),
+        )
     return folder
 
 
@@ -161,7 +184,7 @@ def _labelled(annotation: dict) -> bool:
 
 def source_dataset(coco_root: str | None, plan: Plan, scratch: Path) -> tuple[Path, str]:
     """(COCO-layout folder, what it is): --coco-root, the samples, or a synthetic set made now."""
-    for candidate in ([Path(coco_root)] if coco_root else SAMPLES):
+    for candidate in [Path(coco_root)] if coco_root else SAMPLES:
         if not data.check_layout(candidate, "coco"):
             return candidate, f"COCO images from {candidate}"
     if coco_root:
@@ -172,41 +195,67 @@ def source_dataset(coco_root: str | None, plan: Plan, scratch: Path) -> tuple[Pa
 
 def params_for(model: Model, plan: Plan, root: Path, **overrides) -> posecore.Params:
     width, height = model.input_size
-    values = {"data.root": str(root), "data.dataset": "coco", "model.num_joints": 17,
-              "data.input_size": [width, height],
-              "data.heatmap_size": [width // HEATMAP_STRIDE, height // HEATMAP_STRIDE],
-              "train.batch_size": plan.batch, "train.global_batch": 0, "train.val_every": 0,
-              **{f"model.{key}": value for key, value in model.options.items()}, **overrides}
+    values = {
+        "data.root": str(root),
+        "data.dataset": "coco",
+        "model.num_joints": 17,
+        "data.input_size": [width, height],
+        "data.heatmap_size": [width // HEATMAP_STRIDE, height // HEATMAP_STRIDE],
+        "train.batch_size": plan.batch,
+        "train.global_batch": 0,
+        "train.val_every": 0,
+        **{f"model.{key}": value for key, value in model.options.items()},
+        **overrides,
+    }
     return posecore.load_params(model.name, values)
 
 
 # --- rows --------------------------------------------------------------------------------------
 
-def train_step_rows(model: Model, plan: Plan, budget: Budget, quick: bool, compiled: bool
-                    ) -> list[Row]:
+
+def train_step_rows(model: Model, plan: Plan, budget: Budget, quick: bool, compiled: bool) -> list[Row]:
     """The plan's configs with torch.compile `compiled` at plan.batch; eager ones then the batch
     sweep of bf16 channels_last."""
-    rows = [_step_row(model, plan, amp, channels_last, compiled, plan.batch, budget, quick,
-                      halve_to_fit=True)
-            for amp, channels_last, compile_on in plan.configs if compile_on == compiled]
+    rows = [
+        _step_row(model, plan, amp, channels_last, compiled, plan.batch, budget, quick, halve_to_fit=True)
+        for amp, channels_last, compile_on in plan.configs
+        if compile_on == compiled
+    ]
     for batch in [] if compiled else plan.sweep:
-        rows.append(_step_row(model, plan, "bf16", True, False, batch, budget, quick,
-                              halve_to_fit=False))
+        rows.append(_step_row(model, plan, "bf16", True, False, batch, budget, quick, halve_to_fit=False))
         if rows[-1].images_per_s is None:  # out of memory or out of time: stop growing
             break
     return rows
 
 
-def _step_row(model: Model, plan: Plan, amp: str, channels_last: bool, compiled: bool, batch: int,
-              budget: Budget, quick: bool, halve_to_fit: bool) -> Row:
+def _step_row(
+    model: Model,
+    plan: Plan,
+    amp: str,
+    channels_last: bool,
+    compiled: bool,
+    batch: int,
+    budget: Budget,
+    quick: bool,
+    halve_to_fit: bool,
+) -> Row:
     row = Row("train step", model.label, _size(model), amp, channels_last, compiled, batch)
     if compiled and quick:
         row.note = "torch.compile is left out of --quick (minutes of compiling on a CPU)"
         return row
     while not budget.spent():
         try:
-            figures = time_train_step(model.name, row.batch, amp, channels_last, compiled, plan.steps,
-                                      plan.warmup, model.input_size, **model.options)
+            figures = time_train_step(
+                model.name,
+                row.batch,
+                amp,
+                channels_last,
+                compiled,
+                plan.steps,
+                plan.warmup,
+                model.input_size,
+                **model.options,
+            )
         except RuntimeError as error:
             if not device.is_out_of_memory(error):
                 raise
@@ -235,8 +284,9 @@ def pipeline_row(model: Model, plan: Plan, root: Path, tensors: Row | None, budg
     if budget.spent():
         row.note = "not run: --budget-s spent"
         return row
-    params = params_for(model, plan, root, **{"data.workers": workers, "train.amp": amp,
-                                               "train.channels_last": channels_last})
+    params = params_for(
+        model, plan, root, **{"data.workers": workers, "train.amp": amp, "train.channels_last": channels_last}
+    )
     device.reset_peak_memory()
     warmup = workers + plan.pipeline_warmup
     result = measure_throughput(params, 1, plan.pipeline_steps + warmup, warmup)
@@ -253,8 +303,7 @@ def pipeline_row(model: Model, plan: Plan, root: Path, tensors: Row | None, budg
 
 def eval_row(model: Model, plan: Plan, root: Path, budget: Budget) -> Row:
     """evaluation.predict with flip test on the val split (fp32, as evaluation runs)."""
-    params = params_for(model, plan, root, **{"data.workers": recommended_workers(1),
-                                               "eval.flip_test": True})
+    params = params_for(model, plan, root, **{"data.workers": recommended_workers(1), "eval.flip_test": True})
     row = Row("eval", model.label, _size(model), "off", False, False, params.eval.batch_size)
     if budget.spent():
         row.note = "not run: --budget-s spent"
@@ -271,8 +320,7 @@ def eval_row(model: Model, plan: Plan, root: Path, budget: Budget) -> Row:
     row.images_per_s = people / timing["seconds"]
     row.step_ms = timing["seconds"] / math.ceil(people / params.eval.batch_size) * 1e3
     row.peak_memory_gib = _gib(device.peak_memory_bytes())
-    row.note = (f"{people} people, flip test; the model alone "
-                f"{people / timing['model_seconds']:.0f} images/s")
+    row.note = f"{people} people, flip test; the model alone {people / timing['model_seconds']:.0f} images/s"
     return row
 
 
@@ -286,28 +334,62 @@ def _gib(value: int | None) -> float | None:
 
 # --- report ------------------------------------------------------------------------------------
 
-COLUMNS = ("section", "model", "input", "amp", "channels_last", "compile", "batch", "images_per_s",
-           "step_ms", "data_wait", "peak_memory_gib", "note")
-HEADERS = ("section", "model", "input (w x h)", "amp", "channels_last", "compile", "batch",
-           "images/s", "step ms", "data wait", "peak GiB", "note")
+COLUMNS = (
+    "section",
+    "model",
+    "input",
+    "amp",
+    "channels_last",
+    "compile",
+    "batch",
+    "images_per_s",
+    "step_ms",
+    "data_wait",
+    "peak_memory_gib",
+    "note",
+)
+HEADERS = (
+    "section",
+    "model",
+    "input (w x h)",
+    "amp",
+    "channels_last",
+    "compile",
+    "batch",
+    "images/s",
+    "step ms",
+    "data wait",
+    "peak GiB",
+    "note",
+)
 
 
 def _cells(row: Row) -> list[str]:
     def number(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    return [row.section, row.model, row.input, "fp32" if row.amp == "off" else row.amp,
-            "on" if row.channels_last else "off", "on" if row.compile else "off", str(row.batch),
-            number(row.images_per_s, 1), number(row.step_ms, 1),
-            "-" if row.data_wait is None else f"{row.data_wait:.1%}", number(row.peak_memory_gib, 2),
-            row.note]
+    return [
+        row.section,
+        row.model,
+        row.input,
+        "fp32" if row.amp == "off" else row.amp,
+        "on" if row.channels_last else "off",
+        "on" if row.compile else "off",
+        str(row.batch),
+        number(row.images_per_s, 1),
+        number(row.step_ms, 1),
+        "-" if row.data_wait is None else f"{row.data_wait:.1%}",
+        number(row.peak_memory_gib, 2),
+        row.note,
+    ]
 
 
 def text_table(rows: list[Row]) -> str:
     cells = [list(HEADERS)] + [_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(HEADERS) - 1)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1]
-                     for line in cells)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in cells
+    )
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -317,57 +399,70 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def environment(quick: bool, dataset: str, seconds: float) -> dict:
-    return {"date": datetime.now().isoformat(timespec="seconds"), "device": device.device_type(),
-            "device_names": device.device_names(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "quick": quick, "data": dataset, "seconds": round(seconds, 1)}
+    return {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "device": device.device_type(),
+        "device_names": device.device_names(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "quick": quick,
+        "data": dataset,
+        "seconds": round(seconds, 1),
+    }
 
 
 def write_report(rows: list[Row], info: dict, folder: Path) -> tuple[Path, Path]:
-    stem = f"device_suite-{info['device']}{'-quick' if info['quick'] else ''}-" \
-           f"{info['date'].replace(':', '').replace('-', '')}"
+    stem = (
+        f"device_suite-{info['device']}{'-quick' if info['quick'] else ''}-"
+        f"{info['date'].replace(':', '').replace('-', '')}"
+    )
     json_path = write_json(folder / f"{stem}.json", {**info, "rows": [asdict(row) for row in rows]})
-    title = (f"posecore device suite, {info['date']}: {', '.join(info['device_names'])} "
-             f"({info['device']}), torch {info['torch']}, {info['cpu_count']} CPU cores; data: "
-             f"{info['data']}; {info['seconds']:.0f} s")
-    markdown_path = atomic_write(folder / f"{stem}.md",
-                                 f"{title}\n\n{markdown_table(rows)}\n\n{GOALS}\n")
+    title = (
+        f"posecore device suite, {info['date']}: {', '.join(info['device_names'])} "
+        f"({info['device']}), torch {info['torch']}, {info['cpu_count']} CPU cores; data: "
+        f"{info['data']}; {info['seconds']:.0f} s"
+    )
+    markdown_path = atomic_write(folder / f"{stem}.md", f"{title}\n\n{markdown_table(rows)}\n\n{GOALS}\n")
     return json_path, markdown_path
 
 
 # --- main --------------------------------------------------------------------------------------
 
-def run_suite(plan: Plan, quick: bool, coco_root: str | None, budget: Budget, scratch: Path
-              ) -> tuple[list[Row], str]:
+
+def run_suite(plan: Plan, quick: bool, coco_root: str | None, budget: Budget, scratch: Path) -> tuple[list[Row], str]:
     source, described = source_dataset(coco_root, plan, scratch)
     workers = recommended_workers(1)
     train_people = plan.batch * (plan.pipeline_steps + workers + plan.pipeline_warmup) * 2
-    root = repeated_coco(source, scratch / "repeated-coco",
-                         {"train": train_people, "val": plan.eval_people})
+    root = repeated_coco(source, scratch / "repeated-coco", {"train": train_people, "val": plan.eval_people})
     rows: list[Row] = []
     # compiling takes minutes: it comes last, so that the budget never costs the other rows
     for model in plan.models:
         steps = train_step_rows(model, plan, budget, quick, compiled=False)
-        matching = next((row for row in steps if (row.amp, row.channels_last, row.batch)
-                         == (*plan.pipeline_amp, plan.batch)), None)
-        model_rows = steps + [pipeline_row(model, plan, root, matching, budget),
-                              eval_row(model, plan, root, budget)]
+        matching = next(
+            (row for row in steps if (row.amp, row.channels_last, row.batch) == (*plan.pipeline_amp, plan.batch)), None
+        )
+        model_rows = steps + [pipeline_row(model, plan, root, matching, budget), eval_row(model, plan, root, budget)]
         print(text_table(model_rows), flush=True)  # progress
         rows += model_rows
     for model in plan.models:
         rows += train_step_rows(model, plan, budget, quick, compiled=True)
-    order = {(model.label, section): index for index, (model, section) in enumerate(
-        (model, section) for model in plan.models for section in ("train step", "pipeline", "eval"))}
+    order = {
+        (model.label, section): index
+        for index, (model, section) in enumerate(
+            (model, section) for model in plan.models for section in ("train step", "pipeline", "eval")
+        )
+    }
     return sorted(rows, key=lambda row: order[row.model, row.section]), described
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny version on the CPU (seconds)")
-    parser.add_argument("--coco-root",
-                        help="COCO-layout folder to read (default: the samples, else synthetic data)")
+    parser.add_argument("--coco-root", help="COCO-layout folder to read (default: the samples, else synthetic data)")
     parser.add_argument("--out", help="folder for the JSON and markdown (default: outputs/benchmarks)")
-    parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="start no row after this many seconds (default 420)")
+    parser.add_argument(
+        "--budget-s", type=float, default=420.0, help="start no row after this many seconds (default 420)"
+    )
     parser.add_argument("--max-batch", type=int, default=256, help="largest batch of the sweep")
     args = parser.parse_args(argv)
     if args.quick:
@@ -376,8 +471,11 @@ def main(argv: list[str] | None = None) -> None:
     plan = QUICK if args.quick else FULL
     plan.sweep = [batch for batch in plan.sweep if batch <= args.max_batch]
     budget = Budget(args.budget_s)
-    print(f"device suite on {device.device_type()} ({', '.join(device.device_names())}), torch "
-          f"{torch.__version__}{', --quick' if args.quick else ''}", flush=True)
+    print(
+        f"device suite on {device.device_type()} ({', '.join(device.device_names())}), torch "
+        f"{torch.__version__}{', --quick' if args.quick else ''}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="posecore-suite-") as scratch:
         rows, described = run_suite(plan, args.quick, args.coco_root, budget, Path(scratch))
     info = environment(args.quick, described, time.monotonic() - budget.started)

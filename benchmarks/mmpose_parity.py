@@ -12,6 +12,7 @@ Run it from a posecore checkout with a Python that has mmpose (CI cannot: it pri
 exits non-zero on a mismatch):
     PYTHONPATH=$PWD /work/scratch/mmpose/bin/python benchmarks/mmpose_parity.py [hrnet-w32 ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import randomized_model  # noqa: E402  (the recipe the tests pin outputs of)
 
 TOLERANCE = 1e-4
-TEST_INPUT = (1, 3, 128, 96)   # tests/test_hrnet.py's seeded input (torch.Generator seed 1)
+TEST_INPUT = (1, 3, 128, 96)  # tests/test_hrnet.py's seeded input (torch.Generator seed 1)
 HRNET_STAGES = {  # mmpose's `extra` of td-hm_hrnet-w*_coco-256x192: (modules, branches)
-    "stage2": (1, 2), "stage3": (4, 3), "stage4": (3, 4)}
+    "stage2": (1, 2),
+    "stage3": (4, 3),
+    "stage4": (3, 4),
+}
 MODELS = {  # name: (params shortcut, overrides)
     "hrnet-w32": ("hrnet", {}),
     "hrnet-w48": ("hrnet", {"model.width": 48}),
@@ -58,14 +62,18 @@ def mmpose_model(name: str) -> nn.Module:
 
     if name.startswith("hrnet"):
         width = int(name.split("-w")[1])
-        extra = {"stage1": dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(4,),
-                                num_channels=(64,))}
+        extra = {"stage1": dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(4,), num_channels=(64,))}
         for stage, (modules, branches) in HRNET_STAGES.items():
-            extra[stage] = dict(num_modules=modules, num_branches=branches, block="BASIC",
-                                num_blocks=(4,) * branches,
-                                num_channels=tuple(width * 2**b for b in range(branches)))
-        return MMPoseTopDown(HRNet(extra=extra),
-                             HeatmapHead(in_channels=width, out_channels=17, deconv_out_channels=None))
+            extra[stage] = dict(
+                num_modules=modules,
+                num_branches=branches,
+                block="BASIC",
+                num_blocks=(4,) * branches,
+                num_channels=tuple(width * 2**b for b in range(branches)),
+            )
+        return MMPoseTopDown(
+            HRNet(extra=extra), HeatmapHead(in_channels=width, out_channels=17, deconv_out_channels=None)
+        )
     return MMPoseTopDown(ResNet(depth=50), HeatmapHead(in_channels=2048, out_channels=17))
 
 
@@ -83,7 +91,7 @@ def check(name: str, workdir: Path) -> bool:
     count_ours = sum(p.numel() for p in ours.parameters())
     count_theirs = sum(p.numel() for p in theirs.parameters())
     state = ours.state_dict()
-    theirs.load_state_dict(state, strict=True)   # the same names, or this raises naming them
+    theirs.load_state_dict(state, strict=True)  # the same names, or this raises naming them
     theirs.eval()
     path = workdir / f"{name}.pth"
     torch.save({"meta": {"mmpose_version": "1.x"}, "state_dict": state}, path)
@@ -94,15 +102,21 @@ def check(name: str, workdir: Path) -> bool:
         small = theirs(torch.randn(*TEST_INPUT, generator=torch.Generator().manual_seed(1)))
     diff = (expected - got).abs().max().item()
     ok = count_ours == count_theirs and diff <= TOLERANCE
-    print(f"{name}: params posecore {count_ours:,} mmpose {count_theirs:,}; {fmt} checkpoint -> max abs "
-          f"diff {diff:.2e} at {tuple(x.shape)} (|out| max {expected.abs().max():.3f}) "
-          f"{'OK' if ok else 'MISMATCH'}")
-    print(f"  mmpose output at {TEST_INPUT}: sum {small.sum():.6f}, abs sum {small.abs().sum():.6f}, "
-          f"[0, 0, 0, :4] {[round(v, 6) for v in small[0, 0, 0, :4].tolist()]}")
+    print(
+        f"{name}: params posecore {count_ours:,} mmpose {count_theirs:,}; {fmt} checkpoint -> max abs "
+        f"diff {diff:.2e} at {tuple(x.shape)} (|out| max {expected.abs().max():.3f}) "
+        f"{'OK' if ok else 'MISMATCH'}"
+    )
+    print(
+        f"  mmpose output at {TEST_INPUT}: sum {small.sum():.6f}, abs sum {small.abs().sum():.6f}, "
+        f"[0, 0, 0, :4] {[round(v, 6) for v in small[0, 0, 0, :4].tolist()]}"
+    )
     print(f"  state_dict: {len(state)} keys, layout sha256 {layout_digest(state)}")
     if name.startswith("hrnet"):
-        official = {("final_layer." + k[len("head.final_layer."):]) if k.startswith("head.")
-                    else k[len("backbone."):]: v for k, v in state.items()}
+        official = {
+            ("final_layer." + k[len("head.final_layer.") :]) if k.startswith("head.") else k[len("backbone.") :]: v
+            for k, v in state.items()
+        }
         torch.save({f"module.{k}": v for k, v in official.items()}, workdir / "official.pth")
         loaded, fmt = load_model(params, workdir / "official.pth")
         with torch.no_grad():

@@ -9,6 +9,7 @@ file and times both runtimes alternately (posecore.export.latency_table: median 
 one warm-up). A family without an entry in ZOO gets one row from its params shortcut. Prints a
 markdown table; on a shared machine the persons/s are indicative, not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ from posecore.export import export_onnx, latency_table
 from posecore.models import MODELS, build_model, model_summary
 from posecore.params import SHORTCUTS, load_params
 
-COCO_256x192 = {"data.dataset": "coco", "model.num_joints": 17, "data.input_size": [192, 256],
-                "data.heatmap_size": [48, 64]}
+COCO_256x192 = {
+    "data.dataset": "coco",
+    "model.num_joints": 17,
+    "data.input_size": [192, 256],
+    "data.heatmap_size": [48, 64],
+}
 # family: [(label, params overrides, published COCO val AP and its source)]; the params file is the
 # family's shortcut, or PARAMS_FILES'
 PARAMS_FILES = {"fastpose_duc": "fastpose_duc152_coco"}
@@ -30,12 +35,17 @@ ZOO = {
     "fastpose": [("FastPose SE-ResNet-50", {"model.depth": 50}, "72.24 (posecore seed run, GT boxes)")],
     "fastpose_duc": [("FastPose_DUC SE-ResNet-152", {}, "-")],
     "simplebaseline": [("SimpleBaseline ResNet-50", {"model.depth": 50}, "71.8 (mmpose)")],
-    "hrnet": [("HRNet-W32", {"model.width": 32}, "74.9 / UDP 76.2 (mmpose)"),
-              ("HRNet-W48", {"model.width": 48}, "75.6 / UDP 76.8 (mmpose)")],
-    "hourglass": [("Hourglass-52 (256x256)", {"data.input_size": [256, 256], "data.heatmap_size": [64, 64]},
-                   "72.6 (mmpose)")],
-    "rtmpose": [(f"RTMPose-{variant}", {"model.variant": variant}, f"{ap} (mmpose, COCO only)")
-                for variant, ap in (("t", 68.2), ("s", 71.6), ("m", 74.6), ("l", 75.8))],
+    "hrnet": [
+        ("HRNet-W32", {"model.width": 32}, "74.9 / UDP 76.2 (mmpose)"),
+        ("HRNet-W48", {"model.width": 48}, "75.6 / UDP 76.8 (mmpose)"),
+    ],
+    "hourglass": [
+        ("Hourglass-52 (256x256)", {"data.input_size": [256, 256], "data.heatmap_size": [64, 64]}, "72.6 (mmpose)")
+    ],
+    "rtmpose": [
+        (f"RTMPose-{variant}", {"model.variant": variant}, f"{ap} (mmpose, COCO only)")
+        for variant, ap in (("t", 68.2), ("s", 71.6), ("m", 74.6), ("l", 75.8))
+    ],
 }
 
 
@@ -46,7 +56,7 @@ def zoo_rows(families: list[str]) -> list[tuple[str, object, str]]:
         entries = ZOO.get(family, [(family, {}, "-")])
         base = PARAMS_FILES.get(family) or SHORTCUTS.get(family, "fastpose")
         for label, overrides, published in entries:
-            geometry = {} if family == "rtmpose" else COCO_256x192   # RTMPose's file is COCO 256x192
+            geometry = {} if family == "rtmpose" else COCO_256x192  # RTMPose's file is COCO 256x192
             params = load_params(base, {**geometry, "model.name": family, **overrides})
             rows.append((label, params, published))
     return rows
@@ -61,35 +71,50 @@ def measure(params, folder: Path, repeats: int, threads: int) -> dict:
         export_onnx(params, None, onnx_path, parity_batch_sizes=())
     except Exception as error:  # a family that does not export yet must not stop the table
         return {**summary, "error": f"export failed: {type(error).__name__}: {error}"}
-    timings = {row["batch"]: row for row in latency_table(params, onnx_path, batch_sizes=(1, 8),
-                                                          repeats=repeats, warmup=1, threads=threads)}
-    persons = {f"{runtime}_{batch}": batch * 1000.0 / timings[batch][f"{runtime}_ms"]
-               for runtime in ("pytorch", "onnxruntime") for batch in (1, 8)}
+    timings = {
+        row["batch"]: row
+        for row in latency_table(params, onnx_path, batch_sizes=(1, 8), repeats=repeats, warmup=1, threads=threads)
+    }
+    persons = {
+        f"{runtime}_{batch}": batch * 1000.0 / timings[batch][f"{runtime}_ms"]
+        for runtime in ("pytorch", "onnxruntime")
+        for batch in (1, 8)
+    }
     return {**summary, **persons}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=sorted(MODELS), choices=sorted(MODELS),
-                        help="families (default: every one build_model knows)")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=sorted(MODELS),
+        choices=sorted(MODELS),
+        help="families (default: every one build_model knows)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     print(f"CPU, {args.threads} threads; persons/s = batch / median latency\n")
-    print("| model | input (w x h) | parameters | GFLOPs | PyTorch b1 | PyTorch b8 | ORT b1 | ORT b8 "
-          "| published AP |")
+    print("| model | input (w x h) | parameters | GFLOPs | PyTorch b1 | PyTorch b8 | ORT b1 | ORT b8 | published AP |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, params, published in zoo_rows(args.models):
             figures = measure(params, Path(tmp), args.repeats, args.threads)
             w, h = params.data.input_size
             if "error" in figures:
-                print(f"| {label} | {w} x {h} | {figures['params']:,} | {figures['gflops']:.2f} | - | - | - | - "
-                      f"| {published} ({figures['error']}) |", flush=True)
+                print(
+                    f"| {label} | {w} x {h} | {figures['params']:,} | {figures['gflops']:.2f} | - | - | - | - "
+                    f"| {published} ({figures['error']}) |",
+                    flush=True,
+                )
                 continue
-            print(f"| {label} | {w} x {h} | {figures['params']:,} | {figures['gflops']:.2f} | "
-                  f"{figures['pytorch_1']:.1f} | {figures['pytorch_8']:.1f} | {figures['onnxruntime_1']:.1f} | "
-                  f"{figures['onnxruntime_8']:.1f} | {published} |", flush=True)
+            print(
+                f"| {label} | {w} x {h} | {figures['params']:,} | {figures['gflops']:.2f} | "
+                f"{figures['pytorch_1']:.1f} | {figures['pytorch_8']:.1f} | {figures['onnxruntime_1']:.1f} | "
+                f"{figures['onnxruntime_8']:.1f} | {published} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 Without --onnx the model is exported first (to a temp folder) from --checkpoint, or with its
 initial weights, which time the same. Prints a markdown table; timings are not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override, YAML value, e.g. data.input_size=[128,128]")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override, YAML value, e.g. data.input_size=[128,128]",
+    )
     args = parser.parse_args()
     overrides = dict(_override(text) for text in args.set)
     params = load_params(args.params, overrides)
@@ -39,17 +45,17 @@ def main() -> None:
         if onnx_path is None:
             onnx_path = Path(folder) / f"{params.model.name}.onnx"
             export_onnx(params, args.checkpoint, onnx_path, parity_batch_sizes=())
-        rows = latency_table(params, onnx_path, args.batch_sizes, repeats=args.repeats,
-                             threads=args.threads)
+        rows = latency_table(params, onnx_path, args.batch_sizes, repeats=args.repeats, threads=args.threads)
 
     w, h = params.data.input_size
-    print(f"{params.model.name} ({params.name}), input {w}x{h}, {args.threads} threads, "
-          f"median of {args.repeats}, torch {torch.__version__}, onnxruntime {_ort_version()}")
+    print(
+        f"{params.model.name} ({params.name}), input {w}x{h}, {args.threads} threads, "
+        f"median of {args.repeats}, torch {torch.__version__}, onnxruntime {_ort_version()}"
+    )
     print("| batch | PyTorch eager (ms) | onnxruntime (ms) | speedup |")
     print("|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['batch']} | {row['pytorch_ms']:.1f} | {row['onnxruntime_ms']:.1f} "
-              f"| {row['speedup']:.2f}x |")
+        print(f"| {row['batch']} | {row['pytorch_ms']:.1f} | {row['onnxruntime_ms']:.1f} | {row['speedup']:.2f}x |")
 
 
 def _override(text: str) -> tuple[str, object]:

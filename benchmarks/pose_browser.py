@@ -10,6 +10,7 @@ heatmap row includes the model's forward pass. The time is what the kernel spend
 (figure, PNG); the front end's share is measured by tests/test_browser.py. Prints a markdown
 table; timings are not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-CHANGES = (("rank", "rank", (2, 3)), ("order", "sorted", ("best first", "worst first")),
-           ("ground truth toggle", "ground truth", (False, True)), ("prediction toggle", "prediction", (False, True)),
-           ("other people toggle", "other people (faint)", (False, True)),
-           ("heatmap joint", "heatmap", ("left_wrist", "right_knee")), ("score threshold", "min score", (0.5, 0.2)))
+CHANGES = (
+    ("rank", "rank", (2, 3)),
+    ("order", "sorted", ("best first", "worst first")),
+    ("ground truth toggle", "ground truth", (False, True)),
+    ("prediction toggle", "prediction", (False, True)),
+    ("other people toggle", "other people (faint)", (False, True)),
+    ("heatmap joint", "heatmap", ("left_wrist", "right_knee")),
+    ("score threshold", "min score", (0.5, 0.2)),
+)
 
 
 def _controls(widget) -> dict:
@@ -30,6 +36,7 @@ def _controls(widget) -> dict:
         yield w
         for child in getattr(w, "children", ()):
             yield from walk(child)
+
     return {w.description: w for w in walk(widget) if getattr(w, "description", "")}
 
 
@@ -46,8 +53,11 @@ def _oracle_run(folder: Path) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="an evaluated run (default: a synthetic oracle run in a temp folder)")
-    parser.add_argument("--params", help="with --run: params name or path, only for a run without its own "
-                                          "params.yaml (default then: fastpose_coco)")
+    parser.add_argument(
+        "--params",
+        help="with --run: params name or path, only for a run without its own "
+        "params.yaml (default then: fastpose_coco)",
+    )
     parser.add_argument("--checkpoint", default="best", help="with --run: a path, or best / last")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -56,7 +66,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         if args.run:
-            params = workbook.run_params(args.run, "fastpose", args.params)   # the run's own params.yaml
+            params = workbook.run_params(args.run, "fastpose", args.params)  # the run's own params.yaml
             run, checkpoint = args.run, workbook.checkpoint_for(params, args.checkpoint)
         else:
             params, run, checkpoint = _oracle_run(Path(folder))

@@ -9,6 +9,7 @@ first --warmup steps (torch.compile's compilation among them) are left out of th
 Prints figures only; speed goals are judged by people, not asserted here.
 benchmarks/device_suite.py runs `time_train_step` over precisions, memory formats and batches.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,17 @@ DEFAULT_INPUT = {"fastpose": (192, 256), "simplebaseline": (192, 256), "hourglas
 HEATMAP_STRIDE = 4  # every posecore model predicts heatmaps at 1/4 of the input size
 
 
-def time_train_step(model_name: str, batch: int, amp: str = "off", channels_last: bool = False,
-                    compile: bool = False, steps: int = 10, warmup: int = 3,
-                    input_size: tuple[int, int] | None = None, **model_options: int) -> dict[str, float]:
+def time_train_step(
+    model_name: str,
+    batch: int,
+    amp: str = "off",
+    channels_last: bool = False,
+    compile: bool = False,
+    steps: int = 10,
+    warmup: int = 3,
+    input_size: tuple[int, int] | None = None,
+    **model_options: int,
+) -> dict[str, float]:
     """Time `steps` training steps after `warmup` untimed ones (at least one) on random tensors.
 
     input_size is (w, h) (default DEFAULT_INPUT); model_options go to build_model (depth,
@@ -46,8 +55,7 @@ def time_train_step(model_name: str, batch: int, amp: str = "off", channels_last
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = device.grad_scaler(amp)
     images = torch.randn(batch, 3, height, width, device=where).contiguous(memory_format=memory_format)
-    targets = torch.rand(batch, model.num_joints, height // HEATMAP_STRIDE, width // HEATMAP_STRIDE,
-                         device=where)
+    targets = torch.rand(batch, model.num_joints, height // HEATMAP_STRIDE, width // HEATMAP_STRIDE, device=where)
     target_weight = torch.ones(batch, model.num_joints, device=where)
 
     def step() -> float:
@@ -73,9 +81,14 @@ def time_train_step(model_name: str, batch: int, amp: str = "off", channels_last
         times.append(time.perf_counter() - start)
     times.sort()
     peak = device.peak_memory_bytes()
-    return {"images_per_s": batch * steps / sum(times), "step_ms": times[len(times) // 2] * 1e3,
-            "min_ms": times[0] * 1e3, "max_ms": times[-1] * 1e3, "first_step_s": first_step_s,
-            "peak_memory_gib": None if peak is None else peak / 2**30}
+    return {
+        "images_per_s": batch * steps / sum(times),
+        "step_ms": times[len(times) // 2] * 1e3,
+        "min_ms": times[0] * 1e3,
+        "max_ms": times[-1] * 1e3,
+        "first_step_s": first_step_s,
+        "peak_memory_gib": None if peak is None else peak / 2**30,
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -89,26 +102,47 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--depth", type=int, help="ResNet depth (fastpose, simplebaseline)")
     parser.add_argument("--num-stacks", type=int, help="hourglass stacks")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"),
-                        help="default: 192 256 (ResNet models), 384 384 (hourglass)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        help="default: 192 256 (ResNet models), 384 384 (hourglass)",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    options = {key: value for key, value in {"depth": args.depth, "num_stacks": args.num_stacks}.items()
-               if value is not None}
+    options = {
+        key: value for key, value in {"depth": args.depth, "num_stacks": args.num_stacks}.items() if value is not None
+    }
     width, height = args.input_size or DEFAULT_INPUT.get(args.model, (192, 256))
     print(f"device: {device.get_device()} ({', '.join(device.device_names())})")
-    print(f"model {args.model} {width}x{height} batch {args.batch} amp {args.amp} "
-          f"channels_last {args.channels_last} compile {args.compile} "
-          f"threads {torch.get_num_threads()}")
-    figures = time_train_step(args.model, args.batch, args.amp, args.channels_last, args.compile,
-                              args.steps, args.warmup, (width, height), **options)
-    print(f"step median {figures['step_ms']:.1f} ms, min {figures['min_ms']:.1f} ms, "
-          f"max {figures['max_ms']:.1f} ms over {args.steps} steps")
-    print(f"throughput {figures['images_per_s']:.1f} images/s "
-          f"(median step: {args.batch / figures['step_ms'] * 1e3:.1f} images/s)")
+    print(
+        f"model {args.model} {width}x{height} batch {args.batch} amp {args.amp} "
+        f"channels_last {args.channels_last} compile {args.compile} "
+        f"threads {torch.get_num_threads()}"
+    )
+    figures = time_train_step(
+        args.model,
+        args.batch,
+        args.amp,
+        args.channels_last,
+        args.compile,
+        args.steps,
+        args.warmup,
+        (width, height),
+        **options,
+    )
+    print(
+        f"step median {figures['step_ms']:.1f} ms, min {figures['min_ms']:.1f} ms, "
+        f"max {figures['max_ms']:.1f} ms over {args.steps} steps"
+    )
+    print(
+        f"throughput {figures['images_per_s']:.1f} images/s "
+        f"(median step: {args.batch / figures['step_ms'] * 1e3:.1f} images/s)"
+    )
 
 
 if __name__ == "__main__":

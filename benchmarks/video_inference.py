@@ -11,6 +11,7 @@ Each backend runs the video once to warm up, then once timed with the .mp4 writt
 stage is crop + forward + decode; its overhead is (crop + decode) / forward, the time spent
 beyond the model's batched forward. Prints a markdown table; timings are not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default=None, help="PyTorch device (default: posecore's choice)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override, YAML value, e.g. eval.batch_size=32")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override, YAML value, e.g. eval.batch_size=32",
+    )
     args = parser.parse_args()
     params = load_params(args.params, dict(_override(text) for text in args.set))
     torch.set_num_threads(args.threads)
@@ -55,28 +61,37 @@ def main() -> None:
         export_onnx(params, checkpoint, onnx_path, parity_batch_sizes=())
         rows = []
         for backend, weights in (("pytorch", checkpoint), ("onnxruntime", onnx_path)):
-            run = {"source": clip["video"], "detector": clip["detections"], "device": args.device,
-                   "progress": False}
+            run = {"source": clip["video"], "detector": clip["detections"], "device": args.device, "progress": False}
             infer(params, weights, **run, out_dir=folder / f"{backend}-warmup", draw=False)
             rows.append(infer(params, weights, **run, out_dir=folder / backend))
 
     w, h = params.data.input_size
     summary = rows[0]
-    print(f"{params.model.name} ({params.name}), input {w}x{h}, batch {params.eval.batch_size}, "
-          f"{args.threads} threads, device {args.device or 'default'}; {summary['frames']} frames of "
-          f"{args.size[0]}x{args.size[1]}, {summary['persons']} persons, {summary['tracks']} tracks; "
-          f"torch {torch.__version__}")
-    print("| backend | end to end (frames/s) | pose stage (frames/s) | pose (persons/s) | "
-          + " | ".join(f"{stage} (ms/frame)" for stage in STAGES) + " | pose overhead |")
+    print(
+        f"{params.model.name} ({params.name}), input {w}x{h}, batch {params.eval.batch_size}, "
+        f"{args.threads} threads, device {args.device or 'default'}; {summary['frames']} frames of "
+        f"{args.size[0]}x{args.size[1]}, {summary['persons']} persons, {summary['tracks']} tracks; "
+        f"torch {torch.__version__}"
+    )
+    print(
+        "| backend | end to end (frames/s) | pose stage (frames/s) | pose (persons/s) | "
+        + " | ".join(f"{stage} (ms/frame)" for stage in STAGES)
+        + " | pose overhead |"
+    )
     print("|---" * (5 + len(STAGES)) + "|")
     for row in rows:
         overhead = row["pose_overhead"]
-        verdict = "" if overhead is None else (" (within" if overhead < OVERHEAD_AIM else " (above") + \
-            f" the {OVERHEAD_AIM:.0%} aim)"
-        print(f"| {row['pose_backend']} | {row['fps']['end_to_end']:.2f} | {row['fps']['pose']:.2f} | "
-              f"{row['persons_per_s']['pose']:.1f} | "
-              + " | ".join(f"{row['ms_per_frame'][stage]:.2f}" for stage in STAGES)
-              + f" | {overhead:.1%}{verdict} |")
+        verdict = (
+            ""
+            if overhead is None
+            else (" (within" if overhead < OVERHEAD_AIM else " (above") + f" the {OVERHEAD_AIM:.0%} aim)"
+        )
+        print(
+            f"| {row['pose_backend']} | {row['fps']['end_to_end']:.2f} | {row['fps']['pose']:.2f} | "
+            f"{row['persons_per_s']['pose']:.1f} | "
+            + " | ".join(f"{row['ms_per_frame'][stage]:.2f}" for stage in STAGES)
+            + f" | {overhead:.1%}{verdict} |"
+        )
 
 
 def _override(text: str) -> tuple[str, object]:

@@ -13,6 +13,7 @@ When the run lacks either figure, the demo runs first (`python -m posecore.demo 
 to the widget only, so nothing is written into the run. Every PNG is scaled to at most --width
 pixels and, when still over 280 KB, reduced to a palette, so that each stays under 300 KB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,21 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))   # this checkout's posecore, whatever the venv has installed
+sys.path.insert(0, str(REPO))  # this checkout's posecore, whatever the venv has installed
 
 from posecore.runs import Run, outputs_root  # noqa: E402
 
 CHROMIUM = os.environ.get("POSECORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # the front-end plugin that asks to fetch Jupyter news (a popup over the page, and network requests)
 DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 WIDGET_CELL = "browser.widget()"
@@ -51,8 +60,9 @@ def save_small(png: bytes, path: Path, max_width: int) -> int:
     image = Image.open(io.BytesIO(png)).convert("RGB")
     if image.width > max_width:
         image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
-    candidates = [image] + [image.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-                            for colors in (256, 128, 64)]
+    candidates = [image] + [
+        image.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for colors in (256, 128, 64)
+    ]
     for candidate in candidates:
         buffer = io.BytesIO()
         candidate.save(buffer, "PNG", optimize=True)
@@ -72,6 +82,7 @@ def ensure_demo(run: Run) -> None:
 
 
 # --- the pose browser in JupyterLab ---------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -94,13 +105,18 @@ def browser_notebook(run_name: str, folder: Path) -> Path:
 
     notebook = nbformat.read(REPO / "notebooks" / "visualize.ipynb", as_version=4)
     end = next(i for i, cell in enumerate(notebook.cells) if cell.source.strip() == WIDGET_CELL)
-    notebook.cells = notebook.cells[:end + 1]
+    notebook.cells = notebook.cells[: end + 1]
     trimmed = folder / "visualize-source.ipynb"
     nbformat.write(notebook, trimmed)
     target = folder / "notebooks" / "visualize.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(trimmed), str(target), parameters={"run_name": run_name, "checkpoint": "best"},
-                               prepare_only=True, progress_bar=False)
+    papermill.execute_notebook(
+        str(trimmed),
+        str(target),
+        parameters={"run_name": run_name, "checkpoint": "best"},
+        prepare_only=True,
+        progress_bar=False,
+    )
     return target
 
 
@@ -109,17 +125,33 @@ def start_lab(root_dir: Path, base: Path) -> tuple[subprocess.Popen, str, str]:
     config = base / "config"
     (config / "labconfig").mkdir(parents=True)
     (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}}))
+        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}})
+    )
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-           "POSECORE_OUTPUTS": str(outputs_root()),
-           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-               f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={root_dir}", "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-               "--LabApp.extension_manager=readonly"]
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "POSECORE_OUTPUTS": str(outputs_root()),
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     log = open(base / "server.log", "w")  # noqa: SIM115  (the server writes it for its whole life)
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -153,8 +185,10 @@ def stop_lab(server: subprocess.Popen, url: str, token: str) -> None:
 def _wait_for_idle_kernel(url: str, token: str, notebook: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
-               for s in _api(f"{url}/api/sessions", token)):
+        if any(
+            s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
+            for s in _api(f"{url}/api/sessions", token)
+        ):
             return
         time.sleep(0.3)
     raise RuntimeError(f"no idle kernel for {notebook} within {timeout_s:.0f} s")
@@ -173,8 +207,13 @@ def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600)
         try:
             with sync_playwright() as playwright:
                 context = playwright.chromium.launch_persistent_context(
-                    str(folder / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                    viewport={"width": 1200, "height": 1500}, device_scale_factor=1)
+                    str(folder / "profile"),
+                    executable_path=CHROMIUM,
+                    args=CHROMIUM_ARGS,
+                    headless=True,
+                    viewport={"width": 1200, "height": 1500},
+                    device_scale_factor=1,
+                )
                 try:
                     page = context.new_page()
                     page.goto(f"{url}/lab/tree/notebooks/visualize.ipynb?reset&token={token}")
@@ -186,8 +225,9 @@ def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600)
                     cell = page.locator(".jp-CodeCell", has_text=WIDGET_CELL)
                     figure = cell.locator(".jp-OutputArea img")
                     figure.first.wait_for(state="visible", timeout=timeout_s * 1000)
-                    errors = [text for text in page.locator(".jp-OutputArea-output").all_inner_texts()
-                              if "Traceback" in text]
+                    errors = [
+                        text for text in page.locator(".jp-OutputArea-output").all_inner_texts() if "Traceback" in text
+                    ]
                     if errors:
                         raise RuntimeError(f"a cell failed:\n{errors[0][-2000:]}")
                     _choose(page, cell, figure, rank, joint)
@@ -202,6 +242,7 @@ def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600)
 
 def _choose(page, cell, figure, rank: int, joint: str) -> None:
     """Move the rank slider and the heatmap joint as a person would, waiting for each redraw."""
+
     def redraw(what: str, move) -> None:
         before = figure.first.get_attribute("src")
         move()
@@ -210,12 +251,12 @@ def _choose(page, cell, figure, rank: int, joint: str) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the pose browser did not redraw within 60 s after {what}")
             page.wait_for_timeout(100)
-        page.wait_for_timeout(300)   # the new image is decoded; let it paint
+        page.wait_for_timeout(300)  # the new image is decoded; let it paint
 
     def type_rank() -> None:
         sliders = cell.locator(".widget-slider")
         readouts = [sliders.nth(i).locator(".widget-readout") for i in range(sliders.count())]
-        readout = next(r for r in readouts if "." not in r.inner_text())   # rank: the integer slider
+        readout = next(r for r in readouts if "." not in r.inner_text())  # rank: the integer slider
         readout.click()
         page.keyboard.press("Control+A")
         page.keyboard.type(str(rank))

@@ -7,6 +7,7 @@ comes from the file's metadata_props (JSON values): input_size, mean/std, bbox_p
 convention), heatmap_stride, skeleton. Keypoints: the "keypoints" output (decoded in the graph by
 the model's codec) or, for msra models, argmax + quarter offset of the heatmaps.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -54,8 +55,10 @@ def check_box(box, image_bgr):
     (x, y, w, h), (height, width) = box, image_bgr.shape[:2]
     overlaps = x < width and y < height and x + w > 0 and y + h > 0
     if not (np.isfinite(box).all() and min(w, h) > 0 and overlaps):
-        raise SystemExit(f"--box {' '.join(f'{v:g}' for v in box)}: X Y W H must be finite pixels with W and "
-                         f"H > 0, the box at least partly inside the {width} x {height} image")
+        raise SystemExit(
+            f"--box {' '.join(f'{v:g}' for v in box)}: X Y W H must be finite pixels with W and "
+            f"H > 0, the box at least partly inside the {width} x {height} image"
+        )
 
 
 def predict(session, image_bgr, box):
@@ -69,7 +72,7 @@ def predict(session, image_bgr, box):
     if not in_graph and meta.get("codec", "msra") != "msra":
         raise SystemExit(f"a {meta['codec']} model decodes in the graph only: export it with decode=True")
     outputs = session.run(meta["outputs"], {session.get_inputs()[0].name: image})
-    coords, scores = outputs[-2:] if in_graph else decode(outputs[0])   # the last two: keypoints, scores
+    coords, scores = outputs[-2:] if in_graph else decode(outputs[0])  # the last two: keypoints, scores
     input_xy = coords[0] if in_graph else coords[0] * meta["heatmap_stride"]
     inverse = cv2.invertAffineTransform(matrix)
     return input_xy @ inverse[:, :2].T + inverse[:, 2], scores[0]
@@ -103,6 +106,7 @@ def main():
         raise SystemExit(f"cannot write {args.out} (use a .png name)")
     for name, (x, y), score in zip(meta["joint_names"], keypoints, scores):
         print(f"{name:>16s} {x:8.1f} {y:8.1f} {score:6.3f}")
+
 
 if __name__ == "__main__":
     main()

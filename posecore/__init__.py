@@ -3,6 +3,7 @@
 The public API is loaded lazily so that `import posecore` is instant and has no side effects;
 `posecore.train` imports the engine (and torch) on first use.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -23,6 +23,7 @@ types or datasets) is a ParamsError naming the AlphaPose key and its value. Keys
 nothing in posecore (the detector, the test split's files, unused model keys) are listed as
 ignored, with the reason.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,22 +33,31 @@ import yaml
 from posecore.errors import ParamsError
 
 SECTIONS = ("DATASET", "DATA_PRESET", "MODEL", "TRAIN")
-DATASET_TYPES = {"Mscoco": "coco", "Halpe_26": "halpe26", "Halpe_136": "halpe136",
-                 "coco_wholebody": "coco_wholebody"}
+DATASET_TYPES = {"Mscoco": "coco", "Halpe_26": "halpe26", "Halpe_136": "halpe136", "coco_wholebody": "coco_wholebody"}
 MODEL_TYPES = {"FastPose": "fastpose", "FastPose_DUC": "fastpose_duc"}
 BACKBONES = ("se-resnet", "resnet")
 # AlphaPose key -> posecore key, for keys whose value carries over unchanged
-AUG_KEYS = {"FLIP": "data.flip", "ROT_FACTOR": "data.rot_factor",
-            "SCALE_FACTOR": "data.scale_factor", "NUM_JOINTS_HALF_BODY": "data.half_body_min_joints"}
-TRAIN_KEYS = {"BATCH_SIZE": "train.batch_size", "END_EPOCH": "train.epochs", "LR": "train.lr",
-              "LR_FACTOR": "train.lr_factor", "LR_STEP": "train.lr_steps",
-              "DPG_MILESTONE": "train.dpg_epoch", "DPG_STEP": "train.dpg_lr_steps"}
+AUG_KEYS = {
+    "FLIP": "data.flip",
+    "ROT_FACTOR": "data.rot_factor",
+    "SCALE_FACTOR": "data.scale_factor",
+    "NUM_JOINTS_HALF_BODY": "data.half_body_min_joints",
+}
+TRAIN_KEYS = {
+    "BATCH_SIZE": "train.batch_size",
+    "END_EPOCH": "train.epochs",
+    "LR": "train.lr",
+    "LR_FACTOR": "train.lr_factor",
+    "LR_STEP": "train.lr_steps",
+    "DPG_MILESTONE": "train.dpg_epoch",
+    "DPG_STEP": "train.dpg_lr_steps",
+}
 # keys read elsewhere by AlphaPose that change nothing posecore computes, with the reason
 IGNORED = {
     "MODEL.NUM_DECONV_FILTERS": "FastPose / FastPose_DUC do not use it",
     "MODEL.FINAL_CONV_KERNEL": "AlphaPose's FastPose_DUC does not read it (its conv_out is 3x3)",
     "TRAIN.WORLD_SIZE": "AlphaPose's step is BATCH_SIZE x the GPUs it sees, as posecore's with "
-                        "train.global_batch 0 (batch_size x devices); set train.global_batch to fix it",
+    "train.global_batch 0 (batch_size x devices); set train.global_batch to fix it",
     "DATASET.TRAIN.IMG_PREFIX": "posecore reads the dataset's official layout under data.root",
     "DATASET.TRAIN.ANN": "posecore reads the dataset's official layout under data.root",
 }
@@ -72,13 +82,15 @@ def convert(raw: dict, source: str) -> tuple[dict[str, Any], list[str]]:
     reader = _Reader(source)
     missing = [section for section in ("DATASET", "DATA_PRESET", "MODEL") if section not in raw]
     if missing:
-        raise ParamsError(f"{source}: an AlphaPose config needs the sections DATASET, DATA_PRESET and "
-                          f"MODEL; {missing} missing")
+        raise ParamsError(
+            f"{source}: an AlphaPose config needs the sections DATASET, DATA_PRESET and MODEL; {missing} missing"
+        )
     for section, value in raw.items():
         handler = _SECTION_READERS.get(section)
         if handler is None:
-            raise ParamsError(f"{source}: unknown AlphaPose section {section!r}; posecore reads "
-                              f"{sorted(_SECTION_READERS)}")
+            raise ParamsError(
+                f"{source}: unknown AlphaPose section {section!r}; posecore reads {sorted(_SECTION_READERS)}"
+            )
         handler(reader, reader.section(section, value))
     return reader.params, reader.lines
 
@@ -111,8 +123,9 @@ class _Reader:
         unknown = [key for key in values if key not in known]
         if unknown:
             key = f"{section}.{unknown[0]}"
-            self.fail(key, values[unknown[0]], f"not an AlphaPose key posecore reads; known in "
-                                                f"{section}: {sorted(known)}")
+            self.fail(
+                key, values[unknown[0]], f"not an AlphaPose key posecore reads; known in {section}: {sorted(known)}"
+            )
 
 
 def _model(reader: _Reader, model: dict) -> None:
@@ -121,10 +134,25 @@ def _model(reader: _Reader, model: dict) -> None:
         reader.fail("MODEL.TYPE", model_type, f"posecore has AlphaPose's {sorted(MODEL_TYPES)} only")
     for key in ("DCN", "STAGE_WITH_DCN"):
         if key in model:
-            reader.fail(f"MODEL.{key}", model[key], "deformable convolutions (DCN) are not in posecore; "
-                        "use the config of the model without DCN")
-    known = {"TYPE", "NUM_LAYERS", "PRETRAINED", "TRY_LOAD", "NUM_DECONV_FILTERS", "FINAL_CONV_KERNEL",
-             "CONV_DIM", "BACKBONE", "STAGE1", "STAGE2", "STAGE3", "TRT"}
+            reader.fail(
+                f"MODEL.{key}",
+                model[key],
+                "deformable convolutions (DCN) are not in posecore; use the config of the model without DCN",
+            )
+    known = {
+        "TYPE",
+        "NUM_LAYERS",
+        "PRETRAINED",
+        "TRY_LOAD",
+        "NUM_DECONV_FILTERS",
+        "FINAL_CONV_KERNEL",
+        "CONV_DIM",
+        "BACKBONE",
+        "STAGE1",
+        "STAGE2",
+        "STAGE3",
+        "TRT",
+    }
     reader.check_keys("MODEL", model, known)
     reader.set("MODEL.TYPE", model_type, "model.name", MODEL_TYPES[model_type])
     if "NUM_LAYERS" not in model:
@@ -149,8 +177,7 @@ def _fastpose(reader: _Reader, model: dict) -> None:
     conv_dim = model.get("CONV_DIM", 128)
     if conv_dim not in (128, 256):
         reader.fail("MODEL.CONV_DIM", conv_dim, "FastPose's last DUC width is 128 or 256")
-    reader.set("MODEL.CONV_DIM" if "CONV_DIM" in model else "MODEL.CONV_DIM (default)", conv_dim,
-               "model.conv_dim")
+    reader.set("MODEL.CONV_DIM" if "CONV_DIM" in model else "MODEL.CONV_DIM (default)", conv_dim, "model.conv_dim")
 
 
 def _fastpose_duc(reader: _Reader, model: dict) -> None:
@@ -186,8 +213,11 @@ def _initial_weights(reader: _Reader, model: dict) -> None:
 def _data_preset(reader: _Reader, preset: dict) -> None:
     for key in ("LOSS_TYPE", "NORM_TYPE"):
         if key in preset:
-            reader.fail(f"DATA_PRESET.{key}", preset[key], "regression outputs are not in posecore "
-                        "(it trains heatmaps with the MSE loss)")
+            reader.fail(
+                f"DATA_PRESET.{key}",
+                preset[key],
+                "regression outputs are not in posecore (it trains heatmaps with the MSE loss)",
+            )
     reader.check_keys("DATA_PRESET", preset, {"TYPE", "SIGMA", "NUM_JOINTS", "IMAGE_SIZE", "HEATMAP_SIZE"})
     if preset.get("TYPE", "simple") != "simple":
         reader.fail("DATA_PRESET.TYPE", preset["TYPE"], "posecore reads 'simple' (heatmap) presets only")
@@ -235,19 +265,25 @@ def _augmentation(reader: _Reader, aug: dict) -> None:
     if "PROB_HALF_BODY" in aug:  # AlphaPose turns half-body crops off with a negative probability
         probability = aug["PROB_HALF_BODY"]
         off = isinstance(probability, (int, float)) and probability < 0
-        reader.set("DATASET.TRAIN.AUG.PROB_HALF_BODY", probability, "data.half_body_prob",
-                   0.0 if off else probability)
+        reader.set("DATASET.TRAIN.AUG.PROB_HALF_BODY", probability, "data.half_body_prob", 0.0 if off else probability)
 
 
 def _other_split(reader: _Reader, split: str, values: dict, train_type: str) -> None:
     """VAL / TEST name the same set as TRAIN (TEST as '<TYPE>_det' with detector boxes)."""
     kind = values.get("TYPE")
     if kind not in (train_type, f"{train_type}_det"):
-        reader.fail(f"DATASET.{split}.TYPE", kind, f"posecore validates and tests on the training set's "
-                    f"keypoint set ({train_type!r} or {train_type + '_det'!r})")
+        reader.fail(
+            f"DATASET.{split}.TYPE",
+            kind,
+            f"posecore validates and tests on the training set's "
+            f"keypoint set ({train_type!r} or {train_type + '_det'!r})",
+        )
     for key, value in values.items():
-        why = ("posecore evaluates on the dataset's val split; data.det_file names detector boxes"
-               if key == "DET_FILE" else "posecore reads the dataset's official layout under data.root")
+        why = (
+            "posecore evaluates on the dataset's val split; data.det_file names detector boxes"
+            if key == "DET_FILE"
+            else "posecore reads the dataset's official layout under data.root"
+        )
         reader.ignore(f"DATASET.{split}.{key}", value, "the same keypoint set" if key == "TYPE" else why)
 
 
@@ -255,15 +291,19 @@ def _train(reader: _Reader, train: dict) -> None:
     reader.check_keys("TRAIN", train, {*TRAIN_KEYS, "OPTIMIZER", "BEGIN_EPOCH", "WORLD_SIZE"})
     optimizer = train.get("OPTIMIZER", "adam")
     if optimizer != "adam":
-        reader.fail("TRAIN.OPTIMIZER", optimizer, "posecore reads AlphaPose's 'adam' (its 'rmsprop' is "
-                    "not in posecore)")
+        reader.fail(
+            "TRAIN.OPTIMIZER", optimizer, "posecore reads AlphaPose's 'adam' (its 'rmsprop' is not in posecore)"
+        )
     reader.set("TRAIN.OPTIMIZER", optimizer, "train.optimizer")
     for key, target in TRAIN_KEYS.items():
         if key in train:
             reader.set(f"TRAIN.{key}", train[key], target)
     if train.get("BEGIN_EPOCH", 0) != 0:
-        reader.fail("TRAIN.BEGIN_EPOCH", train["BEGIN_EPOCH"], "posecore starts at epoch 0 and continues "
-                    "a run from its last checkpoint (train.resume); set 0")
+        reader.fail(
+            "TRAIN.BEGIN_EPOCH",
+            train["BEGIN_EPOCH"],
+            "posecore starts at epoch 0 and continues a run from its last checkpoint (train.resume); set 0",
+        )
     if "WORLD_SIZE" in train:
         reader.ignore("TRAIN.WORLD_SIZE", train["WORLD_SIZE"], IGNORED["TRAIN.WORLD_SIZE"])
     if "DPG_STEP" in train:  # train.py's second MultiStepLR hard-codes gamma 0.1, whatever LR_FACTOR is
@@ -272,8 +312,11 @@ def _train(reader: _Reader, train: dict) -> None:
 
 def _loss(reader: _Reader, loss: dict) -> None:
     if loss.get("TYPE") != "MSELoss":
-        reader.fail("LOSS.TYPE", loss.get("TYPE"), "posecore trains heatmaps with 'MSELoss' only "
-                    "(regression and combined losses are not in posecore)")
+        reader.fail(
+            "LOSS.TYPE",
+            loss.get("TYPE"),
+            "posecore trains heatmaps with 'MSELoss' only (regression and combined losses are not in posecore)",
+        )
     reader.check_keys("LOSS", loss, {"TYPE"})
     # scripts/train.py computes 0.5 * MSELoss(output * mask, target * mask)
     reader.set("LOSS.TYPE", "MSELoss", "train.loss", "joints_mse")
@@ -296,5 +339,12 @@ def _plain_path(root: str) -> str:
     return root[2:] if root.startswith("./") else root
 
 
-_SECTION_READERS = {"DATASET": _dataset, "DATA_PRESET": _data_preset, "MODEL": _model, "TRAIN": _train,
-                    "LOSS": _loss, "DETECTOR": _detector, "TEST": _test}
+_SECTION_READERS = {
+    "DATASET": _dataset,
+    "DATA_PRESET": _data_preset,
+    "MODEL": _model,
+    "TRAIN": _train,
+    "LOSS": _loss,
+    "DETECTOR": _detector,
+    "TEST": _test,
+}

@@ -23,6 +23,7 @@ posecore's own training checkpoint (written by the engine through `save_checkpoi
 (`capture_rng` / `restore_rng`) so that it stays weights_only-loadable. `load_model` is the one
 way to get a model with weights: from a checkpoint, or as params say.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,15 +58,15 @@ ALPHAPOSE_PREFIXES = {
     "preact.": "backbone.",
     "duc1.": "head.duc1.",
     "duc2.": "head.duc2.",
-    "duc3.": "head.duc3.",                  # FastPose_DUC
+    "duc3.": "head.duc3.",  # FastPose_DUC
     "conv_out.": "head.final_layer.",
 }
 # AlphaPose's SE block holds its two Linear layers in a Sequential (indices 0 and 2).
 ALPHAPOSE_PARTS = {".se.fc.0.": ".se.fc1.", ".se.fc.2.": ".se.fc2."}
 MMPOSE_PREFIXES = {
     "keypoint_head.multi_final_layers.": "head.final_layers.",  # 0.x multi-stage head
-    "head.multi_final_layers.": "head.final_layers.",           # 1.x CPMHead
-    "keypoint_head.": "head.",                                  # 0.x simple head (deconvs)
+    "head.multi_final_layers.": "head.final_layers.",  # 1.x CPMHead
+    "keypoint_head.": "head.",  # 0.x simple head (deconvs)
 }
 # the official HRNet repository's pose_hrnet: the backbone unprefixed, its 1x1 conv as final_layer
 HRNET_OFFICIAL_PREFIXES = {"final_layer.": "head.final_layer.", "": "backbone."}
@@ -73,7 +74,7 @@ HRNET_OFFICIAL_PREFIXES = {"final_layer.": "head.final_layer.", "": "backbone."}
 MODEL_MARKERS = {
     "backbone.transition1.": "hrnet",
     "backbone.hourglass_modules.": "hourglass",
-    "head.duc3.": "fastpose_duc",           # before fastpose: both have head.duc1
+    "head.duc3.": "fastpose_duc",  # before fastpose: both have head.duc1
     "head.duc1.": "fastpose",
     "head.deconv_layers.": "simplebaseline",
     "head.gau.": "rtmpose",
@@ -94,22 +95,37 @@ HEAD_OUTPUT_PREFIXES = {
     "fastpose_duc": "head.final_layer.",
     "simplebaseline": "head.final_layer.",
     "hourglass": "head.final_layers.",
-    "rtmpose": "head.final_layer.",   # the GAU, MLP and classifiers are shared by all joints
+    "rtmpose": "head.final_layer.",  # the GAU, MLP and classifiers are shared by all joints
 }
 MAX_LISTED = 30
 # the training checkpoint: format, model_name, num_joints, model (state_dict without wrapper
 # prefixes), params, epoch (epochs completed), epoch_step (steps done in epoch `epoch`; 0 at epoch
 # ends), step (all steps), optimizer, scheduler, scaler, rng, best_metric, skipped_steps
-CHECKPOINT_KEYS = ("format", "model_name", "num_joints", "model", "params", "epoch", "epoch_step",
-                   "step", "optimizer", "scheduler", "scaler", "rng", "best_metric", "skipped_steps")
+CHECKPOINT_KEYS = (
+    "format",
+    "model_name",
+    "num_joints",
+    "model",
+    "params",
+    "epoch",
+    "epoch_step",
+    "step",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "rng",
+    "best_metric",
+    "skipped_steps",
+)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True,
-                    skip_head: bool = False) -> dict[str, Any]:
+def load_checkpoint(
+    model: nn.Module, path: str | os.PathLike, strict: bool = True, skip_head: bool = False
+) -> dict[str, Any]:
     """Load `path` into `model` (plain, DataParallel/DDP-wrapped or compiled).
 
     strict=True: every model tensor must be in the file with the same shape and nothing else
@@ -137,15 +153,19 @@ def _mismatched_head(model: nn.Module, state: dict[str, torch.Tensor]) -> list[s
     """Keys of the model's final layer whose checkpoint tensors have another shape."""
     prefix = HEAD_OUTPUT_PREFIXES.get(model_identity(model)[0] or "")
     if prefix is None:
-        raise CheckpointError(f"skip_head: {type(model).__name__} is not a posecore model with a "
-                              f"known final layer ({sorted(HEAD_OUTPUT_PREFIXES)})")
+        raise CheckpointError(
+            f"skip_head: {type(model).__name__} is not a posecore model with a "
+            f"known final layer ({sorted(HEAD_OUTPUT_PREFIXES)})"
+        )
     own = model.state_dict()
-    return [key for key, value in state.items()
-            if key.startswith(prefix) and key in own and value.shape != own[key].shape]
+    return [
+        key for key, value in state.items() if key.startswith(prefix) and key in own and value.shape != own[key].shape
+    ]
 
 
-def load_model(params: Params, checkpoint: str | os.PathLike | None = None,
-               device: str | torch.device = "cpu") -> tuple[nn.Module, str | None]:
+def load_model(
+    params: Params, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, str | None]:
     """params.model with weights, in eval mode on `device` -> (model, checkpoint format or None).
 
     `checkpoint`: a file of any format load_checkpoint detects, loaded strictly over every weight
@@ -166,7 +186,8 @@ def load_model(params: Params, checkpoint: str | os.PathLike | None = None,
                 f"cannot use {checkpoint} as model {params.model.name!r} with {params.model.num_joints} "
                 f"joints: {error}. Use the params it was trained with (model.name, model.depth, "
                 "model.num_stacks, model.variant, model.width, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
-                "model.duc_convs)") from error
+                "model.duc_convs)"
+            ) from error
     return model.to(device).eval(), checkpoint_format
 
 
@@ -179,14 +200,13 @@ def with_trained_codec(params: Params, checkpoint: str | os.PathLike | None) -> 
     try:
         saved = read_checkpoint(checkpoint, mmap=True)
     except CheckpointError:
-        saved = read_checkpoint(checkpoint)   # a legacy (non-zip) file cannot be mapped
+        saved = read_checkpoint(checkpoint)  # a legacy (non-zip) file cannot be mapped
     if not (isinstance(saved, dict) and saved.get("format") == POSECORE_FORMAT):
         return params
-    trained = checkpoint_codec_name(saved.get("params", {}))   # older checkpoints: the legacy codec
+    trained = checkpoint_codec_name(saved.get("params", {}))  # older checkpoints: the legacy codec
     if trained == params.data.codec:
         return params
-    log.warning("%s was trained with data.codec %r: using it instead of %r", checkpoint, trained,
-                params.data.codec)
+    log.warning("%s was trained with data.codec %r: using it instead of %r", checkpoint, trained, params.data.codec)
     return load_params(params, {"data.codec": trained})
 
 
@@ -201,16 +221,28 @@ def initialize_weights(model: nn.Module, model_params: Any) -> nn.Module:
         path = resolve_path(model_params.init_checkpoint)
         report = load_checkpoint(model, path, skip_head=model_params.skip_mismatched_head)
         if report["skipped"]:
-            warnings.warn(f"model.init_checkpoint {path} ({report['format']}) has another joint count: "
-                          f"loaded every tensor except the final layer; skipped {report['skipped']}, "
-                          f"which start from their initialization for {model_params.num_joints} joints",
-                          stacklevel=2)
+            warnings.warn(
+                f"model.init_checkpoint {path} ({report['format']}) has another joint count: "
+                f"loaded every tensor except the final layer; skipped {report['skipped']}, "
+                f"which start from their initialization for {model_params.num_joints} joints",
+                stacklevel=2,
+            )
     return model
 
 
-def training_checkpoint(params: Params, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler_state: dict[str, Any], *, epoch: int, epoch_step: int, step: int,
-                        lr: float, best_metric: float | None, skipped_steps: int) -> dict[str, Any]:
+def training_checkpoint(
+    params: Params,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler_state: dict[str, Any],
+    *,
+    epoch: int,
+    epoch_step: int,
+    step: int,
+    lr: float,
+    best_metric: float | None,
+    skipped_steps: int,
+) -> dict[str, Any]:
     """The training checkpoint (CHECKPOINT_KEYS) of the bare `model` at this point of training.
 
     `scaler_state`: the AMP loss scaler's state_dict (torch's or apex's); the RNG states are
@@ -246,8 +278,13 @@ def capture_rng() -> dict[str, Any]:
     name, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "python": {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "device": devices.get_rng_state(),
     }
@@ -256,8 +293,15 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     python, numpy_state = state["python"], state["numpy"]
     random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
-    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     devices.set_rng_state(state["device"])
 
@@ -271,15 +315,18 @@ def load_pretrained_backbone(model: nn.Module, path: str | os.PathLike) -> dict[
     if fmt == "hrnet-official" and hasattr(getattr(model, "backbone", None), "transition1"):
         return _load_hrnet_backbone(model.backbone, state, path)
     if fmt != "torchvision-resnet":
-        raise CheckpointError(f"{path}: expected a torchvision ResNet state_dict (conv1.*, "
-                              f"layer1.*, ...) or, for hrnet, an ImageNet HRNet (transition1.*, stage2.*, "
-                              f"...) for model.pretrained, got a {fmt} checkpoint; use "
-                              f"model.init_checkpoint for whole-model weights")
+        raise CheckpointError(
+            f"{path}: expected a torchvision ResNet state_dict (conv1.*, "
+            f"layer1.*, ...) or, for hrnet, an ImageNet HRNet (transition1.*, stage2.*, "
+            f"...) for model.pretrained, got a {fmt} checkpoint; use "
+            f"model.init_checkpoint for whole-model weights"
+        )
     return _load_backbone(model, state, path, strict=True)
 
 
-def _load_hrnet_backbone(backbone: nn.Module, state: dict[str, torch.Tensor],
-                         path: str | os.PathLike) -> dict[str, Any]:
+def _load_hrnet_backbone(
+    backbone: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike
+) -> dict[str, Any]:
     """An ImageNet HRNet (the classification HRNet's names, as mmpose's hrnet_w32-36af842e.pth)
     -> the pose HRNet backbone. The classifier's own parts (incre_modules, downsamp_modules,
     final_layer, classifier, stage 4's lower-resolution fuse outputs) are dropped and listed."""
@@ -289,10 +336,15 @@ def _load_hrnet_backbone(backbone: nn.Module, state: dict[str, torch.Tensor],
     if missing or mismatched:
         raise CheckpointError(
             f"{path}: the ImageNet HRNet does not fit the HRNet-W{backbone.width} backbone (another "
-            f"width? set model.width): " + _describe(missing, [], mismatched, used, own))
+            f"width? set model.width): " + _describe(missing, [], mismatched, used, own)
+        )
     _load_fitting(backbone, own, used)
-    return {"format": "hrnet-imagenet", "missing": [], "mismatched": [],
-            "unexpected": [key for key in state if key not in own]}
+    return {
+        "format": "hrnet-imagenet",
+        "missing": [],
+        "mismatched": [],
+        "unexpected": [key for key in state if key not in own],
+    }
 
 
 def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
@@ -316,29 +368,35 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
             f"{path}: refused to load: it holds a Python object{what} other than tensors and "
             f"plain containers, which could run code when unpickled (torch.load with "
             f"weights_only=True). If you trust the file, re-save just its weights with "
-            f"torch.save(state_dict, new_path)") from None
+            f"torch.save(state_dict, new_path)"
+        ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from None
 
 
-def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
-                     ) -> tuple[str, dict[str, torch.Tensor]]:
+def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:
     """(format, state_dict with wrapper prefixes removed) of a loaded checkpoint object; a state
     whose keys are not all text naming tensors is a CheckpointError naming the file and the key."""
     if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: expected a dict (a state_dict or a checkpoint with one),"
-                              f" got {type(checkpoint).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict (a state_dict or a checkpoint with one), got {type(checkpoint).__name__}"
+        )
     if "format" in checkpoint:
         if checkpoint["format"] != POSECORE_FORMAT:
-            raise CheckpointError(f"{path}: unsupported checkpoint format "
-                                  f"{str(checkpoint['format'])[:80]!r}; this posecore reads "
-                                  f"{POSECORE_FORMAT!r}")
+            raise CheckpointError(
+                f"{path}: unsupported checkpoint format "
+                f"{str(checkpoint['format'])[:80]!r}; this posecore reads "
+                f"{POSECORE_FORMAT!r}"
+            )
         if not isinstance(checkpoint.get("model"), dict):
             raise CheckpointError(f"{path}: posecore checkpoint without a 'model' state_dict")
         return "posecore", _strip_wrappers(_tensors(checkpoint["model"], path, "model"))
     wrapped = isinstance(checkpoint.get("state_dict"), dict)
-    state = _strip_wrappers(_tensors(checkpoint["state_dict"], path, "state_dict") if wrapped
-                            else _tensors(checkpoint, path, "the state_dict"))
+    state = _strip_wrappers(
+        _tensors(checkpoint["state_dict"], path, "state_dict")
+        if wrapped
+        else _tensors(checkpoint, path, "the state_dict")
+    )
     keys = list(state)
     if _any_prefix(keys, "preact."):
         return "alphapose", state
@@ -352,17 +410,21 @@ def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint"
         return "posecore", state
     if "conv1.weight" in state and _any_prefix(keys, "layer1."):
         return "torchvision-resnet", state
-    raise CheckpointError(f"{path}: unrecognized checkpoint; first keys {keys[:5]} match none of"
-                          f" posecore, AlphaPose, mmpose, the official HRNet or torchvision ResNet")
+    raise CheckpointError(
+        f"{path}: unrecognized checkpoint; first keys {keys[:5]} match none of"
+        f" posecore, AlphaPose, mmpose, the official HRNet or torchvision ResNet"
+    )
 
 
 def _tensors(state: dict, path: str | os.PathLike, where: str) -> dict[str, torch.Tensor]:
     """`state` when every key is text and every value a tensor, else a CheckpointError."""
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: {where} entry {str(key)[:80]!r} is a {type(value).__name__}, "
-                                  "expected a tensor under a text key; the file is damaged or not a "
-                                  "model checkpoint")
+            raise CheckpointError(
+                f"{path}: {where} entry {str(key)[:80]!r} is a {type(value).__name__}, "
+                "expected a tensor under a text key; the file is damaged or not a "
+                "model checkpoint"
+            )
     return state
 
 
@@ -372,13 +434,17 @@ def check_training_state(checkpoint: Any, path: str | os.PathLike) -> None:
     checked; a CheckpointError names the file and the key otherwise."""
     fmt, _ = split_checkpoint(checkpoint, path)
     if fmt != "posecore" or "format" not in checkpoint:
-        raise CheckpointError(f"{path}: not a posecore training checkpoint (a {fmt} state_dict); a run "
-                              "resumes from the last checkpoint its training wrote")
+        raise CheckpointError(
+            f"{path}: not a posecore training checkpoint (a {fmt} state_dict); a run "
+            "resumes from the last checkpoint its training wrote"
+        )
 
     def fail(key: str, expected: str) -> None:
         value = checkpoint.get(key, "missing")
-        raise CheckpointError(f"{path}: {key} is {str(value)[:80]!r} ({type(value).__name__}), expected "
-                              f"{expected}; the checkpoint is damaged: restore it, or start the run again")
+        raise CheckpointError(
+            f"{path}: {key} is {str(value)[:80]!r} ({type(value).__name__}), expected "
+            f"{expected}; the checkpoint is damaged: restore it, or start the run again"
+        )
 
     for key in ("epoch", "epoch_step", "step", "skipped_steps"):
         value = checkpoint.get(key)
@@ -388,18 +454,26 @@ def check_training_state(checkpoint: Any, path: str | os.PathLike) -> None:
     if best is not None and not finite_number(best):
         fail("best_metric", "a number or null")
     optimizer = checkpoint.get("optimizer")
-    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
-            and isinstance(optimizer.get("param_groups"), list)
-            and all(isinstance(group, dict) for group in optimizer["param_groups"])):
+    if not (
+        isinstance(optimizer, dict)
+        and isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+        and all(isinstance(group, dict) for group in optimizer["param_groups"])
+    ):
         fail("optimizer", "an optimizer state_dict (state, param_groups)")
     if not isinstance(checkpoint.get("scaler", "missing"), (dict, type(None))):
         fail("scaler", "a grad scaler state_dict")
     rng = checkpoint.get("rng")
     python, numpy_state = (rng.get("python"), rng.get("numpy")) if isinstance(rng, dict) else (None, None)
-    if not (isinstance(python, dict) and isinstance(python.get("state"), torch.Tensor)
-            and isinstance(numpy_state, dict) and isinstance(numpy_state.get("keys"), torch.Tensor)
-            and isinstance(numpy_state.get("name"), str) and isinstance(rng.get("torch"), torch.Tensor)
-            and all(isinstance(numpy_state.get(k), (int, float)) for k in ("pos", "has_gauss", "cached_gaussian"))):
+    if not (
+        isinstance(python, dict)
+        and isinstance(python.get("state"), torch.Tensor)
+        and isinstance(numpy_state, dict)
+        and isinstance(numpy_state.get("keys"), torch.Tensor)
+        and isinstance(numpy_state.get("name"), str)
+        and isinstance(rng.get("torch"), torch.Tensor)
+        and all(isinstance(numpy_state.get(k), (int, float)) for k in ("pos", "has_gauss", "cached_gaussian"))
+    ):
         fail("rng", "the RNG states posecore saves (python, numpy, torch, device)")
 
 
@@ -422,9 +496,9 @@ def model_identity(model: nn.Module) -> tuple[str | None, int | None]:
 
 
 # ---------------------------------------------------------------------------------------------
-def _check_same_model(model: nn.Module, checkpoint: dict, fmt: str,
-                      state: dict[str, torch.Tensor], path: str | os.PathLike,
-                      strict: bool) -> None:
+def _check_same_model(
+    model: nn.Module, checkpoint: dict, fmt: str, state: dict[str, torch.Tensor], path: str | os.PathLike, strict: bool
+) -> None:
     """A checkpoint of another architecture is always an error; another joint count only
     when strict (strict=False then loads all but the final layer)."""
     model_name, num_joints = model_identity(model)
@@ -433,42 +507,52 @@ def _check_same_model(model: nn.Module, checkpoint: dict, fmt: str,
     if "format" in checkpoint:
         ckpt_name, ckpt_joints = checkpoint.get("model_name"), checkpoint.get("num_joints")
     else:
-        ckpt_name = next((name for marker, name in MODEL_MARKERS.items()
-                          if _any_prefix(list(state), marker)), None)
+        ckpt_name = next((name for marker, name in MODEL_MARKERS.items() if _any_prefix(list(state), marker)), None)
         joint_tensor = state.get(JOINT_KEYS.get(ckpt_name, ""))
         ckpt_joints = None if joint_tensor is None else int(joint_tensor.shape[0])
     what = f"{path}: the {fmt} checkpoint holds {ckpt_name} with {ckpt_joints} joints"
     if ckpt_name is not None and ckpt_name != model_name:
-        raise CheckpointError(f"{what}, but the model is {model_name} with {num_joints} joints;"
-                              f" build a {ckpt_name} model to load it")
+        raise CheckpointError(
+            f"{what}, but the model is {model_name} with {num_joints} joints; build a {ckpt_name} model to load it"
+        )
     if strict and ckpt_joints is not None and ckpt_joints != num_joints:
-        raise CheckpointError(f"{what}, but the model has {num_joints} joints. To fine-tune it onto this "
-                              "keypoint set, set model.skip_mismatched_head: true (load_checkpoint(..., "
-                              "skip_head=True)): everything but the final layer loads")
+        raise CheckpointError(
+            f"{what}, but the model has {num_joints} joints. To fine-tune it onto this "
+            "keypoint set, set model.skip_mismatched_head: true (load_checkpoint(..., "
+            "skip_head=True)): everything but the final layer loads"
+        )
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
-                fmt: str, strict: bool, optional: set[str] = frozenset()) -> dict[str, Any]:
+def _load_state(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    fmt: str,
+    strict: bool,
+    optional: set[str] = frozenset(),
+) -> dict[str, Any]:
     own = model.state_dict()
     missing, unexpected, mismatched = _compare(own, state, optional=lambda key: key in optional)
     if strict and (missing or unexpected or mismatched):
         raise CheckpointError(
             f"{path}: the {fmt} checkpoint does not fit {type(model).__name__}: "
             + _describe(missing, unexpected, mismatched, state, own)
-            + "; pass strict=False to load only the tensors that fit")
+            + "; pass strict=False to load only the tensors that fit"
+        )
     _load_fitting(model, own, state)
-    return {"format": fmt, "missing": missing, "unexpected": unexpected,
-            "mismatched": mismatched}
+    return {"format": fmt, "missing": missing, "unexpected": unexpected, "mismatched": mismatched}
 
 
-def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
-                   strict: bool) -> dict[str, Any]:
+def _load_backbone(
+    model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, strict: bool
+) -> dict[str, Any]:
     """torchvision ResNet -> model.backbone; its classifier is dropped and the SE gates, which
     ImageNet ResNets do not have, keep their initialization (as AlphaPose does)."""
     backbone = getattr(model, "backbone", model)
     if not hasattr(backbone, "layer1"):
-        raise CheckpointError(f"{path}: torchvision ResNet weights initialize a ResNet backbone;"
-                              f" {type(model).__name__} has none")
+        raise CheckpointError(
+            f"{path}: torchvision ResNet weights initialize a ResNet backbone; {type(model).__name__} has none"
+        )
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = backbone.state_dict()
     missing, unexpected, mismatched = _compare(own, state, optional=lambda key: ".se." in key)
@@ -476,38 +560,47 @@ def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: str |
         depth = getattr(backbone, "depth", "?")
         raise CheckpointError(
             f"{path}: the torchvision ResNet does not fit the ResNet-{depth} backbone (another "
-            f"depth?): " + _describe(missing, unexpected, mismatched, state, own))
+            f"depth?): " + _describe(missing, unexpected, mismatched, state, own)
+        )
     _load_fitting(backbone, own, state)
     prefix = "backbone." if backbone is not model else ""
-    return {"format": "torchvision-resnet", "missing": [prefix + k for k in missing],
-            "unexpected": unexpected, "mismatched": [prefix + k for k in mismatched]}
+    return {
+        "format": "torchvision-resnet",
+        "missing": [prefix + k for k in missing],
+        "unexpected": unexpected,
+        "mismatched": [prefix + k for k in mismatched],
+    }
 
 
-def _compare(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
-             optional: Callable[[str], bool]) -> tuple[list[str], list[str], list[str]]:
+def _compare(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], optional: Callable[[str], bool]
+) -> tuple[list[str], list[str], list[str]]:
     """(missing, unexpected, mismatched) keys of `state` against the module's `own` state_dict;
     keys for which `optional` is true may be missing."""
     # Checkpoints from before BatchNorm counted batches lack the counter; BN fills it in.
-    missing = [k for k in own if k not in state and not optional(k)
-               and not k.endswith("num_batches_tracked")]
+    missing = [k for k in own if k not in state and not optional(k) and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
     return missing, unexpected, mismatched
 
 
-def _load_fitting(module: nn.Module, own: dict[str, torch.Tensor],
-                  state: dict[str, torch.Tensor]) -> None:
-    module.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape},
-                           strict=False)
+def _load_fitting(module: nn.Module, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    module.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)
 
 
-def _describe(missing: list[str], unexpected: list[str], mismatched: list[str],
-              state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> str:
-    shapes = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-              for k in mismatched]
-    parts = [f"{label} ({len(keys)}): {_listing(keys)}"
-             for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                 ("shape mismatches", shapes)) if keys]
+def _describe(
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+    state: dict[str, torch.Tensor],
+    own: dict[str, torch.Tensor],
+) -> str:
+    shapes = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})" for k in mismatched]
+    parts = [
+        f"{label} ({len(keys)}): {_listing(keys)}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        if keys
+    ]
     return "; ".join(parts)
 
 
@@ -530,7 +623,7 @@ def _rename(state: dict[str, Any], prefixes: dict[str, str]) -> dict[str, Any]:
     for key, value in state.items():
         for old, new in prefixes.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         renamed[key] = value
     return renamed

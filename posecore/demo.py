@@ -4,6 +4,7 @@ Each notebook runs under papermill with its executed copy written to outputs/<ru
 the cells' printed output streams to this terminal. A failing cell stops the demo with that cell's
 error and a non-zero exit status.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,14 +44,21 @@ def run_notebook(name: str, run_name: str, parameters: dict[str, Any], stream: b
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
-            str(source), str(output), parameters=parameters, kernel_name=KERNEL, cwd=str(REPO_ROOT),
-            progress_bar=False, stdout_file=sys.stdout if stream else None,
-            stderr_file=sys.stderr if stream else None)
+            str(source),
+            str(output),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            stdout_file=sys.stdout if stream else None,
+            stderr_file=sys.stderr if stream else None,
+        )
     except PapermillExecutionError as error:
         raise NotebookFailed(describe_failure(source, error, output)) from None
     except DeadKernelError as error:
-        raise NotebookFailed(f"{source.name}: the kernel died ({error}); out of memory? "
-                             f"partial output in {output}") from None
+        raise NotebookFailed(
+            f"{source.name}: the kernel died ({error}); out of memory? partial output in {output}"
+        ) from None
     return output
 
 
@@ -58,8 +66,10 @@ def describe_failure(source: Path, error: Any, output: Path) -> str:
     """A PapermillExecutionError as text: notebook, cell, ename: evalue, the cell and its traceback."""
     traceback = _ANSI.sub("", "\n".join(error.traceback or []))
     cell = "\n".join("    " + line for line in str(error.source).splitlines())
-    return (f"{source.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-            f"  cell source:\n{cell}\n{traceback}\n  executed notebook with the error: {output}")
+    return (
+        f"{source.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+        f"  cell source:\n{cell}\n{traceback}\n  executed notebook with the error: {output}"
+    )
 
 
 def demo_steps(run_name: str, params: str) -> list[tuple[str, dict[str, Any]]]:
@@ -67,7 +77,7 @@ def demo_steps(run_name: str, params: str) -> list[tuple[str, dict[str, Any]]]:
     (built by prepare_data at outputs/data/synthetic_coco, reused when complete)."""
     data_root = str(synthetic_root("coco"))
     common = {"model": "fastpose", "params": params, "run_name": run_name, "data_root": data_root}
-    trained = {"run_name": run_name, "checkpoint": "best"}   # the run brings its params
+    trained = {"run_name": run_name, "checkpoint": "best"}  # the run brings its params
     return [
         ("prepare_data", {**common, "synthetic": {}}),
         ("train", {**common, "npus": 1}),
@@ -99,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         timings.append((name, time.perf_counter() - step_start))
 
     metrics = Run(args.run).eval_metrics()
-    print("\n[demo] done in {:.0f} s ({})".format(
-        time.perf_counter() - started, ", ".join(f"{n} {t:.0f} s" for n, t in timings)))
+    print(
+        "\n[demo] done in {:.0f} s ({})".format(
+            time.perf_counter() - started, ", ".join(f"{n} {t:.0f} s" for n, t in timings)
+        )
+    )
     print("[demo] metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, (int, float))))
     print(f"[demo] report: {Run(args.run).report_path}")
     return 0

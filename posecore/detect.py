@@ -15,6 +15,7 @@ detector through `boxes_for_frame(detector, image_bgr, frame)`: detectors with a
 method get the frame's identity, the others its pixels. Boxes from hand-given and user detectors
 are checked (`check_boxes`): a non-finite, empty or fully-outside box is an error naming it.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,6 +73,7 @@ def empty_boxes() -> np.ndarray:
 
 # --------------------------------------------------------------------------- simple detectors
 
+
 class WholeImageDetector:
     """The whole frame as one person box with score 1 (mmpose's whole-image inference)."""
 
@@ -91,8 +93,9 @@ class FixedBoxes:
         if boxes.ndim == 1:
             boxes = boxes[None]
         if boxes.ndim != 2 or boxes.shape[1] not in (4, 5) or len(boxes) == 0:
-            raise ValueError(f"hand-given boxes must be [N, 4] or [N, 5] rows of (x1, y1, x2, y2[, score]), "
-                             f"got shape {boxes.shape}")
+            raise ValueError(
+                f"hand-given boxes must be [N, 4] or [N, 5] rows of (x1, y1, x2, y2[, score]), got shape {boxes.shape}"
+            )
         if boxes.shape[1] == 4:
             boxes = np.concatenate([boxes, np.ones((len(boxes), 1))], axis=1)
         self.boxes = boxes.astype(np.float32)
@@ -114,8 +117,9 @@ def check_boxes(boxes: Any, image_size: tuple[int, int], source: str) -> np.ndar
     if boxes.size == 0:
         return empty_boxes()
     if boxes.ndim != 2 or boxes.shape[1] != 5:
-        raise ValueError(f"{source}: detect() must return an array [N, 5] of (x1, y1, x2, y2, score), "
-                         f"got shape {boxes.shape}")
+        raise ValueError(
+            f"{source}: detect() must return an array [N, 5] of (x1, y1, x2, y2, score), got shape {boxes.shape}"
+        )
     width, height = image_size
     for row, (x1, y1, x2, y2, score) in enumerate(boxes):
         problem = None
@@ -126,8 +130,7 @@ def check_boxes(boxes: Any, image_size: tuple[int, int], source: str) -> np.ndar
         elif x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
             problem = f"lies fully outside the {width} x {height} image"
         if problem:
-            raise ValueError(f"{source}: box {row} {[round(float(v), 2) for v in (x1, y1, x2, y2, score)]} "
-                             f"{problem}")
+            raise ValueError(f"{source}: box {row} {[round(float(v), 2) for v in (x1, y1, x2, y2, score)]} {problem}")
     return clip_boxes(boxes, image_size).astype(np.float32)
 
 
@@ -152,6 +155,7 @@ def boxes_for_frame(detector: Detector | DetectionsFile, image_bgr: np.ndarray, 
 
 # --------------------------------------------------------------------------- detections file
 
+
 @dataclass
 class DetectionsReport:
     """What a detections file held and what of it was used."""
@@ -159,8 +163,8 @@ class DetectionsReport:
     entries: int = 0
     other_category: int = 0
     below_threshold: int = 0
-    empty_box: int = 0            # zero or negative width / height
-    outside_frame: int = 0        # no overlap with the frame they belong to
+    empty_box: int = 0  # zero or negative width / height
+    outside_frame: int = 0  # no overlap with the frame they belong to
     used: int = 0
     frames_with_entries: int = 0
     frames_matched: set = field(default_factory=set)
@@ -168,15 +172,18 @@ class DetectionsReport:
     def lines(self, path: Path) -> list[str]:
         notes = []
         if self.empty_box:
-            notes.append(f"{path}: {self.empty_box} of {self.entries} boxes have zero or negative "
-                         "width/height and were dropped")
+            notes.append(
+                f"{path}: {self.empty_box} of {self.entries} boxes have zero or negative width/height and were dropped"
+            )
         if self.outside_frame:
             notes.append(f"{path}: {self.outside_frame} boxes lie outside their frame and were dropped")
         unmatched = self.frames_with_entries - len(self.frames_matched)
         if unmatched:
-            notes.append(f"{path}: {unmatched} of {self.frames_with_entries} image_ids matched no "
-                         "frame of the source (image_id: file name with or without extension, "
-                         "COCO integer id, or video frame index / \"<frame>.jpg\")")
+            notes.append(
+                f"{path}: {unmatched} of {self.frames_with_entries} image_ids matched no "
+                "frame of the source (image_id: file name with or without extension, "
+                'COCO integer id, or video frame index / "<frame>.jpg")'
+            )
         return notes
 
 
@@ -193,8 +200,7 @@ class DetectionsFile:
     counted (`report`, `notes()`).
     """
 
-    def __init__(self, path: str | os.PathLike, score_threshold: float = 0.0,
-                 category_id: int = PERSON_CATEGORY_ID):
+    def __init__(self, path: str | os.PathLike, score_threshold: float = 0.0, category_id: int = PERSON_CATEGORY_ID):
         self.path = Path(path)
         self.score_threshold = float(score_threshold)
         self.report = DetectionsReport()
@@ -216,12 +222,16 @@ class DetectionsFile:
         except json.JSONDecodeError as error:
             raise ValueError(f"detections file {self.path} is not valid JSON ({error})") from None
         if not isinstance(entries, list):
-            raise ValueError(f"detections file {self.path}: expected a JSON list of COCO results "
-                             f"({{\"image_id\", \"bbox\": [x, y, w, h], \"score\"}}), got a "
-                             f"{type(entries).__name__}")
+            raise ValueError(
+                f"detections file {self.path}: expected a JSON list of COCO results "
+                f'({{"image_id", "bbox": [x, y, w, h], "score"}}), got a '
+                f"{type(entries).__name__}"
+            )
         if not entries:
-            raise ValueError(f"detections file {self.path} is empty: it holds no detections; use "
-                             f"detector='{WHOLE_IMAGE}' or a detector .onnx instead")
+            raise ValueError(
+                f"detections file {self.path} is empty: it holds no detections; use "
+                f"detector='{WHOLE_IMAGE}' or a detector .onnx instead"
+            )
         return entries
 
     def _parse(self, entry: Any, index: int, category_id: int):
@@ -252,8 +262,10 @@ class DetectionsFile:
         return clip_boxes(boxes[inside], image_size).astype(np.float32)
 
     def detect(self, image_bgr: np.ndarray) -> np.ndarray:
-        raise TypeError(f"{self.path} holds boxes per image_id, not per picture: call "
-                        "boxes_for(Frame(...), image_size) or posecore.detect.boxes_for_frame")
+        raise TypeError(
+            f"{self.path} holds boxes per image_id, not per picture: call "
+            "boxes_for(Frame(...), image_size) or posecore.detect.boxes_for_frame"
+        )
 
     def notes(self) -> list[str]:
         return self.report.lines(self.path)
@@ -273,12 +285,12 @@ def frame_keys(frame: Frame) -> list[Any]:
     return keys
 
 
-def check_detection(entry: Any, index: int, path: str | os.PathLike
-                    ) -> tuple[int | str, list[float], float]:
+def check_detection(entry: Any, index: int, path: str | os.PathLike) -> tuple[int | str, list[float], float]:
     """Entry `index` of a COCO-results detections file as (image_id, [x, y, w, h], score), or a
     ValueError naming the file and the entry: a dict with an image_id (integer or file name), a
     bbox of 4 finite numbers and a finite score. Boxes of zero or negative size pass: callers
     count and report them. The one check of detection entries (inference and the `test` split)."""
+
     def fail(problem: str):
         raise ValueError(f"detections file {path}: entry {index} {problem}: {json.dumps(entry)[:200]}")
 
@@ -288,8 +300,12 @@ def check_detection(entry: Any, index: int, path: str | os.PathLike
         if key not in entry:
             fail(f"has no {key!r}")
     image_id = entry["image_id"]
-    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)) or (
-            isinstance(image_id, int) and abs(image_id) >= 2**63) or image_id == "":
+    if (
+        isinstance(image_id, bool)
+        or not isinstance(image_id, (int, str))
+        or (isinstance(image_id, int) and abs(image_id) >= 2**63)
+        or image_id == ""
+    ):
         fail("has an image_id that is neither an integer nor a file name")
     bbox, score = entry["bbox"], entry["score"]
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
@@ -308,6 +324,7 @@ def _is_number(value: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- ONNX YOLO detector
+
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -338,10 +355,13 @@ def letterbox(image_bgr: np.ndarray, input_size: tuple[int, int]) -> tuple[np.nd
     ratio = min(in_w / width, in_h / height)
     new_w, new_h = int(round(width * ratio)), int(round(height * ratio))
     left, top = int(round((in_w - new_w) / 2 - 0.1)), int(round((in_h - new_h) / 2 - 0.1))
-    resized = image_bgr if (new_w, new_h) == (width, height) else cv2.resize(
-        image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    resized = (
+        image_bgr
+        if (new_w, new_h) == (width, height)
+        else cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
     canvas = np.full((in_h, in_w, 3), LETTERBOX_GREY, dtype=np.uint8)
-    canvas[top:top + new_h, left:left + new_w] = resized
+    canvas[top : top + new_h, left : left + new_w] = resized
     return canvas, Letterbox((new_w / width, new_h / height), (left, top))
 
 
@@ -357,7 +377,7 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.
     while len(order):
         best, rest = order[0], order[1:]
         keep.append(best)
-        order = rest[box_iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
+        order = rest[box_iou(boxes[best : best + 1], boxes[rest])[0] <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -387,9 +407,16 @@ class OnnxDetector:
     `max_detections` kept; boxes are mapped back through the letterbox and clipped to the image.
     """
 
-    def __init__(self, path: str | os.PathLike, classes: int | Sequence[int] = 0,
-                 score_threshold: float = 0.25, iou_threshold: float = 0.7, max_detections: int = 300,
-                 input_size: tuple[int, int] | None = None, providers: Sequence[str] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        classes: int | Sequence[int] = 0,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.7,
+        max_detections: int = 300,
+        input_size: tuple[int, int] | None = None,
+        providers: Sequence[str] | None = None,
+    ):
         import onnxruntime as ort  # optional dependency (the export extra), imported on use
 
         self.path = Path(path)
@@ -428,8 +455,10 @@ class OnnxDetector:
             sizes *= 2
         if len(sizes) == 2:
             return sizes[1], sizes[0]  # Ultralytics writes imgsz as [h, w]
-        raise ValueError(f"detector {self.path} has a dynamic input size and no 'imgsz' metadata: "
-                         f"pass input_size=(w, h) ({self._shapes()})")
+        raise ValueError(
+            f"detector {self.path} has a dynamic input size and no 'imgsz' metadata: "
+            f"pass input_size=(w, h) ({self._shapes()})"
+        )
 
     def _recognise_layout(self) -> str:
         width, height = self.input_size
@@ -444,13 +473,14 @@ class OnnxDetector:
                 return "yolov5"
             if cols == 6:
                 return "end2end"
-        raise ValueError(self._unsupported(f"its first output is {list(shape)} for a "
-                                           f"{width} x {height} input"))
+        raise ValueError(self._unsupported(f"its first output is {list(shape)} for a {width} x {height} input"))
 
     def _unsupported(self, problem: str) -> str:
         layouts = "\n  ".join(SUPPORTED_LAYOUTS)
-        return (f"detector {self.path} has an unsupported layout: {problem} ({self._shapes()}). "
-                f"Supported (input [1, 3, H, W] float RGB in [0, 1]):\n  {layouts}")
+        return (
+            f"detector {self.path} has an unsupported layout: {problem} ({self._shapes()}). "
+            f"Supported (input [1, 3, H, W] float RGB in [0, 1]):\n  {layouts}"
+        )
 
     def _run(self, canvas_bgr: np.ndarray) -> np.ndarray:
         rgb = cv2.cvtColor(canvas_bgr, cv2.COLOR_BGR2RGB)
@@ -465,7 +495,7 @@ class OnnxDetector:
         if self.layout != "end2end":
             kept = nms(boxes, scores, self.iou_threshold)
             boxes, scores = boxes[kept], scores[kept]
-        order = np.argsort(-scores, kind="stable")[:self.max_detections]
+        order = np.argsort(-scores, kind="stable")[: self.max_detections]
         image_size = (image_bgr.shape[1], image_bgr.shape[0])
         mapped = np.concatenate([fit.to_image(boxes[order]), scores[order, None]], axis=1)
         mapped = clip_boxes(mapped, image_size)
@@ -478,10 +508,10 @@ class OnnxDetector:
             person = np.isin(output[:, 5].round().astype(np.int64), self.classes)
             return output[person, :4].astype(np.float64), output[person, 4].astype(np.float64)
         if self.layout == "yolov8":
-            rows = output.T                           # [N, 4 + C]
+            rows = output.T  # [N, 4 + C]
             scores = rows[:, [4 + c for c in self.classes]].max(axis=1)
         else:
-            rows = output                             # [N, 5 + C]
+            rows = output  # [N, 5 + C]
             scores = rows[:, 4] * rows[:, [5 + c for c in self.classes]].max(axis=1)
         cx, cy, w, h = (rows[:, i].astype(np.float64) for i in range(4))
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
@@ -492,6 +522,7 @@ class OnnxDetector:
 
 
 # --------------------------------------------------------------------------- factory
+
 
 def build_detector(spec: Any = WHOLE_IMAGE, **options: Any) -> Detector | DetectionsFile:
     """A detector from `spec`: "whole-image", a .json detections file, a .onnx YOLO model, an
@@ -508,8 +539,10 @@ def build_detector(spec: Any = WHOLE_IMAGE, **options: Any) -> Detector | Detect
         path = Path(os.path.expanduser(str(spec)))
         suffix = path.suffix.lower()
         if suffix not in (".json", ".onnx"):
-            raise ValueError(f"detector {str(spec)!r}: expected '{WHOLE_IMAGE}', a detections .json "
-                             "(COCO results) or a person detector .onnx")
+            raise ValueError(
+                f"detector {str(spec)!r}: expected '{WHOLE_IMAGE}', a detections .json "
+                "(COCO results) or a person detector .onnx"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"detector file {path} does not exist")
         if suffix == ".json":
@@ -517,15 +550,19 @@ def build_detector(spec: Any = WHOLE_IMAGE, **options: Any) -> Detector | Detect
         return OnnxDetector(path, **options)
     if isinstance(spec, (list, tuple, np.ndarray)):
         return FixedBoxes(spec)
-    raise TypeError(f"detector {spec!r}: expected '{WHOLE_IMAGE}', a .json / .onnx path, boxes "
-                    "[N, 4|5] or an object with detect(image_bgr) -> [N, 5]")
+    raise TypeError(
+        f"detector {spec!r}: expected '{WHOLE_IMAGE}', a .json / .onnx path, boxes "
+        "[N, 4|5] or an object with detect(image_bgr) -> [N, 5]"
+    )
 
 
 def detector_note(detector: Any) -> str | None:
     """A hint for users running whole-image mode on pictures with several people."""
     if isinstance(detector, WholeImageDetector):
-        return ("whole-image mode: each frame is one person box. For pictures with several people "
-                "pass detector=<detections .json> (COCO results: image_id, bbox [x, y, w, h], "
-                "score) or a YOLO person detector exported to .onnx (e.g. Ultralytics "
-                "`yolo export model=yolov8n.pt format=onnx`)")
+        return (
+            "whole-image mode: each frame is one person box. For pictures with several people "
+            "pass detector=<detections .json> (COCO results: image_id, bbox [x, y, w, h], "
+            "score) or a YOLO person detector exported to .onnx (e.g. Ultralytics "
+            "`yolo export model=yolov8n.pt format=onnx`)"
+        )
     return None

@@ -3,6 +3,7 @@
 Other modules ask this layer for the device, the distributed backend, autocast, a GradScaler
 and device RNG state, so none of them names a device type.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,9 +96,14 @@ def grad_scaler(amp: str, loss_scale: float = 0.0) -> torch.amp.GradScaler:
     if loss_scale > 0:
         # A huge growth interval and a backoff of ~1 keep the scale fixed; inf/NaN steps are
         # still detected and skipped, as apex does with a static loss scale.
-        return torch.amp.GradScaler(device_type(), init_scale=loss_scale, growth_factor=1.0 + 1e-12,
-                                    backoff_factor=1.0 - 1e-12, growth_interval=2**31 - 1,
-                                    enabled=enabled)
+        return torch.amp.GradScaler(
+            device_type(),
+            init_scale=loss_scale,
+            growth_factor=1.0 + 1e-12,
+            backoff_factor=1.0 - 1e-12,
+            growth_interval=2**31 - 1,
+            enabled=enabled,
+        )
     return torch.amp.GradScaler(device_type(), enabled=enabled)
 
 
@@ -161,9 +167,12 @@ def set_deterministic(on: bool) -> None:
 def deterministic_restored():
     """Restore the determinism flags (set_deterministic's) after the block: training in a
     notebook's process leaves them as they were."""
-    before = (torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     try:
         yield
     finally:

@@ -38,6 +38,7 @@ launcher stops the others and starts every worker again, up to R times (on every
 nodes' launchers see the new rendezvous round and restart theirs); the engine's workers resume from
 last.pt. With 0 (the default) the job fails naming the rank that died.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,8 +76,7 @@ _LOG_TAIL_LINES = 40
 # where a worker that re-ran the user's script leaves its message for the launcher (check_main_guard)
 _GUARD_NOTE_ENV = "POSECORE_GUARD_NOTE"
 # set for the launch and restored after it
-_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", PROGRESS_ENV,
-                 _GUARD_NOTE_ENV)
+_LAUNCHER_ENV = ("TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", PROGRESS_ENV, _GUARD_NOTE_ENV)
 
 
 class UnguardedScriptError(RuntimeError):
@@ -92,25 +92,29 @@ def check_main_guard(call: str) -> None:
     if "__mp_main__" not in sys.modules:  # set by multiprocessing's spawn while it imports the script
         return
     frame = sys._getframe(1)
-    while frame is not None and not (frame.f_code.co_name == "<module>"
-                                     and frame.f_globals.get("__name__") == "__mp_main__"):
+    while frame is not None and not (
+        frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__"
+    ):
         frame = frame.f_back
     if frame is None:
         return
     script = frame.f_globals.get("__file__") or frame.f_code.co_filename
-    message = (f"{call} was called again by the top level of {script} inside a worker process: the "
-               "workers of a multi-device run (npus > 1) are started with the spawn method and import "
-               "the launching script, so its top-level code runs once more in each of them. Put the "
-               f"call under `if __name__ == \"__main__\":` (see docs/workbook.md, \"From Python\") so that "
-               "only the launching process runs it")
+    message = (
+        f"{call} was called again by the top level of {script} inside a worker process: the "
+        "workers of a multi-device run (npus > 1) are started with the spawn method and import "
+        "the launching script, so its top-level code runs once more in each of them. Put the "
+        f'call under `if __name__ == "__main__":` (see docs/workbook.md, "From Python") so that '
+        "only the launching process runs it"
+    )
     note = os.environ.get(_GUARD_NOTE_ENV)
     if note:
-        with contextlib.suppress(OSError):   # the launcher then reports the exit code alone
+        with contextlib.suppress(OSError):  # the launcher then reports the exit code alone
             Path(note).write_text(message)
     raise UnguardedScriptError(message)
 
 
 # --- ranks -----------------------------------------------------------------------------------
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -146,6 +150,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 # --- nodes -----------------------------------------------------------------------------------
 
+
 @dataclass
 class Nodes:
     nnodes: int
@@ -164,18 +169,26 @@ def node_settings(params: Params | None = None) -> Nodes:
                 return type(default)(os.environ[name])
         return getattr(source, key, default)
 
-    nodes = Nodes(pick("nnodes", 1), pick("node_rank", 0), pick("master_addr", "127.0.0.1"),
-                  pick("master_port", 29500))
+    nodes = Nodes(pick("nnodes", 1), pick("node_rank", 0), pick("master_addr", "127.0.0.1"), pick("master_port", 29500))
     if nodes.nnodes < 1 or not 0 <= nodes.node_rank < nodes.nnodes:
-        raise ValueError(f"dist.node_rank must be in [0, dist.nnodes); got node_rank "
-                         f"{nodes.node_rank} with nnodes {nodes.nnodes} (params.dist or environment)")
+        raise ValueError(
+            f"dist.node_rank must be in [0, dist.nnodes); got node_rank "
+            f"{nodes.node_rank} with nnodes {nodes.nnodes} (params.dist or environment)"
+        )
     return nodes
 
 
 # --- launch ----------------------------------------------------------------------------------
 
-def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Params | None = None,
-           log_dir: str | os.PathLike | None = None, job_name: str = "posecore") -> Any:
+
+def launch(
+    entrypoint: Callable,
+    args: tuple = (),
+    npus: int = 1,
+    params: Params | None = None,
+    log_dir: str | os.PathLike | None = None,
+    job_name: str = "posecore",
+) -> Any:
     """Run `entrypoint(*args)` on `npus` devices per node and return rank 0's result (None on
     the nodes without rank 0 in a multi-node job).
 
@@ -250,8 +263,9 @@ def launch(entrypoint: Callable, args: tuple = (), npus: int = 1, params: Params
     return results.get(0)
 
 
-def _launch_config(npus: int, nodes: Nodes, logs: DefaultLogsSpecs, max_restarts: int,
-                   rdzv_timeout: int, job_name: str) -> Any:
+def _launch_config(
+    npus: int, nodes: Nodes, logs: DefaultLogsSpecs, max_restarts: int, rdzv_timeout: int, job_name: str
+) -> Any:
     if nodes.nnodes == 1:
         # torchrun --standalone: a rendezvous on a free localhost port, private to this job
         endpoint, configs, run_id = "localhost:0", {}, f"posecore-{uuid.uuid4().hex[:8]}"
@@ -259,13 +273,20 @@ def _launch_config(npus: int, nodes: Nodes, logs: DefaultLogsSpecs, max_restarts
         # torchrun's c10d rendezvous: node 0 hosts it; every node joins within rdzv_timeout, and
         # the launchers of all nodes restart together (a new round) when a worker dies
         endpoint = f"{nodes.master_addr}:{nodes.master_port}"
-        configs = {"is_host": nodes.node_rank == 0, "join_timeout": rdzv_timeout,
-                   "read_timeout": rdzv_timeout}
+        configs = {"is_host": nodes.node_rank == 0, "join_timeout": rdzv_timeout, "read_timeout": rdzv_timeout}
         run_id = job_name
     return LaunchConfig(
-        min_nodes=nodes.nnodes, max_nodes=nodes.nnodes, nproc_per_node=npus, run_id=run_id,
-        rdzv_backend="c10d", rdzv_endpoint=endpoint, rdzv_configs=configs,
-        max_restarts=max_restarts, monitor_interval=0.1, start_method="spawn", logs_specs=logs,
+        min_nodes=nodes.nnodes,
+        max_nodes=nodes.nnodes,
+        nproc_per_node=npus,
+        run_id=run_id,
+        rdzv_backend="c10d",
+        rdzv_endpoint=endpoint,
+        rdzv_configs=configs,
+        max_restarts=max_restarts,
+        monitor_interval=0.1,
+        start_method="spawn",
+        logs_specs=logs,
         shutdown_timeout=30,
     )
 
@@ -275,14 +296,20 @@ def _rendezvous_report(error: RendezvousError, nodes: Nodes, rdzv_timeout: int) 
     reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
     where = f"{nodes.master_addr}:{nodes.master_port}"
     if nodes.node_rank == 0:
-        check = (f"start the same command on all {nodes.nnodes} nodes within that time (with "
-                 f"node_rank 1 to {nodes.nnodes - 1} on the others), with {where} reachable from them")
+        check = (
+            f"start the same command on all {nodes.nnodes} nodes within that time (with "
+            f"node_rank 1 to {nodes.nnodes - 1} on the others), with {where} reachable from them"
+        )
     else:
-        check = (f"node 0 must run on the machine at dist.master_addr {nodes.master_addr} and its "
-                 f"port {nodes.master_port} must be reachable from this machine (firewall, address)")
-    return (f"node {nodes.node_rank} of {nodes.nnodes} could not complete the rendezvous at {where} "
-            f"within dist.rdzv_timeout {rdzv_timeout} s ({reason})\n"
-            f"Check: {check}; or raise dist.rdzv_timeout.")
+        check = (
+            f"node 0 must run on the machine at dist.master_addr {nodes.master_addr} and its "
+            f"port {nodes.master_port} must be reachable from this machine (firewall, address)"
+        )
+    return (
+        f"node {nodes.node_rank} of {nodes.nnodes} could not complete the rendezvous at {where} "
+        f"within dist.rdzv_timeout {rdzv_timeout} s ({reason})\n"
+        f"Check: {check}; or raise dist.rdzv_timeout."
+    )
 
 
 def _importable_name(entrypoint: Callable) -> str:
@@ -300,8 +327,10 @@ def _importable_name(entrypoint: Callable) -> str:
 def _check_plain(args: tuple) -> None:
     for value in args:
         if not isinstance(value, _PLAIN_ARGS):
-            raise TypeError(f"launch args must be plain values (str, numbers, paths), got "
-                            f"{type(value).__name__}: save it to a file and pass the path")
+            raise TypeError(
+                f"launch args must be plain values (str, numbers, paths), got "
+                f"{type(value).__name__}: save it to a file and pass the path"
+            )
 
 
 def worker_threads(params: Params | None = None, local_workers: int = 1, in_process: bool = False) -> dict[str, Any]:
@@ -374,6 +403,7 @@ def die_with_parent(_worker_id: int | None = None) -> None:
 
 
 # --- logs ------------------------------------------------------------------------------------
+
 
 class _RankLogs(DefaultLogsSpecs):
     """Redirect every worker's stdout/stderr to files and remember where they went."""
@@ -454,12 +484,16 @@ def _failure_report(error: ChildFailedError, logs: _RankLogs) -> str:
     stderr_path = logs.path("stderrs", failure.local_rank)
     tail = _last_lines(stderr_path)
     if tail:
-        print(f"--- end of worker rank {failed_rank}'s log {stderr_path} ---\n{tail}",
-              file=sys.stderr, flush=True)
-    how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
-           else f"failed with exit code {failure.exitcode}")
-    return (f"worker rank {failed_rank} (local rank {failure.local_rank}, pid {failure.pid}) {how}; "
-            f"logs in {logs.root_log_dir}\n{trace}")
+        print(f"--- end of worker rank {failed_rank}'s log {stderr_path} ---\n{tail}", file=sys.stderr, flush=True)
+    how = (
+        f"was killed by {failure.signal_name()}"
+        if failure.exitcode < 0
+        else f"failed with exit code {failure.exitcode}"
+    )
+    return (
+        f"worker rank {failed_rank} (local rank {failure.local_rank}, pid {failure.pid}) {how}; "
+        f"logs in {logs.root_log_dir}\n{trace}"
+    )
 
 
 def _last_lines(path: str | None, count: int = _LOG_TAIL_LINES) -> str:
@@ -471,12 +505,16 @@ def _last_lines(path: str | None, count: int = _LOG_TAIL_LINES) -> str:
 
 # --- signals and stray workers ---------------------------------------------------------------
 
+
 def _signal_handlers() -> dict[int, Any]:
     """The handlers the elastic agent replaces (it never restores them); main thread only."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {getattr(signal, name): signal.getsignal(getattr(signal, name))
-            for name in _HANDLED_SIGNALS if hasattr(signal, name)}
+    return {
+        getattr(signal, name): signal.getsignal(getattr(signal, name))
+        for name in _HANDLED_SIGNALS
+        if hasattr(signal, name)
+    }
 
 
 def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
@@ -526,5 +564,5 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_pid(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):   # already gone
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.kill(pid, signum)

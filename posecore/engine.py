@@ -42,6 +42,7 @@ the run's params.yaml (`check_resume`): changes that alter the model, the optimi
 or the data order are refused unless train.accept_changes lists them; accepted changes are
 recorded in log.jsonl ({"type": "params_changed"}) before params.yaml is rewritten.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -85,13 +86,13 @@ from posecore.resume import check_resume
 from posecore.runs import Run, default_run_name
 from posecore.tensorboard_log import TensorBoardLog
 
-_ADVICE_STEPS = 10        # steps after train.perf_warmup_steps that the advice is measured on
+_ADVICE_STEPS = 10  # steps after train.perf_warmup_steps that the advice is measured on
 
 
 # --- public entry points ---------------------------------------------------------------------
 
-def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | None = None
-          ) -> dict[str, Any]:
+
+def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | None = None) -> dict[str, Any]:
     """Train `params` (a Params, a params name or a yaml path) on `npus` devices of this machine.
 
     Writes outputs/<run_name>/ (default run name: <params.name>-<date>-<time>). Running again
@@ -109,25 +110,36 @@ def train(params: Params | str | os.PathLike, npus: int = 1, run_name: str | Non
     device.check_device_count(npus)
     check_amp_backend(params.train)
     data.ensure_synthetic(params)
-    params = data.resolve_keypoints(params, run_name)   # a custom keypoint set is saved with the run
+    params = data.resolve_keypoints(params, run_name)  # a custom keypoint set is saved with the run
     nodes = distributed.node_settings(params)
     global_batch, accumulate = batch_plan(params.train, npus * nodes.nnodes)  # an error if it does not divide
     if nodes.nnodes > 1 and not run_name:
-        raise TrainingError(f"training on {nodes.nnodes} nodes needs a run_name, the same on every "
-                            f"node (they share its folder and rendezvous under its name)")
+        raise TrainingError(
+            f"training on {nodes.nnodes} nodes needs a run_name, the same on every "
+            f"node (they share its folder and rendezvous under its name)"
+        )
     run = Run(run_name or default_run_name(params.name or params.model.name))
     folder = run.folder_made()
     with run.lock("training", node=nodes.node_rank):
         changed = check_resume(run, params, world_size=npus * nodes.nnodes)
         save_params(params, run.params_path)
         if changed and nodes.node_rank == 0:
-            append_jsonl(run.log_path, {"type": "params_changed", "changed": changed,
-                                        "time": datetime.now().isoformat(timespec="seconds")})
+            append_jsonl(
+                run.log_path,
+                {"type": "params_changed", "changed": changed, "time": datetime.now().isoformat(timespec="seconds")},
+            )
         validates = 0 < params.train.val_every <= params.train.epochs
-        write_run_records(folder, params, npus, nodes, ("train", "val") if validates else ("train",),
-                          extra={"global_batch": global_batch, "accumulate": accumulate})
-        return distributed.launch(train_worker, (str(folder),), npus, params,
-                                  log_dir=run.logs_dir, job_name=folder.name)
+        write_run_records(
+            folder,
+            params,
+            npus,
+            nodes,
+            ("train", "val") if validates else ("train",),
+            extra={"global_batch": global_batch, "accumulate": accumulate},
+        )
+        return distributed.launch(
+            train_worker, (str(folder),), npus, params, log_dir=run.logs_dir, job_name=folder.name
+        )
 
 
 def train_worker(run_folder: str) -> dict[str, Any]:
@@ -138,14 +150,17 @@ def train_worker(run_folder: str) -> dict[str, Any]:
 
 # --- pieces ----------------------------------------------------------------------------------
 
+
 def prepare_model(params: Params, dev: torch.device, world: int) -> nn.Module:
     """The bare model (no DDP / compile wrappers) on `dev` with the weights params name, in
     training mode: SyncBN and channels_last per params."""
     model = load_model(params)[0].train()
     if params.train.sync_bn and world > 1:
         if dev.type == "cpu":
-            raise TrainingError("train.sync_bn needs NPU/GPU workers (torch's SyncBatchNorm does not "
-                                "run on CPU): set train.sync_bn: false for CPU runs")
+            raise TrainingError(
+                "train.sync_bn needs NPU/GPU workers (torch's SyncBatchNorm does not "
+                "run on CPU): set train.sync_bn: false for CPU runs"
+            )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(dev)
     if params.train.channels_last:
@@ -158,15 +173,18 @@ def check_amp_backend(train: TrainParams) -> Any:
     if train.amp_backend != "apex" or train.amp == "off":
         return None
     if train.amp != "fp16":
-        raise TrainingError(f"train.amp_backend: apex supports fp16 only, not train.amp: {train.amp}; "
-                            f"use train.amp_backend: torch for bf16")
+        raise TrainingError(
+            f"train.amp_backend: apex supports fp16 only, not train.amp: {train.amp}; "
+            f"use train.amp_backend: torch for bf16"
+        )
     try:
         from apex import amp  # optional dependency (NVIDIA apex), imported on use
     except ImportError as error:
         raise ImportError(
             "train.amp_backend: apex needs NVIDIA apex (apex.amp), which is not installed in this "
             "environment (Ascend torch_npu builds ship it); install apex or set "
-            "train.amp_backend: torch to use torch.amp") from error
+            "train.amp_backend: torch to use torch.amp"
+        ) from error
     return amp
 
 
@@ -201,8 +219,12 @@ def _stop_on_interrupt(trainer: _Trainer, launched: bool):
             raise KeyboardInterrupt
         if not trainer.stop_requested and trainer.main:
             what = "interrupted" if signum == signal.SIGINT else f"received {signal.Signals(signum).name}"
-            print(f"\n{what}: stopping after the current step and saving {trainer.last_path.name} "
-                  "(interrupt again to stop at once)", file=sys.stderr, flush=True)
+            print(
+                f"\n{what}: stopping after the current step and saving {trainer.last_path.name} "
+                "(interrupt again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
         trainer.stop_requested = True
         trainer.stop_signal = trainer.stop_signal or signum
 
@@ -226,7 +248,8 @@ def _out_of_memory_explained(dev: torch.device, params: Params):
                 f"out of memory on {dev} at train.batch_size {params.train.batch_size} per device "
                 f"(input {params.data.input_size}, amp {params.train.amp}): lower train.batch_size "
                 f"(e.g. {max(1, params.train.batch_size // 2)}) or turn on train.amp; with "
-                f"train.global_batch set, more micro-batches then keep the step's images") from error
+                f"train.global_batch set, more micro-batches then keep the step's images"
+            ) from error
         raise
 
 
@@ -256,11 +279,12 @@ class _Trainer:
         self.scaler = device.grad_scaler("off" if self.apex else self.train.amp, self.train.loss_scale)
         if self.apex:
             loss_scale = self.train.loss_scale or "dynamic"
-            self.bare, self.optimizer = self.apex.initialize(self.bare, self.optimizer, opt_level="O1",
-                                                             loss_scale=loss_scale)
+            self.bare, self.optimizer = self.apex.initialize(
+                self.bare, self.optimizer, opt_level="O1", loss_scale=loss_scale
+            )
         self.epoch = self.epoch_step = self.step = self.skipped = self.nan_streak = 0
-        self.epoch_total = 0   # optimizer steps per epoch (the schedule's epoch length)
-        self.lrs = schedule(self.train, 1)   # replaced by the run's schedule once the epoch length is known
+        self.epoch_total = 0  # optimizer steps per epoch (the schedule's epoch length)
+        self.lrs = schedule(self.train, 1)  # replaced by the run's schedule once the epoch length is known
         self.best_metric: float | None = None
         self.metrics: dict[str, float] = {}
         self.stop_requested = False
@@ -293,33 +317,50 @@ class _Trainer:
                 self.scaler.load_state_dict(checkpoint["scaler"])
             restore_rng(checkpoint["rng"])
         except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as error:
-            raise CheckpointError(f"{self.last_path}: cannot resume from it ({type(error).__name__}: "
-                                  f"{str(error)[:300]}); restore the file, or start the run again") from None
+            raise CheckpointError(
+                f"{self.last_path}: cannot resume from it ({type(error).__name__}: "
+                f"{str(error)[:300]}); restore the file, or start the run again"
+            ) from None
         self.epoch, self.epoch_step = checkpoint["epoch"], checkpoint["epoch_step"]
         self.step, self.skipped = checkpoint["step"], checkpoint["skipped_steps"]
         self.best_metric = checkpoint["best_metric"]
         self.metrics = self.run_files.metrics()
         if self.main:
             self._forget_records_after(log_path)
-            print(f"resuming {self.folder.name} from {self.last_path} at epoch {self.epoch}"
-                  f"{f' step {self.epoch_step} of the epoch' if self.epoch_step else ''} "
-                  f"(global step {self.step})", flush=True)
+            print(
+                f"resuming {self.folder.name} from {self.last_path} at epoch {self.epoch}"
+                f"{f' step {self.epoch_step} of the epoch' if self.epoch_step else ''} "
+                f"(global step {self.step})",
+                flush=True,
+            )
 
     def _forget_records_after(self, log_path: Path) -> None:
         """Drop log records of steps the resumed run will redo, so each step is logged once."""
         if not log_path.exists():
             return
-        kept = [r for r in read_jsonl(log_path)
-                if (r.get("type") == "val" and r.get("epoch", 0) < self.epoch)
-                or (r.get("type") == "train" and r.get("step", 0) <= self.step)
-                or r.get("type") not in ("val", "train")]
+        kept = [
+            r
+            for r in read_jsonl(log_path)
+            if (r.get("type") == "val" and r.get("epoch", 0) < self.epoch)
+            or (r.get("type") == "train" and r.get("step", 0) <= self.step)
+            or r.get("type") not in ("val", "train")
+        ]
         atomic_write(log_path, "".join(jsonl_line(r) for r in kept))
 
     def _checkpoint(self) -> dict[str, Any]:
         scaler = self.apex.state_dict() if self.apex else self.scaler.state_dict()
-        return training_checkpoint(self.params, self.bare, self.optimizer, scaler, epoch=self.epoch,
-                                   epoch_step=self.epoch_step, step=self.step, lr=self.lr,
-                                   best_metric=self.best_metric, skipped_steps=self.skipped)
+        return training_checkpoint(
+            self.params,
+            self.bare,
+            self.optimizer,
+            scaler,
+            epoch=self.epoch,
+            epoch_step=self.epoch_step,
+            step=self.step,
+            lr=self.lr,
+            best_metric=self.best_metric,
+            skipped_steps=self.skipped,
+        )
 
     # ---- loop
 
@@ -341,22 +382,34 @@ class _Trainer:
         """This rank's micro-batches of epoch `epoch` from step self.epoch_step on, and the epoch's
         optimizer steps (a last incomplete step is dropped: a batch of one breaks BatchNorm)."""
         batch_size = self.train.batch_size
-        indices, total = data.step_order(self.dataset.image_groups(), self.train.seed, epoch, batch_size,
-                                         self.world, distributed.rank(), self.accumulate,
-                                         self.params.data.group_by_image)
+        indices, total = data.step_order(
+            self.dataset.image_groups(),
+            self.train.seed,
+            epoch,
+            batch_size,
+            self.world,
+            distributed.rank(),
+            self.accumulate,
+            self.params.data.group_by_image,
+        )
         if total == 0:
             raise TrainingError(
                 f"the train split has {len(self.dataset)} samples, less than one optimizer step of "
                 f"{self.global_batch} (train.global_batch: train.batch_size {batch_size} x "
                 f"{self.world} devices x {self.accumulate} micro-batches): lower train.batch_size "
-                f"or train.global_batch")
+                f"or train.global_batch"
+            )
         generator = torch.Generator().manual_seed(self.train.seed * 1_000_003 + epoch)
-        loader = DataLoader(self.dataset, batch_size=batch_size,
-                            sampler=indices[self.epoch_step * self.accumulate * batch_size:],
-                            num_workers=self.params.data.workers,
-                            pin_memory=self.device.type == "cuda",
-                            worker_init_fn=_data_worker_init, generator=generator,
-                            drop_last=True)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=batch_size,
+            sampler=indices[self.epoch_step * self.accumulate * batch_size :],
+            num_workers=self.params.data.workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_data_worker_init,
+            generator=generator,
+            drop_last=True,
+        )
         return loader, total
 
     def _train_epoch(self, perf_mode: bool) -> bool:
@@ -368,8 +421,9 @@ class _Trainer:
             self.lrs, self.epoch_total = schedule(self.train, total), total
         self.model.train()
         window, epoch_meter = StepMeter(), StepMeter()
-        progress = progress_bar(total, self.epoch_step, f"epoch {epoch}", enabled=self.main,
-                                images_per_step=self.global_batch)
+        progress = progress_bar(
+            total, self.epoch_step, f"epoch {epoch}", enabled=self.main, images_per_step=self.global_batch
+        )
         batches = iter(loader)
         try:
             while self.epoch_step < total:
@@ -399,9 +453,12 @@ class _Trainer:
             self.epoch_loss = epoch_meter.summary()["loss"]
         if self.main:
             summary = epoch_meter.summary()
-            print(f"epoch {epoch}: loss {summary['loss']:.6g}  lr {self.lr:.3g}  "
-                  f"{summary['images_per_s']:.1f} img/s  data wait {summary['data_wait']:.0%}  "
-                  f"skipped {self.skipped}", flush=True)
+            print(
+                f"epoch {epoch}: loss {summary['loss']:.6g}  lr {self.lr:.3g}  "
+                f"{summary['images_per_s']:.1f} img/s  data wait {summary['data_wait']:.0%}  "
+                f"skipped {self.skipped}",
+                flush=True,
+            )
         return True
 
     def _step(self, batches: Iterator[dict[str, torch.Tensor]], epoch: int) -> tuple[float, bool, float]:
@@ -435,9 +492,12 @@ class _Trainer:
         images = batch["image"].to(self.device, non_blocking=True)
         if self.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        target = batch["target"]   # a tensor, or the simcc codec's pair (collated to a list)
-        target = ([part.to(self.device, non_blocking=True) for part in target] if isinstance(target, list)
-                  else target.to(self.device, non_blocking=True))
+        target = batch["target"]  # a tensor, or the simcc codec's pair (collated to a list)
+        target = (
+            [part.to(self.device, non_blocking=True) for part in target]
+            if isinstance(target, list)
+            else target.to(self.device, non_blocking=True)
+        )
         target_weight = batch["target_weight"].to(self.device, non_blocking=True)
         with device.autocast("off" if self.apex else self.train.amp):
             output = self.model(images)
@@ -485,22 +545,34 @@ class _Trainer:
                 f"the loss or gradients were NaN/inf for {self.nan_streak} consecutive steps "
                 f"(train.max_nan_steps {limit}; epoch {self.epoch}, step {self.step}); stopped "
                 f"without saving. The last good checkpoint is kept: {kept}. Lower train.lr, set "
-                f"train.grad_clip, or train in fp32 / bf16 (train.amp)")
+                f"train.grad_clip, or train in fp32 / bf16 (train.amp)"
+            )
 
     # ---- records
 
     def _advise_workers(self) -> None:
         devices_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        advice = workers_advice(self.measured.wait, self.measured.busy, self.measured.steps,
-                                self.train.batch_size * self.accumulate, self.params.data.workers,
-                                devices_per_node)
+        advice = workers_advice(
+            self.measured.wait,
+            self.measured.busy,
+            self.measured.steps,
+            self.train.batch_size * self.accumulate,
+            self.params.data.workers,
+            devices_per_node,
+        )
         if advice:
             print(f"warning: {advice}", file=sys.stderr, flush=True)
 
     def _log_train(self, epoch: int, window: StepMeter) -> None:
         if self.main:
-            record = {"type": "train", "epoch": epoch, "step": self.step, "lr": self.lr,
-                      **json_safe(window.summary()), "skipped": self.skipped}
+            record = {
+                "type": "train",
+                "epoch": epoch,
+                "step": self.step,
+                "lr": self.lr,
+                **json_safe(window.summary()),
+                "skipped": self.skipped,
+            }
             append_jsonl(self.run_files.log_path, record)
             self.board.train(record)
 
@@ -531,8 +603,7 @@ class _Trainer:
         write_json(self.run_files.metrics_path, record)
         self.board.validation(record, self.run_files.val_dir)
         print(f"epoch {epoch} validation: {name} {value}", flush=True)
-        improved = value is not None and math.isfinite(value) and (
-            self.best_metric is None or value > self.best_metric)
+        improved = value is not None and math.isfinite(value) and (self.best_metric is None or value > self.best_metric)
         if improved:
             self.best_metric = float(value)
         return improved
@@ -544,8 +615,12 @@ class _Trainer:
     def _interrupted(self) -> None:
         if self.main and self.train.max_steps == 0:
             save_checkpoint(self.last_path, self._checkpoint())
-            print(f"saved {self.last_path} at epoch {self.epoch} step {self.epoch_step} of the "
-                  f"epoch; run again with the same run_name to resume", file=sys.stderr, flush=True)
+            print(
+                f"saved {self.last_path} at epoch {self.epoch} step {self.epoch_step} of the "
+                f"epoch; run again with the same run_name to resume",
+                file=sys.stderr,
+                flush=True,
+            )
         raise self._stopped()
 
     def _stopped(self) -> BaseException:
@@ -581,7 +656,10 @@ class _Trainer:
         if self.main:
             record = {k: v for k, v in result.items() if k not in ("run_dir", "metrics", "checkpoint")}
             append_jsonl(self.run_files.log_path, json_safe({"type": "summary", **record}))
-            print(f"{self.folder.name}: {self.step} steps, {summary['images_per_s']:.1f} img/s over "
-                  f"{meter.steps} measured steps (all devices), data wait "
-                  f"{summary['data_wait']:.0%}, {self.skipped} skipped", flush=True)
+            print(
+                f"{self.folder.name}: {self.step} steps, {summary['images_per_s']:.1f} img/s over "
+                f"{meter.steps} measured steps (all devices), data wait "
+                f"{summary['data_wait']:.0%}, {self.skipped} skipped",
+                flush=True,
+            )
         return result

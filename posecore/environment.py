@@ -17,6 +17,7 @@ env.json (written when a run starts; evaluation adds to it, and writes it for a 
   exports               [{"checkpoint", "sha256", "onnx", "onnx_sha256", "time"}, ...] one per
                         export_onnx(..., run_name=the run)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,11 +45,12 @@ from posecore.runs import Run, run_lock
 # the run files this module writes (their names: posecore.runs.Run)
 ENV_FILE = Run.ENV
 PATCH_FILE = "code.patch"
-_UNTRACKED_LIMIT = 1 << 20   # untracked files larger than this are named in code.patch, not included
+_UNTRACKED_LIMIT = 1 << 20  # untracked files larger than this are named in code.patch, not included
 
 
-def run_environment(npus: int, nodes: Nodes, params: Params | None = None, splits: tuple[str, ...] = ()
-                    ) -> dict[str, Any]:
+def run_environment(
+    npus: int, nodes: Nodes, params: Params | None = None, splits: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """What env.json records about where, how and with what a run was started (module docstring);
     `params` adds threads, determinism and the data fingerprint of `splits`."""
     info = device.describe()
@@ -65,22 +67,28 @@ def run_environment(npus: int, nodes: Nodes, params: Params | None = None, split
         world_size=npus * nodes.nnodes,
         git=git_state(),
         command=list(sys.argv),
-        notebook={key: value for key, value in os.environ.items()
-                  if key.startswith("PAPERMILL_") or key == "JPY_SESSION_NAME"},
+        notebook={
+            key: value for key, value in os.environ.items() if key.startswith("PAPERMILL_") or key == "JPY_SESSION_NAME"
+        },
         cwd=os.getcwd(),
         started=datetime.now().isoformat(timespec="seconds"),
     )
     if params is not None:
         in_process = npus == 1 and nodes.nnodes == 1
-        info["threads"] = {**worker_threads(params, npus, in_process),
-                           "interop": _interop_threads()}
+        info["threads"] = {**worker_threads(params, npus, in_process), "interop": _interop_threads()}
         info["deterministic"] = device.deterministic_setting(params.train.deterministic)
         info["data_fingerprint"] = data_fingerprint(params, splits)
     return info
 
 
-def write_run_records(folder: str | os.PathLike, params: Params, npus: int, nodes: Nodes,
-                      splits: tuple[str, ...], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_run_records(
+    folder: str | os.PathLike,
+    params: Params,
+    npus: int,
+    nodes: Nodes,
+    splits: tuple[str, ...],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write env.json (node 0; env-node<N>.json on the other machines of a multi-node run), with
     `extra` keys added, and, when the code has uncommitted changes, code.patch; returns the record."""
     folder = Path(folder)
@@ -91,8 +99,14 @@ def write_run_records(folder: str | os.PathLike, params: Params, npus: int, node
     return env
 
 
-def record_evaluation(folder: str | os.PathLike, params: Params, checkpoint: str | None,
-                      checkpoint_path: str | None, npus: int, split: str) -> dict[str, Any]:
+def record_evaluation(
+    folder: str | os.PathLike,
+    params: Params,
+    checkpoint: str | None,
+    checkpoint_path: str | None,
+    npus: int,
+    split: str,
+) -> dict[str, Any]:
     """Add one evaluation to the run's env.json: the checkpoint as asked for ("best", "last", a
     path), the file scored and its sha256, the split (with its data fingerprint) and npus. A run
     without env.json (an evaluation-only run) gets its full record first."""
@@ -104,17 +118,23 @@ def record_evaluation(folder: str | os.PathLike, params: Params, checkpoint: str
     else:
         env = run_environment(npus, node_settings(params), params, (split,))
         env["git"].update(save_code_patch(folder))
-    record = {"checkpoint": None if checkpoint is None else str(checkpoint),
-              "path": checkpoint_path, "sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
-              "split": split, "npus": npus, "time": datetime.now().isoformat(timespec="seconds"),
-              "threads": worker_threads(params, npus, in_process=npus == 1 and env.get("nnodes", 1) == 1)}
+    record = {
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "path": checkpoint_path,
+        "sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
+        "split": split,
+        "npus": npus,
+        "time": datetime.now().isoformat(timespec="seconds"),
+        "threads": worker_threads(params, npus, in_process=npus == 1 and env.get("nnodes", 1) == 1),
+    }
     env.setdefault("evaluations", []).append(record)
     write_json(path, env)
     return record
 
 
-def record_export(folder: str | os.PathLike, checkpoint_path: str | None, onnx_path: str | os.PathLike
-                  ) -> dict[str, Any] | None:
+def record_export(
+    folder: str | os.PathLike, checkpoint_path: str | None, onnx_path: str | os.PathLike
+) -> dict[str, Any] | None:
     """Add one ONNX export to the run's env.json (`exports`: the checkpoint and its sha256, the
     .onnx file and its sha256). Skipped, with a warning, while another process writes the run
     (an export of best.pt during training), and for a run without env.json."""
@@ -122,9 +142,13 @@ def record_export(folder: str | os.PathLike, checkpoint_path: str | None, onnx_p
     path = folder / ENV_FILE
     if not path.is_file():
         return None
-    record = {"checkpoint": checkpoint_path, "sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
-              "onnx": str(onnx_path), "onnx_sha256": file_sha256(onnx_path),
-              "time": datetime.now().isoformat(timespec="seconds")}
+    record = {
+        "checkpoint": checkpoint_path,
+        "sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
+        "onnx": str(onnx_path),
+        "onnx_sha256": file_sha256(onnx_path),
+        "time": datetime.now().isoformat(timespec="seconds"),
+    }
     try:
         with run_lock(folder, "export"):
             env = read_json(path)
@@ -154,8 +178,13 @@ def normalized_name(name: str) -> str:
 
 def platform_info() -> dict[str, Any]:
     libc = platform.libc_ver()
-    return {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-            "platform": platform.platform(), "libc": " ".join(part for part in libc if part) or None}
+    return {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "libc": " ".join(part for part in libc if part) or None,
+    }
 
 
 def _interop_threads() -> int:
@@ -163,8 +192,7 @@ def _interop_threads() -> int:
 
 
 def _git(*args: str, ok: tuple[int, ...] = (0,)) -> str:
-    result = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=60)
     if result.returncode not in ok:
         raise subprocess.CalledProcessError(result.returncode, args, result.stdout, result.stderr)
     return result.stdout

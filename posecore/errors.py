@@ -1,6 +1,7 @@
 """The errors several rooms raise, below all of them: params and AlphaPose configs (ParamsError),
 training and run folders (TrainingError, RunLockedError). Each module that raises one re-exports
 it, so `posecore.params.ParamsError` and `posecore.runs.RunLockedError` keep working."""
+
 from __future__ import annotations
 
 

@@ -12,6 +12,7 @@ log.jsonl, eval/metrics.json, the counters of checkpoints/last.pt); it never wri
 values differ (dotted keys), and notes on what makes them not comparable. `write_run_index()`
 refreshes outputs/runs.csv, one row per run folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,10 +36,32 @@ from posecore.runs import Run, outputs_root
 
 INDEX_NAME = "runs.csv"
 # runs.csv columns, in order (keys of read_run's dict)
-INDEX_COLUMNS = ("run", "state", "model", "dataset", "epochs_done", "epochs_planned", "last_epoch",
-                 "steps", "metric", "best", "last", "eval", "protocol", "split", "images_per_s", "data_wait",
-                 "skipped_steps", "devices", "world_size", "amp", "commit", "dirty", "date",
-                 "last_log_time")
+INDEX_COLUMNS = (
+    "run",
+    "state",
+    "model",
+    "dataset",
+    "epochs_done",
+    "epochs_planned",
+    "last_epoch",
+    "steps",
+    "metric",
+    "best",
+    "last",
+    "eval",
+    "protocol",
+    "split",
+    "images_per_s",
+    "data_wait",
+    "skipped_steps",
+    "devices",
+    "world_size",
+    "amp",
+    "commit",
+    "dirty",
+    "date",
+    "last_log_time",
+)
 # what makes validation numbers of two runs comparable at all
 COMPARABILITY = ("dataset", "split", "protocol")
 
@@ -52,6 +75,7 @@ class Comparison:
     notes: why numbers may not compare (other data, split or protocol; dirty trees; partial runs).
     logs: {run: log.jsonl records} for the curves.
     """
+
     metric: str | None
     runs: list[dict[str, Any]]
     differing: dict[str, dict[str, Any]]
@@ -77,7 +101,8 @@ def run_names(pattern: str | Sequence[str] | None = None) -> list[str]:
         if not matched:
             raise FileNotFoundError(
                 f"no run folder in {root} matches {item!r} (a run folder has a {Run.PARAMS}); runs "
-                f"there: {', '.join(existing) or 'none'}")
+                f"there: {', '.join(existing) or 'none'}"
+            )
         names += [name for name in matched if name not in names]
     return names
 
@@ -114,8 +139,10 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
         "dataset": _dataset_name(params),
         "epochs_done": epochs_done,
         "epochs_planned": epochs_planned,
-        "last_epoch": max((r["epoch"] for r in log if r.get("type") in ("train", "val")
-                           and finite_number(r.get("epoch"))), default=None),
+        "last_epoch": max(
+            (r["epoch"] for r in log if r.get("type") in ("train", "val") and finite_number(r.get("epoch"))),
+            default=None,
+        ),
         "steps": max((r["step"] for r in train_records if finite_number(r.get("step"))), default=0),
         "metric": metric,
         "best": max(values) if values else None,
@@ -146,17 +173,24 @@ def compare_runs(runs: str | Sequence[str], metric: str | None = None) -> Compar
     names = run_names(runs)
     read = [_read_run(name, metric) for name in names]
     records, logs = [record for record, _ in read], {name: log for name, (_, log) in zip(names, read)}
-    return Comparison(metric=metric or (records[0]["metric"] if records else None), runs=records,
-                      differing=differing_params({r["run"]: r["params"] for r in records}),
-                      notes=comparison_notes(records), logs=logs)
+    return Comparison(
+        metric=metric or (records[0]["metric"] if records else None),
+        runs=records,
+        differing=differing_params({r["run"]: r["params"] for r in records}),
+        notes=comparison_notes(records),
+        logs=logs,
+    )
 
 
 def differing_params(params_by_run: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """{dotted key: {run: value}} for the keys whose values are not all equal (None: absent)."""
     keys = sorted({key for flat in params_by_run.values() for key in flat})
     table = {key: {run: flat.get(key) for run, flat in params_by_run.items()} for key in keys}
-    return {key: values for key, values in table.items()
-            if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1}
+    return {
+        key: values
+        for key, values in table.items()
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1
+    }
 
 
 def comparison_notes(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -169,15 +203,21 @@ def comparison_notes(records: Sequence[dict[str, Any]]) -> list[str]:
             notes.append(f"not comparable: different validation {aspect} ({listed})")
     for r in records:
         if r["dirty"]:
-            notes.append(f"{r['run']} was trained from a git tree with uncommitted changes: its code "
-                         f"is not exactly commit {r['commit']}")
+            notes.append(
+                f"{r['run']} was trained from a git tree with uncommitted changes: its code "
+                f"is not exactly commit {r['commit']}"
+            )
         if r["state"] == "running":
-            notes.append(f"{r['run']} is still training (epoch {r['last_epoch']}, "
-                         f"{r['epochs_done']} of {r['epochs_planned']} done): its numbers are partial")
+            notes.append(
+                f"{r['run']} is still training (epoch {r['last_epoch']}, "
+                f"{r['epochs_done']} of {r['epochs_planned']} done): its numbers are partial"
+            )
         elif r["state"] == "stopped":
-            notes.append(f"{r['run']} stopped in epoch {r['last_epoch']} with {r['epochs_done']} of "
-                         f"{r['epochs_planned']} epochs done (last log {r['last_log_time']}): run it "
-                         f"again with the same run_name to resume")
+            notes.append(
+                f"{r['run']} stopped in epoch {r['last_epoch']} with {r['epochs_done']} of "
+                f"{r['epochs_planned']} epochs done (last log {r['last_log_time']}): run it "
+                f"again with the same run_name to resume"
+            )
     return notes
 
 
@@ -203,6 +243,7 @@ def _index_row(name: str) -> dict[str, Any]:
 
 # --- pieces ------------------------------------------------------------------------------------
 
+
 def _saved_params(run: Run) -> tuple[Params | None, str | None]:
     """(the run's params.yaml as typed Params, None) or, when it cannot be read as such (damaged,
     or written by a posecore with other keys), (None, why): a damaged file leaves its cells empty
@@ -219,7 +260,7 @@ def validation_split(params: Params | None) -> str | None:
         return None
     try:
         detector = eval_split(params) == "test"
-    except ValueError as error:   # detector boxes asked for without a detections file
+    except ValueError as error:  # detector boxes asked for without a detections file
         return f"unusable: {error}"
     return "val, detector boxes" if detector else "val, ground-truth boxes"
 
@@ -235,15 +276,16 @@ def validation_protocol(params: Params | None, metric: str) -> str | None:
         return "AlphaPose gt mAP: ground-truth boxes, no flip test, no NMS"
     part = metric.split("_")[0]
     if params.data.dataset == "coco_wholebody" and metric.endswith(("_AP", "_AR")):
-        return (f"COCO-WholeBody per part: COCOeval on the {part} joints with their sigmas, "
-                f"OKS-NMS {evaluation.oks_nms:g}, {flip}, {decode}")
+        return (
+            f"COCO-WholeBody per part: COCOeval on the {part} joints with their sigmas, "
+            f"OKS-NMS {evaluation.oks_nms:g}, {flip}, {decode}"
+        )
     if params.data.dataset == "mpii":
         return f"official PCKh@{evaluation.pckh_thr:g}, {flip}, {decode}"
     return f"COCOeval, OKS-NMS {evaluation.oks_nms:g}, {flip}, {decode}"
 
 
-def _state(run: Run, log: list[dict], summaries: list[dict], epochs_done: int,
-           epochs_planned: int | None) -> str:
+def _state(run: Run, log: list[dict], summaries: list[dict], epochs_done: int, epochs_planned: int | None) -> str:
     if run.is_training():
         return "running"
     if not log:
@@ -261,8 +303,9 @@ def _epochs_done(run: Run, summaries: list[dict]) -> int:
         checkpoint = read_checkpoint(last, mmap=True)
         epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise CheckpointError(f"{last}: epoch is {str(epoch)[:40]!r}, expected a non-negative integer; "
-                                  "the checkpoint is damaged")
+            raise CheckpointError(
+                f"{last}: epoch is {str(epoch)[:40]!r}, expected a non-negative integer; the checkpoint is damaged"
+            )
         return epoch
     epochs = summaries[-1].get("epochs") if summaries else 0
     return int(epochs) if finite_number(epochs) and epochs >= 0 else 0
@@ -320,8 +363,9 @@ def _read_json_or_empty(path: Path) -> dict[str, Any]:
     """A run record's object ({} without the file); any other JSON is a ValueError naming it."""
     content = read_json(path) if path.is_file() else {}
     if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}; the record is "
-                         "damaged: restore or delete it")
+        raise ValueError(
+            f"{path}: expected a JSON object, got {type(content).__name__}; the record is damaged: restore or delete it"
+        )
     return content
 
 

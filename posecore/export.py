@@ -18,6 +18,7 @@ TorchScript exporter is gone and opset >= 18 is acceptable.
 `metadata_props` hold JSON-encoded values under the keys documented in
 posecore.onnx_metadata.METADATA_KEYS; `read_metadata(path)` there decodes them.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,14 +45,20 @@ from posecore.runs import Run, resolve_path
 MIN_OPSET = 11  # DepthToSpace CRD mode (PixelShuffle) and GatherElements (decode) need opset 11
 MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 PARITY_TOLERANCE = 1e-4
-KEYPOINT_TOLERANCE_PX = 1e-3   # median keypoint difference, image pixels, of the two Predictors
+KEYPOINT_TOLERANCE_PX = 1e-3  # median keypoint difference, image pixels, of the two Predictors
 
 
-
-def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLike | None,
-                path: str | os.PathLike, opset: int = 17, dynamic_batch: bool = True, *,
-                decode: bool = False, run_name: str | None = None,
-                parity_batch_sizes: Sequence[int] | None = None) -> dict[str, Any]:
+def export_onnx(
+    params: Params | str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
+    path: str | os.PathLike,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    *,
+    decode: bool = False,
+    run_name: str | None = None,
+    parity_batch_sizes: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Export params' model with `checkpoint`'s weights to `path` and check it against PyTorch.
 
     `params`: Params, or a name/path for posecore.load_params. `checkpoint`: a file in any format
@@ -85,9 +92,16 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
         warnings.filterwarnings("ignore", message="The feature will be removed.*")
         # the decode's blur kernel is a constant on purpose
         warnings.filterwarnings("ignore", message="torch.from_numpy results are registered as constants")
-        torch.onnx.export(ExportWrapper(model, codec, decode), (example,), buffer,
-                          dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                          output_names=output_names, dynamic_axes=dynamic_axes)
+        torch.onnx.export(
+            ExportWrapper(model, codec, decode),
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     # onnxruntime rejects IR versions newer than it knows; the lowest IR that carries the opset
     # is what every runtime with that opset accepts.
@@ -103,12 +117,19 @@ def export_onnx(params: Params | str | os.PathLike, checkpoint: str | os.PathLik
     if parity:
         parity["predictor"] = check_predictor_parity(predictor, path)
     if parity and not parity["ok"]:
-        warnings.warn(f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
-                      f"(> {PARITY_TOLERANCE})", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} (> {PARITY_TOLERANCE})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     for case, found in (parity or {}).get("predictor", {}).items():
         if not found["ok"]:
-            warnings.warn(f"{path}: Predictor.from_onnx's keypoints differ from PyTorch's by {found['median_px']:.3g} "
-                          f"px (median, {case}; > {KEYPOINT_TOLERANCE_PX})", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: Predictor.from_onnx's keypoints differ from PyTorch's by {found['median_px']:.3g} "
+                f"px (median, {case}; > {KEYPOINT_TOLERANCE_PX})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return {
         "path": str(path),
         "model_name": params.model.name,
@@ -135,8 +156,9 @@ class ExportWrapper(nn.Module):
         self.model = model
         self.codec = codec
         self.decode = decode
-        self.register_buffer("input_per_unit", torch.tensor(codec.input_per_unit, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "input_per_unit", torch.tensor(codec.input_per_unit, dtype=torch.float32), persistent=False
+        )
 
     def forward(self, image: torch.Tensor):
         output = final_output(self.model(image))  # the last stack's for an hourglass
@@ -149,8 +171,10 @@ class ExportWrapper(nn.Module):
 
 def check_opset(opset: int) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"opset {opset!r} is not supported: the exporter writes opset "
-                         f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})")
+        raise ValueError(
+            f"opset {opset!r} is not supported: the exporter writes opset "
+            f"{MIN_OPSET}..{MAX_OPSET} (PixelShuffle and the decode need >= {MIN_OPSET})"
+        )
 
 
 def ort_session(onnx_path: str | os.PathLike, threads: int | None = None):
@@ -169,35 +193,47 @@ def keypoint_differences(ours: Predictor, theirs: Predictor, samples) -> dict[st
     samples = list(samples)
     result = {}
     for flip in (False, True):
-        difference = np.concatenate([np.abs(ours(image, boxes, flip).keypoints - theirs(image, boxes, flip).keypoints).ravel()
-                                     for image, boxes in samples])
-        result[f"flip {'on' if flip else 'off'}"] = {"coordinates": int(difference.size),
-                                                      "median_px": float(np.median(difference)),
-                                                      "max_px": float(difference.max())}
+        difference = np.concatenate(
+            [
+                np.abs(ours(image, boxes, flip).keypoints - theirs(image, boxes, flip).keypoints).ravel()
+                for image, boxes in samples
+            ]
+        )
+        result[f"flip {'on' if flip else 'off'}"] = {
+            "coordinates": int(difference.size),
+            "median_px": float(np.median(difference)),
+            "max_px": float(difference.max()),
+        }
     return result
 
 
-def check_predictor_parity(predictor: Predictor, onnx_path: str | os.PathLike, people: int = 2,
-                           seed: int = 0) -> dict[str, dict[str, float]]:
+def check_predictor_parity(
+    predictor: Predictor, onnx_path: str | os.PathLike, people: int = 2, seed: int = 0
+) -> dict[str, dict[str, float]]:
     """The whole path a user runs, both ways: `predictor` (PyTorch) and Predictor.from_onnx (no
     params: the file's metadata sets codec, decoding and flip shift) on the same seeded image and
     boxes, crop to decode (`keypoint_differences`), with "ok": the median within
     KEYPOINT_TOLERANCE_PX (an argmax between two near-equal heatmap cells may flip a joint of an
     untrained model, which the maximum shows)."""
-    exported = Predictor.from_onnx(onnx_path, device="cpu")   # as a user loads it: the file's metadata alone
+    exported = Predictor.from_onnx(onnx_path, device="cpu")  # as a user loads it: the file's metadata alone
     w, h = predictor.input_size
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)
     corners = rng.uniform(0, 0.5, (people, 2)) * (w, h)
-    boxes = np.concatenate([corners, corners + (w, h)], axis=1)   # xyxy, inside the image
+    boxes = np.concatenate([corners, corners + (w, h)], axis=1)  # xyxy, inside the image
     result = keypoint_differences(predictor, exported, [(image, boxes)])
     for found in result.values():
         found["ok"] = found["median_px"] <= KEYPOINT_TOLERANCE_PX
     return result
 
 
-def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Sequence[int] = (1, 5),
-                 seed: int = 0, codec: Any = None) -> dict[str, Any]:
+def check_parity(
+    model: nn.Module,
+    onnx_path: str | os.PathLike,
+    batch_sizes: Sequence[int] = (1, 5),
+    seed: int = 0,
+    codec: Any = None,
+) -> dict[str, Any]:
     """Max abs difference between onnxruntime (CPU) and PyTorch eval outputs on random images.
 
     Compares the model's outputs ("heatmaps", or "simcc_x" and "simcc_y") with model(x) and,
@@ -230,13 +266,18 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, batch_sizes: Se
                 expected.update(keypoints=coords * input_per_unit, scores=scores)
         batches[batch] = {name: float(np.abs(out - expected[name].numpy()).max()) for name, out in outputs.items()}
     worst = max(diffs[name] for diffs in batches.values() for name in raw)
-    return {"max_abs_diff": worst, "ok": worst <= PARITY_TOLERANCE, "tolerance": PARITY_TOLERANCE,
-            "batches": batches}
+    return {"max_abs_diff": worst, "ok": worst <= PARITY_TOLERANCE, "tolerance": PARITY_TOLERANCE, "batches": batches}
 
 
-def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLike,
-                  batch_sizes: Sequence[int] = (1, 8), repeats: int = 20, warmup: int = 3,
-                  threads: int | None = None, budget_s: float | None = None) -> list[dict[str, Any]]:
+def latency_table(
+    params: Params | str | os.PathLike,
+    onnx_path: str | os.PathLike,
+    batch_sizes: Sequence[int] = (1, 8),
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    budget_s: float | None = None,
+) -> list[dict[str, Any]]:
     """Median CPU latency (ms) of PyTorch eager vs onnxruntime, one row per batch size.
 
     Both run with the same number of intra-op threads, alternating run by run. Weights do not
@@ -251,8 +292,10 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
     input_meta = session.get_inputs()[0]
     fixed_batch = input_meta.shape[0]
     if isinstance(fixed_batch, int) and any(b != fixed_batch for b in batch_sizes):
-        raise ValueError(f"{onnx_path} has a fixed batch of {fixed_batch}; re-export with "
-                         f"dynamic_batch=True to time batch sizes {tuple(batch_sizes)}")
+        raise ValueError(
+            f"{onnx_path} has a fixed batch of {fixed_batch}; re-export with "
+            f"dynamic_batch=True to time batch sizes {tuple(batch_sizes)}"
+        )
     model = build_model(params).eval()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -263,12 +306,22 @@ def latency_table(params: Params | str | os.PathLike, onnx_path: str | os.PathLi
             images = torch.randn(batch, 3, h, w)
             feed = {input_meta.name: images.numpy()}
             with torch.no_grad():
-                (torch_ms, ort_ms), timed = _median_ms([lambda images=images: model(images),
-                                                        lambda feed=feed: session.run(None, feed)],
-                                                       repeats, warmup, budget_s)
-            rows.append({"batch": batch, "pytorch_ms": round(torch_ms, 2),
-                         "onnxruntime_ms": round(ort_ms, 2), "speedup": round(torch_ms / ort_ms, 2),
-                         "threads": threads, "repeats": timed})
+                (torch_ms, ort_ms), timed = _median_ms(
+                    [lambda images=images: model(images), lambda feed=feed: session.run(None, feed)],
+                    repeats,
+                    warmup,
+                    budget_s,
+                )
+            rows.append(
+                {
+                    "batch": batch,
+                    "pytorch_ms": round(torch_ms, 2),
+                    "onnxruntime_ms": round(ort_ms, 2),
+                    "speedup": round(torch_ms / ort_ms, 2),
+                    "threads": threads,
+                    "repeats": timed,
+                }
+            )
     finally:
         torch.set_num_threads(previous_threads)
     return rows

@@ -6,6 +6,7 @@ naming the file and the size it needed. Log files are JSON lines; a torn line (a
 disk during an append) is skipped with a warning by `read_jsonl` and cut off by the next append.
 (posecore.runs removes the temp files interrupted writes leave, under the run's lock.)
 """
+
 from __future__ import annotations
 
 import errno
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent   # relative paths in params are relative to it
+REPO_ROOT = Path(__file__).resolve().parent.parent  # relative paths in params are relative to it
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -27,6 +28,7 @@ class DiskFullError(OSError):
 
 
 # --- crash-safe writes ------------------------------------------------------------------------
+
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Any], None]) -> Path:
     """Write `data` (bytes, text, or a callable given a binary file object) to `path` atomically.
@@ -99,9 +101,11 @@ def _disk_full(path: Path, needed: int | None, error: OSError) -> DiskFullError:
     free = _free_bytes(path.parent)
     need = f"it needs {_size_text(needed)}" if needed is not None else "its size is unknown"
     state = "is left as it was" if path.exists() else "was not written"
-    message = (f"no space left writing {path}: {need}, {_size_text(free)} free there "
-               f"({os.strerror(error.errno)}); {path.name} {state}. Free some space or point "
-               f"POSECORE_OUTPUTS at a larger disk, then run again")
+    message = (
+        f"no space left writing {path}: {need}, {_size_text(free)} free there "
+        f"({os.strerror(error.errno)}); {path.name} {state}. Free some space or point "
+        f"POSECORE_OUTPUTS at a larger disk, then run again"
+    )
     full = DiskFullError(error.errno, message)
     full.filename = str(path)
     return full
@@ -139,6 +143,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 # --- JSON lines -------------------------------------------------------------------------------
+
 
 def jsonl_line(obj: Any) -> str:
     """One record of a .jsonl file, newline included."""
@@ -189,8 +194,9 @@ def repair_jsonl(path: str | os.PathLike) -> int:
             f.write(b"\n")
             return 0
         f.truncate(start)
-    warnings.warn(f"{path}: removed a torn last line ({size - start} bytes, from a write that was "
-                  f"interrupted)", stacklevel=2)
+    warnings.warn(
+        f"{path}: removed a torn last line ({size - start} bytes, from a write that was interrupted)", stacklevel=2
+    )
     return size - start
 
 
@@ -208,9 +214,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             else:
                 records.append(record)
     if bad:
-        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (line {', '.join(map(str, bad[:5]))}"
-                      f"{', ...' if len(bad) > 5 else ''}), e.g. a record torn by a kill or a full "
-                      f"disk; resuming the run rewrites the file without them", stacklevel=2)
+        warnings.warn(
+            f"{path}: skipped {len(bad)} unreadable line(s) (line {', '.join(map(str, bad[:5]))}"
+            f"{', ...' if len(bad) > 5 else ''}), e.g. a record torn by a kill or a full "
+            f"disk; resuming the run rewrites the file without them",
+            stacklevel=2,
+        )
     return records
 
 

@@ -13,6 +13,7 @@ out - 1) span bbox_scale on each axis and the centre maps to ((out_w - 1) / 2, (
 Mirroring a crop then mirrors the image about the box centre exactly, and resizing between input
 and heatmap introduces no half-pixel offset.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,7 @@ def box_to_center_scale(bbox_xywh, aspect_ratio: float, padding: float = 1.25):
     return center, scale
 
 
-def affine_matrix(bbox_center, bbox_scale, rotation_deg: float, output_size, inverse: bool = False,
-                  udp: bool = False):
+def affine_matrix(bbox_center, bbox_scale, rotation_deg: float, output_size, inverse: bool = False, udp: bool = False):
     """[2, 3] float64 matrix mapping image pixels to crop pixels (`inverse`: crop to image).
 
     `output_size` is (w, h) of the crop (input or heatmap size). Classic: only bbox_scale[0] sets
@@ -55,7 +55,7 @@ def affine_matrix(bbox_center, bbox_scale, rotation_deg: float, output_size, inv
         zoom = out_w / float(scale[0])
         crop_center = np.array([out_w * 0.5, out_h * 0.5])
     if inverse:
-        linear = np.array([[cos, -sin], [sin, cos]]) / zoom   # zoom per column: undone first
+        linear = np.array([[cos, -sin], [sin, cos]]) / zoom  # zoom per column: undone first
         offset = center - linear @ crop_center
     else:
         linear = np.array([[cos, sin], [-sin, cos]]) * np.reshape(zoom, (-1, 1))  # per row

@@ -21,6 +21,7 @@ OUT (out_dir) receives:
   drawn in their track's colour with the id printed.
 - summary.json: frames, persons, tracks, frames/s of the detector, the pose stage and end to end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,21 +46,43 @@ from posecore.runs import InferFiles, Run, default_run_name, outputs_root, resol
 from posecore.track import Tracker
 
 VIDEO_CODEC = "mp4v"
-DEFAULT_FPS = 25.0            # for videos whose container does not say
-MAX_PENDING_FRAMES = 32       # frames held while their people fill a pose batch
-PALETTE = ((75, 25, 230), (75, 180, 60), (25, 225, 255), (200, 130, 0), (48, 130, 245),
-           (180, 30, 145), (240, 240, 70), (230, 50, 240), (60, 245, 210), (190, 190, 250),
-           (128, 128, 0), (255, 190, 230), (40, 110, 170), (200, 250, 255), (0, 0, 128))  # BGR
+DEFAULT_FPS = 25.0  # for videos whose container does not say
+MAX_PENDING_FRAMES = 32  # frames held while their people fill a pose batch
+PALETTE = (
+    (75, 25, 230),
+    (75, 180, 60),
+    (25, 225, 255),
+    (200, 130, 0),
+    (48, 130, 245),
+    (180, 30, 145),
+    (240, 240, 70),
+    (230, 50, 240),
+    (60, 245, 210),
+    (190, 190, 250),
+    (128, 128, 0),
+    (255, 190, 230),
+    (40, 110, 170),
+    (200, 250, 255),
+    (0, 0, 128),
+)  # BGR
 
 
 # --------------------------------------------------------------------------- drawing
+
 
 def track_colour(track_id: int) -> tuple[int, int, int]:
     return PALETTE[(int(track_id) - 1) % len(PALETTE)]
 
 
-def draw_people_bgr(image_bgr: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, ids: np.ndarray,
-                    skeleton, min_score: float, fine_joints=()) -> np.ndarray:
+def draw_people_bgr(
+    image_bgr: np.ndarray,
+    boxes: np.ndarray,
+    keypoints: np.ndarray,
+    ids: np.ndarray,
+    skeleton,
+    min_score: float,
+    fine_joints=(),
+) -> np.ndarray:
     """A copy of the frame with each person's box, limbs and joints (score >= min_score) in the
     colour of its id, and the id printed above the box. `fine_joints` (KeypointInfo.fine_joints:
     faces, hands) are drawn with one-pixel links and dots, the body's limbs thicker with white joints."""
@@ -80,12 +103,21 @@ def draw_people_bgr(image_bgr: np.ndarray, boxes: np.ndarray, keypoints: np.ndar
                 cv2.circle(canvas, point, 1, colour, -1, cv2.LINE_AA)
             elif ok:
                 cv2.circle(canvas, point, thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
-        cv2.putText(canvas, str(int(track_id)), (x1 + 2, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5 * thickness, colour, thickness, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            str(int(track_id)),
+            (x1 + 2, max(y1 - 4, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5 * thickness,
+            colour,
+            thickness,
+            cv2.LINE_AA,
+        )
     return canvas
 
 
 # --------------------------------------------------------------------------- the pipeline
+
 
 @dataclass
 class _Pending:
@@ -93,10 +125,10 @@ class _Pending:
 
     frame: Frame
     image: np.ndarray
-    boxes: np.ndarray          # [n, 5]
-    inputs: np.ndarray         # [n, 3, H, W]
-    centers: np.ndarray        # [n, 2]
-    scales: np.ndarray         # [n, 2]
+    boxes: np.ndarray  # [n, 5]
+    inputs: np.ndarray  # [n, 3, H, W]
+    centers: np.ndarray  # [n, 2]
+    scales: np.ndarray  # [n, 2]
 
 
 class _Pipeline:
@@ -105,8 +137,7 @@ class _Pipeline:
 
     STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
 
-    def __init__(self, model: Predictor, params: Params, tracker: Any, writer: _Writer, batch_size: int,
-                 flip: bool):
+    def __init__(self, model: Predictor, params: Params, tracker: Any, writer: _Writer, batch_size: int, flip: bool):
         self.model, self.params, self.tracker, self.writer = model, params, tracker, writer
         self.batch_size, self.flip = batch_size, flip
         self.pending: list[_Pending] = []
@@ -140,17 +171,23 @@ class _Pipeline:
         counts = [len(p.boxes) for p in self.pending]
         if not sum(counts):
             return [np.zeros((0, self.model.info.num_joints, 3)) for _ in counts]
-        inputs, centers, scales = (np.concatenate([getattr(p, key) for p in self.pending])
-                                   for key in ("inputs", "centers", "scales"))
+        inputs, centers, scales = (
+            np.concatenate([getattr(p, key) for p in self.pending]) for key in ("inputs", "centers", "scales")
+        )
         started = time.perf_counter()
-        outputs = [self.model.outputs(inputs[i:i + self.batch_size], self.flip)[0]
-                   for i in range(0, len(inputs), self.batch_size)]
+        outputs = [
+            self.model.outputs(inputs[i : i + self.batch_size], self.flip)[0]
+            for i in range(0, len(inputs), self.batch_size)
+        ]
         self.forward_batches += len(outputs)
         started = self.tick("forward", started)
         starts = range(0, len(inputs), self.batch_size)
-        keypoints = np.concatenate([
-            self.model.decode(output, centers[i:i + self.batch_size], scales[i:i + self.batch_size]).rows()
-            for i, output in zip(starts, outputs)])
+        keypoints = np.concatenate(
+            [
+                self.model.decode(output, centers[i : i + self.batch_size], scales[i : i + self.batch_size]).rows()
+                for i, output in zip(starts, outputs)
+            ]
+        )
         self.tick("decode", started)
         return np.split(keypoints, np.cumsum(counts)[:-1])
 
@@ -161,17 +198,36 @@ class _Pipeline:
         self.track_ids.update(int(i) for i in ids)
         started = self.tick("track", started)
         self.results.extend(alphapose_results(pending.frame.label, boxes, keypoints, ids))
-        self.writer.write(pending.frame, pending.image, lambda image: draw_people_bgr(
-            image, boxes, keypoints, ids, self.model.info.skeleton, self.params.infer.draw_min_score,
-            self.model.info.fine_joints()))
+        self.writer.write(
+            pending.frame,
+            pending.image,
+            lambda image: draw_people_bgr(
+                image,
+                boxes,
+                keypoints,
+                ids,
+                self.model.info.skeleton,
+                self.params.infer.draw_min_score,
+                self.model.info.fine_joints(),
+            ),
+        )
         self.tick("write", started)
 
 
-def infer(params: Params, checkpoint: str | os.PathLike, source: str | os.PathLike,
-          detector: Any = "whole-image", out_dir: str | os.PathLike | None = None,
-          track: bool | None = None, flip: bool = False, draw: bool = True,
-          run_name: str | None = None, batch_size: int | None = None, device: Any = None,
-          progress: bool = True) -> dict[str, Any]:
+def infer(
+    params: Params,
+    checkpoint: str | os.PathLike,
+    source: str | os.PathLike,
+    detector: Any = "whole-image",
+    out_dir: str | os.PathLike | None = None,
+    track: bool | None = None,
+    flip: bool = False,
+    draw: bool = True,
+    run_name: str | None = None,
+    batch_size: int | None = None,
+    device: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Poses of every person in `source`; writes OUT (see the module docstring), returns the summary.
 
     params: Params or a name/path for posecore.load_params (None: the params of run `run_name`,
@@ -184,25 +240,43 @@ def infer(params: Params, checkpoint: str | os.PathLike, source: str | os.PathLi
     """
     params = load_params(params) if params is not None else None
     model = Predictor.load(checkpoint, params, run_name, device)
-    params = params or model.params or Params()   # an .onnx carries its model; the settings are then the defaults
+    params = params or model.params or Params()  # an .onnx carries its model; the settings are then the defaults
     settings = params.infer
     detector = build_detector(detector, **_detector_options(detector, settings))
     src = open_source(source)
     track = src.kind == "video" if track is None else bool(track)
-    out = resolve_path(out_dir) if out_dir is not None else (
-        Run(run_name or default_run_name("infer")).infer_files(src.stem).folder)
-    with _run_writer(out):   # what goes into a run folder holds its writer lock, as training does
+    out = (
+        resolve_path(out_dir)
+        if out_dir is not None
+        else (Run(run_name or default_run_name("infer")).infer_files(src.stem).folder)
+    )
+    with _run_writer(out):  # what goes into a run folder holds its writer lock, as training does
         out.mkdir(parents=True, exist_ok=True)
-        tracker = Tracker(model.info.sigmas, settings.track_iou_weight, settings.track_min_similarity,
-                          settings.track_max_missed, settings.track_max_centre_distance) if track else None
+        tracker = (
+            Tracker(
+                model.info.sigmas,
+                settings.track_iou_weight,
+                settings.track_min_similarity,
+                settings.track_max_missed,
+                settings.track_max_centre_distance,
+            )
+            if track
+            else None
+        )
         writer = _Writer(out, src, draw)
         pipeline = _Pipeline(model, params, tracker, writer, int(batch_size or params.eval.batch_size), flip)
         skipped: list[str] = []
         frames = 0
         total = src.frame_count if src.kind == "video" else len(src.images)
         started_all = started = time.perf_counter()
-        for frame, image in tqdm(read_frames(src), total=total or None, desc=f"infer {src.path.name}",
-                                 unit="frame", disable=not progress, leave=False):
+        for frame, image in tqdm(
+            read_frames(src),
+            total=total or None,
+            desc=f"infer {src.path.name}",
+            unit="frame",
+            disable=not progress,
+            leave=False,
+        ):
             started = pipeline.tick("read", started)
             if image is None:
                 skipped.append(frame.label)
@@ -239,8 +313,11 @@ def _run_writer(out: Path) -> contextlib.AbstractContextManager:
 def _detector_options(spec: Any, settings: Any) -> dict[str, Any]:
     suffix = Path(str(spec)).suffix.lower() if isinstance(spec, (str, os.PathLike)) else ""
     if suffix == ".onnx":
-        return {"classes": settings.person_class, "score_threshold": settings.detector_score_thr,
-                "iou_threshold": settings.detector_nms_iou}
+        return {
+            "classes": settings.person_class,
+            "score_threshold": settings.detector_score_thr,
+            "iou_threshold": settings.detector_nms_iou,
+        }
     if suffix == ".json":
         return {"score_threshold": settings.detector_score_thr}
     return {}
@@ -255,7 +332,7 @@ def tracks_from_results(results: list[dict], joint: int) -> dict[int, dict]:
     tracks: dict[int, dict] = {}
     for row in results:
         frame = order.setdefault(row["image_id"], len(order))
-        x, y, score = row["keypoints"][3 * joint:3 * joint + 3]
+        x, y, score = row["keypoints"][3 * joint : 3 * joint + 3]
         track = tracks.setdefault(int(row["idx"]), {"frame": [], "xy": [], "score": []})
         track["frame"].append(frame)
         track["xy"].append((x, y))
@@ -268,14 +345,16 @@ def alphapose_results(image_id: str, boxes: np.ndarray, keypoints: np.ndarray, i
     rows = []
     for box, points, track_id in zip(boxes, keypoints, ids):
         x1, y1, x2, y2, box_score = (float(v) for v in box[:5])
-        rows.append({
-            "image_id": image_id,
-            "category_id": 1,
-            "keypoints": [round(float(v), 4) for v in points.reshape(-1)],
-            "score": round(float(points[:, 2].mean()) * box_score, 6),
-            "box": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-            "idx": int(track_id),
-        })
+        rows.append(
+            {
+                "image_id": image_id,
+                "category_id": 1,
+                "keypoints": [round(float(v), 4) for v in points.reshape(-1)],
+                "score": round(float(points[:, 2].mean()) * box_score, 6),
+                "box": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                "idx": int(track_id),
+            }
+        )
     return rows
 
 
@@ -302,8 +381,9 @@ class _Writer:
             return
         if self.video is None:
             height, width = image.shape[:2]
-            self.video = cv2.VideoWriter(str(self.video_tmp), cv2.VideoWriter_fourcc(*VIDEO_CODEC),
-                                         self.fps, (width, height))
+            self.video = cv2.VideoWriter(
+                str(self.video_tmp), cv2.VideoWriter_fourcc(*VIDEO_CODEC), self.fps, (width, height)
+            )
             if not self.video.isOpened():
                 raise RuntimeError(f"OpenCV cannot write {self.video_tmp} with codec {VIDEO_CODEC!r}")
         self.video.write(canvas)
@@ -322,8 +402,19 @@ class _Writer:
         return {"video": str(final)}
 
 
-def _summary(src: Source, out: Path, outputs: dict, model: Predictor, detector: Any, frames: int,
-             pipeline: _Pipeline, track: bool, skipped: list[str], elapsed: float, flip: bool) -> dict[str, Any]:
+def _summary(
+    src: Source,
+    out: Path,
+    outputs: dict,
+    model: Predictor,
+    detector: Any,
+    frames: int,
+    pipeline: _Pipeline,
+    track: bool,
+    skipped: list[str],
+    elapsed: float,
+    flip: bool,
+) -> dict[str, Any]:
     seconds = pipeline.seconds
     pose = seconds["crop"] + seconds["forward"] + seconds["decode"]
     persons = len(pipeline.results)
@@ -348,14 +439,17 @@ def _summary(src: Source, out: Path, outputs: dict, model: Predictor, detector: 
         "joint_names": list(model.info.joint_names),
         "keypoints": model.info.record(),
         "flip": flip,
-        "fps": {"detector": rate(frames, seconds["detect"]), "pose": rate(frames, pose),
-                "end_to_end": rate(frames, elapsed)},
+        "fps": {
+            "detector": rate(frames, seconds["detect"]),
+            "pose": rate(frames, pose),
+            "end_to_end": rate(frames, elapsed),
+        },
         "persons_per_s": {"pose": rate(persons, pose)},
-        "ms_per_frame": {stage: round(1000 * spent / frames, 3) if frames else None
-                         for stage, spent in seconds.items()},
+        "ms_per_frame": {
+            stage: round(1000 * spent / frames, 3) if frames else None for stage, spent in seconds.items()
+        },
         # what the pose stage costs beyond the model's own batched forward
-        "pose_overhead": round((pose - seconds["forward"]) / seconds["forward"], 4)
-        if seconds["forward"] > 0 else None,
+        "pose_overhead": round((pose - seconds["forward"]) / seconds["forward"], 4) if seconds["forward"] > 0 else None,
         "forward_batches": pipeline.forward_batches,
         "seconds": round(elapsed, 3),
         "out_dir": str(out),
@@ -367,11 +461,14 @@ def _summary(src: Source, out: Path, outputs: dict, model: Predictor, detector: 
 
 def format_summary(summary: dict[str, Any]) -> str:
     fps = summary["fps"]
-    lines = [f"{summary['source']}: {summary['frames']} frames, {summary['persons']} persons"
-             + (f", {summary['tracks']} tracks" if summary["tracks"] is not None else ""),
-             "frames/s: detector {}, pose stage {}, end to end {} ({} backend)".format(
-                 fps["detector"], fps["pose"], fps["end_to_end"], summary["pose_backend"]),
-             f"results: {summary['results']}"]
+    lines = [
+        f"{summary['source']}: {summary['frames']} frames, {summary['persons']} persons"
+        + (f", {summary['tracks']} tracks" if summary["tracks"] is not None else ""),
+        "frames/s: detector {}, pose stage {}, end to end {} ({} backend)".format(
+            fps["detector"], fps["pose"], fps["end_to_end"], summary["pose_backend"]
+        ),
+        f"results: {summary['results']}",
+    ]
     lines += [f"{key}: {summary[key]}" for key in ("video", "vis") if key in summary]
     lines += [f"skipped (unreadable): {', '.join(summary['skipped'])}"] if summary["skipped"] else []
     lines += [f"note: {note}" for note in summary["notes"]]

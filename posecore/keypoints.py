@@ -13,6 +13,7 @@ params may give or override `data.flip_pairs`, `data.upper_body` (names or 0-bas
 `keypoint_params` writes the resolved set back into params (by name), so a run's params.yaml
 alone rebuilds it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,22 +56,29 @@ class KeypointInfo:
             raise KeypointSetError(f"{key}: {joint!r} must be a joint name or a 0-based index")
         if isinstance(joint, int):
             if not 0 <= joint < self.num_joints:
-                raise KeypointSetError(f"{key}: index {joint} is out of range for {self.num_joints} "
-                                       f"joints (0..{self.num_joints - 1}: {list(self.joint_names)})")
+                raise KeypointSetError(
+                    f"{key}: index {joint} is out of range for {self.num_joints} "
+                    f"joints (0..{self.num_joints - 1}: {list(self.joint_names)})"
+                )
             return joint
         if joint not in self.joint_names:
             match = difflib.get_close_matches(joint, self.joint_names, n=1, cutoff=0.6)
             hint = f" (did you mean {match[0]!r}?)" if match else ""
-            raise KeypointSetError(f"{key}: {joint!r} is not a joint of this keypoint set{hint}; "
-                                   f"joints: {list(self.joint_names)}")
+            raise KeypointSetError(
+                f"{key}: {joint!r} is not a joint of this keypoint set{hint}; joints: {list(self.joint_names)}"
+            )
         return self.joint_names.index(joint)
 
     def record(self) -> dict[str, Any]:
         """The set as an ONNX export and an inference summary write it (JSON-ready); read back by
         `from_record`."""
-        return {"dataset": self.dataset, "joint_names": list(self.joint_names),
-                "flip_pairs": [list(pair) for pair in self.flip_pairs],
-                "skeleton": [list(pair) for pair in self.skeleton], "oks_sigmas": list(self.sigmas)}
+        return {
+            "dataset": self.dataset,
+            "joint_names": list(self.joint_names),
+            "flip_pairs": [list(pair) for pair in self.flip_pairs],
+            "skeleton": [list(pair) for pair in self.skeleton],
+            "oks_sigmas": list(self.sigmas),
+        }
 
     def part_joints(self, part: str) -> list[int]:
         """0-based joint indices of one of `parts` by name ("body" of a set without parts: all)."""
@@ -97,20 +105,65 @@ class KeypointInfo:
 COCO = KeypointInfo(
     dataset="coco",
     joint_names=(
-        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-        "left_wrist", "right_wrist", "left_hip", "right_hip",
-        "left_knee", "right_knee", "left_ankle", "right_ankle",
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
     ),
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     skeleton=(
-        (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
-        (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
     ),
     upper_body=tuple(range(11)),
     sigmas=(
-        0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-        0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+        0.026,
+        0.025,
+        0.025,
+        0.035,
+        0.035,
+        0.079,
+        0.079,
+        0.072,
+        0.072,
+        0.062,
+        0.062,
+        0.107,
+        0.107,
+        0.087,
+        0.087,
+        0.089,
+        0.089,
     ),
     joint_weights=(1.0,) * 5 + (1.0,) * 2 + (1.2,) * 2 + (1.5,) * 2 + (1.0,) * 2 + (1.2,) * 2 + (1.5,) * 2,
 )
@@ -119,19 +172,59 @@ COCO = KeypointInfo(
 MPII = KeypointInfo(
     dataset="mpii",
     joint_names=(
-        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
-        "pelvis", "thorax", "upper_neck", "head_top",
-        "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "pelvis",
+        "thorax",
+        "upper_neck",
+        "head_top",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
     ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
     skeleton=(
-        (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
-        (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15),
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (7, 12),
+        (12, 11),
+        (11, 10),
+        (7, 13),
+        (13, 14),
+        (14, 15),
     ),
     upper_body=(7, 8, 9, 10, 11, 12, 13, 14, 15),
     sigmas=(
-        0.089, 0.087, 0.107, 0.107, 0.087, 0.089, 0.107, 0.079, 0.079, 0.026,
-        0.062, 0.072, 0.079, 0.079, 0.072, 0.062,
+        0.089,
+        0.087,
+        0.107,
+        0.107,
+        0.087,
+        0.089,
+        0.107,
+        0.079,
+        0.079,
+        0.026,
+        0.062,
+        0.072,
+        0.079,
+        0.079,
+        0.072,
+        0.062,
     ),
     joint_weights=(1.5, 1.2, 1.0, 1.0, 1.2, 1.5, 1.0, 1.0, 1.0, 1.0, 1.5, 1.2, 1.0, 1.0, 1.2, 1.5),
 )
@@ -148,9 +241,66 @@ UNIFORM_SIGMA = round(sum(COCO.sigmas) / COCO.num_joints, 3)
 _SIDES = {"left": "<L>", "l": "<L>", "right": "<R>", "r": "<R>"}
 _MIRROR = {"<L>": "<R>", "<R>": "<L>"}
 _UPPER_WORDS = frozenset(
-    ["head", "nose", "eye", "eyes", "ear", "ears", "mouth", "lip", "lips", "chin", "jaw", "face", "forehead", "brow", "eyebrow", "cheek", "neck", "throat", "thorax", "chest", "shoulder", "shoulders", "clavicle", "elbow", "elbows", "wrist", "wrists", "hand", "hands", "palm", "finger", "thumb", "index", "pinky"])
+    [
+        "head",
+        "nose",
+        "eye",
+        "eyes",
+        "ear",
+        "ears",
+        "mouth",
+        "lip",
+        "lips",
+        "chin",
+        "jaw",
+        "face",
+        "forehead",
+        "brow",
+        "eyebrow",
+        "cheek",
+        "neck",
+        "throat",
+        "thorax",
+        "chest",
+        "shoulder",
+        "shoulders",
+        "clavicle",
+        "elbow",
+        "elbows",
+        "wrist",
+        "wrists",
+        "hand",
+        "hands",
+        "palm",
+        "finger",
+        "thumb",
+        "index",
+        "pinky",
+    ]
+)
 _LOWER_WORDS = frozenset(
-    ["pelvis", "hip", "hips", "waist", "knee", "knees", "ankle", "ankles", "foot", "feet", "heel", "heels", "toe", "toes", "leg", "legs", "thigh", "shin", "calf"])
+    [
+        "pelvis",
+        "hip",
+        "hips",
+        "waist",
+        "knee",
+        "knees",
+        "ankle",
+        "ankles",
+        "foot",
+        "feet",
+        "heel",
+        "heels",
+        "toe",
+        "toes",
+        "leg",
+        "legs",
+        "thigh",
+        "shin",
+        "calf",
+    ]
+)
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -174,14 +324,18 @@ def infer_flip_pairs(joint_names: Sequence[str]) -> tuple[tuple[int, int], ...]:
         if len(partners) > 1:
             raise KeypointSetError(
                 f"joint {joint_names[i]!r} mirrors several joints {[joint_names[j] for j in partners]}: "
-                "give the left/right pairs in data.flip_pairs")
+                "give the left/right pairs in data.flip_pairs"
+            )
         if not partners:
             unpaired.append(joint_names[i])
         elif i < partners[0]:
             pairs.append((i, partners[0]))
     if unpaired:
-        warnings.warn(f"joints {unpaired} look sided but have no mirrored joint; they flip as centre "
-                      "joints. Give data.flip_pairs, or set data.flip: false", stacklevel=2)
+        warnings.warn(
+            f"joints {unpaired} look sided but have no mirrored joint; they flip as centre "
+            "joints. Give data.flip_pairs, or set data.flip: false",
+            stacklevel=2,
+        )
     _check_pairs(pairs, joint_names, "inferred flip pairs")
     return tuple(pairs)
 
@@ -211,21 +365,26 @@ def coco_keypoint_category(coco: dict, source: str) -> dict:
         raise KeypointSetError(f"{source}: category {listed} has no 'keypoints' list. {_CATEGORY_FIX}")
     if len(defined) > 1:
         listed = ", ".join(f"id {c.get('id')} ({c.get('name')!r})" for c in defined)
-        raise KeypointSetError(f"{source}: several categories define keypoints ({listed}); posecore "
-                               "trains one keypoint category: keep one and point every annotation's "
-                               "category_id at it")
+        raise KeypointSetError(
+            f"{source}: several categories define keypoints ({listed}); posecore "
+            "trains one keypoint category: keep one and point every annotation's "
+            "category_id at it"
+        )
     ident = defined[0].get("id")
     if isinstance(ident, bool) or not isinstance(ident, int):
-        raise KeypointSetError(f"{source}: the keypoint category ({defined[0].get('name')!r}) has id "
-                               f"{ident!r}, expected an integer (what each annotation's category_id names)")
+        raise KeypointSetError(
+            f"{source}: the keypoint category ({defined[0].get('name')!r}) has id "
+            f"{ident!r}, expected an integer (what each annotation's category_id names)"
+        )
     return defined[0]
 
 
 _CATEGORY_FIX = (
     "A keypoint dataset's person category needs 'keypoints' (the joint names, in the order of each "
     "annotation's keypoints array) and 'skeleton' (pairs of 1-based joint numbers, as COCO writes "
-    "them), e.g. {\"id\": 1, \"name\": \"person\", \"keypoints\": [\"nose\", \"left_eye\", ...], "
-    "\"skeleton\": [[16, 14], [14, 12], ...]}: add them to the category.")
+    'them), e.g. {"id": 1, "name": "person", "keypoints": ["nose", "left_eye", ...], '
+    '"skeleton": [[16, 14], [14, 12], ...]}: add them to the category.'
+)
 
 
 def from_coco_category(category: dict, source: str, infer_flips: bool = True) -> KeypointInfo:
@@ -237,18 +396,24 @@ def from_coco_category(category: dict, source: str, infer_flips: bool = True) ->
     _check_names(names, f"{where}: 'keypoints'")
     skeleton = category.get("skeleton") or []
     if not isinstance(skeleton, list):
-        raise KeypointSetError(f"{where}: 'skeleton' is {skeleton!r}, expected a list of [a, b] pairs of "
-                               f"1-based joint numbers. {_CATEGORY_FIX}")
+        raise KeypointSetError(
+            f"{where}: 'skeleton' is {skeleton!r}, expected a list of [a, b] pairs of "
+            f"1-based joint numbers. {_CATEGORY_FIX}"
+        )
     count = len(names)
     for n, pair in enumerate(skeleton):
-        valid = (isinstance(pair, (list, tuple)) and len(pair) == 2
-                 and all(isinstance(v, int) and not isinstance(v, bool) for v in pair))
+        valid = (
+            isinstance(pair, (list, tuple))
+            and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+        )
         if not valid or not all(1 <= v <= count for v in pair):
             zero_based = valid and all(0 <= v < count for v in pair)
             hint = " (it looks 0-based: add 1 to every skeleton index)" if zero_based else ""
             raise KeypointSetError(
                 f"{where}: skeleton entry {n} is {pair!r}; each entry is a pair of joint numbers from 1 "
-                f"to {count} (1-based, as COCO writes them){hint}. Fix or remove that entry")
+                f"to {count} (1-based, as COCO writes them){hint}. Fix or remove that entry"
+            )
     return _custom_info(names, tuple((a - 1, b - 1) for a, b in skeleton), infer_flips)
 
 
@@ -257,16 +422,20 @@ def _check_names(names: Any, where: str) -> None:
         raise KeypointSetError(f"{where} must be a list of joint names, got {names!r}. {_CATEGORY_FIX}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise KeypointSetError(f"{where}: joint names {repeated} appear more than once; every joint "
-                               "needs its own name")
+        raise KeypointSetError(f"{where}: joint names {repeated} appear more than once; every joint needs its own name")
 
 
 def _custom_info(names: Sequence[str], skeleton: tuple[tuple[int, int], ...], infer_flips: bool) -> KeypointInfo:
     """A custom set before overrides: flip pairs and upper body inferred, unit weights, no sigmas."""
     return KeypointInfo(
-        dataset="custom", joint_names=tuple(names), skeleton=skeleton,
+        dataset="custom",
+        joint_names=tuple(names),
+        skeleton=skeleton,
         flip_pairs=infer_flip_pairs(names) if infer_flips else (),
-        upper_body=infer_upper_body(names) or (), sigmas=(), joint_weights=(1.0,) * len(names))
+        upper_body=infer_upper_body(names) or (),
+        sigmas=(),
+        joint_weights=(1.0,) * len(names),
+    )
 
 
 def keypoint_info(params: Any, category: dict | None = None, source: str = "") -> KeypointInfo:
@@ -280,14 +449,18 @@ def keypoint_info(params: Any, category: dict | None = None, source: str = "") -
     """
     if isinstance(params, str):
         if params not in DATASETS:
-            raise ValueError(f"unknown dataset {params!r}; built-in: {sorted(DATASETS)} (a custom "
-                             "keypoint set comes from params: keypoint_info(params, category))")
+            raise ValueError(
+                f"unknown dataset {params!r}; built-in: {sorted(DATASETS)} (a custom "
+                "keypoint set comes from params: keypoint_info(params, category))"
+            )
         return DATASETS[params]
     data = params.data
     if data.dataset in DATASETS:
         if data.joint_names:
-            raise KeypointSetError(f"data.joint_names is for data.dataset custom; {data.dataset} has "
-                                   "its own joints: remove data.joint_names")
+            raise KeypointSetError(
+                f"data.joint_names is for data.dataset custom; {data.dataset} has "
+                "its own joints: remove data.joint_names"
+            )
         base = DATASETS[data.dataset]
     elif data.joint_names:
         _check_names(list(data.joint_names), "data.joint_names")
@@ -296,14 +469,16 @@ def keypoint_info(params: Any, category: dict | None = None, source: str = "") -
             raise KeypointSetError(
                 f"{source}: the keypoint category's joints {category.get('keypoints')} differ from "
                 f"data.joint_names {list(data.joint_names)} (the keypoint set these params were made "
-                "with); use the params that match the data, or clear data.joint_names")
+                "with); use the params that match the data, or clear data.joint_names"
+            )
     elif category is not None:
         base = from_coco_category(category, source, infer_flips=not data.flip_pairs)
     else:
         raise KeypointSetError(
             "data.dataset custom: the keypoint set comes from the annotation file's keypoint category "
             "or from a run's saved params (data.joint_names); use the run's saved params, or set "
-            "data.root to the dataset")
+            "data.root to the dataset"
+        )
     return _apply_overrides(base, params)
 
 
@@ -316,8 +491,9 @@ def _apply_overrides(base: KeypointInfo, params: Any) -> KeypointInfo:
     if data.skeleton:
         changes["skeleton"] = _joint_pairs(base, data.skeleton, "data.skeleton")
     if data.upper_body:
-        changes["upper_body"] = tuple(sorted({base.index(joint, f"data.upper_body[{n}]")
-                                              for n, joint in enumerate(data.upper_body)}))
+        changes["upper_body"] = tuple(
+            sorted({base.index(joint, f"data.upper_body[{n}]") for n, joint in enumerate(data.upper_body)})
+        )
     if data.joint_weights:
         changes["joint_weights"] = _per_joint(base, data.joint_weights, "data.joint_weights")
     if sigmas == "uniform":
@@ -328,12 +504,12 @@ def _apply_overrides(base: KeypointInfo, params: Any) -> KeypointInfo:
         raise _missing_sigmas(base)
     info = dataclasses.replace(base, **changes) if changes else base
     if data.half_body_prob > 0 and not info.upper_body:
-        unplaced = [n for n in info.joint_names
-                    if not set(name_words(n)) & (_UPPER_WORDS | _LOWER_WORDS)]
+        unplaced = [n for n in info.joint_names if not set(name_words(n)) & (_UPPER_WORDS | _LOWER_WORDS)]
         raise KeypointSetError(
             f"data.half_body_prob is {data.half_body_prob} but the upper body cannot be told from the "
             f"joint names (no body-part word in {unplaced}): list the upper-body joints in "
-            "data.upper_body, or set data.half_body_prob: 0")
+            "data.upper_body, or set data.half_body_prob: 0"
+        )
     return info
 
 
@@ -342,40 +518,53 @@ def from_record(record: dict, source: str) -> KeypointInfo:
     a built-in set, checked by its joint names, or the custom set it describes."""
     dataset, names = record.get("dataset"), record.get("joint_names")
     if not isinstance(dataset, str) or not isinstance(names, list):
-        raise KeypointSetError(f"{source}: a keypoint set needs 'dataset' (its name) and 'joint_names' (a "
-                               f"list), got {_short(dataset)} and {_short(names)}; posecore.export_onnx "
-                               "writes the whole set")
+        raise KeypointSetError(
+            f"{source}: a keypoint set needs 'dataset' (its name) and 'joint_names' (a "
+            f"list), got {_short(dataset)} and {_short(names)}; posecore.export_onnx "
+            "writes the whole set"
+        )
     if dataset in DATASETS:
         info = DATASETS[dataset]
         if list(info.joint_names) != names:
-            raise KeypointSetError(f"{source}: keypoint set {dataset!r} with joints {_short(names)} is not "
-                                   "one posecore knows")
+            raise KeypointSetError(
+                f"{source}: keypoint set {dataset!r} with joints {_short(names)} is not one posecore knows"
+            )
         return info
     missing = [key for key in ("joint_names", "flip_pairs", "skeleton", "oks_sigmas") if key not in record]
     if dataset != "custom" or missing:
-        raise KeypointSetError(f"{source}: keypoint set {dataset!r} with joints {_short(names)} is not one "
-                               f"posecore knows{f' (a custom set also needs {missing})' if missing else ''}; "
-                               "posecore.export_onnx writes the whole set")
+        raise KeypointSetError(
+            f"{source}: keypoint set {dataset!r} with joints {_short(names)} is not one "
+            f"posecore knows{f' (a custom set also needs {missing})' if missing else ''}; "
+            "posecore.export_onnx writes the whole set"
+        )
     _check_names(names, f"{source}: joint_names")
     sigmas = record["oks_sigmas"]
-    if not (isinstance(sigmas, list) and len(sigmas) == len(names) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e3 for v in sigmas)):
-        raise KeypointSetError(f"{source}: oks_sigmas is {_short(sigmas)}, expected {len(names)} positive "
-                               "numbers (one per joint)")
+    if not (
+        isinstance(sigmas, list)
+        and len(sigmas) == len(names)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e3 for v in sigmas)
+    ):
+        raise KeypointSetError(
+            f"{source}: oks_sigmas is {_short(sigmas)}, expected {len(names)} positive numbers (one per joint)"
+        )
     info = _custom_info(names, _record_pairs(record, "skeleton", len(names), source), infer_flips=False)
-    return dataclasses.replace(info, flip_pairs=_record_pairs(record, "flip_pairs", len(names), source),
-                               sigmas=tuple(float(s) for s in sigmas))
+    return dataclasses.replace(
+        info, flip_pairs=_record_pairs(record, "flip_pairs", len(names), source), sigmas=tuple(float(s) for s in sigmas)
+    )
 
 
 def _record_pairs(record: dict, key: str, count: int, source: str) -> tuple[tuple[int, int], ...]:
     """record[key] as 0-based joint pairs, each index below `count`, or a KeypointSetError."""
     pairs = record[key]
     if not isinstance(pairs, list) or not all(
-            isinstance(pair, list) and len(pair) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < count for v in pair)
-            for pair in pairs):
-        raise KeypointSetError(f"{source}: {key} is {_short(pairs)}, expected [a, b] pairs of 0-based joint "
-                               f"indices below {count}")
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < count for v in pair)
+        for pair in pairs
+    ):
+        raise KeypointSetError(
+            f"{source}: {key} is {_short(pairs)}, expected [a, b] pairs of 0-based joint indices below {count}"
+        )
     return tuple((a, b) for a, b in pairs)
 
 
@@ -393,21 +582,27 @@ def keypoint_params(params: Any, info: KeypointInfo) -> Any:
         return params
     names = info.joint_names
     data = dataclasses.replace(
-        params.data, joint_names=list(names),
+        params.data,
+        joint_names=list(names),
         skeleton=[[names[a], names[b]] for a, b in info.skeleton],
         flip_pairs=[[names[a], names[b]] for a, b in info.flip_pairs],
-        upper_body=[names[j] for j in info.upper_body], joint_weights=list(info.joint_weights))
+        upper_body=[names[j] for j in info.upper_body],
+        joint_weights=list(info.joint_weights),
+    )
     sigmas = "uniform" if params.eval.sigmas == "uniform" else list(info.sigmas)
-    return dataclasses.replace(params, data=data, eval=dataclasses.replace(params.eval, sigmas=sigmas),
-                               model=dataclasses.replace(params.model, num_joints=info.num_joints))
+    return dataclasses.replace(
+        params,
+        data=data,
+        eval=dataclasses.replace(params.eval, sigmas=sigmas),
+        model=dataclasses.replace(params.model, num_joints=info.num_joints),
+    )
 
 
 def _joint_pairs(info: KeypointInfo, pairs: Any, key: str) -> tuple[tuple[int, int], ...]:
     out = []
     for n, pair in enumerate(pairs):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise KeypointSetError(f"{key}[{n}]: {pair!r} must be a pair [a, b] of joint names or "
-                                   "0-based indices")
+            raise KeypointSetError(f"{key}[{n}]: {pair!r} must be a pair [a, b] of joint names or 0-based indices")
         a, b = (info.index(joint, f"{key}[{n}]") for joint in pair)
         if a == b:
             raise KeypointSetError(f"{key}[{n}]: {pair!r} pairs a joint with itself")
@@ -420,17 +615,22 @@ def _check_pairs(pairs: Sequence[tuple[int, int]], joint_names: Sequence[str], k
     for a, b in pairs:
         twice = {a, b} & seen
         if twice:
-            raise KeypointSetError(f"{key}: joint {joint_names[twice.pop()]!r} is in more than one "
-                                   "flip pair; each joint mirrors at most one other")
+            raise KeypointSetError(
+                f"{key}: joint {joint_names[twice.pop()]!r} is in more than one "
+                "flip pair; each joint mirrors at most one other"
+            )
         seen |= {a, b}
 
 
 def _per_joint(info: KeypointInfo, values: Any, key: str) -> tuple[float, ...]:
     numbers = isinstance(values, (list, tuple)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
+    )
     if not numbers or len(values) != info.num_joints:
-        raise KeypointSetError(f"{key} needs {info.num_joints} positive numbers, one per joint in the "
-                               f"order {list(info.joint_names)}; got {values!r}")
+        raise KeypointSetError(
+            f"{key} needs {info.num_joints} positive numbers, one per joint in the "
+            f"order {list(info.joint_names)}; got {values!r}"
+        )
     return tuple(float(v) for v in values)
 
 
@@ -439,9 +639,11 @@ def _missing_sigmas(info: KeypointInfo) -> KeypointSetError:
     shared = [name for name in info.joint_names if name in coco]
     start = ""
     if shared:
-        start = (f" COCO's values for your joints that carry COCO names ({shared}) and "
-                 f"{UNIFORM_SIGMA} for the others: eval.sigmas: "
-                 f"{[coco.get(name, UNIFORM_SIGMA) for name in info.joint_names]}.")
+        start = (
+            f" COCO's values for your joints that carry COCO names ({shared}) and "
+            f"{UNIFORM_SIGMA} for the others: eval.sigmas: "
+            f"{[coco.get(name, UNIFORM_SIGMA) for name in info.joint_names]}."
+        )
     return KeypointSetError(
         f"eval.sigmas is not set for the custom keypoint set ({info.num_joints} joints: "
         f"{list(info.joint_names)}). COCO AP matches people by OKS, which scores each joint's error "
@@ -449,7 +651,8 @@ def _missing_sigmas(info: KeypointInfo) -> KeypointSetError:
         "the person's size (small for sharp points such as eyes, larger for hips). Give one sigma per "
         f"joint in the joints' order; COCO's for its 17 joints are eval.sigmas: {list(COCO.sigmas)} "
         f"({', '.join(f'{n} {s}' for n, s in coco.items())}).{start} Or set eval.sigmas: uniform "
-        f"for {UNIFORM_SIGMA} (COCO's mean) on every joint; the metrics then record 'uniform'.")
+        f"for {UNIFORM_SIGMA} (COCO's mean) on every joint; the metrics then record 'uniform'."
+    )
 
 
 def check_num_joints(params) -> KeypointInfo:
@@ -457,6 +660,8 @@ def check_num_joints(params) -> KeypointInfo:
     has one heatmap per joint)."""
     info = keypoint_info(params)
     if params.model.num_joints != info.num_joints:
-        raise ValueError(f"model.num_joints is {params.model.num_joints} but {info.dataset} has "
-                         f"{info.num_joints} joints; fix model.num_joints in the params")
+        raise ValueError(
+            f"model.num_joints is {params.model.num_joints} but {info.dataset} has "
+            f"{info.num_joints} joints; fix model.num_joints in the params"
+        )
     return info

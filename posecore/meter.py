@@ -1,5 +1,6 @@
 """Training speed over a window of optimizer steps: images/s, the share of time spent waiting for
 data, and the mean loss (the log records, the epoch line and a run's summary)."""
+
 from __future__ import annotations
 
 import math

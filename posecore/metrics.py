@@ -14,6 +14,7 @@ when its distance to the ground truth is at most thr x head size, head size = 0.
 the annotated head box; joints marked missing are ignored; the mean leaves out pelvis and thorax and
 weights the joints by their visible counts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,19 +41,40 @@ COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "AR
 COCO_CATEGORY_ID = 1
 
 # Joint names as stored in the official mpii_gt_val.mat (`dataset_joints`), in its order.
-MPII_MAT_JOINTS = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor",
-                   "neck", "head", "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
+MPII_MAT_JOINTS = (
+    "rank",
+    "rkne",
+    "rhip",
+    "lhip",
+    "lkne",
+    "lank",
+    "pelv",
+    "thor",
+    "neck",
+    "head",
+    "rwri",
+    "relb",
+    "rsho",
+    "lsho",
+    "lelb",
+    "lwri",
+)
 PCKH_GROUPS = {
-    "Head": ("head",), "Shoulder": ("lsho", "rsho"), "Elbow": ("lelb", "relb"),
-    "Wrist": ("lwri", "rwri"), "Hip": ("lhip", "rhip"), "Knee": ("lkne", "rkne"),
+    "Head": ("head",),
+    "Shoulder": ("lsho", "rsho"),
+    "Elbow": ("lelb", "relb"),
+    "Wrist": ("lwri", "rwri"),
+    "Hip": ("lhip", "rhip"),
+    "Knee": ("lkne", "rkne"),
     "Ankle": ("lank", "rank"),
 }
-PCKH_LEFT_OUT = ("pelv", "thor")    # not part of the official mean
-HEAD_SIZE_FACTOR = 0.6              # SC_BIAS of the official evaluation
-MATLAB_OFFSET = 1.0                 # .mat coordinates are 1-based pixels
+PCKH_LEFT_OUT = ("pelv", "thor")  # not part of the official mean
+HEAD_SIZE_FACTOR = 0.6  # SC_BIAS of the official evaluation
+MATLAB_OFFSET = 1.0  # .mat coordinates are 1-based pixels
 
 
 # --------------------------------------------------------------------------- input checks
+
 
 def check_finite(values: np.ndarray, names: Sequence[Any], what: str) -> None:
     """Raise naming the images whose rows of `values` [N, ...] hold NaN or inf."""
@@ -71,6 +93,7 @@ def check_finite(values: np.ndarray, names: Sequence[Any], what: str) -> None:
 
 
 # --------------------------------------------------------------------------- COCO rescoring + NMS
+
 
 def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, in_vis_thr: float = 0.2) -> np.ndarray:
     """Person scores [N] = box score x mean of the keypoint scores [N, K] above `in_vis_thr`.
@@ -100,21 +123,23 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: Sequence[float]
     return oks_between(keypoints, areas, keypoints, areas, sigmas)
 
 
-def oks_between(keypoints_a: np.ndarray, areas_a: np.ndarray, keypoints_b: np.ndarray,
-                areas_b: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+def oks_between(
+    keypoints_a: np.ndarray, areas_a: np.ndarray, keypoints_b: np.ndarray, areas_b: np.ndarray, sigmas: Sequence[float]
+) -> np.ndarray:
     """OKS [N, M] of every pose of keypoints_a [N, K, 2+] with every pose of keypoints_b [M, K, 2+];
     areas_a [N], areas_b [M]; every joint counts, scale = the mean of the two areas."""
     xy_a = np.asarray(keypoints_a, dtype=np.float64)[..., :2]
     xy_b = np.asarray(keypoints_b, dtype=np.float64)[..., :2]
     areas_a = np.asarray(areas_a, dtype=np.float64)
     areas_b = np.asarray(areas_b, dtype=np.float64)
-    squared = ((xy_a[:, None] - xy_b[None, :]) ** 2).sum(axis=-1)           # [N, M, K]
+    squared = ((xy_a[:, None] - xy_b[None, :]) ** 2).sum(axis=-1)  # [N, M, K]
     mean_area = (areas_a[:, None] + areas_b[None, :]) / 2.0 + np.spacing(1)
     return _similarity(squared, mean_area[..., None], sigmas).mean(axis=-1)
 
 
-def oks_to_person(poses: np.ndarray, joints: np.ndarray, visible: np.ndarray, area: float,
-                  sigmas: Sequence[float]) -> np.ndarray:
+def oks_to_person(
+    poses: np.ndarray, joints: np.ndarray, visible: np.ndarray, area: float, sigmas: Sequence[float]
+) -> np.ndarray:
     """OKS [M] of poses [M, K, 2+] against one labelled person, as COCOeval scores a match:
     joints [K, 2], visible [K] (only labelled joints count), area = the annotation's area."""
     xy = np.asarray(poses, dtype=np.float64)[..., :2]
@@ -130,8 +155,9 @@ def _similarity(squared: np.ndarray, area: Any, sigmas: Sequence[float]) -> np.n
     return np.exp(-squared / variances / area / 2.0)
 
 
-def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: float,
-            sigmas: Sequence[float]) -> np.ndarray:
+def oks_nms(
+    keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: float, sigmas: Sequence[float]
+) -> np.ndarray:
     """Greedy OKS-NMS over one image's poses: indices kept, best score first.
 
     keypoints [N, K, 2+], scores [N], areas [N]. A pose is dropped when its OKS with an already
@@ -152,8 +178,14 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: f
     return np.asarray(keep, dtype=np.int64)
 
 
-def oks_nms_per_image(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
-                      areas: np.ndarray, thr: float, sigmas: Sequence[float]) -> np.ndarray:
+def oks_nms_per_image(
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    thr: float,
+    sigmas: Sequence[float],
+) -> np.ndarray:
     """OKS-NMS within each image: sorted indices [M] into the N poses that survive."""
     image_ids = np.asarray(image_ids)
     keep = []
@@ -164,8 +196,9 @@ def oks_nms_per_image(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.n
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
-                 category_id: int = COCO_CATEGORY_ID) -> list[dict]:
+def coco_results(
+    image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, category_id: int = COCO_CATEGORY_ID
+) -> list[dict]:
     """COCO keypoint results: one dict per pose (image_id, category_id, keypoints [3K], score).
 
     keypoints [N, K, 3] as (x, y, score) in original-image pixels; scores [N] person scores.
@@ -174,18 +207,24 @@ def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarra
     check_finite(keypoints, [int(i) for i in image_ids], "keypoints")
     check_finite(np.asarray(scores, dtype=np.float64), [int(i) for i in image_ids], "person scores")
     return [
-        {"image_id": int(image_id), "category_id": int(category_id),
-         "keypoints": [float(v) for v in pose.reshape(-1)], "score": float(score)}
+        {
+            "image_id": int(image_id),
+            "category_id": int(category_id),
+            "keypoints": [float(v) for v in pose.reshape(-1)],
+            "score": float(score),
+        }
         for image_id, pose, score in zip(image_ids, keypoints, scores)
     ]
 
 
 # --------------------------------------------------------------------------- COCO AP
 
+
 @dataclass
 class CocoKeypointEval:
     """What one COCOeval run gives: the 10 summary stats, AP per OKS threshold, the printed table
     and per-joint keypoint similarity of the persons matched at OKS 0.5 (`coco_per_joint`)."""
+
     stats: dict[str, float]
     ap_per_oks: dict[float, float] = field(default_factory=dict)
     summary: str = ""
@@ -197,14 +236,19 @@ def load_coco(gt_json_path: str | os.PathLike | Any) -> Any:
     if isinstance(gt_json_path, COCO):
         return gt_json_path
     if not os.path.isfile(gt_json_path):
-        raise FileNotFoundError(f"COCO ground truth {gt_json_path} does not exist; set data.root "
-                                "to a folder with annotations/person_keypoints_val2017.json")
+        raise FileNotFoundError(
+            f"COCO ground truth {gt_json_path} does not exist; set data.root "
+            "to a folder with annotations/person_keypoints_val2017.json"
+        )
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(gt_json_path))
 
 
-def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict] | str | os.PathLike,
-                       sigmas: Sequence[float] | None = None) -> CocoKeypointEval:
+def coco_keypoint_eval(
+    gt_json_path: str | os.PathLike | Any,
+    results: list[dict] | str | os.PathLike,
+    sigmas: Sequence[float] | None = None,
+) -> CocoKeypointEval:
     """Run COCOeval (iouType 'keypoints') on `results` (a list of dicts or a results json path).
 
     `sigmas` [K]: OKS sigma per joint, COCOeval's `kpt_oks_sigmas` (None = its COCO-17 values).
@@ -215,12 +259,11 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict
     coco_gt = load_coco(gt_json_path)
     if not results:
         warnings.warn("no keypoint results to score (empty list): AP and AR are 0", stacklevel=2)
-        return CocoKeypointEval(stats={name: 0.0 for name in COCO_STAT_NAMES},
-                                ap_per_oks={}, summary="")
+        return CocoKeypointEval(stats={name: 0.0 for name in COCO_STAT_NAMES}, ap_per_oks={}, summary="")
     _check_results(results, coco_gt, sigmas)
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))   # loadRes adds fields to the dicts
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))  # loadRes adds fields to the dicts
         coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
         if sigmas is not None:
             coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
@@ -230,8 +273,9 @@ def coco_keypoint_eval(gt_json_path: str | os.PathLike | Any, results: list[dict
     log.debug("pycocotools output:\n%s", buffer.getvalue())
     summary = "\n".join(line for line in buffer.getvalue().splitlines() if "Average" in line)
     stats = {name: float(value) for name, value in zip(COCO_STAT_NAMES, coco_eval.stats)}
-    return CocoKeypointEval(stats=stats, ap_per_oks=_ap_per_oks(coco_eval), summary=summary,
-                            per_joint=coco_per_joint(coco_eval))
+    return CocoKeypointEval(
+        stats=stats, ap_per_oks=_ap_per_oks(coco_eval), summary=summary, per_joint=coco_per_joint(coco_eval)
+    )
 
 
 def coco_from_dict(content: dict) -> Any:
@@ -258,8 +302,9 @@ def part_ground_truth(content: dict, joints: Sequence[int]) -> dict:
     return out
 
 
-def coco_part_eval(gt_content: dict, results: list[dict], parts: dict[str, Sequence[int]],
-                   sigmas: Sequence[float]) -> dict[str, CocoKeypointEval]:
+def coco_part_eval(
+    gt_content: dict, results: list[dict], parts: dict[str, Sequence[int]], sigmas: Sequence[float]
+) -> dict[str, CocoKeypointEval]:
     """COCO-WholeBody's protocol (xtcocotools' per-part evaluation): for each named part, COCOeval
     on that part's joints of the ground truth (`gt_content`, flat keypoints [3K] per person) and of
     `results` (flat [3K] each), with that part's `sigmas`, the persons' own scores and the
@@ -269,14 +314,19 @@ def coco_part_eval(gt_content: dict, results: list[dict], parts: dict[str, Seque
     for name, joints in parts.items():
         joints = list(joints)
         gt = coco_from_dict(part_ground_truth(gt_content, joints))
-        cut = [{**r, "keypoints": np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)[joints]
-                .reshape(-1).tolist()} for r in results]
+        cut = [
+            {**r, "keypoints": np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)[joints].reshape(-1).tolist()}
+            for r in results
+        ]
         out[name] = coco_keypoint_eval(gt, cut, sigmas[joints])
     return out
 
 
-def coco_keypoint_ap(gt_json_path: str | os.PathLike | Any, results: list[dict] | str | os.PathLike,
-                     sigmas: Sequence[float] | None = None) -> dict[str, float]:
+def coco_keypoint_ap(
+    gt_json_path: str | os.PathLike | Any,
+    results: list[dict] | str | os.PathLike,
+    sigmas: Sequence[float] | None = None,
+) -> dict[str, float]:
     """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (fractions) of `results` vs the gt json."""
     return coco_keypoint_eval(gt_json_path, results, sigmas).stats
 
@@ -324,9 +374,14 @@ def coco_per_joint(coco_eval: Any, oks_thr: float = 0.5) -> list[dict]:
     rows = []
     for j in range(num_joints):
         values = ks[mask[:, j], j]
-        rows.append({"joint": j, "labelled": int(values.size),
-                     "mean_similarity": float(values.mean()) if values.size else float("nan"),
-                     "similarity_ge_0.5": float((values >= 0.5).mean()) if values.size else float("nan")})
+        rows.append(
+            {
+                "joint": j,
+                "labelled": int(values.size),
+                "mean_similarity": float(values.mean()) if values.size else float("nan"),
+                "similarity_ge_0.5": float((values >= 0.5).mean()) if values.size else float("nan"),
+            }
+        )
     return rows
 
 
@@ -342,30 +397,35 @@ def _load_results(results: list[dict] | str | os.PathLike) -> list[dict]:
 def _check_results(results: list[dict], coco_gt: Any, sigmas: Sequence[float] | None) -> None:
     missing = [key for key in ("image_id", "category_id", "keypoints", "score") if key not in results[0]]
     if missing:
-        raise ValueError(f"keypoint results lack {missing}; each needs image_id, category_id, "
-                         "keypoints [x, y, score] x K and score")
+        raise ValueError(
+            f"keypoint results lack {missing}; each needs image_id, category_id, keypoints [x, y, score] x K and score"
+        )
     image_ids = [r["image_id"] for r in results]
-    num_joints = 17 if sigmas is None else len(sigmas)   # COCOeval's own sigmas are COCO's 17
+    num_joints = 17 if sigmas is None else len(sigmas)  # COCOeval's own sigmas are COCO's 17
     lengths = sorted({len(r["keypoints"]) for r in results} - {3 * num_joints})
     if lengths:
-        raise ValueError(f"keypoint results carry {lengths[0] // 3} joints but the OKS sigmas cover "
-                         f"{num_joints}; score them with one sigma per joint of their keypoint set")
-    check_finite(np.array([r["keypoints"] for r in results], dtype=np.float64), image_ids,
-                 "keypoint results")
-    check_finite(np.array([[r["score"]] for r in results], dtype=np.float64), image_ids,
-                 "keypoint result scores")
+        raise ValueError(
+            f"keypoint results carry {lengths[0] // 3} joints but the OKS sigmas cover "
+            f"{num_joints}; score them with one sigma per joint of their keypoint set"
+        )
+    check_finite(np.array([r["keypoints"] for r in results], dtype=np.float64), image_ids, "keypoint results")
+    check_finite(np.array([[r["score"]] for r in results], dtype=np.float64), image_ids, "keypoint result scores")
     unknown = sorted(set(image_ids) - set(coco_gt.getImgIds()))
     if unknown:
-        raise ValueError(f"keypoint results name images {unknown[:10]} that are not in the ground "
-                         "truth json; evaluate against the annotation file of the same split")
+        raise ValueError(
+            f"keypoint results name images {unknown[:10]} that are not in the ground "
+            "truth json; evaluate against the annotation file of the same split"
+        )
 
 
 # --------------------------------------------------------------------------- MPII PCKh
+
 
 @dataclass
 class MpiiGroundTruth:
     """The official mpii_gt_val.mat: joint names, missing [16, N], positions [16, 2, N] (1-based),
     head boxes [2, 2, N] (corner, xy, instance)."""
+
     joint_names: tuple[str, ...]
     jnt_missing: np.ndarray
     pos_gt_src: np.ndarray
@@ -381,25 +441,28 @@ def load_mpii_gt(gt_mat: str | os.PathLike | MpiiGroundTruth) -> MpiiGroundTruth
     if isinstance(gt_mat, MpiiGroundTruth):
         return gt_mat
     if not os.path.isfile(gt_mat):
-        raise FileNotFoundError(f"MPII ground truth {gt_mat} does not exist; PCKh needs "
-                                "annotations/mpii_gt_val.mat (the official head boxes)")
+        raise FileNotFoundError(
+            f"MPII ground truth {gt_mat} does not exist; PCKh needs "
+            "annotations/mpii_gt_val.mat (the official head boxes)"
+        )
     raw = loadmat(str(gt_mat))
-    missing_keys = [k for k in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src")
-                    if k not in raw]
+    missing_keys = [k for k in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src") if k not in raw]
     if missing_keys:
         raise ValueError(f"{gt_mat}: missing {missing_keys}; expected the official mpii_gt_val.mat")
     names = tuple(str(np.asarray(name).reshape(-1)[0]) for name in raw["dataset_joints"].reshape(-1))
-    gt = MpiiGroundTruth(joint_names=names, jnt_missing=np.asarray(raw["jnt_missing"]).astype(bool),
-                         pos_gt_src=np.asarray(raw["pos_gt_src"], dtype=np.float64),
-                         headboxes_src=np.asarray(raw["headboxes_src"], dtype=np.float64))
+    gt = MpiiGroundTruth(
+        joint_names=names,
+        jnt_missing=np.asarray(raw["jnt_missing"]).astype(bool),
+        pos_gt_src=np.asarray(raw["pos_gt_src"], dtype=np.float64),
+        headboxes_src=np.asarray(raw["headboxes_src"], dtype=np.float64),
+    )
     unknown = set(MPII_MAT_JOINTS) - set(names)
     if unknown:
         raise ValueError(f"{gt_mat}: dataset_joints lacks {sorted(unknown)}; got {names}")
     return gt
 
 
-def save_mpii_gt(path: str | os.PathLike, joints: np.ndarray, visible: np.ndarray,
-                 headboxes: np.ndarray) -> None:
+def save_mpii_gt(path: str | os.PathLike, joints: np.ndarray, visible: np.ndarray, headboxes: np.ndarray) -> None:
     """Write a .mat in the official layout, e.g. for data that ships no mpii_gt_val.mat.
 
     joints [N, 16, 2] 1-based (MATLAB) pixels, visible [N, 16], headboxes [N, 2, 2]
@@ -409,15 +472,16 @@ def save_mpii_gt(path: str | os.PathLike, joints: np.ndarray, visible: np.ndarra
     names[0, :] = list(MPII_MAT_JOINTS)
     mdict = {
         "dataset_joints": names,
-        "jnt_missing": (1 - np.asarray(visible, dtype=np.float64)).T,                 # [16, N]
+        "jnt_missing": (1 - np.asarray(visible, dtype=np.float64)).T,  # [16, N]
         "pos_gt_src": np.transpose(np.asarray(joints, dtype=np.float64), (1, 2, 0)),  # [16, 2, N]
         "headboxes_src": np.transpose(np.asarray(headboxes, dtype=np.float64), (1, 2, 0)),
     }
     atomic_write(path, lambda f: savemat(f, mdict))
 
 
-def pckh_errors(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth
-                ) -> tuple[np.ndarray, np.ndarray, MpiiGroundTruth]:
+def pckh_errors(
+    preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth
+) -> tuple[np.ndarray, np.ndarray, MpiiGroundTruth]:
     """Head-normalized errors [N, 16] and the visible mask [N, 16] of `preds` [N, 16, 2|3].
 
     `preds` are 0-based pixels in the .mat's instance order; they move to its 1-based frame here.
@@ -427,11 +491,13 @@ def pckh_errors(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth
     if preds.ndim != 3 or preds.shape[1:2] != (16,) or preds.shape[2] not in (2, 3):
         raise ValueError(f"MPII predictions must be N x 16 x 2 or N x 16 x 3, got {preds.shape}")
     if len(preds) != gt.num_instances:
-        raise ValueError(f"{len(preds)} MPII predictions for {gt.num_instances} ground-truth "
-                         "instances in the .mat; predictions must follow its order, one per person")
+        raise ValueError(
+            f"{len(preds)} MPII predictions for {gt.num_instances} ground-truth "
+            "instances in the .mat; predictions must follow its order, one per person"
+        )
     check_finite(preds[..., :2], list(range(len(preds))), "MPII predictions (instance index)")
-    pred_src = np.transpose(preds[..., :2] + MATLAB_OFFSET, (1, 2, 0))            # [16, 2, N]
-    distance = np.linalg.norm(pred_src - gt.pos_gt_src, axis=1)                   # [16, N]
+    pred_src = np.transpose(preds[..., :2] + MATLAB_OFFSET, (1, 2, 0))  # [16, 2, N]
+    distance = np.linalg.norm(pred_src - gt.pos_gt_src, axis=1)  # [16, N]
     head_size = HEAD_SIZE_FACTOR * np.linalg.norm(gt.headboxes_src[1] - gt.headboxes_src[0], axis=0)
     visible = ~gt.jnt_missing
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -439,8 +505,9 @@ def pckh_errors(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth
     return errors.T, visible.T, gt
 
 
-def pckh_per_joint(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth,
-                   thr: float = 0.5) -> dict[str, float]:
+def pckh_per_joint(
+    preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth, thr: float = 0.5
+) -> dict[str, float]:
     """PCKh@thr in percent for each of the 16 joints, keyed by the .mat's joint names.
 
     NaN for a joint with no visible instance.
@@ -452,8 +519,7 @@ def pckh_per_joint(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTrut
     return {name: float(v) for name, v in zip(gt.joint_names, values)}
 
 
-def pckh(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth,
-         thr: float = 0.5) -> dict[str, float]:
+def pckh(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth, thr: float = 0.5) -> dict[str, float]:
     """Official PCKh (percent): Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle at `thr`, the
     count-weighted mean without pelvis and thorax at `thr` (key "PCKh") and at 0.1 ("PCKh@0.1").
 
@@ -473,8 +539,9 @@ def pckh(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth,
     return out
 
 
-def pckh_curve(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth,
-               thresholds: Sequence[float] | None = None) -> dict[str, Any]:
+def pckh_curve(
+    preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth, thresholds: Sequence[float] | None = None
+) -> dict[str, Any]:
     """PCKh vs threshold: {"thresholds" [T], "mean" [T] (official mean), "per_joint" [T, 16]}.
 
     Default thresholds 0, 0.01, ..., 0.5 as in the official plots.
@@ -488,8 +555,12 @@ def pckh_curve(preds: np.ndarray, gt_mat: str | os.PathLike | MpiiGroundTruth,
         mean.append(_percent(hits[in_mean], counts[in_mean]))
         with np.errstate(divide="ignore", invalid="ignore"):
             per_joint.append(100.0 * hits / counts)
-    return {"thresholds": np.asarray(thresholds, dtype=np.float64), "mean": np.asarray(mean),
-            "per_joint": np.asarray(per_joint), "joint_names": list(gt.joint_names)}
+    return {
+        "thresholds": np.asarray(thresholds, dtype=np.float64),
+        "mean": np.asarray(mean),
+        "per_joint": np.asarray(per_joint),
+        "joint_names": list(gt.joint_names),
+    }
 
 
 def _hits_and_counts(errors: np.ndarray, visible: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:

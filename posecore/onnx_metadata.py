@@ -7,6 +7,7 @@ the keypoint set, the crop and normalization, the codec (its own keys are the co
 (posecore.predictor.Predictor.from_onnx), naming the file and the key. This module sits below both
 the exporter and the predictor.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from posecore.keypoints import check_num_joints
 from posecore.params import Params
 
 INPUT_NAME = "image"
-DECODE_OUTPUTS = ("keypoints", "scores")   # the in-graph decode's outputs (export_onnx(decode=True))
+DECODE_OUTPUTS = ("keypoints", "scores")  # the in-graph decode's outputs (export_onnx(decode=True))
 
 GENERAL_KEYS = {
     "model_name": "key of posecore.models.MODELS, e.g. 'fastpose'",
@@ -33,8 +34,10 @@ GENERAL_KEYS = {
     "input_size": "[w, h] of the network input in pixels",
     "codec": f"codec of training (posecore.codec): one of {sorted(CODECS)}",
     "shift_heatmap": "eval.shift_heatmap of the export: whether the flip test shifts the mirrored prediction",
-    "flip_shift": ("units the flip test moves the mirrored-back prediction right (the codec's flip shift; "
-                   "0 with shift_heatmap off)"),
+    "flip_shift": (
+        "units the flip test moves the mirrored-back prediction right (the codec's flip shift; "
+        "0 with shift_heatmap off)"
+    ),
     "mean": "[r, g, b] subtracted from rgb / 255",
     "std": "[r, g, b] dividing (rgb / 255 - mean)",
     "normalization": "the input formula, in words",
@@ -47,20 +50,24 @@ GENERAL_KEYS = {
     "posecore_version": "version of posecore that wrote the file",
 }
 # every key an export may carry: the general ones and each codec's own
-METADATA_KEYS = {**GENERAL_KEYS, **{key: text for codec in CODECS.values() for key, text in codec.metadata_keys.items()}}
+METADATA_KEYS = {
+    **GENERAL_KEYS,
+    **{key: text for codec in CODECS.values() for key, text in codec.metadata_keys.items()},
+}
 # what a Predictor runs with, besides the codec's required keys
 POSE_METADATA = ("input_size", "mean", "std", "bbox_padding", "joint_names", "flip_pairs", "skeleton", "dataset")
 
 
-def build_metadata(params: Params, codec: Codec, output_names: list[str], checkpoint: Path | None,
-                   checkpoint_format: str | None) -> dict[str, Any]:
+def build_metadata(
+    params: Params, codec: Codec, output_names: list[str], checkpoint: Path | None, checkpoint_format: str | None
+) -> dict[str, Any]:
     """The metadata of an export of params' model with `codec` (METADATA_KEYS)."""
     info = check_num_joints(params)
     return {
         "model_name": params.model.name,
-        **info.record(),   # dataset, joint_names, flip_pairs, skeleton, oks_sigmas
+        **info.record(),  # dataset, joint_names, flip_pairs, skeleton, oks_sigmas
         "input_size": list(params.data.input_size),
-        **codec.metadata(),   # codec, its sizes, sigma(s) and decoding options
+        **codec.metadata(),  # codec, its sizes, sigma(s) and decoding options
         # flip test: the mirrored prediction moves flip_shift units right (eval.shift_heatmap)
         "shift_heatmap": params.eval.shift_heatmap,
         "flip_shift": codec.flip_shift(params.eval.shift_heatmap),
@@ -68,7 +75,7 @@ def build_metadata(params: Params, codec: Codec, output_names: list[str], checkp
         "std": list(params.data.std),
         "normalization": "RGB float32 NCHW, (rgb / 255 - mean) / std",
         "bbox_padding": params.data.bbox_padding,
-        **codec.describe(),   # crop and decode, in words
+        **codec.describe(),  # crop and decode, in words
         "outputs": output_names,
         "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_format": checkpoint_format,
@@ -95,8 +102,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except OSError:
         raise
     except Exception as error:  # protobuf's DecodeError and friends
-        raise ValueError(f"{path} is not an ONNX model ({type(error).__name__}: {error}); export one "
-                         "with posecore.export_onnx") from None
+        raise ValueError(
+            f"{path} is not an ONNX model ({type(error).__name__}: {error}); export one with posecore.export_onnx"
+        ) from None
     metadata = {}
     for entry in proto.metadata_props:
         try:
@@ -112,8 +120,10 @@ def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> No
     codec's own keys (its required_metadata, checked by its check_metadata)."""
 
     def fail(key: str, expected: str) -> None:
-        raise ValueError(f"{path}: metadata {key} is {_shown(metadata.get(key))}, expected {expected}; "
-                         "re-export the model with posecore.export_onnx")
+        raise ValueError(
+            f"{path}: metadata {key} is {_shown(metadata.get(key))}, expected {expected}; "
+            "re-export the model with posecore.export_onnx"
+        )
 
     name = metadata_codec_name(metadata)
     if not isinstance(name, str) or name not in CODECS:
@@ -121,8 +131,9 @@ def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> No
     codec = codec_class(name)
     missing = [key for key in (*POSE_METADATA, *codec.required_metadata) if key not in metadata]
     if missing:
-        raise ValueError(f"{path} lacks the metadata {missing}: it was not exported by posecore "
-                         "(posecore.export_onnx writes them)")
+        raise ValueError(
+            f"{path} lacks the metadata {missing}: it was not exported by posecore (posecore.export_onnx writes them)"
+        )
     if not numbers_fit(metadata["input_size"], 2, integer=True, low=1, high=65536):
         fail("input_size", "two positive integers (w, h)")
     if not numbers_fit(metadata["mean"], 3, low=-1e3, high=1e3):

@@ -32,6 +32,7 @@ train.batch_size per device (train.accumulate).
 Optimizers: adam, sgd (momentum) and adamw (decoupled weight decay; norm layers' parameters and
 biases get none, as mmpose's paramwise_cfg norm_decay_mult=0, bias_decay_mult=0).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -46,8 +47,12 @@ from posecore.params import Params, ParamsError, TrainParams
 Loss = Callable[..., torch.Tensor]
 
 
-def joints_mse(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor,
-               target_weight: torch.Tensor, loss_weight: float = 1.0) -> torch.Tensor:
+def joints_mse(
+    output: torch.Tensor | list[torch.Tensor],
+    target: torch.Tensor,
+    target_weight: torch.Tensor,
+    loss_weight: float = 1.0,
+) -> torch.Tensor:
     """mean(((output - target) * w)^2) * loss_weight: output and target [N, K, H, W] (or a list of
     per-stack outputs, summed), target_weight [N, K] (or [N, K, 1]); computed in float32."""
     if isinstance(output, (list, tuple)):
@@ -57,8 +62,12 @@ def joints_mse(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor,
     return difference.pow(2).mean() * loss_weight
 
 
-def keypoint_mse(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor,
-                 target_weight: torch.Tensor, loss_weight: float = 1.0) -> torch.Tensor:
+def keypoint_mse(
+    output: torch.Tensor | list[torch.Tensor],
+    target: torch.Tensor,
+    target_weight: torch.Tensor,
+    loss_weight: float = 1.0,
+) -> torch.Tensor:
     """mean(w * (output - target)^2) * loss_weight (shapes as joints_mse); computed in float32."""
     if isinstance(output, (list, tuple)):
         return sum(keypoint_mse(stack, target, target_weight, loss_weight) for stack in output)
@@ -80,24 +89,31 @@ def batch_plan(train: TrainParams, world: int) -> tuple[int, int]:
         return per_step * accumulate, accumulate
     accumulate, rest = divmod(train.global_batch, per_step)
     if rest or not accumulate:
-        fitting = [b for b in range(1, train.global_batch + 1)
-                   if train.global_batch % (b * world) == 0][-3:]
+        fitting = [b for b in range(1, train.global_batch + 1) if train.global_batch % (b * world) == 0][-3:]
         raise ParamsError(
             f"train.global_batch {train.global_batch} is not a whole number of micro-batches of "
             f"train.batch_size {train.batch_size} on {world} device(s) ({train.batch_size} x {world} "
             f"= {per_step} images per micro-batch step): use a train.batch_size that divides "
-            f"{train.global_batch} / {world}, e.g. {fitting or [1]}, or another device count")
+            f"{train.global_batch} / {world}, e.g. {fitting or [1]}, or another device count"
+        )
     if train.accumulate and train.accumulate != accumulate:
         raise ParamsError(
             f"train.accumulate {train.accumulate} disagrees with train.global_batch "
             f"{train.global_batch} / (train.batch_size {train.batch_size} x {world} device(s)) = "
-            f"{accumulate}: set train.accumulate: 0 (derived) or train.global_batch: 0")
+            f"{accumulate}: set train.accumulate: 0 (derived) or train.global_batch: 0"
+        )
     return train.global_batch, accumulate
 
 
-def simcc_loss(output: tuple[torch.Tensor, torch.Tensor], target: tuple[torch.Tensor, torch.Tensor],
-               target_weight: torch.Tensor, loss_weight: float = 1.0, beta: float = 10.0,
-               label_beta: float = 10.0, label_softmax: bool = True) -> torch.Tensor:
+def simcc_loss(
+    output: tuple[torch.Tensor, torch.Tensor],
+    target: tuple[torch.Tensor, torch.Tensor],
+    target_weight: torch.Tensor,
+    loss_weight: float = 1.0,
+    beta: float = 10.0,
+    label_beta: float = 10.0,
+    label_softmax: bool = True,
+) -> torch.Tensor:
     """KLDiscretLoss: output and target pairs (x [N, K, Wx], y [N, K, Wy]), target_weight [N, K];
     computed in float32 (see the module docstring)."""
     if not isinstance(output, (tuple, list)) or len(output) != 2:
@@ -151,13 +167,13 @@ def schedule(train: TrainParams, steps_per_epoch: int) -> np.ndarray:
         lr = _cosine(train, epoch + (step % steps_per_epoch) / steps_per_epoch)
     else:
         decays = np.searchsorted(np.sort(train.lr_steps), epoch, side="right")
-        lr = train.lr * train.lr_factor ** decays
+        lr = train.lr * train.lr_factor**decays
         if train.dpg_epoch >= 0:
             # AlphaPose's second MultiStepLR: created (count 0) when epoch dpg_epoch ends, with
             # milestones DPG_STEP - DPG_MILESTONE (alphapose/opt.py)
             milestones = np.sort(train.dpg_lr_steps) - train.dpg_epoch
             counted = np.searchsorted(milestones, epoch - train.dpg_epoch - 1, side="right")
-            lr = np.where(epoch > train.dpg_epoch, train.lr * train.dpg_lr_factor ** counted, lr)
+            lr = np.where(epoch > train.dpg_epoch, train.lr * train.dpg_lr_factor**counted, lr)
     if train.warmup_iters:
         ramp = train.warmup_ratio + (1.0 - train.warmup_ratio) * step / train.warmup_iters
         lr = np.where(step < train.warmup_iters, lr * ramp, lr)
@@ -176,8 +192,7 @@ def build_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimiz
         return torch.optim.AdamW(decay_groups(model, train.weight_decay), lr=train.lr)
     if train.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
-                           weight_decay=train.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
 
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)

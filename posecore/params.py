@@ -5,6 +5,7 @@ exist in the dataclasses below and have the declared type, otherwise the error n
 the key and the closest valid key. `save_params` writes the resolved params, and
 `load_params(saved_path)` gives back an equal object: that file is what workers read.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,54 +29,65 @@ from posecore.keypoints import DATASETS, KeypointSetError, keypoint_info
 log = logging.getLogger(__name__)
 
 PARAMS_DIR = REPO_ROOT / "params"
-SHORTCUTS = {"fastpose": "fastpose_coco", "hourglass": "hourglass_mpii", "rtmpose": "rtmpose_m_coco",
-             "hrnet": "hrnet_w32_coco", "simplebaseline": "simplebaseline_r50_coco"}
+SHORTCUTS = {
+    "fastpose": "fastpose_coco",
+    "hourglass": "hourglass_mpii",
+    "rtmpose": "rtmpose_m_coco",
+    "hrnet": "hrnet_w32_coco",
+    "simplebaseline": "simplebaseline_r50_coco",
+}
 AMP_ALIASES = {"O0": "off", "O1": "fp16", "O2": "fp16", "none": "off", "fp32": "off"}
 AMP_MODES = ("off", "fp16", "bf16")
 # Per model (posecore.models.MODELS): heatmap stride, and what input sizes must be multiples of for
 # the heatmaps to come out at exactly input / stride (ResNet: 5 halvings; Hourglass: /4, then 5 levels;
 # HRNet: its 1/32 branch is upsampled x8 onto the 1/4 one).
 # RTMPose predicts SimCC vectors, not heatmaps: its stride is the backbone's (data.heatmap_size unused).
-MODEL_GEOMETRY = {"fastpose": (4, 32), "fastpose_duc": (4, 32), "simplebaseline": (4, 32),
-                  "hourglass": (4, 128), "hrnet": (4, 32), "rtmpose": (32, 32)}
-SIMCC_MODELS = ("rtmpose",)              # the models that predict (simcc_x, simcc_y): data.codec simcc
+MODEL_GEOMETRY = {
+    "fastpose": (4, 32),
+    "fastpose_duc": (4, 32),
+    "simplebaseline": (4, 32),
+    "hourglass": (4, 128),
+    "hrnet": (4, 32),
+    "rtmpose": (32, 32),
+}
+SIMCC_MODELS = ("rtmpose",)  # the models that predict (simcc_x, simcc_y): data.codec simcc
 RTMPOSE_VARIANTS = ("t", "s", "m", "l")  # posecore.models.rtmpose.RTMPOSE_VARIANTS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("step", "cosine")
-LOSSES = ("auto", "joints_mse", "keypoint_mse", "kl_discret")   # posecore.optim.build_loss
-RESNET_DEPTHS = (18, 34, 50, 101, 152)   # posecore.models.RESNET_BLOCKS
-HRNET_WIDTHS = (18, 32, 48)              # posecore.models.HRNET_WIDTHS
-MAX_INT = 2**63 - 1                       # integers must fit int64 (numpy, torch)
+LOSSES = ("auto", "joints_mse", "keypoint_mse", "kl_discret")  # posecore.optim.build_loss
+RESNET_DEPTHS = (18, 34, 50, 101, 152)  # posecore.models.RESNET_BLOCKS
+HRNET_WIDTHS = (18, 32, 48)  # posecore.models.HRNET_WIDTHS
+MAX_INT = 2**63 - 1  # integers must fit int64 (numpy, torch)
 FASTPOSE_BACKBONES = ("se-resnet", "resnet")
 
 
 @dataclass
 class ModelParams:
-    name: str = "fastpose"          # key of posecore.models.MODELS
+    name: str = "fastpose"  # key of posecore.models.MODELS
     num_joints: int = 17
-    depth: int = 50                 # ResNet depth of fastpose / simplebaseline (18, 34, 50, 101, 152)
-    num_stacks: int = 1             # hourglass stacks
+    depth: int = 50  # ResNet depth of fastpose / simplebaseline (18, 34, 50, 101, 152)
+    num_stacks: int = 1  # hourglass stacks
     # fastpose: the last DUC's width (AlphaPose's CONV_DIM, 128 or 256) for a 2048-channel backbone
     conv_dim: int = 128
-    backbone: str = "se-resnet"     # fastpose_duc: se-resnet | resnet (AlphaPose's BACKBONE)
+    backbone: str = "se-resnet"  # fastpose_duc: se-resnet | resnet (AlphaPose's BACKBONE)
     duc_convs: list[int] = field(default_factory=lambda: [4, 2, 1])  # fastpose_duc: STAGE1-3 NUM_CONV
-    variant: str = "m"              # rtmpose size: t | s | m | l
-    width: int = 32                 # hrnet: width of the highest-resolution branch (HRNet-W32 / W48)
-    pretrained: str = ""            # local ImageNet backbone init: torchvision ResNet state_dict, or an HRNet's
-    init_checkpoint: str = ""       # start from these weights (own, AlphaPose or mmpose format)
+    variant: str = "m"  # rtmpose size: t | s | m | l
+    width: int = 32  # hrnet: width of the highest-resolution branch (HRNet-W32 / W48)
+    pretrained: str = ""  # local ImageNet backbone init: torchvision ResNet state_dict, or an HRNet's
+    init_checkpoint: str = ""  # start from these weights (own, AlphaPose or mmpose format)
     skip_mismatched_head: bool = False  # init_checkpoint of another joint count: load all but the final layer
 
 
 @dataclass
 class DataParams:
-    dataset: str = "coco"           # coco | mpii | custom (COCO layout, any keypoint category)
-    root: str = ""                  # dataset root in the official layout; "" = synthetic demo data
-    det_file: str = ""              # COCO-results person boxes for the `test` split
-    det_score_thr: float = 0.0      # drop detections below this score
-    input_size: list[int] = field(default_factory=lambda: [192, 256])   # (w, h)
-    heatmap_size: list[int] = field(default_factory=lambda: [48, 64])   # (w, h)
+    dataset: str = "coco"  # coco | mpii | custom (COCO layout, any keypoint category)
+    root: str = ""  # dataset root in the official layout; "" = synthetic demo data
+    det_file: str = ""  # COCO-results person boxes for the `test` split
+    det_score_thr: float = 0.0  # drop detections below this score
+    input_size: list[int] = field(default_factory=lambda: [192, 256])  # (w, h)
+    heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # (w, h)
     sigma: float = 2.0
-    codec: str = "msra"             # msra | dark | udp (heatmaps) | simcc (RTMPose) (posecore.codec)
+    codec: str = "msra"  # msra | dark | udp (heatmaps) | simcc (RTMPose) (posecore.codec)
     # simcc codec: Gaussian label sigma (x, y) in bins and bins per input pixel (data.heatmap_size,
     # data.sigma are the heatmap codecs' and unused with it)
     simcc_sigma: list[float] = field(default_factory=lambda: [4.9, 5.66])
@@ -88,9 +100,9 @@ class DataParams:
     scale_factor: float = 0.3
     rot_factor: float = 40.0
     rot_prob: float = 0.6
-    half_body_prob: float = 0.0     # AlphaPose's COCO config disables it (PROB_HALF_BODY -1)
+    half_body_prob: float = 0.0  # AlphaPose's COCO config disables it (PROB_HALF_BODY -1)
     half_body_min_joints: int = 8
-    workers: int = 4                # DataLoader workers per device
+    workers: int = 4  # DataLoader workers per device
     # Two speed-ups the seeds do not have (off in every seed params file; docs/data.md "Data loading"):
     # group_by_image: train order shuffles images and keeps an image's people adjacent (one decode
     # serves them all) instead of shuffling people uniformly as AlphaPose's and mmpose's loaders do.
@@ -101,22 +113,22 @@ class DataParams:
     # Keypoint set (posecore.keypoints): joints by name or 0-based index. Empty = the dataset's own;
     # for custom, joint_names/skeleton come from the annotation file and a run records all of them.
     joint_names: list[str] = field(default_factory=list)
-    skeleton: list[Any] = field(default_factory=list)       # [[a, b], ...]
-    flip_pairs: list[Any] = field(default_factory=list)     # [[left, right], ...]; custom: inferred
-    upper_body: list[Any] = field(default_factory=list)     # custom: inferred where names allow
+    skeleton: list[Any] = field(default_factory=list)  # [[a, b], ...]
+    flip_pairs: list[Any] = field(default_factory=list)  # [[left, right], ...]; custom: inferred
+    upper_body: list[Any] = field(default_factory=list)  # custom: inferred where names allow
     joint_weights: list[float] = field(default_factory=list)  # loss weight per joint; empty = all 1
 
 
 @dataclass
 class TrainParams:
     epochs: int = 200
-    batch_size: int = 32            # per device (one micro-batch)
+    batch_size: int = 32  # per device (one micro-batch)
     # images per optimizer step over all devices; 0 = batch_size x devices x accumulate. With it
     # set, the step is the same on any device count: accumulate = global_batch / (batch_size x
     # world size) micro-batches per step (posecore.optim.batch_plan)
     global_batch: int = 0
-    accumulate: int = 0             # micro-batches per optimizer step; 0 = from global_batch (else 1)
-    optimizer: str = "adam"         # adam | adamw | sgd (adamw: no decay on norm layers and biases)
+    accumulate: int = 0  # micro-batches per optimizer step; 0 = from global_batch (else 1)
+    optimizer: str = "adam"  # adam | adamw | sgd (adamw: no decay on norm layers and biases)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -127,13 +139,13 @@ class TrainParams:
     # auto: kl_discret for the simcc codec, else joints_mse.
     loss: str = "auto"
     loss_weight: float = 1.0
-    lr_schedule: str = "step"       # step: lr_factor at lr_steps | cosine: cosine_begin -> epochs
+    lr_schedule: str = "step"  # step: lr_factor at lr_steps | cosine: cosine_begin -> epochs
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])
     lr_factor: float = 0.1
-    cosine_begin: int = 0           # cosine: the epoch the cosine decay starts (lr constant before)
-    min_lr_ratio: float = 0.0       # cosine: the LR at the end is lr * min_lr_ratio
-    warmup_iters: int = 0           # linear warmup length in iterations
-    warmup_ratio: float = 0.001     # warmup starts at lr * warmup_ratio
+    cosine_begin: int = 0  # cosine: the epoch the cosine decay starts (lr constant before)
+    min_lr_ratio: float = 0.0  # cosine: the LR at the end is lr * min_lr_ratio
+    warmup_iters: int = 0  # linear warmup length in iterations
+    warmup_ratio: float = 0.001  # warmup starts at lr * warmup_ratio
     # AlphaPose's DPG_MILESTONE: once this (0-based) epoch has finished, DPG box jitter turns on and
     # the LR restarts at `lr`; -1 = never.
     dpg_epoch: int = -1
@@ -141,26 +153,26 @@ class TrainParams:
     # (alphapose/opt.py makes them offsets from DPG_MILESTONE for the scheduler train.py restarts
     # there: with 140 and [160, 190], epochs 161 and 191).
     dpg_lr_steps: list[int] = field(default_factory=list)
-    dpg_lr_factor: float = 0.1      # that scheduler's gamma (AlphaPose's train.py: 0.1, not LR_FACTOR)
+    dpg_lr_factor: float = 0.1  # that scheduler's gamma (AlphaPose's train.py: 0.1, not LR_FACTOR)
     seed: int = 0
-    amp: str = "off"                # off | fp16 | bf16 (aliases O0 -> off, O1/O2 -> fp16)
-    amp_backend: str = "torch"      # torch | apex
-    loss_scale: float = 0.0         # 0 = dynamic loss scaling; e.g. 32768 = the seeds' fixed scale
+    amp: str = "off"  # off | fp16 | bf16 (aliases O0 -> off, O1/O2 -> fp16)
+    amp_backend: str = "torch"  # torch | apex
+    loss_scale: float = 0.0  # 0 = dynamic loss scaling; e.g. 32768 = the seeds' fixed scale
     sync_bn: bool = False
     channels_last: bool = False
     compile: bool = False
-    grad_clip: float = 0.0          # max grad norm; 0 = off
-    val_every: int = 10             # epochs; 0 = never
-    resume: bool = True             # continue from last.pt of the same run
+    grad_clip: float = 0.0  # max grad norm; 0 = off
+    val_every: int = 10  # epochs; 0 = never
+    resume: bool = True  # continue from last.pt of the same run
     # keys a resume may change although they alter the run (model, optimizer state, data order;
     # "world_size" for another npus x dist.nnodes): an explicit, recorded opt-in; see
     # RESUME_HARMLESS for the keys that never need it
     accept_changes: list[str] = field(default_factory=list)
-    max_steps: int = 0              # performance mode: stop after this many steps (0 = full run)
-    perf_warmup_steps: int = 5      # steps left out of the reported images/s
-    log_every: int = 20             # steps
-    max_nan_steps: int = 20         # consecutive non-finite losses before stopping
-    tensorboard_images: int = 4     # val images in the TensorBoard prediction grid; 0 = none
+    max_steps: int = 0  # performance mode: stop after this many steps (0 = full run)
+    perf_warmup_steps: int = 5  # steps left out of the reported images/s
+    log_every: int = 20  # steps
+    max_nan_steps: int = 20  # consecutive non-finite losses before stopping
+    tensorboard_images: int = 4  # val images in the TensorBoard prediction grid; 0 = none
     # deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic without
     # benchmark, CUBLAS_WORKSPACE_CONFIG): "auto" = on for CPU runs, off on GPUs / NPUs; true | false
     deterministic: Any = "auto"
@@ -172,11 +184,11 @@ class DistParams:
     node_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
-    backend: str = ""               # "" = the device layer's choice (hccl / nccl / gloo)
+    backend: str = ""  # "" = the device layer's choice (hccl / nccl / gloo)
     # torchrun's --max-restarts: after a worker dies the launcher restarts every worker this many
     # times (they resume from last.pt); 0 = the job stops
     max_restarts: int = 0
-    rdzv_timeout: int = 600         # seconds a node waits for the others to join (torchrun's 600)
+    rdzv_timeout: int = 600  # seconds a node waits for the others to join (torchrun's 600)
     # torch intra-op threads per worker; 0 = OMP_NUM_THREADS when set, else the cores / the workers
     # on this node (a lone worker in the calling process keeps that process's torch thread count).
     # Thread counts change float rounding: env.json records the number, reproduce uses it.
@@ -185,11 +197,11 @@ class DistParams:
 
 @dataclass
 class EvalParams:
-    use_gt_boxes: bool = True       # COCO: GT person boxes; false = data.det_file boxes
-    oracle: bool = False            # score encoded GT heatmaps instead of a model
+    use_gt_boxes: bool = True  # COCO: GT person boxes; false = data.det_file boxes
+    oracle: bool = False  # score encoded GT heatmaps instead of a model
     flip_test: bool = True
-    shift_heatmap: bool = True      # re-align flipped heatmaps by the codec's flip shift (msra: 1 px right)
-    decode: str = "default"         # default (the codec's own) | dark (DARK on msra heatmaps)
+    shift_heatmap: bool = True  # re-align flipped heatmaps by the codec's flip shift (msra: 1 px right)
+    decode: str = "default"  # default (the codec's own) | dark (DARK on msra heatmaps)
     dark_kernel: int = 11
     in_vis_thr: float = 0.2
     oks_nms: float = 0.9
@@ -201,15 +213,16 @@ class EvalParams:
 @dataclass
 class InferParams:
     """posecore.infer on images and videos (detector, tracking, drawing)."""
+
     detector_score_thr: float = 0.25  # person boxes of an .onnx detector or a detections .json below this are dropped
-    detector_nms_iou: float = 0.7     # .onnx detector: class-agnostic NMS IoU threshold (Ultralytics' default)
-    person_class: int = 0             # .onnx detector: the class index of "person" (COCO-trained YOLO: 0)
-    track_iou_weight: float = 0.5     # similarity = w * box IoU + (1 - w) * keypoint OKS
-    track_min_similarity: float = 0.3 # a track and a person below this similarity are not matched
-    track_max_missed: int = 10        # frames an id survives without being seen
+    detector_nms_iou: float = 0.7  # .onnx detector: class-agnostic NMS IoU threshold (Ultralytics' default)
+    person_class: int = 0  # .onnx detector: the class index of "person" (COCO-trained YOLO: 0)
+    track_iou_weight: float = 0.5  # similarity = w * box IoU + (1 - w) * keypoint OKS
+    track_min_similarity: float = 0.3  # a track and a person below this similarity are not matched
+    track_max_missed: int = 10  # frames an id survives without being seen
     track_max_centre_distance: float = 0.5  # second pass: leftover people and tracks pair when their box
-                                            # centres are this close, in box heights
-    draw_min_score: float = 0.3       # joints below this score are not drawn
+    # centres are this close, in box heights
+    draw_min_score: float = 0.3  # joints below this score are not drawn
 
 
 @dataclass
@@ -226,8 +239,7 @@ class Params:
         return dataclasses.asdict(self)
 
 
-def load_params(name_or_path: str | os.PathLike | Params,
-                overrides: dict[str, Any] | None = None) -> Params:
+def load_params(name_or_path: str | os.PathLike | Params, overrides: dict[str, Any] | None = None) -> Params:
     """Resolve a params file and apply dotted overrides, e.g. {"train.lr": 5e-4}.
 
     `name_or_path`: an existing path, a shortcut (a key of SHORTCUTS: "fastpose",
@@ -262,7 +274,7 @@ def load_params(name_or_path: str | os.PathLike | Params,
 
 def _mapped_from(message: str, mapped: list[str]) -> str:
     """The AlphaPose mapping line behind the posecore key a ParamsError message starts with."""
-    key = message.split(": ", 1)[-1].split(" ", 1)[0].split("[", 1)[0]   # model.duc_convs[0] -> model.duc_convs
+    key = message.split(": ", 1)[-1].split(" ", 1)[0].split("[", 1)[0]  # model.duc_convs[0] -> model.duc_convs
     return next((line for line in mapped if f"-> {key} " in f"{line} "), "")
 
 
@@ -307,8 +319,10 @@ def _set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
         raise ParamsError(f"override {dotted!r}: use a dotted key like 'train.lr' ({source})")
     sections = [item.name for item in dataclasses.fields(Params) if item.name != "name"]
     if section not in sections:
-        raise ParamsError(f"override {dotted!r}: unknown section {section!r}{_closest(section, sections)}; "
-                          f"sections: {sections} ({source})")
+        raise ParamsError(
+            f"override {dotted!r}: unknown section {section!r}{_closest(section, sections)}; "
+            f"sections: {sections} ({source})"
+        )
     sub = raw.setdefault(section, {})
     if not isinstance(sub, dict):
         raise ParamsError(f"override {dotted!r}: {section!r} is not a section ({source})")
@@ -349,8 +363,9 @@ def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
         (item_type,) = typing.get_args(expected)
         return [_coerce(v, item_type, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        raise ParamsError(f"{source}: {key} is an integer of {len(str(abs(value)))} digits; "
-                          f"values must stay within +-2^63")
+        raise ParamsError(
+            f"{source}: {key} is an integer of {len(str(abs(value)))} digits; values must stay within +-2^63"
+        )
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is bool and not isinstance(value, bool):
@@ -380,39 +395,79 @@ def _is_number_text(text: str) -> bool:
 _POSITIVE, _NON_NEGATIVE, _FRACTION = (0, None, True), (0, None, False), (0, 1, False)
 NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     # key: (low, high, low excluded); None = unbounded
-    "model.num_joints": _POSITIVE, "model.depth": _POSITIVE, "model.num_stacks": _POSITIVE,
-    "model.conv_dim": _POSITIVE, "model.duc_convs": _POSITIVE, "model.width": _POSITIVE,
-    "data.det_score_thr": (None, None, False), "data.input_size": _POSITIVE,
-    "data.heatmap_size": _POSITIVE, "data.sigma": _POSITIVE, "data.mean": (None, None, False),
-    "data.std": _POSITIVE, "data.bbox_padding": _POSITIVE, "data.scale_factor": _NON_NEGATIVE,
-    "data.rot_factor": _NON_NEGATIVE, "data.rot_prob": _FRACTION, "data.half_body_prob": _FRACTION,
-    "data.half_body_min_joints": _NON_NEGATIVE, "data.workers": _NON_NEGATIVE,
-    "data.joint_weights": _NON_NEGATIVE, "data.simcc_sigma": _POSITIVE, "data.simcc_split_ratio": _POSITIVE,
-    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.global_batch": _NON_NEGATIVE,
-    "train.accumulate": _NON_NEGATIVE, "train.lr": _POSITIVE,
-    "train.momentum": _FRACTION, "train.weight_decay": _NON_NEGATIVE, "train.lr_steps": _NON_NEGATIVE,
-    "train.lr_factor": _POSITIVE, "train.dpg_lr_factor": _POSITIVE, "train.loss_weight": _POSITIVE,
-    "train.cosine_begin": _NON_NEGATIVE, "train.min_lr_ratio": _FRACTION,
-    "train.warmup_iters": _NON_NEGATIVE, "train.warmup_ratio": _FRACTION,
-    "train.dpg_epoch": (-1, None, False), "train.dpg_lr_steps": _NON_NEGATIVE,
+    "model.num_joints": _POSITIVE,
+    "model.depth": _POSITIVE,
+    "model.num_stacks": _POSITIVE,
+    "model.conv_dim": _POSITIVE,
+    "model.duc_convs": _POSITIVE,
+    "model.width": _POSITIVE,
+    "data.det_score_thr": (None, None, False),
+    "data.input_size": _POSITIVE,
+    "data.heatmap_size": _POSITIVE,
+    "data.sigma": _POSITIVE,
+    "data.mean": (None, None, False),
+    "data.std": _POSITIVE,
+    "data.bbox_padding": _POSITIVE,
+    "data.scale_factor": _NON_NEGATIVE,
+    "data.rot_factor": _NON_NEGATIVE,
+    "data.rot_prob": _FRACTION,
+    "data.half_body_prob": _FRACTION,
+    "data.half_body_min_joints": _NON_NEGATIVE,
+    "data.workers": _NON_NEGATIVE,
+    "data.joint_weights": _NON_NEGATIVE,
+    "data.simcc_sigma": _POSITIVE,
+    "data.simcc_split_ratio": _POSITIVE,
+    "train.epochs": _POSITIVE,
+    "train.batch_size": _POSITIVE,
+    "train.global_batch": _NON_NEGATIVE,
+    "train.accumulate": _NON_NEGATIVE,
+    "train.lr": _POSITIVE,
+    "train.momentum": _FRACTION,
+    "train.weight_decay": _NON_NEGATIVE,
+    "train.lr_steps": _NON_NEGATIVE,
+    "train.lr_factor": _POSITIVE,
+    "train.dpg_lr_factor": _POSITIVE,
+    "train.loss_weight": _POSITIVE,
+    "train.cosine_begin": _NON_NEGATIVE,
+    "train.min_lr_ratio": _FRACTION,
+    "train.warmup_iters": _NON_NEGATIVE,
+    "train.warmup_ratio": _FRACTION,
+    "train.dpg_epoch": (-1, None, False),
+    "train.dpg_lr_steps": _NON_NEGATIVE,
     "train.seed": (0, 2**32 - 1, False),  # numpy's seed range
-    "train.loss_scale": _NON_NEGATIVE, "train.grad_clip": _NON_NEGATIVE,
-    "train.val_every": _NON_NEGATIVE, "train.max_steps": _NON_NEGATIVE,
-    "train.perf_warmup_steps": _NON_NEGATIVE, "train.log_every": _POSITIVE,
-    "train.max_nan_steps": _NON_NEGATIVE, "train.tensorboard_images": _NON_NEGATIVE,
-    "dist.nnodes": _POSITIVE, "dist.node_rank": _NON_NEGATIVE, "dist.master_port": (1, 65535, False),
-    "dist.max_restarts": _NON_NEGATIVE, "dist.rdzv_timeout": _POSITIVE, "dist.threads": _NON_NEGATIVE,
-    "eval.dark_kernel": _POSITIVE, "eval.in_vis_thr": _NON_NEGATIVE, "eval.oks_nms": _FRACTION,
-    "eval.batch_size": _POSITIVE, "eval.pckh_thr": _POSITIVE,
-    "infer.detector_score_thr": _NON_NEGATIVE, "infer.detector_nms_iou": _FRACTION,
-    "infer.person_class": _NON_NEGATIVE, "infer.track_iou_weight": _FRACTION,
-    "infer.track_min_similarity": _FRACTION, "infer.track_max_missed": _NON_NEGATIVE,
-    "infer.track_max_centre_distance": _NON_NEGATIVE, "infer.draw_min_score": _NON_NEGATIVE,
+    "train.loss_scale": _NON_NEGATIVE,
+    "train.grad_clip": _NON_NEGATIVE,
+    "train.val_every": _NON_NEGATIVE,
+    "train.max_steps": _NON_NEGATIVE,
+    "train.perf_warmup_steps": _NON_NEGATIVE,
+    "train.log_every": _POSITIVE,
+    "train.max_nan_steps": _NON_NEGATIVE,
+    "train.tensorboard_images": _NON_NEGATIVE,
+    "dist.nnodes": _POSITIVE,
+    "dist.node_rank": _NON_NEGATIVE,
+    "dist.master_port": (1, 65535, False),
+    "dist.max_restarts": _NON_NEGATIVE,
+    "dist.rdzv_timeout": _POSITIVE,
+    "dist.threads": _NON_NEGATIVE,
+    "eval.dark_kernel": _POSITIVE,
+    "eval.in_vis_thr": _NON_NEGATIVE,
+    "eval.oks_nms": _FRACTION,
+    "eval.batch_size": _POSITIVE,
+    "eval.pckh_thr": _POSITIVE,
+    "infer.detector_score_thr": _NON_NEGATIVE,
+    "infer.detector_nms_iou": _FRACTION,
+    "infer.person_class": _NON_NEGATIVE,
+    "infer.track_iou_weight": _FRACTION,
+    "infer.track_min_similarity": _FRACTION,
+    "infer.track_max_missed": _NON_NEGATIVE,
+    "infer.track_max_centre_distance": _NON_NEGATIVE,
+    "infer.draw_min_score": _NON_NEGATIVE,
 }
 
 
 def _check(obj: Any, source: str, prefix: str) -> None:
     """Value checks that types alone cannot express."""
+
     def fail(key: str, message: str) -> None:
         raise ParamsError(f"{source}: {prefix}{key} {message}")
 
@@ -421,8 +476,11 @@ def _check(obj: Any, source: str, prefix: str) -> None:
             _check_range(getattr(obj, item.name), f"{prefix}{item.name}", fail_key=item.name, fail=fail)
     if isinstance(obj, ModelParams):
         if obj.name not in MODEL_GEOMETRY:
-            fail("name", f"must be one of {sorted(MODEL_GEOMETRY)}, got {obj.name!r}"
-                 f"{_closest(str(obj.name), sorted(MODEL_GEOMETRY))}")
+            fail(
+                "name",
+                f"must be one of {sorted(MODEL_GEOMETRY)}, got {obj.name!r}"
+                f"{_closest(str(obj.name), sorted(MODEL_GEOMETRY))}",
+            )
         if obj.variant not in RTMPOSE_VARIANTS:
             fail("variant", f"must be one of {RTMPOSE_VARIANTS} (the RTMPose size), got {obj.variant!r}")
         if obj.name == "hrnet" and obj.width not in HRNET_WIDTHS:
@@ -430,8 +488,11 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         if obj.name not in ("hourglass", "hrnet", *SIMCC_MODELS) and obj.depth not in RESNET_DEPTHS:
             fail("depth", f"must be a ResNet depth {RESNET_DEPTHS} for {obj.name}, got {obj.depth}")
         if obj.name == "fastpose_duc" and obj.depth < 50:
-            fail("depth", f"must be 50, 101 or 152 for fastpose_duc (its DUC stages take a 2048-channel "
-                          f"backbone), got {obj.depth}")
+            fail(
+                "depth",
+                f"must be 50, 101 or 152 for fastpose_duc (its DUC stages take a 2048-channel "
+                f"backbone), got {obj.depth}",
+            )
         if obj.conv_dim not in (128, 256):
             fail("conv_dim", f"must be 128 or 256 (AlphaPose's FastPose CONV_DIM), got {obj.conv_dim}")
         if obj.backbone not in FASTPOSE_BACKBONES:
@@ -465,8 +526,10 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         if obj.lr_schedule not in LR_SCHEDULES:
             fail("lr_schedule", f"must be one of {LR_SCHEDULES}, got {obj.lr_schedule!r}")
         if obj.lr_schedule == "cosine" and obj.cosine_begin >= obj.epochs:
-            fail("cosine_begin", f"must be below train.epochs {obj.epochs} (the cosine runs from it to the "
-                                 f"end), got {obj.cosine_begin}")
+            fail(
+                "cosine_begin",
+                f"must be below train.epochs {obj.epochs} (the cosine runs from it to the end), got {obj.cosine_begin}",
+            )
         known = [*flat_params(Params()), "world_size"]  # world_size: npus x dist.nnodes
         for key in obj.accept_changes:
             if key not in known:
@@ -476,9 +539,11 @@ def _check(obj: Any, source: str, prefix: str) -> None:
     if isinstance(obj, EvalParams) and obj.sigmas != "uniform":
         obj.sigmas = list(obj.sigmas) if isinstance(obj.sigmas, tuple) else obj.sigmas
         if not isinstance(obj.sigmas, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                for v in obj.sigmas):
-            fail("sigmas", f"must be a list of positive numbers (finite, one per joint) or 'uniform', got {obj.sigmas!r}")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in obj.sigmas
+        ):
+            fail(
+                "sigmas", f"must be a list of positive numbers (finite, one per joint) or 'uniform', got {obj.sigmas!r}"
+            )
         obj.sigmas = [float(v) for v in obj.sigmas]
     if isinstance(obj, Params):
         try:
@@ -509,24 +574,32 @@ def _check_across_sections(params: Params, source: str) -> None:
     # a custom set's joint count is its file's, recorded in data.joint_names before a run starts
     joints = len(data.joint_names) if data.dataset == "custom" else DATASETS[data.dataset].num_joints
     if joints and model.num_joints != joints:
-        raise ParamsError(f"{source}: model.num_joints is {model.num_joints} but data.dataset "
-                          f"{data.dataset!r} has {joints} joints: set model.num_joints: {joints}")
+        raise ParamsError(
+            f"{source}: model.num_joints is {model.num_joints} but data.dataset "
+            f"{data.dataset!r} has {joints} joints: set model.num_joints: {joints}"
+        )
     simcc_model, simcc_codec = model.name in SIMCC_MODELS, data.codec == "simcc"
     if simcc_model != simcc_codec and not params.eval.oracle:
         fitting = "simcc" if simcc_model else "msra (or dark / udp)"
-        raise ParamsError(f"{source}: model.name {model.name!r} predicts "
-                          f"{'SimCC vectors' if simcc_model else 'heatmaps'} but data.codec is "
-                          f"{data.codec!r}: set data.codec: {fitting}")
+        raise ParamsError(
+            f"{source}: model.name {model.name!r} predicts "
+            f"{'SimCC vectors' if simcc_model else 'heatmaps'} but data.codec is "
+            f"{data.codec!r}: set data.codec: {fitting}"
+        )
     loss = params.train.loss
     if loss != "auto" and (loss == "kl_discret") != simcc_codec:
-        raise ParamsError(f"{source}: train.loss {loss!r} does not fit data.codec {data.codec!r}: the simcc "
-                          f"codec trains with kl_discret, heatmap codecs with joints_mse or keypoint_mse "
-                          f"(or set train.loss: auto)")
+        raise ParamsError(
+            f"{source}: train.loss {loss!r} does not fit data.codec {data.codec!r}: the simcc "
+            f"codec trains with kl_discret, heatmap codecs with joints_mse or keypoint_mse "
+            f"(or set train.loss: auto)"
+        )
     if not params.eval.oracle:  # the oracle scores encoded targets: no model, any heatmap size
         check_model_geometry(params, source)
     if params.dist.node_rank >= params.dist.nnodes:
-        raise ParamsError(f"{source}: dist.node_rank {params.dist.node_rank} must be below dist.nnodes "
-                          f"{params.dist.nnodes} (machines are numbered 0..nnodes-1)")
+        raise ParamsError(
+            f"{source}: dist.node_rank {params.dist.node_rank} must be below dist.nnodes "
+            f"{params.dist.nnodes} (machines are numbered 0..nnodes-1)"
+        )
     if data.dataset in DATASETS:  # a built-in set's keypoint keys: checked now, not at the first run
         try:
             keypoint_info(params)
@@ -545,23 +618,43 @@ def check_model_geometry(params: Params, source: str = "params") -> None:
         raise ParamsError(
             f"{source}: data.input_size {data.input_size} (w, h) must be multiples of {multiple} for "
             f"{model.name} (its heatmaps are then exactly 1/{stride} of the input); e.g. "
-            f"data.input_size {fitting} with data.heatmap_size {[size // stride for size in fitting]}")
+            f"data.input_size {fitting} with data.heatmap_size {[size // stride for size in fitting]}"
+        )
     expected = [size // stride for size in data.input_size]
     if model.name not in SIMCC_MODELS and data.heatmap_size != expected:
         raise ParamsError(
             f"{source}: data.heatmap_size {data.heatmap_size} must be data.input_size "
             f"{data.input_size} / {stride} = {expected} for {model.name}, whose heatmaps are 1/{stride} "
-            f"of its input: set data.heatmap_size: {expected}")
+            f"of its input: set data.heatmap_size: {expected}"
+        )
 
 
 # Keys a resumed run may change freely: they leave the model, the optimizer state's meaning and
 # the data order alone. Changing any other key needs it listed in train.accept_changes.
 RESUME_HARMLESS = (
-    "name", "data.workers", "data.det_file", "data.det_score_thr",
-    "train.epochs", "train.val_every", "train.resume", "train.accept_changes", "train.max_steps",
-    "train.perf_warmup_steps", "train.log_every", "train.max_nan_steps", "train.tensorboard_images",
-    "train.compile", "train.channels_last", "dist.node_rank", "dist.master_addr", "dist.master_port",
-    "dist.backend", "dist.max_restarts", "dist.rdzv_timeout", "dist.threads", "train.deterministic",
+    "name",
+    "data.workers",
+    "data.det_file",
+    "data.det_score_thr",
+    "train.epochs",
+    "train.val_every",
+    "train.resume",
+    "train.accept_changes",
+    "train.max_steps",
+    "train.perf_warmup_steps",
+    "train.log_every",
+    "train.max_nan_steps",
+    "train.tensorboard_images",
+    "train.compile",
+    "train.channels_last",
+    "dist.node_rank",
+    "dist.master_addr",
+    "dist.master_port",
+    "dist.backend",
+    "dist.max_restarts",
+    "dist.rdzv_timeout",
+    "dist.threads",
+    "train.deterministic",
     *(f"eval.{item.name}" for item in dataclasses.fields(EvalParams)),
     *(f"infer.{item.name}" for item in dataclasses.fields(InferParams)),
 )

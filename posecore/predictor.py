@@ -18,6 +18,7 @@ from a notebook's (checkpoint, params, run_name).
 Loading a run's model as it was trained (keypoint set resolved, data.codec of the checkpoint,
 weights) happens here only: `trained_params` and `Predictor.from_checkpoint`.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,22 +78,36 @@ class Predictor:
     keypoint set; `codec`: the run's codec; `mean`, `std` [3] RGB and `bbox_padding`: the crop.
     """
 
-    def __init__(self, forward: Callable[[Any], Any] | None, codec: Codec, info: KeypointInfo,
-                 mean, std, bbox_padding: float, backend: str, *, shift: bool = True,
-                 params: Params | None = None, model: torch.nn.Module | None = None, device: Any = "cpu",
-                 checkpoint: Path | None = None, checkpoint_format: str | None = None):
+    def __init__(
+        self,
+        forward: Callable[[Any], Any] | None,
+        codec: Codec,
+        info: KeypointInfo,
+        mean,
+        std,
+        bbox_padding: float,
+        backend: str,
+        *,
+        shift: bool = True,
+        params: Params | None = None,
+        model: torch.nn.Module | None = None,
+        device: Any = "cpu",
+        checkpoint: Path | None = None,
+        checkpoint_format: str | None = None,
+    ):
         self.forward, self.codec, self.info, self.backend = forward, codec, info, backend
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
         self.bbox_padding = float(bbox_padding)
-        self.shift = bool(shift)   # eval.shift_heatmap: the codec's flip shift on or off
+        self.shift = bool(shift)  # eval.shift_heatmap: the codec's flip shift on or off
         self.params, self.model, self.device = params, model, torch.device(device)
         self.checkpoint, self.checkpoint_format = checkpoint, checkpoint_format
 
     # ---- sources
     @classmethod
-    def from_model(cls, model: torch.nn.Module | None, params: Params, codec: Codec | None = None,
-                   device: Any = None) -> Predictor:
+    def from_model(
+        cls, model: torch.nn.Module | None, params: Params, codec: Codec | None = None, device: Any = None
+    ) -> Predictor:
         """A PyTorch model in memory (eval mode expected) with `params`' crop, keypoint set and codec
         (`codec` overrides build_codec(params)); model None: decoding only (the oracle)."""
         if device is None:
@@ -104,13 +119,24 @@ class Predictor:
             return _apply(final_output(model(images)), lambda t: t.float())
 
         data = params.data
-        return cls(forward if model is not None else None, codec or build_codec(params), keypoint_info(params),
-                   data.mean, data.std, data.bbox_padding, "pytorch", shift=params.eval.shift_heatmap,
-                   params=params, model=model, device=device)
+        return cls(
+            forward if model is not None else None,
+            codec or build_codec(params),
+            keypoint_info(params),
+            data.mean,
+            data.std,
+            data.bbox_padding,
+            "pytorch",
+            shift=params.eval.shift_heatmap,
+            params=params,
+            model=model,
+            device=device,
+        )
 
     @classmethod
-    def from_checkpoint(cls, params: Params, path: str | os.PathLike | None, device: Any = None,
-                        run_name: str | None = None) -> Predictor:
+    def from_checkpoint(
+        cls, params: Params, path: str | os.PathLike | None, device: Any = None, run_name: str | None = None
+    ) -> Predictor:
         """params' model with the weights of `path` (any format load_checkpoint reads; "best" /
         "last" of `run_name`; None: the weights params name), decoding as the checkpoint trained."""
         device = torch.device(device) if device is not None else get_device()
@@ -121,8 +147,9 @@ class Predictor:
         return predictor
 
     @classmethod
-    def from_run(cls, run_name: str, checkpoint: str | os.PathLike = "best", device: Any = None,
-                 overrides: dict | None = None) -> Predictor:
+    def from_run(
+        cls, run_name: str, checkpoint: str | os.PathLike = "best", device: Any = None, overrides: dict | None = None
+    ) -> Predictor:
         """Run `run_name`'s model as trained: its params.yaml (keypoint set, codec) with
         `overrides` (dotted keys, e.g. {"eval.flip_test": False}) and its best / last checkpoint
         (or a checkpoint path)."""
@@ -156,28 +183,45 @@ class Predictor:
         def forward(images: Any) -> Any:
             images = np.ascontiguousarray(torch.as_tensor(images).cpu().numpy(), np.float32)
             if isinstance(fixed_batch, int) and fixed_batch != len(images):
-                parts = [forward(images[i:i + fixed_batch]) for i in range(0, len(images), fixed_batch)]
+                parts = [forward(images[i : i + fixed_batch]) for i in range(0, len(images), fixed_batch)]
                 return _apply_many(parts, np.concatenate)
             outputs = session.run(names, {input_name: images})
             return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
         # the export's own setting; exports from before it was recorded used the default (on)
         shift = params.eval.shift_heatmap if params is not None else metadata.get("shift_heatmap", True)
-        return cls(forward, codec, from_record(metadata, str(path)), metadata["mean"], metadata["std"],
-                   metadata["bbox_padding"], "onnxruntime", shift=shift, params=params, checkpoint=path)
+        return cls(
+            forward,
+            codec,
+            from_record(metadata, str(path)),
+            metadata["mean"],
+            metadata["std"],
+            metadata["bbox_padding"],
+            "onnxruntime",
+            shift=shift,
+            params=params,
+            checkpoint=path,
+        )
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, params: Params | None = None, run_name: str | None = None,
-             device: Any = None) -> Predictor:
+    def load(
+        cls,
+        checkpoint: str | os.PathLike,
+        params: Params | None = None,
+        run_name: str | None = None,
+        device: Any = None,
+    ) -> Predictor:
         """What a notebook's (checkpoint, params, run_name) name: an .onnx file (`from_onnx`),
         else params' model with that checkpoint, params None: the params of run `run_name`."""
         if str(checkpoint).lower().endswith(ONNX_SUFFIX):
             return cls.from_onnx(checkpoint, params, device)
         if params is None:
             if not run_name:
-                raise ValueError(f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model "
-                                 "it was trained with) or run_name (a run whose saved params say); only "
-                                 "a posecore-exported .onnx carries its own")
+                raise ValueError(
+                    f"checkpoint {checkpoint}: a PyTorch checkpoint needs params (the model "
+                    "it was trained with) or run_name (a run whose saved params say); only "
+                    "a posecore-exported .onnx carries its own"
+                )
             return cls.from_run(run_name, checkpoint, device)
         return cls.from_checkpoint(params, checkpoint, device, run_name)
 
@@ -211,8 +255,14 @@ class Predictor:
         scales = np.zeros((len(boxes), 2), np.float32)
         for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
             centers[i], scales[i] = box_to_center_scale((x1, y1, x2 - x1, y2 - y1), in_w / in_h, self.bbox_padding)
-            crop_input(image_bgr, self.codec.crop_matrix(centers[i], scales[i]), self.input_size,
-                       self.mean, self.std, out=inputs[i])
+            crop_input(
+                image_bgr,
+                self.codec.crop_matrix(centers[i], scales[i]),
+                self.input_size,
+                self.mean,
+                self.std,
+                out=inputs[i],
+            )
         return inputs, centers, scales
 
     def predict_crops(self, images: Any, bbox_center: Any, bbox_scale: Any, flip: bool = False) -> Poses:
@@ -232,17 +282,19 @@ class Predictor:
         `flip`, else the plain output itself."""
         if self.forward is None:
             raise ValueError("this predictor only decodes (the oracle): it has no model to run")
-        if self.model is not None:   # on the device first: the mirror is made there
+        if self.model is not None:  # on the device first: the mirror is made there
             images = torch.as_tensor(images).to(self.device, non_blocking=True)
         plain = self.forward(images)
         if not flip:
             plain = _apply(plain, _to_numpy)
             return plain, plain
-        mirrored_images = (images.flip(3) if isinstance(images, torch.Tensor)
-                           else np.ascontiguousarray(np.asarray(images)[..., ::-1]))
+        mirrored_images = (
+            images.flip(3) if isinstance(images, torch.Tensor) else np.ascontiguousarray(np.asarray(images)[..., ::-1])
+        )
         mirrored = self.forward(mirrored_images)
-        merged = self.codec.flip_test(_apply(plain, torch.as_tensor), _apply(mirrored, torch.as_tensor),
-                                      self.info.flip_index(), self.shift)
+        merged = self.codec.flip_test(
+            _apply(plain, torch.as_tensor), _apply(mirrored, torch.as_tensor), self.info.flip_index(), self.shift
+        )
         return _apply(merged, _to_numpy), _apply(plain, _to_numpy)
 
     def decode(self, output: Any, bbox_center: Any, bbox_scale: Any) -> Poses:
@@ -257,8 +309,9 @@ class Predictor:
         return Poses(np.asarray(xy, np.float64), scores)
 
 
-def trained_params(params: Params, checkpoint: str | os.PathLike | None, run_name: str | None = None
-                   ) -> tuple[Any, Path | None]:
+def trained_params(
+    params: Params, checkpoint: str | os.PathLike | None, run_name: str | None = None
+) -> tuple[Any, Path | None]:
     """(params as `checkpoint` was trained, the checkpoint's path): the keypoint set resolved
     (a custom set from the run's params.yaml or the data), data.codec from a posecore checkpoint;
     "best" / "last" looked up in run `run_name`. checkpoint None: (resolved params, None)."""

@@ -9,6 +9,7 @@ its own (`ProgressMirror`): the same bar, fed by rank 0.
 
 The bar shows the epoch, the step of the epoch (of its total), loss, lr, images/s and the ETA.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 PROGRESS_ENV = "POSECORE_PROGRESS_FILE"
-WRITE_EVERY_S = 0.5   # at most this often rank 0 rewrites the progress file
+WRITE_EVERY_S = 0.5  # at most this often rank 0 rewrites the progress file
 POLL_EVERY_S = 0.3
 
 
@@ -36,8 +37,16 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool, images_per_
     path = os.environ.get(PROGRESS_ENV)
     if enabled and path:
         return FileProgress(Path(path), total, initial, desc, images_per_step)
-    return _Bar(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
-                mininterval=1.0, file=sys.stderr, images_per_step=images_per_step)
+    return _Bar(
+        total=total,
+        initial=initial,
+        desc=desc,
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        file=sys.stderr,
+        images_per_step=images_per_step,
+    )
 
 
 class _Bar(tqdm):
@@ -60,9 +69,16 @@ class FileProgress:
 
     def __init__(self, path: Path, total: int, initial: int, desc: str, images_per_step: int) -> None:
         self.path = path
-        self.state: dict[str, Any] = {"desc": desc, "total": total, "n": initial, "initial": initial,
-                                      "images_per_step": images_per_step, "postfix": {},
-                                      "started": time.time(), "closed": False}
+        self.state: dict[str, Any] = {
+            "desc": desc,
+            "total": total,
+            "n": initial,
+            "initial": initial,
+            "images_per_step": images_per_step,
+            "postfix": {},
+            "started": time.time(),
+            "closed": False,
+        }
         self.written = 0.0
         self._write()
 
@@ -84,7 +100,7 @@ class FileProgress:
             temp.write_text(json.dumps(self.state))
             os.replace(temp, self.path)
         except OSError:
-            pass   # progress is a courtesy: a full disk or a vanished log folder must not stop training
+            pass  # progress is a courtesy: a full disk or a vanished log folder must not stop training
         self.written = time.monotonic()
 
 
@@ -108,7 +124,7 @@ class ProgressMirror(threading.Thread):
         self.stopping = threading.Event()
         self.stream = sys.stderr
         self.bar: Any = None
-        self.shown: tuple[str, float] | None = None   # (desc, started) of the epoch on the bar
+        self.shown: tuple[str, float] | None = None  # (desc, started) of the epoch on the bar
 
     def run(self) -> None:
         last = None
@@ -127,9 +143,15 @@ class ProgressMirror(threading.Thread):
     def _show(self, state: dict[str, Any]) -> None:
         epoch = (str(state.get("desc", "")), float(state.get("started", 0.0)))
         if self.bar is None:
-            self.bar = _Bar(total=state.get("total"), initial=state.get("initial", 0), desc=epoch[0],
-                            dynamic_ncols=True, mininterval=0.5, file=self.stream,
-                            images_per_step=int(state.get("images_per_step", 1)))
+            self.bar = _Bar(
+                total=state.get("total"),
+                initial=state.get("initial", 0),
+                desc=epoch[0],
+                dynamic_ncols=True,
+                mininterval=0.5,
+                file=self.stream,
+                images_per_step=int(state.get("images_per_step", 1)),
+            )
         elif epoch != self.shown:
             self.bar.reset(total=state.get("total"))
             self.bar.n = self.bar.last_print_n = int(state.get("initial", 0))

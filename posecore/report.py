@@ -11,6 +11,7 @@ heading, then its tables, then its figures under readable titles. The page is se
 (PNGs inlined as base64, no scripts, no network) and names paths relative to the run folder. The
 seeds' reference rows are always in it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,22 +34,49 @@ from posecore.viz import save_figure
 # away). Each row says how it was measured: the two models were scored under different protocols,
 # so only a run with the same protocol is directly comparable.
 REFERENCE_ROWS: tuple[dict, ...] = (
-    {"run": "FastPose SE-ResNet-50 seed, 8P-GPU", "dataset": "COCO val2017", "metric": "AP (gt mAP)",
-     "value": "72.24", "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
-    {"run": "FastPose SE-ResNet-50 seed, 8P-NPU", "dataset": "COCO val2017", "metric": "AP (gt mAP)",
-     "value": "71.61", "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test"},
-    {"run": "Hourglass-52 seed, 8P-GPU", "dataset": "MPII val", "metric": "PCKh@0.5",
-     "value": "89.0189", "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
-    {"run": "Hourglass-52 seed, 8P-NPU", "dataset": "MPII val", "metric": "PCKh@0.5",
-     "value": "88.9383", "protocol": "mmpose top-down: official PCKh@0.5, flip test"},
+    {
+        "run": "FastPose SE-ResNet-50 seed, 8P-GPU",
+        "dataset": "COCO val2017",
+        "metric": "AP (gt mAP)",
+        "value": "72.24",
+        "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test",
+    },
+    {
+        "run": "FastPose SE-ResNet-50 seed, 8P-NPU",
+        "dataset": "COCO val2017",
+        "metric": "AP (gt mAP)",
+        "value": "71.61",
+        "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test",
+    },
+    {
+        "run": "Hourglass-52 seed, 8P-GPU",
+        "dataset": "MPII val",
+        "metric": "PCKh@0.5",
+        "value": "89.0189",
+        "protocol": "mmpose top-down: official PCKh@0.5, flip test",
+    },
+    {
+        "run": "Hourglass-52 seed, 8P-NPU",
+        "dataset": "MPII val",
+        "metric": "PCKh@0.5",
+        "value": "88.9383",
+        "protocol": "mmpose top-down: official PCKh@0.5, flip test",
+    },
 )
 REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 
 # report.html's sections in order, keyed by the name prefix of what the notebooks keep: the
 # results against the seeds first, then the workbook in its order; anything else goes last.
-SECTIONS = {"eval": "Results", "data": "Data", "train": "Training", "viz": "Predictions",
-            "export": "ONNX export", "infer": "Inference on images and videos", "compare": "Run comparison",
-            "reproduce": "Reproduction"}
+SECTIONS = {
+    "eval": "Results",
+    "data": "Data",
+    "train": "Training",
+    "viz": "Predictions",
+    "export": "ONNX export",
+    "infer": "Inference on images and videos",
+    "compare": "Run comparison",
+    "reproduce": "Reproduction",
+}
 # headings of kept figures in report.html (figure_title); tables carry their own titles
 FIGURE_TITLES = {
     "data_statistics": "Annotation statistics of the train and val splits",
@@ -80,6 +108,7 @@ img { max-width: 100%; }
 @dataclass
 class Table:
     """A small table that renders as HTML in notebooks and reports (rows are lists, one per column)."""
+
     columns: Sequence[str]
     rows: Sequence[Sequence[Any]]
     title: str = ""
@@ -96,8 +125,10 @@ class Table:
             body.append(f"<tr{style}>{cells}</tr>")
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
-        return (f'<table class="posecore">{caption}<thead><tr>{head}</tr></thead>'
-                f"<tbody>{''.join(body)}</tbody></table>{note}")
+        return (
+            f'<table class="posecore">{caption}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>{note}"
+        )
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -111,25 +142,31 @@ class Table:
         if isinstance(value, float):
             if math.isnan(value):
                 return "n/a"
-            tiny = value != 0 and abs(value) < 10 ** -self.digits  # e.g. parity differences
+            tiny = value != 0 and abs(value) < 10**-self.digits  # e.g. parity differences
             return f"{value:.2e}" if tiny else f"{value:.{self.digits}f}"
         return str(value)
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "columns": list(self.columns), "rows": [list(r) for r in self.rows],
-                "note": self.note, "digits": self.digits, "highlight": list(self.highlight)}
+        return {
+            "title": self.title,
+            "columns": list(self.columns),
+            "rows": [list(r) for r in self.rows],
+            "note": self.note,
+            "digits": self.digits,
+            "highlight": list(self.highlight),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Table:
         return cls(**data)
 
 
-def reference_table(rows: Sequence[dict] = (), title: str = "Results and the seeds' reference runs",
-                    note: str = "") -> Table:
+def reference_table(
+    rows: Sequence[dict] = (), title: str = "Results and the seeds' reference runs", note: str = ""
+) -> Table:
     """This run's rows (dicts with REFERENCE_COLUMNS keys) in bold above the seeds' reference rows."""
     all_rows = [[row.get(c, "") for c in REFERENCE_COLUMNS] for row in (*rows, *REFERENCE_ROWS)]
-    return Table(REFERENCE_COLUMNS, all_rows, title=title, note=note, digits=2,
-                 highlight=tuple(range(len(rows))))
+    return Table(REFERENCE_COLUMNS, all_rows, title=title, note=note, digits=2, highlight=tuple(range(len(rows))))
 
 
 def save_table(run_name: str, name: str, table: Table) -> Path:
@@ -173,6 +210,7 @@ def figure_title(name: str) -> str:
 def _report_sections(folder: Path) -> list[tuple[str, list[Path | None], list[Path]]]:
     """(section title, tables, figures) in report order, within a section in the order kept; a
     None table stands for the seeds' reference rows of a run not evaluated yet."""
+
     def section(path: Path) -> str:
         prefix = path.stem.split("_", 1)[0]
         return prefix if prefix in SECTIONS else "other"
@@ -199,7 +237,9 @@ def report_html(run_name: str, title: str | None = None) -> str:
     Figures are inlined as base64 PNGs and nothing is loaded from the network."""
     folder = run_dir(run_name, create=False)
     if not folder.is_dir():
-        raise FileNotFoundError(f"run folder {folder} does not exist; run the notebooks with run_name={run_name!r} first")
+        raise FileNotFoundError(
+            f"run folder {folder} does not exist; run the notebooks with run_name={run_name!r} first"
+        )
     title = title or f"posecore run {run_name}"
     parts = [f"<h1>{html.escape(title)}</h1>", _run_summary(folder)]
     for heading, tables, figures in _report_sections(folder):
@@ -210,8 +250,10 @@ def report_html(run_name: str, title: str | None = None) -> str:
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             parts.append(f'<figure><h3>{name}</h3><img alt="{name}" src="data:image/png;base64,{data}"></figure>')
         parts.append("</section>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{REPORT_CSS}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{REPORT_CSS}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
 
 
 def write_report(run_name: str, title: str | None = None) -> Path:
@@ -233,15 +275,22 @@ def _run_summary(folder: Path) -> str:
         params = yaml.safe_load(params_file.read_text()) or {}
         model, data = params.get("model", {}), params.get("data", {})
         root = run_relative(data["root"], folder) if data.get("root") else "synthetic"
-        lines.append(f"params {_code(params.get('name', ''))}; model {_code(model.get('name', ''))}"
-                     f" ({html.escape(str(model.get('num_joints', '')))} joints); dataset"
-                     f" {_code(data.get('dataset', ''))} at {_code(root)}; input (w, h) {_code(data.get('input_size'))}")
+        lines.append(
+            f"params {_code(params.get('name', ''))}; model {_code(model.get('name', ''))}"
+            f" ({html.escape(str(model.get('num_joints', '')))} joints); dataset"
+            f" {_code(data.get('dataset', ''))} at {_code(root)}; input (w, h) {_code(data.get('input_size'))}"
+        )
     env = run.env()
     if env:
         git = env.get("git") or {}
         commit = f"{git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}" if git.get("commit") else None
-        shown = {"device": env.get("device_type"), "world size": env.get("world_size"), "torch": env.get("torch"),
-                 "host": env.get("hostname"), "commit": commit}
+        shown = {
+            "device": env.get("device_type"),
+            "world size": env.get("world_size"),
+            "torch": env.get("torch"),
+            "host": env.get("hostname"),
+            "commit": commit,
+        }
         lines.append("environment: " + ", ".join(f"{k} {_code(v)}" for k, v in shown.items() if v is not None))
     if not lines:
         return f"<p>(no {Run.PARAMS} in the run folder yet)</p>"

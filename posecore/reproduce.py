@@ -25,6 +25,7 @@ written as reproduce.json into both runs and as the "Reproduction" section of th
 run's report.html. The CLI prints the verdict table and exits 0 for identical / within
 tolerance, 1 for differs, 2 for refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,9 +70,15 @@ def reproduce(run_name: str, as_run: str | None = None, allow_drift: bool = Fals
     check_run_name(new_name)
     if _has_run(new_name):
         reasons.append(f"run {new_name!r} already exists: a reproduction writes a new run (pass another as_run)")
-    result: dict[str, Any] = {"verdict": "refused", "reasons": reasons, "run": None, "original": run_name,
-                              "allow_drift": allow_drift, "notebooks": plan["notebooks"],
-                              "time": datetime.now().isoformat(timespec="seconds")}
+    result: dict[str, Any] = {
+        "verdict": "refused",
+        "reasons": reasons,
+        "run": None,
+        "original": run_name,
+        "allow_drift": allow_drift,
+        "notebooks": plan["notebooks"],
+        "time": datetime.now().isoformat(timespec="seconds"),
+    }
     blocked = plan["blocked"] or _has_run(new_name)
     if reasons and (blocked or not allow_drift):
         return _record(result, folder, None)
@@ -82,6 +89,7 @@ def reproduce(run_name: str, as_run: str | None = None, allow_drift: bool = Fals
 
 
 # --- 1. refuse first ------------------------------------------------------------------------
+
 
 def drift(folder: Path, env: dict[str, Any], params: Params) -> list[str]:
     """Each difference between the run's records and now that could change its numbers, in words
@@ -94,15 +102,19 @@ def drift(folder: Path, env: dict[str, Any], params: Params) -> list[str]:
     now_patch = code_diff() or ""
     if recorded_patch != now_patch:
         files = _patch_files_differing(recorded_patch, now_patch)
-        reasons.append(f"code: the uncommitted changes differ from the recorded "
-                       f"{git.get('patch') or 'clean tree'} (in {', '.join(files) or 'the patch'})")
+        reasons.append(
+            f"code: the uncommitted changes differ from the recorded "
+            f"{git.get('patch') or 'clean tree'} (in {', '.join(files) or 'the patch'})"
+        )
     if env.get("python") and env["python"] != sys.version.split()[0]:
         reasons.append(f"python {env['python']} recorded, {sys.version.split()[0]} now")
     recorded = {normalized_name(name): (name, version) for name, version in (env.get("packages") or {}).items()}
     installed = {normalized_name(name): (name, version) for name, version in installed_packages().items()}
     if not recorded:
-        reasons.append(f"packages: {Run.ENV} records no installed packages (a run from before posecore "
-                       "recorded them); pass allow_drift=True to re-run anyway")
+        reasons.append(
+            f"packages: {Run.ENV} records no installed packages (a run from before posecore "
+            "recorded them); pass allow_drift=True to re-run anyway"
+        )
     for key in sorted(recorded.keys() | installed.keys() if recorded else ()):
         before, after = recorded.get(key), installed.get(key)
         if before is None:
@@ -114,8 +126,9 @@ def drift(folder: Path, env: dict[str, Any], params: Params) -> list[str]:
     recorded_data = env.get("data_fingerprint") or {}
     if not recorded_data:
         reasons.append(f"data: {Run.ENV} records no data fingerprint")
-    now_data = {split: data_fingerprint(_split_params(folder, params, split), (split,))[split]
-                for split in recorded_data}
+    now_data = {
+        split: data_fingerprint(_split_params(folder, params, split), (split,))[split] for split in recorded_data
+    }
     reasons += fingerprint_changes(recorded_data, now_data)
     for evaluation in env.get("evaluations") or []:
         path = evaluation.get("path")
@@ -123,8 +136,10 @@ def drift(folder: Path, env: dict[str, Any], params: Params) -> list[str]:
             if not Path(path).is_file():
                 reasons.append(f"checkpoint: {path} (evaluated) does not exist now")
             elif file_sha256(path) != evaluation.get("sha256"):
-                reasons.append(f"checkpoint: {path} changed since it was evaluated (sha256 "
-                               f"{_short(evaluation.get('sha256'))} recorded)")
+                reasons.append(
+                    f"checkpoint: {path} changed since it was evaluated (sha256 "
+                    f"{_short(evaluation.get('sha256'))} recorded)"
+                )
     kind = device.device_type()
     if env.get("device_type") and env["device_type"] != kind:
         reasons.append(f"devices: the run ran on {env['device_type']}, this machine has {kind}")
@@ -142,31 +157,50 @@ def rerun_plan(folder: Path, env: dict[str, Any]) -> dict[str, Any]:
     trained = run.last_path.is_file() or train_steps > 0
     npus = int(env.get("npus") or 1)
     notebooks = notebook_parameters(folder)
-    plan = {"train": trained, "npus": npus, "threads": (env.get("threads") or {}).get("per_worker"),
-            "deterministic": env.get("deterministic"), "notebooks": notebooks,
-            "evaluations": list(env.get("evaluations") or []), "refusals": [], "blocked": False}
+    plan = {
+        "train": trained,
+        "npus": npus,
+        "threads": (env.get("threads") or {}).get("per_worker"),
+        "deterministic": env.get("deterministic"),
+        "notebooks": notebooks,
+        "evaluations": list(env.get("evaluations") or []),
+        "refusals": [],
+        "blocked": False,
+    }
     if not plan["evaluations"] and "eval" in notebooks:
         parameters = notebooks["eval"]
-        plan["evaluations"] = [{"checkpoint": parameters.get("checkpoint", "best"),
-                                "npus": parameters.get("npus", 1), "path": None}]
+        plan["evaluations"] = [
+            {"checkpoint": parameters.get("checkpoint", "best"), "npus": parameters.get("npus", 1), "path": None}
+        ]
     refusals = plan["refusals"]
     if int(env.get("nnodes") or 1) > 1:
-        refusals.append(f"the run trained on {env['nnodes']} machines; reproduce re-runs on this "
-                        f"machine only")
+        refusals.append(f"the run trained on {env['nnodes']} machines; reproduce re-runs on this machine only")
         plan["blocked"] = True
     if npus > 1 and device.device_type() != "cpu" and device.device_count() < npus:
-        refusals.append(f"devices: the run used {npus} {env.get('device_type')} devices, this machine "
-                        f"has {device.device_count()}")
+        refusals.append(
+            f"devices: the run used {npus} {env.get('device_type')} devices, this machine has {device.device_count()}"
+        )
         plan["blocked"] = True
     if trained and (not summaries or summaries[-1].get("steps", 0) < train_steps):
-        refusals.append(f"the run's training has not finished ({Run.LOG} has steps up to {train_steps} "
-                        f"and no summary after them): resume it before reproducing it")
+        refusals.append(
+            f"the run's training has not finished ({Run.LOG} has steps up to {train_steps} "
+            f"and no summary after them): resume it before reproducing it"
+        )
         plan["blocked"] = True
-    changed = sorted({key for r in log if r.get("type") == "params_changed"
-                      for key in r.get("changed", {}) if key not in RESUME_HARMLESS})
+    changed = sorted(
+        {
+            key
+            for r in log
+            if r.get("type") == "params_changed"
+            for key in r.get("changed", {})
+            if key not in RESUME_HARMLESS
+        }
+    )
     if changed:
-        refusals.append(f"a resume of the run changed {', '.join(changed)} ({Run.LOG} params_changed): "
-                        f"{Run.PARAMS} alone does not describe its first part")
+        refusals.append(
+            f"a resume of the run changed {', '.join(changed)} ({Run.LOG} params_changed): "
+            f"{Run.PARAMS} alone does not describe its first part"
+        )
     if not trained and not plan["evaluations"]:
         refusals.append("the run has neither a training nor a recorded evaluation to re-run")
         plan["blocked"] = True
@@ -189,6 +223,7 @@ def notebook_parameters(folder: Path) -> dict[str, dict[str, Any]]:
 
 # --- 2. re-run ------------------------------------------------------------------------------
 
+
 def _rerun(plan: dict[str, Any], params: Params, folder: Path, new_name: str) -> None:
     overrides = {}
     if isinstance(plan["deterministic"], bool):
@@ -199,8 +234,10 @@ def _rerun(plan: dict[str, Any], params: Params, folder: Path, new_name: str) ->
     eval_params_path = Run.at(folder).eval_params_path
     for evaluation in plan["evaluations"]:
         threads = (evaluation.get("threads") or {}).get("per_worker") or plan["threads"]
-        eval_params = load_params(eval_params_path if eval_params_path.is_file() else params,
-                                  {**overrides, **({"dist.threads": int(threads)} if threads else {})})
+        eval_params = load_params(
+            eval_params_path if eval_params_path.is_file() else params,
+            {**overrides, **({"dist.threads": int(threads)} if threads else {})},
+        )
         checkpoint = evaluation.get("checkpoint")
         path = evaluation.get("path")
         if checkpoint not in (None, "best", "last") and path and _inside(Path(path), folder):
@@ -209,6 +246,7 @@ def _rerun(plan: dict[str, Any], params: Params, folder: Path, new_name: str) ->
 
 
 # --- 3. compare -----------------------------------------------------------------------------
+
 
 def compare(original: Path, reproduction: Path) -> dict[str, Any]:
     """{"verdict", "losses", "weights", "metrics", "first_diverging_step"} of two run folders."""
@@ -222,12 +260,18 @@ def compare(original: Path, reproduction: Path) -> dict[str, Any]:
         verdict = "within_tolerance"
     else:
         verdict = "differs"
-    return {"verdict": verdict, "first_diverging_step": losses.get("first_diverging_step"),
-            "losses": losses, "weights": weights, "metrics": metrics}
+    return {
+        "verdict": verdict,
+        "first_diverging_step": losses.get("first_diverging_step"),
+        "losses": losses,
+        "weights": weights,
+        "metrics": metrics,
+    }
 
 
 def compare_losses(original: Path, reproduction: Path) -> dict[str, Any]:
     """The logged training losses, record by record (step: loss of its log window)."""
+
     def losses(folder: Path) -> dict[int, Any]:
         return {r["step"]: r.get("loss") for r in Run.at(folder).log() if r.get("type") == "train"}
 
@@ -239,9 +283,14 @@ def compare_losses(original: Path, reproduction: Path) -> dict[str, Any]:
             continue
         first = step if first is None else first
         largest = max(largest, _relative(a, b))
-    return {"steps": len(before), "steps_reproduced": len(after), "equal": first is None,
-            "first_diverging_step": first, "largest_relative_difference": largest,
-            "within_tolerance": largest <= TOLERANCE["loss"]}
+    return {
+        "steps": len(before),
+        "steps_reproduced": len(after),
+        "equal": first is None,
+        "first_diverging_step": first,
+        "largest_relative_difference": largest,
+        "within_tolerance": largest <= TOLERANCE["loss"],
+    }
 
 
 def compare_weights(original: Path, reproduction: Path) -> dict[str, Any]:
@@ -253,8 +302,12 @@ def compare_weights(original: Path, reproduction: Path) -> dict[str, Any]:
         return {"tensors": 0, "equal": False, "within_tolerance": False, "note": f"{missing} does not exist"}
     before, after = read_checkpoint(original)["model"], read_checkpoint(reproduction)["model"]
     if before.keys() != after.keys():
-        return {"tensors": len(before), "equal": False, "within_tolerance": False,
-                "note": f"other tensor names: {sorted(before.keys() ^ after.keys())[:5]}"}
+        return {
+            "tensors": len(before),
+            "equal": False,
+            "within_tolerance": False,
+            "note": f"other tensor names: {sorted(before.keys() ^ after.keys())[:5]}",
+        }
     differing, largest, worst = [], 0.0, None
     for name, tensor in before.items():
         other = after[name]
@@ -270,13 +323,19 @@ def compare_weights(original: Path, reproduction: Path) -> dict[str, Any]:
         difference = float((a - b).abs().max()) / scale
         if difference > largest:
             largest, worst = difference, name
-    return {"tensors": len(before), "tensors_differing": len(differing), "equal": not differing,
-            "largest_relative_difference": largest, "largest_in": worst,
-            "within_tolerance": largest <= TOLERANCE["weights"]}
+    return {
+        "tensors": len(before),
+        "tensors_differing": len(differing),
+        "equal": not differing,
+        "largest_relative_difference": largest,
+        "largest_in": worst,
+        "within_tolerance": largest <= TOLERANCE["weights"],
+    }
 
 
 def compare_metrics(original: Path, reproduction: Path) -> dict[str, Any]:
     """metrics.json of both runs, key by key (timings left out): {"deltas": {key: [a, b, b - a]}}."""
+
     def metrics(folder: Path) -> dict[str, Any]:
         values = Run.at(folder).metrics()
         return {k: v for k, v in values.items() if not _TIMING_KEYS.fullmatch(k) and not isinstance(v, (dict, list))}
@@ -299,6 +358,7 @@ def compare_metrics(original: Path, reproduction: Path) -> dict[str, Any]:
 
 # --- records --------------------------------------------------------------------------------
 
+
 def _record(result: dict[str, Any], folder: Path, new_folder: Path | None) -> dict[str, Any]:
     """reproduce.json into both runs, and the Reproduction section of the original's report."""
     result = json_safe(result)
@@ -317,33 +377,58 @@ def verdict_table(result: dict[str, Any]) -> Table:
     rows += [["reason", reason, ""] for reason in result.get("reasons", [])]
     losses, weights, metrics = (result.get(key) or {} for key in ("losses", "weights", "metrics"))
     if losses:
-        rows.append(["losses", f"{losses['steps']} logged steps, "
-                     + ("all equal" if losses["equal"] else f"first differing at step {losses['first_diverging_step']}"),
-                     f"largest relative difference {losses['largest_relative_difference']:.3g}"])
+        rows.append(
+            [
+                "losses",
+                f"{losses['steps']} logged steps, "
+                + ("all equal" if losses["equal"] else f"first differing at step {losses['first_diverging_step']}"),
+                f"largest relative difference {losses['largest_relative_difference']:.3g}",
+            ]
+        )
     if weights:
-        rows.append([f"weights ({Run.CHECKPOINT_FILES['last']})", f"{weights['tensors']} tensors, "
-                     + ("bitwise equal" if weights["equal"] else f"{weights.get('tensors_differing', '?')} differ"),
-                     weights.get("note") or f"largest relative difference {weights.get('largest_relative_difference', 0):.3g}"
-                     + (f" in {weights['largest_in']}" if weights.get("largest_in") else "")])
+        rows.append(
+            [
+                f"weights ({Run.CHECKPOINT_FILES['last']})",
+                f"{weights['tensors']} tensors, "
+                + ("bitwise equal" if weights["equal"] else f"{weights.get('tensors_differing', '?')} differ"),
+                weights.get("note")
+                or f"largest relative difference {weights.get('largest_relative_difference', 0):.3g}"
+                + (f" in {weights['largest_in']}" if weights.get("largest_in") else ""),
+            ]
+        )
     if metrics:
-        rows.append(["metrics", f"{metrics['keys']} values, " + ("all equal" if metrics["equal"] else "some differ"), ""])
-        rows += [[f"metric {key}", f"{a} -> {b}", "" if delta is None else f"{delta:+.4g}"]
-                 for key, (a, b, delta) in metrics["deltas"].items()]
-    return Table(["check", "result", "detail"], rows, title=f"Reproduction of {result['original']}: {result['verdict']}",
-                 note=f"tolerances: {TOLERANCE}", highlight=(0,))
+        rows.append(
+            ["metrics", f"{metrics['keys']} values, " + ("all equal" if metrics["equal"] else "some differ"), ""]
+        )
+        rows += [
+            [f"metric {key}", f"{a} -> {b}", "" if delta is None else f"{delta:+.4g}"]
+            for key, (a, b, delta) in metrics["deltas"].items()
+        ]
+    return Table(
+        ["check", "result", "detail"],
+        rows,
+        title=f"Reproduction of {result['original']}: {result['verdict']}",
+        note=f"tolerances: {TOLERANCE}",
+        highlight=(0,),
+    )
 
 
 # --- helpers --------------------------------------------------------------------------------
 
+
 def _existing_run(run_name: str) -> Path:
     folder = run_dir(run_name, create=False)
     if not Run.at(folder).exists():
-        raise FileNotFoundError(f"{Run.at(folder).params_path} does not exist: reproduce needs a run that "
-                                f"posecore.train or posecore.evaluate wrote (run {run_name!r})")
+        raise FileNotFoundError(
+            f"{Run.at(folder).params_path} does not exist: reproduce needs a run that "
+            f"posecore.train or posecore.evaluate wrote (run {run_name!r})"
+        )
     writer = run_writer(folder)
     if writer:
-        raise RuntimeError(f"run {run_name!r} is being written by {writer.get('purpose', 'a process')} "
-                           f"(pid {writer.get('pid')}): reproduce it when that has finished")
+        raise RuntimeError(
+            f"run {run_name!r} is being written by {writer.get('purpose', 'a process')} "
+            f"(pid {writer.get('pid')}): reproduce it when that has finished"
+        )
     return folder
 
 
@@ -398,6 +483,7 @@ def _patch_files_differing(a: str, b: str) -> list[str]:
 
 
 # --- command line ---------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posecore.reproduce", description=__doc__.split("\n\n")[0])

@@ -1,4 +1,5 @@
 """Resuming a run: whether the params given now may continue the run a folder holds."""
+
 from __future__ import annotations
 
 from posecore.checkpoints import check_training_state, read_checkpoint
@@ -24,7 +25,8 @@ def check_resume(run: Run, params: Params, world_size: int) -> dict[str, list]:
     if not params.train.resume:
         raise TrainingError(
             f"{folder} already has a checkpoint ({last}); train.resume is false, so it will not be "
-            f"overwritten: pick another run_name, or set train.resume: true to continue that run")
+            f"overwritten: pick another run_name, or set train.resume: true to continue that run"
+        )
     check_training_state(read_checkpoint(last, mmap=True), last)  # a damaged last.pt: named now
     if not run.params_path.exists():
         return {}
@@ -33,8 +35,10 @@ def check_resume(run: Run, params: Params, world_size: int) -> dict[str, list]:
     env = run.env()
     before = env.get("world_size") if isinstance(env, dict) else None
     if before is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 1):
-        raise TrainingError(f"{run.env_path()}: world_size is {before!r}, expected a positive integer (the "
-                            "devices the run trained on); restore the file or set it")
+        raise TrainingError(
+            f"{run.env_path()}: world_size is {before!r}, expected a positive integer (the "
+            "devices the run trained on); restore the file or set it"
+        )
     if before not in (None, world_size):
         same_steps = 0 < params.train.global_batch == _global_batch(saved, before)
         changes = accepted if same_steps or "world_size" in params.train.accept_changes else refused
@@ -47,10 +51,14 @@ def check_resume(run: Run, params: Params, world_size: int) -> dict[str, list]:
             f"change the model, the optimizer state's meaning or the data order, so resuming would "
             f"mix two runs:\n{listed}\nNothing was written. Start a new run (another run_name), or "
             f"continue this one with the new values by accepting them explicitly (recorded in "
-            f"{Run.PARAMS} and {Run.LOG}): overrides {{\"train.accept_changes\": [{keys}]}}")
+            f'{Run.PARAMS} and {Run.LOG}): overrides {{"train.accept_changes": [{keys}]}}'
+        )
     if accepted:
-        print(f"resuming {folder.name} with changed params: "
-              + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()), flush=True)
+        print(
+            f"resuming {folder.name} with changed params: "
+            + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in accepted.items()),
+            flush=True,
+        )
     return accepted
 
 

@@ -7,6 +7,7 @@ them back; no other module spells those names. A run folder has one writer at a 
 files that interrupted atomic writes left behind. The crash-safe writes themselves (atomic_write,
 JSON lines) live in posecore.files.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,7 +33,7 @@ _LOCK_NAME = ".writer.lock"
 # descriptors of the writer locks this process holds: a forked child (a DataLoader worker) closes
 # its copies (_close_inherited_locks), else it would hold the run locked after this process let go
 _HELD_LOCKS: set[int] = set()
-_fork_hook_registered = False   # at the first lock, not at import
+_fork_hook_registered = False  # at the first lock, not at import
 # what atomic_write's mkstemp names look like: .<target name>.<8 random characters>.tmp
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
@@ -44,7 +45,7 @@ def outputs_root() -> Path:
     value = os.environ.get("POSECORE_OUTPUTS")
     if not value:
         return REPO_ROOT / "outputs"
-    return REPO_ROOT / os.path.expanduser(value)   # an absolute path stays itself
+    return REPO_ROOT / os.path.expanduser(value)  # an absolute path stays itself
 
 
 def default_run_name(prefix: str) -> str:
@@ -143,12 +144,12 @@ class Run:
     LOG = "log.jsonl"
     METRICS = "metrics.json"
     REPORT = "report.html"
-    REPRODUCTION = "reproduce.json"   # posecore.reproduce's verdict, in both runs
-    CHECKPOINT_FILES = {"best": "best.pt", "last": "last.pt"}   # in checkpoints/
+    REPRODUCTION = "reproduce.json"  # posecore.reproduce's verdict, in both runs
+    CHECKPOINT_FILES = {"best": "best.pt", "last": "last.pt"}  # in checkpoints/
     CHECKPOINTS = tuple(CHECKPOINT_FILES)
-    ONNX_FILES = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8": "model-int8.onnx"}   # by precision
+    ONNX_FILES = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8": "model-int8.onnx"}  # by precision
     PRECISIONS = tuple(ONNX_FILES)
-    EXPORT_SCORES = "export.json"    # each export's metric, latency and size (posecore.score_export)
+    EXPORT_SCORES = "export.json"  # each export's metric, latency and size (posecore.score_export)
 
     def __init__(self, name: str, folder: str | os.PathLike | None = None):
         """Run `name` under outputs/; `folder` gives the folder itself (a worker handed its path)."""
@@ -281,8 +282,10 @@ class Run:
     def params(self) -> Any:
         """The run's saved Params (params.yaml: the keypoint set and codec it trained with)."""
         if not self.params_path.is_file():
-            raise FileNotFoundError(f"{self.params_path} does not exist: {self.name!r} is not a run "
-                                    "(train it first, or pass params and a checkpoint path)")
+            raise FileNotFoundError(
+                f"{self.params_path} does not exist: {self.name!r} is not a run "
+                "(train it first, or pass params and a checkpoint path)"
+            )
         return load_params(self.params_path)
 
     def log(self) -> list[dict]:
@@ -304,16 +307,19 @@ class Run:
         if path.is_file():
             return read_json(path)
         if required:
-            raise FileNotFoundError(f"{path} does not exist: evaluate run {self.name!r} first "
-                                    "(eval.ipynb or posecore.evaluate)")
+            raise FileNotFoundError(
+                f"{path} does not exist: evaluate run {self.name!r} first (eval.ipynb or posecore.evaluate)"
+            )
         return {}
 
     def checkpoint(self, which: str | os.PathLike = "best") -> Path:
-        """"best" / "last" -> this run's checkpoints/<which>.pt, which must exist."""
+        """ "best" / "last" -> this run's checkpoints/<which>.pt, which must exist."""
         path = self.checkpoint_path(str(which))
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: run {self.name!r} has no {which} "
-                                    "checkpoint yet; train it first or pass a checkpoint path")
+            raise FileNotFoundError(
+                f"{path} does not exist: run {self.name!r} has no {which} "
+                "checkpoint yet; train it first or pass a checkpoint path"
+            )
         return path
 
     # --- the writer
@@ -330,12 +336,14 @@ class Run:
 
 
 def find_checkpoint(checkpoint: str | os.PathLike, run_name: str | None) -> Path:
-    """"best" / "last" -> outputs/<run_name>/checkpoints/<name>.pt, else a path (relative to the
+    """ "best" / "last" -> outputs/<run_name>/checkpoints/<name>.pt, else a path (relative to the
     repository root, as in params); either must be an existing file."""
     if str(checkpoint) in Run.CHECKPOINTS:
         if not run_name:
-            raise ValueError(f"checkpoint {checkpoint!r} needs run_name (the run whose "
-                             f"checkpoints/{checkpoint}.pt to use), or pass a file path")
+            raise ValueError(
+                f"checkpoint {checkpoint!r} needs run_name (the run whose "
+                f"checkpoints/{checkpoint}.pt to use), or pass a file path"
+            )
         return Run(run_name).checkpoint(str(checkpoint))
     path = resolve_path(checkpoint)
     if not path.is_file():
@@ -348,15 +356,18 @@ def check_run_name(run_name: Any) -> None:
     if not isinstance(run_name, str) or not _RUN_NAME.fullmatch(run_name):
         hint = ""
         if isinstance(run_name, str) and any(ord(c) < 32 or ord(c) == 127 for c in run_name):
-            hint = (" (it contains a control character such as a newline, e.g. from a shell "
-                    "command's output: strip it)")
-        raise ValueError(f"run_name {run_name!r} must be a plain folder name (letters, digits, "
-                         f"'.', '_', '-', starting with a letter or digit){hint}")
+            hint = " (it contains a control character such as a newline, e.g. from a shell command's output: strip it)"
+        raise ValueError(
+            f"run_name {run_name!r} must be a plain folder name (letters, digits, "
+            f"'.', '_', '-', starting with a letter or digit){hint}"
+        )
     limit = _name_max(outputs_root())
     if len(run_name.encode()) > limit:
-        raise ValueError(f"run_name is {len(run_name)} characters long; the file system of "
-                         f"{outputs_root()} allows folder names of at most {limit}: use a shorter "
-                         f"run_name ({run_name[:40]}...)")
+        raise ValueError(
+            f"run_name is {len(run_name)} characters long; the file system of "
+            f"{outputs_root()} allows folder names of at most {limit}: use a shorter "
+            f"run_name ({run_name[:40]}...)"
+        )
 
 
 def _name_max(folder: Path) -> int:
@@ -371,6 +382,7 @@ def _name_max(folder: Path) -> int:
 
 
 # --- one writer per run -----------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator[Path]:
@@ -389,7 +401,7 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
     lock_name = _LOCK_NAME if node == 0 else f".writer-node{node}.lock"
     path = folder / lock_name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    owner = os.getpid()   # a forked child leaving the block must not touch the number: it is not its lock
+    owner = os.getpid()  # a forked child leaving the block must not touch the number: it is not its lock
     if not _fork_hook_registered:
         os.register_at_fork(after_in_child=_close_inherited_locks)
         _fork_hook_registered = True
@@ -400,14 +412,22 @@ def run_lock(folder: str | os.PathLike, purpose: str, node: int = 0) -> Iterator
         except BlockingIOError:
             raise RunLockedError(_locked_message(folder, _read_holder(fd), lock_name)) from None
         except OSError as error:  # e.g. an NFS mount without a lock service
-            warnings.warn(f"cannot lock run {folder.name!r} at {path} ({os.strerror(error.errno)}): "
-                          f"nothing stops a second writer of this run; put POSECORE_OUTPUTS on a "
-                          f"file system with file locks (local disk, NFSv4, Lustre mounted with "
-                          f"flock)", stacklevel=3)
+            warnings.warn(
+                f"cannot lock run {folder.name!r} at {path} ({os.strerror(error.errno)}): "
+                f"nothing stops a second writer of this run; put POSECORE_OUTPUTS on a "
+                f"file system with file locks (local disk, NFSv4, Lustre mounted with "
+                f"flock)",
+                stacklevel=3,
+            )
             locked = False
         if locked:
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
-                      "since": datetime.now().isoformat(timespec="seconds"), "command": list(sys.argv)}
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "purpose": purpose,
+                "since": datetime.now().isoformat(timespec="seconds"),
+                "command": list(sys.argv),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         try:
@@ -476,11 +496,15 @@ def _read_holder(fd: int) -> dict[str, Any]:
 
 
 def _locked_message(folder: Path, holder: dict[str, Any], lock_name: str) -> str:
-    who = (f"{holder.get('purpose', 'a writer')} in process {holder.get('pid', '?')} on host "
-           f"{holder.get('host', '?')}" + (f" since {holder['since']}" if "since" in holder else ""))
-    return (f"run {folder.name!r} ({folder}) is already being written by {who}; two writers would "
-            f"mix their logs and checkpoints. Wait for it to finish or stop that process (its lock "
-            f"goes away with it; deleting {lock_name} does not help), or use another run_name.")
+    who = (
+        f"{holder.get('purpose', 'a writer')} in process {holder.get('pid', '?')} on host "
+        f"{holder.get('host', '?')}" + (f" since {holder['since']}" if "since" in holder else "")
+    )
+    return (
+        f"run {folder.name!r} ({folder}) is already being written by {who}; two writers would "
+        f"mix their logs and checkpoints. Wait for it to finish or stop that process (its lock "
+        f"goes away with it; deleting {lock_name} does not help), or use another run_name."
+    )
 
 
 def remove_orphan_temps(folder: str | os.PathLike) -> list[tuple[Path, int]]:
@@ -500,9 +524,12 @@ def remove_orphan_temps(folder: str | os.PathLike) -> list[tuple[Path, int]]:
 def _report_removed(folder: Path, removed: list[tuple[Path, int]]) -> None:
     if removed:
         total = sum(size for _, size in removed)
-        print(f"{folder.name}: removed {len(removed)} temp file(s) of interrupted writes "
-              f"({_size_text(total)}): {', '.join(str(p.relative_to(folder)) for p, _ in removed)}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{folder.name}: removed {len(removed)} temp file(s) of interrupted writes "
+            f"({_size_text(total)}): {', '.join(str(p.relative_to(folder)) for p, _ in removed)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def resolve_path(path: str | os.PathLike) -> Path:

@@ -4,6 +4,7 @@
 eval/ (or validation's val/) folder to the dataset's ground-truth persons; the pose browser, the
 eval notebook's worst-predictions gallery and TensorBoard's prediction grid rank and draw them.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def person_errors(dataset, eval_dir: str | Path, pckh_thr: float = 0.5) -> dict:
         return _coco_person_errors(dataset, _read_eval_file(files.results))
     predictions = _read_eval_file(files.predictions)
     if len(predictions) != len(dataset):
-        raise ValueError(f"{files.predictions} has {len(predictions)} people, the dataset "
-                         f"{len(dataset)}: evaluate the same params' val split again")
+        raise ValueError(
+            f"{files.predictions} has {len(predictions)} people, the dataset "
+            f"{len(dataset)}: evaluate the same params' val split again"
+        )
     pred = np.asarray([p["keypoints"] for p in predictions], dtype=float).reshape(len(dataset), -1, 3)
     if dataset.gt_mat:
         errors, visible, _ = M.pckh_errors(pred, dataset.gt_mat)
@@ -60,7 +63,8 @@ def _coco_person_errors(dataset, results: list[dict]) -> dict:
     by_image: dict[int, list[np.ndarray]] = {}
     for result in results:
         by_image.setdefault(int(result["image_id"]), []).append(
-            np.asarray(result["keypoints"], dtype=float).reshape(info.num_joints, 3))
+            np.asarray(result["keypoints"], dtype=float).reshape(info.num_joints, 3)
+        )
     score = np.zeros(len(dataset))
     pred = np.full((len(dataset), info.num_joints, 3), np.nan)
     for i, inst in enumerate(dataset.instances):
@@ -68,8 +72,10 @@ def _coco_person_errors(dataset, results: list[dict]) -> dict:
         if not candidates:
             continue
         box = inst.bbox_xyxy
-        area = areas.get(_coco_key(inst.image_id, inst.joints, inst.visible),
-                         float((box[2] - box[0]) * (box[3] - box[1])) if box is not None else 1.0)
+        area = areas.get(
+            _coco_key(inst.image_id, inst.joints, inst.visible),
+            float((box[2] - box[0]) * (box[3] - box[1])) if box is not None else 1.0,
+        )
         poses = np.stack(candidates)
         oks = M.oks_to_person(poses, inst.joints, inst.visible, area, info.sigmas)
         best = int(oks.argmax())

@@ -9,6 +9,7 @@ The x axis is the global step, as in log.jsonl.
 Only rank 0 writes. A resumed run opens a new event file whose first event purges the steps
 after the resumed checkpoint (SummaryWriter's purge_step), so TensorBoard shows each step once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,13 @@ from posecore.scoring import person_errors
 log = logging.getLogger(__name__)
 
 # log.jsonl train-record key -> TensorBoard tag
-TRAIN_TAGS = {"loss": "train/loss", "lr": "train/lr", "images_per_s": "train/images_per_s",
-              "data_wait": "train/data_wait", "skipped": "train/skipped_steps"}
+TRAIN_TAGS = {
+    "loss": "train/loss",
+    "lr": "train/lr",
+    "images_per_s": "train/images_per_s",
+    "data_wait": "train/data_wait",
+    "skipped": "train/skipped_steps",
+}
 PREDICTIONS_TAG = "val/predictions"
 
 
@@ -65,8 +71,7 @@ class TensorBoardLog:
                 self.writer.add_scalar(f"val/{key}", value, step)
         if self.params.train.tensorboard_images > 0:
             try:
-                self.writer.add_image(PREDICTIONS_TAG, self._prediction_grid(Path(eval_dir)), step,
-                                      dataformats="HWC")
+                self.writer.add_image(PREDICTIONS_TAG, self._prediction_grid(Path(eval_dir)), step, dataformats="HWC")
             except (OSError, ValueError, KeyError) as error:  # a missing picture must not stop training
                 log.warning("no %s image at step %d: %s", PREDICTIONS_TAG, step, error)
         self.writer.flush()
@@ -84,8 +89,9 @@ class TensorBoardLog:
         first_of_image: dict[Any, int] = {}
         for index, instance in enumerate(dataset.instances):
             first_of_image.setdefault(instance.image_id, index)
-        shown = list(first_of_image.values())[:self.params.train.tensorboard_images]
-        figure = viz.plot_gallery([viz.person_view(dataset, errors, i) for i in shown], dataset.info,
-                                  ncols=len(shown), size=2.5)
+        shown = list(first_of_image.values())[: self.params.train.tensorboard_images]
+        figure = viz.plot_gallery(
+            [viz.person_view(dataset, errors, i) for i in shown], dataset.info, ncols=len(shown), size=2.5
+        )
         png = np.frombuffer(viz.figure_png(figure, dpi=72), dtype=np.uint8)
         return cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -17,6 +17,7 @@ detector boxing only the visible part while they emerge from behind something), 
 is low. A person without a track gets a new id (1, 2, ... in the order given); a track not seen
 for more than `max_missed` frames is dropped. No randomness: the same input gives the same ids.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,15 +30,15 @@ from posecore.detect import box_iou
 from posecore.metrics import oks_between
 
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
-MAX_HEIGHT_RATIO = 2.0    # the second pass pairs boxes at most this much taller than each other
+MAX_HEIGHT_RATIO = 2.0  # the second pass pairs boxes at most this much taller than each other
 
 
 @dataclass
 class Track:
     track_id: int
-    box: np.ndarray          # [4] x1, y1, x2, y2 where last seen
-    keypoints: np.ndarray    # [K, 2] where last seen
-    velocity: np.ndarray     # [2] pixels per frame (box centre)
+    box: np.ndarray  # [4] x1, y1, x2, y2 where last seen
+    keypoints: np.ndarray  # [K, 2] where last seen
+    velocity: np.ndarray  # [2] pixels per frame (box centre)
     last_frame: int
     matches: int = 1
 
@@ -54,8 +55,14 @@ class Tracker:
     also for frames without people.
     """
 
-    def __init__(self, sigmas: Sequence[float], iou_weight: float = 0.5, min_similarity: float = 0.3,
-                 max_missed: int = 10, max_centre_distance: float = 0.5):
+    def __init__(
+        self,
+        sigmas: Sequence[float],
+        iou_weight: float = 0.5,
+        min_similarity: float = 0.3,
+        max_missed: int = 10,
+        max_centre_distance: float = 0.5,
+    ):
         if not 0.0 <= iou_weight <= 1.0:
             raise ValueError(f"iou_weight must be in [0, 1], got {iou_weight}")
         self.sigmas = np.asarray(sigmas, dtype=np.float64)
@@ -120,7 +127,7 @@ class Tracker:
         return np.where(taller <= MAX_HEIGHT_RATIO * shorter, distance, np.inf)
 
     def _extend(self, track: Track, box: np.ndarray, keypoints: np.ndarray) -> None:
-        edges = (box - track.box) / (self.frame - track.last_frame)   # x1, y1, x2, y2 per frame
+        edges = (box - track.box) / (self.frame - track.last_frame)  # x1, y1, x2, y2 per frame
         centre = (edges[:2] + edges[2:]) * 0.5
         if track.matches == 1:
             displacement = centre
@@ -128,11 +135,14 @@ class Tracker:
             # A box cut by an occluder (or a frame edge) stops moving on that side, so its centre
             # moves at half speed: per axis, of the two sides and the centre, take the motion
             # closest to the track's velocity.
-            options = np.stack([edges[:2], edges[2:], centre])           # [3, 2]
+            options = np.stack([edges[:2], edges[2:], centre])  # [3, 2]
             closest = np.abs(options - track.velocity).argmin(axis=0)
             displacement = options[closest, [0, 1]]
-        track.velocity = displacement if track.matches == 1 else (
-            VELOCITY_SMOOTHING * displacement + (1.0 - VELOCITY_SMOOTHING) * track.velocity)
+        track.velocity = (
+            displacement
+            if track.matches == 1
+            else (VELOCITY_SMOOTHING * displacement + (1.0 - VELOCITY_SMOOTHING) * track.velocity)
+        )
         track.box, track.keypoints, track.last_frame = box, keypoints, self.frame
         track.matches += 1
 

@@ -5,6 +5,7 @@ Figures are built without pyplot, so nothing here needs a display, picks a GUI b
 expression of a cell) and scripts save with `save_figure`. Images are RGB uint8 [H, W, 3];
 keypoints are [K, 3] rows of (x, y, visibility-or-score) in image pixels.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,11 +30,11 @@ from posecore.keypoints import KeypointInfo
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#d62728"
 SKELETON_GID = "skeleton"
-FINE_GID = "skeleton-fine"   # the thin links of faces and hands (KeypointInfo.fine_joints)
-FINE_WIDTH = 0.3             # their line width, relative to the body's
+FINE_GID = "skeleton-fine"  # the thin links of faces and hands (KeypointInfo.fine_joints)
+FINE_WIDTH = 0.3  # their line width, relative to the body's
 FAINT_ALPHA = 0.35  # other people on the subject's image: context, not competition
 HEATMAP_CMAP = "jet"
-PER_JOINT_MAX = 40   # dataset statistics: more joints than this are shown per part
+PER_JOINT_MAX = 40  # dataset statistics: more joints than this are shown per part
 
 
 class PoseFigure(Figure):
@@ -43,8 +44,7 @@ class PoseFigure(Figure):
         return figure_png(self)
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, panel_size: tuple[float, float] = (4.0, 3.0),
-               squeeze: bool = True):
+def new_figure(nrows: int = 1, ncols: int = 1, panel_size: tuple[float, float] = (4.0, 3.0), squeeze: bool = True):
     """(figure, axes) with `nrows` x `ncols` panels of `panel_size` inches each."""
     fig = PoseFigure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=squeeze)
@@ -63,16 +63,25 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
 
 # --- poses ---------------------------------------------------------------------------------------
 
-def visible_limbs(keypoints: np.ndarray, skeleton: Iterable[tuple[int, int]],
-                  thr: float = 0.0) -> list[tuple[int, int]]:
+
+def visible_limbs(
+    keypoints: np.ndarray, skeleton: Iterable[tuple[int, int]], thr: float = 0.0
+) -> list[tuple[int, int]]:
     """Limbs whose two joints have visibility/score above `thr` (keypoints [K, 3])."""
     keypoints = np.asarray(keypoints, dtype=float)
     return [(a, b) for a, b in skeleton if keypoints[a, 2] > thr and keypoints[b, 2] > thr]
 
 
-def draw_skeleton(ax, keypoints: np.ndarray, info: KeypointInfo, color: str = PRED_COLOR,
-                  thr: float = 0.0, label: str | None = None, linewidth: float = 2.0,
-                  faint: bool = False) -> LineCollection:
+def draw_skeleton(
+    ax,
+    keypoints: np.ndarray,
+    info: KeypointInfo,
+    color: str = PRED_COLOR,
+    thr: float = 0.0,
+    label: str | None = None,
+    linewidth: float = 2.0,
+    faint: bool = False,
+) -> LineCollection:
     """Draw one person's visible limbs (one segment each) and joints onto `ax`; keypoints [K, 3].
 
     A subject (faint=False) gets a white halo so it reads on busy photos; faint people are thin
@@ -86,8 +95,14 @@ def draw_skeleton(ax, keypoints: np.ndarray, info: KeypointInfo, color: str = PR
     limbs = visible_limbs(keypoints, info.skeleton, thr)
     alpha, width = (FAINT_ALPHA, 0.5 * linewidth) if faint else (1.0, linewidth)
     zorder = 2 if faint else 4
-    lines = LineCollection([keypoints[[a, b], :2] for a, b in limbs if not (fine[a] or fine[b])], colors=color,
-                           linewidths=width, alpha=alpha, label=label, zorder=zorder)
+    lines = LineCollection(
+        [keypoints[[a, b], :2] for a, b in limbs if not (fine[a] or fine[b])],
+        colors=color,
+        linewidths=width,
+        alpha=alpha,
+        label=label,
+        zorder=zorder,
+    )
     if not faint:
         lines.set_path_effects([patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
     lines.set_gid(SKELETON_GID)
@@ -99,11 +114,20 @@ def draw_skeleton(ax, keypoints: np.ndarray, info: KeypointInfo, color: str = PR
         ax.add_collection(fine_lines)
     shown = keypoints[:, 2] > thr
     body, detail = keypoints[shown & ~fine], keypoints[shown & fine]
-    ax.scatter(body[:, 0], body[:, 1], s=6 if faint else 16, c=color, alpha=alpha, edgecolors="white",
-               linewidths=0.5, zorder=zorder + 1)
+    ax.scatter(
+        body[:, 0],
+        body[:, 1],
+        s=6 if faint else 16,
+        c=color,
+        alpha=alpha,
+        edgecolors="white",
+        linewidths=0.5,
+        zorder=zorder + 1,
+    )
     if len(detail):
-        ax.scatter(detail[:, 0], detail[:, 1], s=1 if faint else 3, c=color, alpha=alpha, linewidths=0,
-                   zorder=zorder + 1)
+        ax.scatter(
+            detail[:, 0], detail[:, 1], s=1 if faint else 3, c=color, alpha=alpha, linewidths=0, zorder=zorder + 1
+        )
     return lines
 
 
@@ -147,15 +171,27 @@ def zoom_box(bbox_xyxy: Sequence[float], image_shape: Sequence[int], margin: flo
 def pose_legend_handles(gt: bool = True, pred: bool = True) -> list[Line2D]:
     """Legend entries for the ground-truth and predicted skeletons."""
     entries = [("ground truth", GT_COLOR, gt), ("prediction", PRED_COLOR, pred)]
-    return [Line2D([], [], color=color, linewidth=2.5, marker="o", markersize=4, label=label)
-            for label, color, shown in entries if shown]
+    return [
+        Line2D([], [], color=color, linewidth=2.5, marker="o", markersize=4, label=label)
+        for label, color, shown in entries
+        if shown
+    ]
 
 
-def draw_people(ax, image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarray] = (),
-                pred: Sequence[np.ndarray] = (), score_thr: float = 0.2,
-                boxes: Sequence[Sequence[float]] = (), heatmap: np.ndarray | None = None,
-                title: str | None = None, faint_gt: Sequence[np.ndarray] = (),
-                faint_pred: Sequence[np.ndarray] = (), view_box: Sequence[float] | None = None) -> None:
+def draw_people(
+    ax,
+    image: np.ndarray,
+    info: KeypointInfo,
+    gt: Sequence[np.ndarray] = (),
+    pred: Sequence[np.ndarray] = (),
+    score_thr: float = 0.2,
+    boxes: Sequence[Sequence[float]] = (),
+    heatmap: np.ndarray | None = None,
+    title: str | None = None,
+    faint_gt: Sequence[np.ndarray] = (),
+    faint_pred: Sequence[np.ndarray] = (),
+    view_box: Sequence[float] | None = None,
+) -> None:
     """One image with ground-truth (green) and predicted (red) skeletons.
 
     gt / pred: sequences of [K, 3] arrays (GT third column = visibility, pred = joint score,
@@ -181,12 +217,21 @@ def draw_people(ax, image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarr
         draw_skeleton(ax, keypoints, info, PRED_COLOR, score_thr, "prediction" if i == 0 else None)
 
 
-def plot_pose(image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarray] = (),
-              pred: Sequence[np.ndarray] = (), score_thr: float = 0.2,
-              boxes: Sequence[Sequence[float]] = (), heatmap: np.ndarray | None = None,
-              title: str | None = None, size: float = 6.0, faint_gt: Sequence[np.ndarray] = (),
-              faint_pred: Sequence[np.ndarray] = (), view_box: Sequence[float] | None = None,
-              heatmap_label: str = "heatmap") -> PoseFigure:
+def plot_pose(
+    image: np.ndarray,
+    info: KeypointInfo,
+    gt: Sequence[np.ndarray] = (),
+    pred: Sequence[np.ndarray] = (),
+    score_thr: float = 0.2,
+    boxes: Sequence[Sequence[float]] = (),
+    heatmap: np.ndarray | None = None,
+    title: str | None = None,
+    size: float = 6.0,
+    faint_gt: Sequence[np.ndarray] = (),
+    faint_pred: Sequence[np.ndarray] = (),
+    view_box: Sequence[float] | None = None,
+    heatmap_label: str = "heatmap",
+) -> PoseFigure:
     """A figure of one image, its longer side `size` inches; arguments as in `draw_people`.
 
     With a heatmap, a colour bar named `heatmap_label` gives the heatmap's values.
@@ -206,8 +251,9 @@ def plot_pose(image: np.ndarray, info: KeypointInfo, gt: Sequence[np.ndarray] = 
     return fig
 
 
-def plot_gallery(items: Sequence[dict], info: KeypointInfo, ncols: int = 4, score_thr: float = 0.2,
-                 size: float = 3.0) -> PoseFigure:
+def plot_gallery(
+    items: Sequence[dict], info: KeypointInfo, ncols: int = 4, score_thr: float = 0.2, size: float = 3.0
+) -> PoseFigure:
     """A grid of images; each item is a dict of `draw_people` arguments (image, gt, pred, boxes,
     title, faint_gt, faint_pred, view_box); one legend below the grid."""
     if not items:
@@ -218,14 +264,26 @@ def plot_gallery(items: Sequence[dict], info: KeypointInfo, ncols: int = 4, scor
     ncols = min(ncols, len(items))
     nrows = -(-len(items) // ncols)
     fig, axes = new_figure(nrows, ncols, (size, size), squeeze=False)
-    for ax in axes.flat[len(items):]:
+    for ax in axes.flat[len(items) :]:
         ax.set_axis_off()
     for ax, item in zip(axes.flat, items):
-        draw_people(ax, item["image"], info, item.get("gt", ()), item.get("pred", ()), score_thr,
-                    item.get("boxes", ()), item.get("heatmap"), item.get("title"), item.get("faint_gt", ()),
-                    item.get("faint_pred", ()), item.get("view_box"))
-    handles = pose_legend_handles(any(len(item.get("gt", ())) for item in items),
-                                  any(len(item.get("pred", ())) for item in items))
+        draw_people(
+            ax,
+            item["image"],
+            info,
+            item.get("gt", ()),
+            item.get("pred", ()),
+            score_thr,
+            item.get("boxes", ()),
+            item.get("heatmap"),
+            item.get("title"),
+            item.get("faint_gt", ()),
+            item.get("faint_pred", ()),
+            item.get("view_box"),
+        )
+    handles = pose_legend_handles(
+        any(len(item.get("gt", ())) for item in items), any(len(item.get("pred", ())) for item in items)
+    )
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
     return fig
@@ -233,8 +291,10 @@ def plot_gallery(items: Sequence[dict], info: KeypointInfo, ncols: int = 4, scor
 
 # --- heatmaps ------------------------------------------------------------------------------------
 
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65,
-                    cmap: str = HEATMAP_CMAP) -> np.ndarray:
+
+def heatmap_overlay(
+    image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65, cmap: str = HEATMAP_CMAP
+) -> np.ndarray:
     """Blend a heatmap [h, w] (any size, resized to the image) over an RGB image [H, W, 3] -> uint8 [H, W, 3]."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -258,19 +318,37 @@ def muted(image: np.ndarray) -> np.ndarray:
     return np.repeat(40.0 + 0.5 * grey, 3, axis=-1).astype(np.uint8)
 
 
-def heatmap_to_image_plane(heatmap: np.ndarray, bbox_center: Sequence[float], bbox_scale: Sequence[float],
-                           image_size: tuple[int, int], rotation: float = 0.0, udp: bool = False) -> np.ndarray:
+def heatmap_to_image_plane(
+    heatmap: np.ndarray,
+    bbox_center: Sequence[float],
+    bbox_scale: Sequence[float],
+    image_size: tuple[int, int],
+    rotation: float = 0.0,
+    udp: bool = False,
+) -> np.ndarray:
     """Warp one person's heatmap [Hh, Wh] back onto its image -> [H, W] (image_size is (w, h));
     `udp`: the heatmap is on the udp codec's grid (geometry.affine_matrix)."""
     heatmap = np.asarray(heatmap, dtype=np.float32)
     heatmap_size = (heatmap.shape[1], heatmap.shape[0])
-    matrix = affine_matrix(np.asarray(bbox_center, dtype=np.float32), np.asarray(bbox_scale, dtype=np.float32),
-                           rotation, heatmap_size, inverse=True, udp=udp)
-    return cv2.warpAffine(heatmap, np.asarray(matrix, dtype=np.float64), tuple(int(v) for v in image_size),
-                          flags=cv2.INTER_LINEAR, borderValue=0.0)
+    matrix = affine_matrix(
+        np.asarray(bbox_center, dtype=np.float32),
+        np.asarray(bbox_scale, dtype=np.float32),
+        rotation,
+        heatmap_size,
+        inverse=True,
+        udp=udp,
+    )
+    return cv2.warpAffine(
+        heatmap,
+        np.asarray(matrix, dtype=np.float64),
+        tuple(int(v) for v in image_size),
+        flags=cv2.INTER_LINEAR,
+        borderValue=0.0,
+    )
 
 
 # --- dataset statistics --------------------------------------------------------------------------
+
 
 def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     """Persons per image, labelled joints per joint, box sizes: three panels, one colour per split.
@@ -292,13 +370,23 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     for n, (split, stats) in enumerate(splits.items()):
         images = max(stats["images"], 1)
         shares = [stats["persons_per_image"].get(k, 0) / images for k in counts]
-        ax_people.bar(np.arange(len(counts)) + n * width, shares, width, color=colors[split],
-                      label=f"{split} ({stats['images']} images)")
+        ax_people.bar(
+            np.arange(len(counts)) + n * width,
+            shares,
+            width,
+            color=colors[split],
+            label=f"{split} ({stats['images']} images)",
+        )
         labelled = np.asarray(stats["labelled_per_joint"], dtype=float) / max(stats["persons"], 1)
         if grouped:
             labelled = np.array([labelled[start:stop].mean() for _, start, stop in parts])
-        ax_joints.barh(np.arange(len(joint_names)) + n * width, labelled, width, color=colors[split],
-                       label=f"{split} ({stats['persons']} persons)")
+        ax_joints.barh(
+            np.arange(len(joint_names)) + n * width,
+            labelled,
+            width,
+            color=colors[split],
+            label=f"{split} ({stats['persons']} persons)",
+        )
         boxes = np.asarray(stats["box_sizes"], dtype=float).reshape(-1, 2)
         ax_boxes.scatter(boxes[:, 0], boxes[:, 1], s=6, alpha=0.5, color=colors[split], label=split)
     ax_people.set_xticks(np.arange(len(counts)) + width * (len(splits) - 1) / 2, [str(k) for k in counts])
@@ -308,8 +396,11 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
     ax_joints.set_yticks(np.arange(len(joint_names)) + width * (len(splits) - 1) / 2, joint_names)
     ax_joints.invert_yaxis()
     ax_joints.tick_params(axis="y", labelsize=7)
-    ax_joints.set_xlabel("fraction of persons with the joint labelled" if not grouped
-                         else "fraction of persons with the part's joints labelled (mean)")
+    ax_joints.set_xlabel(
+        "fraction of persons with the joint labelled"
+        if not grouped
+        else "fraction of persons with the part's joints labelled (mean)"
+    )
     ax_joints.legend(fontsize=7)
     ax_boxes.set_xlabel("box width (px)")
     ax_boxes.set_ylabel("box height (px)")
@@ -320,17 +411,16 @@ def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
 
 # --- training and evaluation curves --------------------------------------------------------------
 
+
 def training_series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of `key` ("loss", "lr", ...) in log.jsonl's training records, finite values only."""
-    rows = [r for r in records if r.get("type", "train") == "train" and "step" in r
-            and finite_number(r.get(key))]
+    rows = [r for r in records if r.get("type", "train") == "train" and "step" in r and finite_number(r.get(key))]
     return [r["step"] for r in rows], [r[key] for r in rows]
 
 
 def validation_series(records: Sequence[dict], metric: str) -> tuple[list[int], list[float]]:
     """(epochs, values) of `metric` in log.jsonl's validation records, finite values only."""
-    rows = [r for r in records if r.get("type", "val") == "val" and "epoch" in r
-            and finite_number(r.get(metric))]
+    rows = [r for r in records if r.get("type", "val") == "val" and "epoch" in r and finite_number(r.get(metric))]
     return [r["epoch"] for r in rows], [r[metric] for r in rows]
 
 
@@ -363,8 +453,13 @@ def plot_lr_schedule(lrs: np.ndarray, steps_per_epoch: int, current_step: int | 
     ax.set_ylabel("learning rate")
     if current_step is not None and 0 <= current_step < len(lrs):
         ax.axvline(current_step / steps_per_epoch, color="#555555", ls="--", lw=0.8)
-        ax.plot([current_step / steps_per_epoch], [lrs[current_step]], "o", color="#d62728",
-                label=f"step {current_step} (resumes here)")
+        ax.plot(
+            [current_step / steps_per_epoch],
+            [lrs[current_step]],
+            "o",
+            color="#d62728",
+            label=f"step {current_step} (resumes here)",
+        )
         ax.legend(loc="lower left", fontsize=7, frameon=False)
     ax.set_title(f"{len(lrs)} optimizer steps, {steps_per_epoch} per epoch", fontsize=8)
     return fig
@@ -409,8 +504,9 @@ def plot_per_joint(values: dict[str, float], metric: str, title: str = "") -> Po
     return fig
 
 
-def plot_threshold_curve(thresholds: Sequence[float], values: Sequence[float], xlabel: str, ylabel: str,
-                         title: str = "") -> PoseFigure:
+def plot_threshold_curve(
+    thresholds: Sequence[float], values: Sequence[float], xlabel: str, ylabel: str, title: str = ""
+) -> PoseFigure:
     """A metric against its threshold: AP per OKS threshold, or PCKh against the head-size fraction."""
     fig, ax = new_figure(panel_size=(5.0, 3.2))
     ax.plot(list(thresholds), list(values), marker="o", color=PRED_COLOR)
@@ -424,8 +520,10 @@ def plot_threshold_curve(thresholds: Sequence[float], values: Sequence[float], x
 
 # --- inference -----------------------------------------------------------------------------------
 
-def plot_trajectories(tracks: dict[int, dict], joint_name: str, colors: dict[int, Sequence[float]],
-                      image: np.ndarray | None = None) -> PoseFigure:
+
+def plot_trajectories(
+    tracks: dict[int, dict], joint_name: str, colors: dict[int, Sequence[float]], image: np.ndarray | None = None
+) -> PoseFigure:
     """Per-person paths of one joint through a video: on the image plane (over `image`, RGB, when
     given) and its x coordinate against the frame number (gaps are frames the person was missed).
 
@@ -455,14 +553,23 @@ def plot_trajectories(tracks: dict[int, dict], joint_name: str, colors: dict[int
 
 # --------------------------------------------------------------------------- one val person
 
+
 def _keypoints(inst) -> np.ndarray:
     """A ground-truth person (a dataset Instance) as [K, 3] rows of (x, y, visibility)."""
     return np.concatenate([inst.joints, inst.visible[:, None]], 1)
 
 
-def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pred: bool = True,
-                others: bool = True, heatmap: np.ndarray | None = None, rank: str = "",
-                parts: tuple[str, ...] = ()) -> dict:
+def person_view(
+    dataset,
+    errors: dict,
+    index: int,
+    show_gt: bool = True,
+    show_pred: bool = True,
+    others: bool = True,
+    heatmap: np.ndarray | None = None,
+    rank: str = "",
+    parts: tuple[str, ...] = (),
+) -> dict:
     """`draw_people` arguments for dataset person `index`, zoomed to that person.
 
     The subject's ground truth and prediction are drawn strongly; with `others` the other people
@@ -484,12 +591,14 @@ def person_view(dataset, errors: dict, index: int, show_gt: bool = True, show_pr
     box = inst.bbox_xyxy
     score = f"{errors['metric']} {errors['score'][index]:.2f}" if index in matched else "no matching prediction"
     person = f"person {same_image.index(index) + 1} of {len(same_image)}" if len(same_image) > 1 else "one person"
-    return {"image": image,
-            "gt": [shown(_keypoints(inst))] if show_gt else [],
-            "pred": [shown(errors["pred"][index])] if show_pred and index in matched else [],
-            "faint_gt": [shown(_keypoints(dataset.instances[i])) for i in rest] if show_gt else [],
-            "faint_pred": [shown(errors["pred"][i]) for i in rest if i in matched] if show_pred else [],
-            "boxes": [(box[0], box[1], box[2] - box[0], box[3] - box[1])] if box is not None else [],
-            "view_box": zoom_box(box, image.shape) if box is not None else None,
-            "heatmap": heatmap,
-            "title": f"{rank + ' ' if rank else ''}image {inst.image_id}, {person}: {score}"}
+    return {
+        "image": image,
+        "gt": [shown(_keypoints(inst))] if show_gt else [],
+        "pred": [shown(errors["pred"][index])] if show_pred and index in matched else [],
+        "faint_gt": [shown(_keypoints(dataset.instances[i])) for i in rest] if show_gt else [],
+        "faint_pred": [shown(errors["pred"][i]) for i in rest if i in matched] if show_pred else [],
+        "boxes": [(box[0], box[1], box[2] - box[0], box[3] - box[1])] if box is not None else [],
+        "view_box": zoom_box(box, image.shape) if box is not None else None,
+        "heatmap": heatmap,
+        "title": f"{rank + ' ' if rank else ''}image {inst.image_id}, {person}: {score}",
+    }

@@ -1,5 +1,6 @@
 """Shared fixtures: the real samples beside the repo (skipped when absent), a scratch outputs root,
 the tiny training run (params, one reference run, one thread) and a small disk to fill."""
+
 from __future__ import annotations
 
 import os
@@ -47,6 +48,7 @@ def default_outputs(tmp_path_factory):
 
 # --- the tiny training run (helpers.TINY + helpers.TRAIN) --------------------------------------
 
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """helpers.tiny_synthetic data, made once per session."""
@@ -62,6 +64,7 @@ def tiny(tiny_root):
 
     def make(**overrides):
         return tiny_params(tiny_root, **{**TRAIN, **overrides})
+
     return make
 
 
@@ -100,8 +103,9 @@ def small_disk(tmp_path):
 
     mount_point = tmp_path / "small_disk"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if done.returncode:
         pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.strip() or done.returncode}")
     yield mount_point

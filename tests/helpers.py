@@ -4,6 +4,7 @@ holding a run's lock, checkpoint weights.
 Workers started by posecore.distributed.launch import `compute_gradients` by name (the spawn
 start method hands them this process's sys.path, which holds tests/).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,13 @@ TINY = {
 }
 
 # three epochs without an LR step on top of TINY: every tiny training run ends the same way
-TRAIN = {"train.epochs": 3, "train.lr": 1e-3, "train.lr_steps": [100], "train.warmup_iters": 0,
-         "train.perf_warmup_steps": 1}
+TRAIN = {
+    "train.epochs": 3,
+    "train.lr": 1e-3,
+    "train.lr_steps": [100],
+    "train.warmup_iters": 0,
+    "train.perf_warmup_steps": 1,
+}
 
 
 def tiny_synthetic(folder: Path, num_train: int = 8) -> Path:
@@ -60,13 +66,20 @@ def oracle_run(folder: Path, run_name: str) -> dict:
     overrides = {**TINY, "eval.oracle": True}
     params = workbook.notebook_params("fastpose", "demo", str(root), overrides)
     evaluation.evaluate(params, None, run_name=run_name)
-    return {"params": params, "data_root": root,
-            "notebook_parameters": {"model": "fastpose", "params": "demo", "run_name": run_name,
-                                    "data_root": str(root), "overrides": overrides}}
+    return {
+        "params": params,
+        "data_root": root,
+        "notebook_parameters": {
+            "model": "fastpose",
+            "params": "demo",
+            "run_name": run_name,
+            "data_root": str(root),
+            "overrides": overrides,
+        },
+    }
 
 
-def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool = False
-                      ) -> dict[str, np.ndarray]:
+def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool = False) -> dict[str, np.ndarray]:
     """Gradients of one training step on the first `global_batch` samples of epoch 0.
 
     Each rank takes its contiguous share of the batch, so 1 process and N processes (DDP) agree
@@ -89,8 +102,7 @@ def compute_gradients(run_folder: str, global_batch: int, frozen_batchnorm: bool
     share = global_batch // world
     batch = torch.utils.data.default_collate([dataset[i] for i in range(rank * share, (rank + 1) * share)])
     joints_mse(model(batch["image"]), batch["target"], batch["target_weight"]).backward()
-    return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters()
-            if p.grad is not None}
+    return {name: p.grad.detach().cpu().numpy() for name, p in bare.named_parameters() if p.grad is not None}
 
 
 def randomized_model(params, seed: int = 0) -> nn.Module:
@@ -152,9 +164,12 @@ def identity_pose_onnx(path: Path, params=None) -> Path:
 
     params = params or load_params("demo")
     shape = ["n", 3, params.data.input_size[1], params.data.input_size[0]]
-    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["heatmaps"])], "pose",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, shape)])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["heatmaps"])],
+        "pose",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, shape)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     set_metadata(model, build_metadata(params, build_codec(params), ["heatmaps"], None, None))
@@ -165,10 +180,17 @@ def identity_pose_onnx(path: Path, params=None) -> Path:
 def lock_holder(folder) -> subprocess.Popen:
     """Another process holding the training lock of `folder` (for 60 s, or until killed)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from posecore.runs import run_lock\n"
-         "with run_lock(sys.argv[1], 'training'):\n    print('locked', flush=True); time.sleep(60)",
-         str(folder)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from posecore.runs import run_lock\n"
+            "with run_lock(sys.argv[1], 'training'):\n    print('locked', flush=True); time.sleep(60)",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 

@@ -6,6 +6,7 @@ a string, a list, a dict, NaN, +-inf, 1e308, a huge integer, a negative number o
 the key, truncate the list or duplicate an entry. Each edit is `note`d, so a failing example
 prints the edits that made it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,26 @@ from typing import Any
 from hypothesis import note
 from hypothesis import strategies as st
 
-VALUES: list[Any] = [None, "x", "", [], [1, 2], {}, {"a": 1}, float("nan"), float("inf"), float("-inf"),
-                     1e308, -1e308, 10**400, -1, -7.5, 0, True, "12"]
+VALUES: list[Any] = [
+    None,
+    "x",
+    "",
+    [],
+    [1, 2],
+    {},
+    {"a": 1},
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    1e308,
+    -1e308,
+    10**400,
+    -1,
+    -7.5,
+    0,
+    True,
+    "12",
+]
 EDIT_LOG: list[str] = []  # the edits of the last mutate()
 EDITS = ("replace", "replace", "replace", "negate", "delete", "truncate", "duplicate")
 
@@ -66,7 +85,7 @@ def _edit(data: Draws, doc: Any) -> Any:
         del parent[key]
         return doc
     elif edit == "truncate" and isinstance(node, list) and node:
-        new = node[:data.integer(0, len(node) - 1)]
+        new = node[: data.integer(0, len(node) - 1)]
     elif edit == "duplicate" and isinstance(parent, list):
         _note(f"duplicate {where}")
         parent.insert(key, copy.deepcopy(node))

@@ -1,5 +1,6 @@
 """The seeds' global batch on any device count: batch_plan, the micro-batch order, and
 1 process accumulating 2 micro-batches training the weights of 2 DDP (gloo) workers."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,13 @@ from posecore.resume import check_resume
 from posecore.runs import Run
 
 # 12 people (4 images), micro-batches of 2: 3 optimizer steps of 4 images
-RECIPE = {"train.batch_size": 2, "train.epochs": 1, "train.lr_steps": [100], "train.warmup_iters": 2,
-          "train.perf_warmup_steps": 0}
+RECIPE = {
+    "train.batch_size": 2,
+    "train.epochs": 1,
+    "train.lr_steps": [100],
+    "train.warmup_iters": 2,
+    "train.perf_warmup_steps": 0,
+}
 
 
 def test_seed_params_state_their_global_batch():
@@ -42,8 +48,11 @@ def test_batch_plan_without_a_global_batch_and_its_errors():
     assert batch_plan(demo, 2) == (64, 1)
     assert batch_plan(load_params("demo", {"train.accumulate": 3}).train, 2) == (192, 3)
     uneven = load_params("fastpose", {"train.batch_size": 48}).train
-    with pytest.raises(ParamsError, match=r"global_batch 256 .*batch_size 48 on 2 device\(s\) "
-                                          r"\(48 x 2 = 96"):
+    with pytest.raises(
+        ParamsError,
+        match=r"global_batch 256 .*batch_size 48 on 2 device\(s\) "
+        r"\(48 x 2 = 96",
+    ):
         batch_plan(uneven, 2)
     with pytest.raises(ParamsError, match=r"global_batch 256 .*batch_size 32 on 16 device"):
         batch_plan(load_params("fastpose").train, 16)  # one micro-batch step is already 512 images
@@ -63,10 +72,11 @@ def test_micro_batches_are_the_batches_of_the_larger_world():
             for rank in range(world):
                 samples, steps = step_order(groups, 5, epoch, 2, world, rank, accumulate)
                 assert steps == len(ranks[0]) // 2 == 2
-                micro = [samples[i:i + 2] for i in range(0, len(samples), 2)]
+                micro = [samples[i : i + 2] for i in range(0, len(samples), 2)]
                 # step s, micro-batch a of this rank = step s of rank rank * accumulate + a
-                assert micro == [ranks[rank * accumulate + a][2 * s:2 * s + 2]
-                                 for s in range(steps) for a in range(accumulate)]
+                assert micro == [
+                    ranks[rank * accumulate + a][2 * s : 2 * s + 2] for s in range(steps) for a in range(accumulate)
+                ]
 
 
 def test_a_resume_on_another_device_count_keeps_a_set_global_batch(tmp_path, monkeypatch):
@@ -120,8 +130,7 @@ def _parameters(result: dict) -> dict[str, torch.Tensor]:
 
 
 def _train_losses(result: dict) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in read_jsonl(Path(result["run_dir"]) / "log.jsonl")
-            if r["type"] == "train"]
+    return [(r["step"], r["loss"]) for r in read_jsonl(Path(result["run_dir"]) / "log.jsonl") if r["type"] == "train"]
 
 
 def test_accumulating_two_micro_batches_trains_like_two_ddp_workers(synthetic_root, accumulated, outputs):
@@ -145,8 +154,7 @@ def test_accumulating_two_micro_batches_trains_like_two_ddp_workers(synthetic_ro
     assert all(not torch.allclose(single[name], initial[name], rtol=0, atol=1e-4) for name in single)
 
 
-def test_an_interrupt_between_micro_batches_resumes_bitwise(synthetic_root, accumulated, outputs,
-                                                            monkeypatch):
+def test_an_interrupt_between_micro_batches_resumes_bitwise(synthetic_root, accumulated, outputs, monkeypatch):
     """SIGINT during the first micro-batch of the 2nd step: that step finishes, last.pt is written
     at the step boundary, and the resumed run ends bitwise equal to the uninterrupted one."""
     params = tiny_params(synthetic_root, **RECIPE, **{"train.accumulate": 2})
@@ -160,6 +168,7 @@ def test_an_interrupt_between_micro_batches_resumes_bitwise(synthetic_root, accu
             forwards.append(1)
             if len(forwards) == 2 + 1:  # step 0's 2 micro-batches, then step 1's first
                 os.kill(os.getpid(), signal.SIGINT)
+
         model.register_forward_hook(interrupt)
         return model
 

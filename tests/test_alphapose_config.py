@@ -2,6 +2,7 @@
 
 The fixtures are three of AlphaPose's own config files (tests/fixtures/alphapose/README.md).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,9 +26,9 @@ def test_fastpose_duc_config_reads_every_mapped_key():
     model, data, train = params.model, params.data, params.train
     assert (model.name, model.depth, model.backbone, model.duc_convs) == ("fastpose_duc", 152, "se-resnet", [4, 2, 1])
     assert model.num_joints == 17 and data.dataset == "coco" and data.root == "data/coco"
-    assert data.input_size == [192, 256] and data.heatmap_size == [48, 64]   # (h, w) -> (w, h)
+    assert data.input_size == [192, 256] and data.heatmap_size == [48, 64]  # (h, w) -> (w, h)
     assert (data.sigma, data.flip, data.rot_factor, data.scale_factor) == (2.0, True, 40.0, 0.3)
-    assert (data.half_body_prob, data.half_body_min_joints) == (0.0, 8)       # PROB_HALF_BODY -1: off
+    assert (data.half_body_prob, data.half_body_min_joints) == (0.0, 8)  # PROB_HALF_BODY -1: off
     assert (train.batch_size, train.epochs, train.optimizer, train.lr) == (32, 200, "adam", 1e-3)
     assert (train.lr_steps, train.lr_factor) == ([90, 120], 0.1)
     assert (train.dpg_epoch, train.dpg_lr_steps) == (140, [160, 190])
@@ -64,7 +65,7 @@ def test_load_params_logs_where_each_key_went(caplog):
     assert "MODEL.TYPE 'FastPose_DUC' -> model.name 'fastpose_duc'" in text
     assert "DATA_PRESET.IMAGE_SIZE [256, 192] -> data.input_size [192, 256]" in text
     assert "MODEL.FINAL_CONV_KERNEL 1: ignored" in text and "DETECTOR.NAME 'yolo': ignored" in text
-    lines = alphapose_config.mapping(str(DUC152))   # the same lines, returned
+    lines = alphapose_config.mapping(str(DUC152))  # the same lines, returned
     assert len(lines) > 30 and all(line in text for line in lines)
 
 
@@ -81,29 +82,42 @@ def _edited(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda raw: raw["MODEL"].update(DCN={"MODULATED": False}, STAGE_WITH_DCN=[False, True, True, True]),
-     ["MODEL.DCN", "deformable"]),
-    (lambda raw: raw["LOSS"].update(TYPE="Combined"), ["LOSS.TYPE", "'Combined'"]),
-    (lambda raw: raw["DATA_PRESET"].update(LOSS_TYPE="L1JointRegression"),
-     ["DATA_PRESET.LOSS_TYPE", "'L1JointRegression'", "regression"]),
-    (lambda raw: raw["MODEL"].update(TYPE="SimplePose"), ["MODEL.TYPE", "'SimplePose'", "FastPose_DUC"]),
-    (lambda raw: raw["MODEL"].update(BACKBONE="shuffle"), ["MODEL.BACKBONE", "'shuffle'", "se-resnet"]),
-    (lambda raw: raw["MODEL"].pop("STAGE2"), ["MODEL.STAGE2", "NUM_CONV"]),
-    (lambda raw: raw["DATASET"]["TRAIN"].update(TYPE="ConcatDataset"), ["DATASET.TRAIN.TYPE", "'ConcatDataset'"]),
-    (lambda raw: raw["DATASET"]["VAL"].update(TYPE="Halpe_26"), ["DATASET.VAL.TYPE", "'Halpe_26'"]),
-    (lambda raw: raw["DATASET"]["TRAIN"]["AUG"].update(COLOR_FACTOR=0.2), ["DATASET.TRAIN.AUG.COLOR_FACTOR", "0.2"]),
-    (lambda raw: raw["TRAIN"].update(OPTIMIZER="rmsprop"), ["TRAIN.OPTIMIZER", "'rmsprop'"]),
-    (lambda raw: raw["DATA_PRESET"].update(TYPE="simple_smpl"), ["DATA_PRESET.TYPE", "'simple_smpl'"]),
-    (lambda raw: raw.update(SMPL={}), ["SMPL", "section"]),
-    (lambda raw: raw["MODEL"].update(TYPE=["FastPose"]), ["MODEL.TYPE", "['FastPose']"]),
-    (lambda raw: raw["DATASET"]["TRAIN"].update({7: "x"}), ["DATASET.TRAIN.7", "'x'"]),
-    (lambda raw: raw["MODEL"].update(STAGE1={"NUM_CONV": "4"}), ["model.duc_convs", "MODEL.STAGE1-3.NUM_CONV"]),
-    # a value posecore refuses names the AlphaPose key it came from
-    (lambda raw: raw["DATA_PRESET"].update(SIGMA=-1), ["data.sigma", "DATA_PRESET.SIGMA -1"]),
-    (lambda raw: raw["MODEL"].update(NUM_LAYERS=34), ["model.depth", "MODEL.NUM_LAYERS 34"]),
-    (lambda raw: raw["DATA_PRESET"].update(HEATMAP_SIZE=[32, 24]), ["data.heatmap_size", "DATA_PRESET.HEATMAP_SIZE"]),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (
+            lambda raw: raw["MODEL"].update(DCN={"MODULATED": False}, STAGE_WITH_DCN=[False, True, True, True]),
+            ["MODEL.DCN", "deformable"],
+        ),
+        (lambda raw: raw["LOSS"].update(TYPE="Combined"), ["LOSS.TYPE", "'Combined'"]),
+        (
+            lambda raw: raw["DATA_PRESET"].update(LOSS_TYPE="L1JointRegression"),
+            ["DATA_PRESET.LOSS_TYPE", "'L1JointRegression'", "regression"],
+        ),
+        (lambda raw: raw["MODEL"].update(TYPE="SimplePose"), ["MODEL.TYPE", "'SimplePose'", "FastPose_DUC"]),
+        (lambda raw: raw["MODEL"].update(BACKBONE="shuffle"), ["MODEL.BACKBONE", "'shuffle'", "se-resnet"]),
+        (lambda raw: raw["MODEL"].pop("STAGE2"), ["MODEL.STAGE2", "NUM_CONV"]),
+        (lambda raw: raw["DATASET"]["TRAIN"].update(TYPE="ConcatDataset"), ["DATASET.TRAIN.TYPE", "'ConcatDataset'"]),
+        (lambda raw: raw["DATASET"]["VAL"].update(TYPE="Halpe_26"), ["DATASET.VAL.TYPE", "'Halpe_26'"]),
+        (
+            lambda raw: raw["DATASET"]["TRAIN"]["AUG"].update(COLOR_FACTOR=0.2),
+            ["DATASET.TRAIN.AUG.COLOR_FACTOR", "0.2"],
+        ),
+        (lambda raw: raw["TRAIN"].update(OPTIMIZER="rmsprop"), ["TRAIN.OPTIMIZER", "'rmsprop'"]),
+        (lambda raw: raw["DATA_PRESET"].update(TYPE="simple_smpl"), ["DATA_PRESET.TYPE", "'simple_smpl'"]),
+        (lambda raw: raw.update(SMPL={}), ["SMPL", "section"]),
+        (lambda raw: raw["MODEL"].update(TYPE=["FastPose"]), ["MODEL.TYPE", "['FastPose']"]),
+        (lambda raw: raw["DATASET"]["TRAIN"].update({7: "x"}), ["DATASET.TRAIN.7", "'x'"]),
+        (lambda raw: raw["MODEL"].update(STAGE1={"NUM_CONV": "4"}), ["model.duc_convs", "MODEL.STAGE1-3.NUM_CONV"]),
+        # a value posecore refuses names the AlphaPose key it came from
+        (lambda raw: raw["DATA_PRESET"].update(SIGMA=-1), ["data.sigma", "DATA_PRESET.SIGMA -1"]),
+        (lambda raw: raw["MODEL"].update(NUM_LAYERS=34), ["model.depth", "MODEL.NUM_LAYERS 34"]),
+        (
+            lambda raw: raw["DATA_PRESET"].update(HEATMAP_SIZE=[32, 24]),
+            ["data.heatmap_size", "DATA_PRESET.HEATMAP_SIZE"],
+        ),
+    ],
+)
 def test_what_posecore_lacks_is_an_error_naming_key_and_value(tmp_path, edit, words):
     path = _edited(tmp_path, edit)
     with pytest.raises(ParamsError) as error:
@@ -117,6 +131,7 @@ def test_what_posecore_lacks_is_an_error_naming_key_and_value(tmp_path, edit, wo
 def test_fastpose_conv_dim_is_128_or_256(tmp_path):
     def to_fastpose(raw, conv_dim):
         raw["MODEL"] = {"TYPE": "FastPose", "NUM_LAYERS": 101, "CONV_DIM": conv_dim}
+
     assert load_params(_edited(tmp_path, lambda raw: to_fastpose(raw, 256))).model.conv_dim == 256
     with pytest.raises(ParamsError, match="MODEL.CONV_DIM: 64"):
         load_params(_edited(tmp_path, lambda raw: to_fastpose(raw, 64)))

@@ -10,6 +10,7 @@ DUC.py, built from the configs in tests/fixtures/alphapose as AlphaPose's builde
 The verification itself (max |diff| 0 at 256x192 and 64x48, bare and `module.` state_dicts)
 is in the issue 23a report; it was run with AlphaPose's modules in a scratch environment.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,14 +38,28 @@ ALPHAPOSE_MODELS = {
 # AlphaPose's output on torch.randn(2, 3, 64, 48) (generator seed 0) with `seeded` weights:
 # shape, sum, sum of |x|, out[0, 0, 0, :3]. 48 is no multiple of 32: the maps come out 16 x 16.
 SEEDED_OUTPUTS = {
-    HALPE136: ((2, 136, 16, 16), 590.30212, 6760.6484, [-0.016829440370202065, 0.07249073684215546, 0.023007728159427643]),
+    HALPE136: (
+        (2, 136, 16, 16),
+        590.30212,
+        6760.6484,
+        [-0.016829440370202065, 0.07249073684215546, 0.023007728159427643],
+    ),
     DUC152: ((2, 17, 16, 16), -212.53722, 1004.2295, [0.12414303421974182, 0.1864953488111496, 0.19383303821086884]),
 }
 # FastPose_DUC-50 on a plain ResNet, DUC convs (3, 2, 2): the DUC-152 config with these MODEL keys
-PLAIN_DUC = {"BACKBONE": "resnet", "NUM_LAYERS": 50, "STAGE1": {"NUM_CONV": 3}, "STAGE2": {"NUM_CONV": 2},
-             "STAGE3": {"NUM_CONV": 2}}
-PLAIN_DUC_PINS = (35_202_641, 362, "7ea04876cd94eea8",
-                  ((2, 17, 16, 16), -431.01511, 816.07587, [0.04547221586108208, 0.10916891694068909, 0.10586223006248474]))
+PLAIN_DUC = {
+    "BACKBONE": "resnet",
+    "NUM_LAYERS": 50,
+    "STAGE1": {"NUM_CONV": 3},
+    "STAGE2": {"NUM_CONV": 2},
+    "STAGE3": {"NUM_CONV": 2},
+}
+PLAIN_DUC_PINS = (
+    35_202_641,
+    362,
+    "7ea04876cd94eea8",
+    ((2, 17, 16, 16), -431.01511, 816.07587, [0.04547221586108208, 0.10916891694068909, 0.10586223006248474]),
+)
 
 
 def model_params(raw: dict, source: str):
@@ -58,7 +73,7 @@ def alphapose_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     for key, value in model.state_dict().items():
         for ours, theirs in TO_ALPHAPOSE.items():
             if key.startswith(ours):
-                key = theirs + key[len(ours):]
+                key = theirs + key[len(ours) :]
                 break
         for ours, theirs in SE_PARTS.items():
             key = key.replace(ours, theirs)
@@ -146,11 +161,24 @@ def test_fastpose_duc_on_a_plain_resnet(tmp_path):
 
 
 def test_load_model_reads_an_alphapose_duc_checkpoint_through_its_config(tmp_path):
-    params = load_params(DUC152, {"model.depth": 50, "model.duc_convs": [2, 1, 1]})   # smaller, same code
+    params = load_params(DUC152, {"model.depth": 50, "model.duc_convs": [2, 1, 1]})  # smaller, same code
     path = tmp_path / "fastpose_duc.pth"
-    weights = seeded(alphapose_state(built(yaml.safe_load(DUC152.read_text()) | {"MODEL": {
-        **yaml.safe_load(DUC152.read_text())["MODEL"], "NUM_LAYERS": 50, "STAGE1": {"NUM_CONV": 2},
-        "STAGE2": {"NUM_CONV": 1}}}, "duc50")))
+    weights = seeded(
+        alphapose_state(
+            built(
+                yaml.safe_load(DUC152.read_text())
+                | {
+                    "MODEL": {
+                        **yaml.safe_load(DUC152.read_text())["MODEL"],
+                        "NUM_LAYERS": 50,
+                        "STAGE1": {"NUM_CONV": 2},
+                        "STAGE2": {"NUM_CONV": 1},
+                    }
+                },
+                "duc50",
+            )
+        )
+    )
     torch.save(weights, path)
     model, fmt = load_model(params, path)
     assert fmt == "alphapose" and type(model).__name__ == "FastPoseDUC" and not model.training
@@ -160,13 +188,17 @@ def test_load_model_reads_an_alphapose_duc_checkpoint_through_its_config(tmp_pat
 
 def test_a_checkpoint_of_another_alphapose_model_is_refused_with_the_fix(tmp_path):
     raw = yaml.safe_load(HALPE136.read_text())
-    wide = tmp_path / "wide.pth"   # FastPose-50 with CONV_DIM 256
+    wide = tmp_path / "wide.pth"  # FastPose-50 with CONV_DIM 256
     torch.save(alphapose_state(built(raw, "wide")), wide)
     with pytest.raises(ValueError, match="model.conv_dim") as error:
         load_model(load_params(HALPE136, {"model.conv_dim": 128}), wide)
     assert "head.duc2.conv.weight" in str(error.value)
-    raw["MODEL"] = {"TYPE": "FastPose_DUC", "BACKBONE": "resnet", "NUM_LAYERS": 50,
-                    **{f"STAGE{i}": {"NUM_CONV": 1} for i in (1, 2, 3)}}
+    raw["MODEL"] = {
+        "TYPE": "FastPose_DUC",
+        "BACKBONE": "resnet",
+        "NUM_LAYERS": 50,
+        **{f"STAGE{i}": {"NUM_CONV": 1} for i in (1, 2, 3)},
+    }
     duc = tmp_path / "duc.pth"
     torch.save(alphapose_state(built(raw, "duc")), duc)
     with pytest.raises(ValueError, match="holds fastpose_duc .* build a fastpose_duc model"):

@@ -8,6 +8,7 @@ downloads a browser) runs all its cells. Screenshots of the pose browser's figur
 the person slider, the heatmap joint and the score threshold move. report.html is opened from disk
 with every request recorded. Without Chromium or Playwright the tests skip and say which is missing.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,8 +32,16 @@ from posecore.files import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("POSECORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RUN = "browser"
 TRAIN_RUN = "browser-train"
 # the front-end plugin that asks to fetch Jupyter news (a popup over the page, and network requests)
@@ -45,10 +54,13 @@ MIN_CHANGED_SHARE = 0.005
 def _need_browser():
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)")
+    pytest.importorskip(
+        "playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)"
+    )
 
 
 # --- a tiny oracle run ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
@@ -71,6 +83,7 @@ def tiny_run(workspace):
 
 # --- JupyterLab and Chromium ---------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -90,21 +103,37 @@ def lab(workspace, request):
     papermill-prepared visualize.ipynb; its kernels inherit this tree and the run's outputs.
     The server starts first and the run is made while it boots."""
     base = workspace / "lab"
-    root_dir = workspace   # the notebooks (in notebooks/) and the run folders (in outputs/) side by side
+    root_dir = workspace  # the notebooks (in notebooks/) and the run folders (in outputs/) side by side
     config = base / "config"
     (config / "labconfig").mkdir(parents=True)
     (root_dir / "notebooks").mkdir()
     (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}}))
+        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}})
+    )
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-               f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={root_dir}", "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-               "--LabApp.extension_manager=readonly"]
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     log = open(base / "server.log", "w")  # noqa: SIM115  (the server writes it for its whole life)
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -112,14 +141,32 @@ def lab(workspace, request):
         import papermill
 
         tiny_run = request.getfixturevalue("tiny_run")
-        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "visualize.ipynb"),
-                                   str(root_dir / "notebooks" / "visualize.ipynb"),
-                                   parameters=tiny_run["notebook_parameters"], prepare_only=True, progress_bar=False)
-        train = {**tiny_run["notebook_parameters"], "run_name": TRAIN_RUN, "npus": 2, "epochs": 1,
-                 "overrides": {**tiny_run["notebook_parameters"]["overrides"], "eval.oracle": False,
-                               "train.batch_size": 2, "train.val_every": 1}}
-        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "train.ipynb"), str(root_dir / "notebooks" / "train.ipynb"),
-                                   parameters=train, prepare_only=True, progress_bar=False)
+        papermill.execute_notebook(
+            str(REPO_ROOT / "notebooks" / "visualize.ipynb"),
+            str(root_dir / "notebooks" / "visualize.ipynb"),
+            parameters=tiny_run["notebook_parameters"],
+            prepare_only=True,
+            progress_bar=False,
+        )
+        train = {
+            **tiny_run["notebook_parameters"],
+            "run_name": TRAIN_RUN,
+            "npus": 2,
+            "epochs": 1,
+            "overrides": {
+                **tiny_run["notebook_parameters"]["overrides"],
+                "eval.oracle": False,
+                "train.batch_size": 2,
+                "train.val_every": 1,
+            },
+        }
+        papermill.execute_notebook(
+            str(REPO_ROOT / "notebooks" / "train.ipynb"),
+            str(root_dir / "notebooks" / "train.ipynb"),
+            parameters=train,
+            prepare_only=True,
+            progress_bar=False,
+        )
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
@@ -155,8 +202,12 @@ def chromium(tmp_path_factory):
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-            headless=True, viewport={"width": 1280, "height": 1400})
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 1400},
+        )
         try:
             yield context
         finally:
@@ -179,6 +230,7 @@ def page(chromium):
 
 
 # --- pixels --------------------------------------------------------------------------------------
+
 
 def _pixels(png: bytes) -> np.ndarray:
     from PIL import Image
@@ -213,8 +265,12 @@ def _figure(page) -> dict | None:
 
 def _union(a: dict, b: dict) -> tuple[int, int, int, int]:
     """The page area (x0, y0, x1, y1) covered by the figure before or after a change."""
-    return (int(min(a["x"], b["x"])), int(min(a["y"], b["y"])),
-            int(max(a["x"] + a["width"], b["x"] + b["width"])), int(max(a["y"] + a["height"], b["y"] + b["height"])))
+    return (
+        int(min(a["x"], b["x"])),
+        int(min(a["y"], b["y"])),
+        int(max(a["x"] + a["width"], b["x"] + b["width"])),
+        int(max(a["y"] + a["height"], b["y"] + b["height"])),
+    )
 
 
 def _redrawn(page, before: dict, what: str, timeout_s: float = 30.0) -> tuple[dict, float]:
@@ -233,8 +289,9 @@ def _wait_for_kernel(lab, notebook: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         sessions = _api(f"{lab['url']}/api/sessions", lab["token"])
-        if any(s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
-               for s in sessions):
+        if any(
+            s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle" for s in sessions
+        ):
             return
         time.sleep(0.2)
     pytest.fail(f"no idle kernel for {notebook} within {timeout_s:.0f} s; server log {lab['log']}")
@@ -252,18 +309,24 @@ def _run_all_cells(page, lab, shots: Path, notebook: str = "visualize.ipynb", ti
     page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
     # every code cell numbered, none waiting ([*]): the static figures below the widget are drawn too
     try:
-        page.wait_for_function("""() => {
+        page.wait_for_function(
+            """() => {
             const prompts = Array.from(document.querySelectorAll(
                 '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt'))
                 .map(p => p.textContent.trim());
             return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
-        }""", timeout=timeout_s * 1000)
+        }""",
+            timeout=timeout_s * 1000,
+        )
     except PlaywrightTimeout:
         page.screenshot(path=str(shots / "stuck.png"), full_page=True)
-        prompts = page.evaluate("() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))"
-                                ".map(p => p.textContent.trim())")
-        pytest.fail(f"{notebook} did not finish running in {timeout_s} s: prompts {prompts}, "
-                    f"screenshot {shots / 'stuck.png'}, server log {lab['log']}")
+        prompts = page.evaluate(
+            "() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')).map(p => p.textContent.trim())"
+        )
+        pytest.fail(
+            f"{notebook} did not finish running in {timeout_s} s: prompts {prompts}, "
+            f"screenshot {shots / 'stuck.png'}, server log {lab['log']}"
+        )
 
 
 def _set_readout(page, slider, value: str) -> None:
@@ -277,15 +340,21 @@ def _set_readout(page, slider, value: str) -> None:
 
 def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
     _run_all_cells(page, lab, tmp_path)
-    errors = [o for o in page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
-                                       ".map(e => e.textContent)") if "Traceback" in o]
+    errors = [
+        o
+        for o in page.evaluate(
+            "() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.textContent)"
+        )
+        if "Traceback" in o
+    ]
     assert not errors, f"a cell failed:\n{errors[0][-2000:]}"
     deadline = time.monotonic() + 20
     while (figure := _figure(page)) is None and time.monotonic() < deadline:
         page.wait_for_timeout(100)
     page.screenshot(path=str(tmp_path / "notebook.png"), full_page=True)
     assert figure is not None, (
-        f"the pose browser shows its controls but no figure under them (screenshot {tmp_path / 'notebook.png'})")
+        f"the pose browser shows its controls but no figure under them (screenshot {tmp_path / 'notebook.png'})"
+    )
     cell = page.locator(".jp-CodeCell", has_text=WIDGET_CELL)
     cell.scroll_into_view_if_needed()  # run-all leaves the notebook scrolled to its end
     page.wait_for_timeout(200)
@@ -297,9 +366,11 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
     joint = cell.locator("select:has(option[value='left_wrist'])")
 
     changes = {}
-    moves = (("the person slider moved", lambda: _set_readout(page, person, "2")),
-             ("the heatmap joint changed", lambda: joint.select_option("left_wrist")),
-             ("the score threshold moved", lambda: _set_readout(page, threshold, "1.0")))
+    moves = (
+        ("the person slider moved", lambda: _set_readout(page, person, "2")),
+        ("the heatmap joint changed", lambda: joint.select_option("left_wrist")),
+        ("the score threshold moved", lambda: _set_readout(page, threshold, "1.0")),
+    )
     for what, move in moves:
         before = _pixels(page.screenshot())
         previous = figure
@@ -310,8 +381,13 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
         x0, y0, x1, y1 = _union(previous, figure)
         changes[what] = (_changed_share(before[y0:y1, x0:x1], after[y0:y1, x0:x1]), seconds)
     page.screenshot(path=str(tmp_path / "notebook-after.png"), full_page=True)
-    print("pose browser: " + "; ".join(f"{what}: {share:.1%} of the figure's pixels changed, redrawn in {s:.2f} s"
-                                       for what, (share, s) in changes.items()))
+    print(
+        "pose browser: "
+        + "; ".join(
+            f"{what}: {share:.1%} of the figure's pixels changed, redrawn in {s:.2f} s"
+            for what, (share, s) in changes.items()
+        )
+    )
     for what, (share, _) in changes.items():
         assert share > MIN_CHANGED_SHARE, f"{what}: only {share:.2%} of the figure's pixels changed"
     assert not page.console_errors, f"browser console errors: {page.console_errors}"
@@ -319,23 +395,28 @@ def test_pose_browser_figure_follows_every_control(lab, page, tmp_path):
 
 # --- train.ipynb with two devices ----------------------------------------------------------------
 
+
 def test_train_notebook_with_two_devices_reads_as_the_record_of_the_run(lab, page, tmp_path):
     """Two workers train; the notebook shows one progress bar (no progress lines on stderr), the params
     and the run as tables, and a link that opens report.html inside JupyterLab."""
     _run_all_cells(page, lab, tmp_path, "train.ipynb", timeout_s=600)
-    outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
-                            ".map(e => ({text: e.textContent, mime: e.getAttribute('data-mime-type')}))")
+    outputs = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+        ".map(e => ({text: e.textContent, mime: e.getAttribute('data-mime-type')}))"
+    )
     page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
     failed = [o["text"] for o in outputs if "Traceback" in o["text"]]
     assert not failed, f"a cell failed:\n{failed[0][-2000:]}"
     train_cell = page.locator(".jp-CodeCell", has_text="posecore.train(")
     assert train_cell.locator(".widget-hprogress").count() == 1, (
-        f"want one progress bar under the training cell (screenshot {tmp_path / 'train.png'})")
+        f"want one progress bar under the training cell (screenshot {tmp_path / 'train.png'})"
+    )
     stderr = [o["text"] for o in outputs if o["mime"] == "application/vnd.jupyter.stderr"]
     drawn_bars = [text for text in stderr if "it/s" in text or "%|" in text]
     assert not drawn_bars, f"progress arrived as stderr lines: {drawn_bars[0][:300]}"
-    captions = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea table caption'))"
-                             ".map(c => c.textContent)")
+    captions = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.jp-OutputArea table caption')).map(c => c.textContent)"
+    )
     assert any(c.startswith("Params") for c in captions) and f"Run {TRAIN_RUN}" in captions, captions
     link = page.locator(".jp-OutputArea a", has_text="report.html of run")
     assert link.count() == 1
@@ -346,6 +427,7 @@ def test_train_notebook_with_two_devices_reads_as_the_record_of_the_run(lab, pag
 
 
 # --- report.html ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def report_html(tiny_run) -> Path:
@@ -403,7 +485,8 @@ def test_report_sections_hold_their_own_tables_and_figures_offline(report_html, 
     section_level = min(int(h["tag"][1]) for h in headings[1:])
     slugs = {stem.replace("_", " ") for stem in (*table_files.values(), *figure_files.values())}
     assert not [h["text"] for h in headings if h["text"].lower() in slugs or "_" in h["text"]], (
-        f"headings read as file names: {[h['text'] for h in headings]} {where}")
+        f"headings read as file names: {[h['text'] for h in headings]} {where}"
+    )
 
     placed = []  # (file stem, kind, section heading)
     pictures = []
@@ -419,9 +502,11 @@ def test_report_sections_hold_their_own_tables_and_figures_offline(report_html, 
             placed.append((figure_files.get(picture, "an unsaved image"), "figure", section["text"]))
     layout = "\n".join(f"  {kind} {stem} under {heading!r}" for stem, kind, heading in placed)
     assert placed and placed[0][:2] == ("eval_results", "table"), (
-        f"the results against the seeds should come first:\n{layout}\n{where}")
+        f"the results against the seeds should come first:\n{layout}\n{where}"
+    )
     assert not [p for p in placed if p[2] == headings[0]["text"]], (
-        f"tables or figures under the page title instead of their section's heading:\n{layout}\n{where}")
+        f"tables or figures under the page title instead of their section's heading:\n{layout}\n{where}"
+    )
     sections: dict[str, set[str]] = {}
     for stem, _kind, heading in placed:
         sections.setdefault(stem.split("_", 1)[0], set()).add(heading)
@@ -431,7 +516,8 @@ def test_report_sections_hold_their_own_tables_and_figures_offline(report_html, 
     for _stem, kind, heading in placed:
         kinds.setdefault(heading, []).append(kind)
     assert all(k == sorted(k, key=lambda kind: kind != "table") for k in kinds.values()), (
-        f"a section shows a figure before its table:\n{layout}\n{where}")
+        f"a section shows a figure before its table:\n{layout}\n{where}"
+    )
     assert len(set(pictures)) == len(pictures), f"the same picture is shown twice:\n{layout}\n{where}"
     text = page.inner_text("body")
     assert str(tiny_run["root"]) not in text, f"report.html prints absolute paths of this machine {where}"

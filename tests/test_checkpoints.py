@@ -5,6 +5,7 @@ layers/SE_Resnet.py, SE_module.py, DUC.py) and mmpose 0.x (backbones/hourglass.p
 backbones/resnet.py, heads/topdown_heatmap_*_head.py): their attribute names, and so their
 state_dict keys, are upstream's. Loading their weights must reproduce their outputs.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,7 @@ class RefSELayer(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(),
-                                nn.Linear(channels, channels), nn.Sigmoid())
+        self.fc = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, channels), nn.Sigmoid())
 
     def forward(self, x):
         return x * self.fc(self.avg_pool(x).flatten(1))[:, :, None, None]
@@ -65,8 +65,7 @@ def ref_res_layer(cin, cout, blocks, stride=1, bottleneck=False, se=False, last=
     project = RefBlock(cin, planes, stride, down, bottleneck, reduction=se and down is not None)
     if last:
         return nn.Sequential(*[RefBlock(cin, cin) for _ in range(blocks - 1)], project)
-    return nn.Sequential(project, *[RefBlock(cout, planes, bottleneck=bottleneck)
-                                    for _ in range(1, blocks)])
+    return nn.Sequential(project, *[RefBlock(cout, planes, bottleneck=bottleneck) for _ in range(1, blocks)])
 
 
 class RefResNet(nn.Module):
@@ -81,8 +80,7 @@ class RefResNet(nn.Module):
         cin = 64
         for i, n in enumerate(blocks):
             cout = 64 * 2**i * (4 if bottleneck else 1)
-            setattr(self, f"layer{i + 1}",
-                    ref_res_layer(cin, cout, n, 1 if i == 0 else 2, bottleneck, se))
+            setattr(self, f"layer{i + 1}", ref_res_layer(cin, cout, n, 1 if i == 0 else 2, bottleneck, se))
             cin = cout
 
     def forward(self, x):
@@ -136,8 +134,11 @@ class RefHourglassModule(nn.Module):
         super().__init__()
         self.up1 = ref_res_layer(channels[0], channels[0], blocks[0])
         self.low1 = ref_res_layer(channels[0], channels[1], blocks[0], stride=2)
-        self.low2 = (RefHourglassModule(depth - 1, channels[1:], blocks[1:]) if depth > 1
-                     else ref_res_layer(channels[1], channels[1], blocks[1]))
+        self.low2 = (
+            RefHourglassModule(depth - 1, channels[1:], blocks[1:])
+            if depth > 1
+            else ref_res_layer(channels[1], channels[1], blocks[1])
+        )
         self.low3 = ref_res_layer(channels[1], channels[0], blocks[0], last=True)
 
     def forward(self, x):
@@ -150,14 +151,11 @@ class RefHourglassNet(nn.Module):
         channels, blocks = (256, 256, 384, 384, 384, 512), (2, 2, 2, 2, 2, 4)
         self.stacks = stacks
         self.stem = nn.Sequential(RefConvModule(3, 128, 7, 2), ref_res_layer(128, 256, 1, 2))
-        self.hourglass_modules = nn.ModuleList(
-            RefHourglassModule(5, channels, blocks) for _ in range(stacks))
+        self.hourglass_modules = nn.ModuleList(RefHourglassModule(5, channels, blocks) for _ in range(stacks))
         self.inters = ref_res_layer(256, 256, stacks - 1)
-        self.conv1x1s = nn.ModuleList(RefConvModule(256, 256, 1, act=False)
-                                      for _ in range(stacks - 1))
+        self.conv1x1s = nn.ModuleList(RefConvModule(256, 256, 1, act=False) for _ in range(stacks - 1))
         self.out_convs = nn.ModuleList(RefConvModule(256, 256, 3) for _ in range(stacks))
-        self.remap_convs = nn.ModuleList(RefConvModule(256, 256, 1, act=False)
-                                         for _ in range(stacks - 1))
+        self.remap_convs = nn.ModuleList(RefConvModule(256, 256, 1, act=False) for _ in range(stacks - 1))
 
     def forward(self, x):
         inter, outs = self.stem(x), []
@@ -183,8 +181,7 @@ class RefSimpleHead(nn.Module):
         super().__init__()
         layers = []
         for _ in range(3):
-            layers += [nn.ConvTranspose2d(cin, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256),
-                       nn.ReLU()]
+            layers += [nn.ConvTranspose2d(cin, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU()]
             cin = 256
         self.deconv_layers = nn.Sequential(*layers)
         self.final_layer = nn.Conv2d(256, joints, 1)
@@ -210,8 +207,11 @@ def randomized(module: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                fan_in = m.weight[0].numel() if not isinstance(m, nn.ConvTranspose2d) \
+                fan_in = (
+                    m.weight[0].numel()
+                    if not isinstance(m, nn.ConvTranspose2d)
                     else m.weight.shape[0] * m.weight[0, 0].numel() / 4
+                )
                 m.weight.copy_(torch.randn(m.weight.shape, generator=generator) / fan_in**0.5)
                 if m.bias is not None:
                     m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
@@ -251,10 +251,12 @@ def mmpose_hourglass():
 
 
 @pytest.mark.parametrize("version, stacks", [("0.x", 1), ("1.x", 2)])
-def test_mmpose_hourglass_checkpoint_reproduces_the_reference(tmp_path, mmpose_hourglass,
-                                                              version, stacks):
-    reference = mmpose_hourglass if stacks == 1 else randomized(
-        RefTopDown(RefHourglassNet(stacks), RefMultiStageHead(16, stacks)), seed=stacks)
+def test_mmpose_hourglass_checkpoint_reproduces_the_reference(tmp_path, mmpose_hourglass, version, stacks):
+    reference = (
+        mmpose_hourglass
+        if stacks == 1
+        else randomized(RefTopDown(RefHourglassNet(stacks), RefMultiStageHead(16, stacks)), seed=stacks)
+    )
     state = reference.state_dict()
     if version == "1.x":  # mmpose 1.x names the head `head` (CPMHead: multi_final_layers)
         state = {k.replace("keypoint_head.", "head.", 1): v for k, v in state.items()}
@@ -276,8 +278,7 @@ def test_mmpose_simplebaseline_checkpoint_reproduces_the_reference(tmp_path):
 
 def test_torchvision_resnet_initializes_the_backbone_as_alphapose_does(tmp_path):
     imagenet = randomized(RefResNet(18, se=False), seed=3)
-    state = dict(imagenet.state_dict(), **{"fc.weight": torch.randn(1000, 512),
-                                           "fc.bias": torch.randn(1000)})
+    state = dict(imagenet.state_dict(), **{"fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)})
     path = tmp_path / "resnet18-f37072fd.pth"
     torch.save(state, path)
     model = build_model("fastpose", depth=18)
@@ -299,9 +300,18 @@ def test_torchvision_resnet_initializes_the_backbone_as_alphapose_does(tmp_path)
 def test_own_checkpoint_round_trip_from_a_compiled_or_ddp_model(tmp_path):
     source = randomized(build_model("fastpose", depth=18), seed=4)
     path = tmp_path / "last.pt"
-    torch.save({"format": "posecore/1", "model_name": "fastpose", "num_joints": 17,
-                "model": {"_orig_mod." + k: v for k, v in source.state_dict().items()},
-                "epoch": 3, "step": 30, "rng": {"torch": torch.get_rng_state()}}, path)
+    torch.save(
+        {
+            "format": "posecore/1",
+            "model_name": "fastpose",
+            "num_joints": 17,
+            "model": {"_orig_mod." + k: v for k, v in source.state_dict().items()},
+            "epoch": 3,
+            "step": 30,
+            "rng": {"torch": torch.get_rng_state()},
+        },
+        path,
+    )
     target = build_model("fastpose", depth=18)
     assert load_checkpoint(nn.DataParallel(target), path)["format"] == "posecore"
     assert_same_outputs(source, target, torch.randn(2, 3, 64, 64))

@@ -1,5 +1,6 @@
 """The codec interface: every codec provides it, and a new codec (tests/toy_codec.py: one module
 plus its registry line) trains, exports, predicts and evaluates without any other module naming it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,16 +56,19 @@ def test_a_new_codec_trains_exports_predicts_and_evaluates(centroid, tmp_path, o
     params = load_params("demo", {**TINY, "data.root": str(root), "data.codec": "centroid", "data.sigma": 1.0})
     codec = build_codec(params)
     assert isinstance(codec, centroid) and isinstance(codec, Codec)
-    assert optim.loss_name(params) == "joints_mse"   # train.loss auto asks the codec
+    assert optim.loss_name(params) == "joints_mse"  # train.loss auto asks the codec
 
     # evaluation: the oracle decodes the codec's own targets through evaluation's path
-    metrics = posecore.evaluate(load_params(params, {"eval.oracle": True}), None, run_name="centroid-oracle",
-                                verbose=False)
+    metrics = posecore.evaluate(
+        load_params(params, {"eval.oracle": True}), None, run_name="centroid-oracle", verbose=False
+    )
     assert metrics["AP"] > 0.9
 
     # training: a few steps on its targets
-    trained = posecore.train(load_params(params, {"train.epochs": 1, "train.max_steps": 2,
-                                                  "train.perf_warmup_steps": 0}), run_name="centroid-train")
+    trained = posecore.train(
+        load_params(params, {"train.epochs": 1, "train.max_steps": 2, "train.perf_warmup_steps": 0}),
+        run_name="centroid-train",
+    )
     assert trained["steps"] == 2 and np.isfinite(trained["loss"])
 
     # export and prediction: the file names the codec, and Predictor.from_onnx decodes with it

@@ -1,6 +1,7 @@
 """A custom keypoint set end to end: posecore's synthetic custom dataset (COCO's body without the
 face plus neck and mid-hip) trained, evaluated, exported, run and drawn from params alone, its
 annotation file checked, and a COCO checkpoint fine-tuned onto it."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,8 +32,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def custom_root(tmp_path_factory) -> Path:
-    return data.make_synthetic(tmp_path_factory.mktemp("synthetic") / "custom", "custom",
-                               num_train=8, num_val=3, image_size=64)
+    return data.make_synthetic(
+        tmp_path_factory.mktemp("synthetic") / "custom", "custom", num_train=8, num_val=3, image_size=64
+    )
 
 
 def custom_params(root, **overrides):
@@ -49,17 +51,25 @@ def test_synthetic_custom_set_reads_with_its_own_joints(custom_root):
     assert info.dataset == "custom" and info.joint_names == tuple(NAMES)
     pairs = {(NAMES[a], NAMES[b]) for a, b in info.flip_pairs}
     assert pairs == {(f"left_{p}", f"right_{p}") for p in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")}
-    assert [NAMES[j] for j in info.upper_body] == ["neck", "left_shoulder", "left_elbow", "left_wrist",
-                                                  "right_shoulder", "right_elbow", "right_wrist"]
+    assert [NAMES[j] for j in info.upper_body] == [
+        "neck",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
+    ]
     assert {(NAMES[a], NAMES[b]) for a, b in info.skeleton} == set(CUSTOM_SKELETON)
     item = dataset[0]
     assert item["target"].shape[0] == 14 and item["joints"].shape == (14, 3)
 
 
 def test_train_eval_export_infer_and_draw_from_params_alone(custom_root, outputs, tmp_path):
-    params = custom_params(custom_root, **{"train.epochs": 2, "train.lr": 1e-3, "train.lr_steps": [100],
-                                           "train.warmup_iters": 0})
-    assert params.model.num_joints == 17      # the demo's COCO head: the keypoint set decides
+    params = custom_params(
+        custom_root, **{"train.epochs": 2, "train.lr": 1e-3, "train.lr_steps": [100], "train.warmup_iters": 0}
+    )
+    assert params.model.num_joints == 17  # the demo's COCO head: the keypoint set decides
     result = posecore.train(params, run_name="custom")
     run = Path(result["run_dir"])
     recorded = load_params(run / "params.yaml")
@@ -74,8 +84,7 @@ def test_train_eval_export_infer_and_draw_from_params_alone(custom_root, outputs
     gt_path = custom_root / "annotations" / "person_keypoints_val2017.json"
     results = read_json(eval_dir / "results.json")
     assert results and all(len(r["keypoints"]) == 42 for r in results)
-    assert [metrics[k] for k in COCO_STAT_NAMES] == pycocotools_stats(gt_path, eval_dir / "results.json",
-                                                                     CUSTOM_SIGMAS)
+    assert [metrics[k] for k in COCO_STAT_NAMES] == pycocotools_stats(gt_path, eval_dir / "results.json", CUSTOM_SIGMAS)
     assert read_json(eval_dir / "metrics.json")["oks_sigmas"] == list(CUSTOM_SIGMAS)
 
     # export and inference need only the run: no dataset, no sigmas in the params given
@@ -99,8 +108,15 @@ def test_train_eval_export_infer_and_draw_from_params_alone(custom_root, outputs
     assert keypoints.shape == (14, 2) and scores.shape == (14,)
     # posecore.infer with the run's checkpoint and with the export: the same 14 joints
     for weights, given in (("last", gone), (onnx_path, None)):
-        summary = posecore.infer(given, weights, instance.image_path, detector=np.array([[x0, y0, x1, y1]]),
-                                 run_name="custom", out_dir=tmp_path / f"infer-{weights != 'last'}", progress=False)
+        summary = posecore.infer(
+            given,
+            weights,
+            instance.image_path,
+            detector=np.array([[x0, y0, x1, y1]]),
+            run_name="custom",
+            out_dir=tmp_path / f"infer-{weights != 'last'}",
+            progress=False,
+        )
         assert summary["keypoints"]["joint_names"] == NAMES and summary["persons"] == 1
         (row,) = read_json(summary["results"])
         assert len(row["keypoints"]) == 42
@@ -114,12 +130,14 @@ def test_train_eval_export_infer_and_draw_from_params_alone(custom_root, outputs
 
 
 def test_oracle_is_exact_and_the_ap_is_pycocotools_with_the_custom_sigmas(custom_root, outputs):
-    exact = posecore.evaluate(custom_params(custom_root, **DEMO_SIZES, **{"eval.oracle": True}), None,
-                              run_name="oracle")
+    exact = posecore.evaluate(
+        custom_params(custom_root, **DEMO_SIZES, **{"eval.oracle": True}), None, run_name="oracle"
+    )
     assert exact["AP"] == 1.0
     # 8x8 heatmaps quantize the joints: an AP in between, which the sigmas visibly change
-    coarse = posecore.evaluate(custom_params(custom_root, **{"eval.oracle": True, "eval.sigmas": "uniform"}),
-                               None, run_name="coarse")
+    coarse = posecore.evaluate(
+        custom_params(custom_root, **{"eval.oracle": True, "eval.sigmas": "uniform"}), None, run_name="coarse"
+    )
     results = outputs / "coarse" / "eval" / "results.json"
     gt_path = custom_root / "annotations" / "person_keypoints_val2017.json"
     assert 0.05 < coarse["AP"] < 0.95
@@ -141,7 +159,7 @@ def test_fine_tuning_from_a_coco_checkpoint_skips_exactly_the_head(custom_root, 
         saved = {}
         for key, value in state.items():
             prefix = next(p for p in [*rename, ""] if key.startswith(p))
-            saved[(rename[prefix] if prefix else "") + key[len(prefix):]] = value
+            saved[(rename[prefix] if prefix else "") + key[len(prefix) :]] = value
         saved = {k.replace(".se.fc1.", ".se.fc.0.").replace(".se.fc2.", ".se.fc.2."): v for k, v in saved.items()}
         torch.save(saved, path)
 
@@ -168,13 +186,17 @@ def _write_broken(custom_root, tmp_path, change) -> Path:
     return root
 
 
-@pytest.mark.parametrize("change, words", [
-    (lambda c: c["categories"][0].pop("keypoints"), ["category id 1 ('person') has no 'keypoints'",
-                                                     "'skeleton'", "1-based"]),
-    (lambda c: c["categories"][0]["skeleton"].append([0, 15]), ["skeleton entry 13 is [0, 15]",
-                                                                "from 1 to 14"]),
-    (lambda c: c["images"][1].pop("height"), ["images[1]", "width/height", "add them"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            lambda c: c["categories"][0].pop("keypoints"),
+            ["category id 1 ('person') has no 'keypoints'", "'skeleton'", "1-based"],
+        ),
+        (lambda c: c["categories"][0]["skeleton"].append([0, 15]), ["skeleton entry 13 is [0, 15]", "from 1 to 14"]),
+        (lambda c: c["images"][1].pop("height"), ["images[1]", "width/height", "add them"]),
+    ],
+)
 def test_annotation_file_problems_name_the_file_the_entry_and_the_fix(custom_root, tmp_path, change, words):
     root = _write_broken(custom_root, tmp_path, change)
     with pytest.raises(ValueError) as error:
@@ -188,8 +210,11 @@ def test_annotation_file_problems_name_the_file_the_entry_and_the_fix(custom_roo
 def test_a_person_entry_of_the_wrong_length_is_skipped_and_named(custom_root, tmp_path):
     """Malformed people are counted and named (posecore's policy for every dataset); the rest loads."""
     root = _write_broken(custom_root, tmp_path, lambda c: c["annotations"][2].update(keypoints=[0] * 51, id=77))
-    with pytest.warns(UserWarning, match=r"person_keypoints_val2017.json: skipped 1 of \d+ person entries: "
-                                         r"51 keypoint values, not 42 \(14 joints.*ids \[77\].*Fix or drop"):
+    with pytest.warns(
+        UserWarning,
+        match=r"person_keypoints_val2017.json: skipped 1 of \d+ person entries: "
+        r"51 keypoint values, not 42 \(14 joints.*ids \[77\].*Fix or drop",
+    ):
         dataset = data.build_dataset(custom_params(root), "val")
     assert len(dataset) == len(data.build_dataset(custom_params(custom_root), "val")) - 1
 
@@ -199,7 +224,7 @@ def test_custom_set_without_sigmas_or_data_is_a_clear_error(custom_root, tmp_pat
         posecore.train(custom_params(custom_root, **{"eval.sigmas": []}), run_name="no-sigmas")
     with pytest.raises(KeypointSetError, match="run's saved params"):
         load_model(custom_params(custom_root))
-    with pytest.raises(ValueError, match="resolve_keypoints"):   # never a silent 17-joint model
+    with pytest.raises(ValueError, match="resolve_keypoints"):  # never a silent 17-joint model
         posecore.build_model(custom_params(custom_root))
     assert posecore.build_model(data.resolve_keypoints(custom_params(custom_root))).num_joints == 14
     with pytest.raises(data.DataLayoutError, match="does not exist"):
@@ -210,11 +235,25 @@ def test_custom_set_without_sigmas_or_data_is_a_clear_error(custom_root, tmp_pat
 
 # OpenPose-style names in OpenPose's order, made from COCO's joints (neck and mid-hip: the mean of
 # both sides, labelled when both are); another joint list, naming style and category id.
-FROM_COCO = {"Nose": ("nose",), "Neck": ("left_shoulder", "right_shoulder"), "RShoulder": ("right_shoulder",),
-             "RElbow": ("right_elbow",), "RWrist": ("right_wrist",), "LShoulder": ("left_shoulder",),
-             "LElbow": ("left_elbow",), "LWrist": ("left_wrist",), "MidHip": ("left_hip", "right_hip"),
-             "RHip": ("right_hip",), "RKnee": ("right_knee",), "RAnkle": ("right_ankle",), "LHip": ("left_hip",),
-             "LKnee": ("left_knee",), "LAnkle": ("left_ankle",), "REye": ("right_eye",), "LEye": ("left_eye",)}
+FROM_COCO = {
+    "Nose": ("nose",),
+    "Neck": ("left_shoulder", "right_shoulder"),
+    "RShoulder": ("right_shoulder",),
+    "RElbow": ("right_elbow",),
+    "RWrist": ("right_wrist",),
+    "LShoulder": ("left_shoulder",),
+    "LElbow": ("left_elbow",),
+    "LWrist": ("left_wrist",),
+    "MidHip": ("left_hip", "right_hip"),
+    "RHip": ("right_hip",),
+    "RKnee": ("right_knee",),
+    "RAnkle": ("right_ankle",),
+    "LHip": ("left_hip",),
+    "LKnee": ("left_knee",),
+    "LAnkle": ("left_ankle",),
+    "REye": ("right_eye",),
+    "LEye": ("left_eye",),
+}
 
 
 def as_openpose_set(coco: dict) -> dict:
@@ -228,8 +267,14 @@ def as_openpose_set(coco: dict) -> dict:
         ann["keypoints"], ann["category_id"] = [round(float(v), 2) for row in new for v in row], 3
         ann["num_keypoints"] = int(sum(row[2] > 0 for row in new))
     skeleton = [("Neck", "RShoulder"), ("RShoulder", "RElbow"), ("Neck", "MidHip"), ("MidHip", "LHip")]
-    coco["categories"] = [{"id": 3, "name": "human", "keypoints": names,
-                           "skeleton": [[names.index(a) + 1, names.index(b) + 1] for a, b in skeleton]}]
+    coco["categories"] = [
+        {
+            "id": 3,
+            "name": "human",
+            "keypoints": names,
+            "skeleton": [[names.index(a) + 1, names.index(b) + 1] for a, b in skeleton],
+        }
+    ]
     return coco
 
 
@@ -242,13 +287,23 @@ def test_real_coco_images_as_a_custom_set(coco_root, tmp_path, outputs):
         (root / "annotations" / f"person_keypoints_{split}2017.json").write_text(json.dumps(as_openpose_set(coco)))
     coco_sigmas = dict(zip(posecore.keypoints.COCO.joint_names, posecore.keypoints.COCO.sigmas))
     sigmas = [coco_sigmas[FROM_COCO[name][0]] for name in FROM_COCO]
-    params = load_params("fastpose", {"data.root": str(root), "data.workers": 0, "data.dataset": "custom",
-                                      "eval.sigmas": sigmas, "eval.oracle": True})
+    params = load_params(
+        "fastpose",
+        {
+            "data.root": str(root),
+            "data.workers": 0,
+            "data.dataset": "custom",
+            "eval.sigmas": sigmas,
+            "eval.oracle": True,
+        },
+    )
     resolved = data.resolve_keypoints(params)
     info = keypoint_info(resolved)
     assert resolved.model.num_joints == 17 and len(info.flip_pairs) == 7
-    assert {(info.joint_names[a], info.joint_names[b]) for a, b in info.flip_pairs} >= {("RShoulder", "LShoulder"),
-                                                                                         ("REye", "LEye")}
+    assert {(info.joint_names[a], info.joint_names[b]) for a, b in info.flip_pairs} >= {
+        ("RShoulder", "LShoulder"),
+        ("REye", "LEye"),
+    }
     metrics = posecore.evaluate(params, None, run_name="openpose")
     assert metrics["AP"] == 1.0
     results = outputs / "openpose" / "eval" / "results.json"

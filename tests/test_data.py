@@ -1,5 +1,6 @@
 """Datasets on the real samples and on synthetic data: counts, geometry round trips, augmentation,
 bad input. Corrupted copies live in tmp_path, never in the repo."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ def image_joints_from_target(item, params):
     """Decode an item's target and map it back through its own (rotated) crop: [K, 2] image px."""
     coords, _ = decode_heatmaps(item["target"][None].numpy())
     stride = np.array(params.data.input_size) / np.array(params.data.heatmap_size)
-    back = affine_matrix(item["bbox_center"].numpy(), item["bbox_scale"].numpy(), float(item["rotation"]),
-                         params.data.input_size, inverse=True)
+    back = affine_matrix(
+        item["bbox_center"].numpy(),
+        item["bbox_scale"].numpy(),
+        float(item["rotation"]),
+        params.data.input_size,
+        inverse=True,
+    )
     return transform_points(coords[0] * stride, back)
 
 
@@ -65,6 +71,7 @@ def coco_copy(coco_root, tmp_path):
 
 
 # --------------------------------------------------------------------------- real samples
+
 
 def test_coco_val_is_one_item_per_labelled_person(coco_root):
     params = coco_params(coco_root)
@@ -88,8 +95,9 @@ def test_val_targets_decode_back_to_the_annotated_joints(coco_root):
     dataset = build_dataset(params, "val")
     batch = next(iter(DataLoader(dataset, batch_size=len(dataset))))
     coords, _ = decode_heatmaps(batch["target"].numpy())
-    joints = heatmap_to_image(coords, batch["bbox_center"].numpy(), batch["bbox_scale"].numpy(),
-                              params.data.heatmap_size)
+    joints = heatmap_to_image(
+        coords, batch["bbox_center"].numpy(), batch["bbox_scale"].numpy(), params.data.heatmap_size
+    )
     cell = batch["bbox_scale"][:, 0].numpy() / params.data.heatmap_size[0]  # image px per heatmap px
     used = batch["target_weight"].numpy() > 0
     error = np.abs(joints - batch["joints"][..., :2].numpy()).max(axis=2)
@@ -113,9 +121,12 @@ def test_unbiased_codec_targets_decode_to_the_sub_pixel_joint(coco_root, codec):
         interior = ((truth >= 6) & (truth <= size - 7)).all(axis=1) & (item["target_weight"].numpy() > 0)
         coords, _ = codec.decode(item["target"][None].numpy())
         errors.extend(np.abs(coords[0] - truth).max(axis=1)[interior])
-        instance = dataset.instances[index]   # joints in image pixels change only when mirrored
-        flips += int(not np.allclose(item["joints"][:, :2].numpy()[instance.visible > 0],
-                                     instance.joints[instance.visible > 0], atol=1e-3))
+        instance = dataset.instances[index]  # joints in image pixels change only when mirrored
+        flips += int(
+            not np.allclose(
+                item["joints"][:, :2].numpy()[instance.visible > 0], instance.joints[instance.visible > 0], atol=1e-3
+            )
+        )
     assert len(errors) > 50 and max(errors) < 0.05 and flips > 0
 
 
@@ -127,8 +138,9 @@ def test_augmented_targets_map_back_within_one_heatmap_pixel(coco_root):
         dataset.set_epoch(epoch)
         for index in range(0, len(dataset), 3):
             item = dataset[index]
-            forward = affine_matrix(item["bbox_center"].numpy(), item["bbox_scale"].numpy(),
-                                    float(item["rotation"]), params.data.input_size)
+            forward = affine_matrix(
+                item["bbox_center"].numpy(), item["bbox_scale"].numpy(), float(item["rotation"]), params.data.input_size
+            )
             cells = transform_points(item["joints"][:, :2].numpy(), forward) / 4
             peak_inside = (cells >= 0).all(axis=1) & ((cells + 0.5).astype(int) < params.data.heatmap_size).all(axis=1)
             used = (item["target_weight"].numpy() > 0) & peak_inside  # else the peak is clipped
@@ -137,8 +149,13 @@ def test_augmented_targets_map_back_within_one_heatmap_pixel(coco_root):
             assert (error[used] <= cell + 1e-3).all()
             rotations.append(float(item["rotation"]))
             original = dataset.instances[index].joints
-            flips += int(not np.allclose(item["joints"][:, :2].numpy()[dataset.instances[index].visible > 0],
-                                         original[dataset.instances[index].visible > 0], atol=1e-3))
+            flips += int(
+                not np.allclose(
+                    item["joints"][:, :2].numpy()[dataset.instances[index].visible > 0],
+                    original[dataset.instances[index].visible > 0],
+                    atol=1e-3,
+                )
+            )
     assert np.abs(rotations).max() > 10 and flips > 5
 
 
@@ -180,8 +197,16 @@ def test_same_seed_epoch_index_gives_the_same_sample(coco_root):
 
 
 def test_half_body_crops_around_part_of_the_body(coco_root):
-    params = coco_params(coco_root, **{"data.half_body_prob": 1.0, "data.half_body_min_joints": 8,
-                                       "data.scale_factor": 0.0, "data.rot_prob": 0.0, "data.flip": False})
+    params = coco_params(
+        coco_root,
+        **{
+            "data.half_body_prob": 1.0,
+            "data.half_body_min_joints": 8,
+            "data.scale_factor": 0.0,
+            "data.rot_prob": 0.0,
+            "data.flip": False,
+        },
+    )
     dataset = build_dataset(params, "train")
     index = next(i for i in range(len(dataset)) if dataset.instances[i].visible.sum() > 12)
     instance = dataset.instances[index]
@@ -198,8 +223,9 @@ def test_half_body_crops_around_part_of_the_body(coco_root):
 
 
 def test_dpg_jitters_boxes_after_dpg_epoch(coco_root):
-    params = coco_params(coco_root, **{"train.dpg_epoch": 2, "data.scale_factor": 0.0,
-                                       "data.rot_prob": 0.0, "data.flip": False})
+    params = coco_params(
+        coco_root, **{"train.dpg_epoch": 2, "data.scale_factor": 0.0, "data.rot_prob": 0.0, "data.flip": False}
+    )
     dataset = build_dataset(params, "train")
     dataset.set_epoch(2)
     assert not dataset.dpg  # epoch dpg_epoch itself still trains without DPG, as AlphaPose
@@ -216,8 +242,13 @@ def test_dpg_jitters_boxes_after_dpg_epoch(coco_root):
 
 
 def test_test_split_uses_detector_boxes(coco_root):
-    params = coco_params(coco_root, **{"data.det_file": str(coco_root / "detections" / "person_detections_val2017.json"),
-                                       "data.det_score_thr": 0.5})
+    params = coco_params(
+        coco_root,
+        **{
+            "data.det_file": str(coco_root / "detections" / "person_detections_val2017.json"),
+            "data.det_score_thr": 0.5,
+        },
+    )
     detections = json.loads((coco_root / "detections" / "person_detections_val2017.json").read_text())
     kept = [d for d in detections if d["category_id"] == 1 and d["score"] >= 0.5]
     dataset = build_dataset(params, "test")
@@ -237,16 +268,19 @@ def test_mpii_center_scale_and_one_based_joints(mpii_root):
     for i, ann in enumerate(annotations):
         item = dataset[i]
         scale = ann["scale"] * 1.25
-        np.testing.assert_allclose(item["bbox_center"].numpy(),
-                                   [ann["center"][0] - 1, ann["center"][1] + 15 * ann["scale"] - 1], rtol=1e-6)
+        np.testing.assert_allclose(
+            item["bbox_center"].numpy(), [ann["center"][0] - 1, ann["center"][1] + 15 * ann["scale"] - 1], rtol=1e-6
+        )
         np.testing.assert_allclose(item["bbox_scale"].numpy(), [scale * 200, scale * 200], rtol=1e-6)
         visible = np.asarray(ann["joints_vis"]) > 0
-        np.testing.assert_allclose(item["joints"][:, :2].numpy()[visible], np.asarray(ann["joints"])[visible] - 1,
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            item["joints"][:, :2].numpy()[visible], np.asarray(ann["joints"])[visible] - 1, atol=1e-4
+        )
     assert item["image"].shape == (3, 384, 384) and item["target"].shape == (16, 96, 96)
 
 
 # --------------------------------------------------------------------------- synthetic data
+
 
 def test_synthetic_generation_is_deterministic_and_cached(tmp_path, synthetic_root):
     again = make_synthetic(tmp_path / "again", num_train=12, num_val=4, seed=3)
@@ -256,7 +290,9 @@ def test_synthetic_generation_is_deterministic_and_cached(tmp_path, synthetic_ro
     make_synthetic(again, num_train=12, num_val=4, seed=3)
     assert (again / "synthetic.json").stat().st_mtime_ns == stamp  # complete: skipped
     other = make_synthetic(tmp_path / "other", num_train=12, num_val=4, seed=4)
-    assert (other / "val2017/000001000001.jpg").read_bytes() != (synthetic_root / "val2017/000001000001.jpg").read_bytes()
+    assert (other / "val2017/000001000001.jpg").read_bytes() != (
+        synthetic_root / "val2017/000001000001.jpg"
+    ).read_bytes()
 
 
 def test_synthetic_coco_loads_like_real_data(synthetic_root):
@@ -271,7 +307,11 @@ def test_synthetic_coco_loads_like_real_data(synthetic_root):
     batch = next(iter(DataLoader(build_dataset(params, "train"), batch_size=8)))
     assert batch["image"].shape == (8, 3, 128, 96) and batch["target"].shape == (8, 17, 32, 24)
     # front-facing figures: the left shoulder is drawn on the image's right
-    sides = [a["keypoints"][5 * 3] > a["keypoints"][6 * 3] for a in people if a["keypoints"][5 * 3 + 2] and a["keypoints"][6 * 3 + 2]]
+    sides = [
+        a["keypoints"][5 * 3] > a["keypoints"][6 * 3]
+        for a in people
+        if a["keypoints"][5 * 3 + 2] and a["keypoints"][6 * 3 + 2]
+    ]
     assert np.mean(sides) > 0.8
 
 
@@ -285,14 +325,17 @@ def test_synthetic_mpii_has_an_official_gt_mat(tmp_path):
     assert mat["headboxes_src"].shape == (2, 2, n)
     assert np.where(mat["dataset_joints"] == "head")[1][0] == 9
     np.testing.assert_allclose(mat["pos_gt_src"][:, :, 0], np.asarray(val[0]["joints"]), atol=1e-6)
-    params = load_params("hourglass", {"data.root": str(root), "data.workers": 0,
-                                       "data.input_size": [128, 128], "data.heatmap_size": [32, 32]})
+    params = load_params(
+        "hourglass",
+        {"data.root": str(root), "data.workers": 0, "data.input_size": [128, 128], "data.heatmap_size": [32, 32]},
+    )
     dataset = build_dataset(params, "val")
     assert len(dataset) == n and dataset.gt_mat.endswith("mpii_gt_val.mat")
     assert dataset[0]["target"].shape == (16, 32, 32)
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def test_missing_root_and_annotations_name_the_path_and_the_notebook(tmp_path):
     missing = tmp_path / "nowhere"
@@ -374,9 +417,13 @@ def test_odd_images_and_boxes_are_handled(coco_copy):
 def test_synthetic_roots_are_made_only_by_ensure_synthetic(tmp_path, monkeypatch):
 
     made = []
-    monkeypatch.setattr(data_module, "make_synthetic",
-                        lambda root, dataset: made.append((root, dataset)) or make_synthetic(
-                            root, dataset=dataset, num_train=3, num_val=2))
+    monkeypatch.setattr(
+        data_module,
+        "make_synthetic",
+        lambda root, dataset: (
+            made.append((root, dataset)) or make_synthetic(root, dataset=dataset, num_train=3, num_val=2)
+        ),
+    )
     params = load_params("demo", {"data.root": str(tmp_path / "synthetic_coco")})
     with pytest.raises(DataLayoutError, match="ensure_synthetic"):
         build_dataset(params, "val")  # reading never writes a dataset
@@ -395,13 +442,13 @@ def test_grouped_order_keeps_images_together_and_shards_evenly():
     groups = [[0, 1, 2], [3], [4, 5], [6, 7, 8, 9], [10]]
     order = grouped_order(groups, seed=3, epoch=1)
     assert sorted(order) == list(range(11))
-    assert order == grouped_order(groups, seed=3, epoch=1)          # a function of (seed, epoch)
+    assert order == grouped_order(groups, seed=3, epoch=1)  # a function of (seed, epoch)
     assert order != grouped_order(groups, seed=3, epoch=2)
     starts = [order.index(group[0]) for group in groups]
-    assert all(order[s:s + len(g)] == g for s, g in zip(starts, groups))  # people stay adjacent
+    assert all(order[s : s + len(g)] == g for s, g in zip(starts, groups))  # people stay adjacent
     shards = [grouped_order(groups, 3, 1, world=3, rank=r) for r in range(3)]
-    assert [len(s) for s in shards] == [4, 4, 4]                      # padded like DistributedSampler
-    assert sum(shards, []) == (order + order)[:12]                    # contiguous slices
+    assert [len(s) for s in shards] == [4, 4, 4]  # padded like DistributedSampler
+    assert sum(shards, []) == (order + order)[:12]  # contiguous slices
     loose = grouped_order(groups, 3, 1, group_by_image=False)
     assert sorted(loose) == list(range(11)) and loose != order
 
@@ -428,6 +475,7 @@ def test_people_of_one_image_share_one_decode(coco_root, monkeypatch):
 
 # ----------------------------------------------------------------------------- annotations and detections
 
+
 @pytest.fixture
 def tiny_coco_copy(tiny, tmp_path):
     """A writable copy of the tiny synthetic COCO set, and params reading it."""
@@ -449,18 +497,24 @@ def test_a_category_with_another_joint_count_is_an_error(tiny_coco_copy):
     root, params = tiny_coco_copy
     path = root / "annotations" / "person_keypoints_val2017.json"
     _edit_json(path, lambda c: c["categories"][0].update(keypoints=c["categories"][0]["keypoints"][:16]))
-    with pytest.raises(ValueError, match=r"person_keypoints_val2017\.json: category 'person' has 16 "
-                                         r"keypoints but the params have 17 joints"):
+    with pytest.raises(
+        ValueError,
+        match=r"person_keypoints_val2017\.json: category 'person' has 16 "
+        r"keypoints but the params have 17 joints",
+    ):
         build_dataset(params, "val")
 
 
-@pytest.mark.parametrize("field, value, reason", [
-    ("keypoints", list(range(48)), "48 keypoint values, not 51"),
-    ("keypoints", None, "keypoints is not a list of numbers"),
-    ("keypoints", ["x"] * 51, "keypoints is not a list of numbers"),
-    ("bbox", [1, 2, 3], "bbox is not 4 finite numbers"),
-    ("image_id", "0001", "image_id is not an integer"),
-])
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("keypoints", list(range(48)), "48 keypoint values, not 51"),
+        ("keypoints", None, "keypoints is not a list of numbers"),
+        ("keypoints", ["x"] * 51, "keypoints is not a list of numbers"),
+        ("bbox", [1, 2, 3], "bbox is not 4 finite numbers"),
+        ("image_id", "0001", "image_id is not an integer"),
+    ],
+)
 def test_bad_person_entries_are_counted_and_reported_once(tiny_coco_copy, outputs, field, value, reason):
     from posecore import workbook
     from posecore.data import build_dataset, check_annotations
@@ -488,31 +542,51 @@ def test_bad_mpii_entries_are_counted(tmp_path):
     from posecore.data import check_annotations
 
     path = tmp_path / "mpii_val.json"
-    good = {"image": "000001.jpg", "center": [50.0, 60.0], "scale": 1.2,
-            "joints": [[10.0, 20.0]] * 16, "joints_vis": [1] * 16}
-    path.write_text(json.dumps([good, {**good, "joints": [[1.0, 2.0]] * 15}, {**good, "scale": -1},
-                                {**good, "joints_vis": [1] * 17}, {**good, "center": [1.0]}]))
+    good = {
+        "image": "000001.jpg",
+        "center": [50.0, 60.0],
+        "scale": 1.2,
+        "joints": [[10.0, 20.0]] * 16,
+        "joints_vis": [1] * 16,
+    }
+    path.write_text(
+        json.dumps(
+            [
+                good,
+                {**good, "joints": [[1.0, 2.0]] * 15},
+                {**good, "scale": -1},
+                {**good, "joints_vis": [1] * 17},
+                {**good, "center": [1.0]},
+            ]
+        )
+    )
     bad = check_annotations(path, "mpii")
     assert (bad.total, bad.count) == (5, 4)
     assert bad.examples["joints is not 16 (x, y) pairs of numbers"] == ["#1 (000001.jpg)"]
-    assert set(bad.counts) >= {"scale is not a positive number", "joints_vis is not 16 numbers",
-                               "center is not 2 finite numbers"}
+    assert set(bad.counts) >= {
+        "scale is not a positive number",
+        "joints_vis is not 16 numbers",
+        "center is not 2 finite numbers",
+    }
 
 
 def _first_val_image(root):
     return json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())["images"][0]["id"]
 
 
-@pytest.mark.parametrize("entry, problem", [
-    ("not a dict", "is not an object"),
-    ({"bbox": [1, 2, 3, 4], "score": 1.0}, "has no 'image_id'"),
-    ({"image_id": 1, "bbox": [1, 2, 3], "score": 1.0}, "bbox that is not 4 numbers"),
-    ({"image_id": 1, "bbox": "1 2 3 4", "score": 1.0}, "bbox that is not 4 numbers"),
-    ({"image_id": 1, "bbox": [1, 2, 3, float("nan")], "score": 1.0}, "non-finite bbox or score"),
-    ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": float("inf")}, "non-finite bbox or score"),
-    ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": "high"}, "score that is not a number"),
-    ({"image_id": [1], "bbox": [1, 2, 3, 4], "score": 1.0}, "image_id that is neither"),
-])
+@pytest.mark.parametrize(
+    "entry, problem",
+    [
+        ("not a dict", "is not an object"),
+        ({"bbox": [1, 2, 3, 4], "score": 1.0}, "has no 'image_id'"),
+        ({"image_id": 1, "bbox": [1, 2, 3], "score": 1.0}, "bbox that is not 4 numbers"),
+        ({"image_id": 1, "bbox": "1 2 3 4", "score": 1.0}, "bbox that is not 4 numbers"),
+        ({"image_id": 1, "bbox": [1, 2, 3, float("nan")], "score": 1.0}, "non-finite bbox or score"),
+        ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": float("inf")}, "non-finite bbox or score"),
+        ({"image_id": 1, "bbox": [1, 2, 3, 4], "score": "high"}, "score that is not a number"),
+        ({"image_id": [1], "bbox": [1, 2, 3, 4], "score": 1.0}, "image_id that is neither"),
+    ],
+)
 def test_malformed_detection_entries_name_file_and_index(tiny_coco_copy, tmp_path, entry, problem):
     from posecore.data import build_dataset
 
@@ -534,6 +608,9 @@ def test_zero_and_negative_detection_boxes_are_counted(tiny_coco_copy, tmp_path)
     det_file = tmp_path / "dets.json"
     det_file.write_text(json.dumps([{"image_id": image_id, "bbox": b, "score": 0.9} for b in boxes]))
     params = load_params(params, {"data.det_file": str(det_file), "eval.use_gt_boxes": False})
-    with pytest.warns(UserWarning, match=r"dets\.json: 2 of 4 detections have a box of zero or negative "
-                                         r"width or height and were skipped \(entries \[1, 2\]\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"dets\.json: 2 of 4 detections have a box of zero or negative "
+        r"width or height and were skipped \(entries \[1, 2\]\)",
+    ):
         assert len(build_dataset(params, "test")) == 2

@@ -1,6 +1,7 @@
 """Person detectors: the letterbox against Ultralytics' procedure, the three YOLO ONNX layouts on
 tiny constant graphs that 'detect' planted boxes, NMS against OpenCV's, detections-file id forms
 and their errors, and the checks on hand-given boxes."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ from posecore.detect import (
     nms,
 )
 
-LANDSCAPE = (1280, 720)   # (w, h)
-PORTRAIT = (481, 853)     # odd sizes: the resized width / height needs rounding
+LANDSCAPE = (1280, 720)  # (w, h)
+PORTRAIT = (481, 853)  # odd sizes: the resized width / height needs rounding
 
 
 def ultralytics_canvas(image, input_size):
@@ -49,9 +50,9 @@ def noise_image(size, seed=0):
 def planted_boxes(size):
     """Three people in image pixels (x1, y1, x2, y2), one touching the right/bottom border."""
     w, h = size
-    return np.array([[0.1 * w, 0.2 * h, 0.3 * w, 0.9 * h],
-                     [0.45 * w, 0.1 * h, 0.6 * w, 0.7 * h],
-                     [0.8 * w, 0.5 * h, w, h]])
+    return np.array(
+        [[0.1 * w, 0.2 * h, 0.3 * w, 0.9 * h], [0.45 * w, 0.1 * h, 0.6 * w, 0.7 * h], [0.8 * w, 0.5 * h, w, h]]
+    )
 
 
 def to_input(boxes, scale, offset):
@@ -69,11 +70,15 @@ def constant_model(path, output, input_shape, metadata=None):
         helper.make_node("Add", ["planted", "nothing"], ["output0"]),
     ]
     graph = helper.make_graph(
-        nodes, "detector",
+        nodes,
+        "detector",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(input_shape))],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
-        [numpy_helper.from_array(output.astype(np.float32), "planted"),
-         numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+        [
+            numpy_helper.from_array(output.astype(np.float32), "planted"),
+            numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for key, value in (metadata or {}).items():
@@ -94,8 +99,7 @@ def yolov8_output(person_boxes, input_size, num_classes=3):
     n = anchor_count(input_size)
     out = np.zeros((4 + num_classes, n), np.float32)
     rows = [(box, 0, 0.9 - 0.1 * i) for i, box in enumerate(person_boxes)]
-    rows += [(person_boxes[0] + [2, 1, 2, 1], 0, 0.6), (person_boxes[1] + 40, 2, 0.95),
-             (person_boxes[2] - 30, 0, 0.1)]
+    rows += [(person_boxes[0] + [2, 1, 2, 1], 0, 0.6), (person_boxes[1] + 40, 2, 0.95), (person_boxes[2] - 30, 0, 0.1)]
     for column, (box, cls, score) in enumerate(rows):
         out[:4, 10 * column + 3] = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]]
         out[4 + cls, 10 * column + 3] = score
@@ -106,9 +110,9 @@ def yolov5_output(person_boxes, input_size, num_classes=3):
     """[1, 3N, 5 + C] with the same content as yolov8_output (objectness x class score)."""
     v8 = yolov8_output(person_boxes, input_size, num_classes)[0].T
     out = np.zeros((3 * anchor_count(input_size), 5 + num_classes), np.float32)
-    out[:len(v8), :4] = v8[:, :4]
-    out[:len(v8), 4] = v8[:, 4:].max(axis=1) > 0
-    out[:len(v8), 5:] = v8[:, 4:]
+    out[: len(v8), :4] = v8[:, :4]
+    out[: len(v8), 4] = v8[:, 4:].max(axis=1) > 0
+    out[: len(v8), 5:] = v8[:, 4:]
     return out[None]
 
 
@@ -116,7 +120,7 @@ def end2end_output(person_boxes, input_size):
     out = np.zeros((300, 6), np.float32)
     for i, box in enumerate(person_boxes):
         out[i] = [*box, 0.9 - 0.1 * i, 0]
-    out[len(person_boxes)] = [*(person_boxes[0] + 5), 0.97, 3]   # another class
+    out[len(person_boxes)] = [*(person_boxes[0] + 5), 0.97, 3]  # another class
     return out[None]
 
 
@@ -134,18 +138,18 @@ def test_letterbox_is_ultralytics(size):
 def test_onnx_layouts_report_planted_boxes(tmp_path, layout, size):
     image = noise_image(size)
     truth = planted_boxes(size)
-    if layout == "yolov8":       # fixed square input
+    if layout == "yolov8":  # fixed square input
         input_size, input_shape, metadata = (640, 640), [1, 3, 640, 640], None
-    elif layout == "yolov5":     # dynamic input: the size comes from Ultralytics' imgsz ([h, w])
+    elif layout == "yolov5":  # dynamic input: the size comes from Ultralytics' imgsz ([h, w])
         input_size, input_shape, metadata = (320, 256), [1, 3, "height", "width"], {"imgsz": "[256, 320]"}
-    else:                        # rectangular fixed input
+    else:  # rectangular fixed input
         input_size, input_shape, metadata = (640, 384), [1, 3, 384, 640], None
     _, scale, offset = ultralytics_canvas(image, input_size)
     in_boxes = to_input(truth, scale, offset)
-    output = {"yolov8": yolov8_output, "yolov5": yolov5_output, "end2end": end2end_output}[layout](
-        in_boxes, input_size)
-    detector = OnnxDetector(constant_model(tmp_path / "det.onnx", output, input_shape, metadata),
-                            score_threshold=0.25, iou_threshold=0.5)
+    output = {"yolov8": yolov8_output, "yolov5": yolov5_output, "end2end": end2end_output}[layout](in_boxes, input_size)
+    detector = OnnxDetector(
+        constant_model(tmp_path / "det.onnx", output, input_shape, metadata), score_threshold=0.25, iou_threshold=0.5
+    )
     assert detector.layout == layout and detector.input_size == input_size
     boxes = detector.detect(image)
     assert boxes.dtype == np.float32 and boxes.shape == (3, 5)
@@ -208,47 +212,50 @@ def write_detections(path, entries):
 def test_detections_file_image_id_forms(tmp_path):
     entries = [
         {"image_id": "000000397133.jpg", "bbox": [10, 20, 30, 40], "score": 0.9, "category_id": 1},
-        {"image_id": 397133, "bbox": [50, 20, 30, 40], "score": 0.8},            # COCO integer id
-        {"image_id": "street", "bbox": [1, 2, 3, 4], "score": 0.7},              # name without extension
-        {"image_id": 0, "bbox": [5, 5, 10, 10], "score": 0.6},                    # video frame 0
-        {"image_id": "1.jpg", "bbox": [6, 6, 10, 10], "score": 0.5},              # video frame 1, AlphaPose
+        {"image_id": 397133, "bbox": [50, 20, 30, 40], "score": 0.8},  # COCO integer id
+        {"image_id": "street", "bbox": [1, 2, 3, 4], "score": 0.7},  # name without extension
+        {"image_id": 0, "bbox": [5, 5, 10, 10], "score": 0.6},  # video frame 0
+        {"image_id": "1.jpg", "bbox": [6, 6, 10, 10], "score": 0.5},  # video frame 1, AlphaPose
         {"image_id": "street.png", "bbox": [0, 0, 5, 5], "score": 0.4, "category_id": 3},  # not a person
-        {"image_id": "street.png", "bbox": [0, 0, 0, 5], "score": 0.4},           # zero width
-        {"image_id": "street.png", "bbox": [0, 0, 5, -1], "score": 0.4},          # negative height
-        {"image_id": "street.png", "bbox": [500, 500, 5, 5], "score": 0.4},       # outside a 200 x 100 image
+        {"image_id": "street.png", "bbox": [0, 0, 0, 5], "score": 0.4},  # zero width
+        {"image_id": "street.png", "bbox": [0, 0, 5, -1], "score": 0.4},  # negative height
+        {"image_id": "street.png", "bbox": [500, 500, 5, 5], "score": 0.4},  # outside a 200 x 100 image
     ]
     detector = build_detector(write_detections(tmp_path / "dets.json", entries))
     assert isinstance(detector, DetectionsFile)
     image = np.zeros((100, 200, 3), np.uint8)
-    coco = [[10, 20, 40, 60, 0.9], [50, 20, 80, 60, 0.8]]       # by file name and by integer id
+    coco = [[10, 20, 40, 60, 0.9], [50, 20, 80, 60, 0.8]]  # by file name and by integer id
     np.testing.assert_allclose(boxes_for_frame(detector, image, Frame(0, "000000397133.jpg")), coco, atol=1e-6)
     np.testing.assert_allclose(detector.boxes_for(Frame(3, "000000397133.png"), (200, 100)), coco[1:], atol=1e-6)
-    np.testing.assert_allclose(boxes_for_frame(detector, image, Frame(0, "street.jpg")),
-                               [[1, 2, 4, 6, 0.7]], atol=1e-6)
+    np.testing.assert_allclose(boxes_for_frame(detector, image, Frame(0, "street.jpg")), [[1, 2, 4, 6, 0.7]], atol=1e-6)
     np.testing.assert_allclose(boxes_for_frame(detector, image, Frame(0)), [[5, 5, 15, 15, 0.6]], atol=1e-6)
     np.testing.assert_allclose(boxes_for_frame(detector, image, Frame(1)), [[6, 6, 16, 16, 0.5]], atol=1e-6)
     assert boxes_for_frame(detector, image, Frame(2)).shape == (0, 5)
     report = detector.report
     assert (report.entries, report.other_category, report.empty_box) == (9, 1, 2)
     assert report.outside_frame == 0  # "street.png" entries never looked up
-    np.testing.assert_allclose(detector.boxes_for(Frame(5, "street.png"), (200, 100)),
-                               [[1, 2, 4, 6, 0.7]], atol=1e-6)   # and the box at (500, 500) is dropped
+    np.testing.assert_allclose(
+        detector.boxes_for(Frame(5, "street.png"), (200, 100)), [[1, 2, 4, 6, 0.7]], atol=1e-6
+    )  # and the box at (500, 500) is dropped
     assert detector.report.outside_frame == 1
     notes = "\n".join(detector.notes())
     assert "2 of 9 boxes have zero or negative" in notes and "1 boxes lie outside" in notes
 
 
-@pytest.mark.parametrize("entries, problem", [
-    ([], "is empty"),
-    ({"image_id": 1}, "expected a JSON list"),
-    ([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": 1}, 7], "entry 1 is not an object"),
-    ([{"image_id": 1, "score": 1}], "entry 0 has no 'bbox'"),
-    ([{"image_id": 1, "bbox": [1, 2, 3], "score": 1}], "entry 0 has a bbox that is not 4 numbers"),
-    ([{"image_id": 1, "bbox": [1, 2, 3, "4"], "score": 1}], "entry 0 has a bbox that is not 4 numbers"),
-    ([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": float("nan")}], "entry 0 has a non-finite"),
-    ([{"image_id": 1.5, "bbox": [1, 2, 3, 4], "score": 1}], "entry 0 has an image_id"),
-    ([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": None}], "entry 0 has a score that is not a number"),
-])
+@pytest.mark.parametrize(
+    "entries, problem",
+    [
+        ([], "is empty"),
+        ({"image_id": 1}, "expected a JSON list"),
+        ([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": 1}, 7], "entry 1 is not an object"),
+        ([{"image_id": 1, "score": 1}], "entry 0 has no 'bbox'"),
+        ([{"image_id": 1, "bbox": [1, 2, 3], "score": 1}], "entry 0 has a bbox that is not 4 numbers"),
+        ([{"image_id": 1, "bbox": [1, 2, 3, "4"], "score": 1}], "entry 0 has a bbox that is not 4 numbers"),
+        ([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": float("nan")}], "entry 0 has a non-finite"),
+        ([{"image_id": 1.5, "bbox": [1, 2, 3, 4], "score": 1}], "entry 0 has an image_id"),
+        ([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": None}], "entry 0 has a score that is not a number"),
+    ],
+)
 def test_detections_file_errors_name_file_and_entry(tmp_path, entries, problem):
     path = write_detections(tmp_path / "bad.json", entries)
     with pytest.raises(ValueError, match=problem) as error:
@@ -263,13 +270,16 @@ def test_detections_file_not_json(tmp_path):
         build_detector(path)
 
 
-@pytest.mark.parametrize("box, problem", [
-    ([10, 10, 10, 50], "zero or negative size"),
-    ([10, 60, 50, 10], "zero or negative size"),
-    ([10, 10, float("inf"), 50], "not finite"),
-    ([300, 10, 350, 50], "fully outside"),
-    ([-50, -50, -10, -10], "fully outside"),
-])
+@pytest.mark.parametrize(
+    "box, problem",
+    [
+        ([10, 10, 10, 50], "zero or negative size"),
+        ([10, 60, 50, 10], "zero or negative size"),
+        ([10, 10, float("inf"), 50], "not finite"),
+        ([300, 10, 350, 50], "fully outside"),
+        ([-50, -50, -10, -10], "fully outside"),
+    ],
+)
 def test_hand_given_boxes_are_checked(box, problem):
     image = np.zeros((100, 200, 3), np.uint8)
     with pytest.raises(ValueError, match=problem):
@@ -278,8 +288,9 @@ def test_hand_given_boxes_are_checked(box, problem):
 
 def test_fixed_boxes_and_user_detectors_are_clipped():
     image = np.zeros((100, 200, 3), np.uint8)
-    np.testing.assert_allclose(boxes_for_frame(build_detector([[-5, 10, 250, 90]]), image, Frame(0)),
-                               [[0, 10, 200, 90, 1]])
+    np.testing.assert_allclose(
+        boxes_for_frame(build_detector([[-5, 10, 250, 90]]), image, Frame(0)), [[0, 10, 200, 90, 1]]
+    )
 
     class Mine:
         def detect(self, image_bgr):

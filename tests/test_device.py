@@ -61,7 +61,16 @@ def test_dynamic_and_disabled_scalers():
 
 def test_describe_has_env_fields():
     info = device.describe()
-    for key in ("device_type", "device_count", "device_names", "torch", "torch_npu", "cuda", "cann",
-                "dist_backend", "hostname"):
+    for key in (
+        "device_type",
+        "device_count",
+        "device_names",
+        "torch",
+        "torch_npu",
+        "cuda",
+        "cann",
+        "dist_backend",
+        "hostname",
+    ):
         assert key in info
     assert info["torch"] == torch.__version__

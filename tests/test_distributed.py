@@ -1,5 +1,6 @@
 """launch(): 2 gloo workers agree with 1 process, worker failures surface, no orphans, node settings,
 two nodes on one machine, rendezvous timeouts, restarts after a killed worker."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,7 @@ def test_two_gloo_workers_give_the_gradients_of_one_process(tiny_params, tmp_pat
     save_params(tiny_params, tmp_path / "params.yaml")
     args = (str(tmp_path), 4, True)  # BatchNorm on running statistics: SyncBN needs NPU/GPU
     single = distributed.launch(compute_gradients, args, 1, tiny_params)
-    double = distributed.launch(compute_gradients, args, 2, tiny_params,
-                                log_dir=tmp_path / "logs")
+    double = distributed.launch(compute_gradients, args, 2, tiny_params, log_dir=tmp_path / "logs")
     assert single.keys() == double.keys() and len(single) > 50
     for name in single:
         np.testing.assert_allclose(double[name], single[name], rtol=2e-3, atol=1e-6, err_msg=name)
@@ -44,8 +44,7 @@ def test_worker_failure_raises_with_its_traceback(tiny_params, tmp_path, capsys)
     save_params(tiny_params, tmp_path / "params.yaml")
     with pytest.raises(RuntimeError) as error:
         # 3 samples do not split over 2 ranks: both workers raise ValueError
-        distributed.launch(compute_gradients, (str(tmp_path), 3), 2, tiny_params,
-                           log_dir=tmp_path / "logs")
+        distributed.launch(compute_gradients, (str(tmp_path), 3), 2, tiny_params, log_dir=tmp_path / "logs")
     message = str(error.value)
     assert "Traceback" in message and "compute_gradients" in message
     assert "global_batch 3 must divide by the world size 2" in message
@@ -74,11 +73,20 @@ def test_launch_refuses_more_accelerators_than_exist(monkeypatch, tiny_params):
 
 
 def test_node_settings_come_from_params_or_environment(monkeypatch, tiny_params):
-    for name in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "PET_NNODES", "PET_NODE_RANK",
-                 "PET_MASTER_ADDR", "PET_MASTER_PORT"):
+    for name in (
+        "NNODES",
+        "NODE_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "PET_NNODES",
+        "PET_NODE_RANK",
+        "PET_MASTER_ADDR",
+        "PET_MASTER_PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
-    params = load_params(tiny_params, {"dist.nnodes": 2, "dist.node_rank": 1,
-                                       "dist.master_addr": "10.0.0.1", "dist.master_port": 29400})
+    params = load_params(
+        tiny_params, {"dist.nnodes": 2, "dist.node_rank": 1, "dist.master_addr": "10.0.0.1", "dist.master_port": 29400}
+    )
     assert distributed.node_settings(params) == distributed.Nodes(2, 1, "10.0.0.1", 29400)
     monkeypatch.setenv("NNODES", "4")
     monkeypatch.setenv("PET_NODE_RANK", "3")
@@ -102,11 +110,13 @@ def test_workers_die_with_the_process_that_launched_them(tiny_params, tmp_path):
     """SIGKILL the launching process (as a dying kernel) while 2 workers train: none survives."""
     params_path = save_params(load_params(tiny_params, {"train.epochs": 1000}), tmp_path / "long.yaml")
     env = {**os.environ, "POSECORE_OUTPUTS": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-c",
-               "import sys, posecore; posecore.train(sys.argv[1], npus=2, run_name='orphans')",
-               str(params_path)]
-    parent = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-c",
+        "import sys, posecore; posecore.train(sys.argv[1], npus=2, run_name='orphans')",
+        str(params_path),
+    ]
+    parent = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
     try:
         log = tmp_path / "orphans" / "log.jsonl"
@@ -115,8 +125,7 @@ def test_workers_die_with_the_process_that_launched_them(tiny_params, tmp_path):
             time.sleep(0.1)
         assert log.exists(), "the workers never logged a step"
         children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
-        workers = [int(pid) for pid in children
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) == 2
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
@@ -155,30 +164,37 @@ def two_nodes(tiny_params, tmp_path_factory):
     visible. Returns {node_rank: (run folder, whether global rank 0 ran there)}. It is also the
     uninterrupted world-size-2 run the restarted one-node run is compared with."""
     root = tmp_path_factory.mktemp("two-nodes")
-    params = load_params(tiny_params, {"train.epochs": 2, "dist.nnodes": 2,
-                                       "dist.master_port": _free_port(), "dist.rdzv_timeout": 120})
+    params = load_params(
+        tiny_params, {"train.epochs": 2, "dist.nnodes": 2, "dist.master_port": _free_port(), "dist.rdzv_timeout": 120}
+    )
     params_path = save_params(params, root / "nodes.yaml")
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**LOOPBACK, "POSECORE_OUTPUTS": str(root / "node0")}.items():
             patch.setenv(name, value)
         for name in NODE_VARIABLES:
             patch.delenv(name, raising=False)
-        env = {**os.environ, "POSECORE_OUTPUTS": str(root / "node1"), "NODE_RANK": "1",
-               "PYTHONPATH": str(REPO_ROOT)}
-        command = [sys.executable, "-c",
-                   "import sys, posecore\n"
-                   "result = posecore.train(sys.argv[1], npus=1, run_name='nodes')\n"
-                   "print('rank 0 here:', result is not None)", str(params_path)]
-        node1 = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, "POSECORE_OUTPUTS": str(root / "node1"), "NODE_RANK": "1", "PYTHONPATH": str(REPO_ROOT)}
+        command = [
+            sys.executable,
+            "-c",
+            "import sys, posecore\n"
+            "result = posecore.train(sys.argv[1], npus=1, run_name='nodes')\n"
+            "print('rank 0 here:', result is not None)",
+            str(params_path),
+        ]
+        node1 = subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             result = posecore.train(params_path, npus=1, run_name="nodes")
             stdout, stderr = node1.communicate(timeout=120)
         finally:
             node1.kill()
     assert node1.returncode == 0, stderr[-3000:]
-    return {0: (root / "node0" / "nodes", result is not None),
-            1: (root / "node1" / "nodes", "rank 0 here: True" in stdout)}
+    return {
+        0: (root / "node0" / "nodes", result is not None),
+        1: (root / "node1" / "nodes", "rank 0 here: True" in stdout),
+    }
 
 
 def _free_port() -> int:
@@ -207,22 +223,26 @@ def test_two_nodes_finish_and_only_rank_0_writes(two_nodes):
         assert written == ({"checkpoints", "log.jsonl"} if rank0_here else set()), node
     assert read_json(two_nodes[0][0] / "env.json")["world_size"] == 2
     assert read_json(two_nodes[1][0] / "env-node1.json")["world_size"] == 2
-    assert torch.load(_rank0_folder(two_nodes) / "checkpoints" / "last.pt",
-                      weights_only=True)["epoch"] == 2
+    assert torch.load(_rank0_folder(two_nodes) / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
 
 
 def test_a_node_that_cannot_join_fails_within_the_rendezvous_timeout(tiny_params, loopback):
     port = _free_port()  # nothing listens there
-    params = load_params(tiny_params, {"dist.nnodes": 2, "dist.master_port": port,
-                                       "dist.rdzv_timeout": 2})
+    params = load_params(tiny_params, {"dist.nnodes": 2, "dist.master_port": port, "dist.rdzv_timeout": 2})
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match=rf"node 1 of 2 could not complete the rendezvous at "
-                                           rf"127\.0\.0\.1:{port} within dist\.rdzv_timeout 2 s"
-                                           r"(.|\n)*node 0 must run on the machine at"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"node 1 of 2 could not complete the rendezvous at "
+        rf"127\.0\.0\.1:{port} within dist\.rdzv_timeout 2 s"
+        r"(.|\n)*node 0 must run on the machine at",
+    ):
         posecore.train(load_params(params, {"dist.node_rank": 1}), npus=1, run_name="alone")
     # node 0 alone hosts the rendezvous and gives up waiting for node 1
-    with pytest.raises(RuntimeError, match=r"node 0 of 2 could not complete(.|\n)*start the same "
-                                           r"command on all 2 nodes"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"node 0 of 2 could not complete(.|\n)*start the same "
+        r"command on all 2 nodes",
+    ):
         posecore.train(params, npus=1, run_name="alone")
     assert time.monotonic() - started < 2 * 2 + 20  # two timeouts, not a hang
     assert not distributed._spawned_children()
@@ -279,8 +299,7 @@ def test_a_restarted_one_node_run_equals_the_two_node_run(tiny_params, two_nodes
 @pytest.mark.slow
 def test_without_restarts_a_killed_worker_fails_the_job_naming_its_rank(tiny_params, loopback):
     params = load_params(tiny_params, {"train.epochs": 2})
-    with pytest.raises(RuntimeError,
-                       match=r"worker rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL"):
+    with pytest.raises(RuntimeError, match=r"worker rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL"):
         _train_killing_rank_1(params, "killed")
     assert not distributed._spawned_children()
 
@@ -292,8 +311,9 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tiny_params, tmp_path
     script = tmp_path / "train_unguarded.py"
     script.write_text(f"import posecore\nposecore.train({str(params_path)!r}, npus=2, run_name='unguarded')\n")
     env = {**os.environ, "POSECORE_OUTPUTS": str(tmp_path / "outputs"), "PYTHONPATH": str(REPO_ROOT)}
-    run = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode != 0
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("posecore.distributed.UnguardedScriptError: posecore.train was called again")

@@ -1,6 +1,7 @@
 """README.md is a front page and docs/ holds the manual: every relative link in them resolves (the
 file, and the heading when the link names an anchor, by GitHub's slug rules), and the front page
 keeps its promises (the two commands first, at most 250 lines, a picture made by `make docs-images`)."""
+
 from __future__ import annotations
 
 import re
@@ -111,27 +112,39 @@ def test_every_relative_link_resolves(path):
 def test_the_link_check_finds_a_broken_file_and_a_broken_anchor(tmp_path):
     page = tmp_path / "page.md"
     (tmp_path / "other.md").write_text("# Other\n\n## Your own set (`data.dataset: custom`)\n\n## Twice\n\n## Twice\n")
-    page.write_text("# Page\n\n[fine](other.md#your-own-set-datadataset-custom) [twice](other.md#twice-1)\n"
-                    "[gone](missing.md) ![gone](images/none.png) [bad](other.md#nowhere) [self](#page)\n"
-                    "[here](#nothing) `[code](missing.md)` <img src=\"nope.png\">\n"
-                    "```\n[in a block](missing.md)\n```\n[web](https://example.org/x.md)\n")
+    page.write_text(
+        "# Page\n\n[fine](other.md#your-own-set-datadataset-custom) [twice](other.md#twice-1)\n"
+        "[gone](missing.md) ![gone](images/none.png) [bad](other.md#nowhere) [self](#page)\n"
+        '[here](#nothing) `[code](missing.md)` <img src="nope.png">\n'
+        "```\n[in a block](missing.md)\n```\n[web](https://example.org/x.md)\n"
+    )
     problems = broken_links(page, root=tmp_path)
     assert [p.split(": ", 1)[1] for p in problems] == [
-        "missing.md (no such file)", "images/none.png (no such file)",
+        "missing.md (no such file)",
+        "images/none.png (no such file)",
         "other.md#nowhere (no heading with that anchor in other.md)",
-        "#nothing (no heading with that anchor in page.md)", "nope.png (no such file)"]
+        "#nothing (no heading with that anchor in page.md)",
+        "nope.png (no such file)",
+    ]
 
 
-@pytest.mark.parametrize("heading, slug", [
-    ("The executed train.ipynb is the record of the run", "the-executed-trainipynb-is-the-record-of-the-run"),
-    ("Your own keypoint set (`data.dataset: custom`)", "your-own-keypoint-set-datadataset-custom"),
-    ("Training on 1..N devices and several machines", "training-on-1n-devices-and-several-machines"),
-    ("Whole-body keypoint sets: Halpe-26, Halpe-136, COCO-WholeBody",
-     "whole-body-keypoint-sets-halpe-26-halpe-136-coco-wholebody"),
-    ("The seeds' recipe on 1, 2, 4 or 8 devices (global batch, accumulation)",
-     "the-seeds-recipe-on-1-2-4-or-8-devices-global-batch-accumulation"),
-    ("Optional: Ascend NPU and apex", "optional-ascend-npu-and-apex"),
-])
+@pytest.mark.parametrize(
+    "heading, slug",
+    [
+        ("The executed train.ipynb is the record of the run", "the-executed-trainipynb-is-the-record-of-the-run"),
+        ("Your own keypoint set (`data.dataset: custom`)", "your-own-keypoint-set-datadataset-custom"),
+        ("Training on 1..N devices and several machines", "training-on-1n-devices-and-several-machines"),
+        (
+            "Whole-body keypoint sets: Halpe-26, Halpe-136, COCO-WholeBody",
+            "whole-body-keypoint-sets-halpe-26-halpe-136-coco-wholebody",
+        ),
+        (
+            "The seeds' recipe on 1, 2, 4 or 8 devices (global batch, accumulation)",
+            "the-seeds-recipe-on-1-2-4-or-8-devices-global-batch-accumulation",
+        ),
+        ("Optional: Ascend NPU and apex", "optional-ascend-npu-and-apex"),
+    ],
+)
 def test_github_slug(heading, slug):
     assert github_slug(heading) == slug
 
@@ -144,8 +157,9 @@ def test_readme_is_a_front_page():
     assert "make demo" in head and "make test" in head, "the two commands belong in README's first lines"
     pictures = [target for _, target in links(text) if target.startswith("docs/images/") and target.endswith(".png")]
     assert pictures, "README shows no picture from docs/images/"
-    linked = {(README.parent / target.partition("#")[0]).resolve() for _, target in links(text)
-              if not ABSOLUTE.match(target)}
+    linked = {
+        (README.parent / target.partition("#")[0]).resolve() for _, target in links(text) if not ABSOLUTE.match(target)
+    }
     pages = sorted(DOCS.glob("*.md"))
     assert len(pages) >= 3
     assert [p.name for p in pages if p.resolve() not in linked] == [], "docs pages the README does not link"

@@ -1,4 +1,5 @@
 """Training engine: loss, schedule, checkpoints, resume after SIGKILL / interrupt, NaN steps, refusals."""
+
 from __future__ import annotations
 
 import os
@@ -41,13 +42,15 @@ def _steps_per_epoch(params) -> int:
 
 # --- pure pieces -------------------------------------------------------------------------------
 
+
 def test_joints_mse_with_target_weights():
     torch.manual_seed(0)
     output, target = torch.rand(3, 5, 4, 6), torch.rand(3, 5, 4, 6)
     weight = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.5]]).repeat(3, 1)
-    per_joint = [0.5 * nn.functional.mse_loss(output[:, j] * weight[:, j, None, None],
-                                              target[:, j] * weight[:, j, None, None])
-                 for j in range(5)]
+    per_joint = [
+        0.5 * nn.functional.mse_loss(output[:, j] * weight[:, j, None, None], target[:, j] * weight[:, j, None, None])
+        for j in range(5)
+    ]
     expected = torch.stack(per_joint).mean()
     assert torch.allclose(optim.joints_mse(output, target, weight, loss_weight=0.5), expected)
     assert torch.allclose(optim.joints_mse([output, output], target, weight, loss_weight=0.5), 2 * expected)
@@ -78,9 +81,17 @@ def _alphapose_lrs(lr, steps, factor, milestone, dpg_steps, epochs):
 
 def test_learning_rate_follows_alphapose_multistep_and_dpg_restart():
     milestone, dpg_steps = 6, [9, 11]
-    train = load_params("fastpose_coco", {"train.lr": 1e-3, "train.lr_steps": [2, 4],
-                                          "train.lr_factor": 0.1, "train.dpg_epoch": milestone,
-                                          "train.dpg_lr_steps": dpg_steps, "train.epochs": 14}).train
+    train = load_params(
+        "fastpose_coco",
+        {
+            "train.lr": 1e-3,
+            "train.lr_steps": [2, 4],
+            "train.lr_factor": 0.1,
+            "train.dpg_epoch": milestone,
+            "train.dpg_lr_steps": dpg_steps,
+            "train.epochs": 14,
+        },
+    ).train
     expected = _alphapose_lrs(1e-3, [2, 4], 0.1, milestone, dpg_steps, 14)
     got = optim.schedule(train, 1).tolist()
     assert np.allclose(got, expected, rtol=1e-9)
@@ -99,9 +110,10 @@ def test_seed_schedule_decays_after_dpg_steps():
 
 
 def test_learning_rate_linear_warmup():
-    train = load_params("demo", {"train.lr": 0.01, "train.warmup_iters": 10, "train.warmup_ratio": 0.1,
-                                 "train.lr_steps": [1]}).train
-    lrs = optim.schedule(train, 8)   # epoch 1 starts at step 8, inside the warm-up
+    train = load_params(
+        "demo", {"train.lr": 0.01, "train.warmup_iters": 10, "train.warmup_ratio": 0.1, "train.lr_steps": [1]}
+    ).train
+    lrs = optim.schedule(train, 8)  # epoch 1 starts at step 8, inside the warm-up
     assert lrs[0] == pytest.approx(0.001)
     assert lrs[5] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
     assert lrs[8] == pytest.approx(0.001 * (0.1 + 0.9 * 0.8))
@@ -145,6 +157,7 @@ def test_checkpoint_write_failure_keeps_previous_file(tmp_path):
 
 # --- refusals ----------------------------------------------------------------------------------
 
+
 def test_apex_backend_without_apex_is_a_clear_error(tiny, outputs, monkeypatch):
     monkeypatch.setitem(sys.modules, "apex", None)  # import apex -> ImportError, here and on Ascend
     params = tiny(**{"train.amp": "O1", "train.amp_backend": "apex"})
@@ -174,6 +187,7 @@ def test_refuses_to_overwrite_a_run_with_checkpoints(tiny, outputs):
 
 # --- training runs -----------------------------------------------------------------------------
 
+
 def test_run_records_and_falling_loss(reference):
     folder = Path(reference["run_dir"])
     assert reference["epochs"] == 3 and reference["stopped"] == "done"
@@ -199,13 +213,15 @@ def test_run_records_and_falling_loss(reference):
 
 def test_sigkill_after_first_checkpoint_then_resume_is_bitwise_equal(tiny, outputs, reference):
     params_path = save_params(tiny(), outputs / "tiny.yaml")
-    env = {**os.environ, "POSECORE_OUTPUTS": str(outputs), "PYTHONPATH": str(REPO_ROOT),
-           "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c",
-               "import sys, posecore; posecore.train(sys.argv[1], run_name='killed')", str(params_path)]
+    env = {**os.environ, "POSECORE_OUTPUTS": str(outputs), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-c",
+        "import sys, posecore; posecore.train(sys.argv[1], run_name='killed')",
+        str(params_path),
+    ]
     last = outputs / "killed" / "checkpoints" / "last.pt"
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         while not last.exists() and process.poll() is None:
             time.sleep(0.02)
@@ -293,8 +309,7 @@ def test_out_of_memory_suggests_a_smaller_batch(tiny, outputs, monkeypatch):
 
 
 def test_performance_mode_stops_after_max_steps(tiny, outputs):
-    result = posecore.train(tiny(**{"train.max_steps": 3, "train.perf_warmup_steps": 1}),
-                            run_name="perf")
+    result = posecore.train(tiny(**{"train.max_steps": 3, "train.perf_warmup_steps": 1}), run_name="perf")
     assert result["steps"] == 3 and result["stopped"] == "max_steps"
     assert result["measured_steps"] == 2 and result["images_per_s"] > 0
     assert result["checkpoint"] is None
@@ -332,7 +347,7 @@ def test_the_engine_advises_on_workers_from_its_measured_steps(tiny, outputs, mo
     monkeypatch.setattr(data.PoseDataset, "__getitem__", slow_get_item)
     monkeypatch.setattr(engine, "workers_advice", advice)
     posecore.train(tiny(), run_name="slow-loader")  # 12 steps, the first one left out
-    (wait, busy, steps, batch_size, workers, devices_per_node), = calls
+    ((wait, busy, steps, batch_size, workers, devices_per_node),) = calls
     assert (steps, batch_size, workers, devices_per_node) == (10, 4, 0, 1)
     assert 10 * 4 * 0.02 <= wait < busy  # the loading time of the measured steps
     assert "warning: use more workers" in capsys.readouterr().err
@@ -360,11 +375,21 @@ def test_train_notebook_runs_two_workers_under_papermill(tiny_root, outputs, tmp
     papermill = pytest.importorskip("papermill")
     overrides = {**TINY, **{key: value for key, value in TRAIN.items() if key != "train.epochs"}}
     papermill.execute_notebook(
-        str(REPO_ROOT / "notebooks" / "train.ipynb"), str(tmp_path / "train.ipynb"),
-        parameters={"model": "fastpose", "params": "demo", "npus": 2, "epochs": 1,
-                    "run_name": "notebook", "data_root": str(tiny_root),
-                    "overrides": {**overrides, "train.batch_size": 2}},
-        kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False)
+        str(REPO_ROOT / "notebooks" / "train.ipynb"),
+        str(tmp_path / "train.ipynb"),
+        parameters={
+            "model": "fastpose",
+            "params": "demo",
+            "npus": 2,
+            "epochs": 1,
+            "run_name": "notebook",
+            "data_root": str(tiny_root),
+            "overrides": {**overrides, "train.batch_size": 2},
+        },
+        kernel_name="python3",
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+    )
     folder = outputs / "notebook"
     for name in ("log.jsonl", "env.json", "params.yaml", "checkpoints/last.pt"):
         assert (folder / name).is_file(), name
@@ -373,14 +398,18 @@ def test_train_notebook_runs_two_workers_under_papermill(tiny_root, outputs, tmp
     # rank 0's progress and log lines reached the notebook
     import nbformat
 
-    text = "".join(output.get("text", "") for cell in nbformat.read(tmp_path / "train.ipynb", 4).cells
-                   for output in cell.get("outputs", []))
+    text = "".join(
+        output.get("text", "")
+        for cell in nbformat.read(tmp_path / "train.ipynb", 4).cells
+        for output in cell.get("outputs", [])
+    )
     assert "epoch 0: loss" in text and "img/s" in text
     if sys.platform.startswith("linux"):
         assert not _processes_with_env(str(outputs))  # no worker outlived the kernel
 
 
 # --- refusals and crashes ---------------------------------------------------------------------
+
 
 def test_training_and_evaluation_refuse_a_run_another_process_writes(tiny, outputs):
     folder = run_dir("busy")

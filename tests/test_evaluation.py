@@ -1,5 +1,6 @@
 """posecore.evaluation: oracle bounds on the shared samples, flip-test symmetry, distributed gather,
 checkpoint handling and bad input."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,13 @@ from posecore.files import read_json, write_json
 from posecore.params import load_params
 from posecore.runs import run_dir
 
-TINY = {"model.depth": 18, "data.input_size": [96, 128], "data.heatmap_size": [24, 32],
-        "data.workers": 0, "eval.batch_size": 16}
+TINY = {
+    "model.depth": 18,
+    "data.input_size": [96, 128],
+    "data.heatmap_size": [24, 32],
+    "data.workers": 0,
+    "eval.batch_size": 16,
+}
 
 
 def coco_params(coco_root, **overrides):
@@ -35,9 +41,19 @@ def save_tiny_checkpoint(path, params, corrupt=False):
     if corrupt:
         with torch.no_grad():
             next(p for name, p in model.named_parameters() if "final" in name or "head" in name).fill_(float("nan"))
-    torch.save({"format": "posecore/1", "model_name": params.model.name,
-                "num_joints": params.model.num_joints, "model": model.state_dict(),
-                "params": params.to_dict(), "epoch": 1, "step": 1, "best_metric": None}, path)
+    torch.save(
+        {
+            "format": "posecore/1",
+            "model_name": params.model.name,
+            "num_joints": params.model.num_joints,
+            "model": model.state_dict(),
+            "params": params.to_dict(),
+            "epoch": 1,
+            "step": 1,
+            "best_metric": None,
+        },
+        path,
+    )
     return str(path)
 
 
@@ -55,6 +71,7 @@ def pycocotools_ap(gt_path, results_path):
 
 
 # ----------------------------------------------------------------------------- oracle bounds
+
 
 def test_coco_oracle_bound_and_files(coco_root, outputs):
     params = coco_params(coco_root, **{"eval.oracle": True})
@@ -91,7 +108,7 @@ def make_mpii_root(mpii_root, tmp_path):
     ann_path = mpii_root / "annotations" / "mpii_val.json"
     os.symlink(ann_path, root / "annotations" / "mpii_val.json")
     annotations = json.loads(ann_path.read_text())
-    joints = np.array([a["joints"] for a in annotations], dtype=np.float64)       # 1-based
+    joints = np.array([a["joints"] for a in annotations], dtype=np.float64)  # 1-based
     visible = np.array([a["joints_vis"] for a in annotations])
     centre = (joints[:, 8] + joints[:, 9]) / 2
     side = np.linalg.norm(joints[:, 9] - joints[:, 8], axis=1)[:, None]
@@ -104,8 +121,12 @@ def test_unbiased_codecs_lift_the_coarse_heatmap_oracle(coco_root, outputs):
     """At a 12x16 heatmap for a 192x256 input the MSRA grid rounding costs a third of the AP; the
     sub-pixel codecs keep it (benchmarks/codec_oracle.py prints the full table)."""
     coarse = {"eval.oracle": True, "data.heatmap_size": [12, 16]}
-    ap = {codec: evaluation.evaluate(coco_params(coco_root, **coarse, **{"data.codec": codec}), None,
-                                     run_name=f"oracle-{codec}")["AP"] for codec in ("msra", "dark", "udp")}
+    ap = {
+        codec: evaluation.evaluate(
+            coco_params(coco_root, **coarse, **{"data.codec": codec}), None, run_name=f"oracle-{codec}"
+        )["AP"]
+        for codec in ("msra", "dark", "udp")
+    }
     assert ap["msra"] < 0.7 and ap["dark"] >= 0.95 and ap["udp"] >= 0.95
     assert read_json(outputs / "oracle-udp" / "eval" / "metrics.json")["settings"]["codec"] == "udp"
 
@@ -121,7 +142,7 @@ def test_mpii_oracle_bound_and_predictions(mpii_root, tmp_path, outputs):
     assert [p["image"] for p in predictions] == [a["image"] for a in annotations]
     pred = np.array([p["keypoints"] for p in predictions])
     assert pred.shape == (len(annotations), 16, 3)
-    truth = np.array([a["joints"] for a in annotations]) - 1.0   # predictions are 0-based
+    truth = np.array([a["joints"] for a in annotations]) - 1.0  # predictions are 0-based
     seen = np.array([a["joints_vis"] for a in annotations]) > 0
     # the encoder centres each Gaussian on the nearest heatmap cell: at most half a cell off per
     # axis, and unbiased (a 0/1-based slip or a half-cell shift in the inverse affine would show)
@@ -134,6 +155,7 @@ def test_mpii_oracle_bound_and_predictions(mpii_root, tmp_path, outputs):
 
 
 # ----------------------------------------------------------------------------- flip test
+
 
 class Equivariant(nn.Module):
     """m(x) = g(x) + S F g(F x): mirroring the input mirrors the output and swaps left/right."""
@@ -172,12 +194,13 @@ def test_flip_test_of_an_equivariant_model_is_its_plain_output():
 
 # ----------------------------------------------------------------------------- model path, bad input
 
+
 def test_model_eval_with_gt_and_detector_boxes(coco_root, tmp_path, outputs):
     params = coco_params(coco_root, **TINY)
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", params)
     got = evaluation.evaluate(params, checkpoint, run_name="tiny")
     assert {"AP", "AR", "APm", "gt_AP", "images_per_s", "model_images_per_s", "scoring_s"} <= set(got)
-    assert got["num_instances"] == 12          # 14 annotations, 2 without keypoints
+    assert got["num_instances"] == 12  # 14 annotations, 2 without keypoints
 
     # validate (inside training) scores the model it is given the same way, and restores train mode
     model = load_model(params, checkpoint)[0].train()
@@ -278,14 +301,23 @@ def test_primary_metric():
 
 # ----------------------------------------------------------------------------- distributed
 
+
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(coco_root, tmp_path, outputs, monkeypatch):
     monkeypatch.setenv("POSECORE_DEVICE", "cpu")
     detections = read_json(coco_root / "detections" / "person_detections_val2017.json")
-    det_file = tmp_path / "dets.json"   # 7 boxes: the 2-rank sampler pads one duplicate
+    det_file = tmp_path / "dets.json"  # 7 boxes: the 2-rank sampler pads one duplicate
     det_file.write_text(json.dumps(sorted(detections, key=lambda d: -d["score"])[:7]))
-    params = coco_params(coco_root, **{**TINY, "eval.use_gt_boxes": False, "data.det_file": str(det_file),
-                                       "eval.batch_size": 2, "dist.backend": "gloo"})
+    params = coco_params(
+        coco_root,
+        **{
+            **TINY,
+            "eval.use_gt_boxes": False,
+            "data.det_file": str(det_file),
+            "eval.batch_size": 2,
+            "dist.backend": "gloo",
+        },
+    )
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", params)
     one = evaluation.evaluate(params, checkpoint, npus=1, run_name="one")
     two = evaluation.evaluate(params, checkpoint, npus=2, run_name="two")

@@ -3,6 +3,7 @@
 `base` and `changed` finish and differ in exactly two params (train.lr, train.seed); `crashed` has
 base's params and dies in its second epoch (a crash after the first checkpoint, as a kill would).
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,14 @@ from posecore.files import read_jsonl
 from posecore.params import load_params
 from posecore.runs import run_lock
 
-SETTINGS = {"train.epochs": 2, "train.lr_steps": [100], "train.warmup_iters": 0, "train.val_every": 1,
-            "eval.batch_size": 16, "train.tensorboard_images": 0}
+SETTINGS = {
+    "train.epochs": 2,
+    "train.lr_steps": [100],
+    "train.warmup_iters": 0,
+    "train.val_every": 1,
+    "eval.batch_size": 16,
+    "train.tensorboard_images": 0,
+}
 CHANGED = {"train.lr": 3e-3, "train.seed": 1}
 
 
@@ -79,8 +86,10 @@ def _train_crashing_at(params, run_name: str, crash_at: int) -> None:
 def test_compare_runs_lists_only_the_differing_params_and_the_states(runs):
     comparison = posecore.compare_runs(["base", "changed", "crash*"])
     assert comparison.names == ["base", "changed", "crashed"]
-    assert comparison.differing == {"train.lr": {"base": 2e-3, "changed": 3e-3, "crashed": 2e-3},
-                                    "train.seed": {"base": 0, "changed": 1, "crashed": 0}}
+    assert comparison.differing == {
+        "train.lr": {"base": 2e-3, "changed": 3e-3, "crashed": 2e-3},
+        "train.seed": {"base": 0, "changed": 1, "crashed": 0},
+    }
     by_run = {r["run"]: r for r in comparison.runs}
     assert by_run["base"]["state"] == by_run["changed"]["state"] == "finished"
     crashed = by_run["crashed"]
@@ -109,7 +118,8 @@ def test_other_data_or_protocol_is_noted_as_not_comparable(runs):
     notes = posecore.compare_runs(["base", "other-protocol"]).notes
     assert [n for n in notes if n.startswith("not comparable")] == [
         "not comparable: different validation protocol (base: COCOeval, OKS-NMS 0.9, flip test, "
-        "default decoding; other-protocol: COCOeval, OKS-NMS 0.9, no flip test, default decoding)"]
+        "default decoding; other-protocol: COCOeval, OKS-NMS 0.9, no flip test, default decoding)"
+    ]
     with pytest.raises(FileNotFoundError, match=r"no run folder .* matches 'nope\*'.*base"):
         posecore.compare_runs(["base", "nope*"])
 
@@ -152,17 +162,22 @@ def test_tensorboard_curves_of_a_resumed_run_have_each_step_once(runs):
     assert train_steps == list(range(1, 2 * runs["steps_per_epoch"] + 1))
     assert [e.step for e in events.Scalars("train/loss")] == train_steps
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(
-        [r["loss"] for r in log if r["type"] == "train"])
+        [r["loss"] for r in log if r["type"] == "train"]
+    )
     for tag in ("train/lr", "train/images_per_s", "train/data_wait", "train/skipped_steps"):
         assert [e.step for e in events.Scalars(tag)] == train_steps, tag
-    assert [e.step for e in events.Scalars("val/AP")] == val_steps == [runs["steps_per_epoch"],
-                                                                      2 * runs["steps_per_epoch"]]
+    assert (
+        [e.step for e in events.Scalars("val/AP")]
+        == val_steps
+        == [runs["steps_per_epoch"], 2 * runs["steps_per_epoch"]]
+    )
     assert [e.step for e in events.Images("val/predictions")] == val_steps[1:]  # images from the resume on
     assert len(list(folder.glob("events.out.tfevents.*"))) == 2  # the crashed attempt's and the resume's
 
 
 def test_states_and_index_from_written_records(outputs):
     """No training needed: the state follows from the records a run folder holds."""
+
     def folder(name: str, records: list[dict], tail: str = "") -> None:
         (outputs / name).mkdir(parents=True)
         posecore.save_params(load_params("demo"), outputs / name / "params.yaml")

@@ -4,6 +4,7 @@ Models get random weights at PyTorch's default scale and random BatchNorm statis
 models' own init (std 0.001 output convs) gives heatmaps near 1e-6, where a 1e-4 parity bound
 would prove nothing. Hourglass-52 keeps its full architecture at a 128x128 input.
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,9 +39,18 @@ def small_params(name: str, depth: int = 18):
 
 
 def posecore_checkpoint(model: nn.Module, params, path):
-    torch.save({"format": "posecore/1", "model_name": params.model.name,
-                "num_joints": params.model.num_joints, "model": model.state_dict(),
-                "params": params.to_dict(), "epoch": 1, "step": 10}, path)
+    torch.save(
+        {
+            "format": "posecore/1",
+            "model_name": params.model.name,
+            "num_joints": params.model.num_joints,
+            "model": model.state_dict(),
+            "params": params.to_dict(),
+            "epoch": 1,
+            "step": 10,
+        },
+        path,
+    )
     return path
 
 
@@ -48,7 +58,7 @@ def renamed(state: dict, prefixes: dict[str, str], parts: dict[str, str] | None 
     """posecore keys -> an upstream layout (first matching prefix, then substring parts)."""
     out = {}
     for key, value in state.items():
-        new = next((up + key[len(own):] for own, up in prefixes.items() if key.startswith(own)), key)
+        new = next((up + key[len(own) :] for own, up in prefixes.items() if key.startswith(own)), key)
         for own, up in (parts or {}).items():
             new = new.replace(own, up)
         out[new] = value
@@ -57,10 +67,11 @@ def renamed(state: dict, prefixes: dict[str, str], parts: dict[str, str] | None 
 
 def alphapose_checkpoint(model: nn.Module, path):
     """AlphaPose FastPose keys: preact.* (SE fc as Sequential 0/2), duc1, duc2, conv_out."""
-    state = renamed(model.state_dict(),
-                    {"backbone.": "preact.", "head.duc1.": "duc1.", "head.duc2.": "duc2.",
-                     "head.final_layer.": "conv_out."},
-                    {".se.fc1.": ".se.fc.0.", ".se.fc2.": ".se.fc.2."})
+    state = renamed(
+        model.state_dict(),
+        {"backbone.": "preact.", "head.duc1.": "duc1.", "head.duc2.": "duc2.", "head.final_layer.": "conv_out."},
+        {".se.fc1.": ".se.fc.0.", ".se.fc2.": ".se.fc.2."},
+    )
     assert any(k.startswith("preact.layer1.0.se.fc.0.") for k in state)
     torch.save(state, path)
     return path
@@ -129,8 +140,7 @@ def test_fastpose18_matches_pytorch_and_decodes_like_posecore(fastpose18):
     assert np.any(np.abs(coords - np.round(coords)) > 0.2)
 
 
-@pytest.mark.parametrize("name, depth, fmt", [("fastpose", 50, "alphapose"),
-                                              ("simplebaseline", 18, "posecore")])
+@pytest.mark.parametrize("name, depth, fmt", [("fastpose", 50, "alphapose"), ("simplebaseline", 18, "posecore")])
 def test_resnet_models_export_from_their_checkpoints(tmp_path, name, depth, fmt):
     params = small_params(name, depth)
     model = randomized_model(params, seed=1)
@@ -146,9 +156,13 @@ def test_resnet_models_export_from_their_checkpoints(tmp_path, name, depth, fmt)
 
 
 def test_checkpoint_export_does_not_read_the_params_init_weights(tmp_path):
-    params = posecore.load_params(small_params("simplebaseline"), {
-        "model.pretrained": str(tmp_path / "absent_resnet18.pth"),
-        "model.init_checkpoint": str(tmp_path / "absent_init.pt")})
+    params = posecore.load_params(
+        small_params("simplebaseline"),
+        {
+            "model.pretrained": str(tmp_path / "absent_resnet18.pth"),
+            "model.init_checkpoint": str(tmp_path / "absent_init.pt"),
+        },
+    )
     model = randomized_model(small_params("simplebaseline"), seed=2)
     checkpoint = posecore_checkpoint(model, params, tmp_path / "best.pt")
     export_onnx(params, checkpoint, tmp_path / "model.onnx", parity_batch_sizes=())
@@ -156,8 +170,7 @@ def test_checkpoint_export_does_not_read_the_params_init_weights(tmp_path):
 
 
 def test_hourglass52_from_mmpose_checkpoint_matches_pytorch(tmp_path):
-    params = posecore.load_params("hourglass", {"data.input_size": [128, 128],
-                                                "data.heatmap_size": [32, 32]})
+    params = posecore.load_params("hourglass", {"data.input_size": [128, 128], "data.heatmap_size": [32, 32]})
     model = randomized_model(params, seed=2)
     checkpoint = mmpose_checkpoint(model, tmp_path / "hourglass52_mpii_384x384.pth")
     path = tmp_path / "hourglass.onnx"
@@ -180,7 +193,7 @@ def test_both_ends_of_the_opset_range_export_decode_and_run(fastpose18, tmp_path
 def test_metadata_round_trip_and_plain_onnxruntime_reading(fastpose18):
     params, _, path, _ = fastpose18
     metadata = read_metadata(path)
-    assert set(metadata) == {key for key in METADATA_KEYS if not key.startswith("simcc_")}   # a heatmap codec
+    assert set(metadata) == {key for key in METADATA_KEYS if not key.startswith("simcc_")}  # a heatmap codec
     assert metadata["model_name"] == "fastpose" and metadata["dataset"] == "coco"
     assert metadata["joint_names"] == list(COCO.joint_names)
     assert [tuple(p) for p in metadata["flip_pairs"]] == list(COCO.flip_pairs)
@@ -205,10 +218,10 @@ def load_example():
 
 def test_example_uses_only_numpy_onnxruntime_and_opencv():
     tree = ast.parse(EXAMPLE.read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"argparse", "json", "pathlib", "cv2", "numpy", "onnxruntime"}
     assert len(EXAMPLE.read_text().splitlines()) <= 110  # short enough to read in one sitting
 
@@ -238,8 +251,7 @@ def test_example_pipeline_matches_posecore_crop_decode_and_inverse_affine(fastpo
     center, scale = geometry.box_to_center_scale(box, 64 / 96, padding=1.25)
     matrix = geometry.affine_matrix(center, scale, 0.0, (64, 96))
     np.testing.assert_allclose(example.crop_matrix(box, read_metadata(path)), matrix, atol=1e-5)
-    crop = cv2.warpAffine(image, example.crop_matrix(box, read_metadata(path)), (64, 96),
-                          flags=cv2.INTER_LINEAR)
+    crop = cv2.warpAffine(image, example.crop_matrix(box, read_metadata(path)), (64, 96), flags=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     normalized = (rgb - np.float32([0.406, 0.457, 0.480])).transpose(2, 0, 1)[None]
     heatmaps = onnx_outputs(path, np.ascontiguousarray(normalized, dtype=np.float32))["heatmaps"]
@@ -251,9 +263,12 @@ def test_example_pipeline_matches_posecore_crop_decode_and_inverse_affine(fastpo
     # the script end to end: same numbers printed, a PNG of the image's size written
     image_path, out_path = tmp_path / "person.png", tmp_path / "figures" / "pose.png"
     cv2.imwrite(str(image_path), image)
-    result = subprocess.run([sys.executable, str(EXAMPLE), str(path), str(image_path), "--box",
-                             *map(str, box), "--out", str(out_path)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(path), str(image_path), "--box", *map(str, box), "--out", str(out_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     printed = np.array([line.split()[1:3] for line in result.stdout.splitlines()], dtype=float)
     np.testing.assert_allclose(printed, keypoints, atol=0.06)
     assert cv2.imread(str(out_path)).shape == image.shape
@@ -266,21 +281,21 @@ def test_export_and_example_decode_the_way_the_checkpoint_was_trained(fastpose18
     trained = posecore.load_params(params, {"data.codec": "udp"})
     path = tmp_path / "udp.onnx"
     # parity of the in-graph decode: below, against its torch twin
-    export_onnx(params, posecore_checkpoint(model, trained, tmp_path / "best.pt"), path, decode=True,
-                parity_batch_sizes=())
+    export_onnx(
+        params, posecore_checkpoint(model, trained, tmp_path / "best.pt"), path, decode=True, parity_batch_sizes=()
+    )
     metadata = read_metadata(path)
     assert metadata["codec"] == "udp" and metadata["heatmap_stride"] == [63 / 15, 95 / 23]
     example = load_example()
     rng = np.random.default_rng(2)
     image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (7, 7), 0)
     box = [101.0, 40.0, 80.0, 150.0]
-    keypoints, scores = example.predict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]),
-                                        image, box)
+    keypoints, scores = example.predict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), image, box)
     center, scale = geometry.box_to_center_scale(box, 64 / 96, padding=1.25)
     udp = codec.UDPHeatmap((64, 96), (16, 24))
     np.testing.assert_allclose(example.crop_matrix(box, metadata), udp.crop_matrix(center, scale), atol=1e-5)
     crop = cv2.warpAffine(image, udp.crop_matrix(center, scale), (64, 96), flags=cv2.INTER_LINEAR)
-    normalized = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255 - np.float32([0.406, 0.457, 0.480]))
+    normalized = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255 - np.float32([0.406, 0.457, 0.480])
     heatmaps = onnx_outputs(path, np.ascontiguousarray(normalized.transpose(2, 0, 1)[None]))["heatmaps"]
     # random weights give far-from-Gaussian maps, where float32 and float64 Newton steps part:
     # the in-graph decode is compared with its torch twin (the twin with numpy: test_geometry_codec)
@@ -330,6 +345,7 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(tmp_path, outputs):
 
 # ----------------------------------------------------------------------------- boxes given by hand
 
+
 def _onnx_example():
     import importlib.util
 
@@ -339,10 +355,19 @@ def _onnx_example():
     return module
 
 
-@pytest.mark.parametrize("box", [
-    [10, 10, 0, 50], [10, 10, 40, -5], [float("nan"), 10, 40, 50], [10, 10, float("inf"), 50],
-    [80, 10, 40, 50], [10, 100, 40, 50], [-50, 10, 50, 50], [10, -60, 40, 50],
-])
+@pytest.mark.parametrize(
+    "box",
+    [
+        [10, 10, 0, 50],
+        [10, 10, 40, -5],
+        [float("nan"), 10, 40, 50],
+        [10, 10, float("inf"), 50],
+        [80, 10, 40, 50],
+        [10, 100, 40, 50],
+        [-50, 10, 50, 50],
+        [10, -60, 40, 50],
+    ],
+)
 def test_bad_hand_boxes_are_refused(box):
     image = np.zeros((100, 80, 3), np.uint8)  # h 100, w 80
     with pytest.raises(SystemExit, match=r"--box .*W and H > 0.*80 x 100 image"):

@@ -1,4 +1,5 @@
 """Crop geometry and the heatmap codecs (msra, dark, udp): reference conventions and round trips."""
+
 from __future__ import annotations
 
 import cv2
@@ -29,8 +30,9 @@ def _three_point_affine(center, scale, rotation, output_size, inverse=False):
     degrees from that, matched with cv2.getAffineTransform."""
     theta = np.deg2rad(rotation)
     up = np.array([0.0, -scale[0] * 0.5])
-    rotated_up = np.array([up[0] * np.cos(theta) - up[1] * np.sin(theta),
-                           up[0] * np.sin(theta) + up[1] * np.cos(theta)])
+    rotated_up = np.array(
+        [up[0] * np.cos(theta) - up[1] * np.sin(theta), up[0] * np.sin(theta) + up[1] * np.cos(theta)]
+    )
     src = np.array([center, center + rotated_up, np.zeros(2)], dtype=np.float32)
     dst_center = np.array([output_size[0] * 0.5, output_size[1] * 0.5])
     dst = np.array([dst_center, dst_center + [0, -output_size[0] * 0.5], np.zeros(2)], dtype=np.float32)
@@ -72,8 +74,11 @@ def test_udp_affine_spans_the_box_with_pixel_centres(rotation):
     np.testing.assert_allclose(transform_points(transform_points(points, forward), backward), points, atol=1e-9)
     # same rotation sense as the classic crop; the box's edges land on the first and last pixel
     classic = affine_matrix(center, scale, rotation, INPUT)
-    np.testing.assert_allclose(forward[:, :2] / np.linalg.norm(forward[:, :2], axis=1, keepdims=True),
-                               classic[:, :2] / np.linalg.norm(classic[:, :2], axis=1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(
+        forward[:, :2] / np.linalg.norm(forward[:, :2], axis=1, keepdims=True),
+        classic[:, :2] / np.linalg.norm(classic[:, :2], axis=1, keepdims=True),
+        atol=1e-12,
+    )
     if rotation == 0.0:
         corners = transform_points([center - scale / 2, center + scale / 2], forward)
         np.testing.assert_allclose(corners, [[0, 0], [191, 255]], atol=1e-9)
@@ -85,10 +90,15 @@ def test_heatmap_to_image_inverts_the_crop_at_heatmap_resolution(udp):
     centers = rng.uniform(100, 500, (4, 2))
     scales = np.stack([rng.uniform(50, 400, 4)] * 2, axis=1) * [1.0, 4 / 3]
     image_points = rng.uniform(0, 600, (4, 17, 2))
-    heatmap_points = np.stack([transform_points(p, affine_matrix(c, s, 0, HEATMAP, udp=udp))
-                               for p, c, s in zip(image_points, centers, scales)])
-    np.testing.assert_allclose(heatmap_to_image(heatmap_points, centers, scales, HEATMAP, udp=udp), image_points,
-                               atol=1e-6)
+    heatmap_points = np.stack(
+        [
+            transform_points(p, affine_matrix(c, s, 0, HEATMAP, udp=udp))
+            for p, c, s in zip(image_points, centers, scales)
+        ]
+    )
+    np.testing.assert_allclose(
+        heatmap_to_image(heatmap_points, centers, scales, HEATMAP, udp=udp), image_points, atol=1e-6
+    )
 
 
 def test_encode_puts_a_unit_peak_at_the_rounded_joint():
@@ -109,7 +119,7 @@ def test_encode_puts_a_unit_peak_at_the_rounded_joint():
 
 def _gaussian(xy, size=HEATMAP, sigma=2.0):
     xs, ys = np.arange(size[0]), np.arange(size[1])[:, None]
-    return np.exp(-((xs - xy[0]) ** 2 + (ys - xy[1]) ** 2) / (2 * sigma ** 2))
+    return np.exp(-((xs - xy[0]) ** 2 + (ys - xy[1]) ** 2) / (2 * sigma**2))
 
 
 def test_default_decode_steps_a_quarter_toward_the_higher_neighbour():
@@ -168,7 +178,7 @@ def test_unbiased_round_trip_is_sub_pixel_exact(codec_class, heatmap):
 
 @pytest.mark.parametrize("codec_class", [DarkHeatmap, UDPHeatmap])
 def test_unbiased_decoding_takes_off_the_blur_pull_near_the_border(codec_class):
-    codec = codec_class(INPUT, (12, 16), sigma=2.0)   # every joint is near the border
+    codec = codec_class(INPUT, (12, 16), sigma=2.0)  # every joint is near the border
     joints, heatmap_xy = _sub_pixel_joints(codec, margin=1.5)
     target, _ = codec.encode(joints, np.ones(len(joints)))
     raw, _ = decode_heatmaps(target[None], codec.refinement, codec.dark_kernel)
@@ -190,7 +200,7 @@ def test_flip_back_with_the_codec_shift_finds_the_same_joint(name):
     unflipped = codec.flip_back(torch.from_numpy(mirrored[None]), flip_index).numpy()
     expected, _ = codec.decode(target[None])
     got, _ = codec.decode(unflipped)
-    tolerance = {"msra": 1.0, "dark": 0.01, "udp": 1e-4}[name]   # msra: its targets are grid-rounded
+    tolerance = {"msra": 1.0, "dark": 0.01, "udp": 1e-4}[name]  # msra: its targets are grid-rounded
     assert np.abs(got - expected).max() <= tolerance
     if name != "msra":
         unshifted, _ = codec.decode(codec.flip_back(torch.from_numpy(mirrored[None]), flip_index, shift=False).numpy())
@@ -200,7 +210,7 @@ def test_flip_back_with_the_codec_shift_finds_the_same_joint(name):
 def test_fractional_flip_shift_interpolates_between_columns():
     heatmaps = torch.zeros(1, 1, 2, 6)
     heatmaps[..., 3] = 1.0
-    moved = flip_back(heatmaps, [0], shift=0.75)   # mirrored peak at column 2 -> 2.75
+    moved = flip_back(heatmaps, [0], shift=0.75)  # mirrored peak at column 2 -> 2.75
     np.testing.assert_allclose(moved[0, 0, 0].numpy(), [0, 0, 0.25, 0.75, 0, 0])
     assert DarkHeatmap(INPUT, HEATMAP).flip_shift() == 0.75 and DarkHeatmap(INPUT, (12, 16)).flip_shift() == 0.9375
     assert MSRAHeatmap(INPUT, HEATMAP).flip_shift() == 1.0 and UDPHeatmap(INPUT, HEATMAP).flip_shift() == 0.0
@@ -209,12 +219,13 @@ def test_fractional_flip_shift_interpolates_between_columns():
 
 def test_build_codec_follows_the_params_and_refuses_contradictions():
     # a 12x16 heatmap for a 192x256 input is an oracle setting (no model has that stride)
-    params = load_params("fastpose", {"data.codec": "udp", "data.heatmap_size": [12, 16], "eval.dark_kernel": 5,
-                                      "eval.oracle": True})
+    params = load_params(
+        "fastpose", {"data.codec": "udp", "data.heatmap_size": [12, 16], "eval.dark_kernel": 5, "eval.oracle": True}
+    )
     codec = build_codec(params)
     assert isinstance(codec, UDPHeatmap) and codec.heatmap_size == (12, 16) and codec.dark_kernel == 5
     np.testing.assert_allclose(codec.input_per_heatmap, [191 / 11, 255 / 15])
-    assert build_codec(load_params("fastpose")).refinement == "default"   # today's decoding
+    assert build_codec(load_params("fastpose")).refinement == "default"  # today's decoding
     assert build_codec(load_params("fastpose", {"eval.decode": "dark"})).refinement == "dark"
     with pytest.raises(ParamsError, match="eval.decode 'dark' does not fit data.codec 'udp'"):
         load_params("fastpose", {"data.codec": "udp", "eval.decode": "dark"})
@@ -240,19 +251,20 @@ def test_flip_back_unflips_a_mirrored_prediction():
     assert torch.equal(flip_back(plain, flip_index, shift=False), torch.from_numpy(mirrored[None]))
 
 
-@pytest.mark.parametrize("name,decode", [("msra", "default"), ("msra", "dark"), ("dark", "default"),
-                                         ("udp", "default")])
+@pytest.mark.parametrize(
+    "name,decode", [("msra", "default"), ("msra", "dark"), ("dark", "default"), ("udp", "default")]
+)
 def test_torch_decode_is_the_numpy_decode(name, decode):
     """The ONNX-exportable twin (export's decoded outputs) decodes like evaluation does."""
     codec = HEATMAP_BY_NAME[name](INPUT, HEATMAP, sigma=2.0, decode_method=decode)
     rng = np.random.default_rng(5)
     maps = []
-    for _ in range(4):   # noisy, smooth, partly outside: like a network's output
+    for _ in range(4):  # noisy, smooth, partly outside: like a network's output
         target, _ = codec.encode(rng.uniform(-8, 200, (17, 2)), np.ones(17))
         noise = rng.normal(0, 0.05, target.shape).astype(np.float32)
         maps.append(0.8 * target + np.stack([cv2.GaussianBlur(n, (5, 5), 0) for n in noise]))
     heatmaps = np.stack(maps)
-    heatmaps[0, 0] = -0.1   # no positive maximum: no location
+    heatmaps[0, 0] = -0.1  # no positive maximum: no location
     expected, expected_scores = codec.decode(heatmaps)
     coords, scores = codec.decode_torch(torch.from_numpy(heatmaps))
     np.testing.assert_array_equal(scores.numpy(), expected_scores)

@@ -6,6 +6,7 @@ posecore's state_dict strictly (same names and shapes: the layout digests below)
 outputs agree exactly (max abs diff 0 at 256x192, also for HRNet-W48). CI cannot import mmpose,
 so the tests pin what was verified: counts, layouts and HRNet-W32's output on seeded weights.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,9 @@ def w32():
     return params, model, out
 
 
-@pytest.mark.parametrize("name, overrides, size", [("hrnet", {}, 32), ("hrnet", {"model.width": 48}, 48),
-                                                   ("simplebaseline", {}, 50)])
+@pytest.mark.parametrize(
+    "name, overrides, size", [("hrnet", {}, 32), ("hrnet", {"model.width": 48}, 48), ("simplebaseline", {}, 50)]
+)
 def test_parameter_counts_are_mmposes(name, overrides, size):
     params = load_params(name, overrides)
     model = build_model(params)
@@ -70,15 +72,25 @@ def test_state_dict_layout_is_mmposes(name):
 
 def test_hrnet_names_follow_mmpose_and_the_last_module_fuses_one_output():
     keys = set(build_model("hrnet").state_dict())
-    for key in ("backbone.conv1.weight", "backbone.bn2.running_var", "backbone.layer1.0.downsample.0.weight",
-                "backbone.layer1.3.conv3.weight", "backbone.transition1.0.0.weight",
-                "backbone.transition1.1.0.0.weight", "backbone.transition3.3.0.1.running_mean",
-                "backbone.stage2.0.branches.1.3.conv2.weight", "backbone.stage2.0.fuse_layers.0.1.0.weight",
-                "backbone.stage3.3.fuse_layers.2.0.1.0.weight", "backbone.stage4.2.fuse_layers.0.3.1.bias",
-                "head.final_layer.weight"):
+    for key in (
+        "backbone.conv1.weight",
+        "backbone.bn2.running_var",
+        "backbone.layer1.0.downsample.0.weight",
+        "backbone.layer1.3.conv3.weight",
+        "backbone.transition1.0.0.weight",
+        "backbone.transition1.1.0.0.weight",
+        "backbone.transition3.3.0.1.running_mean",
+        "backbone.stage2.0.branches.1.3.conv2.weight",
+        "backbone.stage2.0.fuse_layers.0.1.0.weight",
+        "backbone.stage3.3.fuse_layers.2.0.1.0.weight",
+        "backbone.stage4.2.fuse_layers.0.3.1.bias",
+        "head.final_layer.weight",
+    ):
         assert key in keys, key
-    assert not any(k.startswith(("backbone.stage4.2.fuse_layers.1.", "backbone.transition2.0.",
-                                 "head.deconv_layers.")) for k in keys)
+    assert not any(
+        k.startswith(("backbone.stage4.2.fuse_layers.1.", "backbone.transition2.0.", "head.deconv_layers."))
+        for k in keys
+    )
 
 
 def test_hrnet_w32_reproduces_mmposes_seeded_output(w32):
@@ -97,8 +109,9 @@ def test_upstream_hrnet_checkpoints_load_through_load_model(w32, tmp_path, layou
     if layout == "mmpose-1.x":
         checkpoint = {"meta": {"mmpose_version": "1.3.2"}, "state_dict": state}
     else:  # the HRNet repository's pose_hrnet: no prefixes, final_layer; saved from DataParallel
-        checkpoint = {"module." + key.removeprefix("backbone.").removeprefix("head."): value
-                      for key, value in state.items()}
+        checkpoint = {
+            "module." + key.removeprefix("backbone.").removeprefix("head."): value for key, value in state.items()
+        }
     torch.save(checkpoint, tmp_path / "pose_hrnet_w32_256x192.pth")
     loaded, fmt = load_model(params, tmp_path / "pose_hrnet_w32_256x192.pth")
     assert fmt == layout and isinstance(loaded, HRNet) and not loaded.training
@@ -125,9 +138,12 @@ def test_a_checkpoint_that_does_not_fit_names_its_missing_and_unexpected_keys(w3
 def test_imagenet_hrnet_initializes_the_backbone_and_drops_the_classifier(tmp_path):
     source = randomized_model(load_params("hrnet", {"model.width": 18}))
     # the classification HRNet: this backbone's names, plus its own head and stage 4's other outputs
-    extra = {"incre_modules.0.0.conv1.weight": torch.zeros(32, 18, 1, 1), "classifier.weight": torch.zeros(1000, 2048),
-             "final_layer.0.weight": torch.zeros(2048, 1024, 1, 1),
-             "stage4.2.fuse_layers.1.0.0.0.weight": torch.zeros(36, 18, 3, 3)}
+    extra = {
+        "incre_modules.0.0.conv1.weight": torch.zeros(32, 18, 1, 1),
+        "classifier.weight": torch.zeros(1000, 2048),
+        "final_layer.0.weight": torch.zeros(2048, 1024, 1, 1),
+        "stage4.2.fuse_layers.1.0.0.0.weight": torch.zeros(36, 18, 3, 3),
+    }
     torch.save({**source.backbone.state_dict(), **extra}, tmp_path / "hrnet_w18_imagenet.pth")
     model = build_model("hrnet", width=18)
     head_before = model.head.final_layer.weight.clone()
@@ -148,8 +164,12 @@ def test_mmpose_simplebaseline_r50_key_layout_is_recognised():
 
 def test_params_files_shortcuts_and_their_checks():
     hrnet = load_params("hrnet", {"model.width": 48})
-    assert (hrnet.model.name, hrnet.model.width, hrnet.train.lr, hrnet.train.lr_steps) == \
-        ("hrnet", 48, 5e-4, [170, 200])
+    assert (hrnet.model.name, hrnet.model.width, hrnet.train.lr, hrnet.train.lr_steps) == (
+        "hrnet",
+        48,
+        5e-4,
+        [170, 200],
+    )
     assert load_params("hrnet", {"data.codec": "udp"}).data.codec == "udp"
     assert load_params("simplebaseline").model.depth == 50
     with pytest.raises(ParamsError, match="model.width"):
@@ -162,14 +182,12 @@ def test_params_files_shortcuts_and_their_checks():
 
 def test_hrnet_trains_evaluates_and_exports_through_the_common_paths(tmp_path, outputs):
     root = tiny_synthetic(tmp_path, num_train=4)
-    params = tiny_params(root, **{"model.name": "hrnet", "model.width": 18, "train.epochs": 1,
-                                  "train.warmup_iters": 0})
+    params = tiny_params(root, **{"model.name": "hrnet", "model.width": 18, "train.epochs": 1, "train.warmup_iters": 0})
     result = posecore.train(params, run_name="hrnet")
     assert np.isfinite(result["loss"]) and result["steps"] > 0
     metrics = posecore.evaluate(params, "last", run_name="hrnet")
     assert "AP" in metrics and 0.0 <= metrics["AP"] <= 1.0
-    report = export_onnx(params, "last", tmp_path / "hrnet.onnx", run_name="hrnet",
-                         parity_batch_sizes=(1, 2))
+    report = export_onnx(params, "last", tmp_path / "hrnet.onnx", run_name="hrnet", parity_batch_sizes=(1, 2))
     assert report["parity_max_abs_diff"] <= 1e-4
     model, _ = load_model(params, result["checkpoint"])
     assert check_parity(model, tmp_path / "hrnet.onnx", batch_sizes=(3,))["max_abs_diff"] <= 1e-4

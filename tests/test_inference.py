@@ -7,6 +7,7 @@ that its heatmaps have real peaks) serves every test, as a posecore checkpoint a
 export. The video is the generator's: three people, one hidden behind a pillar for 3-4 frames,
 two crossing, with its detector-like boxes (jitter, a missed frame, a false positive).
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,9 @@ def clip(small):
 def clip_run(small, clip):
     """posecore.infer (PyTorch backend) on the clip with its detections: (summary, results)."""
     params, checkpoint, _, folder = small
-    summary = infer(params, checkpoint, clip["video"], detector=clip["detections"], out_dir=folder / "clip_out",
-                    progress=False)
+    summary = infer(
+        params, checkpoint, clip["video"], detector=clip["detections"], out_dir=folder / "clip_out", progress=False
+    )
     return summary, json.loads(Path(summary["results"]).read_text())
 
 
@@ -71,8 +73,15 @@ def clip_run(small, clip):
 def onnx_clip_run(small, clip):
     """The same with the ONNX export and no params: (summary, results)."""
     _, _, onnx_path, folder = small
-    summary = infer(None, onnx_path, clip["video"], detector=clip["detections"], out_dir=folder / "onnx_out",
-                    draw=False, progress=False)
+    summary = infer(
+        None,
+        onnx_path,
+        clip["video"],
+        detector=clip["detections"],
+        out_dir=folder / "onnx_out",
+        draw=False,
+        progress=False,
+    )
     return summary, json.loads(Path(summary["results"]).read_text())
 
 
@@ -84,8 +93,12 @@ def id_switches(results: list[dict], truth: dict) -> tuple[int, set]:
         people = [p for p in truth["people"] if p["frame"] == frame]
         if not rows:
             continue
-        iou = box_iou(*[np.array([[x, y, x + w, y + h] for x, y, w, h in boxes])
-                        for boxes in ([r["box"] for r in rows], [p["bbox"] for p in people])])
+        iou = box_iou(
+            *[
+                np.array([[x, y, x + w, y + h] for x, y, w, h in boxes])
+                for boxes in ([r["box"] for r in rows], [p["bbox"] for p in people])
+            ]
+        )
         for row, overlaps in zip(rows, iou):
             if overlaps.max() < 0.5:
                 strays.add(row["idx"])
@@ -116,20 +129,20 @@ def test_onnx_backend_equals_pytorch_on_the_same_crops(small, tmp_path, codec, t
     image = textured((200, 150), 1)
     boxes = np.array([[*box, 0.9] for box in PEOPLE], np.float32)
     results = {}
-    codecs = [Predictor.from_onnx(onnx_path).codec]   # from the file's metadata alone
+    codecs = [Predictor.from_onnx(onnx_path).codec]  # from the file's metadata alone
     for backend in (checkpoint, onnx_path):
         model = Predictor.load(backend, params)
         codecs.append(model.codec)
         inputs, centers, scales = model.crops(image, boxes)
         for flip in (False, True):
             results[model.backend, flip] = model.predict_crops(inputs, centers, scales, flip).rows()
-            called = model(image, boxes, flip)   # the same through the whole pipeline, in float32
+            called = model(image, boxes, flip)  # the same through the whole pipeline, in float32
             assert called.keypoints.dtype == np.float32 and called.keypoints.shape == (len(boxes), 17, 2)
             np.testing.assert_allclose(called.keypoints, results[model.backend, flip][..., :2], atol=1e-3)
     assert codecs[0] == codecs[1] == codecs[2] and codecs[0].name == codec and codecs[0].sigma == 1.5
     for flip in (False, True):
         torch_kp, onnx_kp = results["pytorch", flip], results["onnxruntime", flip]
-        assert torch_kp[..., 2].max() > 0.01   # real peaks, not a flat map
+        assert torch_kp[..., 2].max() > 0.01  # real peaks, not a flat map
         np.testing.assert_allclose(onnx_kp[..., :2], torch_kp[..., :2], atol=tolerance)
         np.testing.assert_allclose(onnx_kp[..., 2], torch_kp[..., 2], atol=1e-4)
 
@@ -143,9 +156,14 @@ def test_image_folder_results_vis_and_unreadable_images(small, tmp_path):
     (images / "a_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     (images / "notes.txt").write_text("ignored")
     dets = tmp_path / "dets.json"
-    dets.write_text(json.dumps([
-        {"image_id": "b_people.jpg", "bbox": [10, 10, 50, 100], "score": 0.9, "category_id": 1},
-        {"image_id": "b_people", "bbox": [80, 5, 70, 110], "score": 0.8, "category_id": 1}]))
+    dets.write_text(
+        json.dumps(
+            [
+                {"image_id": "b_people.jpg", "bbox": [10, 10, 50, 100], "score": 0.9, "category_id": 1},
+                {"image_id": "b_people", "bbox": [80, 5, 70, 110], "score": 0.8, "category_id": 1},
+            ]
+        )
+    )
     with pytest.warns(UserWarning, match="a_broken.jpg"):
         summary = infer(params, checkpoint, images, detector=dets, out_dir=tmp_path / "out", progress=False)
     assert summary["frames"] == 2 and summary["persons"] == 2 and summary["skipped"] == ["a_broken.jpg"]
@@ -193,7 +211,7 @@ def test_video_keeps_frames_size_fps_and_ids(clip, clip_run):
     assert [r["image_id"] for r in results[:3]] == ["0.jpg"] * 3
     switches, strays = id_switches(results, truth)
     assert switches == 0
-    assert summary["tracks"] == 4 and len(strays) == 1   # the three people and the false positive
+    assert summary["tracks"] == 4 and len(strays) == 1  # the three people and the false positive
 
 
 def test_onnx_checkpoint_needs_no_params_and_agrees(clip_run, onnx_clip_run):
@@ -223,8 +241,19 @@ def test_bad_hand_given_box_names_the_frame(small, clip, tmp_path):
 def test_cli_writes_what_the_api_writes(small, clip, onnx_clip_run, tmp_path):
     _, _, onnx_path, _ = small
     summary, results = onnx_clip_run
-    command = [sys.executable, "-m", "posecore.infer", str(clip["video"]), "--checkpoint", str(onnx_path),
-               "--detector", str(clip["detections"]), "--out", str(tmp_path / "cli"), "--no-video"]
+    command = [
+        sys.executable,
+        "-m",
+        "posecore.infer",
+        str(clip["video"]),
+        "--checkpoint",
+        str(onnx_path),
+        "--detector",
+        str(clip["detections"]),
+        "--out",
+        str(tmp_path / "cli"),
+        "--no-video",
+    ]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"{VIDEO_FRAMES} frames, {summary['persons']} persons, 4 tracks" in done.stdout
@@ -242,7 +271,7 @@ def test_trajectories_follow_each_id_and_break_at_missed_frames(clip_run):
     one = tracks[1]  # the person behind the pillar: missed frames leave a gap
     assert np.diff(one["frame"]).max() > 1
     rows = [r for r in results if r["idx"] == 1]
-    np.testing.assert_allclose(one["xy"], [r["keypoints"][3 * nose:3 * nose + 2] for r in rows])
+    np.testing.assert_allclose(one["xy"], [r["keypoints"][3 * nose : 3 * nose + 2] for r in rows])
     figure = viz.plot_trajectories(tracks, "nose", {i: (0.1 * i, 0.2, 0.3) for i in tracks})
     over_time = figure.axes[1]
     drawn = [line for line in over_time.get_lines() if len(line.get_xdata())]
@@ -255,11 +284,15 @@ def test_real_photos_with_a_detector_file(small, coco_root, tmp_path):
     above the score threshold comes back in results.json, in image pixels, with its score."""
     params, checkpoint, _, _ = small
     detections = coco_root / "detections" / "person_detections_val2017.json"
-    summary = infer(params, checkpoint, coco_root / "val2017", detector=detections, out_dir=tmp_path,
-                    draw=False, progress=False)
+    summary = infer(
+        params, checkpoint, coco_root / "val2017", detector=detections, out_dir=tmp_path, draw=False, progress=False
+    )
     threshold = params.infer.detector_score_thr
-    expected = sorted((f"{d['image_id']:012d}.jpg", *(round(v, 1) for v in d["bbox"]))
-                      for d in json.loads(detections.read_text()) if d["score"] >= threshold)
+    expected = sorted(
+        (f"{d['image_id']:012d}.jpg", *(round(v, 1) for v in d["bbox"]))
+        for d in json.loads(detections.read_text())
+        if d["score"] >= threshold
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert summary["frames"] == 4 and len(results) == len(expected) > 0
     reported = sorted((r["image_id"], *r["box"]) for r in results)

@@ -40,9 +40,33 @@ def test_inference_reproduces_the_builtin_sets():
     for info in (COCO, MPII):
         assert infer_flip_pairs(info.joint_names) == info.flip_pairs
         assert infer_upper_body(info.joint_names) == info.upper_body
-    openpose = ["Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
-                "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
-                "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel"]
+    openpose = [
+        "Nose",
+        "Neck",
+        "RShoulder",
+        "RElbow",
+        "RWrist",
+        "LShoulder",
+        "LElbow",
+        "LWrist",
+        "MidHip",
+        "RHip",
+        "RKnee",
+        "RAnkle",
+        "LHip",
+        "LKnee",
+        "LAnkle",
+        "REye",
+        "LEye",
+        "REar",
+        "LEar",
+        "LBigToe",
+        "LSmallToe",
+        "LHeel",
+        "RBigToe",
+        "RSmallToe",
+        "RHeel",
+    ]
     pairs = {(openpose[a], openpose[b]) for a, b in infer_flip_pairs(openpose)}
     assert len(pairs) == 11 and ("RBigToe", "LBigToe") not in pairs and ("LBigToe", "RBigToe") in pairs
     assert [openpose[j] for j in infer_upper_body(openpose)][:3] == ["Nose", "Neck", "RShoulder"]
@@ -54,18 +78,21 @@ def test_inference_refuses_to_guess():
         infer_flip_pairs(["l_hip", "left_hip", "right_hip"])
     with pytest.warns(UserWarning, match=r"\['left_paw'\] look sided"):
         assert infer_flip_pairs(["nose", "left_paw"]) == ()
-    assert infer_upper_body(["nose", "tail_tip"]) is None   # a tail is neither above nor below the waist
+    assert infer_upper_body(["nose", "tail_tip"]) is None  # a tail is neither above nor below the waist
 
 
 def category(names, skeleton=(), cid=7):
     return {"id": cid, "name": "person", "keypoints": list(names), "skeleton": [list(p) for p in skeleton]}
 
 
-@pytest.mark.parametrize("coco, words", [
-    ({"categories": [{"id": 1, "name": "person"}]}, ["a.json", "id 1 ('person')", "no 'keypoints'", "skeleton"]),
-    ({"images": []}, ["a.json", "no 'categories'"]),
-    ({"categories": [category(["a"], cid=1), category(["b"], cid=2)]}, ["several categories", "id 1", "id 2"]),
-])
+@pytest.mark.parametrize(
+    "coco, words",
+    [
+        ({"categories": [{"id": 1, "name": "person"}]}, ["a.json", "id 1 ('person')", "no 'keypoints'", "skeleton"]),
+        ({"images": []}, ["a.json", "no 'categories'"]),
+        ({"categories": [category(["a"], cid=1), category(["b"], cid=2)]}, ["several categories", "id 1", "id 2"]),
+    ],
+)
 def test_category_problems_name_the_file_and_the_fix(coco, words):
     with pytest.raises(KeypointSetError) as error:
         coco_keypoint_category(coco, "a.json")
@@ -96,9 +123,16 @@ def test_sigmas_are_required_and_explained():
     with pytest.raises(KeypointSetError) as error:
         keypoint_info(custom_params(), category(BODY), "a.json")
     message = str(error.value)
-    for word in ("eval.sigmas", "OKS", "annotators", "nose 0.026", "eval.sigmas: uniform", str(UNIFORM_SIGMA),
-                 # COCO's values where the joint names match, a uniform start elsewhere
-                 f"[{UNIFORM_SIGMA}, 0.079, 0.079, {UNIFORM_SIGMA}, 0.087, 0.087]"):
+    for word in (
+        "eval.sigmas",
+        "OKS",
+        "annotators",
+        "nose 0.026",
+        "eval.sigmas: uniform",
+        str(UNIFORM_SIGMA),
+        # COCO's values where the joint names match, a uniform start elsewhere
+        f"[{UNIFORM_SIGMA}, 0.079, 0.079, {UNIFORM_SIGMA}, 0.087, 0.087]",
+    ):
         assert word in message
     uniform = keypoint_info(custom_params(**{"eval.sigmas": "uniform"}), category(BODY), "a.json")
     assert uniform.sigmas == (UNIFORM_SIGMA,) * 6
@@ -107,22 +141,31 @@ def test_sigmas_are_required_and_explained():
 
 
 def test_overrides_by_name_or_index_and_their_errors():
-    params = custom_params(**{"eval.sigmas": [0.05] * 6, "data.flip_pairs": [["left_knee", 5], [1, 2]],
-                              "data.upper_body": ["neck", 1, 2], "data.joint_weights": [1, 1, 1, 1, 2, 2]})
+    params = custom_params(
+        **{
+            "eval.sigmas": [0.05] * 6,
+            "data.flip_pairs": [["left_knee", 5], [1, 2]],
+            "data.upper_body": ["neck", 1, 2],
+            "data.joint_weights": [1, 1, 1, 1, 2, 2],
+        }
+    )
     info = keypoint_info(params, category(BODY, [(1, 2)]), "a.json")
     assert info.flip_pairs == ((4, 5), (1, 2)) and info.upper_body == (0, 1, 2)
     assert info.joint_weights == (1.0, 1.0, 1.0, 1.0, 2.0, 2.0) and info.flip_index() == [0, 2, 1, 3, 5, 4]
     with pytest.raises(KeypointSetError, match=r"data.flip_pairs\[0\]: 'left_kne' is not a joint.*'left_knee'"):
-        keypoint_info(custom_params(**{"eval.sigmas": "uniform", "data.flip_pairs": [["left_kne", 5]]}),
-                      category(BODY), "a.json")
+        keypoint_info(
+            custom_params(**{"eval.sigmas": "uniform", "data.flip_pairs": [["left_kne", 5]]}), category(BODY), "a.json"
+        )
     with pytest.raises(KeypointSetError, match=r"data.upper_body\[0\]: index 6 is out of range"):
         keypoint_info(custom_params(**{"eval.sigmas": "uniform", "data.upper_body": [6]}), category(BODY), "a.json")
     with pytest.raises(KeypointSetError, match="'right_knee' is in more than one flip pair"):
-        keypoint_info(custom_params(**{"eval.sigmas": "uniform", "data.flip_pairs": [[4, 5], [3, 5]]}),
-                      category(BODY), "a.json")
+        keypoint_info(
+            custom_params(**{"eval.sigmas": "uniform", "data.flip_pairs": [[4, 5], [3, 5]]}), category(BODY), "a.json"
+        )
     with pytest.raises(KeypointSetError, match=r"half_body_prob.*\['tail'\].*data.upper_body"):
-        keypoint_info(custom_params(**{"eval.sigmas": "uniform", "data.half_body_prob": 0.3}),
-                      category(BODY + ["tail"]), "a.json")
+        keypoint_info(
+            custom_params(**{"eval.sigmas": "uniform", "data.half_body_prob": 0.3}), category(BODY + ["tail"]), "a.json"
+        )
 
 
 def test_recorded_set_rebuilds_from_saved_params_alone(tmp_path):

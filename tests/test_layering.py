@@ -1,5 +1,6 @@
 """The package's layers, read from the source: the notebook layer (posecore/workbook) sits on top,
 and "load a run's model as it was trained" has one path (the Predictor and the trainer)."""
+
 from __future__ import annotations
 
 import ast
@@ -13,14 +14,17 @@ PACKAGE = REPO_ROOT / "posecore"
 # the demo command line shows the workbook's sections; everything else stays below the notebooks
 MAY_IMPORT_WORKBOOK = {"posecore/demo.py"}
 # the steps of loading a trained model, each owned by one module and asked for by at most two others
-LOADING_STEPS = {"resolve_keypoints": "posecore/data/annotations.py",
-                 "with_trained_codec": "posecore/checkpoints.py",
-                 "load_model": "posecore/checkpoints.py"}
+LOADING_STEPS = {
+    "resolve_keypoints": "posecore/data/annotations.py",
+    "with_trained_codec": "posecore/checkpoints.py",
+    "load_model": "posecore/checkpoints.py",
+}
 
 
 def _modules() -> dict[str, ast.Module]:
-    return {path.relative_to(REPO_ROOT).as_posix(): ast.parse(path.read_text())
-            for path in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        path.relative_to(REPO_ROOT).as_posix(): ast.parse(path.read_text()) for path in sorted(PACKAGE.rglob("*.py"))
+    }
 
 
 def _imported(tree: ast.Module) -> set[str]:
@@ -36,10 +40,13 @@ def _imported(tree: ast.Module) -> set[str]:
 
 
 def test_no_module_below_the_notebooks_imports_the_workbook():
-    offenders = {path: sorted(name for name in _imported(tree)
-                              if name == "posecore.workbook" or name.startswith("posecore.workbook."))
-                 for path, tree in _modules().items()
-                 if not path.startswith("posecore/workbook/") and path not in MAY_IMPORT_WORKBOOK}
+    offenders = {
+        path: sorted(
+            name for name in _imported(tree) if name == "posecore.workbook" or name.startswith("posecore.workbook.")
+        )
+        for path, tree in _modules().items()
+        if not path.startswith("posecore/workbook/") and path not in MAY_IMPORT_WORKBOOK
+    }
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
@@ -63,19 +70,28 @@ def test_loading_a_trained_model_is_asked_for_by_at_most_two_modules():
 
 def test_layout_page_names_every_module_and_only_files_that_exist():
     page = (REPO_ROOT / "docs" / "layout.md").read_text()
-    section = page[page.index("# Layout\n"):]
-    block = section[section.index("```\n") + 4:]
-    block = block[:block.index("```")]
+    section = page[page.index("# Layout\n") :]
+    block = section[section.index("```\n") + 4 :]
+    block = block[: block.index("```")]
     named = set(re.findall(r"[\w/]+\.(?:py|yaml|ipynb)", block))
-    files = {path.name for folder in ("posecore", "benchmarks", "examples", "params")
-             for path in (REPO_ROOT / folder).rglob("*") if path.suffix in (".py", ".yaml")}
+    files = {
+        path.name
+        for folder in ("posecore", "benchmarks", "examples", "params")
+        for path in (REPO_ROOT / folder).rglob("*")
+        if path.suffix in (".py", ".yaml")
+    }
     files -= {"__init__.py"}
     assert files - named == set(), "docs/layout.md does not name these files"
-    assert {name for name in named if Path(name).name not in files} == set(), "docs/layout.md names files that do not exist"
+    assert {name for name in named if Path(name).name not in files} == set(), (
+        "docs/layout.md names files that do not exist"
+    )
     # a name with its folder must be that file (a moved module leaves no stale path behind)
     with_folder = {name for name in named if "/" in name}
-    assert {name for name in with_folder if not any((REPO_ROOT / top / name).is_file()
-                                                  for top in ("", "posecore", "notebooks"))} == set()
+    assert {
+        name
+        for name in with_folder
+        if not any((REPO_ROOT / top / name).is_file() for top in ("", "posecore", "notebooks"))
+    } == set()
 
 
 # --- rooms: no import cycles, deferred imports only for optional dependencies ----------------------
@@ -83,8 +99,17 @@ def test_layout_page_names_every_module_and_only_files_that_exist():
 # packages that are one room each; every other module of posecore/ is a room of its own
 PACKAGE_ROOMS = ("codec", "data", "models", "workbook")
 # what may be imported inside a function: optional dependencies, imported on use
-OPTIONAL_IMPORTS = ("onnxruntime", "onnx", "torch.utils.tensorboard", "torch_npu", "apex", "papermill",
-                    "nbclient", "ipywidgets", "IPython")
+OPTIONAL_IMPORTS = (
+    "onnxruntime",
+    "onnx",
+    "torch.utils.tensorboard",
+    "torch_npu",
+    "apex",
+    "papermill",
+    "nbclient",
+    "ipywidgets",
+    "IPython",
+)
 
 
 def _room(module: str) -> str | None:
@@ -94,12 +119,15 @@ def _room(module: str) -> str | None:
 
 
 def _room_graph() -> dict[str, set[str]]:
-    rooms = {path.stem if path.parent == PACKAGE else path.relative_to(PACKAGE).parts[0]
-             for path in PACKAGE.rglob("*.py") if path != PACKAGE / "__init__.py"}
+    rooms = {
+        path.stem if path.parent == PACKAGE else path.relative_to(PACKAGE).parts[0]
+        for path in PACKAGE.rglob("*.py")
+        if path != PACKAGE / "__init__.py"
+    }
     graph: dict[str, set[str]] = defaultdict(set)
     for path, tree in _modules().items():
         source = _room(path[:-3].replace("/", ".").removesuffix(".__init__"))
-        if source is None:   # the posecore/__init__ facade imports everything by design
+        if source is None:  # the posecore/__init__ facade imports everything by design
             continue
         graph[source].update(room for room in map(_room, _imported(tree)) if room in rooms and room != source)
     return graph

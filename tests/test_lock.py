@@ -1,5 +1,6 @@
 """The locked environment: requirements.lock pins every dependency with hashes, `make setup`
 installs from it, environment.yml carries the same versions, and torch's own needs are pinned."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -38,8 +39,17 @@ def test_lock_pins_every_dependency_of_posecore_exactly():
     wanted = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
     missing = [r for r in wanted if normalized_name(Requirement(r).name) not in pins]
     assert not missing, f"{LOCK.name} lacks {missing}: run `make lock`"
-    for name in ("numpy", "opencv-python-headless", "pycocotools", "matplotlib", "onnxruntime",
-                 "papermill", "hypothesis", "pip", "setuptools"):
+    for name in (
+        "numpy",
+        "opencv-python-headless",
+        "pycocotools",
+        "matplotlib",
+        "onnxruntime",
+        "papermill",
+        "hypothesis",
+        "pip",
+        "setuptools",
+    ):
         assert re.fullmatch(r"\d+(\.\d+)*(\.post\d+)?", pins[name]), (name, pins[name])
     assert "torch" not in pins  # torch is the Makefile's TORCH_SPEC, installed after the lock
 

@@ -8,6 +8,7 @@ Bases: the real samples (../shared/samples, skipped when absent) and small synth
 The examples per reader are bounded and derandomized (the same mutations every run); a failure
 prints the edits that made the file (tests/mutation.py) and hypothesis' reproduction blob.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,10 +31,15 @@ from posecore.params import flat_params, load_params
 
 # no shrinking: the edits a failing example made are printed (`note`), and shrinking a large file
 # takes minutes
-FUZZ = settings(max_examples=80, deadline=None, derandomize=True, print_blob=True, database=None,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def reads_or_names(read, *names: str):
@@ -43,8 +49,7 @@ def reads_or_names(read, *names: str):
             warnings.simplefilter("ignore")
             return read()
     except (ValueError, OSError) as error:
-        assert any(name in str(error) for name in names), \
-            f"{type(error).__name__} names none of {names}: {error}"
+        assert any(name in str(error) for name in names), f"{type(error).__name__} names none of {names}: {error}"
         return None
 
 
@@ -72,11 +77,14 @@ def write(path: Path, doc) -> Path:
 
 # --------------------------------------------------------------------------- bases
 
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("synthetic")
-    return {dataset: data.make_synthetic(folder / dataset, dataset, num_train=3, num_val=2, image_size=64)
-            for dataset in ("coco", "custom", "mpii")}
+    return {
+        dataset: data.make_synthetic(folder / dataset, dataset, num_train=3, num_val=2, image_size=64)
+        for dataset in ("coco", "custom", "mpii")
+    }
 
 
 COCO_FILES = ("person_keypoints_train2017.json", "person_keypoints_val2017.json")
@@ -91,27 +99,38 @@ def coco_bases(synthetic, tmp_path_factory) -> list[tuple[str, dict[str, dict]]]
     from posecore.data.layouts import LAYOUTS
 
     folder = tmp_path_factory.mktemp("wholebody")
-    roots = [("coco", synthetic["coco"]), ("custom", synthetic["custom"]),
-             ("coco_wholebody", make_wholebody(synthetic["coco"], folder / "wholebody")),
-             ("halpe136", make_halpe(synthetic["coco"], folder / "halpe"))]
+    roots = [
+        ("coco", synthetic["coco"]),
+        ("custom", synthetic["custom"]),
+        ("coco_wholebody", make_wholebody(synthetic["coco"], folder / "wholebody")),
+        ("halpe136", make_halpe(synthetic["coco"], folder / "halpe")),
+    ]
     if (SAMPLES / "coco" / "annotations").is_dir():
         roots.insert(0, ("coco", SAMPLES / "coco"))
-    return [(dataset, {name: load(root / name) for name in LAYOUTS[dataset].annotations})
-            for dataset, root in roots]
+    return [(dataset, {name: load(root / name) for name in LAYOUTS[dataset].annotations}) for dataset, root in roots]
 
 
 def coco_params(root: Path, dataset: str, **overrides):
     from posecore.keypoints import keypoint_info
 
     joints = {} if dataset == "custom" else {"model.num_joints": keypoint_info(dataset).num_joints}
-    return load_params("demo", {"data.root": str(root), "data.dataset": dataset, "data.workers": 0,
-                                "eval.sigmas": "uniform" if dataset == "custom" else [], **joints,
-                                **overrides})
+    return load_params(
+        "demo",
+        {
+            "data.root": str(root),
+            "data.dataset": dataset,
+            "data.workers": 0,
+            "eval.sigmas": "uniform" if dataset == "custom" else [],
+            **joints,
+            **overrides,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- COCO keypoint files
 
-@settings(FUZZ, max_examples=120)   # five bases: ~24 mutations each
+
+@settings(FUZZ, max_examples=120)  # five bases: ~24 mutations each
 @given(st.data())
 def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, outputs, data_draw):
     dataset, files = data_draw.draw(st.sampled_from(coco_bases), label="base")
@@ -132,13 +151,15 @@ def test_mutated_coco_files_read_or_name_the_file(coco_bases, tmp_path, outputs,
 
 # --------------------------------------------------------------------------- detections files
 
+
 @pytest.fixture(scope="module")
 def detection_bases(synthetic) -> list[tuple[Path, list]]:
     """(COCO root, detections) pairs: the real val detections, and boxes made from the synthetic
     val people."""
     val = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
-    made = [{"image_id": ann["image_id"], "category_id": 1, "bbox": ann["bbox"], "score": 0.9}
-            for ann in val["annotations"]]
+    made = [
+        {"image_id": ann["image_id"], "category_id": 1, "bbox": ann["bbox"], "score": 0.9} for ann in val["annotations"]
+    ]
     bases = [(synthetic["coco"], made)]
     real = SAMPLES / "coco" / "detections" / "person_detections_val2017.json"
     if real.is_file():
@@ -153,8 +174,7 @@ def test_mutated_detection_files_read_or_name_the_file(detection_bases, tmp_path
     path = write(tmp_path / "dets.json", mutate(data_draw, detections))
     params = coco_params(root, "coco", **{"data.det_file": str(path)})
     check_instances(reads_or_names(lambda: data.build_dataset(params, "test"), "dets.json"))
-    reads_or_names(lambda: DetectionsFile(path).boxes_for(
-        _frame_of(detections), (640, 480)), "dets.json")
+    reads_or_names(lambda: DetectionsFile(path).boxes_for(_frame_of(detections), (640, 480)), "dets.json")
 
 
 def _frame_of(detections):
@@ -164,6 +184,7 @@ def _frame_of(detections):
 
 
 # --------------------------------------------------------------------------- MPII files
+
 
 @pytest.fixture(scope="module")
 def mpii_bases(synthetic) -> list[list]:
@@ -196,10 +217,11 @@ PARAM_KEYS = sorted(flat_params(load_params("demo")))
 @FUZZ
 @given(st.data())
 def test_mutated_params_overrides_load_or_name_the_key(data_draw):
-    key = data_draw.draw(st.sampled_from([*PARAM_KEYS, "train", "train.nope", "nope.lr", "train.lr.x"]),
-                         label="key")
-    value = data_draw.draw(st.sampled_from([*VALUES, [float("nan")], [1e308, 1], [-1, -2], ["a", "b"],
-                                            [[1, 2]], [[1, "x"]], [[0, 99]]]), label="value")
+    key = data_draw.draw(st.sampled_from([*PARAM_KEYS, "train", "train.nope", "nope.lr", "train.lr.x"]), label="key")
+    value = data_draw.draw(
+        st.sampled_from([*VALUES, [float("nan")], [1e308, 1], [-1, -2], ["a", "b"], [[1, 2]], [[1, "x"]], [[0, 99]]]),
+        label="value",
+    )
     reads_or_names(lambda: load_params("demo", {key: value}), key)
 
 
@@ -214,15 +236,19 @@ def test_mutated_params_files_load_or_name_the_file(tmp_path, data_draw):
 
 # --------------------------------------------------------------------------- the reported cases
 
-@pytest.mark.parametrize("change, words", [
-    (lambda c: c["images"][1].update(id=[5]), ["images[1]", "id is a list", "expected an integer"]),
-    (lambda c: c["images"][1].update(width={}), ["images[1]", "width is a dict", "positive number"]),
-    (lambda c: c["images"].insert(2, 3.5), ["images[2] is 3.5", "expected an object"]),
-    (lambda c: c["images"][0].pop("file_name"), ["images[0]", "file_name is null"]),
-    (lambda c: c["images"][0].update(height=1e308), ["images[0]", "height is 1e+308"]),
-    (lambda c: c.update(images={"a": 1}), ["'images' is a dict", "expected a list"]),
-    (lambda c: c["images"].append(dict(c["images"][0])), ["repeats the id"]),
-])
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda c: c["images"][1].update(id=[5]), ["images[1]", "id is a list", "expected an integer"]),
+        (lambda c: c["images"][1].update(width={}), ["images[1]", "width is a dict", "positive number"]),
+        (lambda c: c["images"].insert(2, 3.5), ["images[2] is 3.5", "expected an object"]),
+        (lambda c: c["images"][0].pop("file_name"), ["images[0]", "file_name is null"]),
+        (lambda c: c["images"][0].update(height=1e308), ["images[0]", "height is 1e+308"]),
+        (lambda c: c.update(images={"a": 1}), ["'images' is a dict", "expected a list"]),
+        (lambda c: c["images"].append(dict(c["images"][0])), ["repeats the id"]),
+    ],
+)
 def test_unusable_image_entries_name_file_entry_and_key(synthetic, tmp_path, outputs, change, words):
     coco = load(synthetic["coco"] / "annotations" / COCO_FILES[1])
     change(coco)
@@ -243,8 +269,12 @@ def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path, outp
     people.append(dict(people[4]))  # the same id twice
     write(tmp_path / "annotations" / COCO_FILES[1], coco)
     bad = data.check_annotations(tmp_path / "annotations" / COCO_FILES[1], "coco")
-    assert bad.counts == {"bbox is not 4 finite numbers [x, y, w, h]": 1, "keypoint values beyond 1e+06 px": 1,
-                          "image_id is not an integer": 2, "id repeats an earlier entry's": 1}
+    assert bad.counts == {
+        "bbox is not 4 finite numbers [x, y, w, h]": 1,
+        "keypoint values beyond 1e+06 px": 1,
+        "image_id is not an integer": 2,
+        "id repeats an earlier entry's": 1,
+    }
     with pytest.warns(UserWarning, match=r"skipped 5 of \d+ person entries"):
         dataset = data.build_dataset(coco_params(tmp_path, "coco"), "val")
     check_instances(dataset)
@@ -252,6 +282,7 @@ def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path, outp
 
 
 # --------------------------------------------------------------------------- ONNX metadata
+
 
 @pytest.fixture(scope="module")
 def onnx_base(tmp_path_factory):
@@ -294,6 +325,7 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path):
 
 # --------------------------------------------------------------------------- a run's checkpoint and records
 
+
 @pytest.fixture(scope="module")
 def run_base():
     """What a resumed run reads before it starts: last.pt (as the engine writes it, a small model
@@ -306,11 +338,21 @@ def run_base():
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.zeros(1, 3, 5, 5)).sum().backward()
     optimizer.step()
-    checkpoint = {"format": POSECORE_FORMAT, "model_name": "fastpose", "num_joints": 17,
-                  "model": {f"head.{k}": v for k, v in model.state_dict().items()},
-                  "epoch": 2, "epoch_step": 0, "step": 8, "optimizer": optimizer.state_dict(),
-                  "scheduler": {"lr": 0.002}, "scaler": {}, "rng": capture_rng(), "best_metric": 0.5,
-                  "skipped_steps": 0}
+    checkpoint = {
+        "format": POSECORE_FORMAT,
+        "model_name": "fastpose",
+        "num_joints": 17,
+        "model": {f"head.{k}": v for k, v in model.state_dict().items()},
+        "epoch": 2,
+        "epoch_step": 0,
+        "step": 8,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": {"lr": 0.002},
+        "scaler": {},
+        "rng": capture_rng(),
+        "best_metric": 0.5,
+        "skipped_steps": 0,
+    }
     params = load_params("demo")
     return checkpoint, params, {"world_size": 1, "npus": 1, "device_type": "cpu"}
 
@@ -355,13 +397,18 @@ def test_mutated_run_records_compare_or_name_the_file(run_base, outputs, data_dr
     from posecore.experiments import compare_runs, read_run
 
     _, params, env = run_base
-    log = [{"type": "train", "epoch": 0, "step": 4, "loss": 0.01, "lr": 0.002, "images_per_s": 40.0,
-            "skipped": 0},
-           {"type": "val", "epoch": 0, "step": 4, "AP": 0.31},
-           {"type": "summary", "epochs": 1, "steps": 4, "images_per_s": 41.0, "stopped": None}]
-    records = {"params.yaml": params.to_dict(), "env.json": {**env, "git": {"commit": "abc", "dirty": False},
-                                                              "device_names": ["cpu"], "nnodes": 1},
-               "log.jsonl": log, "metrics.json": {"epoch": 0, "AP": 0.31}, "eval/metrics.json": {"AP": 0.3}}
+    log = [
+        {"type": "train", "epoch": 0, "step": 4, "loss": 0.01, "lr": 0.002, "images_per_s": 40.0, "skipped": 0},
+        {"type": "val", "epoch": 0, "step": 4, "AP": 0.31},
+        {"type": "summary", "epochs": 1, "steps": 4, "images_per_s": 41.0, "stopped": None},
+    ]
+    records = {
+        "params.yaml": params.to_dict(),
+        "env.json": {**env, "git": {"commit": "abc", "dirty": False}, "device_names": ["cpu"], "nnodes": 1},
+        "log.jsonl": log,
+        "metrics.json": {"epoch": 0, "AP": 0.31},
+        "eval/metrics.json": {"AP": 0.3},
+    }
     target = data_draw.draw(st.sampled_from(RECORDS), label="file")
     records[target] = mutate(data_draw, records[target])
     folder = outputs / "run-a"

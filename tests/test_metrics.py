@@ -1,4 +1,5 @@
 """posecore.metrics against pycocotools run directly, hand-computed PCKh and the references' NMS."""
+
 from __future__ import annotations
 
 import contextlib
@@ -26,14 +27,25 @@ def make_coco_gt(path, num_images=6, persons=3, seed=0):
             v = rng.choice([0, 1, 2], size=17, p=[0.15, 0.25, 0.6])
             xy[v == 0] = 0
             kps = np.concatenate([xy, v[:, None]], axis=1).reshape(-1).tolist()
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "bbox": [x0, y0, w, h], "area": w * h * 0.6, "keypoints": kps,
-                "num_keypoints": int((v > 0).sum()),
-            })
-    gt = {"images": images, "annotations": annotations,
-          "categories": [{"id": 1, "name": "person", "supercategory": "person",
-                          "keypoints": list(COCO.joint_names), "skeleton": []}]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "bbox": [x0, y0, w, h],
+                    "area": w * h * 0.6,
+                    "keypoints": kps,
+                    "num_keypoints": int((v > 0).sum()),
+                }
+            )
+    gt = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO.joint_names), "skeleton": []}
+        ],
+    }
     path.write_text(json.dumps(gt))
     return path
 
@@ -50,8 +62,14 @@ def perturbed_results(gt_path, noise, seed=1, drop_every=0):
         size = np.sqrt(ann["area"])
         kps[:, :2] += rng.normal(0, noise * size, size=(17, 2))
         kps[:, 2] = rng.uniform(0.1, 1.0, 17)
-        results.append({"image_id": ann["image_id"], "category_id": 1,
-                        "keypoints": kps.reshape(-1).tolist(), "score": float(rng.uniform(0.3, 1))})
+        results.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": 1,
+                "keypoints": kps.reshape(-1).tolist(),
+                "score": float(rng.uniform(0.3, 1)),
+            }
+        )
     return results
 
 
@@ -82,7 +100,7 @@ def test_coco_ap_matches_pycocotools_on_perturbed_gt(tmp_path, noise):
     direct = pycocotools_direct(gt_path, results_path)
 
     assert list(ours.stats) == list(metrics.COCO_STAT_NAMES)
-    assert 0.05 < ours.stats["AP"] < 0.9          # far from perfect, so a wrong OKS would show
+    assert 0.05 < ours.stats["AP"] < 0.9  # far from perfect, so a wrong OKS would show
     np.testing.assert_array_equal([ours.stats[k] for k in metrics.COCO_STAT_NAMES], direct.stats)
     assert metrics.coco_keypoint_ap(gt_path, results_path) == ours.stats
     # AP over thresholds 0.5:0.95 is the mean of the per-threshold APs
@@ -102,8 +120,10 @@ def test_coco_ap_with_custom_sigmas_matches_pycocotools(tmp_path):
     gt["categories"] = [{"id": 7, "name": "thing", "keypoints": list("abcdef"), "skeleton": [[1, 2]]}]
     gt_path = tmp_path / "gt.json"
     gt_path.write_text(json.dumps(gt))
-    results = [{**r, "keypoints": r["keypoints"][:18], "category_id": 7}
-               for r in perturbed_results(make_coco_gt(tmp_path / "coco.json"), 0.06)]
+    results = [
+        {**r, "keypoints": r["keypoints"][:18], "category_id": 7}
+        for r in perturbed_results(make_coco_gt(tmp_path / "coco.json"), 0.06)
+    ]
     results_path = tmp_path / "results.json"
     results_path.write_text(json.dumps(results))
     sigmas = [0.03, 0.05, 0.07, 0.09, 0.11, 0.13]
@@ -111,7 +131,7 @@ def test_coco_ap_with_custom_sigmas_matches_pycocotools(tmp_path):
     stats = metrics.coco_keypoint_ap(gt_path, results, sigmas)
     assert 0.05 < stats["AP"] < 0.95
     np.testing.assert_array_equal(list(stats.values()), pycocotools_direct(gt_path, results_path, sigmas).stats)
-    assert stats != metrics.coco_keypoint_ap(gt_path, results, [0.05] * 6)    # the sigmas are used
+    assert stats != metrics.coco_keypoint_ap(gt_path, results, [0.05] * 6)  # the sigmas are used
     with pytest.raises(ValueError, match="carry 6 joints but the OKS sigmas cover 17"):
         metrics.coco_keypoint_ap(gt_path, results)
 
@@ -164,12 +184,11 @@ def test_coco_ap_unknown_image_is_a_clear_error(tmp_path):
 
 # ----------------------------------------------------------------------------- rescoring + NMS
 
+
 def test_rescore_uses_only_confident_keypoints():
     scores = np.array([[0.9, 0.5, 0.1, 0.2], [0.1, 0.1, 0.1, 0.1]])
-    np.testing.assert_allclose(metrics.rescore(scores, [0.5, 1.0], in_vis_thr=0.2),
-                               [0.5 * (0.9 + 0.5) / 2, 0.0])
-    np.testing.assert_allclose(metrics.alphapose_gt_scores(scores),
-                               [0.425 + 1.25 * 0.9, 0.1 + 1.25 * 0.1])
+    np.testing.assert_allclose(metrics.rescore(scores, [0.5, 1.0], in_vis_thr=0.2), [0.5 * (0.9 + 0.5) / 2, 0.0])
+    np.testing.assert_allclose(metrics.alphapose_gt_scores(scores), [0.425 + 1.25 * 0.9, 0.1 + 1.25 * 0.1])
 
 
 def reference_style_nms(keypoints, scores, areas, thr, sigmas):
@@ -205,13 +224,15 @@ def test_oks_nms_matches_greedy_reference():
 def test_oks_nms_per_image_never_crosses_images():
     pose = np.zeros((1, 17, 3))
     keypoints = np.concatenate([pose, pose, pose])
-    keep = metrics.oks_nms_per_image(np.array([5, 5, 7]), keypoints, np.array([0.2, 0.9, 0.1]),
-                                     np.array([100.0, 100.0, 100.0]), 0.9, COCO.sigmas)
+    keep = metrics.oks_nms_per_image(
+        np.array([5, 5, 7]), keypoints, np.array([0.2, 0.9, 0.1]), np.array([100.0, 100.0, 100.0]), 0.9, COCO.sigmas
+    )
     assert keep.tolist() == [1, 2]
     assert metrics.oks_nms(np.zeros((0, 17, 3)), np.zeros(0), np.zeros(0), 0.9, COCO.sigmas).size == 0
 
 
 # ----------------------------------------------------------------------------- MPII PCKh
+
 
 def write_mat(tmp_path, joints_1based, visible, headboxes):
     path = tmp_path / "mpii_gt_val.mat"
@@ -236,23 +257,23 @@ def test_pckh_hand_computed(tmp_path):
     # two people, head box 30 x 40 -> diagonal 50 -> head size 0.6 * 50 = 30 px
     gt = np.full((2, 16, 2), 100.0)
     visible = np.ones((2, 16))
-    visible[1, 15] = 0                        # l_wrist missing for person 1: ignored
+    visible[1, 15] = 0  # l_wrist missing for person 1: ignored
     headboxes = np.tile(np.array([[10.0, 10.0], [40.0, 50.0]]), (2, 1, 1))
     path = write_mat(tmp_path, gt, visible, headboxes)
 
-    preds = gt - 1.0                          # 0-based = exact match after the +1 shift
-    preds[0, 9, 0] += 15.0                    # head error 15 px = 0.5 head: correct (<=)
-    preds[1, 9, 0] += 15.5                    # just over: wrong
-    preds[0, 15, 1] += 40.0                   # l_wrist wrong for person 0
-    preds[1, 15, 1] += 400.0                  # ... and ignored for person 1 (missing)
-    preds[:, 6] += 500.0                      # pelvis and thorax wrong: left out of the mean
+    preds = gt - 1.0  # 0-based = exact match after the +1 shift
+    preds[0, 9, 0] += 15.0  # head error 15 px = 0.5 head: correct (<=)
+    preds[1, 9, 0] += 15.5  # just over: wrong
+    preds[0, 15, 1] += 40.0  # l_wrist wrong for person 0
+    preds[1, 15, 1] += 400.0  # ... and ignored for person 1 (missing)
+    preds[:, 6] += 500.0  # pelvis and thorax wrong: left out of the mean
     preds[:, 7] += 500.0
-    preds[0, 0, 0] += 4.0                     # r_ankle error 4 px: right at 0.5, wrong at 0.1
+    preds[0, 0, 0] += 4.0  # r_ankle error 4 px: right at 0.5, wrong at 0.1
 
     out = metrics.pckh(preds, path)
     assert set(out) == {"Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "PCKh", "PCKh@0.1"}
     assert out["Head"] == pytest.approx(50.0)
-    assert out["Wrist"] == pytest.approx((100.0 + 0.0) / 2)   # r_wrist 2/2, l_wrist 0/1
+    assert out["Wrist"] == pytest.approx((100.0 + 0.0) / 2)  # r_wrist 2/2, l_wrist 0/1
     assert out["Ankle"] == pytest.approx(100.0)
     # 14 joints in the mean, 27 visible instances, 2 misses (head 1, l_wrist 0)
     assert out["PCKh"] == pytest.approx(100.0 * 25 / 27)
@@ -299,7 +320,7 @@ def test_coco_per_joint_isolates_the_perturbed_joint(tmp_path):
     gt_path = make_coco_gt(tmp_path / "gt.json")
     results = perturbed_results(gt_path, 0.0)
     for r in results:
-        r["keypoints"][9 * 3] += 15.0        # left_wrist off by 15 px, everything else exact
+        r["keypoints"][9 * 3] += 15.0  # left_wrist off by 15 px, everything else exact
     rows = metrics.coco_keypoint_eval(gt_path, results).per_joint
     assert [r["joint"] for r in rows] == list(range(17))
     similarity = np.array([r["mean_similarity"] for r in rows])

@@ -1,4 +1,5 @@
 """posecore.models: shapes, exact sizes of the reference architectures, registry and builders."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,12 +17,15 @@ def _heatmaps(model: nn.Module, width: int, height: int, batch: int = 2) -> torc
         return model(torch.randn(batch, 3, height, width))
 
 
-@pytest.mark.parametrize("name, kwargs, joints", [
-    ("fastpose", {"depth": 18}, 17),
-    ("fastpose", {"depth": 50, "num_joints": 14}, 14),
-    ("simplebaseline", {"depth": 18}, 17),
-    ("fastpose_duc", {"depth": 50, "backbone": "resnet", "duc_convs": [1, 1, 1]}, 17),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, joints",
+    [
+        ("fastpose", {"depth": 18}, 17),
+        ("fastpose", {"depth": 50, "num_joints": 14}, 14),
+        ("simplebaseline", {"depth": 18}, 17),
+        ("fastpose_duc", {"depth": 50, "backbone": "resnet", "duc_convs": [1, 1, 1]}, 17),
+    ],
+)
 def test_resnet_models_give_quarter_resolution_heatmaps(name, kwargs, joints):
     out = _heatmaps(build_model(name, **kwargs), width=64, height=96)
     assert out.shape == (2, joints, 24, 16)
@@ -54,8 +58,9 @@ def test_defaults_and_exact_parameter_counts_of_the_reference_architectures():
     assert frozen and all(name.startswith("backbone.inters.") for name in frozen)
 
 
-@pytest.mark.parametrize("depth, gated_stages", [(18, ["layer2", "layer3", "layer4"]),
-                                                 (50, ["layer1", "layer2", "layer3", "layer4"])])
+@pytest.mark.parametrize(
+    "depth, gated_stages", [(18, ["layer2", "layer3", "layer4"]), (50, ["layer1", "layer2", "layer3", "layer4"])]
+)
 def test_se_gates_sit_on_the_projecting_first_block_of_a_stage_only(depth, gated_stages):
     backbone = ResNet(depth, se=True)
     gated = [name for name, m in backbone.named_modules() if isinstance(m, SqueezeExcite)]
@@ -70,10 +75,15 @@ def test_se_gates_sit_on_the_projecting_first_block_of_a_stage_only(depth, gated
 
 def test_resnet_backbone_uses_torchvision_names():
     keys = set(build_model("simplebaseline", depth=50).state_dict())
-    for key in ("backbone.conv1.weight", "backbone.bn1.running_var",
-                "backbone.layer1.0.conv3.weight", "backbone.layer1.0.downsample.0.weight",
-                "backbone.layer4.2.bn2.bias", "head.deconv_layers.0.weight",
-                "head.final_layer.bias"):
+    for key in (
+        "backbone.conv1.weight",
+        "backbone.bn1.running_var",
+        "backbone.layer1.0.conv3.weight",
+        "backbone.layer1.0.downsample.0.weight",
+        "backbone.layer4.2.bn2.bias",
+        "head.deconv_layers.0.weight",
+        "head.final_layer.bias",
+    ):
         assert key in keys
     assert not any(key.startswith("backbone.fc.") for key in keys)
 
@@ -147,6 +157,5 @@ def test_channels_last_and_bf16_autocast_agree_with_fp32():
 
 
 def test_forward_has_no_graph_breaks():
-    explanation = torch._dynamo.explain(build_model("fastpose", depth=18).eval())(
-        torch.randn(1, 3, 64, 64))
+    explanation = torch._dynamo.explain(build_model("fastpose", depth=18).eval())(torch.randn(1, 3, 64, 64))
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1

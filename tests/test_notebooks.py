@@ -5,6 +5,7 @@ COCO-layout dataset and one run folder under a temporary POSECORE_OUTPUTS. The t
 through the papermill CLI: its exit status and the executed notebook are both checked, since a
 kernel that dies leaves no error output in the notebook.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,17 +29,32 @@ pytestmark = pytest.mark.slow
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = ("prepare_data", "train", "eval", "visualize", "export", "compare", "infer", "reproduce")
 COMMON = {"model", "params", "run_name", "data_root", "overrides"}
-OWN = {"train": {"npus", "epochs"}, "eval": {"npus", "epochs", "checkpoint"},
-       "visualize": {"checkpoint"}, "export": {"checkpoint"}, "infer": {"checkpoint", "source", "detector"}}
+OWN = {
+    "train": {"npus", "epochs"},
+    "eval": {"npus", "epochs", "checkpoint"},
+    "visualize": {"checkpoint"},
+    "export": {"checkpoint"},
+    "infer": {"checkpoint", "source", "detector"},
+}
 # compare.ipynb reads finished runs, so it has no params of its own (tests/test_experiments.py runs it);
 # reproduce.ipynb re-runs one from its folder (tests/test_reproduce.py runs it)
 PARAMETERS = {name: COMMON | OWN.get(name, set()) for name in NOTEBOOKS} | {
-    "compare": {"runs", "metric", "run_name"}, "reproduce": {"run_name", "as_run", "allow_drift"}}
+    "compare": {"runs", "metric", "run_name"},
+    "reproduce": {"run_name", "as_run", "allow_drift"},
+}
 RUN = "nbtest"
 # FastPose-18 on 64x64 crops (FastPose needs sides divisible by 32): a few seconds per notebook on 2 cores
-TINY = {"model.depth": 18, "data.input_size": [64, 64], "data.heatmap_size": [16, 16], "data.workers": 0,
-        "train.batch_size": 8, "train.log_every": 1, "train.val_every": 1, "train.warmup_iters": 0,
-        "eval.batch_size": 16}
+TINY = {
+    "model.depth": 18,
+    "data.input_size": [64, 64],
+    "data.heatmap_size": [16, 16],
+    "data.workers": 0,
+    "train.batch_size": 8,
+    "train.log_every": 1,
+    "train.val_every": 1,
+    "train.warmup_iters": 0,
+    "eval.batch_size": 16,
+}
 
 
 def _load(name: str):
@@ -49,11 +65,17 @@ def _load(name: str):
 
 def _assigned_names(source: str) -> dict[str, object]:
     tree = ast.parse(source)
-    return {target.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 # --- static checks -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_stored_clean_with_one_parameters_cell_first(name):
@@ -72,10 +94,12 @@ def test_notebook_is_stored_clean_with_one_parameters_cell_first(name):
     for cell in code:
         assert cell.outputs == [] and cell.execution_count is None, f"{name}: stored outputs in {cell.source[:60]!r}"
         assert not re.search(r"^\s*(async\s+)?def\s|\blambda\b|^\s*class\s", cell.source, re.M), (
-            f"{name}: logic belongs in posecore, not in a cell: {cell.source[:80]!r}")
+            f"{name}: logic belongs in posecore, not in a cell: {cell.source[:80]!r}"
+        )
 
 
 # --- execution -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def workbook(tmp_path_factory):
@@ -91,8 +115,14 @@ def workbook(tmp_path_factory):
 
 
 def _common(workbook, **extra):
-    return {"model": "fastpose", "params": "demo", "run_name": RUN, "data_root": str(workbook["data"]),
-            "overrides": TINY, **extra}
+    return {
+        "model": "fastpose",
+        "params": "demo",
+        "run_name": RUN,
+        "data_root": str(workbook["data"]),
+        "overrides": TINY,
+        **extra,
+    }
 
 
 def _outputs_of(path: Path, mime: str) -> int:
@@ -107,18 +137,32 @@ def _output_text(path: Path) -> str:
 def run_cli(source: Path, output: Path, parameters: dict) -> subprocess.CompletedProcess:
     """papermill's CLI on a notebook; fails on a non-zero exit OR an error in the output notebook."""
     name = source.name
-    command = [sys.executable, "-m", "papermill", str(source), str(output),
-               "--no-progress-bar", "--kernel", "python3", "-y", json.dumps(parameters)]
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(source),
+        str(output),
+        "--no-progress-bar",
+        "--kernel",
+        "python3",
+        "-y",
+        json.dumps(parameters),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     errors = []
     if output.is_file():
         nb = nbformat.read(output, as_version=4)
-        errors = [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code"
-                  for o in c.outputs if o.output_type == "error"]
+        errors = [
+            f"{o.ename}: {o.evalue}"
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.outputs
+            if o.output_type == "error"
+        ]
     if done.returncode != 0 or errors:
         died = "" if errors else " (no error in the notebook: the kernel died?)"
-        pytest.fail(f"papermill {name} exited {done.returncode}{died}; cell errors: {errors}\n"
-                    f"{done.stderr[-3000:]}")
+        pytest.fail(f"papermill {name} exited {done.returncode}{died}; cell errors: {errors}\n{done.stderr[-3000:]}")
     return done
 
 
@@ -160,8 +204,9 @@ def test_prepare_data_builds_data_and_shows_statistics(workbook, prepared):
 def test_prepare_data_names_what_is_missing_and_where_to_get_it(workbook, tmp_path):
     incomplete = tmp_path / "coco"
     (incomplete / "annotations").mkdir(parents=True)
-    output = _run("prepare_data", workbook, **{**_common(workbook), "data_root": str(incomplete),
-                                                "run_name": "nbtest-layout"})
+    output = _run(
+        "prepare_data", workbook, **{**_common(workbook), "data_root": str(incomplete), "run_name": "nbtest-layout"}
+    )
     text = _output_text(output)
     assert "person_keypoints_val2017.json" in text and "https://cocodataset.org/#download" in text
     assert not (workbook["outputs"] / "nbtest-layout" / "figures" / "data_statistics.png").exists()
@@ -203,7 +248,7 @@ def _reads_as_a_record(path: Path) -> str:
 def test_train_notebook_reads_as_the_record_of_the_run(workbook, trained):
     text = _reads_as_a_record(trained)
     assert "ModelParams(" not in text and "Params demo" in text and f"Run {RUN}" in text
-    assert _outputs_of(trained, "image/png") >= 3      # the LR schedule, loss curves, the validation history
+    assert _outputs_of(trained, "image/png") >= 3  # the LR schedule, loss curves, the validation history
 
 
 def test_train_notebook_without_validation_says_so_instead_of_empty_figures(workbook, prepared):
@@ -212,7 +257,7 @@ def test_train_notebook_without_validation_says_so_instead_of_empty_figures(work
     parameters = _common(workbook, npus=1, epochs=1, run_name="nbtest-noval")
     run_cli(NOTEBOOK_DIR / "train.ipynb", output, {**parameters, "overrides": {**TINY, "train.val_every": 0}})
     assert not _long_plain_outputs(output)
-    assert _outputs_of(output, "image/png") == 2       # the LR schedule and the loss curves only
+    assert _outputs_of(output, "image/png") == 2  # the LR schedule and the loss curves only
     assert "No validation yet" in _output_text(output)
     assert not (workbook["outputs"] / "nbtest-noval" / "figures" / "train_validation.png").exists()
 
@@ -229,7 +274,7 @@ def test_eval_notebook_scores_and_writes_the_report(workbook, evaluated):
     assert report.count("data:image/png;base64") >= 4
     assert "posecore.evaluate" not in report  # code hidden
     assert _outputs_of(evaluated, "image/png") >= 3
-    _reads_as_a_record(evaluated)   # the scorer's printed summary is a table here
+    _reads_as_a_record(evaluated)  # the scorer's printed summary is a table here
     assert ["AP", metrics["AP"]] in read_json(folder / "tables" / "eval_metrics.json")["rows"]
 
 
@@ -251,15 +296,29 @@ def test_export_notebook_writes_the_model_and_tables(workbook, trained):
 
 def test_infer_notebook_writes_what_the_api_writes(workbook, trained, tmp_path):
     clip = data.make_synthetic_video(tmp_path, num_frames=8, size=(320, 240))
-    output = _run("infer", workbook, **_common(workbook, checkpoint="best", source=str(clip["video"]),
-                                               detector=str(clip["detections"]), frames_shown=2))
+    output = _run(
+        "infer",
+        workbook,
+        **_common(
+            workbook, checkpoint="best", source=str(clip["video"]), detector=str(clip["detections"]), frames_shown=2
+        ),
+    )
     folder = workbook["outputs"] / RUN / "infer" / "walk"
     assert (folder / "walk.mp4").is_file() and (folder / "summary.json").is_file()
     params = posecore.load_params("demo", {**TINY, "data.root": str(workbook["data"])})
-    posecore.infer(params, "best", clip["video"], clip["detections"], out_dir=tmp_path / "api", run_name=RUN,
-                   draw=False, progress=False)
+    posecore.infer(
+        params,
+        "best",
+        clip["video"],
+        clip["detections"],
+        out_dir=tmp_path / "api",
+        run_name=RUN,
+        draw=False,
+        progress=False,
+    )
     assert json.loads((tmp_path / "api" / "results.json").read_text()) == json.loads(
-        (folder / "results.json").read_text())
+        (folder / "results.json").read_text()
+    )
     for name in ("infer_frames", "infer_trajectories"):
         assert (workbook["outputs"] / RUN / "figures" / f"{name}.png").is_file(), name
     assert _outputs_of(output, "image/png") >= 2 and "end-to-end frames/s" in _reads_as_a_record(output)
@@ -276,15 +335,22 @@ def test_failing_cell_stops_the_demo_with_its_error(workbook, monkeypatch, capsy
 
 def test_dead_kernel_is_a_failure_even_without_an_error_cell(tmp_path):
     """papermill's exit status catches what the output notebook cannot say: the kernel died."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("import os\nos._exit(9)")]
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os\nos._exit(9)"),
+    ]
     source = tmp_path / "dies.ipynb"
     nbformat.write(nb, source)
     output = tmp_path / "out.ipynb"
-    done = subprocess.run([sys.executable, "-m", "papermill", str(source), str(output), "--no-progress-bar"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(source), str(output), "--no-progress-bar"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     executed = nbformat.read(output, as_version=4)
     assert not any(o.output_type == "error" for c in executed.cells for o in c.get("outputs", []))
@@ -296,10 +362,17 @@ def test_dead_kernel_is_a_failure_even_without_an_error_cell(tmp_path):
 
 HOURGLASS = "nbtest-hourglass"
 # Hourglass-52 at its smallest input (sides in multiples of 128) on 2 synthetic MPII images, one epoch
-HOURGLASS_TINY = {"data.input_size": [128, 128], "data.heatmap_size": [32, 32], "data.workers": 0,
-                  "train.batch_size": 2, "train.global_batch": 0, "train.epochs": 1, "train.val_every": 0,
-                  "train.warmup_iters": 0,
-                  "eval.batch_size": 8}
+HOURGLASS_TINY = {
+    "data.input_size": [128, 128],
+    "data.heatmap_size": [32, 32],
+    "data.workers": 0,
+    "train.batch_size": 2,
+    "train.global_batch": 0,
+    "train.epochs": 1,
+    "train.val_every": 0,
+    "train.warmup_iters": 0,
+    "eval.batch_size": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -307,8 +380,7 @@ def hourglass_notebooks(workbook):
     """An MPII Hourglass run trained by name, then eval, export and visualize given only
     `-p run_name R -p checkpoint last`: {name: executed notebook}."""
     root = data.make_synthetic(workbook["root"] / "synthetic_mpii", "mpii", num_train=2, num_val=1, image_size=128)
-    posecore.train(posecore.load_params("hourglass", {**HOURGLASS_TINY, "data.root": str(root)}),
-                   run_name=HOURGLASS)
+    posecore.train(posecore.load_params("hourglass", {**HOURGLASS_TINY, "data.root": str(root)}), run_name=HOURGLASS)
     by_name = {"run_name": HOURGLASS, "checkpoint": "last"}
     return {name: _run_as(name, HOURGLASS, by_name) for name in ("eval", "export", "visualize")}
 
@@ -343,7 +415,7 @@ def test_the_run_and_its_export_predict_the_same_keypoints(workbook, hourglass_n
     dataset = data.build_dataset(run_model.params, "val")
     first = dataset.instances[0]
     people = [inst for inst in dataset.instances if inst.image_id == first.image_id]
-    boxes = np.array([[*inst.joints.min(0), *inst.joints.max(0)] for inst in people])   # MPII has no boxes
+    boxes = np.array([[*inst.joints.min(0), *inst.joints.max(0)] for inst in people])  # MPII has no boxes
     image = data.read_image(first.image_path)
     mine, theirs = run_model(image, boxes), exported(image, boxes)
     assert mine.keypoints.shape == (len(boxes), 16, 2)
@@ -352,8 +424,11 @@ def test_the_run_and_its_export_predict_the_same_keypoints(workbook, hourglass_n
 
 def test_every_notebook_of_the_chain_defaults_to_the_same_run():
     """Run in order with their defaults, the notebooks find each other's run."""
-    defaults = {name: _assigned_names(next(c for c in _load(name).cells if c.cell_type == "code").source)["run_name"]
-                for name in NOTEBOOKS if name != "compare"}   # compare keeps a comparison of several runs
+    defaults = {
+        name: _assigned_names(next(c for c in _load(name).cells if c.cell_type == "code").source)["run_name"]
+        for name in NOTEBOOKS
+        if name != "compare"
+    }  # compare keeps a comparison of several runs
     assert len(set(defaults.values())) == 1 and None not in defaults.values(), defaults
 
 
@@ -381,11 +456,13 @@ def test_trajectories_default_to_a_joint_the_model_has(tmp_path):
     from posecore.keypoints import MPII
 
     results = tmp_path / "results.json"
-    rows = [{"image_id": f"{frame}.jpg", "idx": 1, "keypoints": [10.0 + frame, 20.0, 0.9] * MPII.num_joints}
-            for frame in range(3)]
+    rows = [
+        {"image_id": f"{frame}.jpg", "idx": 1, "keypoints": [10.0 + frame, 20.0, 0.9] * MPII.num_joints}
+        for frame in range(3)
+    ]
     results.write_text(json.dumps(rows))
     summary = {"joint_names": list(MPII.joint_names), "results": str(results)}
-    figure = workbook.infer_trajectories(summary)   # MPII has no nose: head_top
+    figure = workbook.infer_trajectories(summary)  # MPII has no nose: head_top
     assert any("head_top" in ax.get_title() for ax in figure.axes)
     with pytest.raises(ValueError, match="'nose' is not one of the model's joints"):
         workbook.infer_trajectories(summary, "nose")

@@ -53,15 +53,18 @@ def _refused_naming(overrides: dict, words: list[str]) -> None:
         assert word in message, message
 
 
-@pytest.mark.parametrize("overrides, words", [
-    ({"train.lrr": 0.1}, ["'train.lrr'", "did you mean 'train.lr'"]),
-    ({"data.rooot": "x"}, ["'data.rooot'", "'data.root'"]),
-    ({"train.epochs": "ten"}, ["train.epochs", "integer"]),
-    ({"eval.oracle": "yes"}, ["eval.oracle", "true or false"]),
-    ({"data.input_size": [192]}, ["data.input_size", "(w, h)"]),
-    ({"train.amp": "fp8"}, ["train.amp", "O0/O1/O2"]),
-    ({"lr": 1}, ["dotted key"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"train.lrr": 0.1}, ["'train.lrr'", "did you mean 'train.lr'"]),
+        ({"data.rooot": "x"}, ["'data.rooot'", "'data.root'"]),
+        ({"train.epochs": "ten"}, ["train.epochs", "integer"]),
+        ({"eval.oracle": "yes"}, ["eval.oracle", "true or false"]),
+        ({"data.input_size": [192]}, ["data.input_size", "(w, h)"]),
+        ({"train.amp": "fp8"}, ["train.amp", "O0/O1/O2"]),
+        ({"lr": 1}, ["dotted key"]),
+    ],
+)
 def test_bad_keys_and_types_are_named(overrides, words):
     _refused_naming(overrides, words)
 
@@ -88,6 +91,7 @@ def test_yaml_cannot_run_code(tmp_path):
 def test_import_is_lazy_and_side_effect_free():
     import subprocess
     import sys
+
     code = "import sys, posecore; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -96,37 +100,41 @@ def test_import_is_lazy_and_side_effect_free():
 
 # ----------------------------------------------------------------------------- params at the door
 
-@pytest.mark.parametrize("overrides, words", [
-    ({"train.epochs": 0}, ["train.epochs", "> 0"]),
-    ({"train.batch_size": -4}, ["train.batch_size", "> 0"]),
-    ({"train.lr": float("nan")}, ["train.lr", "finite"]),
-    ({"train.lr": float("inf")}, ["train.lr", "finite"]),
-    ({"train.lr": "1e-3"}, ["train.lr", "write it with a dot"]),
-    ({"train.lr": 0.0}, ["train.lr", "> 0"]),
-    ({"train.log_every": 0}, ["train.log_every", "> 0"]),
-    ({"train.momentum": 1.5}, ["train.momentum", "[0, 1]"]),
-    ({"train.lr_steps": [90, -1]}, ["train.lr_steps", "each value", "-1"]),
-    ({"train.seed": -1}, ["train.seed", "[0, 4294967295]"]),
-    ({"train.dpg_epoch": -2}, ["train.dpg_epoch", ">= -1"]),
-    ({"train.accept_changes": ["train.lrr"]}, ["train.accept_changes", "did you mean 'train.lr'"]),
-    ({"data.workers": -1}, ["data.workers", ">= 0"]),
-    ({"data.sigma": 0.0}, ["data.sigma", "> 0"]),
-    ({"data.std": [1.0, 0.0, 1.0]}, ["data.std", "> 0"]),
-    ({"data.rot_prob": 2.0}, ["data.rot_prob", "[0, 1]"]),
-    ({"data.dataset": "lsp"}, ["data.dataset", "'coco'"]),
-    ({"model.name": "fastpos"}, ["model.name", "did you mean 'fastpose'"]),
-    ({"model.depth": 20}, ["model.depth", "ResNet depth"]),
-    ({"model.num_stacks": 0}, ["model.num_stacks", "> 0"]),
-    ({"model.num_joints": 16}, ["model.num_joints is 16", "'coco' has 17"]),
-    ({"data.input_size": [100, 128]}, ["data.input_size [100, 128]", "multiples of 32", "[96, 128]"]),
-    ({"data.heatmap_size": [48, 64]}, ["data.heatmap_size [48, 64]", "[96, 128] / 4 = [24, 32]"]),
-    ({"data.input_size": [0, 128]}, ["data.input_size", "> 0"]),
-    ({"dist.nnodes": 2, "dist.node_rank": 2}, ["dist.node_rank 2", "below dist.nnodes 2"]),
-    ({"dist.master_port": 70000}, ["dist.master_port", "[1, 65535]"]),
-    ({"eval.dark_kernel": 10}, ["eval.dark_kernel", "odd"]),
-    ({"eval.oks_nms": -0.1}, ["eval.oks_nms", "[0, 1]"]),
-    ({"eval.batch_size": 0}, ["eval.batch_size", "> 0"]),
-])
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"train.epochs": 0}, ["train.epochs", "> 0"]),
+        ({"train.batch_size": -4}, ["train.batch_size", "> 0"]),
+        ({"train.lr": float("nan")}, ["train.lr", "finite"]),
+        ({"train.lr": float("inf")}, ["train.lr", "finite"]),
+        ({"train.lr": "1e-3"}, ["train.lr", "write it with a dot"]),
+        ({"train.lr": 0.0}, ["train.lr", "> 0"]),
+        ({"train.log_every": 0}, ["train.log_every", "> 0"]),
+        ({"train.momentum": 1.5}, ["train.momentum", "[0, 1]"]),
+        ({"train.lr_steps": [90, -1]}, ["train.lr_steps", "each value", "-1"]),
+        ({"train.seed": -1}, ["train.seed", "[0, 4294967295]"]),
+        ({"train.dpg_epoch": -2}, ["train.dpg_epoch", ">= -1"]),
+        ({"train.accept_changes": ["train.lrr"]}, ["train.accept_changes", "did you mean 'train.lr'"]),
+        ({"data.workers": -1}, ["data.workers", ">= 0"]),
+        ({"data.sigma": 0.0}, ["data.sigma", "> 0"]),
+        ({"data.std": [1.0, 0.0, 1.0]}, ["data.std", "> 0"]),
+        ({"data.rot_prob": 2.0}, ["data.rot_prob", "[0, 1]"]),
+        ({"data.dataset": "lsp"}, ["data.dataset", "'coco'"]),
+        ({"model.name": "fastpos"}, ["model.name", "did you mean 'fastpose'"]),
+        ({"model.depth": 20}, ["model.depth", "ResNet depth"]),
+        ({"model.num_stacks": 0}, ["model.num_stacks", "> 0"]),
+        ({"model.num_joints": 16}, ["model.num_joints is 16", "'coco' has 17"]),
+        ({"data.input_size": [100, 128]}, ["data.input_size [100, 128]", "multiples of 32", "[96, 128]"]),
+        ({"data.heatmap_size": [48, 64]}, ["data.heatmap_size [48, 64]", "[96, 128] / 4 = [24, 32]"]),
+        ({"data.input_size": [0, 128]}, ["data.input_size", "> 0"]),
+        ({"dist.nnodes": 2, "dist.node_rank": 2}, ["dist.node_rank 2", "below dist.nnodes 2"]),
+        ({"dist.master_port": 70000}, ["dist.master_port", "[1, 65535]"]),
+        ({"eval.dark_kernel": 10}, ["eval.dark_kernel", "odd"]),
+        ({"eval.oks_nms": -0.1}, ["eval.oks_nms", "[0, 1]"]),
+        ({"eval.batch_size": 0}, ["eval.batch_size", "> 0"]),
+    ],
+)
 def test_bad_values_are_refused_at_load_naming_the_key(overrides, words):
     _refused_naming(overrides, words)
 
@@ -172,23 +180,42 @@ def test_model_geometry_matches_the_models():
         network = models.build_model(name, depth=18).eval()
         with torch.no_grad():
             assert network(torch.zeros(1, 3, 2 * multiple, multiple)).shape[-2:] == (
-                2 * multiple // stride, multiple // stride)
+                2 * multiple // stride,
+                multiple // stride,
+            )
             off = multiple + multiple // 2  # off the multiple the heatmaps are not input / stride
             assert network(torch.zeros(1, 3, multiple, off)).shape[-1] != off // stride
     # Hourglass: a stride-4 stem, then `downsample_times` halvings that must divide evenly
     halvings = inspect.signature(models.HourglassNet).parameters["downsample_times"].default
-    assert params_module.MODEL_GEOMETRY["hourglass"] == (4, 4 * 2 ** halvings)
+    assert params_module.MODEL_GEOMETRY["hourglass"] == (4, 4 * 2**halvings)
 
 
 # ----------------------------------------------------------------------------- resume changes
 
+
 def test_resume_changes_sort_harmless_from_refused():
     saved = load_params("demo")
-    accepted, refused = resume_changes(saved, load_params("demo", {
-        "train.epochs": 20, "data.workers": 0, "eval.flip_test": False, "train.log_every": 5,
-        "train.batch_size": 16, "model.depth": 34, "train.seed": 1}))
-    assert accepted == {"train.epochs": [10, 20], "data.workers": [2, 0], "eval.flip_test": [True, False],
-                        "train.log_every": [10, 5]}
+    accepted, refused = resume_changes(
+        saved,
+        load_params(
+            "demo",
+            {
+                "train.epochs": 20,
+                "data.workers": 0,
+                "eval.flip_test": False,
+                "train.log_every": 5,
+                "train.batch_size": 16,
+                "model.depth": 34,
+                "train.seed": 1,
+            },
+        ),
+    )
+    assert accepted == {
+        "train.epochs": [10, 20],
+        "data.workers": [2, 0],
+        "eval.flip_test": [True, False],
+        "train.log_every": [10, 5],
+    }
     assert refused == {"train.batch_size": [32, 16], "model.depth": [18, 34], "train.seed": [0, 1]}
     opted_in = load_params("demo", {"train.batch_size": 16, "train.accept_changes": ["train.batch_size"]})
     accepted, refused = resume_changes(saved, opted_in)

@@ -1,5 +1,6 @@
 """People as flat arrays and the annotation cache: the same items as the parsed instances, one
 parse per file content, invalidation, warnings kept, one builder among concurrent processes."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,7 @@ def _assert_same_people(people, instances) -> None:
                 np.testing.assert_array_equal(a, np.asarray(b, np.float32), err_msg=key)
 
 
-def test_cached_people_are_the_parsed_instances_and_the_file_is_parsed_once(synthetic_root, own_cache,
-                                                                          monkeypatch):
+def test_cached_people_are_the_parsed_instances_and_the_file_is_parsed_once(synthetic_root, own_cache, monkeypatch):
     params = tiny_params(synthetic_root)
     calls = _count_parses(monkeypatch)
     first = build_dataset(params, "train")
@@ -71,8 +71,7 @@ def test_cached_people_are_the_parsed_instances_and_the_file_is_parsed_once(synt
     _assert_same_people(second.instances, load_instances(params, "train")[0])
     # the items are those of a dataset built on the parsed instances
     instances, info, ann_file, gt_mat = load_instances(params, "train")
-    plain = data.PoseDataset(instances, info, params, train=True, ann_file=str(ann_file), gt_mat=gt_mat,
-                             split="train")
+    plain = data.PoseDataset(instances, info, params, train=True, ann_file=str(ann_file), gt_mat=gt_mat, split="train")
     for dataset in (first, second, plain):
         dataset.set_epoch(1)
     for index in (0, 5, len(plain) - 1):
@@ -158,15 +157,20 @@ def test_cache_root_follows_the_outputs_root(synthetic_root, tmp_path, monkeypat
 def test_people_arrays_hold_any_joint_count_and_travel_mapped(tmp_path):
     rng = np.random.default_rng(0)
     joints = 136  # Halpe-FullBody
-    instances = [data.Instance(image_path=f"/images/{i // 2}.jpg", image_id=i // 2,
-                               image_size=(640, 480) if i % 3 else None,
-                               bbox_center=rng.random(2).astype(np.float32),
-                               bbox_scale=rng.random(2).astype(np.float32),
-                               joints=rng.random((joints, 2)).astype(np.float32),
-                               visible=(rng.random(joints) > 0.5).astype(np.float32),
-                               bbox_xyxy=rng.random(4).astype(np.float32) if i % 2 else None,
-                               bbox_score=float(rng.random()))
-                 for i in range(7)]
+    instances = [
+        data.Instance(
+            image_path=f"/images/{i // 2}.jpg",
+            image_id=i // 2,
+            image_size=(640, 480) if i % 3 else None,
+            bbox_center=rng.random(2).astype(np.float32),
+            bbox_scale=rng.random(2).astype(np.float32),
+            joints=rng.random((joints, 2)).astype(np.float32),
+            visible=(rng.random(joints) > 0.5).astype(np.float32),
+            bbox_xyxy=rng.random(4).astype(np.float32) if i % 2 else None,
+            bbox_score=float(rng.random()),
+        )
+        for i in range(7)
+    ]
     people = People.from_instances(instances, joints)
     assert people.joints.shape == (7, joints, 2) and people.num_joints == joints
     _assert_same_people(people, instances)

@@ -1,6 +1,7 @@
 """PoseBrowser without a front end: the widget holds a PNG of the figure and redraws it once per
 control change; figures name the person once, zoom to it and draw it over the others' faint poses.
 (tests/test_browser.py checks the same widget as a person sees it, in JupyterLab in Chromium.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -77,9 +78,15 @@ def test_figure_names_the_person_once_and_zooms_to_it(browser):
 
 
 def test_subject_is_drawn_strongly_and_the_others_faint_or_hidden(browser):
-    crowded = next(rank for rank in range(1, len(browser) + 1)
-                   if sum(other.image_id == browser.dataset.instances[int(browser.order()[rank - 1])].image_id
-                          for other in browser.dataset.instances) > 1)
+    crowded = next(
+        rank
+        for rank in range(1, len(browser) + 1)
+        if sum(
+            other.image_id == browser.dataset.instances[int(browser.order()[rank - 1])].image_id
+            for other in browser.dataset.instances
+        )
+        > 1
+    )
     skeletons = [c for c in browser.figure(crowded).axes[0].collections if c.get_gid() == viz.SKELETON_GID]
     strong = [c for c in skeletons if c.get_alpha() in (None, 1.0)]
     faint = [c for c in skeletons if c.get_alpha() == viz.FAINT_ALPHA]

@@ -4,6 +4,7 @@ and ONNX; a run's model loads as it was trained (its params.yaml, keypoint set, 
 A tiny FastPose trained one epoch on synthetic COCO-layout data is the run; its ONNX export the
 second backend.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,11 +66,12 @@ def test_the_crop_is_the_datasets(in_run):
 def test_from_run_is_the_run_as_trained(in_run):
     predictor = Predictor.from_run("tiny", "last", device="cpu")
     run = Run("tiny")
-    assert predictor.params == run.params() and predictor.codec.name == "udp"   # the run's codec
+    assert predictor.params == run.params() and predictor.codec.name == "udp"  # the run's codec
     assert predictor.checkpoint == run.last_path and predictor.checkpoint_format == "posecore"
     # the same model through a params name given again: data.codec comes from the checkpoint
-    again = Predictor.from_checkpoint(posecore.load_params(run.params(), {"data.codec": "msra"}), "last",
-                                      device="cpu", run_name="tiny")
+    again = Predictor.from_checkpoint(
+        posecore.load_params(run.params(), {"data.codec": "msra"}), "last", device="cpu", run_name="tiny"
+    )
     assert again.codec.name == "udp"
     image, boxes, _ = val_people(predictor.params)
     for flip in (False, True):
@@ -101,12 +103,12 @@ def test_the_export_carries_the_flip_tests_setting(in_run, tmp_path):
 
     _, _, onnx_path = in_run
     assert read_metadata(onnx_path)["shift_heatmap"] is True and Predictor.from_onnx(onnx_path).shift
-    assert read_metadata(onnx_path)["flip_shift"] == 0.0    # udp: the mirrored heatmap is aligned
+    assert read_metadata(onnx_path)["flip_shift"] == 0.0  # udp: the mirrored heatmap is aligned
     unshifted = posecore.load_params(load_run_params("tiny"), {"eval.shift_heatmap": False})
     path = tmp_path / "unshifted.onnx"
     posecore.export_onnx(unshifted, "last", path, run_name="tiny", parity_batch_sizes=())
     assert read_metadata(path)["shift_heatmap"] is False
-    assert Predictor.from_onnx(path).shift is False                        # the export's own setting
+    assert Predictor.from_onnx(path).shift is False  # the export's own setting
     assert Predictor.from_onnx(path, load_run_params("tiny")).shift is True  # params given win
 
 
@@ -114,7 +116,7 @@ def test_loading_refuses_what_it_cannot_resolve(in_run, tmp_path):
     with pytest.raises(ValueError, match="needs params .* or run_name"):
         Predictor.load("some.pt")
     with pytest.raises(FileNotFoundError, match="run 'tiny' has no best checkpoint"):
-        Predictor.from_run("tiny", "best")   # validation was off: no best.pt
+        Predictor.from_run("tiny", "best")  # validation was off: no best.pt
     with pytest.raises(FileNotFoundError, match="is not a run"):
         Predictor.from_run("never-trained")
     with pytest.raises(FileNotFoundError, match=r"pose model .*missing\.onnx does not exist"):
@@ -127,7 +129,7 @@ def test_loading_refuses_what_it_cannot_resolve(in_run, tmp_path):
 def test_final_output_takes_the_last_stack_only_from_a_list():
     stacks = [torch.zeros(1), torch.ones(1)]
     assert final_output(stacks) is stacks[1]
-    simcc = (torch.zeros(1), torch.ones(1))   # RTMPose's (x, y) pair is one output
+    simcc = (torch.zeros(1), torch.ones(1))  # RTMPose's (x, y) pair is one output
     assert final_output(simcc) is simcc and final_output(stacks[0]) is stacks[0]
 
 

@@ -6,6 +6,7 @@ v0.8.0's TopDownRandomFlip -> TopDownGetRandomScaleRotation -> TopDownAffine ->
 TopDownGenerateTarget for the same people and parameters (benchmarks/recipe_parity.py, whose
 crops agree with posecore's to 0.0002 grey levels on average over 40 people each).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,19 +28,22 @@ def coco_train(coco_root):
 
 # --- one code path ------------------------------------------------------------------------------
 
+
 def test_getitem_is_sample_of_the_drawn_augment(coco_root):
-    params = load_params("fastpose", {"data.root": str(coco_root), "data.workers": 0, "train.dpg_epoch": 0,
-                                      "data.half_body_prob": 1.0})
+    params = load_params(
+        "fastpose", {"data.root": str(coco_root), "data.workers": 0, "train.dpg_epoch": 0, "data.half_body_prob": 1.0}
+    )
     dataset = data.build_dataset(params, "train")
-    dataset.set_epoch(1)   # DPG on, half-body on: every kind of draw
+    dataset.set_epoch(1)  # DPG on, half-body on: every kind of draw
     kinds = set()
     for index in range(0, len(dataset), 7):
         augment = dataset.draw_augment(index)
         item, again = dataset[index], dataset.sample(index, augment)
         for key, value in item.items():
             assert torch.equal(value, again[key]), key
-        kinds.update({"box": augment.box_xyxy is not None, "flip": augment.flip,
-                      "rotation": augment.rotation != 0}.items())
+        kinds.update(
+            {"box": augment.box_xyxy is not None, "flip": augment.flip, "rotation": augment.rotation != 0}.items()
+        )
     assert {("box", True), ("flip", True), ("rotation", True), ("flip", False)} <= kinds
 
 
@@ -52,12 +56,18 @@ def test_identity_augment_is_the_evaluation_crop(coco_root, coco_train):
     assert torch.equal(evaluation[2]["image"], evaluation.sample(2, Augment())["image"])
     # the annotated box given explicitly is the identity too
     box = tuple(float(v) for v in coco_train.instances[3].bbox_xyxy)
-    assert torch.allclose(coco_train.sample(3, Augment(box_xyxy=box))["image"], coco_train.sample(3)["image"], atol=1e-6)
+    assert torch.allclose(
+        coco_train.sample(3, Augment(box_xyxy=box))["image"], coco_train.sample(3)["image"], atol=1e-6
+    )
 
 
 def test_augment_refuses_what_is_not_a_crop():
-    for bad, key in (({"scale": 0.0}, "scale"), ({"scale": float("nan")}, "scale"),
-                     ({"box_xyxy": (10, 10, 5, 20)}, "box_xyxy"), ({"rotation": float("inf")}, "rotation")):
+    for bad, key in (
+        ({"scale": 0.0}, "scale"),
+        ({"scale": float("nan")}, "scale"),
+        ({"box_xyxy": (10, 10, 5, 20)}, "box_xyxy"),
+        ({"rotation": float("inf")}, "rotation"),
+    ):
         with pytest.raises(ValueError, match=f"Augment.{key}"):
             Augment(**bad)
 
@@ -80,12 +90,24 @@ def _xywh(box):
 # person index: (Augment, image mean, image[0, 100, 50], image[2, 200, 150], heatmap argmax per
 # joint, heatmap sum, target weights), from AlphaPose's SimpleTransform on the same person
 ALPHAPOSE_CROPS = {
-    5: (Augment(scale=1.2, rotation=25.0, flip=True), 0.031559, 0.146941, 0.210196,
-        [882, 833, 928, 0, 1071, 885, 1172, 742, 1226, 599, 984, 1659, 1754, 1853, 1998, 2143, 2337], 401.300629,
-        [1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
-    11: (Augment(box_xyxy=(520.0, 80.0, 630.0, 230.0), scale=0.8), -0.225831, -0.229529, -0.468235,
-         [1044, 856, 0, 911, 0, 1583, 1512, 2639, 2363, 1570, 2471, 0, 0, 0, 0, 0, 0], 173.728729,
-         [1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]),
+    5: (
+        Augment(scale=1.2, rotation=25.0, flip=True),
+        0.031559,
+        0.146941,
+        0.210196,
+        [882, 833, 928, 0, 1071, 885, 1172, 742, 1226, 599, 984, 1659, 1754, 1853, 1998, 2143, 2337],
+        401.300629,
+        [1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    ),
+    11: (
+        Augment(box_xyxy=(520.0, 80.0, 630.0, 230.0), scale=0.8),
+        -0.225831,
+        -0.229529,
+        -0.468235,
+        [1044, 856, 0, 911, 0, 1583, 1512, 2639, 2363, 1570, 2471, 0, 0, 0, 0, 0, 0],
+        173.728729,
+        [1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+    ),
 }
 
 
@@ -112,12 +134,29 @@ def test_hourglass_crop_and_target_equal_mmpose_080(mpii_root):
     np.testing.assert_allclose(grey[:, 300, 200], [170, 154, 138], atol=1e-3)
     np.testing.assert_allclose(grey[:, 100, 50], [0, 0, 0], atol=1e-3)
     assert item["target"].reshape(16, -1).argmax(1).tolist() == [
-        0, 6572, 5330, 4747, 6278, 0, 5039, 3511, 3416, 2751, 4677, 4478, 3706, 3316, 3703, 3706]
+        0,
+        6572,
+        5330,
+        4747,
+        6278,
+        0,
+        5039,
+        3511,
+        3416,
+        2751,
+        4677,
+        4478,
+        3706,
+        3316,
+        3703,
+        3706,
+    ]
     assert float(item["target"].sum()) == pytest.approx(351.138031, abs=1e-3)
     assert item["target_weight"].int().tolist() == [0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
 
 
 # --- the draws follow the seeds' distributions --------------------------------------------------
+
 
 def test_draws_follow_the_seeds_distributions(coco_train):
     """AlphaPose: scale x clip(N(1, sf), 1 - sf, 1 + sf); rotation clip(N(0, rf), +-2 rf) with
@@ -150,27 +189,40 @@ def test_dpg_jitter_follows_alphapose(coco_root):
     box, size = (100.0, 50.0, 300.0, 450.0), (1000, 1000)
     boxes = np.array([data.dpg_jitter(box, size, rng) for _ in range(4000)])
     widths = boxes[:, 2] - boxes[:, 0]
-    patches = np.isclose(boxes[:, 3] - boxes[:, 1], (widths - 1) * 2 + 1)   # a patch keeps the aspect
+    patches = np.isclose(boxes[:, 3] - boxes[:, 1], (widths - 1) * 2 + 1)  # a patch keeps the aspect
     assert patches.mean() == pytest.approx(0.15, abs=0.02)
     moved = boxes[~patches]
-    for edge, (mu, sigma), extent in zip(range(4), ((-0.0142, 0.1158), (0.0043, 0.068), (0.0154, 0.1337),
-                                                    (-0.0013, 0.0711)), (200, 400, 200, 400)):
+    for edge, (mu, sigma), extent in zip(
+        range(4), ((-0.0142, 0.1158), (0.0043, 0.068), (0.0154, 0.1337), (-0.0013, 0.0711)), (200, 400, 200, 400)
+    ):
         offsets = (moved[:, edge] - box[edge]) / extent
         assert stats.kstest(offsets, stats.norm(mu, sigma).cdf).pvalue > 1e-3
 
 
 # --- the seed params and the schedule ----------------------------------------------------------
 
+
 def test_seed_params_train_as_the_seeds():
-    for name in ("fastpose", "hourglass", "hrnet", "simplebaseline", "rtmpose", "fastpose_duc152_coco",
-                 "halpe26_fastpose", "simplebaseline_coco_wholebody"):
+    for name in (
+        "fastpose",
+        "hourglass",
+        "hrnet",
+        "simplebaseline",
+        "rtmpose",
+        "fastpose_duc152_coco",
+        "halpe26_fastpose",
+        "simplebaseline_coco_wholebody",
+    ):
         params = load_params(name)
         assert not params.data.group_by_image and not params.data.reduced_decode, name
     demo = load_params("demo")
     assert demo.data.group_by_image and demo.data.reduced_decode
     assert optim.loss_name(load_params("fastpose")) == "joints_mse"
     assert load_params("fastpose").train.loss_weight == 0.5
-    assert (optim.loss_name(load_params("hourglass")), load_params("hourglass").train.loss_weight) == ("joints_mse", 1.0)
+    assert (optim.loss_name(load_params("hourglass")), load_params("hourglass").train.loss_weight) == (
+        "joints_mse",
+        1.0,
+    )
     assert optim.loss_name(load_params("hrnet")) == optim.loss_name(load_params("simplebaseline")) == "keypoint_mse"
     with pytest.raises(ParamsError, match="train.loss must be one of"):
         load_params("fastpose", {"train.loss": "l1"})
@@ -181,8 +233,18 @@ def test_hourglass_schedule_is_mmcv_step_with_linear_warmup():
     warmup_ratio=0.001) at 86 steps an epoch (MPII train on 8 x 32), values its hook set."""
     lrs = optim.schedule(load_params("hourglass").train, 86)
     assert lrs.shape == (210 * 86,)
-    expected = {0: 5e-7, 1: 5e-4 * (1 - (1 - 1 / 500) * 0.999), 250: 5e-4 * (1 - 0.5 * 0.999), 499: 5e-4 * (1 - 0.999 / 500),
-                500: 5e-4, 14619: 5e-4, 14620: 5e-5, 17199: 5e-5, 17200: 5e-6, 18059: 5e-6}
+    expected = {
+        0: 5e-7,
+        1: 5e-4 * (1 - (1 - 1 / 500) * 0.999),
+        250: 5e-4 * (1 - 0.5 * 0.999),
+        499: 5e-4 * (1 - 0.999 / 500),
+        500: 5e-4,
+        14619: 5e-4,
+        14620: 5e-5,
+        17199: 5e-5,
+        17200: 5e-6,
+        18059: 5e-6,
+    }
     for step, value in expected.items():
         assert lrs[step] == pytest.approx(value, rel=1e-12), step
 
@@ -195,6 +257,7 @@ def test_dpg_lr_factor_is_alphapose_gamma():
 
 
 # --- the loss on the same tensors ---------------------------------------------------------------
+
 
 def _loss_inputs():
     generator = torch.Generator().manual_seed(0)
@@ -222,6 +285,7 @@ def test_each_seed_loss_equals_the_seeds_code():
 
 # --- train.ipynb's schedule figure ----------------------------------------------------------------
 
+
 def test_lr_schedule_figure_shows_the_engine_schedule_and_marks_a_resume(tiny, outputs):
     from posecore import workbook
     from posecore.files import append_jsonl
@@ -232,7 +296,7 @@ def test_lr_schedule_figure_shows_the_engine_schedule_and_marks_a_resume(tiny, o
     steps = data.steps_per_epoch(len(data.build_dataset(params, "train")), params.train.batch_size)
     line = figure.axes[0].lines[0]
     np.testing.assert_allclose(line.get_ydata(), optim.schedule(params.train, steps))
-    assert len(figure.axes[0].lines) == 1   # a new run: no resume mark
+    assert len(figure.axes[0].lines) == 1  # a new run: no resume mark
     Run("sched").folder_made()
     append_jsonl(Run("sched").log_path, {"type": "train", "epoch": 1, "step": steps + 1, "loss": 1.0})
     marked = workbook.lr_schedule(params, npus=1, run_name="sched").axes[0]

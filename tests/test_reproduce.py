@@ -3,6 +3,7 @@
 One tiny CPU run (a few steps, then an evaluation) is trained per module; the refusal tests change
 one record or data file, call reproduce, and put the original back.
 """
+
 from __future__ import annotations
 
 import json
@@ -143,8 +144,10 @@ def test_threads_per_worker_follow_params_then_the_process_then_omp_then_cores(m
     assert distributed.worker_threads(params, 2)["per_worker"] == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     cores = len(os.sched_getaffinity(0))
-    assert distributed.worker_threads(params, 2) == {"per_worker": max(1, cores // 2),
-                                                     "source": f"{cores} cores / 2 workers"}
+    assert distributed.worker_threads(params, 2) == {
+        "per_worker": max(1, cores // 2),
+        "source": f"{cores} cores / 2 workers",
+    }
     with pytest.raises(ParamsError, match="train.deterministic"):
         load_params(params, {"train.deterministic": "yes"})
     with pytest.raises(ParamsError, match="dist.threads"):
@@ -158,7 +161,7 @@ def test_the_reproduce_notebook_shows_the_reproduction_next_to_its_original(trai
     executed = demo.run_notebook("reproduce", "orig", {"run_name": "orig", "as_run": "orig-nb"}, stream=False)
     shown = json.dumps([cell.get("outputs") for cell in json.loads(executed.read_text())["cells"]])
     assert "Reproduction of orig: identical" in shown and "orig-nb" in shown
-    assert "report.html of run orig" in shown   # the notebook ends with a link to the report
+    assert "report.html of run orig" in shown  # the notebook ends with a link to the report
     assert json.loads((outputs_of / "orig-nb" / "reproduce.json").read_text())["verdict"] == "identical"
     compared = json.loads((outputs_of / "orig" / "tables" / "compare_runs.json").read_text())
     assert [row[0] for row in compared["rows"]] == ["orig", "orig-nb"]

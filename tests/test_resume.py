@@ -1,6 +1,7 @@
 """Resuming a run (posecore.resume.check_resume through posecore.train): refused changes leave
 the run untouched, accepted ones are recorded, and a torn log line or an interrupted checkpoint
 write does not stop a resume."""
+
 from __future__ import annotations
 
 import shutil
@@ -25,17 +26,20 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"model.depth": 34}, "model.depth: 18 -> 34"),
-    ({"model.name": "simplebaseline"}, "model.name: 'fastpose' -> 'simplebaseline'"),
-    ({"data.input_size": [64, 64], "data.heatmap_size": [16, 16]}, "data.input_size: [32, 32] -> [64, 64]"),
-    ({"train.batch_size": 2}, "train.batch_size: 4 -> 2"),
-    ({"train.optimizer": "sgd"}, "train.optimizer: 'adam' -> 'sgd'"),
-    ({"train.seed": 1}, "train.seed: 0 -> 1"),
-    ({"train.lr": 0.01}, "train.lr: 0.001 -> 0.01"),
-    ({"train.amp": "bf16"}, "train.amp: 'off' -> 'bf16'"),
-    ({"data.group_by_image": False}, "data.group_by_image: True -> False"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"model.depth": 34}, "model.depth: 18 -> 34"),
+        ({"model.name": "simplebaseline"}, "model.name: 'fastpose' -> 'simplebaseline'"),
+        ({"data.input_size": [64, 64], "data.heatmap_size": [16, 16]}, "data.input_size: [32, 32] -> [64, 64]"),
+        ({"train.batch_size": 2}, "train.batch_size: 4 -> 2"),
+        ({"train.optimizer": "sgd"}, "train.optimizer: 'adam' -> 'sgd'"),
+        ({"train.seed": 1}, "train.seed: 0 -> 1"),
+        ({"train.lr": 0.01}, "train.lr: 0.001 -> 0.01"),
+        ({"train.amp": "bf16"}, "train.amp: 'off' -> 'bf16'"),
+        ({"data.group_by_image": False}, "data.group_by_image: True -> False"),
+    ],
+)
 def test_resume_refuses_changes_that_would_mix_two_runs(tiny, reference, overrides, key, monkeypatch):
     folder = Path(reference["run_dir"])
     monkeypatch.setenv("POSECORE_OUTPUTS", str(folder.parent))
@@ -50,15 +54,26 @@ def test_resume_refuses_changes_that_would_mix_two_runs(tiny, reference, overrid
 
 def test_resume_accepts_harmless_and_opted_in_changes_and_records_them(tiny, reference, outputs):
     folder = _copy_run(reference, outputs, "extended")
-    params = tiny(**{"train.epochs": 4, "train.log_every": 2, "eval.flip_test": False,
-                     "train.lr": 0.002, "train.accept_changes": ["train.lr"]})
+    params = tiny(
+        **{
+            "train.epochs": 4,
+            "train.log_every": 2,
+            "eval.flip_test": False,
+            "train.lr": 0.002,
+            "train.accept_changes": ["train.lr"],
+        }
+    )
     result = posecore.train(params, run_name="extended")
     assert result["epochs"] == 4
     assert load_params(folder / "params.yaml") == params
     changed = [r for r in read_jsonl(folder / "log.jsonl") if r["type"] == "params_changed"]
     assert len(changed) == 1 and changed[0]["changed"] == {
-        "train.epochs": [3, 4], "train.lr": [0.001, 0.002], "train.accept_changes": [[], ["train.lr"]],
-        "train.log_every": [1, 2], "eval.flip_test": [True, False]}
+        "train.epochs": [3, 4],
+        "train.lr": [0.001, 0.002],
+        "train.accept_changes": [[], ["train.lr"]],
+        "train.log_every": [1, 2],
+        "eval.flip_test": [True, False],
+    }
 
 
 def test_resume_after_a_torn_log_line_and_an_interrupted_checkpoint_write(tiny, reference, outputs):

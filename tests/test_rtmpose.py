@@ -6,6 +6,7 @@ the same order with the same shapes, and, for RTMPose-t with the weights `_fill`
 input `_input`, outputs equal to mmpose's (max abs difference 0.0) and the same
 KLDiscretLoss (beta 10, label softmax) on SimCCLabel targets.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,12 +59,22 @@ def test_parameter_count_and_key_layout_match_mmpose(variant):
 
 def test_key_names_are_mmpose_names():
     keys = set(build_model("rtmpose", variant="t").state_dict())
-    for key in ("backbone.stem.0.conv.weight", "backbone.stem.2.bn.running_var",
-                "backbone.stage4.1.conv2.bn.weight",                       # the SPP bottleneck
-                "backbone.stage4.2.blocks.0.conv2.depthwise_conv.conv.weight",
-                "backbone.stage1.1.attention.fc.bias", "head.final_layer.weight", "head.mlp.0.g",
-                "head.mlp.1.weight", "head.gau.uv.weight", "head.gau.gamma", "head.gau.ln.g",
-                "head.gau.res_scale.scale", "head.cls_x.weight", "head.cls_y.weight"):
+    for key in (
+        "backbone.stem.0.conv.weight",
+        "backbone.stem.2.bn.running_var",
+        "backbone.stage4.1.conv2.bn.weight",  # the SPP bottleneck
+        "backbone.stage4.2.blocks.0.conv2.depthwise_conv.conv.weight",
+        "backbone.stage1.1.attention.fc.bias",
+        "head.final_layer.weight",
+        "head.mlp.0.g",
+        "head.mlp.1.weight",
+        "head.gau.uv.weight",
+        "head.gau.gamma",
+        "head.gau.ln.g",
+        "head.gau.res_scale.scale",
+        "head.cls_x.weight",
+        "head.cls_y.weight",
+    ):
         assert key in keys, key
 
 
@@ -74,15 +85,33 @@ def test_seeded_output_matches_mmpose():
     assert isinstance(output, tuple) and final_output(output) is output
     simcc_x, simcc_y = (part.double() for part in output)
     assert simcc_x.shape == (2, 17, 384) and simcc_y.shape == (2, 17, 512)
-    np.testing.assert_allclose(simcc_x[0, 0, :4], [-0.0015947470, -0.0023509038, 0.0010511465, -0.0003418999],
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        simcc_x[0, 0, :4], [-0.0015947470, -0.0023509038, 0.0010511465, -0.0003418999], atol=1e-7
+    )
     np.testing.assert_allclose(simcc_y[1, 16, -3:], [0.0037874337, -0.0017040411, -0.0031431597], atol=1e-7)
     assert simcc_x.sum().item() == pytest.approx(0.7078491324, abs=1e-4)
     assert simcc_y.sum().item() == pytest.approx(-0.6979172224, abs=1e-4)
     assert simcc_x.abs().sum().item() == pytest.approx(29.7826082876, rel=1e-5)
     assert simcc_y.abs().sum().item() == pytest.approx(39.4660877097, rel=1e-5)
-    assert simcc_x.argmax(-1)[0].tolist() == [320, 41, 320, 117, 282, 315, 278, 165, 50, 26, 267, 88, 169, 369,
-                                              220, 173, 41]
+    assert simcc_x.argmax(-1)[0].tolist() == [
+        320,
+        41,
+        320,
+        117,
+        282,
+        315,
+        278,
+        165,
+        50,
+        26,
+        267,
+        88,
+        169,
+        369,
+        220,
+        173,
+        41,
+    ]
     # mmpose's KLDiscretLoss on these outputs and SimCCLabel targets of random joints
     rng = np.random.default_rng(3)
     joints = rng.uniform(-20, 220, size=(2, 17, 2)).astype(np.float32)
@@ -110,8 +139,11 @@ def test_mmpose_checkpoint_loads_through_load_model(tmp_path):
     state = source.state_dict()
     state["head.gau.extra"] = state.pop("head.gau.res_scale.scale")
     torch.save({"state_dict": state}, path)
-    with pytest.raises(CheckpointError, match=r"missing keys \(1\): head\.gau\.res_scale\.scale.*"
-                                              r"unexpected keys \(1\): head\.gau\.extra"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing keys \(1\): head\.gau\.res_scale\.scale.*"
+        r"unexpected keys \(1\): head\.gau\.extra",
+    ):
         load_model(params, path)
     with pytest.raises(CheckpointError, match="model.variant"):
         torch.save({"state_dict": source.state_dict()}, path)
@@ -137,15 +169,27 @@ def test_trains_on_simcc_targets(tmp_path, outputs):
     from posecore import data
     from posecore.files import read_jsonl
 
-    params = tiny_params(tiny_synthetic(tmp_path), **{
-        "model.name": "rtmpose", "model.variant": "t", "data.codec": "simcc", "data.input_size": [64, 64],
-        "train.epochs": 1, "train.max_steps": 2, "train.perf_warmup_steps": 0, "train.optimizer": "adamw",
-        "train.lr_schedule": "cosine", "train.weight_decay": 0.05, "train.loss_weight": 1.0})
+    params = tiny_params(
+        tiny_synthetic(tmp_path),
+        **{
+            "model.name": "rtmpose",
+            "model.variant": "t",
+            "data.codec": "simcc",
+            "data.input_size": [64, 64],
+            "train.epochs": 1,
+            "train.max_steps": 2,
+            "train.perf_warmup_steps": 0,
+            "train.optimizer": "adamw",
+            "train.lr_schedule": "cosine",
+            "train.weight_decay": 0.05,
+            "train.loss_weight": 1.0,
+        },
+    )
     item = data.build_dataset(params, "train")[0]
     target_x, target_y = item["target"]
     assert target_x.shape == (17, 128) and target_y.shape == (17, 128) and item["target_weight"].shape == (17,)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # a 2-core machine shared with other tests stalls OpenMP barriers
+    torch.set_num_threads(1)  # a 2-core machine shared with other tests stalls OpenMP barriers
     try:
         result = posecore.train(params, run_name="rtmpose-tiny")
     finally:
@@ -166,13 +210,14 @@ def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
     assert report["parity"]["ok"] and report["parity_max_abs_diff"] <= 1e-5
     for diffs in report["parity"]["batches"].values():
         assert diffs["keypoints"] == 0.0 and diffs["scores"] <= 1e-6
-    assert all(found["ok"] for found in report["parity"]["predictor"].values())   # SimCC through Predictor
+    assert all(found["ok"] for found in report["parity"]["predictor"].values())  # SimCC through Predictor
     metadata = read_metadata(report["path"])
     assert (metadata["codec"], metadata["simcc_split_ratio"], metadata["simcc_size"]) == ("simcc", 2.0, [384, 512])
     assert metadata["simcc_sigma"] == [4.9, 5.66] and "argmax of simcc_x" in metadata["decode"]
-    assert set(metadata) == {key for key in METADATA_KEYS if key not in ("heatmap_size", "sigma", "dark_kernel",
-                                                                         "heatmap_stride")}
-    check_pose_metadata(metadata, report["path"])   # what inference reads, checked
+    assert set(metadata) == {
+        key for key in METADATA_KEYS if key not in ("heatmap_size", "sigma", "dark_kernel", "heatmap_stride")
+    }
+    check_pose_metadata(metadata, report["path"])  # what inference reads, checked
     with pytest.raises(ValueError, match="simcc_split_ratio"):
         check_pose_metadata({**metadata, "simcc_split_ratio": -2.0}, report["path"])
     with pytest.raises(ValueError, match="lacks the metadata.*simcc_sigma"):
@@ -213,11 +258,17 @@ def test_oracle_evaluation_and_browser_with_the_simcc_codec(tmp_path, outputs):
     from posecore import evaluation, workbook
 
     root = tiny_synthetic(tmp_path)
-    overrides = {**TINY, "model.name": "rtmpose", "model.variant": "t", "data.codec": "simcc",
-                 "data.input_size": [64, 64], "eval.oracle": True}
+    overrides = {
+        **TINY,
+        "model.name": "rtmpose",
+        "model.variant": "t",
+        "data.codec": "simcc",
+        "data.input_size": [64, 64],
+        "eval.oracle": True,
+    }
     params = workbook.notebook_params("rtmpose", "rtmpose", str(root), overrides)
     metrics = evaluation.evaluate(params, None, run_name="simcc-oracle")
-    assert metrics["AP"] > 0.9   # decoded labels land within a quarter pixel
+    assert metrics["AP"] > 0.9  # decoded labels land within a quarter pixel
     browser = workbook.PoseBrowser(params, "simcc-oracle", None)
     assert browser.heatmaps(0).shape == (17, 128, 128)
     figure = browser.figure(1, joint="left_wrist")

@@ -1,6 +1,7 @@
 """Everything written into a run folder holds its writer lock: the notebooks' tables and figures,
 report.html and inference's outputs are refused, like a second training, while another process
 writes the run; nothing of theirs is written then."""
+
 from __future__ import annotations
 
 import cv2

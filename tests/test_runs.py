@@ -1,5 +1,6 @@
 """posecore.runs and posecore.files: Run (every path of a run folder, its readers, checkpoint
 lookup), one writer per run, crash-consistent records, a full disk, run names and folders."""
+
 from __future__ import annotations
 
 import ast
@@ -33,6 +34,7 @@ ROOT = REPO_ROOT
 
 # ----------------------------------------------------------------------------- one writer per run
 
+
 def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
     folder = run_dir("shared-run")
     holder = lock_holder(folder)
@@ -41,8 +43,7 @@ def test_second_writer_is_refused_naming_run_pid_and_host(outputs):
         with pytest.raises(RunLockedError) as info, run_lock(folder, "evaluation"):
             pass
         message = str(info.value)
-        for word in ("'shared-run'", f"process {holder.pid}", socket.gethostname(), "training",
-                     "another run_name"):
+        for word in ("'shared-run'", f"process {holder.pid}", socket.gethostname(), "training", "another run_name"):
             assert word in message
     finally:
         holder.kill()
@@ -84,12 +85,12 @@ def test_a_forked_child_leaving_the_block_leaves_what_reuses_the_number_alone(ou
         (lock_fd,) = _HELD_LOCKS
         pid = os.fork()
         if pid == 0:
-            try:   # the child: a file of its own under the lock's old number
+            try:  # the child: a file of its own under the lock's old number
                 os.dup2(os.open(precious, os.O_RDWR | os.O_CREAT), lock_fd)
                 os.write(lock_fd, b"precious")
             except BaseException:
                 os._exit(2)
-    if pid == 0:   # the child, past the block's exit
+    if pid == 0:  # the child, past the block's exit
         os._exit(0 if precious.read_bytes() == b"precious" and os.fstat(lock_fd) else 3)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -111,6 +112,7 @@ def test_taking_the_lock_removes_temp_files_of_interrupted_writes(outputs, capsy
 
 
 # ----------------------------------------------------------------------------- crash-consistent records
+
 
 def test_torn_last_log_line_is_skipped_then_cut_off(tmp_path):
     log = tmp_path / "log.jsonl"
@@ -164,12 +166,16 @@ def test_disk_full_names_path_and_size_and_keeps_previous_files(small_disk):
 
 # ----------------------------------------------------------------------------- run names and folders
 
-@pytest.mark.parametrize("name, words", [
-    ("run\n", ["control character", "newline"]),
-    ("a\tb", ["control character"]),
-    ("../escape", ["plain folder name"]),
-    ("x" * 300, ["300 characters", "at most 255"]),
-])
+
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("run\n", ["control character", "newline"]),
+        ("a\tb", ["control character"]),
+        ("../escape", ["plain folder name"]),
+        ("x" * 300, ["300 characters", "at most 255"]),
+    ],
+)
 def test_bad_run_names_are_refused(outputs, name, words):
     with pytest.raises(ValueError) as info:
         check_run_name(name)
@@ -196,7 +202,7 @@ def test_outputs_paths_follow_posecore_outputs(outputs):
 def test_a_relative_posecore_outputs_is_the_repositorys_whatever_the_working_directory(monkeypatch, tmp_path):
     from posecore.runs import outputs_root
 
-    monkeypatch.chdir(tmp_path)   # a notebook runs in notebooks/, a shell anywhere
+    monkeypatch.chdir(tmp_path)  # a notebook runs in notebooks/, a shell anywhere
     monkeypatch.setenv("POSECORE_OUTPUTS", "my-runs")
     assert outputs_root() == ROOT / "my-runs" and run_dir("r1", create=False) == ROOT / "my-runs" / "r1"
     monkeypatch.setenv("POSECORE_OUTPUTS", str(tmp_path / "elsewhere"))
@@ -205,18 +211,51 @@ def test_a_relative_posecore_outputs_is_the_repositorys_whatever_the_working_dir
 
 # ----------------------------------------------------------------------------- Run: the one owner of the folder
 
-RUN_FILES = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "last.pt", "best.pt", "report.html",
-             "reproduce.json")
+RUN_FILES = (
+    "params.yaml",
+    "env.json",
+    "log.jsonl",
+    "metrics.json",
+    "last.pt",
+    "best.pt",
+    "report.html",
+    "reproduce.json",
+)
 
 
 def test_run_names_every_file_of_its_folder(outputs):
     run = Run("named")
-    assert run.folder == outputs / "named" and not run.folder.exists()   # naming creates nothing
-    assert [p.relative_to(run.folder).as_posix() for p in (
-        run.params_path, run.env_path(), run.env_path(2), run.log_path, run.metrics_path, run.report_path,
-        run.last_path, run.best_path, run.eval_dir, run.val_dir, run.logs_dir, run.notebooks_dir)] == [
-        "params.yaml", "env.json", "env-node2.json", "log.jsonl", "metrics.json", "report.html",
-        "checkpoints/last.pt", "checkpoints/best.pt", "eval", "val", "logs", "notebooks"]
+    assert run.folder == outputs / "named" and not run.folder.exists()  # naming creates nothing
+    assert [
+        p.relative_to(run.folder).as_posix()
+        for p in (
+            run.params_path,
+            run.env_path(),
+            run.env_path(2),
+            run.log_path,
+            run.metrics_path,
+            run.report_path,
+            run.last_path,
+            run.best_path,
+            run.eval_dir,
+            run.val_dir,
+            run.logs_dir,
+            run.notebooks_dir,
+        )
+    ] == [
+        "params.yaml",
+        "env.json",
+        "env-node2.json",
+        "log.jsonl",
+        "metrics.json",
+        "report.html",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "eval",
+        "val",
+        "logs",
+        "notebooks",
+    ]
     assert Run.at(run.folder).params_path == run.params_path and run_dir("named") == run.folder
     with pytest.raises(ValueError, match="plain folder name"):
         Run("../escape")
@@ -263,10 +302,14 @@ def test_run_file_names_are_spelled_in_runs_only():
     spelled = {}
     for path in sorted((REPO_ROOT / "posecore").rglob("*.py")):
         tree = ast.parse(path.read_text())
-        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                      and node.body and isinstance(node.body[0], ast.Expr)
-                      and isinstance(node.body[0].value, ast.Constant)}
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 for name in RUN_FILES:

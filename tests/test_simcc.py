@@ -4,6 +4,7 @@ Pinned values were verified against mmpose 1.3.2's SimCCLabel (input (192, 256),
 5.66), split ratio 2, normalize off; and sigma 6 with normalize on) on the inputs below: labels,
 weights and decoded coordinates matched exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,21 @@ from posecore.params import ParamsError, load_params
 
 # in bounds, the origin, the far corner, 3 sigma off the left edge twice, the centre, beyond
 # the bottom right, beyond the right, just inside the bottom, unlabelled
-JOINTS = np.array([[10.25, 20.75], [0.0, 0.0], [191.9, 255.9], [-8.0, 100.0], [-10.0, 30.0], [96.25, 128.75],
-                   [200.0, 300.0], [250.0, 50.0], [50.0, 262.0], [33.3, 44.4]], dtype=np.float32)
+JOINTS = np.array(
+    [
+        [10.25, 20.75],
+        [0.0, 0.0],
+        [191.9, 255.9],
+        [-8.0, 100.0],
+        [-10.0, 30.0],
+        [96.25, 128.75],
+        [200.0, 300.0],
+        [250.0, 50.0],
+        [50.0, 262.0],
+        [33.3, 44.4],
+    ],
+    dtype=np.float32,
+)
 VISIBLE = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0], dtype=np.float32)
 
 
@@ -41,19 +55,21 @@ def test_encode_matches_simcc_label():
     np.testing.assert_array_equal(weight, [1, 1, 1, 0, 0, 1, 0, 0, 1, 0])
     np.testing.assert_array_equal(target_x.argmax(1), [20, 0, 383, 0, 0, 192, 0, 0, 100, 0])
     np.testing.assert_array_equal(target_y.argmax(1), [42, 0, 511, 0, 0, 258, 0, 0, 511, 0])
-    np.testing.assert_allclose(target_x.sum(1), [12.282309, 6.641239, 5.641239, 0, 0, 12.282478, 0, 0, 12.282479, 0],
-                               rtol=1e-6)
-    np.testing.assert_allclose(target_y.sum(1), [14.187516, 7.593759, 6.593758, 0, 0, 14.187515, 0, 0, 0.19161029, 0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        target_x.sum(1), [12.282309, 6.641239, 5.641239, 0, 0, 12.282478, 0, 0, 12.282479, 0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        target_y.sum(1), [14.187516, 7.593759, 6.593758, 0, 0, 14.187515, 0, 0, 0.19161029, 0], rtol=1e-6
+    )
     # the unnormalized Gaussian over every bin at the rounded joint (20.5 * 2 -> 41 -> 42 is
     # numpy's round-half-even of 41.5)
     bins = np.arange(512)
-    np.testing.assert_allclose(target_y[0], np.exp(-((bins - 42) ** 2) / (2 * 5.66 ** 2)), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(target_y[0], np.exp(-((bins - 42) ** 2) / (2 * 5.66**2)), rtol=1e-6, atol=1e-30)
 
 
 def test_encode_normalized_and_scalar_sigma():
     (target_x, target_y), weight = _codec(sigma=6.0, normalize=True).encode(JOINTS, VISIBLE)
-    np.testing.assert_array_equal(weight, [1, 1, 1, 1, 0, 1, 0, 0, 1, 0])   # sigma 6 reaches x = -8
+    np.testing.assert_array_equal(weight, [1, 1, 1, 1, 0, 1, 0, 0, 1, 0])  # sigma 6 reaches x = -8
     np.testing.assert_allclose(target_x.max(1)[:4], [0.06649038, 0.06649038, 0.06557329, 0.00189933], rtol=1e-6)
     np.testing.assert_allclose(target_y.sum(1)[[0, 1, 8]], [1.0, 0.5332452, 0.01850073], rtol=1e-6)
 
@@ -62,11 +78,19 @@ def test_decode_matches_simcc_label():
     simcc_x, simcc_y = _decode_inputs()
     coords, scores = _codec().decode((simcc_x, simcc_y))
     assert coords.shape == (3, 10, 2) and scores.shape == (3, 10) and coords.dtype == np.float32
-    np.testing.assert_array_equal(coords[:, :3], [[[-0.5, -0.5], [127.5, 128.5], [17.5, 108.0]],
-                                                  [[76.5, 122.0], [103.0, 253.5], [75.5, 230.0]],
-                                                  [[131.5, 68.5], [3.0, 203.0], [173.0, 114.0]]])
-    np.testing.assert_allclose(scores[:, :3], [[-1.0, 3.111913, 3.064624], [2.7556198, 2.8572505, 2.941012],
-                                               [2.7238283, 2.7503862, 2.7826922]], rtol=1e-6)
+    np.testing.assert_array_equal(
+        coords[:, :3],
+        [
+            [[-0.5, -0.5], [127.5, 128.5], [17.5, 108.0]],
+            [[76.5, 122.0], [103.0, 253.5], [75.5, 230.0]],
+            [[131.5, 68.5], [3.0, 203.0], [173.0, 114.0]],
+        ],
+    )
+    np.testing.assert_allclose(
+        scores[:, :3],
+        [[-1.0, 3.111913, 3.064624], [2.7556198, 2.8572505, 2.941012], [2.7238283, 2.7503862, 2.7826922]],
+        rtol=1e-6,
+    )
     assert coords.sum() == 6857.0 and scores.sum() == pytest.approx(82.56467, rel=1e-6)
     # [K, W] in -> [K, 2] out; torch in -> the same numbers
     single, single_scores = _codec().decode((simcc_x[1], simcc_y[1]))
@@ -90,12 +114,12 @@ def test_encode_decode_round_trip_within_half_a_bin():
     targets, weight = _codec().encode(joints, np.ones(17))
     coords, scores = _codec().decode(targets)
     assert np.all(weight == 1) and np.all(scores == 1.0)
-    assert np.abs(coords - joints).max() <= 0.25 + 1e-6   # 2 bins per pixel: half a bin
+    assert np.abs(coords - joints).max() <= 0.25 + 1e-6  # 2 bins per pixel: half a bin
 
 
 def test_flip_test_realigns_a_mirrored_prediction():
     codec = _codec()
-    flip_index = [0, 2, 1]                       # joints 1 and 2 are a left/right pair
+    flip_index = [0, 2, 1]  # joints 1 and 2 are a left/right pair
     joints = np.array([[40.0, 50.0], [60.5, 100.0], [150.0, 30.0]])
     # the mirrored crop: x -> (Wx - 1) / split - x, left and right swapped
     mirrored = joints[flip_index].copy()
@@ -103,8 +127,9 @@ def test_flip_test_realigns_a_mirrored_prediction():
     plain, _ = codec.encode(joints, np.ones(3))
     flipped, _ = codec.encode(mirrored, np.ones(3))
     for to in (np.asarray, torch.from_numpy):
-        merged = codec.flip_test(tuple(to(part[None]) for part in plain), tuple(to(part[None]) for part in flipped),
-                                 flip_index)
+        merged = codec.flip_test(
+            tuple(to(part[None]) for part in plain), tuple(to(part[None]) for part in flipped), flip_index
+        )
         assert isinstance(merged, tuple) and merged[0].shape == (1, 3, 384)
         coords, _ = codec.decode(merged)
         np.testing.assert_allclose(coords[0], np.round(joints * 2) / 2)
@@ -168,7 +193,7 @@ def test_simcc_loss_is_kl_discret_loss():
 def test_cosine_schedule_with_warmup():
     train = load_params("rtmpose").train
     assert train.optimizer == "adamw" and train.epochs == 420
-    lrs = schedule(train, 1000)    # 1000 steps an epoch: the warm-up ends inside epoch 0
+    lrs = schedule(train, 1000)  # 1000 steps an epoch: the warm-up ends inside epoch 0
     assert lrs.shape == (420_000,)
     assert lrs[0] == pytest.approx(0.004 * 1e-5)
     assert lrs[500] == pytest.approx(0.004 * (1e-5 + (1 - 1e-5) * 0.5))
@@ -213,7 +238,7 @@ def test_heatmaps_view_peaks_at_the_joint():
     targets, _ = codec.encode(JOINTS[:2], np.ones(2))
     view = codec.heatmaps(tuple(torch.from_numpy(part) for part in targets))
     assert view.shape == (2, 512, 384) and view.max() == pytest.approx(1.0)
-    assert np.unravel_index(view[0].argmax(), view[0].shape) == (42, 20)    # (y, x) bins of (10.25, 20.75)
+    assert np.unravel_index(view[0].argmax(), view[0].shape) == (42, 20)  # (y, x) bins of (10.25, 20.75)
     assert codec.heatmaps((-np.ones((1, 8)), np.ones((1, 6)))).max() == 0.0
 
 

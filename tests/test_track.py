@@ -1,4 +1,5 @@
 """Tracking: stable ids through a crossing with an occlusion, new ids for newcomers, expiry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,27 @@ from posecore.keypoints import COCO
 from posecore.track import Tracker
 
 # a standing pose in box-relative coordinates (x, y in [0, 1]), COCO joint order
-POSE = np.array([[0.5, 0.08], [0.55, 0.06], [0.45, 0.06], [0.6, 0.08], [0.4, 0.08], [0.7, 0.22],
-                 [0.3, 0.22], [0.8, 0.4], [0.2, 0.4], [0.85, 0.55], [0.15, 0.55], [0.62, 0.55],
-                 [0.38, 0.55], [0.64, 0.75], [0.36, 0.75], [0.65, 0.95], [0.35, 0.95]])
+POSE = np.array(
+    [
+        [0.5, 0.08],
+        [0.55, 0.06],
+        [0.45, 0.06],
+        [0.6, 0.08],
+        [0.4, 0.08],
+        [0.7, 0.22],
+        [0.3, 0.22],
+        [0.8, 0.4],
+        [0.2, 0.4],
+        [0.85, 0.55],
+        [0.15, 0.55],
+        [0.62, 0.55],
+        [0.38, 0.55],
+        [0.64, 0.75],
+        [0.36, 0.75],
+        [0.65, 0.95],
+        [0.35, 0.95],
+    ]
+)
 
 
 def person(x, y, w=60.0, h=150.0):
@@ -56,6 +75,7 @@ def test_crossing_with_occlusion_keeps_ids():
 def test_without_motion_prediction_the_scene_is_hard():
     """The scene is a real test: matching on last positions alone (a track frozen where it was
     last seen) loses the occluded person at the crossing."""
+
     class Frozen(Tracker):
         def _extend(self, track, box, keypoints):
             super()._extend(track, box, keypoints)
@@ -81,10 +101,10 @@ def test_newcomers_empty_frames_and_expiry():
     assert tracker.update(box[None], points[None]).tolist() == [1]
     assert tracker.update(np.stack([box, far_box]), np.stack([points, far_points])).tolist() == [1, 2]
     assert tracker.update(np.zeros((0, 4)), np.zeros((0, 17, 2))).tolist() == []
-    assert tracker.update(far_box[None], far_points[None]).tolist() == [2]   # missed one frame: kept
+    assert tracker.update(far_box[None], far_points[None]).tolist() == [2]  # missed one frame: kept
     for _ in range(3):
         tracker.update(np.zeros((0, 4)), np.zeros((0, 17, 2)))
-    assert tracker.update(box[None], points[None]).tolist() == [3]           # gone for 4 > 2 frames
+    assert tracker.update(box[None], points[None]).tolist() == [3]  # gone for 4 > 2 frames
 
 
 def test_bad_weight_is_an_error():

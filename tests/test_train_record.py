@@ -1,5 +1,6 @@
 """train.ipynb as the record of a run: params table, run summary, notes instead of empty figures,
 a link to report.html, and one progress bar fed by rank 0 when several workers train."""
+
 from __future__ import annotations
 
 import io
@@ -21,9 +22,9 @@ def test_params_table_names_overrides_and_what_the_seed_says():
     rows = {(section, key): row for row in table.rows for section, key in [row[:2]]}
     lr = rows[("train", "lr")]
     demo_lr = load_params("demo").train.lr
-    assert lr[2] == "0.0005" and lr[3] == str(demo_lr)          # the value, and the file's where overridden
+    assert lr[2] == "0.0005" and lr[3] == str(demo_lr)  # the value, and the file's where overridden
     assert table.rows.index(lr) in table.highlight
-    depth = rows[("model", "depth")]                              # demo differs from the seed's SE-ResNet-50
+    depth = rows[("model", "depth")]  # demo differs from the seed's SE-ResNet-50
     assert depth[2] == "18" and depth[4] == "50" and depth[3] == ""
     assert table.columns[3] == "demo.yaml" and table.columns[4] == "seed (fastpose_coco.yaml)"
     # keys equal everywhere and not headline ones are left to params.yaml
@@ -46,7 +47,7 @@ def test_report_link_is_relative_to_the_notebook(tmp_path, monkeypatch):
     report.parent.mkdir(parents=True)
     report.write_text("<html></html>")
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    link = workbook.report_link(report)   # headless: the executed copy is kept in <run>/notebooks/
+    link = workbook.report_link(report)  # headless: the executed copy is kept in <run>/notebooks/
     assert link.href == "../report.html" and 'href="../report.html"' in link._repr_html_()
     # JupyterLab names the notebook; the link follows it, wherever it is
     monkeypatch.chdir(tmp_path)
@@ -70,7 +71,7 @@ def test_run_summary_and_no_validation_notes(short_run, monkeypatch):
     summary = workbook.run_summary(short_run["result"])
     values = dict((row[0], row[1]) for row in summary.rows)
     assert values["run"] == "record" and values["epochs"] == "1 of 1"
-    assert values["checkpoints"] == "checkpoints/last.pt"          # relative to the run, no absolute path
+    assert values["checkpoints"] == "checkpoints/last.pt"  # relative to the run, no absolute path
     assert values["best AP"] == "no validation yet" and "world size 1" in values["devices"]
     assert (short_run["outputs"] / "record" / "tables" / "train_summary.json").is_file()
     history = workbook.validation_history("record", short_run["params"])

@@ -1,4 +1,5 @@
 """posecore.viz: the artists drawn match the keypoints, overlays keep the image shape, PNGs render headless."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,10 @@ def test_predicted_joints_below_score_threshold_are_hidden():
 
 def test_gallery_lays_out_one_panel_per_item_and_blanks_the_rest():
     rng = np.random.default_rng(2)
-    items = [{"image": np.zeros((40, 30, 3), np.uint8), "gt": [_person(COCO, range(17), rng)],
-              "title": f"#{i}"} for i in range(5)]
+    items = [
+        {"image": np.zeros((40, 30, 3), np.uint8), "gt": [_person(COCO, range(17), rng)], "title": f"#{i}"}
+        for i in range(5)
+    ]
     fig = viz.plot_gallery(items, COCO, ncols=3)
     assert len(fig.axes) == 6
     assert [ax.get_title() for ax in fig.axes[:5]] == [f"#{i}" for i in range(5)]
@@ -76,12 +79,14 @@ def test_heatmap_overlay_keeps_image_shape_and_marks_the_peak():
 def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
     keypoints = np.zeros((17, 3))
     keypoints[:5, 2] = 2
-    ann = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64} for i in (1, 2, 3)],
-           "annotations": [
-               {"image_id": 1, "bbox": [0, 0, 10, 20], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
-               {"image_id": 1, "bbox": [0, 0, 30, 40], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
-               {"image_id": 2, "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0},
-           ]}
+    ann = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64} for i in (1, 2, 3)],
+        "annotations": [
+            {"image_id": 1, "bbox": [0, 0, 10, 20], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
+            {"image_id": 1, "bbox": [0, 0, 30, 40], "keypoints": keypoints.ravel().tolist(), "num_keypoints": 5},
+            {"image_id": 2, "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0},
+        ],
+    }
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(ann))
     stats = data.annotation_stats(path, "coco")
@@ -109,10 +114,16 @@ def test_training_curves_plot_logged_losses():
 
 
 def test_runs_curves_overlay_each_runs_loss_and_metric():
-    logs = {"a": [{"type": "train", "step": s, "loss": 1.0 / s} for s in (1, 2, 3)]
-                 + [{"type": "val", "epoch": 0, "step": 3, "AP": 0.2}],
-            "b": [{"type": "train", "step": 1, "loss": 0.5}, {"type": "train", "step": 2, "loss": None},
-                  {"type": "val", "epoch": 0, "step": 2, "AP": 0.4}, {"type": "val", "epoch": 1, "AP": 0.6}]}
+    logs = {
+        "a": [{"type": "train", "step": s, "loss": 1.0 / s} for s in (1, 2, 3)]
+        + [{"type": "val", "epoch": 0, "step": 3, "AP": 0.2}],
+        "b": [
+            {"type": "train", "step": 1, "loss": 0.5},
+            {"type": "train", "step": 2, "loss": None},
+            {"type": "val", "epoch": 0, "step": 2, "AP": 0.4},
+            {"type": "val", "epoch": 1, "AP": 0.6},
+        ],
+    }
     fig = viz.plot_runs_curves(logs, "AP")
     loss_lines, metric_lines = fig.axes[0].get_lines(), fig.axes[1].get_lines()
     assert [line.get_label() for line in loss_lines] == ["a", "b"]
@@ -152,15 +163,16 @@ def test_whole_body_faces_and_hands_are_drawn_thin_and_filtered_by_part():
     fig = viz.plot_pose(np.zeros((100, 100, 3), np.uint8), info, gt=[keypoints])
     (body,) = _skeletons(fig)
     (fine,) = [c for ax in fig.axes for c in ax.collections if c.get_gid() == viz.FINE_GID]
-    assert len(body.get_segments()) == 19 + 6 and len(fine.get_segments()) == 40    # hands: 2 x 20 links
+    assert len(body.get_segments()) == 19 + 6 and len(fine.get_segments()) == 40  # hands: 2 x 20 links
     assert fine.get_linewidths()[0] == pytest.approx(viz.FINE_WIDTH * body.get_linewidths()[0])
     dots = sorted(len(c.get_offsets()) for c in fig.axes[0].collections if c.get_gid() is None)
-    assert dots == [23, 110]                       # body + feet dots, face + hand dots (small)
+    assert dots == [23, 110]  # body + feet dots, face + hand dots (small)
     face = viz.only_parts(keypoints, info, ["face"])
     assert (face[23:91, 2] == 1).all() and np.isneginf(np.delete(face[:, 2], range(23, 91))).all()
-    assert (keypoints[:, 2] == 1).all()            # the input is untouched
-    fig = viz.plot_pose(np.zeros((100, 100, 3), np.uint8), info, pred=[viz.only_parts(keypoints, info, ["lefthand"])],
-                        score_thr=0.0)
+    assert (keypoints[:, 2] == 1).all()  # the input is untouched
+    fig = viz.plot_pose(
+        np.zeros((100, 100, 3), np.uint8), info, pred=[viz.only_parts(keypoints, info, ["lefthand"])], score_thr=0.0
+    )
     assert len(_skeletons(fig)[0].get_segments()) == 0
     assert viz.only_parts(keypoints, info, ()).tolist() == keypoints.tolist()
     with pytest.raises(KeyError, match="no part 'tail'"):
@@ -177,4 +189,4 @@ def test_inference_drawing_thins_fine_joints():
     thin = draw_people_bgr(canvas, boxes, keypoints[None], ids, [(0, 1)], 0.1, fine_joints=(0, 1))
     row = slice(90, 111)
     assert 0 < (thin[row].sum(axis=2) > 0).sum() < (body[row].sum(axis=2) > 0).sum()
-    assert (thin[row] == 255).all(axis=2).sum() == 0      # no white joint discs on fine joints
+    assert (thin[row] == 255).all(axis=2).sum() == 0  # no white joint discs on fine joints

@@ -1,4 +1,5 @@
 """Halpe and COCO-WholeBody annotation layouts, read from files made of the real COCO samples."""
+
 import json
 
 import numpy as np
@@ -13,8 +14,10 @@ from posecore.params import load_params
 
 def set_params(name, root, **overrides):
     joints = keypoint_info(name).num_joints
-    return load_params("fastpose", {"data.dataset": name, "model.num_joints": joints, "data.root": str(root),
-                                    "data.workers": 0, **overrides})
+    return load_params(
+        "fastpose",
+        {"data.dataset": name, "model.num_joints": joints, "data.root": str(root), "data.workers": 0, **overrides},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +37,25 @@ def test_coco_wholebody_reads_133_joints_per_person_in_part_order(coco_root, who
         assert got.joints.shape == (133, 2) and got.visible.shape == (133,)
         np.testing.assert_array_equal(got.joints[:17], coco.joints)
         entry = entries[(got.image_id, tuple(float(v) for v in coco.joints[0]))]
-        for part, key in (("foot", "foot_kpts"), ("face", "face_kpts"), ("lefthand", "lefthand_kpts"),
-                          ("righthand", "righthand_kpts")):
+        for part, key in (
+            ("foot", "foot_kpts"),
+            ("face", "face_kpts"),
+            ("lefthand", "lefthand_kpts"),
+            ("righthand", "righthand_kpts"),
+        ):
             expected = np.asarray(entry[key], dtype=np.float32).reshape(-1, 3)
             joints = whole.info.part_joints(part)
             np.testing.assert_allclose(got.joints[joints], expected[:, :2], atol=1e-3)
             np.testing.assert_array_equal(got.visible[joints], expected[:, 2] > 0)
         faces += bool(entry["face_valid"])
-    assert 0 < faces < len(whole)     # some people have a face, some do not
+    assert 0 < faces < len(whole)  # some people have a face, some do not
     item = whole[0]
     assert tuple(item["target"].shape) == (133, 64, 48) and tuple(item["joints"].shape) == (133, 3)
-    stats = data.annotation_stats(wholebody_root / "annotations" / "coco_wholebody_val_v1.0.json",
-                                  "coco_wholebody")
+    stats = data.annotation_stats(wholebody_root / "annotations" / "coco_wholebody_val_v1.0.json", "coco_wholebody")
     assert len(stats["joint_names"]) == len(stats["labelled_per_joint"]) == 133
     assert stats["labelled_per_joint"][23] == faces and stats["persons"] == len(whole)
     assert stats["parts"][2] == ["face", 23, 91]
-    figure = viz.plot_dataset_stats({"val": stats})             # labelled joints per part, not 133 rows
+    figure = viz.plot_dataset_stats({"val": stats})  # labelled joints per part, not 133 rows
     labels = [t.get_text() for t in figure.axes[1].get_yticklabels()]
     assert labels == ["body (17)", "foot (6)", "face (68)", "lefthand (21)", "righthand (21)"]
     assert figure.axes[1].patches[2].get_width() == pytest.approx(faces / len(whole))
@@ -57,15 +63,32 @@ def test_coco_wholebody_reads_133_joints_per_person_in_part_order(coco_root, who
 
 def test_invalid_parts_are_unlabelled_and_broken_ones_counted(tmp_path):
     body = [10.0, 20.0, 2] * 17
-    ann = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 80], "area": 4000, "iscrowd": 0,
-           "keypoints": body, "num_keypoints": 17, "foot_kpts": [1.0, 2.0, 2] * 6, "foot_valid": False,
-           "face_kpts": [3.0, 4.0, 1] * 68, "face_valid": True, "lefthand_kpts": [0] * 63,
-           "lefthand_valid": False, "righthand_kpts": [5.0, 6.0, 2] * 21, "righthand_valid": True}
+    ann = {
+        "id": 5,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [0, 0, 50, 80],
+        "area": 4000,
+        "iscrowd": 0,
+        "keypoints": body,
+        "num_keypoints": 17,
+        "foot_kpts": [1.0, 2.0, 2] * 6,
+        "foot_valid": False,
+        "face_kpts": [3.0, 4.0, 1] * 68,
+        "face_valid": True,
+        "lefthand_kpts": [0] * 63,
+        "lefthand_valid": False,
+        "righthand_kpts": [5.0, 6.0, 2] * 21,
+        "righthand_valid": True,
+    }
     broken = dict(ann, id=6, face_kpts=[1.0, 2.0, 2] * 60)
-    content = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-               "annotations": [ann, broken], "categories": [{"id": 1, "name": "person", "keypoints": ["nose"]}]}
+    content = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [ann, broken],
+        "categories": [{"id": 1, "name": "person", "keypoints": ["nose"]}],
+    }
     converted = as_coco_keypoints(content, "coco_wholebody", keypoint_info("coco_wholebody").joint_names)
-    assert content["annotations"][0]["keypoints"] is body                       # the input is untouched
+    assert content["annotations"][0]["keypoints"] is body  # the input is untouched
     first = np.asarray(converted["annotations"][0]["keypoints"]).reshape(133, 3)
     assert (first[17:23] == 0).all() and (first[23:91, 2] == 1).all() and (first[112:, 2] == 2).all()
     assert converted["annotations"][0]["num_keypoints"] == 17 + 68 + 21
@@ -101,12 +124,24 @@ def test_halpe_layout_reads_136_joints_and_halpe26_the_first_26(coco_root, tmp_p
     assert bad.count == 1 and "not 78 or 408 numbers" in bad.reasons()
 
 
-@pytest.mark.parametrize("name, words", [
-    ("coco_wholebody", ["coco_wholebody_val_v1.0.json", "https://github.com/jin-s13/COCO-WholeBody",
-                        "https://cocodataset.org/#download", "val2017"]),
-    ("halpe26", ["halpe_train_v1.json", "images/train2015", "https://github.com/Fang-Haoshu/Halpe-FullBody",
-                 "HICO-DET"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        (
+            "coco_wholebody",
+            [
+                "coco_wholebody_val_v1.0.json",
+                "https://github.com/jin-s13/COCO-WholeBody",
+                "https://cocodataset.org/#download",
+                "val2017",
+            ],
+        ),
+        (
+            "halpe26",
+            ["halpe_train_v1.json", "images/train2015", "https://github.com/Fang-Haoshu/Halpe-FullBody", "HICO-DET"],
+        ),
+    ],
+)
 def test_missing_files_are_listed_with_their_download_addresses(tmp_path, name, words):
     (tmp_path / "annotations").mkdir()
     problems = data.check_layout(tmp_path, name)
@@ -129,14 +164,29 @@ def test_prepare_data_checks_and_counts_the_whole_body_layout(wholebody_root, tm
 
 
 def test_evaluation_ground_truth_scores_the_arrays_as_they_are(tmp_path):
-    ann = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 80], "area": 4000, "iscrowd": 0,
-           "keypoints": [10.0, 20.0, 2] * 17, "foot_kpts": [1.0, 2.0, 2] * 6, "foot_valid": False,
-           "face_kpts": [0] * 204, "face_valid": False, "lefthand_kpts": [0] * 63, "righthand_kpts": [0] * 63}
-    content = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-               "annotations": [ann], "categories": [{"id": 1, "name": "person"}]}
+    ann = {
+        "id": 5,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [0, 0, 50, 80],
+        "area": 4000,
+        "iscrowd": 0,
+        "keypoints": [10.0, 20.0, 2] * 17,
+        "foot_kpts": [1.0, 2.0, 2] * 6,
+        "foot_valid": False,
+        "face_kpts": [0] * 204,
+        "face_valid": False,
+        "lefthand_kpts": [0] * 63,
+        "righthand_kpts": [0] * 63,
+    }
+    content = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [ann],
+        "categories": [{"id": 1, "name": "person"}],
+    }
     path = tmp_path / "wb.json"
     path.write_text(json.dumps(content))
     (gt,) = data.keypoint_ground_truth(path, "coco_wholebody")["annotations"]
-    assert gt["num_keypoints"] == 23 and gt["keypoints"][3 * 17:3 * 23] == ann["foot_kpts"]
+    assert gt["num_keypoints"] == 23 and gt["keypoints"][3 * 17 : 3 * 23] == ann["foot_kpts"]
     trained = as_coco_keypoints(content, "coco_wholebody", keypoint_info("coco_wholebody").joint_names)
     assert trained["annotations"][0]["num_keypoints"] == 17

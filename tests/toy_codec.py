@@ -2,6 +2,7 @@
 (`register`). It trains on MSRA-like Gaussian heatmaps and decodes by the soft-argmax (the
 heatmap's centre of mass above half its peak), in numpy and in ONNX-exportable torch.
 tests/test_codec_interface.py exports, predicts and evaluates with it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ class CentroidHeatmap:
 
     name: ClassVar[str] = "centroid"
     output_names: ClassVar[tuple[str, ...]] = ("heatmaps",)
-    metadata_keys: ClassVar[dict[str, str]] = {"heatmap_size": "centroid: [w, h] of the heatmaps",
-                                                "sigma": "centroid: Gaussian sigma, heatmap pixels"}
+    metadata_keys: ClassVar[dict[str, str]] = {
+        "heatmap_size": "centroid: [w, h] of the heatmaps",
+        "sigma": "centroid: Gaussian sigma, heatmap pixels",
+    }
     required_metadata: ClassVar[tuple[str, ...]] = ("heatmap_size", "sigma")
     decodes: ClassVar[tuple[str, ...]] = ("default",)
     default_loss: ClassVar[str] = "joints_mse"
@@ -38,8 +41,9 @@ class CentroidHeatmap:
         return cls(tuple(params.data.input_size), tuple(params.data.heatmap_size), params.data.sigma)
 
     @classmethod
-    def from_metadata(cls, metadata: dict, decode_method: str | None = None,
-                      dark_kernel: int | None = None) -> CentroidHeatmap:
+    def from_metadata(
+        cls, metadata: dict, decode_method: str | None = None, dark_kernel: int | None = None
+    ) -> CentroidHeatmap:
         return cls(tuple(metadata["input_size"]), tuple(metadata["heatmap_size"]), float(metadata["sigma"]))
 
     def metadata(self) -> dict[str, Any]:
@@ -56,8 +60,11 @@ class CentroidHeatmap:
         return {"heatmaps": (int(num_joints), self.heatmap_size[1], self.heatmap_size[0])}
 
     def describe(self) -> dict[str, str]:
-        return {"crop": CROP_TEXT[False], "decode": "centre of mass of each heatmap above half its maximum, "
-                                                     "times input_size / heatmap_size; score = maximum"}
+        return {
+            "crop": CROP_TEXT[False],
+            "decode": "centre of mass of each heatmap above half its maximum, "
+            "times input_size / heatmap_size; score = maximum",
+        }
 
     @property
     def input_per_unit(self) -> np.ndarray:
@@ -89,7 +96,7 @@ class CentroidHeatmap:
         return heatmap_to_image(coords, bbox_center, bbox_scale, self.heatmap_size)
 
     def flip_shift(self, enabled: bool = True) -> float:
-        return 0.0   # sub-pixel Gaussians mirror onto themselves up to the crop's half pixel
+        return 0.0  # sub-pixel Gaussians mirror onto themselves up to the crop's half pixel
 
     def flip_test(self, plain, mirrored, flip_index, shift: bool = True):
         return (plain + mirrored[:, list(flip_index)].flip(3)) * 0.5

@@ -7,6 +7,7 @@ hands at its wrists wherever those body joints are labelled (the part's `*_valid
 whether it has any). `make_halpe(coco_root, folder)` writes the same people in Halpe's layout
 (136 joints per person: head, neck and mid-hip added, feet in Halpe's order).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,14 @@ def _points(body: np.ndarray, box, size) -> dict[str, np.ndarray]:
         return np.concatenate([xy, np.full((len(xy), 1), 2.0)], axis=1)
 
     face = [(1.6 * math.cos(a), 1.9 * math.sin(a) + 0.4) for a in np.linspace(0, 2 * math.pi, 68, endpoint=False)]
-    hand = [(0.3, 0.3)] + [(0.35 * n * math.cos(t), 0.35 * n * math.sin(t) + 0.4)
-                           for t in np.linspace(0.3, 2.8, 5) for n in range(1, 5)]
+    hand = [(0.3, 0.3)] + [
+        (0.35 * n * math.cos(t), 0.35 * n * math.sin(t) + 0.4) for t in np.linspace(0.3, 2.8, 5) for n in range(1, 5)
+    ]
     return {
         # left big toe, small toe, heel, then the right foot (COCO-WholeBody's order)
-        "foot": np.concatenate([near(15, [(0.8, 0.9), (1.3, 0.7), (-0.4, 0.4)]),
-                                near(16, [(-0.8, 0.9), (-1.3, 0.7), (0.4, 0.4)])]),
+        "foot": np.concatenate(
+            [near(15, [(0.8, 0.9), (1.3, 0.7), (-0.4, 0.4)]), near(16, [(-0.8, 0.9), (-1.3, 0.7), (0.4, 0.4)])]
+        ),
         "face": near(0, face) if labelled[1] and labelled[2] else np.zeros((68, 3)),
         "lefthand": near(9, hand),
         "righthand": near(10, [(-dx, dy) for dx, dy in hand]),
@@ -92,14 +95,17 @@ def make_halpe(coco_root, folder) -> Path:
         coco = None
         annotations = []
         for coco, ann, body, parts in _people(coco_root, subset):  # noqa: B007  (coco: used after the loop)
+
             def mid(a, b, body=body):
                 if body[a, 2] > 0 and body[b, 2] > 0:
                     return np.array([[*(body[a, :2] + body[b, :2]) / 2, 2.0]])
                 return np.zeros((1, 3))
+
             head = np.array([[body[0, 0], body[0, 1] - 5, 2.0]]) if body[0, 2] > 0 else np.zeros((1, 3))
-            foot = parts["foot"][[0, 3, 1, 4, 2, 5]]   # Halpe: big toes, small toes, heels (left, right)
-            joints = np.concatenate([body, head, mid(5, 6), mid(11, 12), foot, parts["face"],
-                                     parts["lefthand"], parts["righthand"]])
+            foot = parts["foot"][[0, 3, 1, 4, 2, 5]]  # Halpe: big toes, small toes, heels (left, right)
+            joints = np.concatenate(
+                [body, head, mid(5, 6), mid(11, 12), foot, parts["face"], parts["lefthand"], parts["righthand"]]
+            )
             entry = dict(ann, keypoints=_flat(joints), num_keypoints=int((joints[:, 2] > 0).sum()))
             annotations.append(entry)
         category = {"id": 1, "name": "person", "supercategory": "person"}

@@ -9,6 +9,7 @@ and fills its registry line, `CODECS[MyCodec.name] = MyCodec`, plus its import i
 posecore/codec/__init__.py; data.codec, the export, the Predictor, evaluation and training then
 use it without naming it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,22 +30,23 @@ class Codec(Protocol):
     (a heatmap tensor [N, K, Hh, Wh], or a tuple such as SimCC's (x [N, K, Wx], y [N, K, Wy])),
     numpy or torch."""
 
-    name: ClassVar[str]                    # the data.codec value
-    output_names: ClassVar[tuple[str, ...]]   # the model outputs' ONNX names, in order
+    name: ClassVar[str]  # the data.codec value
+    output_names: ClassVar[tuple[str, ...]]  # the model outputs' ONNX names, in order
     # the metadata keys an export records for this codec (besides input_size) -> what they mean
     metadata_keys: ClassVar[dict[str, str]]
-    required_metadata: ClassVar[tuple[str, ...]]   # those from_metadata cannot do without
-    decodes: ClassVar[tuple[str, ...]]     # the eval.decode values it takes ("default": its own)
-    default_loss: ClassVar[str]            # train.loss "auto" for it (posecore.optim.LOSSES)
-    udp: ClassVar[bool]                    # crop convention: UDP's unbiased crop, or the classic one
-    input_size: tuple[int, int]            # (w, h) of the network input
+    required_metadata: ClassVar[tuple[str, ...]]  # those from_metadata cannot do without
+    decodes: ClassVar[tuple[str, ...]]  # the eval.decode values it takes ("default": its own)
+    default_loss: ClassVar[str]  # train.loss "auto" for it (posecore.optim.LOSSES)
+    udp: ClassVar[bool]  # crop convention: UDP's unbiased crop, or the classic one
+    input_size: tuple[int, int]  # (w, h) of the network input
 
     @classmethod
     def from_params(cls, params: Any) -> Codec: ...
 
     @classmethod
-    def from_metadata(cls, metadata: dict, decode_method: str | None = None,
-                      dark_kernel: int | None = None) -> Codec: ...
+    def from_metadata(
+        cls, metadata: dict, decode_method: str | None = None, dark_kernel: int | None = None
+    ) -> Codec: ...
 
     def metadata(self) -> dict[str, Any]:
         """What an export records of the codec: "codec" and its metadata_keys' values."""
@@ -104,8 +106,10 @@ def check_decode(codec: str, decode: str) -> None:
     """ValueError naming data.codec / eval.decode when the pair is unknown or contradictory."""
     allowed = codec_class(codec).decodes
     if decode not in allowed:
-        raise ValueError(f"eval.decode {decode!r} does not fit data.codec {codec!r} (allowed: "
-                         f"{allowed}; 'default' decodes the way the codec encodes)")
+        raise ValueError(
+            f"eval.decode {decode!r} does not fit data.codec {codec!r} (allowed: "
+            f"{allowed}; 'default' decodes the way the codec encodes)"
+        )
 
 
 def build_codec(params: Any) -> Codec:
@@ -121,7 +125,8 @@ def metadata_codec_name(metadata: dict) -> Any:
 def codec_from_metadata(metadata: dict, decode_method: str | None = None, dark_kernel: int | None = None) -> Codec:
     """The codec an export's metadata describe; decode_method / dark_kernel override its decoding."""
     return codec_class(metadata_codec_name(metadata), "metadata codec").from_metadata(
-        metadata, decode_method, dark_kernel)
+        metadata, decode_method, dark_kernel
+    )
 
 
 def checkpoint_codec_name(saved_params: dict) -> Any:
@@ -131,19 +136,27 @@ def checkpoint_codec_name(saved_params: dict) -> Any:
 
 
 CROP_TEXT = {
-    False: ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
-            "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width, "
-            "centre to input centre"),
-    True: ("box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
-           "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width - 1 "
-           "and crop height to input height - 1 (pixel centres span the crop), centre to "
-           "(input size - 1) / 2"),
-}   # the crop in words, by crop convention (Codec.udp)
+    False: (
+        "box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
+        "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width, "
+        "centre to input centre"
+    ),
+    True: (
+        "box (x, y, w, h) -> centre (x + w/2, y + h/2); widen w or h to the input aspect ratio, "
+        "times bbox_padding = crop size in pixels; affine warp scaling crop width to input width - 1 "
+        "and crop height to input height - 1 (pixel centres span the crop), centre to "
+        "(input size - 1) / 2"
+    ),
+}  # the crop in words, by crop convention (Codec.udp)
 
 
 def numbers_fit(values: Any, count: int, integer: bool = False, low: float = -np.inf, high: float = np.inf) -> bool:
     """`values` is a list of `count` finite numbers (integers) in [low, high] (metadata checks)."""
     kinds = (int,) if integer else (int, float)
-    return (isinstance(values, list) and len(values) == count
-            and all(isinstance(v, kinds) and not isinstance(v, bool) and finite_number(v) and low <= v <= high
-                    for v in values))
+    return (
+        isinstance(values, list)
+        and len(values) == count
+        and all(
+            isinstance(v, kinds) and not isinstance(v, bool) and finite_number(v) and low <= v <= high for v in values
+        )
+    )

@@ -24,6 +24,7 @@ border (HeatmapCodec._border_pull). `eval.decode: dark` is DARK exactly as publi
 second differences), for decoding MSRA heatmaps. A joint is weighted 0 when it is unlabelled or
 its 3-sigma window misses the heatmap.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,8 @@ import torch
 from posecore.codec.base import CODECS, CROP_TEXT, check_decode, numbers_fit
 from posecore.geometry import affine_matrix, heatmap_to_image
 
-DECODE_METHODS = ("default", "dark", "dark_udp")   # refinements after the argmax
-TAYLOR_REACH = {"dark": 2, "dark_udp": 1}          # pixels the second differences span
+DECODE_METHODS = ("default", "dark", "dark_udp")  # refinements after the argmax
+TAYLOR_REACH = {"dark": 2, "dark_udp": 1}  # pixels the second differences span
 
 
 def heatmap_stride(input_size, heatmap_size) -> np.ndarray:
@@ -212,12 +213,13 @@ def _ideal_gaussians(coords, heatmap_size, sigma: float):
     width, height = int(heatmap_size[0]), int(heatmap_size[1])
     grid_x = xp.arange(width, dtype=xp.float32)
     grid_y = xp.arange(height, dtype=xp.float32)
-    profile_x = xp.exp(-((grid_x - coords[..., 0:1]) ** 2) / (2 * sigma * sigma))   # [N, K, Wh]
-    profile_y = xp.exp(-((grid_y - coords[..., 1:2]) ** 2) / (2 * sigma * sigma))   # [N, K, Hh]
+    profile_x = xp.exp(-((grid_x - coords[..., 0:1]) ** 2) / (2 * sigma * sigma))  # [N, K, Wh]
+    profile_y = xp.exp(-((grid_y - coords[..., 1:2]) ** 2) / (2 * sigma * sigma))  # [N, K, Hh]
     return profile_y[..., :, None] * profile_x[..., None, :]
 
 
 # --------------------------------------------------------------------------- torch twins (ONNX)
+
 
 def decode_heatmaps_torch(heatmaps, method: str = "default", dark_kernel: int = 11):
     """decode_heatmaps in ONNX-exportable torch ops (opset >= 11, no Python branches on values).
@@ -267,12 +269,16 @@ def _log_blurred_torch(heatmaps, kernel: int):
     original_max = heatmaps.flatten(2).max(dim=2)[0]
     blurred_max = blurred.flatten(2).max(dim=2)[0]
     positive = blurred_max > 0
-    ratio = torch.where(positive, original_max / torch.where(positive, blurred_max, torch.ones_like(blurred_max)),
-                        torch.ones_like(blurred_max))
+    ratio = torch.where(
+        positive,
+        original_max / torch.where(positive, blurred_max, torch.ones_like(blurred_max)),
+        torch.ones_like(blurred_max),
+    )
     return torch.log((blurred * ratio[..., None, None]).clamp(min=1e-10))
 
 
 # --------------------------------------------------------------------------- codec objects
+
 
 @dataclass(frozen=True)
 class HeatmapCodec:
@@ -289,19 +295,21 @@ class HeatmapCodec:
     dark_kernel: int = 11
 
     name: ClassVar[str] = ""
-    output_names: ClassVar[tuple[str, ...]] = ("heatmaps",)   # the model predicts heatmaps [N, K, Hh, Wh]
+    output_names: ClassVar[tuple[str, ...]] = ("heatmaps",)  # the model predicts heatmaps [N, K, Hh, Wh]
     metadata_keys: ClassVar[dict[str, str]] = {
         "heatmap_size": "heatmap codecs: [w, h] of the heatmaps",
         "sigma": "heatmap codecs: Gaussian sigma of the training targets, heatmap pixels (dark / udp decoding uses it)",
         "decode_method": "eval.decode of the export: 'default' (the codec's own decoding) or 'dark'",
         "dark_kernel": "heatmap codecs: blur kernel of the Taylor decoding (dark / udp)",
-        "heatmap_stride": ("heatmap codecs: [sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
-                           "((input_size - 1) / (heatmap_size - 1) for the udp codec)"),
+        "heatmap_stride": (
+            "heatmap codecs: [sx, sy] input pixels per heatmap pixel: input_size / heatmap_size "
+            "((input_size - 1) / (heatmap_size - 1) for the udp codec)"
+        ),
     }
-    required_metadata: ClassVar[tuple[str, ...]] = ("heatmap_size",)   # older exports lack the others
+    required_metadata: ClassVar[tuple[str, ...]] = ("heatmap_size",)  # older exports lack the others
     default_loss: ClassVar[str] = "joints_mse"
-    udp: ClassVar[bool] = False          # crop convention (geometry.affine_matrix)
-    subpixel: ClassVar[bool] = False     # Gaussian peak at the joint, not the rounded joint
+    udp: ClassVar[bool] = False  # crop convention (geometry.affine_matrix)
+    subpixel: ClassVar[bool] = False  # Gaussian peak at the joint, not the rounded joint
     own_decode: ClassVar[str] = "default"
     decodes: ClassVar[tuple[str, ...]] = ("default", "dark")
 
@@ -314,24 +322,35 @@ class HeatmapCodec:
     def from_params(cls, params: Any) -> HeatmapCodec:
         """data.input_size, data.heatmap_size, data.sigma; eval.decode, eval.dark_kernel."""
         data, evaluation = params.data, params.eval
-        return cls(tuple(data.input_size), tuple(data.heatmap_size), data.sigma, evaluation.decode,
-                   evaluation.dark_kernel)
+        return cls(
+            tuple(data.input_size), tuple(data.heatmap_size), data.sigma, evaluation.decode, evaluation.dark_kernel
+        )
 
     @classmethod
-    def from_metadata(cls, metadata: dict, decode_method: str | None = None,
-                      dark_kernel: int | None = None) -> HeatmapCodec:
+    def from_metadata(
+        cls, metadata: dict, decode_method: str | None = None, dark_kernel: int | None = None
+    ) -> HeatmapCodec:
         """The codec an ONNX export's metadata (`metadata()` keys) describe; decode_method /
         dark_kernel override the export's (eval.decode of other params). Exports from before
         the codec was recorded carry no sigma: msra decoding does not use it."""
-        return cls(tuple(metadata["input_size"]), tuple(metadata["heatmap_size"]), float(metadata.get("sigma", 2.0)),
-                   decode_method or metadata.get("decode_method", "default"),
-                   int(dark_kernel or metadata.get("dark_kernel", 11)))
+        return cls(
+            tuple(metadata["input_size"]),
+            tuple(metadata["heatmap_size"]),
+            float(metadata.get("sigma", 2.0)),
+            decode_method or metadata.get("decode_method", "default"),
+            int(dark_kernel or metadata.get("dark_kernel", 11)),
+        )
 
     def metadata(self) -> dict[str, Any]:
         """What an ONNX export records of the codec: "codec" and its metadata_keys."""
-        return {"codec": self.name, "heatmap_size": list(self.heatmap_size), "sigma": self.sigma,
-                "decode_method": self.decode_method, "dark_kernel": self.dark_kernel,
-                "heatmap_stride": self.input_per_heatmap.tolist()}
+        return {
+            "codec": self.name,
+            "heatmap_size": list(self.heatmap_size),
+            "sigma": self.sigma,
+            "decode_method": self.decode_method,
+            "dark_kernel": self.dark_kernel,
+            "heatmap_stride": self.input_per_heatmap.tolist(),
+        }
 
     @classmethod
     def check_metadata(cls, metadata: dict, fail) -> None:
@@ -352,8 +371,10 @@ class HeatmapCodec:
 
     def describe(self) -> dict[str, str]:
         """The crop and the decoding of "keypoints" / "scores" in words (export metadata)."""
-        return {"crop": CROP_TEXT[self.udp],
-                "decode": DECODE_TEXT[self.refinement].format(kernel=self.dark_kernel, sigma=self.sigma)}
+        return {
+            "crop": CROP_TEXT[self.udp],
+            "decode": DECODE_TEXT[self.refinement].format(kernel=self.dark_kernel, sigma=self.sigma),
+        }
 
     @property
     def input_per_unit(self) -> np.ndarray:
@@ -388,7 +409,7 @@ class HeatmapCodec:
 
     def encode(self, joints_xy, visible):
         """Joints [K, 2] in input pixels + visible [K] -> (target float32 [K, Hh, Wh], weight float32 [K])."""
-        if not self.subpixel:   # bit for bit the references' MSRA targets
+        if not self.subpixel:  # bit for bit the references' MSRA targets
             return encode_heatmaps(joints_xy, visible, self.input_size, self.heatmap_size, self.sigma)
         centers = np.asarray(joints_xy, dtype=np.float64).reshape(-1, 2) / self.input_per_heatmap
         return gaussian_heatmaps(centers, visible, self.heatmap_size, self.sigma, subpixel=True)
@@ -472,25 +493,31 @@ class UDPHeatmap(HeatmapCodec):
     decodes: ClassVar[tuple[str, ...]] = ("default",)
 
     def flip_shift(self, enabled: bool = True) -> float:
-        return 0.0   # the mirrored crop's heatmap, mirrored, is already aligned
+        return 0.0  # the mirrored crop's heatmap, mirrored, is already aligned
 
 
 HEATMAP_CODECS = (MSRAHeatmap, DarkHeatmap, UDPHeatmap)
-for _codec in HEATMAP_CODECS:   # the registry lines
+for _codec in HEATMAP_CODECS:  # the registry lines
     CODECS[_codec.name] = _codec
 
 
 DECODE_TEXT = {
-    "default": ("argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
-                "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
-                "= input pixels; score = maximum"),
-    "dark": ("argmax per heatmap; DARK: Gaussian blur (kernel {kernel}, zero border) rescaled to the "
-             "maximum, log, one Newton step with second differences over two pixels when "
-             "2 <= x < W-2 and 2 <= y < H-2; (0, 0) when the maximum <= 0; times heatmap_stride = "
-             "input pixels; score = maximum"),
-    "dark_udp": ("argmax per heatmap; Gaussian blur (kernel {kernel}, zero border) rescaled to the "
-                 "maximum, log, one Newton step with one-pixel differences when 1 <= x < W-1 and "
-                 "1 <= y < H-1; minus what the same steps move a unit Gaussian (sigma {sigma}) centred "
-                 "at the result; (0, 0) when the maximum <= 0; times heatmap_stride = input pixels; "
-                 "score = maximum"),
-}   # the decoding in words, by refinement
+    "default": (
+        "argmax per heatmap; +-0.25 toward the higher neighbour in x and y when "
+        "1 < x < W-1 and 1 < y < H-1; (0, 0) when the maximum <= 0; times heatmap_stride "
+        "= input pixels; score = maximum"
+    ),
+    "dark": (
+        "argmax per heatmap; DARK: Gaussian blur (kernel {kernel}, zero border) rescaled to the "
+        "maximum, log, one Newton step with second differences over two pixels when "
+        "2 <= x < W-2 and 2 <= y < H-2; (0, 0) when the maximum <= 0; times heatmap_stride = "
+        "input pixels; score = maximum"
+    ),
+    "dark_udp": (
+        "argmax per heatmap; Gaussian blur (kernel {kernel}, zero border) rescaled to the "
+        "maximum, log, one Newton step with one-pixel differences when 1 <= x < W-1 and "
+        "1 <= y < H-1; minus what the same steps move a unit Gaussian (sigma {sigma}) centred "
+        "at the result; (0, 0) when the maximum <= 0; times heatmap_stride = input pixels; "
+        "score = maximum"
+    ),
+}  # the decoding in words, by refinement

@@ -18,6 +18,7 @@ mmpose 1.x's SimCCLabel with Gaussian smoothing, number for number:
 The crop is the classic one (geometry.affine_matrix, udp=False), as mmpose's TopdownAffine
 without UDP. Decoded coordinates are input pixels; `to_image` maps them to the image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,9 +44,9 @@ def encode_simcc(joints_xy, visible, input_size, sigma, split_ratio: float = 2.0
     sigma = np.asarray(sigma, dtype=np.float64).reshape(-1)
     sigma = np.repeat(sigma, 2) if sigma.size == 1 else sigma
     bins = simcc_size(input_size, split_ratio)
-    mu = np.around(joints * split_ratio).astype(np.int64)             # [K, 2] bins
+    mu = np.around(joints * split_ratio).astype(np.int64)  # [K, 2] bins
     reach = sigma * 3
-    low, high = mu - reach, mu + reach + 1                             # [K, 2]
+    low, high = mu - reach, mu + reach + 1  # [K, 2]
     labelled = weight >= 0.5
     outside = (low[:, 0] >= bins[0]) | (low[:, 1] >= bins[1]) | (high[:, 0] < 0) | (high[:, 1] < 0)
     weight[labelled & outside] = 0.0
@@ -53,7 +54,7 @@ def encode_simcc(joints_xy, visible, input_size, sigma, split_ratio: float = 2.0
     labels = []
     for axis in (0, 1):
         grid = np.arange(bins[axis], dtype=np.float64)[None]
-        profile = np.exp(-((grid - mu[:, axis:axis + 1]) ** 2) / (2 * sigma[axis] ** 2)) * drawn
+        profile = np.exp(-((grid - mu[:, axis : axis + 1]) ** 2) / (2 * sigma[axis] ** 2)) * drawn
         if normalize:
             profile /= sigma[axis] * np.sqrt(2 * np.pi)
         labels.append(profile.astype(np.float32))
@@ -109,7 +110,7 @@ class SimCCLabel:
     name: ClassVar[str] = "simcc"
     udp: ClassVar[bool] = False
     decodes: ClassVar[tuple[str, ...]] = ("default",)
-    output_names: ClassVar[tuple[str, ...]] = ("simcc_x", "simcc_y")   # the model predicts this pair
+    output_names: ClassVar[tuple[str, ...]] = ("simcc_x", "simcc_y")  # the model predicts this pair
     metadata_keys: ClassVar[dict[str, str]] = {
         "simcc_sigma": "simcc: [x, y] Gaussian sigma of the training labels, in bins",
         "simcc_split_ratio": "simcc: bins per input pixel",
@@ -128,20 +129,27 @@ class SimCCLabel:
     @classmethod
     def from_params(cls, params: Any) -> SimCCLabel:
         data = params.data
-        return cls(tuple(data.input_size), tuple(data.simcc_sigma), data.simcc_split_ratio,
-                   decode_method=params.eval.decode)
+        return cls(
+            tuple(data.input_size), tuple(data.simcc_sigma), data.simcc_split_ratio, decode_method=params.eval.decode
+        )
 
     @classmethod
-    def from_metadata(cls, metadata: dict, decode_method: str | None = None,
-                      dark_kernel: int | None = None) -> SimCCLabel:
+    def from_metadata(
+        cls, metadata: dict, decode_method: str | None = None, dark_kernel: int | None = None
+    ) -> SimCCLabel:
         """The codec an ONNX export's metadata (`metadata()` keys) describe; the decode options
         of heatmap codecs are accepted and have no effect (SimCC decodes one way)."""
         return cls(tuple(metadata["input_size"]), tuple(metadata["simcc_sigma"]), float(metadata["simcc_split_ratio"]))
 
     def metadata(self) -> dict[str, Any]:
         """What an ONNX export records of the codec: "codec" and its metadata_keys."""
-        return {"codec": self.name, "simcc_sigma": list(self.sigma), "simcc_split_ratio": self.split_ratio,
-                "simcc_size": list(self.simcc_size), "decode_method": self.decode_method}
+        return {
+            "codec": self.name,
+            "simcc_sigma": list(self.sigma),
+            "simcc_split_ratio": self.split_ratio,
+            "simcc_size": list(self.simcc_size),
+            "decode_method": self.decode_method,
+        }
 
     @classmethod
     def check_metadata(cls, metadata: dict, fail) -> None:
@@ -160,10 +168,14 @@ class SimCCLabel:
 
     def describe(self) -> dict[str, str]:
         """The crop and the decoding of "keypoints" / "scores" in words (export metadata)."""
-        return {"crop": CROP_TEXT[False],
-                "decode": ("argmax of simcc_x and of simcc_y per joint, divided by simcc_split_ratio "
-                           f"({self.split_ratio}) = input pixels; score = the smaller of the two maxima; "
-                           "(-1, -1) / simcc_split_ratio when that score <= 0")}
+        return {
+            "crop": CROP_TEXT[False],
+            "decode": (
+                "argmax of simcc_x and of simcc_y per joint, divided by simcc_split_ratio "
+                f"({self.split_ratio}) = input pixels; score = the smaller of the two maxima; "
+                "(-1, -1) / simcc_split_ratio when that score <= 0"
+            ),
+        }
 
     @property
     def input_per_unit(self) -> np.ndarray:
@@ -225,8 +237,10 @@ class SimCCLabel:
 
 def _pair(output):
     if not isinstance(output, (tuple, list)) or len(output) != 2:
-        raise TypeError("the simcc codec takes a pair (simcc_x, simcc_y); got "
-                        f"{type(output).__name__} (is data.codec simcc for a heatmap model?)")
+        raise TypeError(
+            "the simcc codec takes a pair (simcc_x, simcc_y); got "
+            f"{type(output).__name__} (is data.codec simcc for a heatmap model?)"
+        )
     return output[0], output[1]
 
 
@@ -243,4 +257,4 @@ def _numpy(array):
     return np.asarray(array, dtype=np.float32)
 
 
-CODECS[SimCCLabel.name] = SimCCLabel   # the registry line
+CODECS[SimCCLabel.name] = SimCCLabel  # the registry line

@@ -12,6 +12,7 @@
 root, derived data safe to delete). Synthetic data is written by explicit calls: `make_synthetic`, or
 `ensure_synthetic(params)`, which training, evaluation and the prepare-data notebook call first.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,13 +54,44 @@ from posecore.data.synthetic import draw_scene, make_synthetic, make_synthetic_v
 from posecore.params import Params
 
 __all__ = [
-    "Augment", "COCO_LAYOUT", "MPII_LAYOUT", "PREPARE_NOTEBOOK", "SPLITS", "DataLayoutError", "ImageReadError",
-    "Instance", "PoseDataset", "annotation_stats", "build_dataset", "check_layout", "dataset_root",
-    "dpg_jitter", "draw_scene", "ensure_synthetic", "epoch_order", "grouped_order", "half_body_box",
-    "load_instances", "make_synthetic", "make_synthetic_video", "crop_input", "normalize_crop", "padded_shard", "read_image",
-    "read_rgb", "step_order", "steps_per_epoch",
-    "resolve_keypoints", "synthetic_root", "uses_coco_layout", "keypoint_ground_truth",
-    "BadEntries", "check_annotations", "People", "cache_root", "load_people",
+    "Augment",
+    "COCO_LAYOUT",
+    "MPII_LAYOUT",
+    "PREPARE_NOTEBOOK",
+    "SPLITS",
+    "DataLayoutError",
+    "ImageReadError",
+    "Instance",
+    "PoseDataset",
+    "annotation_stats",
+    "build_dataset",
+    "check_layout",
+    "dataset_root",
+    "dpg_jitter",
+    "draw_scene",
+    "ensure_synthetic",
+    "epoch_order",
+    "grouped_order",
+    "half_body_box",
+    "load_instances",
+    "make_synthetic",
+    "make_synthetic_video",
+    "crop_input",
+    "normalize_crop",
+    "padded_shard",
+    "read_image",
+    "read_rgb",
+    "step_order",
+    "steps_per_epoch",
+    "resolve_keypoints",
+    "synthetic_root",
+    "uses_coco_layout",
+    "keypoint_ground_truth",
+    "BadEntries",
+    "check_annotations",
+    "People",
+    "cache_root",
+    "load_people",
 ]
 
 
@@ -67,8 +99,7 @@ def build_dataset(params: Params, split: str) -> PoseDataset:
     """The `train` / `val` / `test` split of params.data as a PoseDataset (see load_instances); the
     people are parsed once per annotation file and memory-mapped from then on (data.cache)."""
     people, info, ann_file, gt_mat = load_people(params, split)
-    return PoseDataset(people, info, params, train=split == "train",
-                       ann_file=str(ann_file), gt_mat=gt_mat, split=split)
+    return PoseDataset(people, info, params, train=split == "train", ann_file=str(ann_file), gt_mat=gt_mat, split=split)
 
 
 def ensure_synthetic(params: Params) -> Path:

@@ -14,6 +14,7 @@ entry that cannot be read (a keypoint array of the wrong length, a bbox that is 
 ...) is skipped, counted by reason with example ids (`BadEntries`), and reported once per file
 (a warning, and the prepare-data notebook's table via `check_annotations`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,8 +68,6 @@ class Instance:
     bbox_score: float = 1.0
 
 
-
-
 def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None = None) -> BadEntries:
     """The malformed person entries of a COCO keypoints or MPII (mmpose) json, by reason. A person
     category that does not have `num_joints` (default: the dataset's, or a custom file's category)
@@ -77,8 +76,9 @@ def check_annotations(ann_file: str | Path, dataset: str, num_joints: int | None
     if uses_coco_layout(dataset):
         content = _as_set_keypoints(content, dataset, ann_file)
         category = _keypoint_category(content, ann_file, dataset)
-        return coco_people(content, ann_file, num_joints or len(category["keypoints"]), category["id"],
-                           coco_images(content, ann_file))[1]
+        return coco_people(
+            content, ann_file, num_joints or len(category["keypoints"]), category["id"], coco_images(content, ann_file)
+        )[1]
     return mpii_people(content, ann_file, num_joints or keypoint_info(dataset).num_joints)[1]
 
 
@@ -138,8 +138,9 @@ def keypoint_ground_truth(ann_file: str | Path, dataset: str) -> dict:
     skip are not scored either, and pycocotools never sees a malformed entry."""
     content = _as_set_keypoints(_load_json(Path(ann_file)), dataset, ann_file, use_valid_flags=False)
     category = _keypoint_category(content, ann_file, dataset)
-    people = coco_people(content, ann_file, len(category["keypoints"]), category["id"],
-                         coco_images(content, ann_file))[0]
+    people = coco_people(content, ann_file, len(category["keypoints"]), category["id"], coco_images(content, ann_file))[
+        0
+    ]
     return {**content, "annotations": people}
 
 
@@ -162,8 +163,9 @@ def resolve_keypoints(params: Params, run_name: str | None = None):
         return keypoint_params(params, keypoint_info(params))
     recorded = _run_keypoint_set(run_name)
     if recorded:
-        data = dataclasses.replace(params.data, **{key: getattr(params.data, key) or value
-                                                   for key, value in recorded["data"].items()})
+        data = dataclasses.replace(
+            params.data, **{key: getattr(params.data, key) or value for key, value in recorded["data"].items()}
+        )
         sigmas = params.eval.sigmas or recorded["sigmas"]
         params = dataclasses.replace(params, data=data, eval=dataclasses.replace(params.eval, sigmas=sigmas))
         return keypoint_params(params, keypoint_info(params))
@@ -173,7 +175,8 @@ def resolve_keypoints(params: Params, run_name: str | None = None):
         raise DataLayoutError(
             f"data.dataset custom: no annotation file under {root} to read the keypoint set from "
             f"(expected {COCO_LAYOUT}); set data.root to the dataset, or use the {Run.PARAMS} of the "
-            "run that trained on it (it records the keypoint set)")
+            "run that trained on it (it records the keypoint set)"
+        )
     category = coco_keypoint_category(_load_json(ann_file), str(ann_file))
     return keypoint_params(params, keypoint_info(params, category, str(ann_file)))
 
@@ -197,18 +200,14 @@ def check_layout(root, dataset: str) -> list[str]:
         needed = coco_style_layout(dataset).needed
         layout = layout_text(dataset)
     elif dataset == "mpii":
-        needed = ["annotations/mpii_train.json", "annotations/mpii_val.json",
-                  "annotations/mpii_gt_val.mat", "images"]
+        needed = ["annotations/mpii_train.json", "annotations/mpii_val.json", "annotations/mpii_gt_val.mat", "images"]
         layout = MPII_LAYOUT
     else:
         raise ValueError(f"unknown dataset {dataset!r}; known: {[*COCO_LAYOUT_DATASETS, 'mpii']}")
     name = coco_style_layout(dataset).name if uses_coco_layout(dataset) and dataset != "custom" else dataset.upper()
     if not root.is_dir():
         return [f"{root} does not exist; expected {name} layout: {layout}"]
-    return [f"missing {root / path}; expected {name} layout: {layout}"
-            for path in needed if not (root / path).exists()]
-
-
+    return [f"missing {root / path}; expected {name} layout: {layout}" for path in needed if not (root / path).exists()]
 
 
 def synthetic_root(dataset: str) -> Path:
@@ -232,19 +231,25 @@ def existing_root(data) -> Path:
     if root.is_dir():
         return root
     layout = layout_text(data.dataset)
-    made_here = (" It is a synthetic dataset's folder: build it with posecore.data.ensure_synthetic("
-                 "params) or the prepare_data notebook." if is_synthetic_root(root) else "")
+    made_here = (
+        " It is a synthetic dataset's folder: build it with posecore.data.ensure_synthetic("
+        "params) or the prepare_data notebook."
+        if is_synthetic_root(root)
+        else ""
+    )
     raise DataLayoutError(
         f"data.root {root} does not exist.{made_here} Expected the {data.dataset.upper()} layout: "
         f"{layout}. Run {PREPARE_NOTEBOOK} to check or create it (posecore.data.make_synthetic "
-        "writes a synthetic dataset), or set data.root to the dataset folder.")
+        "writes a synthetic dataset), or set data.root to the dataset folder."
+    )
 
 
 def _require_file(path: Path, what: str, dataset: str) -> Path:
     if not path.is_file():
         raise DataLayoutError(
             f"{what} {path} does not exist. Expected the {dataset.upper()} layout under "
-            f"{path.parent.parent}: {layout_text(dataset)}. See {PREPARE_NOTEBOOK}.")
+            f"{path.parent.parent}: {layout_text(dataset)}. See {PREPARE_NOTEBOOK}."
+        )
     return path
 
 
@@ -253,8 +258,9 @@ def _load_json(path: Path) -> Any:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); re-download or regenerate it "
-                         f"(see {PREPARE_NOTEBOOK})") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); re-download or regenerate it (see {PREPARE_NOTEBOOK})"
+        ) from None
 
 
 def _coco_files(root: Path) -> list[Path]:
@@ -312,32 +318,43 @@ def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInf
         x1, y1 = min(size[0] - 1.0, x1), min(size[1] - 1.0, y1)
     if x1 <= x0 or y1 <= y0:
         return None
-    center, scale = box_to_center_scale((x0, y0, x1 - x0, y1 - y0),
-                                        data.input_size[0] / data.input_size[1], data.bbox_padding)
+    center, scale = box_to_center_scale(
+        (x0, y0, x1 - x0, y1 - y0), data.input_size[0] / data.input_size[1], data.bbox_padding
+    )
     return Instance(
-        image_path=str(image_dir / image["file_name"]), image_id=int(image["id"]), image_size=size,
-        bbox_center=center, bbox_scale=scale,
-        joints=keypoints[:, :2].astype(np.float32), visible=(keypoints[:, 2] > 0).astype(np.float32),
-        bbox_xyxy=np.array([x0, y0, x1, y1], dtype=np.float32))
+        image_path=str(image_dir / image["file_name"]),
+        image_id=int(image["id"]),
+        image_size=size,
+        bbox_center=center,
+        bbox_scale=scale,
+        joints=keypoints[:, :2].astype(np.float32),
+        visible=(keypoints[:, 2] > 0).astype(np.float32),
+        bbox_xyxy=np.array([x0, y0, x1, y1], dtype=np.float32),
+    )
 
 
 def _det_file_path(root: Path, det_file: str) -> Path:
     if not det_file:
-        raise ValueError("the test split needs person boxes: set data.det_file to a COCO-results json "
-                         "(image_id, category_id, bbox [x, y, w, h], score)")
+        raise ValueError(
+            "the test split needs person boxes: set data.det_file to a COCO-results json "
+            "(image_id, category_id, bbox [x, y, w, h], score)"
+        )
     candidates = [resolve_path(det_file)]
     if not Path(det_file).is_absolute():
         candidates.append(root / det_file)
     for path in candidates:
         if path.is_file():
             return path
-    raise DataLayoutError(f"data.det_file {det_file!r} not found (looked at "
-                          f"{', '.join(str(p) for p in candidates)}); give a path relative to the "
-                          "repository root, to data.root, or an absolute one")
+    raise DataLayoutError(
+        f"data.det_file {det_file!r} not found (looked at "
+        f"{', '.join(str(p) for p in candidates)}); give a path relative to the "
+        "repository root, to data.root, or an absolute one"
+    )
 
 
-def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path, info: KeypointInfo,
-                              category_id: Any) -> list[Instance]:
+def _coco_detection_instances(
+    root: Path, data, images: dict, image_dir: Path, info: KeypointInfo, category_id: Any
+) -> list[Instance]:
     det_path = _det_file_path(root, data.det_file)
     detections = _load_json(det_path)
     if not isinstance(detections, list):
@@ -357,16 +374,31 @@ def _coco_detection_instances(root: Path, data, images: dict, image_dir: Path, i
             continue
         center, scale = box_to_center_scale((x, y, w, h), aspect, data.bbox_padding)
         image = images[image_id]
-        instances.append(Instance(
-            image_path=str(image_dir / image["file_name"]), image_id=image_id, image_size=image_size(image),
-            bbox_center=center, bbox_scale=scale, joints=np.zeros((num_joints, 2), np.float32),
-            visible=np.zeros(num_joints, np.float32), bbox_xyxy=None, bbox_score=score))
+        instances.append(
+            Instance(
+                image_path=str(image_dir / image["file_name"]),
+                image_id=image_id,
+                image_size=image_size(image),
+                bbox_center=center,
+                bbox_scale=scale,
+                joints=np.zeros((num_joints, 2), np.float32),
+                visible=np.zeros(num_joints, np.float32),
+                bbox_xyxy=None,
+                bbox_score=score,
+            )
+        )
     if empty:
-        warnings.warn(f"{det_path}: {len(empty)} of {len(detections)} detections have a box of zero or "
-                      f"negative width or height and were skipped (entries {empty[:5]})", stacklevel=3)
+        warnings.warn(
+            f"{det_path}: {len(empty)} of {len(detections)} detections have a box of zero or "
+            f"negative width or height and were skipped (entries {empty[:5]})",
+            stacklevel=3,
+        )
     if unknown:
-        warnings.warn(f"{det_path}: {len(unknown)} image id(s) not in the val annotations were ignored "
-                      f"(e.g. {sorted(unknown, key=str)[:5]})", stacklevel=3)
+        warnings.warn(
+            f"{det_path}: {len(unknown)} image id(s) not in the val annotations were ignored "
+            f"(e.g. {sorted(unknown, key=str)[:5]})",
+            stacklevel=3,
+        )
     instances.sort(key=lambda inst: inst.image_id)
     return instances
 
@@ -389,16 +421,19 @@ def _mpii_instances(root: Path, split: str, data, info: KeypointInfo):
         joints = np.asarray(ann.get("joints") or np.zeros((info.num_joints, 2)), dtype=np.float64) - 1
         visible = np.asarray(ann.get("joints_vis") or np.zeros(info.num_joints), dtype=np.float32)
         stem = Path(ann["image"]).stem
-        instances.append(Instance(
-            image_path=str(image_dir / ann["image"]),
-            image_id=_numbered(stem, position), image_size=None,
-            bbox_center=center.astype(np.float32),
-            # the references zoom by the width only; the height follows the input aspect ratio
-            bbox_scale=np.array([width, width * aspect_h_over_w], dtype=np.float32),
-            joints=joints.astype(np.float32), visible=(visible > 0).astype(np.float32)))
+        instances.append(
+            Instance(
+                image_path=str(image_dir / ann["image"]),
+                image_id=_numbered(stem, position),
+                image_size=None,
+                bbox_center=center.astype(np.float32),
+                # the references zoom by the width only; the height follows the input aspect ratio
+                bbox_scale=np.array([width, width * aspect_h_over_w], dtype=np.float32),
+                joints=joints.astype(np.float32),
+                visible=(visible > 0).astype(np.float32),
+            )
+        )
     return instances, ann_file
-
-
 
 
 def _numbered(stem: str, position: int) -> int:
@@ -408,6 +443,7 @@ def _numbered(stem: str, position: int) -> int:
 
 
 # --------------------------------------------------------------------------- statistics
+
 
 def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
     """Counts for the prepare_data plots, read from a COCO keypoints json or an MPII (mmpose) json.
@@ -422,22 +458,27 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
         category = _keypoint_category(data, ann_file, dataset)
         joint_names = list(category["keypoints"])
         images = list(coco_images(data, ann_file))
-        people = [a for a in coco_people(data, ann_file, len(joint_names), category["id"], dict.fromkeys(images))[0]
-                  if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+        people = [
+            a
+            for a in coco_people(data, ann_file, len(joint_names), category["id"], dict.fromkeys(images))[0]
+            if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0
+        ]
         image_of = [a["image_id"] for a in people]
         visible = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in people], dtype=bool)
         boxes = np.array([a["bbox"][2:] for a in people], dtype=float)
     elif dataset == "mpii":
         joint_names = list(keypoint_info(dataset).joint_names)
-        people = [p for _, p in mpii_people(data, ann_file, len(joint_names))[0]
-                  if p.get("joints") is not None and p.get("joints_vis") is not None]
+        people = [
+            p
+            for _, p in mpii_people(data, ann_file, len(joint_names))[0]
+            if p.get("joints") is not None and p.get("joints_vis") is not None
+        ]
         image_of = [p["image"] for p in people]
         images = sorted(set(image_of))
         visible = np.array([np.asarray(p["joints_vis"]) > 0 for p in people], dtype=bool)
         boxes = np.array([_mpii_box_size(p) for p in people], dtype=float)
     else:
-        raise ValueError(f"annotation_stats: dataset must be one of {[*COCO_LAYOUT_DATASETS, 'mpii']}, "
-                         f"got {dataset!r}")
+        raise ValueError(f"annotation_stats: dataset must be one of {[*COCO_LAYOUT_DATASETS, 'mpii']}, got {dataset!r}")
     per_image = Counter(image_of)
     persons_per_image = Counter(per_image.get(image, 0) for image in images)
     return {
@@ -446,11 +487,13 @@ def annotation_stats(ann_file: str | Path, dataset: str) -> dict:
         "images": len(images),
         "persons": len(people),
         "persons_per_image": dict(sorted(persons_per_image.items())),
-        "labelled_per_joint": (visible.sum(0).reshape(len(joint_names)).tolist() if len(people)
-                               else [0] * len(joint_names)),
+        "labelled_per_joint": (
+            visible.sum(0).reshape(len(joint_names)).tolist() if len(people) else [0] * len(joint_names)
+        ),
         "box_sizes": boxes.reshape(-1, 2),
-        "parts": [[name, start, stop] for name, (start, stop) in
-                  (keypoint_info(dataset).parts if dataset != "custom" else ())],
+        "parts": [
+            [name, start, stop] for name, (start, stop) in (keypoint_info(dataset).parts if dataset != "custom" else ())
+        ],
     }
 
 

@@ -19,6 +19,7 @@ map that folder instead (COCO-train size: ~10 s of JSON parsing becomes well und
 - Not cached: a custom keypoint set whose joints the params do not record yet (its keypoint set
   is read from the file by load_instances); a cache root that cannot be written (a warning).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,9 +42,26 @@ from posecore.runs import outputs_root
 
 CACHE_FORMAT = 1
 # data.* keys that do not change which people are read or their boxes: left out of the key
-_NOT_PARSED = ("heatmap_size", "sigma", "codec", "mean", "std", "flip", "scale_factor", "rot_factor",
-               "rot_prob", "half_body_prob", "half_body_min_joints", "workers", "group_by_image", "reduced_decode",
-               "skeleton", "flip_pairs", "upper_body", "joint_weights")
+_NOT_PARSED = (
+    "heatmap_size",
+    "sigma",
+    "codec",
+    "mean",
+    "std",
+    "flip",
+    "scale_factor",
+    "rot_factor",
+    "rot_prob",
+    "half_body_prob",
+    "half_body_min_joints",
+    "workers",
+    "group_by_image",
+    "reduced_decode",
+    "skeleton",
+    "flip_pairs",
+    "upper_body",
+    "joint_weights",
+)
 _POSECORE = Path(__file__).resolve().parents[1]
 # the parser's code: every module of posecore.data and what it uses to read files
 _PARSER_SOURCES = ("geometry.py", "keypoints.py", "keypoint_sets.py", "detect.py", "runs.py")
@@ -68,14 +86,23 @@ def load_people(params: Params, split: str) -> tuple[People, KeypointInfo, Path,
     with _exclusive(folder.with_name(folder.name + ".lock")):
         if not (folder / "meta.json").is_file():
             people, info, ann_file, gt_mat, caught = _parse(params, split)
-            meta = {"format": CACHE_FORMAT, "split": split, "ann_file": str(ann_file), "gt_mat": gt_mat,
-                    "num_joints": info.num_joints, "warnings": caught}
+            meta = {
+                "format": CACHE_FORMAT,
+                "split": split,
+                "ann_file": str(ann_file),
+                "gt_mat": gt_mat,
+                "num_joints": info.num_joints,
+                "warnings": caught,
+            }
             try:
                 _save(people, meta, folder)
             except OSError as error:
                 _replay(caught)
-                warnings.warn(f"posecore.data: cannot write the annotation cache {folder} "
-                              f"({error.strerror or error}); parsed without it", stacklevel=2)
+                warnings.warn(
+                    f"posecore.data: cannot write the annotation cache {folder} "
+                    f"({error.strerror or error}); parsed without it",
+                    stacklevel=2,
+                )
                 return people, info, ann_file, gt_mat
     meta = json.loads((folder / "meta.json").read_text())
     _replay(meta["warnings"])
@@ -110,8 +137,11 @@ def _parse(params: Params, split: str):
 
 
 def _uncached(params: Params, split: str, why: str):
-    warnings.warn(f"posecore.data: annotation cache off: {why}; point POSECORE_OUTPUTS at a writable "
-                  f"folder to parse each file once", stacklevel=3)
+    warnings.warn(
+        f"posecore.data: annotation cache off: {why}; point POSECORE_OUTPUTS at a writable "
+        f"folder to parse each file once",
+        stacklevel=3,
+    )
     people, info, ann_file, gt_mat, caught = _parse(params, split)
     _replay(caught)
     return people, info, ann_file, gt_mat
@@ -141,7 +171,7 @@ def _exclusive(path: Path) -> Iterator[None]:
     network file systems) go on unlocked: the rename in _save keeps racing builders safe."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with contextlib.suppress(OSError):   # no file locks here: unlocked, as the docstring says
+        with contextlib.suppress(OSError):  # no file locks here: unlocked, as the docstring says
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:

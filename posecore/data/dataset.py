@@ -17,6 +17,7 @@ Item keys (all default_collate-able tensors):
   bbox_scale float32 [2] (pixels), rotation float32 [], bbox_score float32 [], image_id int64 [],
   index int64 [] (dataset position of the returned sample), area float32 [] (crop box area).
 """
+
 from __future__ import annotations
 
 import math
@@ -113,11 +114,20 @@ class PoseDataset(Dataset):
     Instances is converted), so DataLoader workers share them instead of copying per-person objects.
     """
 
-    def __init__(self, instances: People | list[Instance], info: KeypointInfo, params: Params, train: bool,
-                 ann_file: str, gt_mat: str | None, split: str):
+    def __init__(
+        self,
+        instances: People | list[Instance],
+        info: KeypointInfo,
+        params: Params,
+        train: bool,
+        ann_file: str,
+        gt_mat: str | None,
+        split: str,
+    ):
         data = params.data
-        self.instances = (instances if isinstance(instances, People)
-                          else People.from_instances(instances, info.num_joints))
+        self.instances = (
+            instances if isinstance(instances, People) else People.from_instances(instances, info.num_joints)
+        )
         self.info = info
         self.ann_file = ann_file
         self.gt_mat = gt_mat
@@ -206,11 +216,16 @@ class PoseDataset(Dataset):
             except ImageReadError as error:
                 self._bad_files.add(path)
                 count = self._skipped.increment()
-                warnings.warn(f"posecore.data: skipping unreadable image {path} ({error}); sample "
-                              f"{index} is replaced by a later readable one ({count} skipped so far, "
-                              f"process {os.getpid()})", stacklevel=2)
-        raise RuntimeError(f"no readable image among the {len(self.instances)} samples of the "
-                           f"{self.split} split (first: {self.image_path(0)})")
+                warnings.warn(
+                    f"posecore.data: skipping unreadable image {path} ({error}); sample "
+                    f"{index} is replaced by a later readable one ({count} skipped so far, "
+                    f"process {os.getpid()})",
+                    stacklevel=2,
+                )
+        raise RuntimeError(
+            f"no readable image among the {len(self.instances)} samples of the "
+            f"{self.split} split (first: {self.image_path(0)})"
+        )
 
     # ---------------------------------------------------------------- one sample
 
@@ -225,8 +240,7 @@ class PoseDataset(Dataset):
             box = dpg_jitter(instance.bbox_xyxy, self._image_size(instance), rng)
         visible = instance.visible
         if visible.sum() > self.half_body_min_joints and rng.random() < self.half_body_prob:
-            half = half_body_box(instance.joints.astype(np.float64), visible, self._upper_body,
-                                 self.aspect_ratio, rng)
+            half = half_body_box(instance.joints.astype(np.float64), visible, self._upper_body, self.aspect_ratio, rng)
             if half is not None:
                 box = center_scale_to_box(*half, self.padding)
         factor = self.scale_factor
@@ -248,8 +262,10 @@ class PoseDataset(Dataset):
         scale = instance.bbox_scale.astype(np.float64)
         if augment.box_xyxy is not None:
             x0, y0, x1, y1 = augment.box_xyxy
-            center, scale = (v.astype(np.float64) for v in
-                             box_to_center_scale((x0, y0, x1 - x0, y1 - y0), self.aspect_ratio, self.padding))
+            center, scale = (
+                v.astype(np.float64)
+                for v in box_to_center_scale((x0, y0, x1 - x0, y1 - y0), self.aspect_ratio, self.padding)
+            )
         scale = scale * augment.scale
         joints = instance.joints.astype(np.float64)
         visible = instance.visible.astype(np.float32)
@@ -263,8 +279,7 @@ class PoseDataset(Dataset):
         matrix = self.codec.crop_matrix(center, scale, augment.rotation)
         sampling = matrix
         if augment.flip:  # sample the unflipped image: no full-size copy
-            sampling = compose(matrix, np.array([[-1.0, 0.0, self._image_size(instance)[0] - 1],
-                                                 [0.0, 1.0, 0.0]]))
+            sampling = compose(matrix, np.array([[-1.0, 0.0, self._image_size(instance)[0] - 1], [0.0, 1.0, 0.0]]))
         reduction = self._reduction(scale) if self.reduced_decode else 1
         image = self._read(instance.image_path, reduction)
         if reduction > 1:
@@ -310,8 +325,10 @@ class PoseDataset(Dataset):
 
 # --------------------------------------------------------------------------- augmentation helpers
 
-def crop_input(image_bgr: np.ndarray, matrix: np.ndarray, input_size, mean, std,
-               out: np.ndarray | None = None) -> np.ndarray:
+
+def crop_input(
+    image_bgr: np.ndarray, matrix: np.ndarray, input_size, mean, std, out: np.ndarray | None = None
+) -> np.ndarray:
     """The network input of one person: BGR uint8 image [H, W, 3] warped by `matrix` ([2, 3],
     image -> input pixels; bilinear) to input_size (w, h), then `normalize_crop` -> RGB float32
     [3, h, w] (into `out` when given). Training, evaluation and inference all crop through this."""
@@ -381,6 +398,7 @@ def half_body_box(joints, visible, upper_body_mask, aspect_ratio: float, rng):
 
 
 # --------------------------------------------------------------------------- image reading
+
 
 def read_image(path, reduction: int = 1, apply_orientation: bool = False) -> np.ndarray:
     """uint8 BGR [H, W, 3] decoded by content (not extension), grayscale made 3-channel.

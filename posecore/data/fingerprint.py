@@ -9,6 +9,7 @@
 The image contents are not read: an image edited in place keeps its name but (nearly always)
 changes its size or time. `fingerprint_changes(recorded, now)` words the differences.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,12 +37,19 @@ def split_files(params: Params, split: str) -> dict[str, Path | None]:
                 detections = _det_file_path(root, data.det_file)
             except (DataLayoutError, ValueError):
                 detections = Path(data.det_file or "(data.det_file not set)")
-        return {"annotations": layout.ann_file(root, split), "images": layout.image_dir(root, split),
-                "detections": detections, "gt_mat": None}
+        return {
+            "annotations": layout.ann_file(root, split),
+            "images": layout.image_dir(root, split),
+            "detections": detections,
+            "gt_mat": None,
+        }
     subset = "train" if split == "train" else "val"
-    return {"annotations": root / "annotations" / f"mpii_{subset}.json", "images": root / "images",
-            "detections": None,
-            "gt_mat": None if split == "train" else root / "annotations" / "mpii_gt_val.mat"}
+    return {
+        "annotations": root / "annotations" / f"mpii_{subset}.json",
+        "images": root / "images",
+        "detections": None,
+        "gt_mat": None if split == "train" else root / "annotations" / "mpii_gt_val.mat",
+    }
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -75,8 +83,13 @@ def folder_record(path: Path) -> dict[str, Any]:
     for name, size, mtime in entries:
         with_times.update(f"{name}\0{size}\0{mtime}\n".encode())
         without.update(f"{name}\0{size}\n".encode())
-    return {"name": path.name, "path": str(path), "count": len(entries),
-            "listing_sha256": with_times.hexdigest(), "names_sizes_sha256": without.hexdigest()}
+    return {
+        "name": path.name,
+        "path": str(path),
+        "count": len(entries),
+        "listing_sha256": with_times.hexdigest(),
+        "names_sizes_sha256": without.hexdigest(),
+    }
 
 
 def data_fingerprint(params: Params, splits) -> dict[str, dict[str, Any]]:
@@ -136,8 +149,10 @@ def _file_change(split: str, kind: str, before: dict | None, after: dict | None)
     if before["name"] != after["name"]:
         return f"{what} is {after['name']} now, {before['name']} when recorded"
     if before["sha256"] != after["sha256"]:
-        return (f"{what} {after['name']} changed: sha256 {before['sha256'][:12]}... ({before['size']} bytes) "
-                f"recorded, {after['sha256'][:12]}... ({after['size']} bytes) now ({after['path']})")
+        return (
+            f"{what} {after['name']} changed: sha256 {before['sha256'][:12]}... ({before['size']} bytes) "
+            f"recorded, {after['sha256'][:12]}... ({after['size']} bytes) now ({after['path']})"
+        )
     return None
 
 
@@ -148,6 +163,8 @@ def _folder_change(split: str, before: dict, after: dict) -> str | None:
     if before.get("count") != after.get("count"):
         return f"{what} changed: {before.get('count')} files recorded, {after.get('count')} now ({after.get('path')})"
     if before.get("names_sizes_sha256") == after.get("names_sizes_sha256"):
-        return (f"{what} have the recorded names and sizes but other modification times (copied or "
-                f"touched?) ({after.get('path')})")
+        return (
+            f"{what} have the recorded names and sizes but other modification times (copied or "
+            f"touched?) ({after.get('path')})"
+        )
     return f"{what} changed: same count ({after.get('count')}), other names or sizes ({after.get('path')})"

@@ -17,6 +17,7 @@ Each layout names its annotation files and image folders per split and where to 
 reads); an entry whose part arrays cannot be read carries the reason in PROBLEM_KEY, which the
 COCO reader counts as a malformed entry.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,13 @@ WHOLEBODY_DOWNLOAD = "https://github.com/jin-s13/COCO-WholeBody"
 HALPE_DOWNLOAD = "https://github.com/Fang-Haoshu/Halpe-FullBody"
 HICO_DOWNLOAD = "https://websites.umich.edu/~ywchao/hico/"
 # COCO-WholeBody's part arrays in the 133 joints' order: (key, joints, validity flag)
-WHOLEBODY_PARTS = (("keypoints", 17, None), ("foot_kpts", 6, "foot_valid"), ("face_kpts", 68, "face_valid"),
-                   ("lefthand_kpts", 21, "lefthand_valid"), ("righthand_kpts", 21, "righthand_valid"))
+WHOLEBODY_PARTS = (
+    ("keypoints", 17, None),
+    ("foot_kpts", 6, "foot_valid"),
+    ("face_kpts", 68, "face_valid"),
+    ("lefthand_kpts", 21, "lefthand_valid"),
+    ("righthand_kpts", 21, "righthand_valid"),
+)
 PROBLEM_KEY = "posecore_entry_problem"
 
 
@@ -42,8 +48,8 @@ class CocoStyleLayout:
     test split reads the val images with detector boxes)."""
 
     name: str
-    annotations: tuple[str, str]     # train, val annotation files
-    images: tuple[str, str]          # train, val image folders
+    annotations: tuple[str, str]  # train, val annotation files
+    images: tuple[str, str]  # train, val image folders
     downloads: str
 
     def ann_file(self, root: Path, split: str) -> Path:
@@ -62,19 +68,25 @@ class CocoStyleLayout:
 
 
 COCO = CocoStyleLayout(
-    "COCO", ("annotations/person_keypoints_train2017.json", "annotations/person_keypoints_val2017.json"),
+    "COCO",
+    ("annotations/person_keypoints_train2017.json", "annotations/person_keypoints_val2017.json"),
     ("train2017", "val2017"),
-    f"download: {COCO_DOWNLOAD}, '2017 Train/Val images' and '2017 Train/Val annotations'")
+    f"download: {COCO_DOWNLOAD}, '2017 Train/Val images' and '2017 Train/Val annotations'",
+)
 HALPE = CocoStyleLayout(
-    "Halpe-FullBody", ("annotations/halpe_train_v1.json", "annotations/halpe_val_v1.json"),
+    "Halpe-FullBody",
+    ("annotations/halpe_train_v1.json", "annotations/halpe_val_v1.json"),
     ("images/train2015", "images/val2017"),
     f"annotations: {HALPE_DOWNLOAD} (halpe_train_v1.json, halpe_val_v1.json); train images: HICO-DET's "
-    f"train2015 from {HICO_DOWNLOAD}; val images: COCO's val2017 from {COCO_DOWNLOAD}")
+    f"train2015 from {HICO_DOWNLOAD}; val images: COCO's val2017 from {COCO_DOWNLOAD}",
+)
 COCO_WHOLEBODY = CocoStyleLayout(
-    "COCO-WholeBody", ("annotations/coco_wholebody_train_v1.0.json", "annotations/coco_wholebody_val_v1.0.json"),
+    "COCO-WholeBody",
+    ("annotations/coco_wholebody_train_v1.0.json", "annotations/coco_wholebody_val_v1.0.json"),
     ("train2017", "val2017"),
     f"annotations: {WHOLEBODY_DOWNLOAD} (coco_wholebody_train_v1.0.json, coco_wholebody_val_v1.0.json); "
-    f"images: COCO's train2017 and val2017 from {COCO_DOWNLOAD}")
+    f"images: COCO's train2017 and val2017 from {COCO_DOWNLOAD}",
+)
 LAYOUTS = {"coco": COCO, "custom": COCO, "halpe26": HALPE, "halpe136": HALPE, "coco_wholebody": COCO_WHOLEBODY}
 
 
@@ -85,8 +97,9 @@ def coco_style_layout(dataset: str) -> CocoStyleLayout:
     return LAYOUTS[dataset]
 
 
-def as_coco_keypoints(content: Any, dataset: str, joint_names: tuple[str, ...] | list[str],
-                      use_valid_flags: bool = True) -> Any:
+def as_coco_keypoints(
+    content: Any, dataset: str, joint_names: tuple[str, ...] | list[str], use_valid_flags: bool = True
+) -> Any:
     """A Halpe / COCO-WholeBody annotation dict as a COCO keypoints dict of the set's K joints:
     every person's `keypoints` [3K] in the set's order, its `num_keypoints` the labelled count,
     the person category's `keypoints` the set's joint names. COCO and custom content, and
@@ -126,8 +139,7 @@ def _set_category(category: Any, joint_names) -> Any:
 
 
 def _numbers(values: Any, count: int) -> bool:
-    return (isinstance(values, list) and len(values) == 3 * count
-            and all(finite_number(v) for v in values))
+    return isinstance(values, list) and len(values) == 3 * count and all(finite_number(v) for v in values)
 
 
 def _halpe_keypoints(values: Any, num_joints: int) -> tuple[list | None, str | None]:
@@ -135,10 +147,12 @@ def _halpe_keypoints(values: Any, num_joints: int) -> tuple[list | None, str | N
     counts = sorted({num_joints, 136})
     for count in counts:
         if _numbers(values, count):
-            return list(values[:3 * num_joints]), None
+            return list(values[: 3 * num_joints]), None
     length = len(values) if isinstance(values, list) else type(values).__name__
-    return None, (f"keypoints is not {' or '.join(str(3 * c) for c in counts)} numbers "
-                  f"({' or '.join(str(c) for c in counts)} Halpe joints x (x, y, v)), got {length}")
+    return None, (
+        f"keypoints is not {' or '.join(str(3 * c) for c in counts)} numbers "
+        f"({' or '.join(str(c) for c in counts)} Halpe joints x (x, y, v)), got {length}"
+    )
 
 
 def _wholebody_keypoints(ann: dict, use_valid_flags: bool) -> tuple[list | None, str | None]:
@@ -150,7 +164,7 @@ def _wholebody_keypoints(ann: dict, use_valid_flags: bool) -> tuple[list | None,
             length = len(values) if isinstance(values, list) else "missing" if values is None else type(values).__name__
             return None, f"{key} is not {3 * count} numbers ({count} joints x (x, y, v)), got {length}"
         if use_valid_flags and valid_key is not None and ann.get(valid_key) is False:
-            values = [0] * (3 * count)   # an invalid part is unlabelled, whatever its numbers
+            values = [0] * (3 * count)  # an invalid part is unlabelled, whatever its numbers
         keypoints += values
     return keypoints, None
 
@@ -164,6 +178,6 @@ def wholebody_entry(keypoints: list[float]) -> dict[str, list[float]]:
         raise ValueError(f"COCO-WholeBody keypoints need {expected} values (133 joints x 3), got {len(keypoints)}")
     out, start = {}, 0
     for key, count, _ in WHOLEBODY_PARTS:
-        out[key] = list(keypoints[start:start + 3 * count])
+        out[key] = list(keypoints[start : start + 3 * count])
         start += 3 * count
     return out

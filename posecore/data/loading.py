@@ -1,4 +1,5 @@
 """How many DataLoader workers a device needs: the default and the advice from a measured data wait."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,9 @@ def recommended_workers(devices_per_node: int = 1) -> int:
     return max(1, (os.cpu_count() or 1) // devices_per_node - 1)
 
 
-def workers_advice(wait_s: float, busy_s: float, steps: int, batch_size: int, workers: int,
-                   devices_per_node: int = 1) -> str | None:
+def workers_advice(
+    wait_s: float, busy_s: float, steps: int, batch_size: int, workers: int, devices_per_node: int = 1
+) -> str | None:
     """How many DataLoader workers per device would remove the data wait seen over `steps` steps
     (`wait_s` of `busy_s` seconds spent waiting for batches); None when the wait share is at most
     DATA_WAIT_WARNING.
@@ -29,12 +31,16 @@ def workers_advice(wait_s: float, busy_s: float, steps: int, batch_size: int, wo
     step, compute = busy_s / steps, max((busy_s - wait_s) / steps, 1e-9)
     batch_seconds = workers * step if workers else wait_s / steps
     needed = math.ceil(batch_seconds / compute) + 1
-    advice = (f"waiting for data took {share:.0%} of the step time with data.workers {workers}: one "
-              f"worker makes {batch_size / batch_seconds:.0f} samples/s and a step uses "
-              f"{batch_size / compute:.0f} samples/s per device; data.workers {needed} would remove "
-              f"the wait")
+    advice = (
+        f"waiting for data took {share:.0%} of the step time with data.workers {workers}: one "
+        f"worker makes {batch_size / batch_seconds:.0f} samples/s and a step uses "
+        f"{batch_size / compute:.0f} samples/s per device; data.workers {needed} would remove "
+        f"the wait"
+    )
     cores = recommended_workers(devices_per_node)
     if needed > cores:
-        advice += (f", more than the {cores} this machine's CPU cores allow per device: loading is "
-                   f"CPU-bound here (a machine with more cores per device, or fewer devices)")
+        advice += (
+            f", more than the {cores} this machine's CPU cores allow per device: loading is "
+            f"CPU-bound here (a machine with more cores per device, or fewer devices)"
+        )
     return advice

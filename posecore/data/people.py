@@ -17,6 +17,7 @@ from the parse cache, posecore.data.cache, so ranks and workers share one copy o
 
 `people[i]` is the i-th person as an `Instance` (built on access, arrays are views).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,19 @@ import numpy as np
 
 from posecore.data.annotations import Instance
 
-FIELDS = ("path_bytes", "path_offsets", "path_index", "image_id", "image_size", "bbox_center",
-          "bbox_scale", "joints", "visible", "bbox_xyxy", "bbox_score")
+FIELDS = (
+    "path_bytes",
+    "path_offsets",
+    "path_index",
+    "image_id",
+    "image_size",
+    "bbox_center",
+    "bbox_scale",
+    "joints",
+    "visible",
+    "bbox_xyxy",
+    "bbox_score",
+)
 
 
 class People(Sequence):
@@ -50,8 +62,9 @@ class People(Sequence):
         """Flat arrays of `instances` (each with `num_joints` joints)."""
         count = len(instances)
         paths: dict[str, int] = {}
-        path_index = np.array([paths.setdefault(inst.image_path, len(paths)) for inst in instances],
-                              dtype=np.int32).reshape(count)
+        path_index = np.array(
+            [paths.setdefault(inst.image_path, len(paths)) for inst in instances], dtype=np.int32
+        ).reshape(count)
         encoded = [path.encode() for path in paths]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(path) for path in encoded], out=offsets[1:])
@@ -63,19 +76,21 @@ class People(Sequence):
             visible[i] = np.asarray(inst.visible) > 0
             if inst.bbox_xyxy is not None:
                 boxes[i] = inst.bbox_xyxy
-        return cls({
-            "path_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(),
-            "path_offsets": offsets,
-            "path_index": path_index,
-            "image_id": np.array([inst.image_id for inst in instances], np.int64).reshape(count),
-            "image_size": np.array([inst.image_size or (0, 0) for inst in instances], np.int32).reshape(count, 2),
-            "bbox_center": np.array([inst.bbox_center for inst in instances], np.float32).reshape(count, 2),
-            "bbox_scale": np.array([inst.bbox_scale for inst in instances], np.float32).reshape(count, 2),
-            "joints": joints,
-            "visible": visible,
-            "bbox_xyxy": boxes,
-            "bbox_score": np.array([inst.bbox_score for inst in instances], np.float64).reshape(count),
-        })
+        return cls(
+            {
+                "path_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(),
+                "path_offsets": offsets,
+                "path_index": path_index,
+                "image_id": np.array([inst.image_id for inst in instances], np.int64).reshape(count),
+                "image_size": np.array([inst.image_size or (0, 0) for inst in instances], np.int32).reshape(count, 2),
+                "bbox_center": np.array([inst.bbox_center for inst in instances], np.float32).reshape(count, 2),
+                "bbox_scale": np.array([inst.bbox_scale for inst in instances], np.float32).reshape(count, 2),
+                "joints": joints,
+                "visible": visible,
+                "bbox_xyxy": boxes,
+                "bbox_score": np.array([inst.bbox_score for inst in instances], np.float64).reshape(count),
+            }
+        )
 
     def save(self, folder: Path, meta: dict) -> None:
         """Each array as folder/<name>.npy and `meta` as folder/meta.json (written last: a folder
@@ -90,8 +105,9 @@ class People(Sequence):
         """The arrays of a saved folder, memory-mapped read-only: the OS page cache holds one copy
         for every process that maps them."""
         folder = Path(folder)
-        return cls({name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                    for name in FIELDS}, folder)
+        return cls(
+            {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in FIELDS}, folder
+        )
 
     def __reduce__(self):
         # to a spawned DataLoader worker or another process: mapped again, not copied
@@ -129,12 +145,16 @@ class People(Sequence):
         width, height = (int(v) for v in self.image_size[index])
         box = self.bbox_xyxy[index]
         return Instance(
-            image_path=self.image_path(index), image_id=int(self.image_id[index]),
+            image_path=self.image_path(index),
+            image_id=int(self.image_id[index]),
             image_size=(width, height) if width > 0 else None,
-            bbox_center=np.array(self.bbox_center[index]), bbox_scale=np.array(self.bbox_scale[index]),
-            joints=np.array(self.joints[index]), visible=self.visible[index].astype(np.float32),
+            bbox_center=np.array(self.bbox_center[index]),
+            bbox_scale=np.array(self.bbox_scale[index]),
+            joints=np.array(self.joints[index]),
+            visible=self.visible[index].astype(np.float32),
             bbox_xyxy=None if np.isnan(box).any() else np.array(box),
-            bbox_score=float(self.bbox_score[index]))
+            bbox_score=float(self.bbox_score[index]),
+        )
 
     def __iter__(self) -> Iterator[Instance]:
         return (self[i] for i in range(len(self)))

@@ -1,5 +1,6 @@
 """Which samples each rank sees, and in what order: epoch orders, padded shards and the
 micro-batches of an optimizer step."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -19,21 +20,21 @@ class ImageGroups:
     def from_lists(cls, groups: Sequence[Sequence[int]]) -> ImageGroups:
         offsets = np.zeros(len(groups) + 1, dtype=np.int64)
         np.cumsum([len(group) for group in groups], out=offsets[1:])
-        return cls(np.fromiter((index for group in groups for index in group), np.int64, int(offsets[-1])),
-                   offsets)
+        return cls(np.fromiter((index for group in groups for index in group), np.int64, int(offsets[-1])), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def __getitem__(self, group: int) -> np.ndarray:
-        return self.members[self.offsets[group]:self.offsets[group + 1]]
+        return self.members[self.offsets[group] : self.offsets[group + 1]]
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[g] for g in range(len(self)))
 
 
-def epoch_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int,
-                group_by_image: bool = True) -> list[int]:
+def epoch_order(
+    groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int, group_by_image: bool = True
+) -> list[int]:
     """Every sample of one epoch in the order of (seed, epoch), before it is split over ranks.
 
     groups: instance indices per image (PoseDataset.image_groups(), or lists). With group_by_image
@@ -52,16 +53,30 @@ def epoch_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch:
     return groups.members[np.repeat(starts, sizes) + within].tolist()
 
 
-def grouped_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int, world: int = 1, rank: int = 0,
-                  group_by_image: bool = True) -> list[int]:
+def grouped_order(
+    groups: ImageGroups | Sequence[Sequence[int]],
+    seed: int,
+    epoch: int,
+    world: int = 1,
+    rank: int = 0,
+    group_by_image: bool = True,
+) -> list[int]:
     """This rank's sample order for one epoch, a function of (seed, epoch) only: its contiguous
     slice of epoch_order (keeping the groups together), padded by wrapping around as
     DistributedSampler pads, so every rank gets the same count."""
     return padded_shard(epoch_order(groups, seed, epoch, group_by_image), world, rank)
 
 
-def step_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: int, batch_size: int, world: int = 1,
-               rank: int = 0, accumulate: int = 1, group_by_image: bool = True) -> tuple[list[int], int]:
+def step_order(
+    groups: ImageGroups | Sequence[Sequence[int]],
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    world: int = 1,
+    rank: int = 0,
+    accumulate: int = 1,
+    group_by_image: bool = True,
+) -> tuple[list[int], int]:
     """(samples, steps): this rank's samples of one epoch in the order its micro-batches run, and
     the number of whole optimizer steps (a last incomplete batch is dropped).
 
@@ -74,8 +89,12 @@ def step_order(groups: ImageGroups | Sequence[Sequence[int]], seed: int, epoch: 
     virtual = world * accumulate
     shards = [padded_shard(order, virtual, rank * accumulate + micro) for micro in range(accumulate)]
     steps = steps_per_epoch(len(order), batch_size, world, accumulate)
-    samples = [index for step in range(steps) for shard in shards
-               for index in shard[step * batch_size:(step + 1) * batch_size]]
+    samples = [
+        index
+        for step in range(steps)
+        for shard in shards
+        for index in shard[step * batch_size : (step + 1) * batch_size]
+    ]
     return samples, steps
 
 

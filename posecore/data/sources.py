@@ -1,4 +1,5 @@
 """What inference reads: one image, a folder of images (sorted by name) or a video, frame by frame."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ class Source:
     kind: str
     images: list[Path] = field(default_factory=list)
     fps: float = 0.0
-    frame_count: int = 0      # the container's count (may be approximate); 0 when unknown
+    frame_count: int = 0  # the container's count (may be approximate); 0 when unknown
 
     @property
     def stem(self) -> str:
@@ -37,8 +38,7 @@ def open_source(source: str | os.PathLike) -> Source:
     """Classify `source`: a folder (its images sorted by name), an image file, or else a video."""
     path = resolve_path(source)
     if not path.exists():
-        raise FileNotFoundError(f"source {path} does not exist (expected an image, a folder of "
-                                "images or a video file)")
+        raise FileNotFoundError(f"source {path} does not exist (expected an image, a folder of images or a video file)")
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not images:
@@ -72,7 +72,7 @@ def read_frames(source: Source) -> Iterator[tuple[Frame, np.ndarray | None]]:
         return
     for index, path in enumerate(source.images):
         try:
-            image = read_image(path, apply_orientation=True)   # as photo viewers and detectors show it
+            image = read_image(path, apply_orientation=True)  # as photo viewers and detectors show it
         except ImageReadError as error:
             warnings.warn(f"skipping unreadable image {path} ({error})", stacklevel=2)
             image = None

@@ -9,6 +9,7 @@ dataset "custom" writes the same figures with a keypoint set of its own (CUSTOM_
 body without the face, plus neck and mid-hip, in another order and skeleton) as a COCO-format
 category: the template of a user's own keypoint dataset (`data.dataset: custom`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,27 +32,44 @@ _MANIFEST = "synthetic.json"
 _SKIN_TONES = ((60, 90, 150), (90, 140, 200), (120, 170, 225), (150, 190, 235), (40, 60, 100))
 # The custom set's joints in file order -> the drawn figure's point each one marks.
 CUSTOM_JOINTS = {
-    "neck": "thorax", "mid_hip": "pelvis",
-    "left_shoulder": "left_shoulder", "left_elbow": "left_elbow", "left_wrist": "left_wrist",
-    "right_shoulder": "right_shoulder", "right_elbow": "right_elbow", "right_wrist": "right_wrist",
-    "left_hip": "left_hip", "left_knee": "left_knee", "left_ankle": "left_ankle",
-    "right_hip": "right_hip", "right_knee": "right_knee", "right_ankle": "right_ankle",
+    "neck": "thorax",
+    "mid_hip": "pelvis",
+    "left_shoulder": "left_shoulder",
+    "left_elbow": "left_elbow",
+    "left_wrist": "left_wrist",
+    "right_shoulder": "right_shoulder",
+    "right_elbow": "right_elbow",
+    "right_wrist": "right_wrist",
+    "left_hip": "left_hip",
+    "left_knee": "left_knee",
+    "left_ankle": "left_ankle",
+    "right_hip": "right_hip",
+    "right_knee": "right_knee",
+    "right_ankle": "right_ankle",
 }
 CUSTOM_SKELETON = (
-    ("neck", "mid_hip"), ("neck", "left_shoulder"), ("left_shoulder", "left_elbow"),
-    ("left_elbow", "left_wrist"), ("neck", "right_shoulder"), ("right_shoulder", "right_elbow"),
-    ("right_elbow", "right_wrist"), ("mid_hip", "left_hip"), ("left_hip", "left_knee"),
-    ("left_knee", "left_ankle"), ("mid_hip", "right_hip"), ("right_hip", "right_knee"),
+    ("neck", "mid_hip"),
+    ("neck", "left_shoulder"),
+    ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"),
+    ("neck", "right_shoulder"),
+    ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"),
+    ("mid_hip", "left_hip"),
+    ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"),
+    ("mid_hip", "right_hip"),
+    ("right_hip", "right_knee"),
     ("right_knee", "right_ankle"),
 )
 # OKS sigmas for it (what eval.sigmas needs): COCO's for the joints it shares with COCO, the
 # shoulders' for the neck and the hips' for the mid-hip.
-CUSTOM_SIGMAS = (0.079, 0.107, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062,
-                 0.107, 0.087, 0.089, 0.107, 0.087, 0.089)
+CUSTOM_SIGMAS = (0.079, 0.107, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089)
 
 
-def make_synthetic(root, dataset: str = "coco", num_train: int = 700, num_val: int = 80, seed: int = 0,
-                   image_size=256) -> Path:
+def make_synthetic(
+    root, dataset: str = "coco", num_train: int = 700, num_val: int = 80, seed: int = 0, image_size=256
+) -> Path:
     """Write a deterministic synthetic dataset of drawn people in the official layout; returns root.
 
     COCO layout: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/ (dataset
@@ -62,13 +80,23 @@ def make_synthetic(root, dataset: str = "coco", num_train: int = 700, num_val: i
     is left as it is.
     """
     if dataset not in ("coco", "custom", "mpii"):
-        whole_body = (" (posecore's drawn figures have no feet, faces or hands: set data.root to the "
-                      "dataset in its layout, see posecore.data.check_layout)" if dataset in DATASETS else "")
+        whole_body = (
+            " (posecore's drawn figures have no feet, faces or hands: set data.root to the "
+            "dataset in its layout, see posecore.data.check_layout)"
+            if dataset in DATASETS
+            else ""
+        )
         raise ValueError(f"synthetic data: dataset must be 'coco', 'custom' or 'mpii', got {dataset!r}{whole_body}")
     root = Path(root)
     size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(v) for v in image_size)
-    settings = {"version": SYNTHETIC_VERSION, "dataset": dataset, "num_train": int(num_train),
-                "num_val": int(num_val), "seed": int(seed), "image_size": list(size)}
+    settings = {
+        "version": SYNTHETIC_VERSION,
+        "dataset": dataset,
+        "num_train": int(num_train),
+        "num_val": int(num_val),
+        "seed": int(seed),
+        "image_size": list(size),
+    }
     manifest = root / _MANIFEST
     if manifest.is_file() and not check_layout(root, dataset):
         try:
@@ -124,9 +152,15 @@ def draw_scene(rng, size) -> tuple[np.ndarray, list[dict]]:
         left, top, box_w, box_h = cv2.boundingRect(mask)
         radius = points.pop("head_radius")
         cx, cy = points["head_center"]
-        people.append({"points": points, "mask_pixels": int(pixels), "id": p + 1,
-                       "bbox": [float(left), float(top), float(box_w), float(box_h)],
-                       "head_box": [cx - radius, cy - radius, cx + radius, cy + radius]})
+        people.append(
+            {
+                "points": points,
+                "mask_pixels": int(pixels),
+                "id": p + 1,
+                "bbox": [float(left), float(top), float(box_w), float(box_h)],
+                "head_box": [cx - radius, cy - radius, cx + radius, cy + radius],
+            }
+        )
     for _ in range(int(rng.random() < 0.35) + int(rng.random() < 0.1)):
         _draw_occluder(rng, image, owner, people)
     noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(2, 8))
@@ -140,12 +174,13 @@ def draw_scene(rng, size) -> tuple[np.ndarray, list[dict]]:
 # Walkers of the synthetic video, back to front: (start x, end x, pelvis y, height) as fractions
 # of the frame. The first passes behind the pillar; the other two cross, the last one in front.
 _VIDEO_WALKERS = ((0.06, 0.72, 0.40, 0.36), (0.90, 0.12, 0.70, 0.60), (0.12, 0.86, 0.74, 0.64))
-_VIDEO_PILLAR = (0.36, 0.46, 0.60)   # x0, x1, bottom y: in front of the first walker only
-_VIDEO_MISS_BELOW = 0.35             # the fake detector misses people less visible than this
+_VIDEO_PILLAR = (0.36, 0.46, 0.60)  # x0, x1, bottom y: in front of the first walker only
+_VIDEO_MISS_BELOW = 0.35  # the fake detector misses people less visible than this
 
 
-def make_synthetic_video(folder, num_frames: int = 48, size=(640, 480), fps: float = 12.0, seed: int = 0,
-                         name: str = "walk") -> dict[str, Path]:
+def make_synthetic_video(
+    folder, num_frames: int = 48, size=(640, 480), fps: float = 12.0, seed: int = 0, name: str = "walk"
+) -> dict[str, Path]:
     """A short video of drawn people walking across the frame, and detections that behave like a
     person detector's; returns {"video", "detections", "truth"} paths in `folder`.
 
@@ -175,10 +210,10 @@ def make_synthetic_video(folder, num_frames: int = 48, size=(640, 480), fps: flo
     for frame in tqdm(range(int(num_frames)), desc=f"synthetic video {name}", leave=False):
         progress = frame / max(num_frames - 1, 1)
         image = background.copy()
-        owner = np.zeros((height, width), np.uint8)   # 0 background, p person p, 255 pillar
+        owner = np.zeros((height, width), np.uint8)  # 0 background, p person p, 255 pillar
         walkers = []
         for p, (x0, x1, y, h) in enumerate(_VIDEO_WALKERS, 1):
-            person_rng = np.random.default_rng((int(seed), 3, p))   # the same figure every frame
+            person_rng = np.random.default_rng((int(seed), 3, p))  # the same figure every frame
             points = _figure_points(person_rng, h * height, ((x0 + (x1 - x0) * progress) * width, y * height))
             mask = np.zeros((height, width), np.uint8)
             _draw_figure(image, mask, points, h * height, person_rng)
@@ -186,33 +221,59 @@ def make_synthetic_video(folder, num_frames: int = 48, size=(640, 480), fps: flo
             walkers.append((p, points, cv2.countNonZero(mask)))
             if p == 1:
                 cv2.rectangle(image, (pillar[0], 0), (pillar[1], pillar[2]), pillar_colour, -1)
-                owner[:pillar[2] + 1, pillar[0]:pillar[1] + 1] = 255
+                owner[: pillar[2] + 1, pillar[0] : pillar[1] + 1] = 255
         noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(3.0)
         writer.write(np.clip(image + noise, 0, 255).astype(np.uint8))
         for p, points, pixels in walkers:
             visible = (owner == p).astype(np.uint8)
             fraction = cv2.countNonZero(visible) / max(pixels, 1)
             left, top, box_w, box_h = cv2.boundingRect(visible)
-            keypoints = [v for joint in info.joint_names
-                         for v in (*(round(c, 2) for c in points[joint]), _visibility(owner, p, points[joint]))]
-            truth.append({"frame": frame, "id": p, "keypoints": keypoints, "visible_fraction": round(fraction, 3),
-                          "bbox": [float(left), float(top), float(box_w), float(box_h)]})
+            keypoints = [
+                v
+                for joint in info.joint_names
+                for v in (*(round(c, 2) for c in points[joint]), _visibility(owner, p, points[joint]))
+            ]
+            truth.append(
+                {
+                    "frame": frame,
+                    "id": p,
+                    "keypoints": keypoints,
+                    "visible_fraction": round(fraction, 3),
+                    "bbox": [float(left), float(top), float(box_w), float(box_h)],
+                }
+            )
             if fraction < _VIDEO_MISS_BELOW or (p == len(_VIDEO_WALKERS) and frame == missed_frame):
                 continue
             x0, y0, x1, y1 = np.array([left, top, left + box_w, top + box_h]) + rng.normal(0, 1.5, 4)
-            detections.append({"image_id": f"{frame}.jpg", "category_id": 1,
-                               "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
-                               "score": round(float(np.clip(0.5 + 0.45 * fraction + rng.normal(0, 0.02), 0, 1)), 3)})
+            detections.append(
+                {
+                    "image_id": f"{frame}.jpg",
+                    "category_id": 1,
+                    "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    "score": round(float(np.clip(0.5 + 0.45 * fraction + rng.normal(0, 0.02), 0, 1)), 3),
+                }
+            )
         if frame == false_frame:
             detections.append({"image_id": f"{frame}.jpg", "category_id": 1, "bbox": false_box, "score": 0.5})
     writer.release()
     os.replace(partial, video_path)
-    paths = {"video": video_path, "detections": folder / f"{name}_detections.json",
-             "truth": folder / f"{name}_truth.json"}
+    paths = {
+        "video": video_path,
+        "detections": folder / f"{name}_detections.json",
+        "truth": folder / f"{name}_truth.json",
+    }
     write_json(paths["detections"], detections)
-    write_json(paths["truth"], {"size": [width, height], "fps": float(fps), "frames": int(num_frames),
-                                "people": truth, "missed": {"frame": missed_frame, "id": len(_VIDEO_WALKERS)},
-                                "false_positive": {"frame": false_frame, "bbox": false_box}})
+    write_json(
+        paths["truth"],
+        {
+            "size": [width, height],
+            "fps": float(fps),
+            "frames": int(num_frames),
+            "people": truth,
+            "missed": {"frame": missed_frame, "id": len(_VIDEO_WALKERS)},
+            "false_positive": {"frame": false_frame, "bbox": false_box},
+        },
+    )
     return paths
 
 
@@ -252,9 +313,12 @@ def _figure_points(rng, h: float, pelvis_xy) -> dict:
     torso = 0.30 * h
     head_radius = 0.07 * h
     local = {
-        "pelvis": (0.0, 0.0), "thorax": (0.0, -torso),
-        "left_hip": (0.075 * h * body, 0.0), "right_hip": (-0.075 * h * body, 0.0),
-        "left_shoulder": (0.115 * h * body, -torso), "right_shoulder": (-0.115 * h * body, -torso),
+        "pelvis": (0.0, 0.0),
+        "thorax": (0.0, -torso),
+        "left_hip": (0.075 * h * body, 0.0),
+        "right_hip": (-0.075 * h * body, 0.0),
+        "left_shoulder": (0.115 * h * body, -torso),
+        "right_shoulder": (-0.115 * h * body, -torso),
     }
     head = np.array([0.0, -torso - 0.05 * h - head_radius])
     local["head_center"] = tuple(head)
@@ -276,8 +340,14 @@ def _figure_points(rng, h: float, pelvis_xy) -> dict:
         shin_angle = thigh_angle + rng.uniform(-0.6, 0.4)
         knee = hip + 0.25 * h * rng.uniform(0.6, 1.0) * np.array([sign * np.sin(thigh_angle), np.cos(thigh_angle)])
         ankle = knee + 0.24 * h * np.array([sign * np.sin(shin_angle), np.cos(shin_angle)])
-        local.update({f"{side}_elbow": tuple(elbow), f"{side}_wrist": tuple(wrist),
-                      f"{side}_knee": tuple(knee), f"{side}_ankle": tuple(ankle)})
+        local.update(
+            {
+                f"{side}_elbow": tuple(elbow),
+                f"{side}_wrist": tuple(wrist),
+                f"{side}_knee": tuple(knee),
+                f"{side}_ankle": tuple(ankle),
+            }
+        )
     lean = float(np.clip(rng.normal(0, 0.2), -0.6, 0.6))
     cos, sin = np.cos(lean), np.sin(lean)
     rotate = np.array([[cos, -sin], [sin, cos]])
@@ -329,8 +399,17 @@ def _draw_figure(image, mask, points, h: float, rng) -> None:
     disc(points["right_ear"], 0.28 * radius, ear)
     disc(points["head_center"], radius, skin)
     hair = (points["head_center"][0], points["head_center"][1] - 0.75 * radius)
-    cv2.ellipse(image, (int(hair[0]), int(hair[1])), (max(1, int(0.8 * radius)), max(1, int(0.35 * radius))),
-                0, 0, 360, dark, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        image,
+        (int(hair[0]), int(hair[1])),
+        (max(1, int(0.8 * radius)), max(1, int(0.35 * radius))),
+        0,
+        0,
+        360,
+        dark,
+        -1,
+        cv2.LINE_AA,
+    )
     for side in ("left", "right"):
         disc(points[f"{side}_eye"], max(1.0, 0.14 * radius), (20.0, 20.0, 20.0))
     disc(points["nose"], max(1.0, 0.14 * radius), (40.0, 40.0, 170.0))
@@ -363,7 +442,7 @@ def _visibility(owner, person_id: int, xy) -> int:
     if not (0 <= x < width and 0 <= y < height):
         return 0
     xi, yi = int(x), int(y)
-    window = owner[max(0, yi - 1):yi + 2, max(0, xi - 1):xi + 2]
+    window = owner[max(0, yi - 1) : yi + 2, max(0, xi - 1) : xi + 2]
     return 2 if (window == person_id).any() else 1
 
 
@@ -379,11 +458,21 @@ def _coco_category(dataset: str) -> dict:
     """The keypoint category a COCO-layout synthetic dataset is written with."""
     if dataset == "custom":
         names = list(CUSTOM_JOINTS)
-        return {"id": 1, "name": "person", "supercategory": "person", "keypoints": names,
-                "skeleton": [[names.index(a) + 1, names.index(b) + 1] for a, b in CUSTOM_SKELETON]}
+        return {
+            "id": 1,
+            "name": "person",
+            "supercategory": "person",
+            "keypoints": names,
+            "skeleton": [[names.index(a) + 1, names.index(b) + 1] for a, b in CUSTOM_SKELETON],
+        }
     info = keypoint_info("coco")
-    return {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(info.joint_names),
-            "skeleton": [[a + 1, b + 1] for a, b in info.skeleton]}
+    return {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(info.joint_names),
+        "skeleton": [[a + 1, b + 1] for a, b in info.skeleton],
+    }
 
 
 def _write_coco_split(root: Path, split: str, scenes, size, category: dict) -> int:
@@ -407,14 +496,29 @@ def _write_coco_split(root: Path, split: str, scenes, size, category: dict) -> i
             num_keypoints = sum(1 for name in points if person["visibility"][name])
             if num_keypoints == 0:
                 continue
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
-                                "iscrowd": 0, "bbox": [round(v, 2) for v in person["bbox"]],
-                                "area": person["area"], "num_keypoints": num_keypoints,
-                                "keypoints": keypoints})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "bbox": [round(v, 2) for v in person["bbox"]],
+                    "area": person["area"],
+                    "num_keypoints": num_keypoints,
+                    "keypoints": keypoints,
+                }
+            )
     categories = [category]
-    write_json(root / "annotations" / f"person_keypoints_{subset}.json",
-               {"info": {"description": "posecore synthetic people", "version": SYNTHETIC_VERSION},
-                "licenses": [], "images": images, "annotations": annotations, "categories": categories})
+    write_json(
+        root / "annotations" / f"person_keypoints_{subset}.json",
+        {
+            "info": {"description": "posecore synthetic people", "version": SYNTHETIC_VERSION},
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        },
+    )
     return len(annotations)
 
 
@@ -431,20 +535,33 @@ def _write_mpii_split(root: Path, split: str, scenes) -> int:
             if sum(labelled) < 4:
                 continue
             # MATLAB 1-based pixels; MPII writes -1 for joints it has no position for
-            joints = [[round(person["points"][j][0] + 1, 2), round(person["points"][j][1] + 1, 2)]
-                      if ok else [-1.0, -1.0] for j, ok in zip(info.joint_names, labelled)]
+            joints = [
+                [round(person["points"][j][0] + 1, 2), round(person["points"][j][1] + 1, 2)] if ok else [-1.0, -1.0]
+                for j, ok in zip(info.joint_names, labelled)
+            ]
             x, y, w, h = person["bbox"]
             scale = max(w, h) / MPII_PIXEL_STD
             # the loaders move the centre down by 15 px per unit scale: store it that much higher
             center = [x + w * 0.5 + 1, y + h * 0.5 - 15 * scale + 1]
-            entries.append({"image": name, "center": [round(c, 2) for c in center], "scale": round(scale, 4),
-                            "joints": joints, "joints_vis": [int(v) for v in labelled]})
+            entries.append(
+                {
+                    "image": name,
+                    "center": [round(c, 2) for c in center],
+                    "scale": round(scale, 4),
+                    "joints": joints,
+                    "joints_vis": [int(v) for v in labelled],
+                }
+            )
             heads.append([[c + 1 for c in person["head_box"][:2]], [c + 1 for c in person["head_box"][2:]]])
     write_json(root / "annotations" / f"mpii_{split}.json", entries)
     if split == "val":
         num_joints = info.num_joints
         joints = np.array([e["joints"] for e in entries], dtype=np.float64).reshape(-1, num_joints, 2)
         visible = np.array([e["joints_vis"] for e in entries], dtype=np.float64).reshape(-1, num_joints)
-        save_mpii_gt(root / "annotations" / "mpii_gt_val.mat", joints, visible,
-                     np.array(heads, dtype=np.float64).reshape(-1, 2, 2))
+        save_mpii_gt(
+            root / "annotations" / "mpii_gt_val.mat",
+            joints,
+            visible,
+            np.array(heads, dtype=np.float64).reshape(-1, 2, 2),
+        )
     return len(entries)

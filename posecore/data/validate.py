@@ -10,6 +10,7 @@ are entry problems like any other, never a crash further on.
 `annotations` calls these; what passes is safe to index, convert with int() / float() and hand to
 numpy without another check.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,9 +29,9 @@ class BadEntries:
     """Person entries of one annotation file that were skipped as malformed."""
 
     file: str
-    total: int = 0                                            # person entries read
-    counts: dict[str, int] = field(default_factory=dict)      # reason -> entries
-    examples: dict[str, list] = field(default_factory=dict)   # reason -> a few annotation ids
+    total: int = 0  # person entries read
+    counts: dict[str, int] = field(default_factory=dict)  # reason -> entries
+    examples: dict[str, list] = field(default_factory=dict)  # reason -> a few annotation ids
 
     def add(self, reason: str, example: Any) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -47,15 +48,18 @@ class BadEntries:
         return f"{self.file}: skipped {self.count} of {self.total} person entries: {self.reasons()}"
 
     def reasons(self) -> str:
-        """"<reason>: <count> (ids [...]); ..." ("" when nothing was skipped)."""
-        return "; ".join(f"{reason}: {count} (ids {self.examples[reason]}"
-                         f"{', ...' if count > len(self.examples[reason]) else ''})"
-                         for reason, count in self.counts.items())
+        """ "<reason>: <count> (ids [...]); ..." ("" when nothing was skipped)."""
+        return "; ".join(
+            f"{reason}: {count} (ids {self.examples[reason]}{', ...' if count > len(self.examples[reason]) else ''})"
+            for reason, count in self.counts.items()
+        )
 
     def warn(self) -> None:
         if self.count:
-            warnings.warn(f"{self}. Fix or drop these entries in the file; posecore trains and "
-                          f"evaluates without them", stacklevel=4)
+            warnings.warn(
+                f"{self}. Fix or drop these entries in the file; posecore trains and evaluates without them",
+                stacklevel=4,
+            )
 
 
 def is_pixel(value: Any) -> bool:
@@ -80,24 +84,29 @@ def shown(value: Any) -> str:
 
 
 def _cut(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- COCO keypoint files
+
 
 def coco_content(content: Any, ann_file) -> dict:
     """The top level of a COCO keypoints json: an object whose `images` and `annotations` are
     lists (`categories`, when present, too), or a ValueError naming the file and the key."""
     if not isinstance(content, dict):
-        raise ValueError(f"{ann_file}: expected a COCO keypoints json object (images, annotations, "
-                         f"categories), got {shown(content)}")
+        raise ValueError(
+            f"{ann_file}: expected a COCO keypoints json object (images, annotations, categories), got {shown(content)}"
+        )
     for key in ("images", "annotations", "categories"):
         if key not in content and key != "categories":
-            raise ValueError(f"{ann_file}: no {key!r} list; a COCO keypoints json holds 'images', "
-                             "'annotations' and 'categories'")
+            raise ValueError(
+                f"{ann_file}: no {key!r} list; a COCO keypoints json holds 'images', 'annotations' and 'categories'"
+            )
         if key in content and not isinstance(content[key], list):
-            raise ValueError(f"{ann_file}: {key!r} is {shown(content[key])}, expected a list of "
-                             f"{key[:-1] if key != 'categories' else 'category'} entries")
+            raise ValueError(
+                f"{ann_file}: {key!r} is {shown(content[key])}, expected a list of "
+                f"{key[:-1] if key != 'categories' else 'category'} entries"
+            )
     return content
 
 
@@ -110,12 +119,15 @@ def coco_images(coco: Any, ann_file) -> dict[int, dict]:
     for n, image in enumerate(coco_content(coco, ann_file)["images"]):
         problem = _image_problem(image)
         if problem:
-            ident = (f" (id {shown(image.get('id'))}, {shown(image.get('file_name'))})"
-                     if isinstance(image, dict) else "")
+            ident = (
+                f" (id {shown(image.get('id'))}, {shown(image.get('file_name'))})" if isinstance(image, dict) else ""
+            )
             raise ValueError(f"{ann_file}: images[{n}]{ident} {problem}")
         if image["id"] in images:
-            raise ValueError(f"{ann_file}: images[{n}] repeats the id {image['id']} of images"
-                             f"[{first[image['id']]}]; every image needs its own id: drop or renumber one")
+            raise ValueError(
+                f"{ann_file}: images[{n}] repeats the id {image['id']} of images"
+                f"[{first[image['id']]}]; every image needs its own id: drop or renumber one"
+            )
         images[image["id"]] = image
         first[image["id"]] = n
     return images
@@ -132,9 +144,11 @@ def _image_problem(image: Any) -> str | None:
     for key in ("width", "height"):
         value = image.get(key)
         if not (is_pixel(value) and value >= 1):
-            return (f"has no valid width/height: {key} is {shown(value) if key in image else 'missing'}, "
-                    f"expected a positive number of pixels (up to {MAX_PIXELS:.0e}); COCO-format images "
-                    "need 'width' and 'height' in pixels: add them (the image file's size)")
+            return (
+                f"has no valid width/height: {key} is {shown(value) if key in image else 'missing'}, "
+                f"expected a positive number of pixels (up to {MAX_PIXELS:.0e}); COCO-format images "
+                "need 'width' and 'height' in pixels: add them (the image file's size)"
+            )
     return None
 
 
@@ -151,11 +165,13 @@ def check_keypoint_count(coco: dict, ann_file, num_joints: int, category_id: Any
             raise ValueError(
                 f"{ann_file}: category {shown(category.get('name', 1))} has {len(names)} keypoints but "
                 f"the params have {num_joints} joints (model.num_joints, data.dataset): this file is not "
-                f"in the layout of the params' dataset; use the matching params or annotation file")
+                f"in the layout of the params' dataset; use the matching params or annotation file"
+            )
 
 
-def coco_people(coco: Any, ann_file, num_joints: int, category_id: Any = 1,
-                images: dict | None = None) -> tuple[list[dict], BadEntries]:
+def coco_people(
+    coco: Any, ann_file, num_joints: int, category_id: Any = 1, images: dict | None = None
+) -> tuple[list[dict], BadEntries]:
     """The well-formed person annotations (of the keypoint category) of a COCO keypoints json,
     and the others counted. With `images` (coco_images), a person of an image not listed is
     malformed too."""
@@ -184,7 +200,7 @@ def coco_problem(ann: Any, num_joints: int) -> str | None:
     """Why a COCO person annotation cannot be read, or None."""
     if not isinstance(ann, dict):
         return "not an object"
-    if ann.get(PROBLEM_KEY):   # a whole-body part array the layout could not read
+    if ann.get(PROBLEM_KEY):  # a whole-body part array the layout could not read
         return ann[PROBLEM_KEY]
     if not is_id(ann.get("image_id")):
         return "image_id is not an integer"
@@ -210,12 +226,12 @@ def coco_problem(ann: Any, num_joints: int) -> str | None:
 
 # --------------------------------------------------------------------------- MPII (mmpose json)
 
+
 def mpii_people(annotations: Any, ann_file, num_joints: int) -> tuple[list[tuple[int, dict]], BadEntries]:
     """The well-formed person entries of an MPII (mmpose) json as (position, entry), and the
     others counted (example ids: #position (image))."""
     if not isinstance(annotations, list):
-        raise ValueError(f"{ann_file}: expected mmpose's MPII json, a list of people, got "
-                         f"{shown(annotations)}")
+        raise ValueError(f"{ann_file}: expected mmpose's MPII json, a list of people, got {shown(annotations)}")
     people, bad = [], BadEntries(str(ann_file), total=len(annotations))
     for position, ann in enumerate(annotations):
         problem = mpii_problem(ann, num_joints)
@@ -239,10 +255,14 @@ def mpii_problem(ann: Any, num_joints: int) -> str | None:
     if not is_pixel(scale) or scale <= 0 or scale * 200 > MAX_PIXELS:
         return "scale is not a positive number"
     joints, visible = ann.get("joints"), ann.get("joints_vis")
-    if joints is not None and (not isinstance(joints, list) or len(joints) != num_joints or not all(
-            isinstance(j, list) and len(j) == 2 and all(is_pixel(v) for v in j) for j in joints)):
+    if joints is not None and (
+        not isinstance(joints, list)
+        or len(joints) != num_joints
+        or not all(isinstance(j, list) and len(j) == 2 and all(is_pixel(v) for v in j) for j in joints)
+    ):
         return f"joints is not {num_joints} (x, y) pairs of numbers"
-    if visible is not None and (not isinstance(visible, list) or len(visible) != num_joints
-                                or not all(finite_number(v) for v in visible)):
+    if visible is not None and (
+        not isinstance(visible, list) or len(visible) != num_joints or not all(finite_number(v) for v in visible)
+    ):
         return f"joints_vis is not {num_joints} numbers"
     return None

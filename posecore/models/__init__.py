@@ -19,6 +19,7 @@ lives in posecore.checkpoints, never here.
 The forwards use the same ops as the upstream modules (in-place ReLU and residual add, no extra
 copies) and no data-dependent Python control flow, so they compile and export to ONNX as is.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,11 +39,40 @@ from posecore.models.resnet import RESNET_BLOCKS, BasicBlock, Bottleneck, ResNet
 from posecore.models.rtmpose import RTMPOSE_VARIANTS, RTMPose
 from posecore.models.simplebaseline import DeconvHead, SimpleBaseline
 
-__all__ = ["MODELS", "RESNET_BLOCKS", "build_model", "final_output", "unwrap_model", "model_summary",
-           "FastPose", "FastPoseDUC", "DUCStage", "DUCStagesHead", "SimpleBaseline", "Hourglass", "ResNet", "SqueezeExcite", "BasicBlock", "Bottleneck",
-           "HourglassNet", "HourglassModule", "MultiStageHead", "DUC", "DUCHead", "DeconvHead", "ConvBN",
-           "conv1x1_bn", "conv3x3", "init_normal", "RTMPose", "RTMPOSE_VARIANTS",
-           "HRNet", "HRNetBackbone", "HRModule", "HRNET_WIDTHS"]
+__all__ = [
+    "MODELS",
+    "RESNET_BLOCKS",
+    "build_model",
+    "final_output",
+    "unwrap_model",
+    "model_summary",
+    "FastPose",
+    "FastPoseDUC",
+    "DUCStage",
+    "DUCStagesHead",
+    "SimpleBaseline",
+    "Hourglass",
+    "ResNet",
+    "SqueezeExcite",
+    "BasicBlock",
+    "Bottleneck",
+    "HourglassNet",
+    "HourglassModule",
+    "MultiStageHead",
+    "DUC",
+    "DUCHead",
+    "DeconvHead",
+    "ConvBN",
+    "conv1x1_bn",
+    "conv3x3",
+    "init_normal",
+    "RTMPose",
+    "RTMPOSE_VARIANTS",
+    "HRNet",
+    "HRNetBackbone",
+    "HRModule",
+    "HRNET_WIDTHS",
+]
 
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -70,9 +100,10 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
             "data.dataset custom: these params do not say the keypoint set yet, so the model's joint "
             "count is unknown (model.num_joints would silently stay at its default). Resolve it first: "
             "posecore.data.resolve_keypoints on these params reads it from the annotation file, or load the "
-            "params of the run that trained on it (posecore.Run(name).params())")
+            "params of the run that trained on it (posecore.Run(name).params())"
+        )
     model_params = getattr(name, "model", name)
-    data = getattr(name, "data", None)   # a Params: its data section too
+    data = getattr(name, "data", None)  # a Params: its data section too
     settings: dict[str, Any] = {}
     if dataclasses.is_dataclass(model_params) and not isinstance(model_params, type):
         settings = dataclasses.asdict(model_params)
@@ -89,7 +120,6 @@ def build_model(name: Any, **kwargs: Any) -> nn.Module:
     if unknown:
         raise TypeError(f"model {name!r} takes {sorted(accepted)}, not {unknown}")
     return model_class(**{key: value for key, value in settings.items() if key in accepted})
-
 
 
 def final_output(output: Any) -> Any:

@@ -1,4 +1,5 @@
 """AlphaPose's FastPose: an SE-ResNet backbone, PixelShuffle, then two DUC upsamplers."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -24,7 +25,6 @@ class DUC(nn.Module):
         return self.pixel_shuffle(self.relu(self.bn(self.conv(x))))
 
 
-
 class DUCHead(nn.Module):
     """FastPose head: PixelShuffle(2), DUC x2, DUC x2, 3x3 conv; [N, C, h, w] -> [N, K, 8h, 8w].
 
@@ -44,7 +44,6 @@ class DUCHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.final_layer(self.duc2(self.duc1(self.pixel_shuffle(x))))
-
 
 
 class FastPose(nn.Module):

@@ -6,6 +6,7 @@ Widths (AlphaPose's, for the 2048-channel ResNet-50/101/152): 2048 -> shuffle 51
 AlphaPose's (0 the shuffle; 1, 2, 3 the first conv, BN, ReLU; ...), so its checkpoints map by
 prefix alone (posecore.checkpoints).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,8 +37,7 @@ class DUCStage(nn.Sequential):
 class DUCStagesHead(nn.Module):
     """Three DUC stages then a 3x3 conv: [N, C, h, w] -> [N, K, 8h, 8w]."""
 
-    def __init__(self, in_channels: int, num_joints: int, num_convs: Sequence[int],
-                 out_channels: int = 256) -> None:
+    def __init__(self, in_channels: int, num_joints: int, num_convs: Sequence[int], out_channels: int = 256) -> None:
         super().__init__()
         if len(num_convs) != 3:
             raise ValueError(f"FastPose_DUC has three DUC stages; got conv counts {list(num_convs)}")
@@ -59,8 +59,9 @@ class FastPoseDUC(nn.Module):
 
     model_name = "fastpose_duc"
 
-    def __init__(self, num_joints: int = 17, depth: int = 152, backbone: str = "se-resnet",
-                 duc_convs: Sequence[int] = (4, 2, 1)) -> None:
+    def __init__(
+        self, num_joints: int = 17, depth: int = 152, backbone: str = "se-resnet", duc_convs: Sequence[int] = (4, 2, 1)
+    ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"FastPose_DUC backbone must be one of {BACKBONES}, got {backbone!r}")

@@ -2,6 +2,7 @@
 
 State_dict names follow mmpose (stem, hourglass_modules, out_convs, ...).
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -10,8 +11,9 @@ from posecore.models.layers import ConvBN, conv1x1_bn, init_normal
 from posecore.models.resnet import BasicBlock
 
 
-def _basic_stage(in_channels: int, out_channels: int, num_blocks: int, stride: int = 1,
-                 project_last: bool = False) -> nn.Sequential:
+def _basic_stage(
+    in_channels: int, out_channels: int, num_blocks: int, stride: int = 1, project_last: bool = False
+) -> nn.Sequential:
     """mmpose's ResLayer of BasicBlocks; the channel change / stride sits on the first block,
     or on the last one with `project_last` (mmpose's downsample_first=False)."""
     downsample = None
@@ -29,8 +31,7 @@ def _basic_stage(in_channels: int, out_channels: int, num_blocks: int, stride: i
 class HourglassModule(nn.Module):
     """One recursive hourglass level: x + upsample(low path at half resolution)."""
 
-    def __init__(self, depth: int, stage_channels: tuple[int, ...],
-                 stage_blocks: tuple[int, ...]) -> None:
+    def __init__(self, depth: int, stage_channels: tuple[int, ...], stage_blocks: tuple[int, ...]) -> None:
         super().__init__()
         channels, inner_channels = stage_channels[0], stage_channels[1]
         self.up1 = _basic_stage(channels, channels, stage_blocks[0])
@@ -53,10 +54,14 @@ class HourglassNet(nn.Module):
     Returns one feature map [N, feat_channels, H/4, W/4] per stack (a list).
     """
 
-    def __init__(self, num_stacks: int = 1, downsample_times: int = 5,
-                 stage_channels: tuple[int, ...] = (256, 256, 384, 384, 384, 512),
-                 stage_blocks: tuple[int, ...] = (2, 2, 2, 2, 2, 4),
-                 feat_channels: int = 256) -> None:
+    def __init__(
+        self,
+        num_stacks: int = 1,
+        downsample_times: int = 5,
+        stage_channels: tuple[int, ...] = (256, 256, 384, 384, 384, 512),
+        stage_blocks: tuple[int, ...] = (2, 2, 2, 2, 2, 4),
+        feat_channels: int = 256,
+    ) -> None:
         super().__init__()
         if num_stacks < 1:
             raise ValueError(f"num_stacks must be >= 1, got {num_stacks}")
@@ -64,20 +69,17 @@ class HourglassNet(nn.Module):
         self.num_stacks = num_stacks
         self.stem = nn.Sequential(ConvBN(3, 128, 7, stride=2), _basic_stage(128, 256, 1, stride=2))
         self.hourglass_modules = nn.ModuleList(
-            HourglassModule(downsample_times, stage_channels, stage_blocks)
-            for _ in range(num_stacks))
+            HourglassModule(downsample_times, stage_channels, stage_blocks) for _ in range(num_stacks)
+        )
         # mmpose builds one intermediate block even for a single stack (it is then unused);
         # kept so that parameter counts and checkpoints match upstream exactly, and frozen so
         # that DDP does not wait for gradients that never come.
         self.inters = _basic_stage(channels, channels, max(num_stacks - 1, 1))
         if num_stacks == 1:
             self.inters.requires_grad_(False)
-        self.conv1x1s = nn.ModuleList(
-            ConvBN(channels, channels, 1, relu=False) for _ in range(num_stacks - 1))
-        self.out_convs = nn.ModuleList(
-            ConvBN(channels, feat_channels, 3) for _ in range(num_stacks))
-        self.remap_convs = nn.ModuleList(
-            ConvBN(feat_channels, channels, 1, relu=False) for _ in range(num_stacks - 1))
+        self.conv1x1s = nn.ModuleList(ConvBN(channels, channels, 1, relu=False) for _ in range(num_stacks - 1))
+        self.out_convs = nn.ModuleList(ConvBN(channels, feat_channels, 3) for _ in range(num_stacks))
+        self.remap_convs = nn.ModuleList(ConvBN(feat_channels, channels, 1, relu=False) for _ in range(num_stacks - 1))
         self.relu = nn.ReLU(inplace=True)
         self.out_channels = feat_channels
 
@@ -93,18 +95,15 @@ class HourglassNet(nn.Module):
         return features
 
 
-
 class MultiStageHead(nn.Module):
     """A 1x1 conv per stack (mmpose's CPM / multi-stage head without deconvs)."""
 
     def __init__(self, in_channels: int, num_joints: int, num_stages: int) -> None:
         super().__init__()
-        self.final_layers = nn.ModuleList(
-            nn.Conv2d(in_channels, num_joints, 1) for _ in range(num_stages))
+        self.final_layers = nn.ModuleList(nn.Conv2d(in_channels, num_joints, 1) for _ in range(num_stages))
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         return [layer(feature) for layer, feature in zip(self.final_layers, features)]
-
 
 
 class Hourglass(nn.Module):

@@ -10,6 +10,7 @@ stage2..4.<module>.branches / fuse_layers; head.final_layer), which are also the
 repository's without the `backbone.` / `head.` prefixes, so both checkpoint families map by prefix
 (posecore.checkpoints).
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -18,7 +19,7 @@ from posecore.models.layers import conv1x1_bn, conv3x3, init_normal
 from posecore.models.resnet import BasicBlock, Bottleneck
 from posecore.models.simplebaseline import DeconvHead
 
-HRNET_WIDTHS = (18, 32, 48)        # the published widths (mmpose configs: w32, w48; w18 in HRNet's own)
+HRNET_WIDTHS = (18, 32, 48)  # the published widths (mmpose configs: w32, w48; w18 in HRNet's own)
 STEM_CHANNELS = 64
 # (HR modules, branches) of stages 2-4; every branch is 4 BasicBlocks. Stage 1 (`layer1`) is four
 # Bottlenecks at 64 channels (256 out) on the 1/4-resolution stem output.
@@ -26,13 +27,12 @@ STAGES = ((1, 2), (4, 3), (3, 4))
 BLOCKS_PER_BRANCH = 4
 
 
-def _conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, relu: bool
-             ) -> nn.Sequential:
+def _conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, relu: bool) -> nn.Sequential:
     """conv (no bias) at indices 0, BN at 1, optional ReLU at 2: upstream's Sequential layout."""
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
-                  bias=False),
-        nn.BatchNorm2d(out_channels)]
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -54,9 +54,13 @@ class HRModule(nn.Module):
     def __init__(self, channels: list[int], outputs: int) -> None:
         super().__init__()
         self.branches = nn.ModuleList(_branch(c, BLOCKS_PER_BRANCH) for c in channels)
-        self.fuse_layers = nn.ModuleList(
-            nn.ModuleList(self._exchange(channels, j, i) for j in range(len(channels)))
-            for i in range(outputs)) if len(channels) > 1 else None
+        self.fuse_layers = (
+            nn.ModuleList(
+                nn.ModuleList(self._exchange(channels, j, i) for j in range(len(channels))) for i in range(outputs)
+            )
+            if len(channels) > 1
+            else None
+        )
         self.relu = nn.ReLU(inplace=True)
 
     @staticmethod
@@ -64,13 +68,23 @@ class HRModule(nn.Module):
         if source == target:
             return None
         if source > target:
-            return nn.Sequential(*_conv_bn(channels[source], channels[target], 1, 1, relu=False),
-                                 nn.Upsample(scale_factor=2 ** (source - target), mode="nearest"))
+            return nn.Sequential(
+                *_conv_bn(channels[source], channels[target], 1, 1, relu=False),
+                nn.Upsample(scale_factor=2 ** (source - target), mode="nearest"),
+            )
         steps = target - source
-        return nn.Sequential(*[
-            _conv_bn(channels[source], channels[target] if step == steps - 1 else channels[source], 3, 2,
-                     relu=step < steps - 1)
-            for step in range(steps)])
+        return nn.Sequential(
+            *[
+                _conv_bn(
+                    channels[source],
+                    channels[target] if step == steps - 1 else channels[source],
+                    3,
+                    2,
+                    relu=step < steps - 1,
+                )
+                for step in range(steps)
+            ]
+        )
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
@@ -103,15 +117,23 @@ class HRNetBackbone(nn.Module):
         stage1_out = STEM_CHANNELS * Bottleneck.expansion
         self.layer1 = nn.Sequential(
             Bottleneck(STEM_CHANNELS, STEM_CHANNELS, downsample=conv1x1_bn(STEM_CHANNELS, stage1_out)),
-            *[Bottleneck(stage1_out, STEM_CHANNELS) for _ in range(BLOCKS_PER_BRANCH - 1)])
+            *[Bottleneck(stage1_out, STEM_CHANNELS) for _ in range(BLOCKS_PER_BRANCH - 1)],
+        )
         previous = [stage1_out]
         for index, (num_modules, num_branches) in enumerate(STAGES, start=2):
-            channels = [width * 2 ** b for b in range(num_branches)]
+            channels = [width * 2**b for b in range(num_branches)]
             setattr(self, f"transition{index - 1}", self._transition(previous, channels))
             last_stage = index == len(STAGES) + 1
-            setattr(self, f"stage{index}", nn.Sequential(*[
-                HRModule(channels, outputs=1 if last_stage and m == num_modules - 1 else num_branches)
-                for m in range(num_modules)]))
+            setattr(
+                self,
+                f"stage{index}",
+                nn.Sequential(
+                    *[
+                        HRModule(channels, outputs=1 if last_stage and m == num_modules - 1 else num_branches)
+                        for m in range(num_modules)
+                    ]
+                ),
+            )
             previous = channels
         self.out_channels = width
 
@@ -122,24 +144,31 @@ class HRNetBackbone(nn.Module):
         layers: list[nn.Module | None] = []
         for branch, width in enumerate(channels):
             if branch < len(previous):
-                layers.append(None if previous[branch] == width
-                              else _conv_bn(previous[branch], width, 3, 1, relu=True))
+                layers.append(None if previous[branch] == width else _conv_bn(previous[branch], width, 3, 1, relu=True))
                 continue
             steps = branch + 1 - len(previous)
-            layers.append(nn.Sequential(*[
-                _conv_bn(previous[-1], width if step == steps - 1 else previous[-1], 3, 2, relu=True)
-                for step in range(steps)]))
+            layers.append(
+                nn.Sequential(
+                    *[
+                        _conv_bn(previous[-1], width if step == steps - 1 else previous[-1], 3, 2, relu=True)
+                        for step in range(steps)
+                    ]
+                )
+            )
         return nn.ModuleList(layers)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]
-        for transition, stage in ((self.transition1, self.stage2), (self.transition2, self.stage3),
-                                  (self.transition3, self.stage4)):
+        for transition, stage in (
+            (self.transition1, self.stage2),
+            (self.transition2, self.stage3),
+            (self.transition3, self.stage4),
+        ):
             inputs = []
             for branch, layer in enumerate(transition):
-                if branch >= len(xs):                 # a new, lower-resolution branch
+                if branch >= len(xs):  # a new, lower-resolution branch
                     inputs.append(layer(xs[-1]))
                 else:
                     inputs.append(xs[branch] if layer is None else layer(xs[branch]))

@@ -1,4 +1,5 @@
 """Building blocks shared by the model families: convs with upstream state_dict names, and mmpose's init."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -12,24 +13,26 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 def conv1x1_bn(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     """The projection shortcut: named downsample.0 (conv) and downsample.1 (BN) as upstream."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+    )
 
 
 class ConvBN(nn.Sequential):
     """mmpose's ConvModule: conv (no bias) -> BN -> optional in-place ReLU; keys conv.*, bn.*."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 relu: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, relu: bool = True
+    ) -> None:
         layers: dict[str, nn.Module] = {
-            "conv": nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=kernel_size // 2, bias=False),
+            "conv": nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
+            ),
             "bn": nn.BatchNorm2d(out_channels),
         }
         if relu:
             layers["relu"] = nn.ReLU(inplace=True)
         super().__init__(OrderedDict(layers))
-
 
 
 def init_normal(module: nn.Module) -> None:

@@ -3,6 +3,7 @@
 State_dict names below the backbone are torchvision's (conv1, bn1, layer1.0.conv1, ..., plus
 `se.fc1` / `se.fc2` in SE blocks), so ImageNet weights load as they are.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,6 @@ RESNET_BLOCKS: dict[int, tuple[int, int, int, int]] = {
     101: (3, 4, 23, 3),
     152: (3, 8, 36, 3),
 }
-
 
 
 class SqueezeExcite(nn.Module):
@@ -43,8 +43,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1,
-                 downsample: nn.Module | None = None, se: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None, se: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
@@ -68,8 +69,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1,
-                 downsample: nn.Module | None = None, se: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None, se: bool = False
+    ) -> None:
         super().__init__()
         out_channels = channels * self.expansion
         self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
@@ -90,7 +92,6 @@ class Bottleneck(nn.Module):
             out = self.se(out)
         out += x if self.downsample is None else self.downsample(x)
         return self.relu(out)
-
 
 
 class ResNet(nn.Module):
@@ -115,8 +116,7 @@ class ResNet(nn.Module):
         stages = []
         for index, num_blocks in enumerate(RESNET_BLOCKS[depth]):
             channels = 64 * 2**index
-            stages.append(_resnet_stage(block, in_channels, channels, num_blocks,
-                                        stride=1 if index == 0 else 2, se=se))
+            stages.append(_resnet_stage(block, in_channels, channels, num_blocks, stride=1 if index == 0 else 2, se=se))
             in_channels = channels * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.out_channels = in_channels
@@ -126,8 +126,9 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def _resnet_stage(block: type[BasicBlock | Bottleneck], in_channels: int, channels: int,
-                  num_blocks: int, stride: int, se: bool) -> nn.Sequential:
+def _resnet_stage(
+    block: type[BasicBlock | Bottleneck], in_channels: int, channels: int, num_blocks: int, stride: int, se: bool
+) -> nn.Sequential:
     out_channels = channels * block.expansion
     downsample = None
     if stride != 1 or in_channels != out_channels:

@@ -17,6 +17,7 @@ Parameter names are mmpose 1.x's (`backbone.stem.0.conv.weight`, `backbone.stage
 `head.final_layer`, `head.mlp.0.g`, `head.gau.uv`, `head.cls_x`, ...), so its checkpoints load
 as they are.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,30 +29,40 @@ from torch import Tensor, nn
 # (deepen, widen) per variant, as in rtmpose-{t,s,m,l}_8xb256-420e_coco-256x192
 RTMPOSE_VARIANTS = {"t": (0.167, 0.375), "s": (0.33, 0.5), "m": (0.67, 0.75), "l": (1.0, 1.0)}
 # CSPNeXt P5 stages: in channels, out channels, blocks, identity in blocks, spatial pyramid pooling
-CSPNEXT_P5 = ((64, 128, 3, True, False), (128, 256, 6, True, False), (256, 512, 6, True, False),
-              (512, 1024, 3, False, True))
+CSPNEXT_P5 = (
+    (64, 128, 3, True, False),
+    (128, 256, 6, True, False),
+    (256, 512, 6, True, False),
+    (512, 1024, 3, False, True),
+)
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 
 
 class ConvBNAct(nn.Sequential):
     """mmcv's ConvModule as CSPNeXt uses it: conv (no bias) -> BN -> SiLU; keys conv.*, bn.*."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1) -> None:
-        super().__init__(OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
-                           groups=groups, bias=False),
-            bn=nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM),
-            activate=nn.SiLU(inplace=True)))
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(
+                    in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False
+                ),
+                bn=nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM),
+                activate=nn.SiLU(inplace=True),
+            )
+        )
 
 
 class DepthwiseSeparable(nn.Sequential):
     """Depthwise k x k ConvBNAct then pointwise 1x1 ConvBNAct (keys depthwise_conv, pointwise_conv)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
-        super().__init__(OrderedDict(
-            depthwise_conv=ConvBNAct(in_channels, in_channels, kernel_size, groups=in_channels),
-            pointwise_conv=ConvBNAct(in_channels, out_channels, 1)))
+        super().__init__(
+            OrderedDict(
+                depthwise_conv=ConvBNAct(in_channels, in_channels, kernel_size, groups=in_channels),
+                pointwise_conv=ConvBNAct(in_channels, out_channels, 1),
+            )
+        )
 
 
 class CSPNeXtBlock(nn.Module):
@@ -121,8 +132,9 @@ class CSPNeXt(nn.Module):
     def __init__(self, deepen: float, widen: float) -> None:
         super().__init__()
         stem = int(CSPNEXT_P5[0][0] * widen)
-        self.stem = nn.Sequential(ConvBNAct(3, stem // 2, 3, stride=2), ConvBNAct(stem // 2, stem // 2, 3),
-                                  ConvBNAct(stem // 2, stem, 3))
+        self.stem = nn.Sequential(
+            ConvBNAct(3, stem // 2, 3, stride=2), ConvBNAct(stem // 2, stem // 2, 3), ConvBNAct(stem // 2, stem, 3)
+        )
         for index, (in_channels, out_channels, blocks, identity, spp) in enumerate(CSPNEXT_P5, start=1):
             in_channels, out_channels = int(in_channels * widen), int(out_channels * widen)
             layers: list[nn.Module] = [ConvBNAct(in_channels, out_channels, 3, stride=2)]
@@ -144,7 +156,7 @@ class ScaleNorm(nn.Module):
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.scale = dim ** -0.5
+        self.scale = dim**-0.5
         self.eps = eps
         self.g = nn.Parameter(torch.ones(1))
 
@@ -196,8 +208,15 @@ class GatedAttentionUnit(nn.Module):
 class RTMCCHead(nn.Module):
     """features [N, C, H/32, W/32] -> (simcc_x [N, K, Wx], simcc_y [N, K, Wy])."""
 
-    def __init__(self, in_channels: int, num_joints: int, input_size: tuple[int, int],
-                 split_ratio: float = 2.0, kernel_size: int = 7, hidden: int = 256) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_joints: int,
+        input_size: tuple[int, int],
+        split_ratio: float = 2.0,
+        kernel_size: int = 7,
+        hidden: int = 256,
+    ) -> None:
         super().__init__()
         width, height = input_size
         self.final_layer = nn.Conv2d(in_channels, num_joints, kernel_size, padding=kernel_size // 2)
@@ -220,8 +239,9 @@ class RTMPose(nn.Module):
 
     model_name = "rtmpose"
 
-    def __init__(self, num_joints: int = 17, variant: str = "m", input_size=(192, 256),
-                 split_ratio: float = 2.0) -> None:
+    def __init__(
+        self, num_joints: int = 17, variant: str = "m", input_size=(192, 256), split_ratio: float = 2.0
+    ) -> None:
         super().__init__()
         if variant not in RTMPOSE_VARIANTS:
             raise ValueError(f"RTMPose variant must be one of {sorted(RTMPOSE_VARIANTS)}, got {variant!r}")

@@ -1,4 +1,5 @@
 """Xiao et al.'s SimpleBaseline: a ResNet and three stride-2 deconvolutions."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -13,21 +14,21 @@ class DeconvHead(nn.Module):
     deconv_layers indices 0/1 (deconv/BN), 3/4, 6/7 as mmpose's TopdownHeatmapSimpleHead.
     """
 
-    def __init__(self, in_channels: int, num_joints: int,
-                 channels: tuple[int, ...] = (256, 256, 256)) -> None:
+    def __init__(self, in_channels: int, num_joints: int, channels: tuple[int, ...] = (256, 256, 256)) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for out_channels in channels:
-            layers += [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1,
-                                          bias=False),
-                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
             in_channels = out_channels
         self.deconv_layers = nn.Sequential(*layers)
         self.final_layer = nn.Conv2d(in_channels, num_joints, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.final_layer(self.deconv_layers(x))
-
 
 
 class SimpleBaseline(nn.Module):

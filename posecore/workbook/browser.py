@@ -6,6 +6,7 @@ that person, whose ground truth and prediction are drawn strongly over the other
 computes one joint's heatmap on demand, and `widget()` shows the drawing under ipywidgets
 controls, redrawing it once per change.
 """
+
 from __future__ import annotations
 
 import html
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 def worst_predictions(dataset, errors: dict, count: int = 8, ncols: int = 4) -> PoseFigure:
     """A gallery of the `count` persons with the lowest OKS / PCKh, each panel zoomed to its person."""
     order = np.argsort(errors["score"], kind="stable")[:count]
-    return plot_gallery([person_view(dataset, errors, int(i), rank=f"{n}.") for n, i in enumerate(order, 1)],
-                        dataset.info, ncols=ncols)
+    return plot_gallery(
+        [person_view(dataset, errors, int(i), rank=f"{n}.") for n, i in enumerate(order, 1)], dataset.info, ncols=ncols
+    )
 
 
 class PoseBrowser:
@@ -73,9 +75,17 @@ class PoseBrowser:
             self._predictor = Predictor.from_checkpoint(self.params, self.checkpoint, device="cpu")
         return self._predictor.codec.heatmaps(self._predictor.outputs(item["image"][None])[0])[0]
 
-    def figure(self, rank: int = 1, order: str = "worst first", show_gt: bool = True,
-               show_pred: bool = True, joint: str | None = "none", score_thr: float = 0.2,
-               others: bool = True, parts: tuple[str, ...] = ()) -> PoseFigure:
+    def figure(
+        self,
+        rank: int = 1,
+        order: str = "worst first",
+        show_gt: bool = True,
+        show_pred: bool = True,
+        joint: str | None = "none",
+        score_thr: float = 0.2,
+        others: bool = True,
+        parts: tuple[str, ...] = (),
+    ) -> PoseFigure:
         """The person at `rank` (1 = first) of `order`; `joint` names the heatmap to overlay
         ("none": no heatmap; None: left_wrist, else the keypoint set's first joint); `others`
         draws the other people of the image faint; `parts` shows only those parts of a
@@ -93,13 +103,29 @@ class PoseBrowser:
             inst = self.dataset.instances[index]
             source = "encoded ground truth" if self.checkpoint is None else "model output"
             image_size = inst.image_size or read_rgb(inst.image_path).shape[1::-1]
-            heatmap = heatmap_to_image_plane(self.heatmaps(index)[names.index(joint)], inst.bbox_center,
-                                             inst.bbox_scale, image_size, udp=self.dataset.codec.udp)
+            heatmap = heatmap_to_image_plane(
+                self.heatmaps(index)[names.index(joint)],
+                inst.bbox_center,
+                inst.bbox_scale,
+                image_size,
+                udp=self.dataset.codec.udp,
+            )
             label = f"{joint} heatmap ({source})"
         view = person_view(self.dataset, self.errors, index, show_gt, show_pred, others, heatmap, parts=tuple(parts))
-        return plot_pose(view["image"], self.dataset.info, view["gt"], view["pred"], score_thr, view["boxes"],
-                         view["heatmap"], view["title"], faint_gt=view["faint_gt"],
-                         faint_pred=view["faint_pred"], view_box=view["view_box"], heatmap_label=label)
+        return plot_pose(
+            view["image"],
+            self.dataset.info,
+            view["gt"],
+            view["pred"],
+            score_thr,
+            view["boxes"],
+            view["heatmap"],
+            view["title"],
+            faint_gt=view["faint_gt"],
+            faint_pred=view["faint_pred"],
+            view_box=view["view_box"],
+            heatmap_label=label,
+        )
 
     def part_choices(self) -> list[tuple[str, tuple[str, ...]]]:
         """The part filter's choices: (label, parts) for all joints, then each part of a
@@ -110,13 +136,20 @@ class PoseBrowser:
             choices.append(("both hands", ("lefthand", "righthand")))
         return choices
 
-    def gallery(self, count: int = 8, order: str = "worst first", ncols: int = 4,
-                parts: tuple[str, ...] = ()) -> PoseFigure:
+    def gallery(
+        self, count: int = 8, order: str = "worst first", ncols: int = 4, parts: tuple[str, ...] = ()
+    ) -> PoseFigure:
         """The first `count` persons of `order`, each panel zoomed to its person (only `parts`
         of a whole-body set when given)."""
         chosen = self.order(order)[:count]
-        return plot_gallery([person_view(self.dataset, self.errors, int(i), rank=f"{n}.", parts=tuple(parts))
-                             for n, i in enumerate(chosen, 1)], self.dataset.info, ncols=ncols)
+        return plot_gallery(
+            [
+                person_view(self.dataset, self.errors, int(i), rank=f"{n}.", parts=tuple(parts))
+                for n, i in enumerate(chosen, 1)
+            ],
+            self.dataset.info,
+            ncols=ncols,
+        )
 
     def widget(self):
         """The browser as ipywidgets: controls above an image of `figure`, redrawn once per change.
@@ -130,25 +163,42 @@ class PoseBrowser:
         count = len(self)
         rank = widgets.IntSlider(1, min=1, max=max(count, 1), description="rank", continuous_update=False)
         rank_of = widgets.Label()
-        order = widgets.Dropdown(options=[(self.order_label(by), by) for by in self.ORDERS], value="worst first",
-                                 description="sorted")
+        order = widgets.Dropdown(
+            options=[(self.order_label(by), by) for by in self.ORDERS], value="worst first", description="sorted"
+        )
         show_gt = widgets.Checkbox(value=True, description="ground truth", indent=False)
         show_pred = widgets.Checkbox(value=True, description="prediction", indent=False)
         others = widgets.Checkbox(value=True, description="other people (faint)", indent=False)
-        joint = widgets.Dropdown(options=[("no heatmap", "none"), *[(n, n) for n in self.dataset.info.joint_names]],
-                                 value="none", description="heatmap")
-        score_thr = widgets.FloatSlider(0.2, min=0.0, max=1.0, step=0.05, description="min score",
-                                        continuous_update=False)
-        parts = widgets.Dropdown(options=self.part_choices(), value=(), description="parts",
-                                 layout=widgets.Layout(display="" if self.dataset.info.parts else "none"))
+        joint = widgets.Dropdown(
+            options=[("no heatmap", "none"), *[(n, n) for n in self.dataset.info.joint_names]],
+            value="none",
+            description="heatmap",
+        )
+        score_thr = widgets.FloatSlider(
+            0.2, min=0.0, max=1.0, step=0.05, description="min score", continuous_update=False
+        )
+        parts = widgets.Dropdown(
+            options=self.part_choices(),
+            value=(),
+            description="parts",
+            layout=widgets.Layout(display="" if self.dataset.info.parts else "none"),
+        )
         image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         problem = widgets.HTML()
 
         def redraw(change=None) -> None:
             rank_of.value = f"of {count}, {self.order_label(order.value)}"
             try:
-                figure = self.figure(rank.value, order.value, show_gt.value, show_pred.value, joint.value,
-                                     score_thr.value, others.value, parts.value)
+                figure = self.figure(
+                    rank.value,
+                    order.value,
+                    show_gt.value,
+                    show_pred.value,
+                    joint.value,
+                    score_thr.value,
+                    others.value,
+                    parts.value,
+                )
             except Exception as error:  # a callback's exception would otherwise only reach the kernel log
                 log.exception("pose browser redraw failed")
                 problem.value = f"<pre style='color:#b00020'>{html.escape(f'{type(error).__name__}: {error}')}</pre>"
@@ -159,5 +209,15 @@ class PoseBrowser:
         for control in (rank, order, show_gt, show_pred, others, joint, score_thr, parts):
             control.observe(redraw, names="value")
         redraw()
-        return widgets.VBox([widgets.HBox([rank, rank_of]), order, widgets.HBox([show_gt, show_pred, others]),
-                             joint, score_thr, parts, problem, image])
+        return widgets.VBox(
+            [
+                widgets.HBox([rank, rank_of]),
+                order,
+                widgets.HBox([show_gt, show_pred, others]),
+                joint,
+                score_thr,
+                parts,
+                problem,
+                image,
+            ]
+        )

@@ -3,6 +3,7 @@ the params file and the seed say where they differ), the run's summary, a link t
 a kept figure shown again (`run_figure`), and a one-line `Note` where there is nothing to show
 yet (instead of an empty figure or table).
 """
+
 from __future__ import annotations
 
 import html
@@ -17,9 +18,23 @@ from posecore.report import Table, keep, run_relative
 from posecore.runs import Run, resolve_path
 
 # the keys every params table shows, differing or not: what a reader asks first about a run
-HEADLINE_KEYS = ("model.name", "model.depth", "model.num_joints", "data.dataset", "data.root", "data.input_size",
-                 "data.heatmap_size", "data.codec", "train.batch_size", "train.epochs", "train.lr",
-                 "train.optimizer", "train.amp", "train.seed", "eval.flip_test")
+HEADLINE_KEYS = (
+    "model.name",
+    "model.depth",
+    "model.num_joints",
+    "data.dataset",
+    "data.root",
+    "data.input_size",
+    "data.heatmap_size",
+    "data.codec",
+    "train.batch_size",
+    "train.epochs",
+    "train.lr",
+    "train.optimizer",
+    "train.amp",
+    "train.seed",
+    "eval.flip_test",
+)
 # the seed config each model mirrors (fastpose -> fastpose_coco, hourglass -> hourglass_mpii)
 SEEDS = dict(SHORTCUTS)
 
@@ -27,6 +42,7 @@ SEEDS = dict(SHORTCUTS)
 @dataclass(frozen=True)
 class Note:
     """One line shown in place of a figure or table that has nothing in it yet."""
+
     text: str
 
     def __repr__(self) -> str:
@@ -39,6 +55,7 @@ class Note:
 @dataclass(frozen=True)
 class Link:
     """A file of the run as a link that opens it (in JupyterLab: relative to the notebook)."""
+
     path: Path
     text: str
     href: str
@@ -47,8 +64,10 @@ class Link:
         return f"{self.text}: {self.href}"
 
     def _repr_html_(self) -> str:
-        return (f'<p>📄 <a href="{html.escape(self.href, quote=True)}" target="_blank" rel="noopener">'
-                f"{html.escape(self.text)}</a> <small>({html.escape(self.href)})</small></p>")
+        return (
+            f'<p>📄 <a href="{html.escape(self.href, quote=True)}" target="_blank" rel="noopener">'
+            f"{html.escape(self.text)}</a> <small>({html.escape(self.href)})</small></p>"
+        )
 
 
 def notebook_folder(run_folder: Path) -> Path:
@@ -78,6 +97,7 @@ def run_figure(run_name: str, name: str):
 
 
 # --- params --------------------------------------------------------------------------------------
+
 
 def _sibling(name: str) -> dict[str, Any] | None:
     """Flat params of a params file by name, or None where there is no such file."""
@@ -112,13 +132,21 @@ def params_table(resolved) -> Table:
         if overridden:
             highlight.append(len(rows))
         section, name = key.split(".", 1)
-        rows.append([section, name, _text(value), _text(in_file) if overridden else "",
-                     _text(in_seed) if in_seed != "" else ""])
+        rows.append(
+            [section, name, _text(value), _text(in_file) if overridden else "", _text(in_seed) if in_seed != "" else ""]
+        )
     shown_keys = len(rows)
-    note = (f"{shown_keys} of {len(values) - 1} keys: the headline ones and those that differ from the params "
-            f"file or the seed; bold rows are overridden. The complete record is {Run.PARAMS} in the run folder.")
-    return Table(["section", "key", "value", file_label, seed_label], rows,
-                 title=f"Params {resolved.name or ''}".strip(), note=note, highlight=tuple(highlight))
+    note = (
+        f"{shown_keys} of {len(values) - 1} keys: the headline ones and those that differ from the params "
+        f"file or the seed; bold rows are overridden. The complete record is {Run.PARAMS} in the run folder."
+    )
+    return Table(
+        ["section", "key", "value", file_label, seed_label],
+        rows,
+        title=f"Params {resolved.name or ''}".strip(),
+        note=note,
+        highlight=tuple(highlight),
+    )
 
 
 def _text(value: Any) -> str:
@@ -130,6 +158,7 @@ def _text(value: Any) -> str:
 
 
 # --- the run -------------------------------------------------------------------------------------
+
 
 def run_summary(result: dict) -> Table:
     """A posecore.train result as one table: run, state, epochs and steps, devices and world size,
@@ -167,5 +196,5 @@ def _share(value: Any) -> str:
 def _metric(metric: str, value: Any, protocol: str) -> str:
     if value is None:
         return "no validation yet"
-    shown = value if metric.startswith("PCKh") else value * 100   # COCO stats are fractions, PCKh percent
+    shown = value if metric.startswith("PCKh") else value * 100  # COCO stats are fractions, PCKh percent
     return f"{shown:.2f} % ({protocol})"

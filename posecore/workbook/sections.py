@@ -5,6 +5,7 @@
 per-joint and threshold charts, export tables) return a figure or a `Table` and `keep` a copy in
 the run folder for report.html (posecore.report).
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,8 +55,14 @@ from posecore.workbook.record import Note
 
 # --- notebook parameters -------------------------------------------------------------------------
 
-def notebook_params(model: str = "fastpose", params: str | None = None, data_root: str | None = None,
-                    overrides: dict | None = None, epochs: int | None = None):
+
+def notebook_params(
+    model: str = "fastpose",
+    params: str | None = None,
+    data_root: str | None = None,
+    overrides: dict | None = None,
+    epochs: int | None = None,
+):
     """The Params a workbook notebook runs with (the same rules as train.ipynb).
 
     `params` (a name in params/ or a path) defaults to the model's seed config (fastpose ->
@@ -70,8 +77,14 @@ def notebook_params(model: str = "fastpose", params: str | None = None, data_roo
     return load_params(params or model, {**fixed, **(overrides or {})})
 
 
-def run_params(run_name: str, model: str = "fastpose", params: str | None = None, data_root: str | None = None,
-               overrides: dict | None = None, epochs: int | None = None):
+def run_params(
+    run_name: str,
+    model: str = "fastpose",
+    params: str | None = None,
+    data_root: str | None = None,
+    overrides: dict | None = None,
+    epochs: int | None = None,
+):
     """The Params of a notebook after training (eval, visualize, export, infer): the run's own
     (its params.yaml: model, keypoint set, codec) when `run_name` names a run; else
     `notebook_params(model, params, ...)`, for what has no run yet (an upstream checkpoint, the
@@ -80,8 +93,11 @@ def run_params(run_name: str, model: str = "fastpose", params: str | None = None
     if not run.exists():
         return notebook_params(model, params, data_root, overrides, epochs)
     if params:
-        warnings.warn(f"run {run_name!r} has its own params ({run.params_path}): params {params!r} is not "
-                      "used (it is for runs that have none yet); change settings with overrides", stacklevel=2)
+        warnings.warn(
+            f"run {run_name!r} has its own params ({run.params_path}): params {params!r} is not "
+            "used (it is for runs that have none yet); change settings with overrides",
+            stacklevel=2,
+        )
     fixed = {"data.root": str(data_root)} if data_root else {}
     return load_params(run.params(), {**fixed, **(overrides or {})})
 
@@ -93,9 +109,11 @@ def checkpoint_for(params: Params, checkpoint: str | None) -> str | None:
 
 # --- prepare_data --------------------------------------------------------------------------------
 
+
 @dataclass
 class LayoutCheck:
     """A dataset folder against the official layout: what is missing and where to get it."""
+
     root: Path
     dataset: str
     problems: list[str]
@@ -110,14 +128,17 @@ class LayoutCheck:
         if self.ok:
             return f"{kind}{self.dataset.upper()} dataset at {self.root}: layout complete"
         return f"{self.dataset.upper()} dataset at {self.root} is incomplete:\n" + "\n".join(
-            f"  - {problem}" for problem in self.problems)
+            f"  - {problem}" for problem in self.problems
+        )
 
     def _repr_html_(self) -> str:
         if self.ok:
             return f"<p>✅ {html.escape(str(self))}</p>"
         items = "".join(f"<li>{_link_urls(html.escape(p))}</li>" for p in self.problems)
-        return (f"<p>❌ {self.dataset.upper()} dataset at <code>{html.escape(str(self.root))}</code> "
-                f"is incomplete:</p><ul>{items}</ul>")
+        return (
+            f"<p>❌ {self.dataset.upper()} dataset at <code>{html.escape(str(self.root))}</code> "
+            f"is incomplete:</p><ul>{items}</ul>"
+        )
 
 
 def _link_urls(text: str) -> str:
@@ -168,9 +189,12 @@ def annotation_checks(run_name: str, params: Params, check: LayoutCheck):
         joints = None if check.dataset == "custom" else params.model.num_joints
         bad = check_annotations(path, check.dataset, joints)
         rows.append([split, path.name, bad.total, bad.count, bad.reasons() or "none"])
-    table = Table(["split", "file", "person entries", "skipped", "why (example ids)"], rows,
-                  title="Malformed person entries",
-                  note="skipped entries are left out of training and evaluation; fix them in the file")
+    table = Table(
+        ["split", "file", "person entries", "skipped", "why (example ids)"],
+        rows,
+        title="Malformed person entries",
+        note="skipped entries are left out of training and evaluation; fix them in the file",
+    )
     return keep(run_name, "data_annotation_checks", table)
 
 
@@ -182,14 +206,19 @@ def dataset_gallery(run_name: str, params: Params, check: LayoutCheck, count: in
     by_image: dict[int, list] = {}
     for inst in dataset.instances:
         by_image.setdefault(inst.image_id, []).append(inst)
-    items = [{"image": read_rgb(people[0].image_path),
-              "gt": [np.concatenate([p.joints, p.visible[:, None]], 1) for p in people],
-              "title": f"image {image_id}: {len(people)} labelled"}
-             for image_id, people in list(by_image.items())[:count]]
+    items = [
+        {
+            "image": read_rgb(people[0].image_path),
+            "gt": [np.concatenate([p.joints, p.visible[:, None]], 1) for p in people],
+            "title": f"image {image_id}: {len(people)} labelled",
+        }
+        for image_id, people in list(by_image.items())[:count]
+    ]
     return keep(run_name, "data_examples", viz.plot_gallery(items, dataset.info))
 
 
 # --- train ---------------------------------------------------------------------------------------
+
 
 def training_log(run_name: str) -> list[dict]:
     run = Run(run_name)
@@ -228,22 +257,27 @@ def validation_history(run_name: str, params: Params):
 
 def _no_validation(params: Params) -> Note:
     every = params.train.val_every
-    when = (f"train.val_every is {every}: the first validation comes after epoch {every}" if every
-            else "train.val_every is 0: training does not validate (run eval.ipynb)")
+    when = (
+        f"train.val_every is {every}: the first validation comes after epoch {every}"
+        if every
+        else "train.val_every is 0: training does not validate (run eval.ipynb)"
+    )
     return Note(f"No validation yet ({when}).")
 
 
-def validation_table(run_name: str, params: Params=None) -> Table | Note:
+def validation_table(run_name: str, params: Params = None) -> Table | Note:
     """Every validation of the run: epoch, step and its scalar metrics (tables/train_validation.json);
     a one-line Note when there is none yet."""
     records = [r for r in training_log(run_name) if r.get("type") == "val"]
     if not records:
         return _no_validation(params) if params is not None else Note("No validation yet.")
-    shown = [k for k in ("AP", "AP50", "AP75", "AR", "gt_AP", "PCKh", "PCKh@0.1")
-             if any(k in r for r in records)]
+    shown = [k for k in ("AP", "AP50", "AP75", "AR", "gt_AP", "PCKh", "PCKh@0.1") if any(k in r for r in records)]
     rows = [[r.get("epoch"), r.get("step"), *[_percent(r.get(k)) for k in shown]] for r in records]
-    return keep(run_name, "train_validation", Table(["epoch", "step", *shown], rows,
-                                                    title="Validation during training (percent)"))
+    return keep(
+        run_name,
+        "train_validation",
+        Table(["epoch", "step", *shown], rows, title="Validation during training (percent)"),
+    )
 
 
 def _percent(value: Any) -> Any:
@@ -252,6 +286,7 @@ def _percent(value: Any) -> Any:
 
 
 # --- eval ----------------------------------------------------------------------------------------
+
 
 def eval_metrics(run_name: str) -> dict:
     """The run's eval/metrics.json (see posecore.runs.Run.eval_metrics)."""
@@ -269,22 +304,49 @@ def results_table(run_name: str, params: Params) -> Table:
     if uses_coco_layout(params.data.dataset):
         boxes = "ground-truth boxes" if settings.get("split", "val") == "val" else "detector boxes"
         if "AP" in metrics:
-            rows.append({"run": run_name, "dataset": data, "metric": "AP", "value": 100 * metrics["AP"],
-                         "protocol": f"COCOeval (HRNet/mmpose): {boxes}, {flip}, OKS-NMS{oracle}"})
+            rows.append(
+                {
+                    "run": run_name,
+                    "dataset": data,
+                    "metric": "AP",
+                    "value": 100 * metrics["AP"],
+                    "protocol": f"COCOeval (HRNet/mmpose): {boxes}, {flip}, OKS-NMS{oracle}",
+                }
+            )
         info = DATASETS.get(params.data.dataset)
         for part in [name for name, _ in info.parts] + ["wholebody"] if info and info.parts else []:
-            if f"{part}_AP" in metrics:   # COCO-WholeBody's protocol: each part with its own joints and sigmas
-                rows.append({"run": run_name, "dataset": data, "metric": f"{part} AP", "value": 100 * metrics[f"{part}_AP"],
-                             "protocol": f"COCO-WholeBody per part: COCOeval on the {part} joints with their "
-                                         f"sigmas, {boxes}, {flip}{oracle}"})
+            if f"{part}_AP" in metrics:  # COCO-WholeBody's protocol: each part with its own joints and sigmas
+                rows.append(
+                    {
+                        "run": run_name,
+                        "dataset": data,
+                        "metric": f"{part} AP",
+                        "value": 100 * metrics[f"{part}_AP"],
+                        "protocol": f"COCO-WholeBody per part: COCOeval on the {part} joints with their "
+                        f"sigmas, {boxes}, {flip}{oracle}",
+                    }
+                )
         if "gt_AP" in metrics:
-            rows.append({"run": run_name, "dataset": data, "metric": "AP (gt mAP)", "value": 100 * metrics["gt_AP"],
-                         "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test" + oracle})
+            rows.append(
+                {
+                    "run": run_name,
+                    "dataset": data,
+                    "metric": "AP (gt mAP)",
+                    "value": 100 * metrics["gt_AP"],
+                    "protocol": "AlphaPose in-training validation: ground-truth boxes, no flip test" + oracle,
+                }
+            )
     elif "PCKh" in metrics:
-        rows.append({"run": run_name, "dataset": data, "metric": f"PCKh@{params.eval.pckh_thr:g}",
-                     "value": metrics["PCKh"], "protocol": f"official PCKh (mmpose): {flip}{oracle}"})
-    note = ("Compare rows of the same protocol and data only; the seed rows are full-schedule runs on the "
-            "real datasets.")
+        rows.append(
+            {
+                "run": run_name,
+                "dataset": data,
+                "metric": f"PCKh@{params.eval.pckh_thr:g}",
+                "value": metrics["PCKh"],
+                "protocol": f"official PCKh (mmpose): {flip}{oracle}",
+            }
+        )
+    note = "Compare rows of the same protocol and data only; the seed rows are full-schedule runs on the real datasets."
     return keep(run_name, "eval_results", reference_table(rows, note=note))
 
 
@@ -292,7 +354,11 @@ def _data_description(params: Params, run_name: str) -> str:
     root = dataset_root(params.data)
     synthetic = (root / "synthetic.json").is_file()
     name = "COCO-layout" if uses_coco_layout(params.data.dataset) else "MPII-layout"
-    return f"synthetic {name} val" if synthetic else f"{params.data.dataset.upper()} val ({run_relative(root, run_dir(run_name))})"
+    return (
+        f"synthetic {name} val"
+        if synthetic
+        else f"{params.data.dataset.upper()} val ({run_relative(root, run_dir(run_name))})"
+    )
 
 
 def per_joint_table(run_name: str) -> Table:
@@ -310,11 +376,17 @@ def metrics_table(run_name: str) -> Table:
     """Every number of the run's eval/metrics.json (what `evaluate` prints with verbose), one row
     each (tables/eval_metrics.json)."""
     metrics = eval_metrics(run_name)
-    rows = [[name, value] for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    rows = [
+        [name, value]
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     note = "COCO values are fractions (AP 0.72 = 72 AP); -1 means the split has no person of that size."
-    return keep(run_name, "eval_metrics", Table(["metric", "value"], rows, title="Every metric of the evaluation",
-                                                note=note, digits=4))
+    return keep(
+        run_name,
+        "eval_metrics",
+        Table(["metric", "value"], rows, title="Every metric of the evaluation", note=note, digits=4),
+    )
 
 
 def _number(text: str) -> Any:
@@ -338,12 +410,22 @@ def threshold_figure(run_name: str):
     metrics = eval_metrics(run_name)
     if "ap_per_oks" in metrics:
         thresholds = [float(k) for k in metrics["ap_per_oks"]]
-        fig = viz.plot_threshold_curve(thresholds, [100 * v for v in metrics["ap_per_oks"].values()],
-                                       "OKS threshold", "AP (%)", "AP at each OKS threshold")
+        fig = viz.plot_threshold_curve(
+            thresholds,
+            [100 * v for v in metrics["ap_per_oks"].values()],
+            "OKS threshold",
+            "AP (%)",
+            "AP at each OKS threshold",
+        )
     elif "pckh_curve" in metrics:
         curve = metrics["pckh_curve"]
-        fig = viz.plot_threshold_curve(curve["thresholds"], curve["mean"], "threshold (fraction of head size)",
-                                       "PCKh (%)", "PCKh against the threshold")
+        fig = viz.plot_threshold_curve(
+            curve["thresholds"],
+            curve["mean"],
+            "threshold (fraction of head size)",
+            "PCKh (%)",
+            "PCKh against the threshold",
+        )
     else:
         raise ValueError(f"{run_name}: the eval metrics have neither ap_per_oks nor pckh_curve")
     return keep(run_name, "eval_thresholds", fig)
@@ -358,21 +440,33 @@ def worst_predictions(run_name: str, params: Params, count: int = 8):
 
 # --- export --------------------------------------------------------------------------------------
 
+
 def parity_table(exported: dict) -> Table:
     """onnxruntime against PyTorch: max abs difference per batch size and output."""
     parity = exported.get("parity") or {}
-    rows = [[batch, name, diff, "yes" if diff <= parity.get("tolerance", 0) else "NO"]
-            for batch, diffs in (parity.get("batches") or {}).items() for name, diff in diffs.items()]
-    rows += [["people, Predictor", f"keypoints (median px), {case}", found["median_px"], "yes" if found["ok"] else "NO"]
-             for case, found in (parity.get("predictor") or {}).items()]
+    rows = [
+        [batch, name, diff, "yes" if diff <= parity.get("tolerance", 0) else "NO"]
+        for batch, diffs in (parity.get("batches") or {}).items()
+        for name, diff in diffs.items()
+    ]
+    rows += [
+        ["people, Predictor", f"keypoints (median px), {case}", found["median_px"], "yes" if found["ok"] else "NO"]
+        for case, found in (parity.get("predictor") or {}).items()
+    ]
     folder = Path(exported["path"]).parent  # the run folder, where the export notebook writes
     weights = run_relative(exported["checkpoint"], folder) if exported.get("checkpoint") else "as built (no checkpoint)"
-    note = (f"{Path(exported['path']).name}: opset {exported['opset']}, input {exported['input_shape']}, "
-            f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights {weights}. Outputs: "
-            f"random inputs; keypoints: Predictor.from_checkpoint against Predictor.from_onnx on one "
-            f"image, crop to decode")
-    return Table(["batch", "output", "max abs diff", "within tolerance"], rows,
-                 title="ONNX parity (onnxruntime vs PyTorch)", note=note)
+    note = (
+        f"{Path(exported['path']).name}: opset {exported['opset']}, input {exported['input_shape']}, "
+        f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights {weights}. Outputs: "
+        f"random inputs; keypoints: Predictor.from_checkpoint against Predictor.from_onnx on one "
+        f"image, crop to decode"
+    )
+    return Table(
+        ["batch", "output", "max abs diff", "within tolerance"],
+        rows,
+        title="ONNX parity (onnxruntime vs PyTorch)",
+        note=note,
+    )
 
 
 def latency_rows_table(rows: list[dict]) -> Table:
@@ -387,17 +481,32 @@ def onnx_example(run_name: str, params: Params, onnx_path: str | Path) -> Table:
     instance = build_dataset(params, "val").instances[0]
     x0, y0, x1, y1 = _person_box(instance, params.data.bbox_padding)
     out = Run(run_name).figures_dir / "export_example.png"
-    command = [sys.executable, str(REPO_ROOT / "examples" / "onnx_infer.py"), str(onnx_path), instance.image_path,
-               "--box", *(f"{v:.1f}" for v in (x0, y0, x1 - x0, y1 - y0)), "--out", str(out)]
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "examples" / "onnx_infer.py"),
+        str(onnx_path),
+        instance.image_path,
+        "--box",
+        *(f"{v:.1f}" for v in (x0, y0, x1 - x0, y1 - y0)),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"examples/onnx_infer.py failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
     folder = run_dir(run_name)
     shell = " ".join(run_relative(part, folder) if Path(part).is_absolute() else part for part in command[1:])
-    return keep(run_name, "export_example", Table(["joint", "x", "y", "score"], rows,
-                                                  title="Standalone onnxruntime example",
-                                                  note=f"in the run folder: python {shell}"))
+    return keep(
+        run_name,
+        "export_example",
+        Table(
+            ["joint", "x", "y", "score"],
+            rows,
+            title="Standalone onnxruntime example",
+            note=f"in the run folder: python {shell}",
+        ),
+    )
 
 
 def _person_box(instance, padding: float) -> tuple[float, float, float, float]:
@@ -417,30 +526,62 @@ def run_of(train_result: dict) -> str:
 
 # --- compare -------------------------------------------------------------------------------------
 
+
 def comparison_table(run_name: str, comparison) -> Table:
     """One row per compared run (a posecore.compare_runs result): state, model, data, epochs done
     of planned, best and last validation metric with its protocol, speed, devices, AMP, code
     version and date (tables/compare_runs.json)."""
     metric = comparison.metric
-    rows = [[r["run"], _state_text(r), r["model"], r["dataset"],
-             f"{r['epochs_done']} of {r['epochs_planned']}", _percent(r["best"]), _percent(r["last"]),
-             r["protocol"], r["images_per_s"], r["devices"], r["world_size"], r["amp"],
-             f"{r['commit']}{' (dirty)' if r['dirty'] else ''}", r["date"]]
-            for r in comparison.runs]
-    columns = ["run", "state", "model", "dataset", "epochs", f"best {metric}", f"last {metric}",
-               "validation protocol", "images/s", "devices", "world size", "AMP", "commit", "started"]
-    return keep(run_name, "compare_runs", Table(columns, rows, title=f"Runs compared ({metric} in percent)",
-                                                digits=1))
+    rows = [
+        [
+            r["run"],
+            _state_text(r),
+            r["model"],
+            r["dataset"],
+            f"{r['epochs_done']} of {r['epochs_planned']}",
+            _percent(r["best"]),
+            _percent(r["last"]),
+            r["protocol"],
+            r["images_per_s"],
+            r["devices"],
+            r["world_size"],
+            r["amp"],
+            f"{r['commit']}{' (dirty)' if r['dirty'] else ''}",
+            r["date"],
+        ]
+        for r in comparison.runs
+    ]
+    columns = [
+        "run",
+        "state",
+        "model",
+        "dataset",
+        "epochs",
+        f"best {metric}",
+        f"last {metric}",
+        "validation protocol",
+        "images/s",
+        "devices",
+        "world size",
+        "AMP",
+        "commit",
+        "started",
+    ]
+    return keep(run_name, "compare_runs", Table(columns, rows, title=f"Runs compared ({metric} in percent)", digits=1))
 
 
 def differing_params_table(run_name: str, comparison) -> Table:
     """The params keys whose values differ between the compared runs, one column per run
     (tables/compare_runs_differing.json)."""
-    rows = [[key, *[_param_text(values[run]) for run in comparison.names]]
-            for key, values in comparison.differing.items()]
+    rows = [
+        [key, *[_param_text(values[run]) for run in comparison.names]] for key, values in comparison.differing.items()
+    ]
     note = "" if rows else "All compared runs have the same params."
-    return keep(run_name, "compare_runs_differing",
-                Table(["param", *comparison.names], rows, title="Params that differ", note=note))
+    return keep(
+        run_name,
+        "compare_runs_differing",
+        Table(["param", *comparison.names], rows, title="Params that differ", note=note),
+    )
 
 
 def comparison_notes(run_name: str, comparison) -> Table:
@@ -455,6 +596,7 @@ def comparison_curves(run_name: str, comparison):
 
 
 # --- reproduce -----------------------------------------------------------------------------------
+
 
 def reproduction_table(result: dict) -> Table:
     """posecore.reproduce's verdict, reasons and comparisons (reproduce keeps it in the original
@@ -478,21 +620,38 @@ def _param_text(value: Any) -> str:
     return "(absent)" if value is None else str(value)
 
 
-
 def run_index() -> Table:
     """Refresh outputs/runs.csv and show it: every run folder with its headline numbers."""
     path = write_run_index()
     with open(path, newline="") as f:
         runs = list(csv.DictReader(f))
-    shown = ("run", "state", "model", "dataset", "epochs_done", "epochs_planned", "metric", "best", "last",
-             "images_per_s", "commit", "date")
+    shown = (
+        "run",
+        "state",
+        "model",
+        "dataset",
+        "epochs_done",
+        "epochs_planned",
+        "metric",
+        "best",
+        "last",
+        "images_per_s",
+        "commit",
+        "date",
+    )
     numbers = ("epochs_done", "epochs_planned", "best", "last", "images_per_s")
-    rows = [[_percent(_number(run[c])) if c in ("best", "last") else _number(run[c]) if c in numbers
-             else run[c] for c in shown] for run in runs]
+    rows = [
+        [
+            _percent(_number(run[c])) if c in ("best", "last") else _number(run[c]) if c in numbers else run[c]
+            for c in shown
+        ]
+        for run in runs
+    ]
     return Table(list(shown), rows, title=f"Runs in {path.parent} ({path.name}; metrics in percent)", digits=1)
 
 
 # --- infer ---------------------------------------------------------------------------------------
+
 
 def infer_inputs(source: str | None, detector: str | None) -> dict[str, str]:
     """The infer notebook's source and detector. An empty source is posecore's synthetic walking
@@ -507,16 +666,26 @@ def infer_inputs(source: str | None, detector: str | None) -> dict[str, str]:
 def infer_table(summary: dict) -> Table:
     """posecore.infer's summary: counts, frames/s per stage and ms per frame."""
     fps, ms = summary["fps"], summary["ms_per_frame"]
-    rows = [["frames", summary["frames"]], ["persons", summary["persons"]],
-            ["tracks", "n/a (no tracking)" if summary["tracks"] is None else summary["tracks"]],
-            ["detector frames/s", fps["detector"]], ["pose stage frames/s", fps["pose"]],
-            ["end-to-end frames/s", fps["end_to_end"]],
-            ["pose overhead beyond the forward", summary["pose_overhead"]],
-            *[[f"{stage} ms/frame", value] for stage, value in ms.items()]]
-    note = " ".join([f"{summary['source']} with {summary['detector']}, {summary['pose_backend']} pose model;",
-                     f"results in {summary['results']}.", *summary["notes"]])
-    return Table(["", "value"], [[name, "n/a" if value is None else value] for name, value in rows],
-                 title="Inference", note=note)
+    rows = [
+        ["frames", summary["frames"]],
+        ["persons", summary["persons"]],
+        ["tracks", "n/a (no tracking)" if summary["tracks"] is None else summary["tracks"]],
+        ["detector frames/s", fps["detector"]],
+        ["pose stage frames/s", fps["pose"]],
+        ["end-to-end frames/s", fps["end_to_end"]],
+        ["pose overhead beyond the forward", summary["pose_overhead"]],
+        *[[f"{stage} ms/frame", value] for stage, value in ms.items()],
+    ]
+    note = " ".join(
+        [
+            f"{summary['source']} with {summary['detector']}, {summary['pose_backend']} pose model;",
+            f"results in {summary['results']}.",
+            *summary["notes"],
+        ]
+    )
+    return Table(
+        ["", "value"], [[name, "n/a" if value is None else value] for name, value in rows], title="Inference", note=note
+    )
 
 
 def infer_frames(summary: dict, count: int = 4):
@@ -525,14 +694,13 @@ def infer_frames(summary: dict, count: int = 4):
         frames = read_video_frames(summary["video"], count)
     else:
         files = sorted(Path(summary.get("vis", "")).glob("*.jpg"))
-        picked = files[::max(1, -(-len(files) // count))][:count] if files else []
+        picked = files[:: max(1, -(-len(files) // count))][:count] if files else []
         frames = [(path.name, read_rgb(path)) for path in picked]
     items = [{"image": image, "title": name} for name, image in frames]
-    return viz.plot_gallery(items, from_record(summary["keypoints"], summary["results"]), ncols=min(count, 4),
-                            size=3.5)
+    return viz.plot_gallery(items, from_record(summary["keypoints"], summary["results"]), ncols=min(count, 4), size=3.5)
 
 
-TRAJECTORY_JOINTS = ("nose", "head_top", "neck", "thorax")   # the first one a keypoint set has
+TRAJECTORY_JOINTS = ("nose", "head_top", "neck", "thorax")  # the first one a keypoint set has
 
 
 def infer_trajectories(summary: dict, joint: str | None = None):
