@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/data_pipeline.py [--root ../shared/samples/coco] [--workers 2]
 
-Prints single-process rates (medians of alternating rounds) for the four settings of posecore's two speed-ups, both off in the
+Prints single-process rates (medians of alternating rounds) for the four settings of posecore's
+two speed-ups, both off in the
 seed params (the seeds' own pipeline): data.reduced_decode (a JPEG decoded at 1/2..1/8 scale when
 the crop box is that much larger than the input) and data.group_by_image (an image's people back to
 back, sharing one decode); then DataLoader figures for 1 and N worker processes with the params'

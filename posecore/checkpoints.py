@@ -185,8 +185,8 @@ def load_model(
             raise CheckpointError(
                 f"cannot use {checkpoint} as model {params.model.name!r} with {params.model.num_joints} "
                 f"joints: {error}. Use the params it was trained with (model.name, model.depth, "
-                "model.num_stacks, model.variant, model.width, model.num_joints; AlphaPose's: model.conv_dim, model.backbone, "
-                "model.duc_convs)"
+                "model.num_stacks, model.variant, model.width, model.num_joints; AlphaPose's: model.conv_dim, "
+                "model.backbone, model.duc_convs)"
             ) from error
     return model.to(device).eval(), checkpoint_format
 

@@ -30,7 +30,8 @@ shuffled, an image's people adjacent so they share one decode; contiguous slices
 like DistributedSampler), augmentation depends on (seed, epoch, index) only, train.deterministic
 (on for CPU runs by default) selects deterministic kernels, and checkpoints carry every RNG state.
 So on CPU, a run killed at any point after its first checkpoint and started again (same run_name)
-ends with bitwise the same weights as an uninterrupted run. last.pt is written atomically at the end of every epoch. An interrupt
+ends with bitwise the same weights as an uninterrupted run. last.pt is written atomically at the
+end of every epoch. An interrupt
 (Ctrl-C / kernel interrupt, SIGINT to the workers) or SIGTERM (a batch system's notice) stops after
 the current step and writes last.pt at that step (epoch_step > 0: resuming skips the batches
 already seen), then raises KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM); a second one

@@ -5,7 +5,8 @@ input size) and returns the model's output under the codec's names: "heatmaps" f
 [N, K, Hh, Wh], or for the simcc codec (RTMPose) "simcc_x" [N, K, Wx] and "simcc_y" [N, K, Wy].
 With `decode=True` it also returns "keypoints" float32 [N, K, 2] (x, y in input-image pixels,
 decoded by the run's codec in the graph: the codec's torch twin of evaluation's decoding) and
-"scores" float32 [N, K] (heatmap maxima; SimCC: the smaller of the two axes' maxima). The codec (data.codec, the one the checkpoint was trained with) is in the
+"scores" float32 [N, K] (heatmap maxima; SimCC: the smaller of the two axes' maxima). The codec
+(data.codec, the one the checkpoint was trained with) is in the
 metadata with its crop convention and decoding in words.
 
 Exporter: the TorchScript one (`dynamo=False`). On torch 2.13 it writes the requested opset

@@ -8,7 +8,8 @@ starts. `check_layout` lists what a dataset folder lacks; `annotation_stats` cou
 prepare-data notebook plots.
 
 Malformed files fail loudly (also: a custom category without `keypoints` or with skeleton
-numbers out of range, an image without width/height), malformed people are counted: a person category whose keypoint list
+numbers out of range, an image without width/height), malformed people are counted: a person
+category whose keypoint list
 does not match the params' joint count is an error naming the file and both counts; a person
 entry that cannot be read (a keypoint array of the wrong length, a bbox that is not 4 numbers,
 ...) is skipped, counted by reason with example ids (`BadEntries`), and reported once per file
