@@ -55,10 +55,8 @@ def check_box(box, image_bgr):
     (x, y, w, h), (height, width) = box, image_bgr.shape[:2]
     overlaps = x < width and y < height and x + w > 0 and y + h > 0
     if not (np.isfinite(box).all() and min(w, h) > 0 and overlaps):
-        raise SystemExit(
-            f"--box {' '.join(f'{v:g}' for v in box)}: X Y W H must be finite pixels with W and "
-            f"H > 0, the box at least partly inside the {width} x {height} image"
-        )
+        shown, size = " ".join(f"{v:g}" for v in box), f"{width} x {height}"
+        raise SystemExit(f"--box {shown}: X Y W H must be finite pixels, W, H > 0, partly inside the {size} image")
 
 
 def predict(session, image_bgr, box):

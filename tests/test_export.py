@@ -370,7 +370,7 @@ def _onnx_example():
 )
 def test_bad_hand_boxes_are_refused(box):
     image = np.zeros((100, 80, 3), np.uint8)  # h 100, w 80
-    with pytest.raises(SystemExit, match=r"--box .*W and H > 0.*80 x 100 image"):
+    with pytest.raises(SystemExit, match=r"--box .*W, H > 0.*80 x 100 image"):
         _onnx_example().check_box(box, image)
 
 
