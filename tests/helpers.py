@@ -198,3 +198,15 @@ def lock_holder(folder) -> subprocess.Popen:
 def checkpoint_weights(path) -> dict[str, torch.Tensor]:
     """The model state_dict of a posecore training checkpoint."""
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def processes_with_env(text: str) -> list[int]:
+    """Live processes whose environment mentions `text` (a test's outputs folder)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if text.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]

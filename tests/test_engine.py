@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, TRAIN, checkpoint_weights, lock_holder
+from helpers import checkpoint_weights, lock_holder
 from torch import nn
 
 import posecore
@@ -356,56 +356,6 @@ def test_the_engine_advises_on_workers_from_its_measured_steps(tiny, outputs, mo
 def test_several_nodes_need_a_run_name(tiny, outputs):
     with pytest.raises(engine.TrainingError, match="2 nodes needs a run_name, the same on every node"):
         posecore.train(tiny(**{"dist.nnodes": 2}))
-
-
-def _processes_with_env(text: str) -> list[int]:
-    """Live processes whose environment mentions `text` (the test's outputs folder)."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if text.encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return [pid for pid in found if pid != os.getpid()]
-
-
-@pytest.mark.slow
-def test_train_notebook_runs_two_workers_under_papermill(tiny_root, outputs, tmp_path):
-    papermill = pytest.importorskip("papermill")
-    overrides = {**TINY, **{key: value for key, value in TRAIN.items() if key != "train.epochs"}}
-    papermill.execute_notebook(
-        str(REPO_ROOT / "notebooks" / "train.ipynb"),
-        str(tmp_path / "train.ipynb"),
-        parameters={
-            "model": "fastpose",
-            "params": "demo",
-            "npus": 2,
-            "epochs": 1,
-            "run_name": "notebook",
-            "data_root": str(tiny_root),
-            "overrides": {**overrides, "train.batch_size": 2},
-        },
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
-    )
-    folder = outputs / "notebook"
-    for name in ("log.jsonl", "env.json", "params.yaml", "checkpoints/last.pt"):
-        assert (folder / name).is_file(), name
-    assert read_json(folder / "env.json")["world_size"] == 2
-    assert torch.load(folder / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
-    # rank 0's progress and log lines reached the notebook
-    import nbformat
-
-    text = "".join(
-        output.get("text", "")
-        for cell in nbformat.read(tmp_path / "train.ipynb", 4).cells
-        for output in cell.get("outputs", [])
-    )
-    assert "epoch 0: loss" in text and "img/s" in text
-    if sys.platform.startswith("linux"):
-        assert not _processes_with_env(str(outputs))  # no worker outlived the kernel
 
 
 # --- refusals and crashes ---------------------------------------------------------------------

@@ -149,8 +149,9 @@ def test_imagenet_hrnet_initializes_the_backbone_and_drops_the_classifier(tmp_pa
     head_before = model.head.final_layer.weight.clone()
     report = load_pretrained_backbone(model, tmp_path / "hrnet_w18_imagenet.pth")
     assert report["format"] == "hrnet-imagenet" and sorted(report["unexpected"]) == sorted(extra)
+    loaded = model.backbone.state_dict()
     for key, value in source.backbone.state_dict().items():
-        assert torch.equal(model.backbone.state_dict()[key], value), key
+        assert torch.equal(loaded[key], value), key
     assert torch.equal(model.head.final_layer.weight, head_before)
     with pytest.raises(CheckpointError, match="HRNet-W32 backbone.*model.width"):
         load_pretrained_backbone(build_model("hrnet", width=32), tmp_path / "hrnet_w18_imagenet.pth")

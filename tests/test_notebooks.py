@@ -19,10 +19,13 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import torch
+from helpers import processes_with_env
 
 import posecore
 from posecore import data, demo
 from posecore.files import REPO_ROOT, read_json
+from posecore.runs import Run
 
 pytestmark = pytest.mark.slow
 
@@ -181,8 +184,9 @@ def prepared(workbook):
 
 @pytest.fixture(scope="module")
 def trained(workbook, prepared):
+    """train.ipynb under the papermill command line with two workers (what `-p npus 8` runs)."""
     output = workbook["outputs"] / RUN / "notebooks" / "train.ipynb"
-    run_cli(NOTEBOOK_DIR / "train.ipynb", output, _common(workbook, npus=1, epochs=1))
+    run_cli(NOTEBOOK_DIR / "train.ipynb", output, _common(workbook, npus=2, epochs=1))
     return output
 
 
@@ -219,6 +223,16 @@ def test_train_notebook_writes_checkpoints_and_log(workbook, trained):
     assert any(r.get("type") == "train" for r in records) and any(r.get("type") == "val" for r in records)
 
 
+def test_train_notebook_runs_two_workers_and_shows_rank_0(workbook, trained):
+    folder = workbook["outputs"] / RUN
+    assert read_json(folder / "env.json")["world_size"] == 2
+    assert torch.load(folder / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    text = _output_text(trained)  # rank 0's progress and log lines reached the notebook
+    assert "epoch 0: loss" in text and "img/s" in text
+    if sys.platform.startswith("linux"):
+        assert not processes_with_env(str(workbook["outputs"]))  # no worker outlived the kernel
+
+
 def _long_plain_outputs(path: Path) -> list[str]:
     """Outputs that are plain text only (streams, or a result with no HTML/image) and longer than
     8 lines or 600 characters: what a reader of the executed notebook would have to wade through."""
@@ -252,14 +266,20 @@ def test_train_notebook_reads_as_the_record_of_the_run(workbook, trained):
 
 
 def test_train_notebook_without_validation_says_so_instead_of_empty_figures(workbook, prepared):
-    output = workbook["outputs"] / "nbtest-noval" / "notebooks" / "train.ipynb"
-    output.parent.mkdir(parents=True)
-    parameters = _common(workbook, npus=1, epochs=1, run_name="nbtest-noval")
-    run_cli(NOTEBOOK_DIR / "train.ipynb", output, {**parameters, "overrides": {**TINY, "train.val_every": 0}})
-    assert not _long_plain_outputs(output)
-    assert _outputs_of(output, "image/png") == 2  # the LR schedule and the loss curves only
-    assert "No validation yet" in _output_text(output)
-    assert not (workbook["outputs"] / "nbtest-noval" / "figures" / "train_validation.png").exists()
+    """What train.ipynb's validation cells show for a run that does not validate (the cells call
+    these with the notebook's run_name and resolved params)."""
+    from posecore import workbook as sections
+
+    params = posecore.load_params(
+        "demo", {**TINY, "data.root": str(workbook["data"]), "train.val_every": 0, "train.epochs": 1}
+    )
+    posecore.train(params, run_name="nbtest-noval")
+    assert sections.training_curves("nbtest-noval") is not None  # the loss curves are there
+    shown = (sections.validation_history("nbtest-noval", params), sections.validation_table("nbtest-noval", params))
+    for note in shown:
+        assert "No validation yet" in note._repr_html_() and "train.val_every is 0" in note._repr_html_()
+    assert not (Run("nbtest-noval").figures_dir / "train_validation.png").exists()
+    assert not (Run("nbtest-noval").tables_dir / "train_validation.json").exists()
 
 
 def test_eval_notebook_scores_and_writes_the_report(workbook, evaluated):
@@ -360,11 +380,15 @@ def test_dead_kernel_is_a_failure_even_without_an_error_cell(tmp_path):
 
 # --- a run taken by name: the notebooks after training read its params, keypoint set and codec ------
 
-HOURGLASS = "nbtest-hourglass"
-# Hourglass-52 at its smallest input (sides in multiples of 128) on 2 synthetic MPII images, one epoch
-HOURGLASS_TINY = {
-    "data.input_size": [128, 128],
-    "data.heatmap_size": [32, 32],
+BY_NAME = "nbtest-mpii"
+# a run unlike the notebooks' defaults (fastpose on COCO): SimpleBaseline-18 on synthetic MPII
+# (16 joints, PCKh) at 64x64, one epoch: the smallest model that takes every notebook's MPII path
+# (Hourglass-52's own export and checkpoints are tested in test_export / test_checkpoints)
+BY_NAME_TINY = {
+    "model.name": "simplebaseline",
+    "model.depth": 18,
+    "data.input_size": [64, 64],
+    "data.heatmap_size": [16, 16],
     "data.workers": 0,
     "train.batch_size": 2,
     "train.global_batch": 0,
@@ -376,13 +400,17 @@ HOURGLASS_TINY = {
 
 
 @pytest.fixture(scope="module")
-def hourglass_notebooks(workbook):
-    """An MPII Hourglass run trained by name, then eval, export and visualize given only
-    `-p run_name R -p checkpoint last`: {name: executed notebook}."""
+def notebooks_by_name(workbook):
+    """An MPII run trained by name, then eval, export and visualize given only
+    `-p run_name R -p checkpoint last` (export: one latency repeat): {name: executed notebook}."""
     root = data.make_synthetic(workbook["root"] / "synthetic_mpii", "mpii", num_train=2, num_val=1, image_size=128)
-    posecore.train(posecore.load_params("hourglass", {**HOURGLASS_TINY, "data.root": str(root)}), run_name=HOURGLASS)
-    by_name = {"run_name": HOURGLASS, "checkpoint": "last"}
-    return {name: _run_as(name, HOURGLASS, by_name) for name in ("eval", "export", "visualize")}
+    posecore.train(posecore.load_params("hourglass", {**BY_NAME_TINY, "data.root": str(root)}), run_name=BY_NAME)
+    by_name = {"run_name": BY_NAME, "checkpoint": "last"}
+    quick = {"latency_batches": [1], "latency_repeats": 1}
+    return {
+        name: _run_as(name, BY_NAME, {**by_name, **(quick if name == "export" else {})})
+        for name in ("eval", "export", "visualize")
+    }
 
 
 def _run_as(name: str, run_name: str, parameters: dict) -> Path:
@@ -392,26 +420,26 @@ def _run_as(name: str, run_name: str, parameters: dict) -> Path:
         pytest.fail(str(error))
 
 
-def test_notebooks_after_training_take_the_run_by_name(workbook, hourglass_notebooks):
+def test_notebooks_after_training_take_the_run_by_name(workbook, notebooks_by_name):
     from posecore.keypoints import MPII
     from posecore.onnx_metadata import read_metadata
 
-    folder = workbook["outputs"] / HOURGLASS
+    folder = workbook["outputs"] / BY_NAME
     metrics = read_json(folder / "eval" / "metrics.json")
     assert "PCKh" in metrics and "AP" not in metrics
-    assert metrics["settings"]["model"] == "hourglass" and metrics["settings"]["checkpoint"].endswith("last.pt")
-    metadata = read_metadata(folder / "model.onnx")
-    assert metadata["model_name"] == "hourglass" and metadata["dataset"] == "mpii"
+    assert metrics["settings"]["model"] == "simplebaseline" and metrics["settings"]["checkpoint"].endswith("last.pt")
+    metadata = read_metadata(Run(BY_NAME).onnx_path())
+    assert metadata["model_name"] == "simplebaseline" and metadata["dataset"] == "mpii"
     assert metadata["joint_names"] == list(MPII.joint_names) and metadata["checkpoint"] == "last.pt"
-    assert "PCKh" in _output_text(hourglass_notebooks["eval"])
+    assert "PCKh" in _output_text(notebooks_by_name["eval"])
     assert (folder / "figures" / "viz_heatmap.png").is_file()
 
 
-def test_the_run_and_its_export_predict_the_same_keypoints(workbook, hourglass_notebooks):
+def test_the_run_and_its_export_predict_the_same_keypoints(workbook, notebooks_by_name):
     from posecore.predictor import Predictor
 
-    run_model = Predictor.from_run(HOURGLASS, "last", device="cpu")
-    exported = Predictor.from_onnx(workbook["outputs"] / HOURGLASS / "model.onnx")
+    run_model = Predictor.from_run(BY_NAME, "last", device="cpu")
+    exported = Predictor.from_onnx(Run(BY_NAME).onnx_path())
     dataset = data.build_dataset(run_model.params, "val")
     first = dataset.instances[0]
     people = [inst for inst in dataset.instances if inst.image_id == first.image_id]
