@@ -13,6 +13,9 @@ MPII protocol (the official MATLAB evaluation as ported by HRNet / mmpose 0.x): 
 when its distance to the ground truth is at most thr x head size, head size = 0.6 x the diagonal of
 the annotated head box; joints marked missing are ignored; the mean leaves out pelvis and thorax and
 weights the joints by their visible counts.
+
+Error diagnosis (why the AP is what it is: Ronchi & Perona's, with coco-analyze's rules):
+`analyze_coco`, re-exported from posecore.error_analysis.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy.io import loadmat, savemat
 
+from posecore.error_analysis import analyze_coco  # noqa: F401  (re-exported: posecore.metrics.analyze_coco)
 from posecore.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -561,6 +565,15 @@ def pckh_curve(
         "per_joint": np.asarray(per_joint),
         "joint_names": list(gt.joint_names),
     }
+
+
+def curve_auc(thresholds: Sequence[float], values: Sequence[float]) -> float:
+    """The area under a PCKh curve over its threshold range, normalized to that range (percent when
+    the values are): the MPII toolkit's AUC, a trapezoid over thresholds 0 .. 0.5."""
+    thresholds, values = np.asarray(thresholds, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    span = thresholds[-1] - thresholds[0]
+    areas = (values[1:] + values[:-1]) * np.diff(thresholds) / 2
+    return float(areas.sum() / span) if span > 0 else float(values[0])
 
 
 def _hits_and_counts(errors: np.ndarray, visible: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
