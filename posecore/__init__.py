@@ -27,6 +27,7 @@ _API = {
     "compare_runs": "experiments",
     "infer": "inference",
     "reproduce": "reproduce",
+    "analyze": "diagnosis",
     "Predictor": "predictor",
     "Run": "runs",
 }

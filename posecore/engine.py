@@ -18,7 +18,7 @@ Run folder:
 Loss and learning rate: posecore.optim (`build_loss`: each seed's own loss, train.loss x
 train.loss_weight; `schedule`: the LR of every optimizer step, multi-step or cosine, linear
 warm-up, AlphaPose's DPG restart counted as its train.py counts it). train.ipynb plots the schedule
-before training (posecore.viz.plot_lr_schedule).
+before training (posecore.charts.plot_lr_schedule).
 
 Global batch and accumulation (posecore.optim.batch_plan): a step takes train.global_batch images
 on any device count, as `accumulate` micro-batches per rank, exactly the batches of a run on

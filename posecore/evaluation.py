@@ -466,7 +466,16 @@ def _score_mpii(pred: dict, dataset: Any, params: Params, lines: list[str]):
         for name, c in zip(gt.joint_names, counts)
     ]
     curve = M.pckh_curve(keypoints, gt)
-    details = {"pckh_curve": {"thresholds": curve["thresholds"].tolist(), "mean": curve["mean"].tolist()}}
+    # the curve (mean and per joint, thresholds 0 .. 0.5 by 0.01) and its area, as the MPII
+    # toolkit plots and reports them beside mmpose's PCKh@0.1 and PCKh
+    metrics["PCKh_AUC"] = M.curve_auc(curve["thresholds"], curve["mean"])
+    details = {
+        "pckh_curve": {
+            "thresholds": curve["thresholds"].tolist(),
+            "mean": curve["mean"].tolist(),
+            "per_joint": {name: curve["per_joint"][:, j].tolist() for j, name in enumerate(curve["joint_names"])},
+        }
+    }
     lines.append(f"MPII PCKh@{thr:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     return metrics, details, per_joint, artifacts
 

@@ -69,6 +69,7 @@ REFERENCE_COLUMNS = ("run", "dataset", "metric", "value", "protocol")
 # results against the seeds first, then the workbook in its order; anything else goes last.
 SECTIONS = {
     "eval": "Results",
+    "why": "Why the AP is what it is",
     "data": "Data",
     "train": "Training",
     "viz": "Predictions",
@@ -86,6 +87,9 @@ FIGURE_TITLES = {
     "eval_per_joint": "Accuracy per joint",
     "eval_thresholds": "Accuracy against the matching threshold",
     "eval_worst": "Worst predictions first, each zoomed to its person",
+    "why_curves": "Precision-recall at OKS 0.75 as each error type is corrected (Ronchi & Perona)",
+    "why_joints": "Error types per joint",
+    "why_pckh": "PCKh of every joint against the threshold",
     "viz_heatmap": "The worst person with one joint's heatmap",
     "export_example": "The exported model on one val person (onnxruntime, numpy and OpenCV only)",
     "infer_frames": "Frames of the drawn output",

@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from posecore.data import read_rgb
-from posecore.files import atomic_write, finite_number
+from posecore.files import atomic_write
 from posecore.geometry import affine_matrix
 from posecore.keypoints import KeypointInfo
 
@@ -34,6 +34,8 @@ FINE_GID = "skeleton-fine"  # the thin links of faces and hands (KeypointInfo.fi
 FINE_WIDTH = 0.3  # their line width, relative to the body's
 FAINT_ALPHA = 0.35  # other people on the subject's image: context, not competition
 HEATMAP_CMAP = "jet"
+# the error analysis' joint errors (posecore.error_analysis), in the charts and the pose browser
+ERROR_COLORS = {"jitter": "#ffbf00", "inversion": "#9467bd", "swap": "#e377c2", "miss": "#d62728", "good": "#2ca02c"}
 PER_JOINT_MAX = 40  # dataset statistics: more joints than this are shown per part
 
 
@@ -231,10 +233,12 @@ def plot_pose(
     faint_pred: Sequence[np.ndarray] = (),
     view_box: Sequence[float] | None = None,
     heatmap_label: str = "heatmap",
+    marks: dict[str, np.ndarray] | None = None,
 ) -> PoseFigure:
     """A figure of one image, its longer side `size` inches; arguments as in `draw_people`.
 
-    With a heatmap, a colour bar named `heatmap_label` gives the heatmap's values.
+    With a heatmap, a colour bar named `heatmap_label` gives the heatmap's values. `marks`
+    {error kind: points [M, 2]} rings joints in ERROR_COLORS (the error analysis' offending joints).
     """
     x0, y0, x1, y1 = view_box if view_box is not None else (0, 0, image.shape[1], image.shape[0])
     aspect = (y1 - y0) / max(x1 - x0, 1e-6)
@@ -242,6 +246,11 @@ def plot_pose(
     fig, ax = new_figure(panel_size=(width * (1.3 if heatmap is not None else 1.0), width * aspect))
     draw_people(ax, image, info, gt, pred, score_thr, boxes, heatmap, title, faint_gt, faint_pred, view_box)
     handles = pose_legend_handles(bool(len(gt)), bool(len(pred)))
+    for kind, points in (marks or {}).items():
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        color = ERROR_COLORS.get(kind, "#000000")
+        ax.scatter(points[:, 0], points[:, 1], s=160, facecolors="none", edgecolors=color, linewidths=2.2, gid="marks")
+        handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor=color, label=kind))
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
     if heatmap is not None:
@@ -345,177 +354,6 @@ def heatmap_to_image_plane(
         flags=cv2.INTER_LINEAR,
         borderValue=0.0,
     )
-
-
-# --- dataset statistics --------------------------------------------------------------------------
-
-
-def plot_dataset_stats(splits: dict[str, dict], title: str = "") -> PoseFigure:
-    """Persons per image, labelled joints per joint, box sizes: three panels, one colour per split.
-
-    `splits` maps a split name to its `annotation_stats`; counts are shown as fractions so that a
-    small val split reads against a large train split. Sets with more than PER_JOINT_MAX joints
-    and named parts (whole-body: 133, 136) show the labelled fraction per part (its joints' mean).
-    """
-    first = next(iter(splits.values()))
-    joint_names = first["joint_names"]
-    parts = first.get("parts") or []
-    grouped = len(joint_names) > PER_JOINT_MAX and bool(parts)
-    if grouped:
-        joint_names = [f"{name} ({stop - start})" for name, start, stop in parts]
-    fig, (ax_people, ax_joints, ax_boxes) = new_figure(1, 3, (4.2, 3.6))
-    colors = dict(zip(splits, ("#1f77b4", "#ff7f0e", GT_COLOR, PRED_COLOR)))
-    width = 0.8 / len(splits)
-    counts = sorted({k for stats in splits.values() for k in stats["persons_per_image"]})
-    for n, (split, stats) in enumerate(splits.items()):
-        images = max(stats["images"], 1)
-        shares = [stats["persons_per_image"].get(k, 0) / images for k in counts]
-        ax_people.bar(
-            np.arange(len(counts)) + n * width,
-            shares,
-            width,
-            color=colors[split],
-            label=f"{split} ({stats['images']} images)",
-        )
-        labelled = np.asarray(stats["labelled_per_joint"], dtype=float) / max(stats["persons"], 1)
-        if grouped:
-            labelled = np.array([labelled[start:stop].mean() for _, start, stop in parts])
-        ax_joints.barh(
-            np.arange(len(joint_names)) + n * width,
-            labelled,
-            width,
-            color=colors[split],
-            label=f"{split} ({stats['persons']} persons)",
-        )
-        boxes = np.asarray(stats["box_sizes"], dtype=float).reshape(-1, 2)
-        ax_boxes.scatter(boxes[:, 0], boxes[:, 1], s=6, alpha=0.5, color=colors[split], label=split)
-    ax_people.set_xticks(np.arange(len(counts)) + width * (len(splits) - 1) / 2, [str(k) for k in counts])
-    ax_people.set_xlabel("persons per image")
-    ax_people.set_ylabel("fraction of images")
-    ax_people.legend(fontsize=7)
-    ax_joints.set_yticks(np.arange(len(joint_names)) + width * (len(splits) - 1) / 2, joint_names)
-    ax_joints.invert_yaxis()
-    ax_joints.tick_params(axis="y", labelsize=7)
-    ax_joints.set_xlabel(
-        "fraction of persons with the joint labelled"
-        if not grouped
-        else "fraction of persons with the part's joints labelled (mean)"
-    )
-    ax_joints.legend(fontsize=7)
-    ax_boxes.set_xlabel("box width (px)")
-    ax_boxes.set_ylabel("box height (px)")
-    ax_boxes.legend(fontsize=7)
-    fig.suptitle(title or f"{first['dataset'].upper()} annotations")
-    return fig
-
-
-# --- training and evaluation curves --------------------------------------------------------------
-
-
-def training_series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of `key` ("loss", "lr", ...) in log.jsonl's training records, finite values only."""
-    rows = [r for r in records if r.get("type", "train") == "train" and "step" in r and finite_number(r.get(key))]
-    return [r["step"] for r in rows], [r[key] for r in rows]
-
-
-def validation_series(records: Sequence[dict], metric: str) -> tuple[list[int], list[float]]:
-    """(epochs, values) of `metric` in log.jsonl's validation records, finite values only."""
-    rows = [r for r in records if r.get("type", "val") == "val" and "epoch" in r and finite_number(r.get(metric))]
-    return [r["epoch"] for r in rows], [r[metric] for r in rows]
-
-
-def _loss_axis(ax, losses: Sequence[float]) -> None:
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_yscale("log" if losses and min(losses) > 0 else "linear")
-
-
-def plot_training_curves(records: Sequence[dict]) -> PoseFigure:
-    """Loss and learning rate against the step, from log.jsonl's training records (type "train")."""
-    fig, (ax_loss, ax_lr) = new_figure(1, 2, (5.0, 3.2))
-    steps, losses = training_series(records, "loss")
-    ax_loss.plot(steps, losses, color="#1f77b4")
-    _loss_axis(ax_loss, losses)
-    ax_lr.plot(*training_series(records, "lr"), color="#ff7f0e")
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("learning rate")
-    return fig
-
-
-def plot_lr_schedule(lrs: np.ndarray, steps_per_epoch: int, current_step: int | None = None) -> PoseFigure:
-    """The LR of every optimizer step (posecore.optim.schedule: lrs [steps]) against the epoch, log
-    scale; `current_step` (a run that resumes) is marked."""
-    fig, ax = new_figure(1, 1, (5.0, 2.4))
-    epochs = np.arange(len(lrs)) / steps_per_epoch
-    ax.plot(epochs, lrs, color="#ff7f0e", lw=1.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    if current_step is not None and 0 <= current_step < len(lrs):
-        ax.axvline(current_step / steps_per_epoch, color="#555555", ls="--", lw=0.8)
-        ax.plot(
-            [current_step / steps_per_epoch],
-            [lrs[current_step]],
-            "o",
-            color="#d62728",
-            label=f"step {current_step} (resumes here)",
-        )
-        ax.legend(loc="lower left", fontsize=7, frameon=False)
-    ax.set_title(f"{len(lrs)} optimizer steps, {steps_per_epoch} per epoch", fontsize=8)
-    return fig
-
-
-def plot_validation(history: Sequence[dict], metric: str) -> PoseFigure:
-    """A validation metric against the epoch, from log.jsonl's validation records (type "val")."""
-    fig, ax = new_figure(panel_size=(5.0, 3.2))
-    ax.plot(*validation_series(history, metric), marker="o", color=GT_COLOR)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"validation {metric}")
-    return fig
-
-
-def plot_runs_curves(logs: dict[str, Sequence[dict]], metric: str) -> PoseFigure:
-    """Several runs overlaid, one colour each: training loss against the step and validation
-    `metric` against the epoch, from each run's log.jsonl records ({run: records})."""
-    fig, (ax_loss, ax_val) = new_figure(1, 2, (5.5, 3.5))
-    all_losses: list[float] = []
-    for run, records in logs.items():
-        steps, losses = training_series(records, "loss")
-        all_losses += losses
-        (line,) = ax_loss.plot(steps, losses, label=run, linewidth=1.2)
-        ax_val.plot(*validation_series(records, metric), marker="o", label=run, color=line.get_color())
-    _loss_axis(ax_loss, all_losses)
-    ax_val.set_xlabel("epoch")
-    ax_val.set_ylabel(f"validation {metric}")
-    if logs:
-        ax_loss.legend(fontsize=7)
-    return fig
-
-
-def plot_per_joint(values: dict[str, float], metric: str, title: str = "") -> PoseFigure:
-    """Horizontal bars, one per joint name, e.g. PCKh per joint or mean OKS per joint."""
-    fig, ax = new_figure(panel_size=(5.5, 0.25 * len(values) + 1.2))
-    ax.barh(list(values), list(values.values()), color="#1f77b4")
-    ax.invert_yaxis()
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlabel(metric)
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-def plot_threshold_curve(
-    thresholds: Sequence[float], values: Sequence[float], xlabel: str, ylabel: str, title: str = ""
-) -> PoseFigure:
-    """A metric against its threshold: AP per OKS threshold, or PCKh against the head-size fraction."""
-    fig, ax = new_figure(panel_size=(5.0, 3.2))
-    ax.plot(list(thresholds), list(values), marker="o", color=PRED_COLOR)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title)
-    return fig
 
 
 # --- inference -----------------------------------------------------------------------------------

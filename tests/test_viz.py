@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from posecore import data, viz
+from posecore import charts, data, viz
 from posecore.keypoints import COCO, MPII
 
 
@@ -94,7 +94,7 @@ def test_dataset_stats_count_people_joints_and_boxes(tmp_path):
     assert stats["persons_per_image"] == {0: 2, 2: 1}
     assert stats["labelled_per_joint"] == [2] * 5 + [0] * 12
     np.testing.assert_allclose(stats["box_sizes"], [[10, 20], [30, 40]])
-    fig = viz.plot_dataset_stats({"val": stats})
+    fig = charts.plot_dataset_stats({"val": stats})
     assert len(fig.axes) == 3
     assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([2 / 3, 1 / 3])
 
@@ -108,7 +108,7 @@ def test_dataset_stats_on_real_mpii_sample(mpii_root):
 def test_training_curves_plot_logged_losses():
     records = [{"step": s, "loss": 1.0 / (s + 1), "lr": 1e-3} for s in range(0, 50, 10)]
     records.append({"epoch": 1, "AP": 0.3})  # validation rows have no loss
-    fig = viz.plot_training_curves(records)
+    fig = charts.plot_training_curves(records)
     (loss_line,) = fig.axes[0].get_lines()
     np.testing.assert_allclose(loss_line.get_ydata(), [r["loss"] for r in records[:-1]])
 
@@ -124,7 +124,7 @@ def test_runs_curves_overlay_each_runs_loss_and_metric():
             {"type": "val", "epoch": 1, "AP": 0.6},
         ],
     }
-    fig = viz.plot_runs_curves(logs, "AP")
+    fig = charts.plot_runs_curves(logs, "AP")
     loss_lines, metric_lines = fig.axes[0].get_lines(), fig.axes[1].get_lines()
     assert [line.get_label() for line in loss_lines] == ["a", "b"]
     np.testing.assert_allclose(loss_lines[0].get_ydata(), [1.0, 0.5, 1 / 3])

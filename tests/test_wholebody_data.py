@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from wholebody_files import make_halpe, make_wholebody
 
-from posecore import data, viz
+from posecore import charts, data
 from posecore.data.layouts import as_coco_keypoints
 from posecore.keypoints import keypoint_info
 from posecore.params import load_params
@@ -55,7 +55,7 @@ def test_coco_wholebody_reads_133_joints_per_person_in_part_order(coco_root, who
     assert len(stats["joint_names"]) == len(stats["labelled_per_joint"]) == 133
     assert stats["labelled_per_joint"][23] == faces and stats["persons"] == len(whole)
     assert stats["parts"][2] == ["face", 23, 91]
-    figure = viz.plot_dataset_stats({"val": stats})  # labelled joints per part, not 133 rows
+    figure = charts.plot_dataset_stats({"val": stats})  # labelled joints per part, not 133 rows
     labels = [t.get_text() for t in figure.axes[1].get_yticklabels()]
     assert labels == ["body (17)", "foot (6)", "face (68)", "lefthand (21)", "righthand (21)"]
     assert figure.axes[1].patches[2].get_width() == pytest.approx(faces / len(whole))

@@ -304,6 +304,17 @@ def _keypoint_category(coco: Any, ann_file, dataset: str) -> dict:
     return coco_keypoint_category(coco, str(ann_file))
 
 
+def person_box(bbox_xywh, size: tuple[int, int] | None) -> tuple[float, float, float, float]:
+    """A COCO (x, y, w, h) person box as the dataset reads it: (x0, y0, x1, y1), clipped to the
+    image (w, h) the way the references clean boxes (pixel-inclusive corners)."""
+    x, y, w, h = (float(v) for v in bbox_xywh)
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = x0 + max(0.0, w - 1), y0 + max(0.0, h - 1)
+    if size is not None:
+        x1, y1 = min(size[0] - 1.0, x1), min(size[1] - 1.0, y1)
+    return x0, y0, x1, y1
+
+
 def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInfo) -> Instance | None:
     """A clean person instance (HRNet / mmpose rules) or None; `ann` is of the keypoint category."""
     if ann.get("iscrowd", 0) or ann.get("area", 1) <= 0:
@@ -311,12 +322,7 @@ def _coco_gt_instance(ann, image, size, image_dir: Path, data, info: KeypointInf
     keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(info.num_joints, 3)
     if not (keypoints[:, 2] > 0).any():
         return None
-    x, y, w, h = (float(v) for v in ann["bbox"])
-    # clip to the image the way the references clean boxes (pixel-inclusive corners)
-    x0, y0 = max(0.0, x), max(0.0, y)
-    x1, y1 = x0 + max(0.0, w - 1), y0 + max(0.0, h - 1)
-    if size is not None:
-        x1, y1 = min(size[0] - 1.0, x1), min(size[1] - 1.0, y1)
+    x0, y0, x1, y1 = person_box(ann["bbox"], size)
     if x1 <= x0 or y1 <= y0:
         return None
     center, scale = box_to_center_scale(

@@ -9,6 +9,8 @@
   `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
 - record: `params_table`, `run_summary`, `report_link`, `run_figure`, `Note`: notebooks as the record of a run
+- why: eval.ipynb's "Why" section (`error_analysis`, `why_figure`, `errors_per_joint_figure`,
+  `why_table`) and compare.ipynb's `error_comparison`: what the error analysis says
 """
 
 from __future__ import annotations
@@ -54,8 +56,14 @@ from posecore.workbook.sections import (
     validation_table,
     worst_predictions,
 )
+from posecore.workbook.why import error_analysis, error_comparison, errors_per_joint_figure, why_figure, why_table
 
 __all__ = [
+    "error_analysis",
+    "error_comparison",
+    "errors_per_joint_figure",
+    "why_figure",
+    "why_table",
     "Link",
     "Note",
     "params_table",

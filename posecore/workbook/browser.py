@@ -4,7 +4,9 @@
 predictions (posecore.scoring.person_errors), draws one person with posecore.viz (zoomed to
 that person, whose ground truth and prediction are drawn strongly over the others' faint ones),
 computes one joint's heatmap on demand, and `widget()` shows the drawing under ipywidgets
-controls, redrawing it once per change.
+controls, redrawing it once per change. When the run has an error analysis (posecore.analyze), an
+`error` filter keeps the people with a joint of that error type (jitter, inversion, swap, miss) and
+rings those joints in the error's colour.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import logging
 import numpy as np
 
 from posecore.data import build_dataset, read_rgb
+from posecore.diagnosis import person_codes, read_analysis
+from posecore.error_analysis import ERROR_CODES, ERROR_TYPES
 from posecore.evaluation import resolve_checkpoint
 from posecore.params import Params
 from posecore.predictor import Predictor, trained_params
@@ -41,6 +45,7 @@ class PoseBrowser:
     """
 
     ORDERS = ("worst first", "best first", "dataset order")
+    ERRORS = ("any", *ERROR_TYPES[1:])  # the error filter: no filter, or one joint error type
 
     def __init__(self, params: Params, run_name: str, checkpoint: str | None = None):
         self.checkpoint = resolve_checkpoint(checkpoint, params, run_name)
@@ -48,18 +53,47 @@ class PoseBrowser:
         self.dataset = build_dataset(params, "val")
         self.errors = person_errors(self.dataset, Run(run_name).eval_dir, params.eval.pckh_thr)
         self._predictor: Predictor | None = None
+        analysis = read_analysis(run_name)
+        # per person: the joint codes of the detection diagnosed against it (None: not diagnosed)
+        self.codes = person_codes(analysis, self.dataset) if analysis else None
+        self._analysed_joints = analysis["joints"] if analysis else []
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def order(self, by: str = "worst first") -> np.ndarray:
-        """Dataset indices [N] in the requested order."""
+    def order(self, by: str = "worst first", error: str = "any") -> np.ndarray:
+        """Dataset indices [N] in the requested order; `error` (one of ERRORS) keeps the people
+        with at least one joint of that error type in the run's error analysis."""
         if by not in self.ORDERS:
             raise ValueError(f"order must be one of {self.ORDERS}, got {by!r}")
         if by == "dataset order":
-            return np.arange(len(self.dataset))
-        ranked = np.argsort(self.errors["score"], kind="stable")
-        return ranked if by == "worst first" else ranked[::-1]
+            ranked = np.arange(len(self.dataset))
+        else:
+            ranked = np.argsort(self.errors["score"], kind="stable")
+            ranked = ranked if by == "worst first" else ranked[::-1]
+        if error == "any":
+            return ranked
+        if error not in self.ERRORS:
+            raise ValueError(f"error must be one of {self.ERRORS}, got {error!r}")
+        if self.codes is None:
+            raise ValueError("the run has no error analysis: run posecore.analyze (eval.ipynb's Why section) first")
+        code = _code_of(error)
+        return np.array([i for i in ranked if self.codes[i] and code in self.codes[i]], dtype=np.int64)
+
+    def error_marks(self, index: int, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """{error kind: points [M, 2]}: person `index`'s predicted joints diagnosed as `kinds`."""
+        codes = self.codes[int(index)] if self.codes is not None else None
+        prediction = self.errors["pred"][int(index)]
+        if not codes or not np.isfinite(prediction).all():
+            return {}
+        names = list(self.dataset.info.joint_names)
+        joints = [names.index(name) for name in self._analysed_joints]  # a whole-body set's part
+        marks = {}
+        for kind in kinds:
+            hit = [joint for joint, code in zip(joints, codes) if code == _code_of(kind)]
+            if hit:
+                marks[kind] = prediction[hit, :2]
+        return marks
 
     def order_label(self, by: str) -> str:
         """How `by` reads to a person, e.g. "worst OKS first"."""
@@ -85,14 +119,18 @@ class PoseBrowser:
         score_thr: float = 0.2,
         others: bool = True,
         parts: tuple[str, ...] = (),
+        error: str = "any",
     ) -> PoseFigure:
         """The person at `rank` (1 = first) of `order`; `joint` names the heatmap to overlay
         ("none": no heatmap; None: left_wrist, else the keypoint set's first joint); `others`
         draws the other people of the image faint; `parts` shows only those parts of a
-        whole-body set (e.g. ("lefthand", "righthand"); () = all joints)."""
-        if not 1 <= int(rank) <= len(self):
-            raise ValueError(f"rank must be 1..{len(self)} (the val persons), got {rank}")
-        index = int(self.order(order)[int(rank) - 1])
+        whole-body set (e.g. ("lefthand", "righthand"); () = all joints); `error` (ERRORS)
+        ranks only the people with a joint of that error type and rings those joints ("any":
+        everyone, every erroneous joint ringed when the run has an error analysis)."""
+        chosen = self.order(order, error)
+        if not 1 <= int(rank) <= len(chosen):
+            raise ValueError(f"rank must be 1..{len(chosen)} (the val persons{_filtered(error)}), got {rank}")
+        index = int(chosen[int(rank) - 1])
         heatmap, label = None, "heatmap"
         names = self.dataset.info.joint_names
         if joint is None:
@@ -125,6 +163,7 @@ class PoseBrowser:
             faint_pred=view["faint_pred"],
             view_box=view["view_box"],
             heatmap_label=label,
+            marks=self.error_marks(index, self.ERRORS[1:] if error == "any" else (error,)) if show_pred else None,
         )
 
     def part_choices(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -183,11 +222,19 @@ class PoseBrowser:
             description="parts",
             layout=widgets.Layout(display="" if self.dataset.info.parts else "none"),
         )
+        errors = widgets.Dropdown(
+            options=[(kind if kind != "any" else "any person", kind) for kind in self.ERRORS],
+            value="any",
+            description="errors",
+            layout=widgets.Layout(display="" if self.codes is not None else "none"),
+        )
         image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         problem = widgets.HTML()
 
         def redraw(change=None) -> None:
-            rank_of.value = f"of {count}, {self.order_label(order.value)}"
+            shown = len(self.order(order.value, errors.value))
+            rank.max = max(shown, 1)
+            rank_of.value = f"of {shown}{_filtered(errors.value)}, {self.order_label(order.value)}"
             try:
                 figure = self.figure(
                     rank.value,
@@ -198,6 +245,7 @@ class PoseBrowser:
                     score_thr.value,
                     others.value,
                     parts.value,
+                    errors.value,
                 )
             except Exception as error:  # a callback's exception would otherwise only reach the kernel log
                 log.exception("pose browser redraw failed")
@@ -206,7 +254,7 @@ class PoseBrowser:
             problem.value = ""
             image.value = figure_png(figure)
 
-        for control in (rank, order, show_gt, show_pred, others, joint, score_thr, parts):
+        for control in (rank, order, show_gt, show_pred, others, joint, score_thr, parts, errors):
             control.observe(redraw, names="value")
         redraw()
         return widgets.VBox(
@@ -217,7 +265,17 @@ class PoseBrowser:
                 joint,
                 score_thr,
                 parts,
+                errors,
                 problem,
                 image,
             ]
         )
+
+
+def _code_of(kind: str) -> str:
+    """The one-character code of an error kind in an analysis' joint codes (ERROR_CODES)."""
+    return next(code for code, name in ERROR_CODES.items() if name == kind)
+
+
+def _filtered(error: str) -> str:
+    return "" if error == "any" else f" with a {error}"

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from posecore import viz
+from posecore import charts, viz
 from posecore.data import (
     annotation_stats,
     build_dataset,
@@ -175,7 +175,7 @@ def dataset_statistics(run_name: str, check: LayoutCheck):
     stats = {split: annotation_stats(path, check.dataset) for split, path in _annotation_files(check).items()}
     where = run_relative(check.root, run_dir(run_name))
     title = f"{'synthetic ' if check.synthetic else ''}{check.dataset.upper()} ({where})"
-    return keep(run_name, "data_statistics", viz.plot_dataset_stats(stats, title))
+    return keep(run_name, "data_statistics", charts.plot_dataset_stats(stats, title))
 
 
 def annotation_checks(run_name: str, params: Params, check: LayoutCheck):
@@ -238,12 +238,12 @@ def lr_schedule(params: Params, npus: int = 1, run_name: str | None = None):
     if steps < 1:
         return Note(f"the train split has {len(people)} people, less than one optimizer step")
     done = [r["step"] for r in Run(run_name).log() if r.get("type") == "train"] if run_name else []
-    return viz.plot_lr_schedule(schedule(params.train, steps), steps, done[-1] if done else None)
+    return charts.plot_lr_schedule(schedule(params.train, steps), steps, done[-1] if done else None)
 
 
 def training_curves(run_name: str):
     """Loss and learning rate against the step (train_curves.png)."""
-    return keep(run_name, "train_curves", viz.plot_training_curves(training_log(run_name)))
+    return keep(run_name, "train_curves", charts.plot_training_curves(training_log(run_name)))
 
 
 def validation_history(run_name: str, params: Params):
@@ -252,7 +252,7 @@ def validation_history(run_name: str, params: Params):
     log = training_log(run_name)
     if not any(r.get("type") == "val" for r in log):
         return _no_validation(params)
-    return keep(run_name, "train_validation", viz.plot_validation(log, primary_metric(params)))
+    return keep(run_name, "train_validation", charts.plot_validation(log, primary_metric(params)))
 
 
 def _no_validation(params: Params) -> Note:
@@ -402,7 +402,7 @@ def per_joint_figure(run_name: str):
     metric = table.columns[2]  # joint, count, then the main per-joint value (mean_similarity / PCKh@thr)
     values = {row[0]: row[2] for row in table.rows}
     label = "mean keypoint similarity (OKS term) of matched persons" if metric == "mean_similarity" else metric
-    return keep(run_name, "eval_per_joint", viz.plot_per_joint(values, label))
+    return keep(run_name, "eval_per_joint", charts.plot_per_joint(values, label))
 
 
 def threshold_figure(run_name: str):
@@ -410,7 +410,7 @@ def threshold_figure(run_name: str):
     metrics = eval_metrics(run_name)
     if "ap_per_oks" in metrics:
         thresholds = [float(k) for k in metrics["ap_per_oks"]]
-        fig = viz.plot_threshold_curve(
+        fig = charts.plot_threshold_curve(
             thresholds,
             [100 * v for v in metrics["ap_per_oks"].values()],
             "OKS threshold",
@@ -419,7 +419,7 @@ def threshold_figure(run_name: str):
         )
     elif "pckh_curve" in metrics:
         curve = metrics["pckh_curve"]
-        fig = viz.plot_threshold_curve(
+        fig = charts.plot_threshold_curve(
             curve["thresholds"],
             curve["mean"],
             "threshold (fraction of head size)",
@@ -592,7 +592,7 @@ def comparison_notes(run_name: str, comparison) -> Table:
 
 def comparison_curves(run_name: str, comparison):
     """Training loss and the validation metric of every compared run, overlaid (compare_curves.png)."""
-    return keep(run_name, "compare_curves", viz.plot_runs_curves(comparison.logs, comparison.metric))
+    return keep(run_name, "compare_curves", charts.plot_runs_curves(comparison.logs, comparison.metric))
 
 
 # --- reproduce -----------------------------------------------------------------------------------
