@@ -288,7 +288,7 @@ def test_eval_notebook_scores_and_writes_the_report(workbook, evaluated):
     assert 0.0 <= metrics["AP"] <= 1.0
     for name in ("eval_per_joint", "eval_thresholds", "eval_worst", "why_curves", "why_joints"):
         assert (folder / "figures" / f"{name}.png").is_file(), name
-    assert Run(RUN).eval_files.analysis.is_file()   # the Why section diagnosed the evaluation
+    assert Run(RUN).eval_files.analysis.is_file()  # the Why section diagnosed the evaluation
     report = (folder / "report.html").read_text()
     assert "<h2>Why the AP is what it is</h2>" in report and "AP gained by fixing each error type" in report
     for seed in ("72.24", "71.61", "89.0189", "88.9383", "gt mAP", "flip test"):
