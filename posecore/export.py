@@ -27,6 +27,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ from posecore.environment import record_export
 from posecore.files import atomic_write
 from posecore.models import build_model, final_output
 from posecore.onnx_metadata import DECODE_OUTPUTS, INPUT_NAME, build_metadata, read_metadata, set_metadata
-from posecore.params import Params
+from posecore.params import Params, load_params
+from posecore.precision import check_precision, convert_fp16, quantize_int8
 from posecore.predictor import Predictor, trained_params
 from posecore.runs import Run, resolve_path
 
@@ -59,8 +61,17 @@ def export_onnx(
     decode: bool = False,
     run_name: str | None = None,
     parity_batch_sizes: Sequence[int] | None = None,
+    precision: str = "fp32",
+    calibration: Any = None,
+    calibration_detector: Any = "whole-image",
 ) -> dict[str, Any]:
     """Export params' model with `checkpoint`'s weights to `path` and check it against PyTorch.
+
+    `precision`: "fp32", or "fp16" / "int8" (posecore.precision: the fp32 export converted, its
+    metadata kept, and compared with it: "variant"). int8 calibrates on person crops made as
+    inference makes them: by default export.calibration_images people of the params' training
+    split; `calibration` a folder or list of images instead, with `calibration_detector` boxes
+    ("whole-image", a detections .json or a detector .onnx).
 
     `params`: Params, or a name/path for posecore.load_params. `checkpoint`: a file in any format
     posecore.load_checkpoint detects, "best"/"last" of `run_name`, or None (weights as built).
@@ -73,6 +84,17 @@ def export_onnx(
     import onnx  # optional dependency (the export extra), imported on use
 
     check_opset(opset)
+    if check_precision(precision) != "fp32":
+        options = {
+            "opset": opset,
+            "dynamic_batch": dynamic_batch,
+            "decode": decode,
+            "run_name": run_name,
+            "parity_batch_sizes": parity_batch_sizes,
+        }
+        return _export_variant(
+            params, checkpoint, resolve_path(path), precision, options, calibration, calibration_detector
+        )
     predictor = Predictor.from_checkpoint(params, checkpoint, device="cpu", run_name=run_name)
     params, weights, checkpoint_format = predictor.params, predictor.checkpoint, predictor.checkpoint_format
     codec, model = predictor.codec, predictor.model
@@ -142,10 +164,46 @@ def export_onnx(
         "dynamic_batch": dynamic_batch,
         "checkpoint": str(weights) if weights else None,
         "checkpoint_format": checkpoint_format,
+        "precision": "fp32",
         "parity_max_abs_diff": parity["max_abs_diff"] if parity else None,
         "parity": parity,
         "size_mb": round(path.stat().st_size / 2**20, 2),
     }
+
+
+def _export_variant(
+    params: Params | str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
+    path: Path,
+    precision: str,
+    options: dict[str, Any],
+    calibration: Any,
+    detector: Any,
+) -> dict[str, Any]:
+    """export_onnx at fp16 / int8: the fp32 export (beside `path`, removed after), converted to
+    `path`, and both compared through Predictor.from_onnx on a seeded image ("variant")."""
+    fp32_path = path.with_name(f".{path.stem}.fp32{path.suffix}")
+    try:
+        report = export_onnx(params, checkpoint, fp32_path, **options)
+        resolved = load_params(params)
+        if precision == "fp16":
+            variant = convert_fp16(fp32_path, path)
+        else:
+            variant = quantize_int8(
+                fp32_path,
+                path,
+                calibration=calibration,
+                params=resolved,
+                detector=detector,
+                count=resolved.export.calibration_images if calibration is None else None,
+            )
+        reference, converted = Predictor.from_onnx(fp32_path, device="cpu"), Predictor.from_onnx(path, device="cpu")
+        variant["keypoints_vs_fp32"] = keypoint_differences(reference, converted, [_seeded_sample(reference)])
+    finally:
+        fp32_path.unlink(missing_ok=True)
+    if options.get("run_name"):
+        record_export(Run(options["run_name"]).folder, report["checkpoint"], path)
+    return {**report, "path": str(path), "precision": precision, "size_mb": variant["size_mb"], "variant": variant}
 
 
 class ExportWrapper(nn.Module):
@@ -217,15 +275,19 @@ def check_predictor_parity(
     KEYPOINT_TOLERANCE_PX (an argmax between two near-equal heatmap cells may flip a joint of an
     untrained model, which the maximum shows)."""
     exported = Predictor.from_onnx(onnx_path, device="cpu")  # as a user loads it: the file's metadata alone
+    result = keypoint_differences(predictor, exported, [_seeded_sample(predictor, people, seed)])
+    for found in result.values():
+        found["ok"] = found["median_px"] <= KEYPOINT_TOLERANCE_PX
+    return result
+
+
+def _seeded_sample(predictor: Predictor, people: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random image twice the input size and `people` boxes of the input size inside it."""
     w, h = predictor.input_size
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)
     corners = rng.uniform(0, 0.5, (people, 2)) * (w, h)
-    boxes = np.concatenate([corners, corners + (w, h)], axis=1)  # xyxy, inside the image
-    result = keypoint_differences(predictor, exported, [(image, boxes)])
-    for found in result.values():
-        found["ok"] = found["median_px"] <= KEYPOINT_TOLERANCE_PX
-    return result
+    return image, np.concatenate([corners, corners + (w, h)], axis=1)  # xyxy, inside the image
 
 
 def check_parity(

@@ -20,6 +20,7 @@ from posecore.codec import CODECS, Codec, codec_class, metadata_codec_name
 from posecore.codec.base import numbers_fit
 from posecore.keypoints import check_num_joints
 from posecore.params import Params
+from posecore.runs import Run
 
 INPUT_NAME = "image"
 DECODE_OUTPUTS = ("keypoints", "scores")  # the in-graph decode's outputs (export_onnx(decode=True))
@@ -48,7 +49,13 @@ GENERAL_KEYS = {
     "checkpoint": "file name of the exported weights, or null for untrained weights",
     "checkpoint_format": "format detected by posecore.checkpoints.load_checkpoint, or null",
     "posecore_version": "version of posecore that wrote the file",
+    "precision": (
+        "'fp32' (absent in fp32 exports), 'fp16' (float16 network, float32 input and outputs) or "
+        "'int8' (QDQ, per-channel int8 weights, uint8 activations); posecore.precision"
+    ),
+    "calibration": "int8: the person crops its activation ranges were measured on, in words",
 }
+PRECISIONS = Run.PRECISIONS  # a run's exports are named by precision
 # every key an export may carry: the general ones and each codec's own
 METADATA_KEYS = {
     **GENERAL_KEYS,
@@ -142,6 +149,8 @@ def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> No
         fail("std", "3 positive numbers (R, G, B)")
     if not numbers_fit([metadata["bbox_padding"]], 1, low=1e-6, high=100):
         fail("bbox_padding", "a positive number")
+    if metadata.get("precision", "fp32") not in PRECISIONS:
+        fail("precision", f"one of {list(PRECISIONS)}")
     codec.check_metadata(metadata, fail)
 
 

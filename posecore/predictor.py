@@ -157,11 +157,15 @@ class Predictor:
         return cls.from_checkpoint(params, checkpoint, device, run_name)
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, params: Params | None = None, device: Any = None) -> Predictor:
-        """A posecore-exported .onnx; its metadata give the crop, keypoint set and codec. With
-        `params`, their eval.decode / eval.dark_kernel / eval.shift_heatmap apply (else the
-        export's own decoding). onnxruntime uses CUDA when `device` (default: posecore's choice)
-        is a GPU and its provider is installed, else the CPU."""
+    def from_onnx(
+        cls, path: str | os.PathLike, params: Params | None = None, device: Any = None, threads: int | None = None
+    ) -> Predictor:
+        """A posecore-exported .onnx (any precision); its metadata give the crop, keypoint set and
+        codec. With `params`, their eval.decode / eval.dark_kernel / eval.shift_heatmap apply (else
+        the export's own decoding). onnxruntime uses CUDA when `device` (default: posecore's
+        choice) is a GPU and its provider is installed, else the CPU. `threads`: None keeps
+        onnxruntime's default (intra-op threads: the physical cores); n runs each operator on n
+        threads and the operators one after another (inter-op 1), e.g. 1 beside other work."""
         import onnxruntime as ort  # optional dependency (the export extra), imported on use
 
         path = resolve_path(path)
@@ -175,13 +179,20 @@ class Predictor:
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        session = ort.InferenceSession(str(path), providers=providers)
+        options = ort.SessionOptions()
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(path), options, providers=providers)
         input_name = session.get_inputs()[0].name
         fixed_batch = session.get_inputs()[0].shape[0]
         names = [out.name for out in session.get_outputs() if out.name not in DECODE_OUTPUTS]
 
         def forward(images: Any) -> Any:
-            images = np.ascontiguousarray(torch.as_tensor(images).cpu().numpy(), np.float32)
+            if isinstance(images, torch.Tensor):
+                images = images.cpu().numpy()
+            images = np.ascontiguousarray(images, np.float32)
             if isinstance(fixed_batch, int) and fixed_batch != len(images):
                 parts = [forward(images[i : i + fixed_batch]) for i in range(0, len(images), fixed_batch)]
                 return _apply_many(parts, np.concatenate)
@@ -210,11 +221,13 @@ class Predictor:
         params: Params | None = None,
         run_name: str | None = None,
         device: Any = None,
+        threads: int | None = None,
     ) -> Predictor:
-        """What a notebook's (checkpoint, params, run_name) name: an .onnx file (`from_onnx`),
-        else params' model with that checkpoint, params None: the params of run `run_name`."""
+        """What a notebook's (checkpoint, params, run_name) name: an .onnx file (`from_onnx`, with
+        `threads`), else params' model with that checkpoint, params None: the params of run
+        `run_name`."""
         if str(checkpoint).lower().endswith(ONNX_SUFFIX):
-            return cls.from_onnx(checkpoint, params, device)
+            return cls.from_onnx(checkpoint, params, device, threads)
         if params is None:
             if not run_name:
                 raise ValueError(
@@ -302,10 +315,12 @@ class Predictor:
         [N, K, 2] in image pixels, scores [N, K], NaN for a joint whose output is not finite
         (decoded as zeros, so that the caller can name the broken instances)."""
         output = _apply(output, _to_numpy)
-        safe = _apply(output, lambda a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0))
+        finite = _joints_finite(output)
+        # the copy without NaN / inf only when there is one (a whole output copied per batch otherwise)
+        safe = output if finite.all() else _apply(output, lambda a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0))
         coords, scores = self.codec.decode(safe)
         xy = self.codec.to_image(coords, _to_numpy(bbox_center), _to_numpy(bbox_scale))
-        scores = np.where(_joints_finite(output), scores, np.nan)
+        scores = np.where(finite, scores, np.nan)
         return Poses(np.asarray(xy, np.float64), scores)
 
 

@@ -215,7 +215,9 @@ def test_onnx_export_gives_the_same_simcc_outputs(tmp_path, outputs):
     assert (metadata["codec"], metadata["simcc_split_ratio"], metadata["simcc_size"]) == ("simcc", 2.0, [384, 512])
     assert metadata["simcc_sigma"] == [4.9, 5.66] and "argmax of simcc_x" in metadata["decode"]
     assert set(metadata) == {
-        key for key in METADATA_KEYS if key not in ("heatmap_size", "sigma", "dark_kernel", "heatmap_stride")
+        key
+        for key in METADATA_KEYS
+        if key not in ("heatmap_size", "sigma", "dark_kernel", "heatmap_stride", "precision", "calibration")
     }
     check_pose_metadata(metadata, report["path"])  # what inference reads, checked
     with pytest.raises(ValueError, match="simcc_split_ratio"):
