@@ -28,6 +28,7 @@ _API = {
     "infer": "inference",
     "reproduce": "reproduce",
     "analyze": "diagnosis",
+    "score_export": "deploy",
     "Predictor": "predictor",
     "Run": "runs",
 }

@@ -181,6 +181,12 @@ def _evaluate_worker(params_path: str, checkpoint: str | None, out_dir: str, ver
     return _evaluate_model(model, params, device, out_dir, extra, verbose)
 
 
+def evaluate_predictor(predictor: Predictor, params: Params) -> dict[str, float]:
+    """Score `predictor` (e.g. Predictor.from_onnx of an export, posecore.score_export) on params'
+    val split with params' eval protocol, in this process; writes nothing. Returns the flat metrics."""
+    return _evaluate_model(predictor.model, params, predictor.device, None, predictor=predictor)
+
+
 def _evaluate_model(
     model: nn.Module | None,
     params: Params,
@@ -188,11 +194,12 @@ def _evaluate_model(
     out_dir: str | os.PathLike | None,
     extra: dict | None = None,
     verbose: bool = False,
+    predictor: Predictor | None = None,
 ) -> dict[str, float]:
     rank, world = get_rank(), world_size()
     split = eval_split(params)
     dataset = build_dataset(params, split)
-    local = predict(model, dataset, params, device, rank, world)
+    local = predict(model, dataset, params, device, rank, world, predictor)
     gathered = _gather(local, world)
     bad = gathered.pop("bad")
     if bad:
@@ -246,24 +253,32 @@ def _gather(local: dict[str, Any], world: int) -> dict[str, Any]:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module | None, dataset: Any, params: Params, device: torch.device, rank: int = 0, world: int = 1
+    model: nn.Module | None,
+    dataset: Any,
+    params: Params,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+    predictor: Predictor | None = None,
 ) -> dict[str, Any]:
     """This rank's shard -> per-instance arrays: index [n], image_id [n], keypoints [n,K,3]
     (x, y in image pixels, score), plain [n,K,3] (no flip: the gt mAP protocol), bbox_score [n],
     area [n] (crop box area, the NMS scale); plus names of non-finite instances and timings.
 
     model None = the oracle (decode item["target"]). The model runs through a Predictor with the
-    dataset's codec (the targets' own: the oracle decodes what was encoded).
+    dataset's codec (the targets' own: the oracle decodes what was encoded); `predictor` (an
+    ONNX export's, say) runs instead when given.
     """
     loader = _loader(dataset, params, rank, world)
     flip = _flip_used(params)
-    predictor = Predictor.from_model(model, params, codec=dataset.codec, device=device)
+    if predictor is None:
+        predictor = Predictor.from_model(model, params, codec=dataset.codec, device=device)
     out: dict[str, list] = {k: [] for k in ("index", "image_id", "keypoints", "plain", "bbox_score", "area")}
     bad: list[str] = []
     model_seconds = 0.0
     started = time.perf_counter()
     for batch in tqdm(loader, desc="eval", disable=rank != 0, leave=False):
-        if model is None:
+        if predictor.forward is None:
             output = plain = batch["target"]  # the codec's targets: a tensor, or a pair (simcc)
         else:
             tick = time.perf_counter()

@@ -223,6 +223,20 @@ class InferParams:
     track_max_centre_distance: float = 0.5  # second pass: leftover people and tracks pair when their box
     # centres are this close, in box heights
     draw_min_score: float = 0.3  # joints below this score are not drawn
+    threads: int = 0  # onnxruntime intra-op threads of an .onnx pose model; 0 = onnxruntime's default
+    # video keypoints: none (as predicted) | one_euro (the One-Euro filter per track and joint,
+    # posecore.smoothing; reset when a track is lost). The results keep the raw keypoints too.
+    smoothing: str = "none"
+    smoothing_min_cutoff: float = 1.0  # One-Euro min cutoff, Hz: lower smooths a still joint harder
+    smoothing_beta: float = 0.003  # One-Euro speed coefficient, 1/px: higher follows fast moves sooner
+
+
+@dataclass
+class ExportParams:
+    """ONNX exports in three precisions, each scored (posecore.export_onnx, posecore.score_export)."""
+
+    calibration_images: int = 128  # int8: person crops of the training split its ranges are measured on
+    max_metric_drop: float = 1.0  # an export losing more AP / PCKh points than this is flagged
 
 
 @dataclass
@@ -234,6 +248,7 @@ class Params:
     dist: DistParams = field(default_factory=DistParams)
     eval: EvalParams = field(default_factory=EvalParams)
     infer: InferParams = field(default_factory=InferParams)
+    export: ExportParams = field(default_factory=ExportParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -462,7 +477,13 @@ NUMBER_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "infer.track_max_missed": _NON_NEGATIVE,
     "infer.track_max_centre_distance": _NON_NEGATIVE,
     "infer.draw_min_score": _NON_NEGATIVE,
+    "infer.threads": _NON_NEGATIVE,
+    "infer.smoothing_min_cutoff": _POSITIVE,
+    "infer.smoothing_beta": _NON_NEGATIVE,
+    "export.calibration_images": _POSITIVE,
+    "export.max_metric_drop": _NON_NEGATIVE,
 }
+SMOOTHINGS = ("none", "one_euro")
 
 
 def _check(obj: Any, source: str, prefix: str) -> None:
@@ -534,6 +555,8 @@ def _check(obj: Any, source: str, prefix: str) -> None:
         for key in obj.accept_changes:
             if key not in known:
                 fail("accept_changes", f"lists {key!r}, which is not a params key{_closest(key, known)}")
+    if isinstance(obj, InferParams) and obj.smoothing not in SMOOTHINGS:
+        fail("smoothing", f"must be one of {SMOOTHINGS}, got {obj.smoothing!r}")
     if isinstance(obj, EvalParams) and obj.dark_kernel % 2 == 0:
         fail("dark_kernel", f"must be odd (a Gaussian kernel's size), got {obj.dark_kernel}")
     if isinstance(obj, EvalParams) and obj.sigmas != "uniform":
@@ -657,6 +680,7 @@ RESUME_HARMLESS = (
     "train.deterministic",
     *(f"eval.{item.name}" for item in dataclasses.fields(EvalParams)),
     *(f"infer.{item.name}" for item in dataclasses.fields(InferParams)),
+    *(f"export.{item.name}" for item in dataclasses.fields(ExportParams)),
 )
 
 

@@ -309,11 +309,19 @@ def test_visualize_notebook_renders_static_figures_and_the_widget(workbook, eval
 
 
 def test_export_notebook_writes_the_model_and_tables(workbook, trained):
-    output = _run("export", workbook, **_common(workbook, checkpoint="best", latency_batches=[1], latency_repeats=2))
+    parameters = _common(
+        workbook, checkpoint="best", latency_batches=[1], latency_repeats=2, precisions=["fp32", "int8"]
+    )
+    output = _run("export", workbook, **parameters)
     folder = workbook["outputs"] / RUN
-    assert (folder / "model.onnx").is_file() and (folder / "figures" / "export_example.png").is_file()
+    assert Run(RUN).onnx_path().is_file() and (folder / "figures" / "export_example.png").is_file()
     text = _reads_as_a_record(output)
     assert "onnxruntime_ms" in text and "max abs diff" in text
+    # each precision scored on the val set: export.json and the table
+    scores = read_json(Run(RUN).export_scores_path)
+    assert list(scores) == ["fp32", "int8"] and Run(RUN).onnx_path("int8").is_file()
+    assert all("AP" in entry and "delta" in entry and "latency_ms" in entry for entry in scores.values())
+    assert "Each export scored" in text and "Each export scored" in (folder / "report.html").read_text()
 
 
 def test_infer_notebook_writes_what_the_api_writes(workbook, trained, tmp_path):

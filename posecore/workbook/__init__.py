@@ -9,6 +9,7 @@
   `keep` (a figure or table into the run folder) and `write_report` (report.html)
 - browser: `PoseBrowser`, the interactive keypoint browser of visualize.ipynb
 - record: `params_table`, `run_summary`, `report_link`, `run_figure`, `Note`: notebooks as the record of a run
+- exports: export.ipynb's `export_scores` (each precision exported and scored)
 - why: eval.ipynb's "Why" section (`error_analysis`, `why_figure`, `errors_per_joint_figure`,
   `why_table`) and compare.ipynb's `error_comparison`: what the error analysis says
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from posecore.report import Table, keep, reference_table, run_path, write_report
 from posecore.workbook.browser import PoseBrowser
+from posecore.workbook.exports import export_scores
 from posecore.workbook.record import Link, Note, params_table, report_link, run_figure, run_summary
 from posecore.workbook.sections import (
     LayoutCheck,
@@ -59,6 +61,7 @@ from posecore.workbook.sections import (
 from posecore.workbook.why import error_analysis, error_comparison, errors_per_joint_figure, why_figure, why_table
 
 __all__ = [
+    "export_scores",
     "error_analysis",
     "error_comparison",
     "errors_per_joint_figure",

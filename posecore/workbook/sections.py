@@ -670,6 +670,7 @@ def infer_table(summary: dict) -> Table:
         ["frames", summary["frames"]],
         ["persons", summary["persons"]],
         ["tracks", "n/a (no tracking)" if summary["tracks"] is None else summary["tracks"]],
+        ["keypoint smoothing", summary.get("smoothing", "none")],
         ["detector frames/s", fps["detector"]],
         ["pose stage frames/s", fps["pose"]],
         ["end-to-end frames/s", fps["end_to_end"]],
