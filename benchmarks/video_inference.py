@@ -10,22 +10,33 @@ with (the timing is the same); it is exported to ONNX in a temp folder for the s
 Each backend runs the video once to warm up, then once timed with the .mp4 written. The pose
 stage is crop + forward + decode; its overhead is (crop + decode) / forward, the time spent
 beyond the model's batched forward. Prints a markdown table; timings are not a test.
+
+Then smoothing (infer.smoothing none against one_euro, the PyTorch backend, the params'
+infer.smoothing_min_cutoff / infer.smoothing_beta): the mean keypoint acceleration (px/frame^2,
+each track's consecutive frames) and the mean error against the video's truth (visible joints of
+the person whose box the result's box overlaps most), and whether the track ids stay the same.
+Smoothing is judged on a trained model (--checkpoint, e.g. make demo's
+outputs/demo/checkpoints/best.pt with --params demo): an untrained model's keypoints are noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from posecore.data import make_synthetic_video
+from posecore.detect import box_iou
 from posecore.export import export_onnx
 from posecore.inference import infer
 from posecore.models import build_model
 from posecore.params import load_params
+from posecore.smoothing import mean_acceleration, result_tracks
 
 OVERHEAD_AIM = 0.15
 STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
@@ -60,10 +71,16 @@ def main() -> None:
         onnx_path = folder / "pose.onnx"
         export_onnx(params, checkpoint, onnx_path, parity_batch_sizes=())
         rows = []
+        run = {"source": clip["video"], "detector": clip["detections"], "device": args.device, "progress": False}
         for backend, weights in (("pytorch", checkpoint), ("onnxruntime", onnx_path)):
-            run = {"source": clip["video"], "detector": clip["detections"], "device": args.device, "progress": False}
             infer(params, weights, **run, out_dir=folder / f"{backend}-warmup", draw=False)
             rows.append(infer(params, weights, **run, out_dir=folder / backend))
+        truth = json.loads(clip["truth"].read_text())
+        smoothing = {}
+        for mode in ("none", "one_euro"):
+            done = infer(params, checkpoint, **run, out_dir=folder / f"smoothing-{mode}", draw=False, smoothing=mode)
+            results = json.loads(Path(done["results"]).read_text())
+            smoothing[mode] = (mean_acceleration(result_tracks(results)), _truth_error(results, truth), results)
 
     w, h = params.data.input_size
     summary = rows[0]
@@ -92,6 +109,39 @@ def main() -> None:
             + " | ".join(f"{row['ms_per_frame'][stage]:.2f}" for stage in STAGES)
             + f" | {overhead:.1%}{verdict} |"
         )
+    raw, smooth = smoothing["none"], smoothing["one_euro"]
+    same_ids = [(r["image_id"], r["idx"]) for r in raw[2]] == [(r["image_id"], r["idx"]) for r in smooth[2]]
+    print(
+        f"\nsmoothing (One-Euro, min_cutoff {params.infer.smoothing_min_cutoff:g} Hz, beta "
+        f"{params.infer.smoothing_beta:g}; {args.checkpoint or 'untrained weights'}), same track ids: {same_ids}"
+    )
+    print("| keypoints | mean acceleration (px/frame^2) | mean error against the truth (px) |")
+    print("|---|---|---|")
+    for name, (acceleration, error, _) in (("raw", raw), ("one_euro", smooth)):
+        print(f"| {name} | {acceleration:.3f} | {error:.2f} |")
+    print(f"acceleration {smooth[0] / raw[0] - 1:+.0%}, error {smooth[1] - raw[1]:+.2f} px")
+
+
+def _truth_error(results: list[dict], truth: dict) -> float:
+    """Mean distance (px) of the results' visible joints to the true person their box overlaps most."""
+    errors = []
+    for frame in range(truth["frames"]):
+        rows = [r for r in results if r["image_id"] == f"{frame}.jpg"]
+        people = [p for p in truth["people"] if p["frame"] == frame]
+        if not rows or not people:
+            continue
+        boxes = [
+            np.array([[x, y, x + w, y + h] for x, y, w, h in b])
+            for b in ([r["box"] for r in rows], [p["bbox"] for p in people])
+        ]
+        for row, overlaps in zip(rows, box_iou(*boxes)):
+            if overlaps.max() < 0.5:
+                continue  # the false positive
+            person = np.reshape(people[int(overlaps.argmax())]["keypoints"], (-1, 3))
+            predicted = np.reshape(row["keypoints"], (-1, 3))[:, :2]
+            visible = person[:, 2] > 0
+            errors.extend(np.linalg.norm(predicted[visible] - person[visible, :2], axis=1))
+    return float(np.mean(errors)) if errors else float("nan")
 
 
 def _override(text: str) -> tuple[str, object]:

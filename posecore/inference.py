@@ -43,6 +43,7 @@ from posecore.files import atomic_write, write_json
 from posecore.params import Params, load_params
 from posecore.predictor import Predictor
 from posecore.runs import InferFiles, Run, default_run_name, outputs_root, resolve_path, run_lock
+from posecore.smoothing import KeypointSmoother
 from posecore.track import Tracker
 
 VIDEO_CODEC = "mp4v"
@@ -137,8 +138,18 @@ class _Pipeline:
 
     STAGES = ("read", "detect", "crop", "forward", "decode", "track", "write")
 
-    def __init__(self, model: Predictor, params: Params, tracker: Any, writer: _Writer, batch_size: int, flip: bool):
+    def __init__(
+        self,
+        model: Predictor,
+        params: Params,
+        tracker: Any,
+        writer: _Writer,
+        batch_size: int,
+        flip: bool,
+        smoother: KeypointSmoother | None = None,
+    ):
         self.model, self.params, self.tracker, self.writer = model, params, tracker, writer
+        self.smoother = smoother  # One-Euro per track: frames come to _emit in order
         self.batch_size, self.flip = batch_size, flip
         self.pending: list[_Pending] = []
         self.results: list[dict] = []
@@ -196,8 +207,13 @@ class _Pipeline:
         boxes = pending.boxes
         ids = self.tracker.update(boxes, keypoints) if self.tracker else np.arange(1, len(boxes) + 1)
         self.track_ids.update(int(i) for i in ids)
+        raw = keypoints
+        if self.smoother is not None:  # the drawn and written keypoints; the raw ones are kept too
+            keypoints = self.smoother.update(ids, raw)
         started = self.tick("track", started)
-        self.results.extend(alphapose_results(pending.frame.label, boxes, keypoints, ids))
+        self.results.extend(
+            alphapose_results(pending.frame.label, boxes, keypoints, ids, raw if self.smoother else None)
+        )
         self.writer.write(
             pending.frame,
             pending.image,
@@ -227,6 +243,7 @@ def infer(
     batch_size: int | None = None,
     device: Any = None,
     progress: bool = True,
+    smoothing: str | None = None,
 ) -> dict[str, Any]:
     """Poses of every person in `source`; writes OUT (see the module docstring), returns the summary.
 
@@ -236,11 +253,17 @@ def infer(
     posecore.detect.build_detector. out_dir: default outputs/<run_name or infer-...>/infer/<source stem>.
     track: None = on for videos, off for images. flip: flip test. draw: write vis/ or the .mp4.
     batch_size: people per pose batch (default eval.batch_size). device: default posecore's choice
-    (posecore.device.get_device) for a PyTorch model, the CPU for an .onnx.
+    (posecore.device.get_device) for a PyTorch model, the CPU for an .onnx (infer.threads: its
+    onnxruntime threads). smoothing: "none" or "one_euro" (default infer.smoothing): tracked
+    keypoints through the One-Euro filter (infer.smoothing_min_cutoff, infer.smoothing_beta) per
+    track and joint, reset when a track is lost; the results keep the raw ones as keypoints_raw.
     """
     params = load_params(params) if params is not None else None
-    model = Predictor.load(checkpoint, params, run_name, device)
+    threads = params.infer.threads if params is not None and params.infer.threads else None
+    model = Predictor.load(checkpoint, params, run_name, device, threads)
     params = params or model.params or Params()  # an .onnx carries its model; the settings are then the defaults
+    if smoothing is not None:
+        params = load_params(params, {"infer.smoothing": smoothing})  # checked as a params value
     settings = params.infer
     detector = build_detector(detector, **_detector_options(detector, settings))
     src = open_source(source)
@@ -264,7 +287,15 @@ def infer(
             else None
         )
         writer = _Writer(out, src, draw)
-        pipeline = _Pipeline(model, params, tracker, writer, int(batch_size or params.eval.batch_size), flip)
+        smoother = None
+        if settings.smoothing == "one_euro" and tracker is not None:  # smoothing follows tracks
+            smoother = KeypointSmoother(
+                settings.smoothing_min_cutoff,
+                settings.smoothing_beta,
+                fps=src.fps or DEFAULT_FPS,
+                max_gap=settings.track_max_missed,
+            )
+        pipeline = _Pipeline(model, params, tracker, writer, int(batch_size or params.eval.batch_size), flip, smoother)
         skipped: list[str] = []
         frames = 0
         total = src.frame_count if src.kind == "video" else len(src.images)
@@ -340,21 +371,25 @@ def tracks_from_results(results: list[dict], joint: int) -> dict[int, dict]:
     return {idx: {key: np.asarray(values) for key, values in track.items()} for idx, track in tracks.items()}
 
 
-def alphapose_results(image_id: str, boxes: np.ndarray, keypoints: np.ndarray, ids: np.ndarray) -> list[dict]:
-    """One frame's people in AlphaPose's results form (see the module docstring)."""
+def alphapose_results(
+    image_id: str, boxes: np.ndarray, keypoints: np.ndarray, ids: np.ndarray, raw: np.ndarray | None = None
+) -> list[dict]:
+    """One frame's people in AlphaPose's results form (see the module docstring); `raw` [n, K, 3]:
+    the keypoints before smoothing, kept as "keypoints_raw" beside the smoothed "keypoints"."""
     rows = []
-    for box, points, track_id in zip(boxes, keypoints, ids):
+    for row, (box, points, track_id) in enumerate(zip(boxes, keypoints, ids)):
         x1, y1, x2, y2, box_score = (float(v) for v in box[:5])
-        rows.append(
-            {
-                "image_id": image_id,
-                "category_id": 1,
-                "keypoints": [round(float(v), 4) for v in points.reshape(-1)],
-                "score": round(float(points[:, 2].mean()) * box_score, 6),
-                "box": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                "idx": int(track_id),
-            }
-        )
+        entry = {
+            "image_id": image_id,
+            "category_id": 1,
+            "keypoints": [round(float(v), 4) for v in points.reshape(-1)],
+            "score": round(float(points[:, 2].mean()) * box_score, 6),
+            "box": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+            "idx": int(track_id),
+        }
+        if raw is not None:
+            entry["keypoints_raw"] = [round(float(v), 4) for v in raw[row].reshape(-1)]
+        rows.append(entry)
     return rows
 
 
@@ -439,6 +474,7 @@ def _summary(
         "joint_names": list(model.info.joint_names),
         "keypoints": model.info.record(),
         "flip": flip,
+        "smoothing": _smoothing_text(pipeline.smoother, pipeline.params.infer.smoothing),
         "fps": {
             "detector": rate(frames, seconds["detect"]),
             "pose": rate(frames, pose),
@@ -457,6 +493,12 @@ def _summary(
         **outputs,
         "notes": notes,
     }
+
+
+def _smoothing_text(smoother: KeypointSmoother | None, asked: str) -> str:
+    if smoother is not None:
+        return f"one_euro (min_cutoff {smoother.min_cutoff:g} Hz, beta {smoother.beta:g}; raw keypoints kept)"
+    return "none" if asked == "none" else f"none ({asked} follows tracks: tracking is off)"
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -24,16 +24,17 @@ that comes back sooner continues with the real time step. Times come from `times
 or, without one, from the frame count and `fps`. Joints whose value is not finite pass through
 and leave their state as it was.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-DEFAULT_MIN_CUTOFF = 1.0   # Hz
-DEFAULT_BETA = 0.0         # 1 / px
-DEFAULT_D_CUTOFF = 1.0     # Hz, as in the paper
+DEFAULT_MIN_CUTOFF = 1.0  # Hz
+DEFAULT_BETA = 0.0  # 1 / px
+DEFAULT_D_CUTOFF = 1.0  # Hz, as in the paper
 
 
 def smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -46,20 +47,27 @@ def smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray | floa
 class OneEuroFilter:
     """One-Euro filters of an array of signals sampled together (see the module docstring)."""
 
-    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-                 d_cutoff: float = DEFAULT_D_CUTOFF):
+    def __init__(
+        self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, d_cutoff: float = DEFAULT_D_CUTOFF
+    ):
         for name, value, low in (("min_cutoff", min_cutoff, 0.0), ("d_cutoff", d_cutoff, 0.0), ("beta", beta, None)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or (low is not None and value <= low) or (low is None and value < 0):
-                raise ValueError(f"{name} must be a finite {'positive' if low is not None else 'non-negative'} "
-                                 f"number, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or (low is not None and value <= low)
+                or (low is None and value < 0)
+            ):
+                raise ValueError(
+                    f"{name} must be a finite {'positive' if low is not None else 'non-negative'} number, got {value!r}"
+                )
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self.reset()
 
     def reset(self) -> None:
         """Forget the past: the next sample passes unchanged."""
-        self.value: np.ndarray | None = None   # x_hat of the last sample
-        self.speed: np.ndarray | None = None   # dx_hat of the last sample
+        self.value: np.ndarray | None = None  # x_hat of the last sample
+        self.speed: np.ndarray | None = None  # dx_hat of the last sample
         self.time: float | None = None
 
     def __call__(self, x, t: float) -> np.ndarray:
@@ -91,13 +99,19 @@ class KeypointSmoother:
     missing and keep its state.
     """
 
-    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-                 d_cutoff: float = DEFAULT_D_CUTOFF, fps: float = 25.0, max_gap: int = 10):
+    def __init__(
+        self,
+        min_cutoff: float = DEFAULT_MIN_CUTOFF,
+        beta: float = DEFAULT_BETA,
+        d_cutoff: float = DEFAULT_D_CUTOFF,
+        fps: float = 25.0,
+        max_gap: int = 10,
+    ):
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
             raise ValueError(f"max_gap must be a non-negative integer, got {max_gap!r}")
-        OneEuroFilter(min_cutoff, beta, d_cutoff)   # checks the parameters
+        OneEuroFilter(min_cutoff, beta, d_cutoff)  # checks the parameters
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self.fps, self.max_gap = float(fps), max_gap
         self.filters: dict[int, OneEuroFilter] = {}
@@ -125,7 +139,7 @@ class KeypointSmoother:
             raise ValueError(f"{len(ids)} track ids for {len(keypoints)} people")
         if len(set(ids)) != len(ids):
             raise ValueError(f"track ids repeat within a frame: {ids}")
-        for track_id, seen in list(self.last_seen.items()):   # lost tracks start afresh
+        for track_id, seen in list(self.last_seen.items()):  # lost tracks start afresh
             if self.frame - seen > self.max_gap:
                 self.reset(track_id)
         smoothed = keypoints.copy()
@@ -140,8 +154,31 @@ def mean_acceleration(tracks: dict[int, np.ndarray]) -> float:
     """Mean keypoint acceleration, px/frame^2: the norm of the second difference of each joint's
     position over consecutive frames of each track ({id: [T, K, 2]}, frames consecutive),
     averaged over every joint and frame where it is defined."""
-    values = [np.linalg.norm(np.diff(np.asarray(xy, np.float64)[..., :2], n=2, axis=0), axis=-1).ravel()
-              for xy in tracks.values() if len(xy) >= 3]
+    values = [
+        np.linalg.norm(np.diff(np.asarray(xy, np.float64)[..., :2], n=2, axis=0), axis=-1).ravel()
+        for xy in tracks.values()
+        if len(xy) >= 3
+    ]
     values = np.concatenate(values) if values else np.zeros(0)
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else float("nan")
+
+
+def result_tracks(results: Sequence[dict], key: str = "keypoints") -> dict[tuple[int, int], np.ndarray]:
+    """posecore.infer's video results -> {(track id, first frame): [T, K, 2]}: each track's `key`
+    keypoints (x, y) over each run of consecutive frames (the image_id "<frame>.jpg"), the form
+    `mean_acceleration` takes."""
+    by_track: dict[int, dict[int, np.ndarray]] = {}
+    for row in results:
+        frame = int(str(row["image_id"]).split(".")[0])
+        by_track.setdefault(int(row["idx"]), {})[frame] = np.reshape(row[key], (-1, 3))[:, :2]
+    runs = {}
+    for track, frames in by_track.items():
+        ordered = sorted(frames)
+        starts = [frame for n, frame in enumerate(ordered) if n == 0 or ordered[n - 1] != frame - 1]
+        for start in starts:
+            end = start
+            while end + 1 in frames:
+                end += 1
+            runs[(track, start)] = np.stack([frames[f] for f in range(start, end + 1)])
+    return runs

@@ -28,6 +28,7 @@ from posecore.detect import box_iou
 from posecore.files import REPO_ROOT
 from posecore.inference import infer
 from posecore.predictor import Predictor
+from posecore.smoothing import mean_acceleration, result_tracks
 
 SMALL = {"model.depth": 18, "data.input_size": [32, 64], "data.heatmap_size": [8, 16]}
 VIDEO_SIZE, VIDEO_FRAMES, VIDEO_FPS = (320, 240), 24, 10.0
@@ -220,6 +221,41 @@ def test_onnx_checkpoint_needs_no_params_and_agrees(clip_run, onnx_clip_run):
     assert [(r["image_id"], r["idx"]) for r in onnx_results] == [(r["image_id"], r["idx"]) for r in results]
     np.testing.assert_allclose([r["keypoints"] for r in onnx_results], [r["keypoints"] for r in results], atol=1e-3)
     assert "video" not in onnx_summary and not list(Path(onnx_summary["out_dir"]).glob("*.mp4"))
+
+
+def test_one_euro_smoothing_calms_the_keypoints_and_keeps_the_tracks(small, clip, clip_run):
+    """infer.smoothing one_euro: the same people and ids, the drawn / written keypoints smoothed
+    per track, the raw ones kept beside them (equal to the unsmoothed run's)."""
+    params, checkpoint, _, folder = small
+    summary, results = clip_run
+    smoothed_params = posecore.load_params(params, {"infer.threads": 1})
+    smoothed_summary = infer(
+        smoothed_params,
+        checkpoint,
+        clip["video"],
+        detector=clip["detections"],
+        out_dir=folder / "smooth_out",
+        draw=False,
+        progress=False,
+        smoothing="one_euro",
+    )
+    smoothed = json.loads(Path(smoothed_summary["results"]).read_text())
+    assert smoothed_summary["smoothing"].startswith("one_euro") and summary["smoothing"] == "none"
+    assert [(r["image_id"], r["idx"]) for r in smoothed] == [(r["image_id"], r["idx"]) for r in results]
+    np.testing.assert_allclose([r["keypoints_raw"] for r in smoothed], [r["keypoints"] for r in results], atol=1e-3)
+    assert "keypoints_raw" not in results[0]
+    before = mean_acceleration(result_tracks(results))
+    after = mean_acceleration(result_tracks(smoothed))
+    assert after <= 0.5 * before, (before, after)
+    # a still image has no tracks to follow: smoothing stays off and says why
+    image = folder / "still.png"
+    cv2.imwrite(str(image), textured((120, 100), 3))
+    still = infer(
+        params, checkpoint, image, out_dir=folder / "still_out", draw=False, progress=False, smoothing="one_euro"
+    )
+    assert still["smoothing"].startswith("none (one_euro follows tracks")
+    with pytest.raises(posecore.ParamsError, match="infer.smoothing must be one of"):
+        infer(params, checkpoint, image, out_dir=folder / "bad", progress=False, smoothing="kalman")
 
 
 def test_unreadable_video_is_skipped(small, tmp_path):

@@ -1,5 +1,6 @@
 """The One-Euro keypoint filter: still points stay, jitter falls, steps are followed with bounded
 lag, lost tracks start afresh, and the vectorized filter equals a scalar textbook one."""
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,7 @@ def test_equals_the_scalar_textbook_filter_on_every_joint(beta):
     rng = np.random.default_rng(0)
     frames, joints = 60, 17
     signal = np.cumsum(rng.normal(0, 4, (frames, joints, 2)), axis=0) + rng.uniform(0, 500, (joints, 2))
-    times = np.cumsum(rng.uniform(0.02, 0.06, frames))   # uneven timestamps
+    times = np.cumsum(rng.uniform(0.02, 0.06, frames))  # uneven timestamps
     vectorized = OneEuroFilter(min_cutoff=0.7, beta=beta, d_cutoff=1.3)
     got = np.stack([vectorized(x, t) for x, t in zip(signal, times)])
     expected = np.empty_like(signal)
@@ -55,7 +56,7 @@ def test_equals_the_scalar_textbook_filter_on_every_joint(beta):
             scalar = ScalarOneEuro(0.7, beta, 1.3)
             expected[:, j, axis] = [scalar(float(x), float(t)) for x, t in zip(signal[:, j, axis], times)]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
-    assert np.abs(got - signal).max() > 1.0   # it did filter
+    assert np.abs(got - signal).max() > 1.0  # it did filter
 
 
 def test_a_constant_signal_stays_put():
@@ -80,33 +81,33 @@ def test_a_step_is_followed_with_bounded_lag_and_beta_shortens_it():
 
     def frames_to_reach(beta, level=95.0):
         out = run(OneEuroFilter(min_cutoff=1.0, beta=beta), signal)[:, 0]
-        assert out.max() <= 100.0 + 1e-9 and out.min() >= -1e-9   # first order: no overshoot
-        assert np.all(np.diff(out[10:]) >= -1e-9)                 # and monotone toward the step
+        assert out.max() <= 100.0 + 1e-9 and out.min() >= -1e-9  # first order: no overshoot
+        assert np.all(np.diff(out[10:]) >= -1e-9)  # and monotone toward the step
         return int(np.argmax(out >= level)) - 10
 
     slow, fast = frames_to_reach(0.0), frames_to_reach(0.05)
-    assert fast <= 2, fast          # with beta the cutoff opens: within 2 frames at 30 fps
-    assert slow > 10                # a 1 Hz low pass alone lags far behind
+    assert fast <= 2, fast  # with beta the cutoff opens: within 2 frames at 30 fps
+    assert slow > 10  # a 1 Hz low pass alone lags far behind
     assert fast < slow
 
 
 def test_tracks_are_independent_and_a_lost_one_starts_afresh():
     smoother = KeypointSmoother(min_cutoff=0.5, beta=0.0, fps=FPS, max_gap=2)
     a = np.zeros((1, 3, 3))
-    a[..., 2] = 0.9                 # the score column passes through
+    a[..., 2] = 0.9  # the score column passes through
     b = np.full((1, 3, 3), 50.0)
     for _ in range(5):
         out = smoother.update([1, 2], np.concatenate([a, b]))
     np.testing.assert_array_equal(out[0], a[0])
     np.testing.assert_array_equal(out[1], b[1 - 1])
     moved = a + [10.0, 10.0, 0.0]
-    kept = smoother.update([1], moved)          # track 1 moves: smoothed, so it lags behind
+    kept = smoother.update([1], moved)  # track 1 moves: smoothed, so it lags behind
     assert 0 < kept[0, 0, 0] < 10 and kept[0, 0, 2] == 0.9
-    for _ in range(3):                          # track 2 missing for 3 frames > max_gap: dropped
+    for _ in range(3):  # track 2 missing for 3 frames > max_gap: dropped
         smoother.update([1], moved)
     assert 2 not in smoother.filters
     again = smoother.update([1, 2], np.concatenate([moved, b + 20.0]))
-    np.testing.assert_array_equal(again[1], (b + 20.0)[0])   # afresh: its first value passes
+    np.testing.assert_array_equal(again[1], (b + 20.0)[0])  # afresh: its first value passes
     smoother.reset(1)
     fresh = smoother.update([1], moved + 30.0)
     np.testing.assert_array_equal(fresh[0], (moved + 30.0)[0])
@@ -118,7 +119,7 @@ def test_a_track_back_within_the_gap_continues_with_the_real_time_step():
     points = [np.full((1, 2, 2), v) for v in (0.0, 0.0, 30.0)]
     gap.update([7], points[0])
     direct(points[0][0], 0.0)
-    gap.update([], np.zeros((0, 2, 2)))          # one frame without the person
+    gap.update([], np.zeros((0, 2, 2)))  # one frame without the person
     out = gap.update([7], points[2])
     np.testing.assert_allclose(out[0], direct(points[2][0], 2 / FPS))
 
