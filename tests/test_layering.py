@@ -102,6 +102,7 @@ PACKAGE_ROOMS = ("codec", "data", "models", "workbook")
 OPTIONAL_IMPORTS = (
     "onnxruntime",
     "onnx",
+    "onnxconverter_common",
     "torch.utils.tensorboard",
     "torch_npu",
     "apex",
