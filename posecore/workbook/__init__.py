@@ -1,7 +1,9 @@
 """What the workbook notebooks call, in one namespace: `from posecore import workbook`.
 
 - sections: `notebook_params` (every notebook's parameters; `run_params` for the notebooks after
-  training: a run's own params) and one block of helpers per notebook
+  training: a run's own params) and the blocks of prepare_data, train and eval; comparison.py
+  (compare, reproduce, the run index), exports.py (export), video.py (infer): one block of helpers
+  per notebook
   (compare.ipynb's: comparison_table, differing_params_table, comparison_notes, comparison_curves;
   infer.ipynb's: infer_inputs, infer_table, infer_frames, infer_trajectories; reproduce.ipynb's:
   reproduction_table, reproduction_runs)
@@ -18,37 +20,32 @@ from __future__ import annotations
 
 from posecore.report import Table, keep, reference_table, run_path, write_report
 from posecore.workbook.browser import PoseBrowser
-from posecore.workbook.exports import export_scores
+from posecore.workbook.comparison import (
+    comparison_curves,
+    comparison_notes,
+    comparison_table,
+    differing_params_table,
+    reproduction_runs,
+    reproduction_table,
+    run_index,
+)
+from posecore.workbook.exports import export_scores, latency_rows_table, onnx_example, parity_table
 from posecore.workbook.record import Link, Note, params_table, report_link, run_figure, run_summary
 from posecore.workbook.sections import (
     LayoutCheck,
     annotation_checks,
     checkpoint_for,
-    comparison_curves,
-    comparison_notes,
-    comparison_table,
     dataset_gallery,
     dataset_params,
     dataset_statistics,
-    differing_params_table,
     eval_metrics,
-    infer_frames,
-    infer_inputs,
-    infer_table,
-    infer_trajectories,
-    latency_rows_table,
     lr_schedule,
     metrics_table,
     notebook_params,
-    onnx_example,
-    parity_table,
     per_joint_figure,
     per_joint_table,
     prepare_dataset,
-    reproduction_runs,
-    reproduction_table,
     results_table,
-    run_index,
     run_of,
     run_params,
     threshold_figure,
@@ -58,6 +55,7 @@ from posecore.workbook.sections import (
     validation_table,
     worst_predictions,
 )
+from posecore.workbook.video import infer_frames, infer_inputs, infer_table, infer_trajectories
 from posecore.workbook.why import error_analysis, error_comparison, errors_per_joint_figure, why_figure, why_table
 
 __all__ = [

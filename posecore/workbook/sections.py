@@ -12,14 +12,11 @@ import csv
 import dataclasses
 import html
 import re
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from posecore import charts, viz
@@ -32,7 +29,6 @@ from posecore.data import (
     ensure_synthetic,
     load_people,
     make_synthetic,
-    make_synthetic_video,
     read_rgb,
     steps_per_epoch,
     synthetic_root,
@@ -40,15 +36,11 @@ from posecore.data import (
 )
 from posecore.data.layouts import coco_style_layout
 from posecore.evaluation import primary_metric
-from posecore.experiments import compare_runs, write_run_index
-from posecore.files import REPO_ROOT, read_json
-from posecore.inference import track_colour, tracks_from_results
-from posecore.keypoints import DATASETS, from_record
+from posecore.keypoints import DATASETS
 from posecore.optim import batch_plan, schedule
 from posecore.params import SHORTCUTS, Params, load_params
 from posecore.report import Table, keep, reference_table, run_relative
-from posecore.reproduce import verdict_table
-from posecore.runs import Run, outputs_root, resolve_path, run_dir
+from posecore.runs import Run, resolve_path, run_dir
 from posecore.scoring import person_errors
 from posecore.workbook.browser import worst_predictions as worst_gallery
 from posecore.workbook.record import Note
@@ -438,299 +430,6 @@ def worst_predictions(run_name: str, params: Params, count: int = 8):
     return keep(run_name, "eval_worst", worst_gallery(dataset, errors, count))
 
 
-# --- export --------------------------------------------------------------------------------------
-
-
-def parity_table(exported: dict) -> Table:
-    """onnxruntime against PyTorch: max abs difference per batch size and output."""
-    parity = exported.get("parity") or {}
-    rows = [
-        [batch, name, diff, "yes" if diff <= parity.get("tolerance", 0) else "NO"]
-        for batch, diffs in (parity.get("batches") or {}).items()
-        for name, diff in diffs.items()
-    ]
-    rows += [
-        ["people, Predictor", f"keypoints (median px), {case}", found["median_px"], "yes" if found["ok"] else "NO"]
-        for case, found in (parity.get("predictor") or {}).items()
-    ]
-    folder = Path(exported["path"]).parent  # the run folder, where the export notebook writes
-    weights = run_relative(exported["checkpoint"], folder) if exported.get("checkpoint") else "as built (no checkpoint)"
-    note = (
-        f"{Path(exported['path']).name}: opset {exported['opset']}, input {exported['input_shape']}, "
-        f"outputs {exported['output_names']}, {exported['size_mb']} MB, weights {weights}. Outputs: "
-        f"random inputs; keypoints: Predictor.from_checkpoint against Predictor.from_onnx on one "
-        f"image, crop to decode"
-    )
-    return Table(
-        ["batch", "output", "max abs diff", "within tolerance"],
-        rows,
-        title="ONNX parity (onnxruntime vs PyTorch)",
-        note=note,
-    )
-
-
-def latency_rows_table(rows: list[dict]) -> Table:
-    """posecore.export.latency_table rows as a table."""
-    columns = list(rows[0]) if rows else ["batch", "pytorch_ms", "onnxruntime_ms", "speedup", "threads"]
-    return Table(columns, [[row[c] for c in columns] for row in rows], title="CPU latency, median ms")
-
-
-def onnx_example(run_name: str, params: Params, onnx_path: str | Path) -> Table:
-    """Run examples/onnx_infer.py (onnxruntime + numpy + OpenCV only) on the first val person;
-    its drawing goes to figures/export_example.png and its printout into the returned table."""
-    instance = build_dataset(params, "val").instances[0]
-    x0, y0, x1, y1 = _person_box(instance, params.data.bbox_padding)
-    out = Run(run_name).figures_dir / "export_example.png"
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "examples" / "onnx_infer.py"),
-        str(onnx_path),
-        instance.image_path,
-        "--box",
-        *(f"{v:.1f}" for v in (x0, y0, x1 - x0, y1 - y0)),
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"examples/onnx_infer.py failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
-    folder = run_dir(run_name)
-    shell = " ".join(run_relative(part, folder) if Path(part).is_absolute() else part for part in command[1:])
-    return keep(
-        run_name,
-        "export_example",
-        Table(
-            ["joint", "x", "y", "score"],
-            rows,
-            title="Standalone onnxruntime example",
-            note=f"in the run folder: python {shell}",
-        ),
-    )
-
-
-def _person_box(instance, padding: float) -> tuple[float, float, float, float]:
-    """x0, y0, x1, y1 of a val person: its box, or for a set without boxes (MPII) the box its crop
-    grows from (bbox_scale / padding around bbox_center), so that the example crops the same."""
-    if instance.bbox_xyxy is not None:
-        return tuple(float(v) for v in instance.bbox_xyxy)
-    half = np.asarray(instance.bbox_scale, np.float64) / padding / 2
-    center = np.asarray(instance.bbox_center, np.float64)
-    return (*(center - half).tolist(), *(center + half).tolist())
-
-
 def run_of(train_result: dict) -> str:
     """The run name of a posecore.train result (train.ipynb may leave run_name None)."""
     return Path(train_result["run_dir"]).name
-
-
-# --- compare -------------------------------------------------------------------------------------
-
-
-def comparison_table(run_name: str, comparison) -> Table:
-    """One row per compared run (a posecore.compare_runs result): state, model, data, epochs done
-    of planned, best and last validation metric with its protocol, speed, devices, AMP, code
-    version and date (tables/compare_runs.json)."""
-    metric = comparison.metric
-    rows = [
-        [
-            r["run"],
-            _state_text(r),
-            r["model"],
-            r["dataset"],
-            f"{r['epochs_done']} of {r['epochs_planned']}",
-            _percent(r["best"]),
-            _percent(r["last"]),
-            r["protocol"],
-            r["images_per_s"],
-            r["devices"],
-            r["world_size"],
-            r["amp"],
-            f"{r['commit']}{' (dirty)' if r['dirty'] else ''}",
-            r["date"],
-        ]
-        for r in comparison.runs
-    ]
-    columns = [
-        "run",
-        "state",
-        "model",
-        "dataset",
-        "epochs",
-        f"best {metric}",
-        f"last {metric}",
-        "validation protocol",
-        "images/s",
-        "devices",
-        "world size",
-        "AMP",
-        "commit",
-        "started",
-    ]
-    return keep(run_name, "compare_runs", Table(columns, rows, title=f"Runs compared ({metric} in percent)", digits=1))
-
-
-def differing_params_table(run_name: str, comparison) -> Table:
-    """The params keys whose values differ between the compared runs, one column per run
-    (tables/compare_runs_differing.json)."""
-    rows = [
-        [key, *[_param_text(values[run]) for run in comparison.names]] for key, values in comparison.differing.items()
-    ]
-    note = "" if rows else "All compared runs have the same params."
-    return keep(
-        run_name,
-        "compare_runs_differing",
-        Table(["param", *comparison.names], rows, title="Params that differ", note=note),
-    )
-
-
-def comparison_notes(run_name: str, comparison) -> Table:
-    """What makes the numbers not (yet) comparable (tables/compare_runs_notes.json)."""
-    rows = [[note] for note in comparison.notes] or [["The runs share data, split and protocol."]]
-    return keep(run_name, "compare_runs_notes", Table(["note"], rows, title="Before comparing"))
-
-
-def comparison_curves(run_name: str, comparison):
-    """Training loss and the validation metric of every compared run, overlaid (compare_curves.png)."""
-    return keep(run_name, "compare_curves", charts.plot_runs_curves(comparison.logs, comparison.metric))
-
-
-# --- reproduce -----------------------------------------------------------------------------------
-
-
-def reproduction_table(result: dict) -> Table:
-    """posecore.reproduce's verdict, reasons and comparisons (reproduce keeps it in the original
-    run as tables/reproduce_verdict.json)."""
-    return verdict_table(result)
-
-
-def reproduction_runs(result: dict):
-    """compare_runs of a reproduction's original and new run (the original alone when refused),
-    for the comparison tables and curves side by side."""
-    return compare_runs([result["original"], *filter(None, [result["run"]])])
-
-
-def _state_text(run: dict) -> str:
-    if run["state"] in ("running", "stopped"):
-        return f"{run['state']} in epoch {run['last_epoch']} (last log {run['last_log_time']})"
-    return run["state"]
-
-
-def _param_text(value: Any) -> str:
-    return "(absent)" if value is None else str(value)
-
-
-def run_index() -> Table:
-    """Refresh outputs/runs.csv and show it: every run folder with its headline numbers."""
-    path = write_run_index()
-    with open(path, newline="") as f:
-        runs = list(csv.DictReader(f))
-    shown = (
-        "run",
-        "state",
-        "model",
-        "dataset",
-        "epochs_done",
-        "epochs_planned",
-        "metric",
-        "best",
-        "last",
-        "images_per_s",
-        "commit",
-        "date",
-    )
-    numbers = ("epochs_done", "epochs_planned", "best", "last", "images_per_s")
-    rows = [
-        [
-            _percent(_number(run[c])) if c in ("best", "last") else _number(run[c]) if c in numbers else run[c]
-            for c in shown
-        ]
-        for run in runs
-    ]
-    return Table(list(shown), rows, title=f"Runs in {path.parent} ({path.name}; metrics in percent)", digits=1)
-
-
-# --- infer ---------------------------------------------------------------------------------------
-
-
-def infer_inputs(source: str | None, detector: str | None) -> dict[str, str]:
-    """The infer notebook's source and detector. An empty source is posecore's synthetic walking
-    video (written now under <outputs>/data/synthetic_video), whose detections file is then the
-    detector unless one is given; an empty detector is otherwise whole-image mode."""
-    if source:
-        return {"source": str(source), "detector": detector or "whole-image"}
-    paths = make_synthetic_video(outputs_root() / "data" / "synthetic_video")
-    return {"source": str(paths["video"]), "detector": detector or str(paths["detections"])}
-
-
-def infer_table(summary: dict) -> Table:
-    """posecore.infer's summary: counts, frames/s per stage and ms per frame."""
-    fps, ms = summary["fps"], summary["ms_per_frame"]
-    rows = [
-        ["frames", summary["frames"]],
-        ["persons", summary["persons"]],
-        ["tracks", "n/a (no tracking)" if summary["tracks"] is None else summary["tracks"]],
-        ["keypoint smoothing", summary.get("smoothing", "none")],
-        ["detector frames/s", fps["detector"]],
-        ["pose stage frames/s", fps["pose"]],
-        ["end-to-end frames/s", fps["end_to_end"]],
-        ["pose overhead beyond the forward", summary["pose_overhead"]],
-        *[[f"{stage} ms/frame", value] for stage, value in ms.items()],
-    ]
-    note = " ".join(
-        [
-            f"{summary['source']} with {summary['detector']}, {summary['pose_backend']} pose model;",
-            f"results in {summary['results']}.",
-            *summary["notes"],
-        ]
-    )
-    return Table(
-        ["", "value"], [[name, "n/a" if value is None else value] for name, value in rows], title="Inference", note=note
-    )
-
-
-def infer_frames(summary: dict, count: int = 4):
-    """A few evenly spaced frames of the drawn output (the .mp4 of a video, vis/ of images)."""
-    if "video" in summary:
-        frames = read_video_frames(summary["video"], count)
-    else:
-        files = sorted(Path(summary.get("vis", "")).glob("*.jpg"))
-        picked = files[:: max(1, -(-len(files) // count))][:count] if files else []
-        frames = [(path.name, read_rgb(path)) for path in picked]
-    items = [{"image": image, "title": name} for name, image in frames]
-    return viz.plot_gallery(items, from_record(summary["keypoints"], summary["results"]), ncols=min(count, 4), size=3.5)
-
-
-TRAJECTORY_JOINTS = ("nose", "head_top", "neck", "thorax")  # the first one a keypoint set has
-
-
-def infer_trajectories(summary: dict, joint: str | None = None):
-    """Per-person paths of `joint` through the source (see viz.plot_trajectories), over the middle
-    frame of the drawn video when there is one. None: the first of TRAJECTORY_JOINTS the model's
-    keypoint set has, else its first joint."""
-    names = summary["joint_names"]
-    if joint is None:
-        joint = next((name for name in TRAJECTORY_JOINTS if name in names), names[0])
-    if joint not in names:
-        raise ValueError(f"joint {joint!r} is not one of the model's joints {names}")
-    tracks = tracks_from_results(read_json(summary["results"]), names.index(joint))
-    colors = {idx: tuple(c / 255.0 for c in reversed(track_colour(idx))) for idx in tracks}
-    middle = read_video_frames(summary["video"], 1) if "video" in summary else []
-    return viz.plot_trajectories(tracks, joint, colors, middle[0][1] if middle else None)
-
-
-def read_video_frames(path: str | Path, count: int) -> list[tuple[str, np.ndarray]]:
-    """(name "frame <i>", RGB image) of `count` evenly spaced frames of a video (the middle one for 1)."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        wanted = [total // 2] if count == 1 else np.linspace(0, max(total - 1, 0), count).round().astype(int)
-        frames = []
-        for index in dict.fromkeys(int(i) for i in wanted):
-            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, image = capture.read()
-            if ok:
-                frames.append((f"frame {index}", cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
-        return frames
-    finally:
-        capture.release()
