@@ -9,9 +9,12 @@ a temp folder, then measures in fresh processes (one per figure, so none inherit
 
 - cold: build_dataset with an empty annotation cache (json parse, entry checks, the flat arrays,
   the cache written) - seconds and the process's peak RSS;
-- cached: build_dataset again in a new process (hash the file, map the arrays) - seconds, the
-  resident memory the dataset adds (RSS after build_dataset and after reading every array once,
-  minus RSS before) and peak RSS;
+- cached: build_dataset again in a new process (hash the file, map the arrays, verify the cache:
+  its hashes and values on this first load in the process) - seconds, the resident memory the
+  dataset adds (RSS after build_dataset and after reading every array once, minus RSS before)
+  and peak RSS; then the verification alone (People.open(folder, verify=True): manifest, headers,
+  sizes, blake2b of every array, value checks) and the check of a later load in the process
+  (headers and sizes only);
 - epoch: one epoch in the engine's order through a DataLoader (--workers, batch 64): each worker
   reports its private memory (USS: Private_Clean + Private_Dirty of /proc/self/smaps_rollup) at its
   first item and every 2000th; growth = its last reading - its first. Items take the metadata path of a sample (the
@@ -21,7 +24,8 @@ a temp folder, then measures in fresh processes (one per figure, so none inherit
 - --compare: the same epoch over the people as a list of per-person Instance objects (what
   PoseDataset held before posecore.data.People), to show the copy-on-access growth.
 
-Targets (issue 22): cached build_dataset <= 3 s, dataset <= 80 MB, worker growth <= 20 MB.
+Targets (issue 22): cached build_dataset <= 3 s, dataset <= 80 MB, worker growth <= 20 MB;
+(issue 32) verifying the cache well under a second.
 """
 
 from __future__ import annotations
@@ -222,6 +226,11 @@ def phase(name: str, root: Path, workers: int) -> dict:
             np.add.reduce(np.asarray(array).ravel(), dtype=np.float64)
         groups = dataset.image_groups()
         result["dataset_rss_touched"] = rss() - before
+        if people.folder is not None:
+            for key, verify in (("verify_s", True), ("check_s", False)):
+                started = time.perf_counter()
+                data.People.open(people.folder, verify=verify)
+                result[key] = time.perf_counter() - started
     result["people"] = len(people)
     if name in ("cached", "objects"):
         order = data.step_order(groups, 0, 0, 64, 1, 0, 1)[0]
@@ -272,6 +281,12 @@ def main() -> None:
                 "build_dataset, cached (target <= 3 s)",
                 f"{cached['build_s']:.2f} s",
                 f"peak RSS {cached['peak_rss'] / MB:.0f} MB",
+            ),
+            (
+                "cache verification, first load in a process",
+                f"{cached['verify_s']:.2f} s",
+                f"hashes + values of {cached['people']:,} people; a later load checks headers and sizes in "
+                f"{cached['check_s'] * 1000:.1f} ms",
             ),
             (
                 "dataset memory (target <= 80 MB)",

@@ -15,6 +15,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -445,3 +446,111 @@ def test_evaluation_scores_without_the_skipped_entries(synthetic, tmp_path, outp
     with pytest.warns(UserWarning, match=r"skipped 2 of \d+ person entries"):
         metrics = posecore.evaluate(coco_params(root, "coco", **{"eval.oracle": True}), None, run_name="skipped")
     assert 0.5 < metrics["AP"] <= 1
+
+
+# --------------------------------------------------------------------------- the people cache
+
+
+@pytest.fixture(scope="module")
+def cache_bases(synthetic) -> list[tuple[Any, str, Any]]:
+    """(params, split, the people as parsed: People built from load_instances) of the cached
+    splits: the real COCO train and val people, their detector boxes (test split) and the MPII
+    val people; the synthetic COCO set without the samples."""
+    from posecore.data.people import People
+
+    cases = [(coco_params(synthetic["coco"], "coco"), "train")]
+    if (SAMPLES / "coco" / "annotations").is_dir():
+        detections = SAMPLES / "coco" / "detections" / "person_detections_val2017.json"
+        cases = [
+            (coco_params(SAMPLES / "coco", "coco"), "train"),
+            (coco_params(SAMPLES / "coco", "coco"), "val"),
+            (coco_params(SAMPLES / "coco", "coco", **{"data.det_file": str(detections)}), "test"),
+            (load_params("hourglass", {"data.root": str(SAMPLES / "mpii"), "data.workers": 0}), "val"),
+        ]
+    bases = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the samples' skipped entries
+        for params, split in cases:
+            instances, info, ann_file, _ = data.load_instances(params, split)
+            bases.append((params, split, People.from_instances(instances, info.num_joints), ann_file))
+    return bases
+
+
+CACHE_DAMAGE = ("truncate", "flip", "append", "dtype", "shape", "delete", "manifest edit", "garbage", "empty")
+
+
+def damage_cache(draw, folder: Path) -> str:
+    """One drawn change to a saved people folder: a file cut short, bits flipped, bytes appended,
+    an array saved again as another dtype or shape, a file deleted, the manifest edited as JSON
+    (tests/mutation.py), a file replaced by random bytes or emptied. Returns what was done."""
+    from posecore.data.people import MANIFEST
+
+    files = sorted(path.name for path in folder.iterdir())
+    name = draw.draw(st.sampled_from([*files, *[MANIFEST] * 3]), label="file")  # the manifest a quarter of the time
+    kind = draw.draw(st.sampled_from(CACHE_DAMAGE), label="damage")
+    path = folder / name
+    content = path.read_bytes()
+    if kind == "truncate":
+        path.write_bytes(content[: draw.draw(st.integers(0, max(len(content) - 1, 0)), label="keep")])
+    elif kind == "flip":
+        changed = bytearray(content)
+        for _ in range(draw.draw(st.integers(1, 3), label="flips")):
+            at = draw.draw(st.integers(0, len(changed) - 1), label="at")
+            changed[at] ^= 1 << draw.draw(st.integers(0, 7), label="bit")
+        path.write_bytes(bytes(changed))
+    elif kind == "append":
+        path.write_bytes(content + b"\x00" * draw.draw(st.integers(1, 64), label="extra"))
+    elif kind in ("dtype", "shape") and name.endswith(".npy"):
+        array = np.load(path)
+        if kind == "dtype":
+            other = draw.draw(st.sampled_from(["float64", "float32", "int64", "int32", "uint8"]), label="dtype")
+            array = array.astype(other if other != array.dtype.name else "float16")
+        else:
+            change = draw.draw(st.sampled_from(["extra row", "drop row", "flatten"]), label="shape change")
+            array = {
+                "extra row": lambda a: np.concatenate([a, a[:1] if len(a) else np.zeros((1, *a.shape[1:]), a.dtype)]),
+                "drop row": lambda a: a[1:] if len(a) else a.reshape(-1, 1),
+                "flatten": lambda a: a.reshape(-1) if a.ndim > 1 else a.reshape(-1, 1),
+            }[change](array)
+        np.save(path, array)
+    elif kind == "delete":
+        path.unlink()
+    elif kind == "manifest edit" and name == MANIFEST:
+        path.write_text(json.dumps(mutate(draw, json.loads(content))))
+    else:  # garbage, empty (and the kinds above on a file they do not apply to)
+        size = 0 if kind == "empty" else draw.draw(st.integers(1, 256), label="size")
+        path.write_bytes(draw.draw(st.binary(min_size=size, max_size=size), label="bytes"))
+    return f"{kind} {name}"
+
+
+def assert_same_people(people, expected) -> None:
+    for name, array in expected.arrays.items():
+        np.testing.assert_array_equal(np.asarray(people.arrays[name]), array, err_msg=name)
+
+
+@settings(FUZZ, max_examples=60)
+@given(st.data())
+def test_a_damaged_people_cache_loads_the_same_people_or_names_it(cache_bases, outputs, data_draw):
+    """The property: whatever happened to the cache folder, load_people gives back exactly the
+    people the annotation file holds (rebuilt, with a warning naming the folder) or an error
+    naming the folder; never other people. A second load then reads the rebuilt cache."""
+    params, split, expected, ann_file = data_draw.draw(st.sampled_from(cache_bases), label="base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = data.load_people(params, split)[0].folder
+    done = damage_cache(data_draw, folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            people, _, loaded_from, _ = data.load_people(params, split)
+        except (ValueError, OSError) as error:
+            assert str(folder) in str(error), f"{done}: {error}"
+            return
+    assert_same_people(people, expected)
+    assert loaded_from == ann_file and people.folder == folder, done
+    rebuilt = [str(w.message) for w in caught if "annotation cache" in str(w.message)]
+    assert all(str(folder) in message for message in rebuilt), rebuilt
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert_same_people(data.load_people(params, split)[0], expected)
+    assert not [w for w in caught if "annotation cache" in str(w.message)], f"{done}: not rebuilt for good"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import threading
 import time
@@ -184,3 +185,110 @@ def test_people_arrays_hold_any_joint_count_and_travel_mapped(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert people[-1].image_path == "/images/3.jpg" and people.image_path(2) == "/images/1.jpg"
+
+
+def _flip_last_byte(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    content[-1] ^= 0x40
+    path.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda f: _flip_last_byte(f / "bbox_scale.npy"), "bbox_scale.npy does not match its hash"),
+        (lambda f: (f / "joints.npy").write_bytes((f / "joints.npy").read_bytes()[:-8]), "joints.npy is"),
+        (
+            lambda f: np.save(f / "image_id.npy", np.load(f / "image_id.npy").astype(np.int32)),
+            "image_id.npy holds int32",
+        ),
+        (lambda f: np.save(f / "visible.npy", np.load(f / "visible.npy")[1:]), "visible.npy holds uint8"),
+        (lambda f: (f / "path_index.npy").unlink(), "path_index.npy is missing"),
+        (lambda f: (f / "manifest.json").write_text('{"people": 3'), "manifest.json is not JSON"),
+        (lambda f: (f / "manifest.json").unlink(), "has no manifest.json"),
+    ],
+)
+def test_a_cache_that_does_not_verify_is_rebuilt_with_a_warning_naming_it(synthetic_root, own_cache, damage, words):
+    params = tiny_params(synthetic_root)
+    folder = load_people(params, "train")[0].folder
+    damage(folder)
+    with pytest.warns(UserWarning, match="does not verify") as caught:
+        people = load_people(params, "train")[0]
+    message = next(str(w.message) for w in caught if "does not verify" in str(w.message))
+    assert str(folder) in message and words in message and "rebuilt it from" in message
+    assert people.folder == folder
+    _assert_same_people(people, load_instances(params, "train")[0])
+    assert not [p for p in folder.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt folder verifies: no second rebuild
+        load_people(params, "train")
+
+
+def test_hashes_are_read_on_the_first_load_of_settled_files_in_a_process(synthetic_root, own_cache, monkeypatch):
+    from posecore.data import people as people_module
+
+    hashed: list = []
+    real = people_module.file_hash
+    monkeypatch.setattr(people_module, "file_hash", lambda path: hashed.append(path.name) or real(path))
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    params = tiny_params(synthetic_root)
+    folder = load_people(params, "train")[0].folder
+    hashed.clear()
+    load_people(params, "train")  # files written a moment ago: their time stamps may not have ticked yet
+    assert len(hashed) == len(data.people.FIELDS)
+    monkeypatch.setattr(cache, "SETTLED_NS", 0)  # as if written long ago
+    load_people(params, "train")
+    hashed.clear()
+    load_people(params, "train")
+    assert hashed == []  # verified once in this process: shapes, dtypes and sizes only
+    # a file replaced since (another inode, new time stamps) is hashed again, and its change found
+    replaced = folder / "bbox_center.npy"
+    centers = np.load(replaced)
+    centers[0, 0] += 1
+    np.save(folder / "new.npy", centers)
+    (folder / "new.npy").rename(replaced)
+    with pytest.warns(UserWarning, match="bbox_center.npy does not match its hash"):
+        people = load_people(params, "train")[0]
+    assert "bbox_center.npy" in hashed
+    _assert_same_people(people, load_instances(params, "train")[0])
+
+
+def test_values_the_parser_never_writes_do_not_verify(tmp_path):
+    from posecore.data.people import CacheMismatch
+
+    rng = np.random.default_rng(0)
+    instances = [
+        data.Instance(
+            f"/images/{i}.jpg", i, (640, 480), rng.random(2) + 1, rng.random(2) + 1, rng.random((3, 2)), np.ones(3)
+        )
+        for i in range(4)
+    ]
+    good = People.from_instances(instances, 3)
+    assert good.value_problem() is None
+    for field, value, words in [
+        ("joints", np.nan, "joints of person 2 is not finite"),
+        ("bbox_scale", -1.0, "bbox_scale of person 2 is not positive"),
+        ("path_index", 7, "path_index of person 2 is not an image path number in [0, 4)"),
+        ("visible", 3, "visible of person 2 is not 0 or 1"),
+        ("bbox_score", np.inf, "bbox_score of person 2 is not a finite number"),
+    ]:
+        arrays = {name: np.array(array) for name, array in good.arrays.items()}
+        arrays[field][2] = value
+        bad = People(arrays)
+        assert words in bad.value_problem()
+        bad.save(tmp_path / field, {"format": 1})  # a manifest that matches the bad values
+        People.open(tmp_path / field)  # headers and sizes fit: mapped
+        with pytest.raises(CacheMismatch, match=re.escape(words)) as error:
+            People.open(tmp_path / field, verify=True)
+        assert str(tmp_path / field) in str(error.value)
+
+
+def test_a_worker_mapping_a_damaged_folder_is_told_which(synthetic_root, own_cache):
+    from posecore.data.people import CacheMismatch
+
+    people = load_people(tiny_params(synthetic_root), "train")[0]
+    pickled = pickle.dumps(people)
+    (people.folder / "joints.npy").write_bytes(b"\x93NUMPY")
+    with pytest.raises(CacheMismatch, match="joints.npy has no readable .npy header") as error:
+        pickle.loads(pickled)
+    assert str(people.folder) in str(error.value)
