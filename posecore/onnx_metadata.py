@@ -3,9 +3,10 @@
 An export's `metadata_props` hold JSON-encoded values under the keys of METADATA_KEYS: the model,
 the keypoint set, the crop and normalization, the codec (its own keys are the codec's
 `metadata_keys`, posecore.codec) and the flip test. `build_metadata` writes them (posecore.export),
-`read_metadata` decodes them and `check_pose_metadata` checks the values a Predictor runs with
-(posecore.predictor.Predictor.from_onnx), naming the file and the key. This module sits below both
-the exporter and the predictor.
+`read_metadata` decodes them, `check_pose_metadata` checks the values a Predictor runs with
+(posecore.predictor.Predictor.from_onnx) and `check_graph` that they agree with the graph (its
+input's height and width, each output's shape: the codec's `output_shapes` for the joint count),
+each naming the file and the key. This module sits below both the exporter and the predictor.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     for entry in proto.metadata_props:
         try:
             metadata[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON, or nested past the parser's depth
             metadata[entry.key] = entry.value
     return metadata
 
@@ -151,7 +152,77 @@ def check_pose_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> No
         fail("bbox_padding", "a positive number")
     if metadata.get("precision", "fp32") not in PRECISIONS:
         fail("precision", f"one of {list(PRECISIONS)}")
+    if not isinstance(metadata.get("shift_heatmap", True), bool):
+        fail("shift_heatmap", "true or false")
     codec.check_metadata(metadata, fail)
+
+
+def check_graph(
+    metadata: dict[str, Any],
+    codec: Codec,
+    num_joints: int,
+    inputs: list[tuple[str, list]],
+    outputs: list[tuple[str, list]],
+    path: str | os.PathLike,
+) -> None:
+    """The graph's input and outputs against checked metadata (check_pose_metadata) and the codec
+    they describe: one input [N, 3, h, w] for input_size (w, h); the model's outputs, in order,
+    [N, *shape] for each shape of codec.output_shapes(num_joints) (heatmap_size, the SimCC
+    lengths, the joint count of joint_names); "keypoints" [N, K, 2] and "scores" [N, K] when the
+    graph decodes; the "outputs" key, when there, the graph's output names. `inputs` /
+    `outputs`: (name, shape) as onnxruntime lists them, a dimension an int or a symbol (a symbol
+    fits any size). A ValueError naming the file, what the graph has and what the metadata say."""
+
+    def contradiction(what: str, found: str, expected: str) -> None:
+        raise ValueError(
+            f"{path}: the metadata contradict the graph: {what} is {found} in the graph, the metadata say "
+            f"{expected}; re-export the model with posecore.export_onnx (its metadata describe its graph)"
+        )
+
+    width, height = metadata["input_size"]
+    if len(inputs) != 1 or not _fits(inputs[0][1], (3, height, width)):
+        found = ", ".join(f"{name!r} {_dims(shape)}" for name, shape in inputs) or "none"
+        contradiction("the input", found, f"one image [N, 3, {height}, {width}] (input_size [{width}, {height}])")
+    names = [name for name, _ in outputs]
+    if "outputs" in metadata and metadata["outputs"] != names:
+        contradiction("the list of outputs", repr(names), f"{_shown(metadata['outputs'])} (outputs)")
+    expected = codec.output_shapes(num_joints)
+    model_outputs = [(name, shape) for name, shape in outputs if name not in DECODE_OUTPUTS]
+    keys = ", ".join(f"{key} {_shown(metadata[key])}" for key in codec.required_metadata if key in metadata)
+    because = f"codec {codec.name}, {keys}, {num_joints} joint_names" if keys else f"{num_joints} joint_names"
+    if len(model_outputs) != len(expected):
+        contradiction("the model's outputs", repr([name for name, _ in model_outputs]), f"{list(expected)} ({because})")
+    for (name, shape), (own_name, own_shape) in zip(model_outputs, expected.items()):
+        if not _fits(shape, own_shape):
+            contradiction(
+                f"output {name!r}", _dims(shape), f"{own_name} [N, {', '.join(map(str, own_shape))}] ({because})"
+            )
+    decoded = {DECODE_OUTPUTS[0]: (num_joints, 2), DECODE_OUTPUTS[1]: (num_joints,)}
+    for name, shape in outputs:
+        if name in decoded and not _fits(shape, decoded[name]):
+            contradiction(
+                f"output {name!r}",
+                _dims(shape),
+                f"[N, {', '.join(map(str, decoded[name]))}] ({num_joints} joint_names)",
+            )
+
+
+def _fits(shape: Any, expected: tuple[int, ...]) -> bool:
+    """Whether a graph shape [N, *dims] fits `expected` (the dims without the batch); a symbolic
+    dimension (text or None) fits any size."""
+    return (
+        isinstance(shape, (list, tuple))
+        and len(shape) == len(expected) + 1
+        and all(not isinstance(dim, int) or dim == size for dim, size in zip(shape[1:], expected))
+    )
+
+
+def _dims(shape: Any) -> str:
+    return (
+        "[" + ", ".join("N" if i == 0 else str(dim) for i, dim in enumerate(shape)) + "]"
+        if isinstance(shape, (list, tuple))
+        else repr(shape)
+    )
 
 
 def _shown(value: Any) -> str:

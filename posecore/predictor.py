@@ -21,6 +21,7 @@ weights) happens here only: `trained_params` and `Predictor.from_checkpoint`.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,11 +38,12 @@ from posecore.device import get_device
 from posecore.geometry import box_to_center_scale
 from posecore.keypoints import KeypointInfo, from_record, keypoint_info
 from posecore.models import final_output
-from posecore.onnx_metadata import DECODE_OUTPUTS, check_pose_metadata, read_metadata
+from posecore.onnx_metadata import DECODE_OUTPUTS, check_graph, check_pose_metadata, read_metadata
 from posecore.params import Params, load_params
 from posecore.runs import Run, find_checkpoint, resolve_path
 
 ONNX_SUFFIX = ".onnx"
+DECODE_CHUNK_BYTES = 32 << 20  # model output decoded at once (Predictor.decode), in bytes
 
 
 @dataclass
@@ -173,6 +175,7 @@ class Predictor:
             raise FileNotFoundError(f"pose model {path} does not exist")
         metadata = read_metadata(path)
         check_pose_metadata(metadata, path)
+        info = from_record(metadata, str(path))
         decoding = (params.eval.decode, params.eval.dark_kernel) if params is not None else ()
         codec = codec_from_metadata(metadata, *decoding)
         device = torch.device(device) if device is not None else get_device()
@@ -184,27 +187,19 @@ class Predictor:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
                 raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(str(path), options, providers=providers)
-        input_name = session.get_inputs()[0].name
-        fixed_batch = session.get_inputs()[0].shape[0]
-        names = [out.name for out in session.get_outputs() if out.name not in DECODE_OUTPUTS]
-
-        def forward(images: Any) -> Any:
-            if isinstance(images, torch.Tensor):
-                images = images.cpu().numpy()
-            images = np.ascontiguousarray(images, np.float32)
-            if isinstance(fixed_batch, int) and fixed_batch != len(images):
-                parts = [forward(images[i : i + fixed_batch]) for i in range(0, len(images), fixed_batch)]
-                return _apply_many(parts, np.concatenate)
-            outputs = session.run(names, {input_name: images})
-            return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except RuntimeError as error:  # onnxruntime's Fail / InvalidGraph / InvalidProtobuf
+            raise ValueError(f"{path}: onnxruntime cannot load the model ({error})") from None
+        check_graph(
+            metadata, codec, info.num_joints, _shapes(session.get_inputs()), _shapes(session.get_outputs()), path
+        )
         # the export's own setting; exports from before it was recorded used the default (on)
         shift = params.eval.shift_heatmap if params is not None else metadata.get("shift_heatmap", True)
         return cls(
-            forward,
+            OnnxForward(session),
             codec,
-            from_record(metadata, str(path)),
+            info,
             metadata["mean"],
             metadata["std"],
             metadata["bbox_padding"],
@@ -313,15 +308,59 @@ class Predictor:
     def decode(self, output: Any, bbox_center: Any, bbox_scale: Any) -> Poses:
         """A model output (numpy or torch, the model's structure) -> Poses: keypoints float64
         [N, K, 2] in image pixels, scores [N, K], NaN for a joint whose output is not finite
-        (decoded as zeros, so that the caller can name the broken instances)."""
+        (decoded as zeros, so that the caller can name the broken instances). Decoded in chunks
+        of people whose output is at most DECODE_CHUNK_BYTES (one person at least): the codec's
+        temporaries (DARK's blurred maps, ...) are a few times a chunk, not the whole batch."""
         output = _apply(output, _to_numpy)
-        finite = _joints_finite(output)
-        # the copy without NaN / inf only when there is one (a whole output copied per batch otherwise)
-        safe = output if finite.all() else _apply(output, lambda a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0))
-        coords, scores = self.codec.decode(safe)
-        xy = self.codec.to_image(coords, _to_numpy(bbox_center), _to_numpy(bbox_scale))
-        scores = np.where(finite, scores, np.nan)
-        return Poses(np.asarray(xy, np.float64), scores)
+        parts = output if isinstance(output, (tuple, list)) else (output,)
+        count = len(parts[0])
+        per_person = sum(np.prod(part.shape[1:], dtype=np.int64) * part.itemsize for part in parts)
+        step = int(max(1, DECODE_CHUNK_BYTES // max(per_person, 1)))
+        center, scale = _to_numpy(bbox_center), _to_numpy(bbox_scale)
+        keypoints, scores = [], []
+        for start in range(0, max(count, 1), step):  # an empty batch decodes once, to its empty shapes
+            people = slice(start, start + step)
+            chunk = _apply(output, operator.itemgetter(people))
+            finite = _joints_finite(chunk)
+            # the copy without NaN / inf only when there is one (a whole chunk copied otherwise)
+            safe = chunk if finite.all() else _apply(chunk, lambda a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0))
+            coords, found = self.codec.decode(safe)
+            xy = self.codec.to_image(coords, center[people], scale[people])
+            keypoints.append(np.asarray(xy, np.float64))
+            scores.append(np.where(finite, found, np.nan))
+        return Poses(np.concatenate(keypoints), np.concatenate(scores))
+
+
+class OnnxForward:
+    """An onnxruntime session as a Predictor's forward: float32 images [N, 3, H, W] (numpy or
+    torch) -> the model's outputs (numpy; a tuple for several), the in-graph decode's left out.
+    A fixed-batch export runs batch by batch, the last one padded. An object rather than a
+    closure: a closure that calls itself is a reference cycle, which keeps the session (tens of
+    MB) alive after its Predictor is dropped until the garbage collector runs."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        first = session.get_inputs()[0]
+        self.input_name, self.fixed_batch = first.name, first.shape[0]
+        self.names = [out.name for out in session.get_outputs() if out.name not in DECODE_OUTPUTS]
+
+    def __call__(self, images: Any) -> Any:
+        if isinstance(images, torch.Tensor):
+            images = images.cpu().numpy()
+        images = np.ascontiguousarray(images, np.float32)
+        fixed = self.fixed_batch if isinstance(self.fixed_batch, int) and self.fixed_batch > 0 else None
+        if fixed is None or len(images) == fixed:
+            return self._run(images)
+        parts = []
+        for start in range(0, len(images), fixed):
+            batch = images[start : start + fixed]
+            padded = np.concatenate([batch, np.zeros((fixed - len(batch), *batch.shape[1:]), np.float32)])
+            parts.append(_apply(self._run(padded), operator.itemgetter(slice(len(batch)))))
+        return _apply_many(parts, np.concatenate) if parts else self._run(images)
+
+    def _run(self, images: np.ndarray) -> Any:
+        outputs = self.session.run(self.names, {self.input_name: images})
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 def trained_params(
@@ -345,6 +384,11 @@ def _apply_many(outs: list[Any], fn: Callable[[list[Any]], Any]) -> Any:
     if isinstance(outs[0], (tuple, list)):
         return tuple(fn([out[i] for out in outs]) for i in range(len(outs[0])))
     return fn(outs)
+
+
+def _shapes(values: list) -> list[tuple[str, list]]:
+    """(name, shape) of onnxruntime's input or output descriptions."""
+    return [(value.name, list(value.shape)) for value in values]
 
 
 def _to_numpy(value: Any) -> np.ndarray:

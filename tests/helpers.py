@@ -152,27 +152,49 @@ def progress_worker(steps: int) -> int:
     return steps
 
 
-def identity_pose_onnx(path: Path, params=None) -> Path:
-    """A stand-in pose model at `path`: an identity graph (image -> heatmaps) carrying the
-    metadata posecore.export_onnx writes for `params` (default: the demo's). Loads like an export;
-    its outputs are not heatmaps."""
+def stand_in_pose_onnx(path: Path, params=None, fixed_batch: bool = False) -> Path:
+    """A stand-in pose model at `path` with the outputs params' codec names and shapes (default:
+    the demo's heatmaps [N, K, Hh, Wh]; the simcc pair for data.codec simcc): the image's mean
+    colour mixed to K channels, times a fixed random pattern per joint; it carries the metadata
+    posecore.export_onnx writes. Loads like an export; its outputs are not a trained model's.
+    `fixed_batch`: batch 1, as export_onnx(dynamic_batch=False) writes it."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     from posecore.codec import build_codec
     from posecore.onnx_metadata import build_metadata, set_metadata
 
     params = params or load_params("demo")
-    shape = ["n", 3, params.data.input_size[1], params.data.input_size[0]]
+    codec, (width, height), joints = build_codec(params), params.data.input_size, params.model.num_joints
+    batch = 1 if fixed_batch else "n"
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["image"], ["colour"]),
+        helper.make_node("Conv", ["colour", "mix"], ["mixed"]),
+    ]
+    weights = [numpy_helper.from_array(rng.normal(size=(joints, 3, 1, 1)).astype(np.float32), "mix")]
+    outputs = []
+    for name, (_, *dims) in codec.output_shapes(joints).items():
+        nodes += [
+            helper.make_node("Reshape", ["mixed", f"{name}_rows"], [f"{name}_joints"]),
+            helper.make_node("Mul", [f"{name}_joints", f"{name}_pattern"], [name]),
+        ]
+        weights += [
+            numpy_helper.from_array(np.array([0, joints] + [1] * len(dims), np.int64), f"{name}_rows"),
+            numpy_helper.from_array(rng.random((1, joints, *dims)).astype(np.float32), f"{name}_pattern"),
+        ]
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, joints, *dims]))
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["image"], ["heatmaps"])],
+        nodes,
         "pose",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, height, width])],
+        outputs,
+        weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    set_metadata(model, build_metadata(params, build_codec(params), ["heatmaps"], None, None))
+    set_metadata(model, build_metadata(params, codec, list(codec.output_names), None, None))
+    onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return path
 

@@ -23,10 +23,12 @@ import torch
 from helpers import randomized_model
 
 import posecore
+from posecore.codec import codec_class
 from posecore.data import make_synthetic_video
 from posecore.detect import box_iou
 from posecore.files import REPO_ROOT
 from posecore.inference import infer
+from posecore.onnx_metadata import read_metadata, set_metadata
 from posecore.predictor import Predictor
 from posecore.smoothing import mean_acceleration, result_tracks
 
@@ -111,11 +113,12 @@ def id_switches(results: list[dict], truth: dict) -> tuple[int, set]:
 
 
 def with_codec(onnx_path, codec: str, sigma: float, path):
-    """A copy of an exported file whose metadata name another codec (the network is the same)."""
+    """A copy of an exported file whose metadata name another codec (the network is the same):
+    the codec's keys as it writes them (its sigma, its heatmap stride)."""
     proto = onnx.load(str(onnx_path))
-    for entry in proto.metadata_props:
-        if entry.key in ("codec", "sigma"):
-            entry.value = json.dumps(codec if entry.key == "codec" else sigma)
+    metadata = read_metadata(onnx_path)
+    own = codec_class(codec)(metadata["input_size"], metadata["heatmap_size"], sigma).metadata()
+    set_metadata(proto, {**metadata, **own})
     onnx.save(proto, str(path))
     return path
 

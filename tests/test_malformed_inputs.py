@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import SAMPLES
-from helpers import identity_pose_onnx
+from helpers import stand_in_pose_onnx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from mutation import VALUES, mutate
@@ -286,33 +286,118 @@ def test_absurd_person_entries_are_skipped_and_counted(synthetic, tmp_path, outp
 
 
 @pytest.fixture(scope="module")
-def onnx_base(tmp_path_factory):
-    """A stand-in pose model (tests/helpers.identity_pose_onnx) and its metadata."""
+def onnx_bases(tmp_path_factory):
+    """Stand-in pose models (tests/helpers.stand_in_pose_onnx) with their metadata: the demo's
+    heatmaps (dynamic batch), RTMPose's SimCC pair (batch 1)."""
     import onnx
 
     from posecore.onnx_metadata import read_metadata
 
-    path = identity_pose_onnx(tmp_path_factory.mktemp("onnx") / "base.onnx")
-    return onnx.load(str(path)), read_metadata(path)
+    folder = tmp_path_factory.mktemp("onnx")
+    paths = [
+        stand_in_pose_onnx(folder / "heatmaps.onnx"),
+        stand_in_pose_onnx(folder / "simcc.onnx", load_params("rtmpose"), fixed_batch=True),
+    ]
+    return [(onnx.load(str(path)), read_metadata(path)) for path in paths]
 
 
-@FUZZ
+def graph_shapes(proto) -> dict[str, list]:
+    """{input / output name: its dims without the batch} of a ModelProto."""
+    return {
+        value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim[1:]]
+        for value in [*proto.graph.input, *proto.graph.output]
+    }
+
+
+@settings(FUZZ, max_examples=100)
 @given(st.data())
-def test_mutated_onnx_metadata_loads_or_names_the_file(onnx_base, tmp_path, data_draw):
+def test_mutated_onnx_metadata_loads_or_names_the_file(onnx_bases, tmp_path, data_draw):
+    """Metadata mutated at random: refused naming the file, or a Predictor whose input, outputs
+    and joint count are the graph's (never metadata that contradict it, read as they are)."""
     import onnx
 
     from posecore.onnx_metadata import set_metadata
     from posecore.predictor import Predictor
 
-    proto, metadata = onnx_base
+    proto, metadata = data_draw.draw(st.sampled_from(onnx_bases), label="base")
     mutated = mutate(data_draw, metadata)
     set_metadata(proto, mutated if isinstance(mutated, dict) else {})
     path = tmp_path / "pose.onnx"
     onnx.save(proto, str(path))
     model = reads_or_names(lambda: Predictor.from_onnx(path, device="cpu"), "pose.onnx")
+    set_metadata(proto, metadata)
     if model is not None:
+        shapes = graph_shapes(proto)
         assert model.codec.input_size == tuple(mutated["input_size"]) and len(model.info.joint_names) > 0
+        assert [3, *model.codec.input_size[::-1]] == shapes["image"]
+        assert {name: list(shape) for name, shape in model.codec.output_shapes(model.num_joints).items()} == {
+            name: shapes[name] for name in model.codec.output_names
+        }
         assert np.isfinite(model.mean).all() and (model.std > 0).all() and model.bbox_padding > 0
+
+
+def heatmap_metadata(**sizes):
+    """Metadata changes with the heatmap stride that goes with them (consistent in themselves)."""
+    from posecore.codec import codec_class
+
+    def change(metadata):
+        changed = {**metadata, **sizes}
+        return {**changed, **codec_class(metadata["codec"])(changed["input_size"], changed["heatmap_size"]).metadata()}
+
+    return change
+
+
+def custom_joints(count: int):
+    def change(metadata):
+        names = [f"joint{i}" for i in range(count)]
+        return {**metadata, "dataset": "custom", "joint_names": names, "flip_pairs": [], "skeleton": [],
+                "oks_sigmas": [0.05] * count}  # fmt: skip
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "base, change, words",
+    [
+        (0, heatmap_metadata(heatmap_size=[48, 64]), "output 'heatmaps' is [N, 17, 32, 24] in the graph"),
+        (0, heatmap_metadata(input_size=[192, 256], heatmap_size=[24, 32]), "the input is 'image' [N, 3, 128, 96]"),
+        (0, custom_joints(5), "heatmaps [N, 5, 32, 24]"),
+        (0, lambda m: {**m, "outputs": ["heatmaps", "keypoints"]}, "the list of outputs is ['heatmaps']"),
+        (1, lambda m: {**m, "simcc_split_ratio": 3.0, "simcc_size": [576, 768]}, "simcc_x [N, 17, 576]"),
+        (1, custom_joints(3), "simcc_x [N, 3, 384]"),
+    ],
+)
+def test_onnx_metadata_contradicting_the_graph_is_refused_by_name(onnx_bases, tmp_path, base, change, words):
+    """Metadata that agree with themselves but not with the graph: refused before any prediction,
+    naming the file, what the graph has and what the metadata say."""
+    import onnx
+
+    from posecore.onnx_metadata import set_metadata
+    from posecore.predictor import Predictor
+
+    proto, metadata = onnx_bases[base]
+    set_metadata(proto, change(metadata))
+    path = tmp_path / "contradicting.onnx"
+    onnx.save(proto, str(path))
+    set_metadata(proto, metadata)
+    with pytest.raises(ValueError, match="the metadata contradict the graph") as error:
+        Predictor.from_onnx(path, device="cpu")
+    assert "contradicting.onnx" in str(error.value) and words in str(error.value), error.value
+
+
+@pytest.mark.parametrize("codec", [["msra"], {"name": "msra"}, 3, None, "nope"])
+def test_an_unknown_codec_in_the_metadata_is_named(onnx_bases, tmp_path, codec):
+    import onnx
+
+    from posecore.onnx_metadata import set_metadata
+    from posecore.predictor import Predictor
+
+    proto, metadata = onnx_bases[0]
+    set_metadata(proto, {**metadata, "codec": codec})
+    onnx.save(proto, str(tmp_path / "codec.onnx"))
+    set_metadata(proto, metadata)
+    with pytest.raises(ValueError, match=r"codec.onnx: metadata codec is .*, expected one of"):
+        Predictor.from_onnx(tmp_path / "codec.onnx", device="cpu")
 
 
 def test_a_file_that_is_not_onnx_is_named(tmp_path):

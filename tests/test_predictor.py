@@ -7,6 +7,11 @@ second backend.
 
 from __future__ import annotations
 
+import gc
+import os
+import tracemalloc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +148,67 @@ def test_decode_marks_non_finite_joints_and_keeps_the_rest():
     assert np.isnan(poses.scores[1, 4]) and np.isfinite(np.delete(poses.scores[1], 4)).all()
     assert poses.finite().tolist() == [True, False]
     assert poses.rows().shape == (2, 17, 3)
+
+
+def _rss_and_threads() -> tuple[int, int]:
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return rss, len(os.listdir("/proc/self/task"))
+
+
+def test_a_dropped_onnx_predictor_frees_its_session_without_the_garbage_collector(tmp_path):
+    """50 predictors made and dropped with the collector off: each session (its memory and its
+    thread pool) goes with its Predictor, by reference counting alone: no reference cycle."""
+    from helpers import stand_in_pose_onnx
+
+    paths = [
+        stand_in_pose_onnx(tmp_path / "dynamic.onnx"),
+        stand_in_pose_onnx(tmp_path / "fixed.onnx", fixed_batch=True),
+    ]
+    image, boxes = np.zeros((64, 64, 3), np.uint8), np.array([[4, 4, 40, 60], [10, 0, 30, 30]])
+    for path in paths:  # warm-up: onnxruntime's own one-time allocations
+        Predictor.from_onnx(path, device="cpu")(image, boxes)
+    sessions = []
+    gc.collect()
+    gc.disable()
+    try:
+        rss, threads = _rss_and_threads()
+        for n in range(50):
+            predictor = Predictor.from_onnx(paths[n % 2], device="cpu")
+            predictor(image, boxes)  # a fixed-batch export runs person by person
+            sessions.append(weakref.ref(predictor.forward.session))
+            del predictor
+        grown, threads_now = (now - before for now, before in zip(_rss_and_threads(), (rss, threads)))
+        alive = sum(session() is not None for session in sessions)
+    finally:
+        gc.enable()
+    assert alive == 0 and threads_now <= 1, f"{alive} sessions and {threads_now} threads outlived their Predictor"
+    assert grown < 20 * 2**20, f"RSS grew {grown / 2**20:.1f} MB over 50 predictors"
+
+
+def test_decoding_goes_in_chunks_of_people_with_bounded_memory(monkeypatch):
+    """A batch decodes chunk by chunk (DECODE_CHUNK_BYTES of output at a time): the same poses
+    as in one go, with the codec's temporaries (udp's blurred maps, ...) a few chunks in size,
+    not a few batches."""
+    from posecore import predictor as predictor_module
+    from posecore.codec import UDPHeatmap
+    from posecore.keypoints import keypoint_info
+
+    codec = UDPHeatmap((1024, 1024), (256, 256), 2.0)
+    predictor = Predictor(None, codec, keypoint_info("coco"), [0, 0, 0], [1, 1, 1], 1.25, "numpy")
+    heatmaps = np.random.default_rng(0).random((8, 4, 256, 256), dtype=np.float32)  # 8 MB
+    heatmaps[3, 1, 5, 5] = np.nan
+    centers, scales = np.full((8, 2), 300.0), np.full((8, 2), 500.0)
+    peaks = {}
+    for chunk in (2**40, 2**20):  # everything at once, then 1 MB: one person
+        monkeypatch.setattr(predictor_module, "DECODE_CHUNK_BYTES", chunk)
+        tracemalloc.start()
+        poses = predictor.decode(heatmaps, centers, scales)
+        peaks[chunk] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if chunk == 2**40:
+            whole = poses
+    np.testing.assert_array_equal(poses.keypoints, whole.keypoints)
+    np.testing.assert_array_equal(poses.scores, whole.scores)
+    assert np.isnan(poses.scores[3, 1]) and np.isfinite(np.delete(poses.scores.ravel(), 3 * 4 + 1)).all()
+    assert peaks[2**20] < heatmaps.nbytes < peaks[2**40] / 3, {k: v / 2**20 for k, v in peaks.items()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from helpers import identity_pose_onnx, lock_holder
+from helpers import lock_holder, stand_in_pose_onnx
 from matplotlib.figure import Figure
 
 from posecore import workbook
@@ -17,7 +17,7 @@ from posecore.runs import run_dir
 
 
 def test_notebook_records_and_inference_wait_for_the_run_writer(outputs, tmp_path):
-    model = identity_pose_onnx(tmp_path / "pose.onnx")
+    model = stand_in_pose_onnx(tmp_path / "pose.onnx")
     image = tmp_path / "street.jpg"
     cv2.imwrite(str(image), np.full((64, 48, 3), 128, np.uint8))
     table = workbook.Table(["joint", "AP"], [["nose", 0.5]], title="t")

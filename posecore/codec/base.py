@@ -53,8 +53,8 @@ class Codec(Protocol):
 
     @classmethod
     def check_metadata(cls, metadata: dict, fail: Callable[[str, str], None]) -> None:
-        """Check the values of its own keys in an export's metadata; fail(key, expected) on one
-        that does not fit."""
+        """Check the values of its own keys in an export's metadata (input_size is checked
+        before); fail(key, expected) on one that does not fit."""
 
     def output_shapes(self, num_joints: int) -> dict[str, tuple[int, ...]]:
         """{output name: its shape without the batch} for K = num_joints (checked against a graph)."""

@@ -355,8 +355,15 @@ class HeatmapCodec:
     @classmethod
     def check_metadata(cls, metadata: dict, fail) -> None:
         """Its keys' values in an export's metadata; fail(key, expected) on one that does not fit."""
-        if not numbers_fit(metadata.get("heatmap_size"), 2, integer=True, low=1, high=65536):
-            fail("heatmap_size", "two positive integers (w, h)")
+        # udp maps pixel centres, (input - 1) / (heatmap - 1): a heatmap side of 1 has no stride
+        smallest = 2 if cls.udp else 1
+        if not numbers_fit(metadata.get("heatmap_size"), 2, integer=True, low=smallest, high=65536):
+            fail("heatmap_size", f"two integers (w, h) of at least {smallest}")
+        if "heatmap_stride" in metadata:  # derived, for consumers without posecore: it must agree
+            own = cls(metadata["input_size"], metadata["heatmap_size"]).input_per_heatmap
+            stride = metadata["heatmap_stride"]
+            if not numbers_fit(stride, 2, low=1e-9, high=1e9) or not np.allclose(stride, own, rtol=1e-6):
+                fail("heatmap_stride", f"{own.tolist()} (input_size and heatmap_size)")
         if "sigma" in metadata and not numbers_fit([metadata["sigma"]], 1, low=1e-6, high=1e3):
             fail("sigma", "a positive number")
         if metadata.get("decode_method", "default") not in cls.decodes:

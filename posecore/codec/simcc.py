@@ -158,6 +158,10 @@ class SimCCLabel:
             fail("simcc_sigma", "two positive numbers (x, y)")
         if not numbers_fit([metadata.get("simcc_split_ratio")], 1, low=1e-3, high=100):
             fail("simcc_split_ratio", "a positive number")
+        if "simcc_size" in metadata:  # derived, for consumers without posecore: it must agree
+            own = list(simcc_size(metadata["input_size"], metadata["simcc_split_ratio"]))
+            if metadata["simcc_size"] != own:
+                fail("simcc_size", f"{own} (input_size x simcc_split_ratio)")
         if metadata.get("decode_method", "default") not in cls.decodes:
             fail("decode_method", f"one of {list(cls.decodes)}")
 
