@@ -1,7 +1,8 @@
 """Reading run folders back: what each run is, how far it got, and what differs between runs.
 
 `read_run(name)` summarizes one folder of outputs/ from its records (params.yaml, env.json,
-log.jsonl, eval/metrics.json, the counters of checkpoints/last.pt); it never writes. A run's state:
+log.jsonl, eval/metrics.json, the counters of checkpoints/last.pt), read through posecore.runs.Run
+(posecore.records checks each value it reads); it never writes. A run's state:
   running    a live process trains it (holds its posecore.runs.run_lock for training)
   untrained  a folder without a training log (e.g. evaluated from a downloaded checkpoint)
   finished   its last training invocation ended normally with every planned epoch done
@@ -30,7 +31,7 @@ import yaml
 
 from posecore.checkpoints import CheckpointError, read_checkpoint
 from posecore.evaluation import eval_split, primary_metric
-from posecore.files import atomic_write, finite_number, read_json
+from posecore.files import atomic_write, finite_number
 from posecore.params import Params, flat_params
 from posecore.runs import Run, outputs_root
 
@@ -123,7 +124,7 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
     if not run.params_path.is_file():
         raise FileNotFoundError(f"{run.params_path} does not exist: {name!r} is not a run folder")
     params, damage = _saved_params(run)
-    env = _read_json_or_empty(run.env_path())
+    env = run.env()
     log = run.log()
     metric = metric or (primary_metric(params) if params else "AP")
     train_records = [r for r in log if r.get("type") == "train"]
@@ -131,7 +132,7 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
     summaries = [r for r in log if r.get("type") == "summary"]
     epochs_planned = params.train.epochs if params else None
     epochs_done = _epochs_done(run, summaries)
-    git = env.get("git") if isinstance(env.get("git"), dict) else {}
+    git = env.get("git") or {}
     return {
         "run": name,
         "state": f"unreadable: {damage}" if damage else _state(run, log, summaries, epochs_done, epochs_planned),
@@ -147,7 +148,7 @@ def _read_run(name: str, metric: str | None) -> tuple[dict[str, Any], list[dict]
         "metric": metric,
         "best": max(values) if values else None,
         "last": values[-1] if values else None,
-        "eval": _number_or_none(_read_json_or_empty(run.eval_files.metrics).get(metric)),
+        "eval": _number_or_none(run.eval_metrics(required=False).get(metric)),
         "protocol": validation_protocol(params, metric),
         "split": validation_split(params),
         "images_per_s": _speed(train_records, summaries, "images_per_s"),
@@ -357,16 +358,6 @@ def _mtime(path: Path) -> str | None:
     if not path.is_file():
         return None
     return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
-
-
-def _read_json_or_empty(path: Path) -> dict[str, Any]:
-    """A run record's object ({} without the file); any other JSON is a ValueError naming it."""
-    content = read_json(path) if path.is_file() else {}
-    if not isinstance(content, dict):
-        raise ValueError(
-            f"{path}: expected a JSON object, got {type(content).__name__}; the record is damaged: restore or delete it"
-        )
-    return content
 
 
 def _number_or_none(value: Any) -> Any:

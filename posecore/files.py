@@ -140,6 +140,8 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.loads(f.read())
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"{path} is not valid JSON ({error}); it is damaged: restore or delete it") from None
+    except RecursionError:
+        raise ValueError(f"{path}: its JSON nests deeper than the parser goes; restore or delete it") from None
 
 
 # --- JSON lines -------------------------------------------------------------------------------
@@ -200,9 +202,9 @@ def repair_jsonl(path: str | os.PathLike) -> int:
     return size - start
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a .jsonl file; unreadable lines (a torn last line) are skipped with a warning
-    naming the file and the line numbers."""
+def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
+    """The records of a .jsonl file (`numbered`: (line number, record) pairs); unreadable lines (a
+    torn last line) are skipped with a warning naming the file and the line numbers."""
     records, bad = [], []
     with open(path, "rb") as f:
         for number, line in enumerate(f, 1):
@@ -212,7 +214,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             if record is None:
                 bad.append(number)
             else:
-                records.append(record)
+                records.append((number, record) if numbered else record)
     if bad:
         warnings.warn(
             f"{path}: skipped {len(bad)} unreadable line(s) (line {', '.join(map(str, bad[:5]))}"
@@ -226,7 +228,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def _record(line: bytes) -> dict | None:
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None
     return record if isinstance(record, dict) else None
 

@@ -1,7 +1,8 @@
 """Does a run reproduce? `posecore.reproduce(run_name, as_run=None, allow_drift=False)` and
 `python -m posecore.reproduce RUN [--as NAME] [--allow-drift]`.
 
-1. Refuse first: the run's records (env.json, code.patch) are compared with now: the code commit
+1. Refuse first: the run's records (env.json, code.patch; read through posecore.records, which
+   names the file and key of a value that is not what posecore writes) are compared with now: the code commit
    and the uncommitted diff, Python, every installed package version, the data fingerprint of
    every split it read, the checkpoints it evaluated from outside the run, the devices, and
    whether params.yaml alone can stand for the run (a multi-node run, an unfinished training, a
@@ -29,7 +30,6 @@ tolerance, 1 for differs, 2 for refused.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -48,6 +48,7 @@ from posecore.environment import code_diff, git_state, installed_packages, norma
 from posecore.evaluation import evaluate
 from posecore.files import finite_number, json_safe, write_json
 from posecore.params import RESUME_HARMLESS, Params, load_params
+from posecore.records import read_notebook_parameters
 from posecore.report import Table, save_table, write_report
 from posecore.runs import Run, check_run_name, run_dir, run_lock, run_writer
 
@@ -208,15 +209,12 @@ def rerun_plan(folder: Path, env: dict[str, Any]) -> dict[str, Any]:
 
 
 def notebook_parameters(folder: Path) -> dict[str, dict[str, Any]]:
-    """{notebook stem: papermill parameters} of the run's executed notebooks (notebooks/*.ipynb)."""
+    """{notebook stem: papermill parameters} of the run's executed notebooks (notebooks/*.ipynb),
+    each read through posecore.records (a notebook that is not one is an error naming it)."""
     found = {}
     for path in sorted(Run.at(folder).notebooks_dir.glob("*.ipynb")):
-        try:
-            metadata = json.loads(path.read_text()).get("metadata", {})
-        except (OSError, ValueError):
-            continue
-        parameters = (metadata.get("papermill") or {}).get("parameters")
-        if isinstance(parameters, dict):
+        parameters = read_notebook_parameters(path)
+        if parameters is not None:
             found[path.stem] = parameters
     return found
 

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from posecore.errors import RunLockedError, TrainingError  # noqa: F401  (raised here; importable from here)
-from posecore.files import REPO_ROOT, _size_text, read_json, read_jsonl
+from posecore.files import REPO_ROOT, _size_text
 from posecore.params import load_params
+from posecore.records import read_env, read_log, read_metrics
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LOCK_NAME = ".writer.lock"
@@ -135,8 +136,9 @@ class Run:
     posecore.evaluate writes: `eval_files`), val/ (validation during training: `val_files`),
     logs/ (per-rank output), notebooks/ (executed notebooks), report.html, the ONNX exports
     (`onnx_path(precision)`) and their scores (export.json), infer/<source>/ (`infer_files`).
-    Readers (`params`, `log`, `metrics`, `eval_metrics`, `env`, `checkpoint`) never write; `lock`
-    is the writer lock.
+    Readers (`params`, `log`, `metrics`, `eval_metrics`, `env`, `checkpoint`) never write and
+    check what they read (posecore.records: a RecordError names the file, key and expected type);
+    `lock` is the writer lock.
     """
 
     PARAMS = "params.yaml"
@@ -289,23 +291,24 @@ class Run:
         return load_params(self.params_path)
 
     def log(self) -> list[dict]:
-        """log.jsonl's records ([] without one); a torn line is skipped with a warning."""
-        return read_jsonl(self.log_path) if self.log_path.is_file() else []
+        """log.jsonl's records, each line checked (posecore.records.read_log; [] without one); a
+        torn line is skipped with a warning."""
+        return read_log(self.log_path) if self.log_path.is_file() else []
 
     def env(self, node: int = 0) -> dict[str, Any]:
-        """env.json ({} without one)."""
+        """env.json, checked (posecore.records.read_env; {} without one)."""
         path = self.env_path(node)
-        return read_json(path) if path.is_file() else {}
+        return read_env(path) if path.is_file() else {}
 
     def metrics(self) -> dict[str, Any]:
         """metrics.json: the latest validation, merged with what evaluate() added ({} without one)."""
-        return read_json(self.metrics_path) if self.metrics_path.is_file() else {}
+        return read_metrics(self.metrics_path) if self.metrics_path.is_file() else {}
 
     def eval_metrics(self, required: bool = True) -> dict[str, Any]:
         """eval/metrics.json (what the eval notebook left); missing: an error when `required`, else {}."""
         path = self.eval_files.metrics
         if path.is_file():
-            return read_json(path)
+            return read_metrics(path)
         if required:
             raise FileNotFoundError(
                 f"{path} does not exist: evaluate run {self.name!r} first (eval.ipynb or posecore.evaluate)"

@@ -472,46 +472,163 @@ def test_mutated_run_files_resume_or_name_the_file(run_base, tmp_path, data_draw
         reads_or_names(lambda: split_checkpoint(read_checkpoint(last), last), "last.pt")
 
 
-RECORDS = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "eval/metrics.json")
+RECORDS = ("params.yaml", "env.json", "log.jsonl", "metrics.json", "eval/metrics.json", "notebooks/eval.ipynb")
+
+
+@pytest.fixture(scope="module")
+def run_records(synthetic) -> dict[str, Any]:
+    """What a trained and evaluated run records (the files of RECORDS), as posecore writes them,
+    on the synthetic COCO set: every key reproduce and compare_runs read."""
+    import sys
+
+    from posecore.data.fingerprint import data_fingerprint
+
+    params = coco_params(synthetic["coco"], "coco")
+    threads = {"per_worker": 1, "source": "dist.threads"}
+    env = {
+        "python": sys.version.split()[0],
+        "packages": {"numpy": "2.0.0", "torch": "2.13.0"},
+        "device_type": "cpu",
+        "device_names": ["cpu"],
+        "npus": 1,
+        "nnodes": 1,
+        "node_rank": 0,
+        "world_size": 1,
+        "git": {"commit": "abc", "dirty": False, "patch": None, "patch_sha256": None},
+        "threads": {**threads, "interop": 2},
+        "deterministic": True,
+        "started": "2025-01-01T00:00:00",
+        "data_fingerprint": data_fingerprint(params, ("train", "val")),
+        "evaluations": [
+            {"checkpoint": "last", "path": None, "sha256": None, "split": "val", "npus": 1, "threads": threads}
+        ],
+    }
+    log = [
+        {"type": "train", "epoch": 0, "step": 4, "loss": 0.01, "lr": 0.002, "images_per_s": 40.0, "skipped": 0},
+        {"type": "val", "epoch": 0, "step": 4, "AP": 0.31},
+        {"type": "params_changed", "changed": {"train.epochs": [1, 2]}, "time": "2025-01-01T00:01:00"},
+        {"type": "summary", "epochs": 1, "steps": 4, "images_per_s": 41.0, "skipped_steps": 0, "stopped": None},
+    ]
+    notebook = {
+        "cells": [],
+        "metadata": {"papermill": {"parameters": {"checkpoint": "last", "npus": 1, "run_name": "run-a"}}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return {
+        "params.yaml": params.to_dict(),
+        "env.json": env,
+        "log.jsonl": log,
+        "metrics.json": {"epoch": 0, "step": 4, "AP": 0.31},
+        "eval/metrics.json": {"AP": 0.3},
+        "notebooks/eval.ipynb": notebook,
+    }
 
 
 @FUZZ
 @given(st.data())
-def test_mutated_run_records_compare_or_name_the_file(run_base, outputs, data_draw):
-    """compare_runs / read_run over a run whose params.yaml, env.json, log.jsonl or metrics files
-    were mutated: its row, or an error naming the file."""
+def test_mutated_run_records_compare_reproduce_or_name_the_file(run_records, outputs, monkeypatch, data_draw):
+    """compare_runs / read_run, and reproduce's reading (the re-run plan, the drift check, the
+    comparison of losses and metrics) over a run whose params.yaml, env.json, log.jsonl (lines of
+    every type), metrics files or executed notebook were mutated: the answer, or an error naming
+    the file."""
+    from posecore import reproduce
     from posecore.experiments import compare_runs, read_run
+    from posecore.params import load_params as load
+    from posecore.runs import Run
 
-    _, params, env = run_base
-    log = [
-        {"type": "train", "epoch": 0, "step": 4, "loss": 0.01, "lr": 0.002, "images_per_s": 40.0, "skipped": 0},
-        {"type": "val", "epoch": 0, "step": 4, "AP": 0.31},
-        {"type": "summary", "epochs": 1, "steps": 4, "images_per_s": 41.0, "stopped": None},
-    ]
-    records = {
-        "params.yaml": params.to_dict(),
-        "env.json": {**env, "git": {"commit": "abc", "dirty": False}, "device_names": ["cpu"], "nnodes": 1},
-        "log.jsonl": log,
-        "metrics.json": {"epoch": 0, "AP": 0.31},
-        "eval/metrics.json": {"AP": 0.3},
-    }
+    # "now" as the records say, without asking git and the package index (not what is tested)
+    monkeypatch.setattr(reproduce, "git_state", lambda: {"commit": "abc", "dirty": False})
+    monkeypatch.setattr(reproduce, "code_diff", lambda: "")
+    monkeypatch.setattr(reproduce, "installed_packages", lambda: run_records["env.json"]["packages"])
     target = data_draw.draw(st.sampled_from(RECORDS), label="file")
-    records[target] = mutate(data_draw, records[target])
+    records = {**run_records, target: mutate(data_draw, run_records[target])}
     folder = outputs / "run-a"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "eval").mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(records["params.yaml"]))
-    if isinstance(records["log.jsonl"], list):
-        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records["log.jsonl"]))
-    else:
-        (folder / "log.jsonl").write_text(json.dumps(records["log.jsonl"]) + "\n")
-    for name in ("env.json", "metrics.json", "eval/metrics.json"):
+    log = records["log.jsonl"] if isinstance(records["log.jsonl"], list) else [records["log.jsonl"]]
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    for name in ("env.json", "metrics.json", "eval/metrics.json", "notebooks/eval.ipynb"):
         write(folder / name, records[name])
     name = target.split("/")[-1]
     row = reads_or_names(lambda: read_run("run-a"), name)
     if row is not None:
         assert row["run"] == "run-a" and isinstance(row["state"], str)
         reads_or_names(lambda: compare_runs(["run-a"]), name)
+    run = Run.at(folder)
+    plan = reads_or_names(lambda: reproduce.rerun_plan(folder, run.env()), name)
+    if plan is not None:
+        assert isinstance(plan["npus"], int) and plan["npus"] >= 1 and isinstance(plan["refusals"], list)
+    reasons = reads_or_names(lambda: reproduce.drift(folder, run.env(), load(run.params_path)), name)
+    assert reasons is None or all(isinstance(reason, str) for reason in reasons)
+    result = reads_or_names(lambda: reproduce.compare(folder, folder), name)
+    assert result is None or result["verdict"] == "identical"  # a run compared with itself
+
+
+def _line(log: list, index: int, **changes) -> list:
+    return [{**record, **changes} if n == index else record for n, record in enumerate(log)]
+
+
+@pytest.mark.parametrize(
+    "target, change, words",
+    [
+        ("env.json", lambda env: [env], "env.json: the top level is [{"),
+        ("env.json", lambda env: {**env, "git": 3}, "env.json: git is 3 (int), expected an object"),
+        ("env.json", lambda env: {**env, "evaluations": "x"}, "env.json: evaluations is 'x', expected a list"),
+        ("env.json", lambda env: {**env, "nnodes": [2]}, "env.json: nnodes is [2] (list), expected an integer >= 1"),
+        ("env.json", lambda env: {**env, "nnodes": "x"}, "env.json: nnodes is 'x', expected an integer >= 1"),
+        (
+            "env.json",
+            lambda env: {**env, "evaluations": [{**env["evaluations"][0], "npus": 0}]},
+            "env.json: evaluations[0].npus is 0 (int), expected an integer >= 1",
+        ),
+        (
+            "env.json",
+            lambda env: {**env, "git": {"commit": "abc", "patch": "../code.patch"}},
+            "env.json: git.patch is '../code.patch', expected a file name or null",
+        ),
+        ("log.jsonl", lambda log: _line(log, 0, step={}), "log.jsonl: line 1 (train): step is {} (dict), expected an"),
+        ("log.jsonl", lambda log: _line(log, 2, changed=1e308), "line 3 (params_changed): changed is 1e+308 (float)"),
+        (
+            "log.jsonl",
+            lambda log: _line(log, 1, type=["val"]),
+            "log.jsonl: line 2: type is ['val'] (list), expected one",
+        ),
+        (
+            "log.jsonl",
+            lambda log: [{k: v for k, v in log[0].items() if k != "step"}],
+            "line 1 (train): step is missing",
+        ),
+        ("metrics.json", lambda metrics: [0.3], "metrics.json: the top level is [0.3] (list), expected an object"),
+        ("notebooks/eval.ipynb", lambda notebook: "a string", "eval.ipynb: the top level is 'a string', expected a"),
+        (
+            "notebooks/eval.ipynb",
+            lambda notebook: {"metadata": {"papermill": {"parameters": {"npus": "x"}}}},
+            "eval.ipynb: metadata.papermill.parameters.npus is 'x', expected an integer >= 1",
+        ),
+    ],
+)
+def test_the_reported_run_records_are_named_with_file_key_and_type(run_records, outputs, target, change, words):
+    from posecore import reproduce
+    from posecore.experiments import read_run
+    from posecore.records import RecordError
+    from posecore.runs import Run
+
+    folder = outputs / "run-a"
+    (folder / "eval").mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(run_records["params.yaml"]))
+    log = change(run_records["log.jsonl"]) if target == "log.jsonl" else run_records["log.jsonl"]
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    for name in ("env.json", "metrics.json", "eval/metrics.json", "notebooks/eval.ipynb"):
+        write(folder / name, change(run_records[name]) if name == target else run_records[name])
+    reader = {
+        "notebooks/eval.ipynb": lambda: reproduce.rerun_plan(folder, Run.at(folder).env()),
+        "metrics.json": lambda: reproduce.compare_metrics(folder, folder),
+    }.get(target, lambda: read_run("run-a"))
+    with pytest.raises(RecordError) as error:
+        reader()
+    assert words in str(error.value) and str(folder) in str(error.value), error.value
 
 
 def test_evaluation_scores_without_the_skipped_entries(synthetic, tmp_path, outputs):

@@ -291,7 +291,8 @@ def test_run_readers_never_write_and_say_what_is_missing(outputs):
 def test_one_log_reader_skips_a_torn_line_anywhere_with_a_warning(outputs):
     run = Run("torn-reader")
     run.folder_made()
-    run.log_path.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n{"ste')
+    line = '{{"type": "train", "epoch": 0, "step": {}}}\n'
+    run.log_path.write_text(line.format(1) + '{"step": 2, "lo\n' + line.format(3) + '{"ste')
     with pytest.warns(UserWarning, match=r"log\.jsonl: skipped 2 unreadable line\(s\) \(line 2, 4\)"):
         assert [r["step"] for r in run.log()] == [1, 3]
 
