@@ -4,7 +4,7 @@ An AlphaPose config is recognised by its upper-case sections (DATASET, DATA_PRES
 `params.load_params(path)` calls `convert` on such a file: it returns the posecore params mapping
 that `load_params` validates as usual, plus one line per AlphaPose key saying where it went
 (logged at INFO by load_params; `mapping(path)` returns the lines). The file is read with
-yaml.safe_load: nothing in it is evaluated.
+posecore.files.read_yaml, as params files are (yaml.safe_load: nothing in it is evaluated).
 
 What posecore reads:
 - MODEL: TYPE FastPose (NUM_LAYERS, CONV_DIM 128 / 256) and FastPose_DUC (BACKBONE se-resnet /
@@ -28,9 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from posecore.errors import ParamsError
+from posecore.files import read_yaml
 
 SECTIONS = ("DATASET", "DATA_PRESET", "MODEL", "TRAIN")
 DATASET_TYPES = {"Mscoco": "coco", "Halpe_26": "halpe26", "Halpe_136": "halpe136", "coco_wholebody": "coco_wholebody"}
@@ -70,8 +69,10 @@ def is_alphapose_config(raw: Any) -> bool:
 
 def mapping(path: str) -> list[str]:
     """The lines saying where each AlphaPose key of the config at `path` went."""
-    with open(path) as f:
-        return convert(yaml.safe_load(f), str(path))[1]
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected an AlphaPose config (a mapping of sections), got {type(raw).__name__}")
+    return convert(raw, str(path))[1]
 
 
 def convert(raw: dict, source: str) -> tuple[dict[str, Any], list[str]]:

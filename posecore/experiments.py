@@ -27,8 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from posecore.checkpoints import CheckpointError, read_checkpoint
 from posecore.evaluation import eval_split, primary_metric
 from posecore.files import atomic_write, finite_number
@@ -238,7 +236,7 @@ def write_run_index(path: str | Path | None = None) -> Path:
 def _index_row(name: str) -> dict[str, Any]:
     try:
         return read_run(name)
-    except (OSError, ValueError, yaml.YAMLError) as error:
+    except (OSError, ValueError) as error:  # ValueError: ParamsError, RecordError, CheckpointError
         return {column: None for column in INDEX_COLUMNS} | {"run": name, "state": f"unreadable: {error}"}
 
 
@@ -251,7 +249,7 @@ def _saved_params(run: Run) -> tuple[Params | None, str | None]:
     and the run's state says why; it does not fail the index."""
     try:
         return run.params(), None
-    except (OSError, ValueError, yaml.YAMLError) as error:
+    except (OSError, ValueError) as error:  # ValueError: ParamsError, RecordError, CheckpointError
         return None, str(error)
 
 

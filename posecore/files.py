@@ -1,6 +1,7 @@
 """Crash-safe files: atomic writes, JSON, and JSON lines whose torn last line is skipped.
 
-Every artifact goes through `atomic_write`: a temp file in the same folder, fsync, then
+YAML files (params, AlphaPose configs) are read by `read_yaml`, one loader whose errors name the
+file, line and column. Every artifact goes through `atomic_write`: a temp file in the same folder, fsync, then
 os.replace, so a kill mid-write leaves the previous file intact, and a full disk is an error
 naming the file and the size it needed. Log files are JSON lines; a torn line (a kill or a full
 disk during an append) is skipped with a warning by `read_jsonl` and cut off by the next append.
@@ -18,6 +19,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from posecore.errors import ParamsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # relative paths in params are relative to it
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -142,6 +147,58 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not valid JSON ({error}); it is damaged: restore or delete it") from None
     except RecursionError:
         raise ValueError(f"{path}: its JSON nests deeper than the parser goes; restore or delete it") from None
+
+
+# --- YAML ---------------------------------------------------------------------------------------
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file's data (yaml.safe_load: nothing in it is evaluated), for params files and
+    AlphaPose configs alike. What cannot be read as YAML is a ParamsError naming the file, and
+    the line and column where yaml or the UTF-8 decoder stopped: a syntax error, a tag safe_load
+    does not build, bytes that are not UTF-8, nesting deeper than the parser goes."""
+    with open(path, "rb") as f:
+        content = f.read()
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_column(content, error.start)
+        raise ParamsError(
+            f"{path}: line {line}, column {column}: byte 0x{content[error.start]:02x} is not UTF-8 text; "
+            "save the file as UTF-8"
+        ) from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text's data (yaml.safe_load); what is not YAML is a ParamsError naming `source` (a
+    file, a command-line value) and the line and column yaml gives."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow: a position, no mark
+        line, column = _line_column(text, error.position)
+        code = error.character if isinstance(error.character, int) else ord(error.character)  # text: a code point
+        raise ParamsError(
+            f"{source}: line {line}, column {column}: not valid YAML (character {code:#06x} is not allowed "
+            "in YAML text); fix it there"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context = getattr(error, "context", None)
+        raise ParamsError(
+            f"{source}: {where}not valid YAML ({f'{context}: ' if context else ''}{problem}); fix it there"
+        ) from None
+    except RecursionError:
+        raise ParamsError(f"{source}: nests deeper than the YAML parser goes; params are a few levels deep") from None
+
+
+def _line_column(content: bytes | str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of an offset into bytes or text."""
+    newline = b"\n" if isinstance(content, bytes) else "\n"
+    start = content.rfind(newline, 0, offset) + 1
+    return content.count(newline, 0, offset) + 1, offset - start + 1
 
 
 # --- JSON lines -------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-import yaml
-
+from posecore.errors import ParamsError
+from posecore.files import parse_yaml
 from posecore.inference import infer
 from posecore.params import load_params
 from posecore.runs import Run
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             parser.error(f"--set {item!r}: expected KEY=VALUE, e.g. infer.track_max_missed=5")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = parse_yaml(value, f"--set {item}")
+        except ParamsError as error:
+            parser.error(str(error))
     params = (
         load_params(cli_params(args.params, args.run_name), overrides)
         if (args.params or args.run_name or overrides or not is_onnx(args.checkpoint))

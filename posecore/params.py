@@ -1,6 +1,7 @@
 """Typed experiment parameters: YAML in params/ -> dataclasses, then dotted overrides.
 
-A params file is plain YAML data (`yaml.safe_load`); nothing in it is evaluated. Every key must
+A params file is plain YAML data (posecore.files.read_yaml: `yaml.safe_load`, its errors a
+ParamsError naming the file, line and column); nothing in it is evaluated. Every key must
 exist in the dataclasses below and have the declared type, otherwise the error names the file,
 the key and the closest valid key. `save_params` writes the resolved params, and
 `load_params(saved_path)` gives back an equal object: that file is what workers read.
@@ -23,7 +24,7 @@ import yaml
 from posecore import alphapose_config
 from posecore.codec import check_decode
 from posecore.errors import ParamsError
-from posecore.files import REPO_ROOT, atomic_write
+from posecore.files import REPO_ROOT, atomic_write, read_yaml
 from posecore.keypoints import DATASETS, KeypointSetError, keypoint_info
 
 log = logging.getLogger(__name__)
@@ -270,8 +271,8 @@ def load_params(name_or_path: str | os.PathLike | Params, overrides: dict[str, A
     else:
         path = resolve_params_path(name_or_path)
         source = str(path)
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+        raw = read_yaml(path)
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ParamsError(f"{path}: expected a mapping of sections at the top level")
         raw, mapped = _from_alphapose(raw, source)

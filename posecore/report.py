@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from posecore.experiments import write_run_index
-from posecore.files import atomic_write, read_json, write_json
+from posecore.files import atomic_write, read_json, read_yaml, write_json
 from posecore.runs import Run, resolve_path, run_dir, run_lock
 from posecore.viz import save_figure
 
@@ -276,8 +274,9 @@ def _run_summary(folder: Path) -> str:
     run = Run.at(folder)
     params_file = run.params_path
     if params_file.is_file():
-        params = yaml.safe_load(params_file.read_text()) or {}
-        model, data = params.get("model", {}), params.get("data", {})
+        params = read_yaml(params_file)
+        params = params if isinstance(params, dict) else {}
+        model, data = (params.get(key) if isinstance(params.get(key), dict) else {} for key in ("model", "data"))
         root = run_relative(data["root"], folder) if data.get("root") else "synthetic"
         lines.append(
             f"params {_code(params.get('name', ''))}; model {_code(model.get('name', ''))}"

@@ -12,6 +12,7 @@ prints the edits that made the file (tests/mutation.py) and hypothesis' reproduc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -233,6 +234,79 @@ def test_mutated_params_files_load_or_name_the_file(tmp_path, data_draw):
     path = tmp_path / "mutated.yaml"
     path.write_text(yaml.safe_dump(mutate(data_draw, base)))
     reads_or_names(lambda: load_params(path), "mutated.yaml")
+
+
+YAML_BASES = (
+    *sorted((Path(__file__).parent / "fixtures" / "alphapose").glob("*.yaml")),  # AlphaPose's own configs
+    Path(__file__).parents[1] / "params" / "fastpose_coco.yaml",
+    Path(__file__).parents[1] / "params" / "rtmpose_m_coco.yaml",
+)
+YAML_PIECES = [": ", "- ", "[", "]", "{", "}", "'", '"', "&a ", "*a", "!!python/object:os.system ", "\t", "  ",
+               "#", "? ", "|", ">", "%YAML 1.1\n", "---\n", "...\n", "\x00", "1e999", ".nan", "0x1F", "~", ",", "@",
+               "`"]  # fmt: skip
+
+
+@settings(FUZZ, max_examples=120)
+@given(st.data())
+def test_mutated_yaml_text_loads_or_names_the_file(tmp_path, data_draw):
+    """A params file or AlphaPose config changed as text (pieces of YAML syntax put in, lines cut,
+    duplicated or re-indented, bytes that are not UTF-8, brackets nested thousands deep): params,
+    or a ParamsError naming the file (with line and column for a syntax error), never yaml's own
+    errors, a RecursionError or a UnicodeDecodeError."""
+    from posecore import alphapose_config
+    from posecore.errors import ParamsError
+
+    base = data_draw.draw(st.sampled_from(YAML_BASES), label="base")
+    text = base.read_bytes()
+    for _ in range(data_draw.draw(st.integers(1, 3), label="edits")):
+        at = data_draw.draw(st.integers(0, len(text)), label="at")
+        edit = data_draw.draw(st.sampled_from(["piece", "cut", "line twice", "indent", "bytes", "nesting"]))
+        if edit == "piece":
+            text = text[:at] + data_draw.draw(st.sampled_from(YAML_PIECES)).encode() + text[at:]
+        elif edit == "cut":
+            text = text[:at] + text[at + data_draw.draw(st.integers(1, 40), label="cut") :]
+        elif edit in ("line twice", "indent"):
+            start = text.rfind(b"\n", 0, at) + 1
+            end = text.find(b"\n", at) + 1 or len(text)
+            text = text[:start] + (text[start:end] if edit == "line twice" else b"   ") + text[start:]
+        elif edit == "bytes":
+            text = text[:at] + data_draw.draw(st.binary(min_size=1, max_size=4), label="bytes") + text[at:]
+        else:
+            depth = data_draw.draw(st.sampled_from([50, 3000]), label="depth")
+            text = text[:at] + b"[" * depth + b"]" * depth + text[at:]
+    path = tmp_path / "mutated.yaml"
+    path.write_bytes(text)
+    try:
+        load_params(path)
+    except ParamsError as error:
+        assert "mutated.yaml" in str(error), error
+        if "not valid YAML" in str(error):
+            assert re.search(r"mutated\.yaml: line \d+, column \d+: not valid YAML", str(error)), error
+    try:
+        alphapose_config.mapping(str(path))
+    except ParamsError as error:
+        assert "mutated.yaml" in str(error), error
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (b"model:\n  name: [fastpose\n", "line 3, column 1: not valid YAML"),
+        (b"model: {name: fastpose\ndata: 1\n", "not valid YAML"),
+        (b"model: !!python/object/apply:os.system [ls]\n", "line 1, column 8: not valid YAML"),
+        (b"model:\n  name: fastpose\xff\n", "line 2, column 17: byte 0xff is not UTF-8 text"),
+        (b"model: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nests deeper than the YAML parser goes"),
+        (b"- a\n- b\n", "expected a mapping of sections at the top level"),
+    ],
+)
+def test_yaml_that_cannot_be_read_is_a_params_error_with_line_and_column(tmp_path, text, words):
+    from posecore.errors import ParamsError
+
+    path = tmp_path / "broken.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value).startswith(f"{path}:") and words in str(error.value), error.value
 
 
 # --------------------------------------------------------------------------- the reported cases
