@@ -4,6 +4,9 @@ Formats, detected from the file's structure and keys (a "module." / "_orig_mod."
 DataParallel / torch.compile is dropped first):
 - posecore: {"format": "posecore/1", "model_name", "num_joints", "model": state_dict, ...},
   or a bare `model.state_dict()` of a posecore model.
+- Any of these saved the common ways: the state_dict itself, or a dict holding exactly one
+  state_dict under "model", "state_dict", "net" or "module" (`torch.save({"model":
+  model.state_dict(), "optimizer": ..., "epoch": ...}, path)`); the other entries are not read.
 - alphapose: a FastPose or FastPose_DUC state_dict (preact.*, duc1.*, duc2.*, [duc3.*,] conv_out.*).
 - mmpose: {"state_dict": {backbone.*, keypoint_head.*}} (0.x) or {"state_dict": {backbone.*,
   head.*}, "meta": ...} (1.x); HourglassNet with the multi-stage / CPM head, ResNet with the simple
@@ -51,6 +54,9 @@ from posecore.runs import resolve_path
 log = logging.getLogger(__name__)
 
 POSECORE_FORMAT = "posecore/1"
+# where a dict saved by torch.save keeps a state_dict: {"model": model.state_dict()} and the like
+# (mmpose: "state_dict"); a file with exactly one of them holding a state_dict loads from it
+STATE_DICT_KEYS = ("model", "state_dict", "net", "module")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 # upstream prefix -> posecore prefix (first match wins; order matters only for overlaps)
@@ -388,15 +394,15 @@ def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint") ->
                 f"{str(checkpoint['format'])[:80]!r}; this posecore reads "
                 f"{POSECORE_FORMAT!r}"
             )
-        if not isinstance(checkpoint.get("model"), dict):
-            raise CheckpointError(f"{path}: posecore checkpoint without a 'model' state_dict")
-        return "posecore", _strip_wrappers(_tensors(checkpoint["model"], path, "model"))
-    wrapped = isinstance(checkpoint.get("state_dict"), dict)
-    state = _strip_wrappers(
-        _tensors(checkpoint["state_dict"], path, "state_dict")
-        if wrapped
-        else _tensors(checkpoint, path, "the state_dict")
-    )
+        if not _is_state_dict(checkpoint.get("model")):
+            raise CheckpointError(
+                f"{path}: a posecore checkpoint whose 'model' is {_kind(checkpoint.get('model'))}; expected "
+                "the model's state_dict (text keys -> tensors)"
+            )
+        return "posecore", _strip_wrappers(checkpoint["model"])
+    holder = _state_dict_holder(checkpoint, path)
+    wrapped = holder == "state_dict"  # mmpose's layout: {"state_dict": ..., "meta": ...}
+    state = _strip_wrappers(checkpoint if holder is None else checkpoint[holder])
     keys = list(state)
     if _any_prefix(keys, "preact."):
         return "alphapose", state
@@ -416,16 +422,50 @@ def split_checkpoint(checkpoint: Any, path: str | os.PathLike = "checkpoint") ->
     )
 
 
-def _tensors(state: dict, path: str | os.PathLike, where: str) -> dict[str, torch.Tensor]:
-    """`state` when every key is text and every value a tensor, else a CheckpointError."""
-    for key, value in state.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(
-                f"{path}: {where} entry {str(key)[:80]!r} is a {type(value).__name__}, "
-                "expected a tensor under a text key; the file is damaged or not a "
-                "model checkpoint"
-            )
-    return state
+def _state_dict_holder(checkpoint: dict, path: str | os.PathLike) -> str | None:
+    """Where a loaded file keeps its weights: None when it is a state_dict itself (text keys ->
+    tensors), else the one key of STATE_DICT_KEYS ({"model": model.state_dict()}, mmpose's
+    "state_dict", ...) that holds a state_dict. A CheckpointError says what was found and what
+    was expected otherwise."""
+    if _is_state_dict(checkpoint):
+        return None
+    holders = [key for key in STATE_DICT_KEYS if _is_state_dict(checkpoint.get(key))]
+    if len(holders) == 1:
+        return holders[0]
+    expected = (
+        f"a state_dict (text keys -> tensors), or a dict holding exactly one under "
+        f"{' / '.join(repr(key) for key in STATE_DICT_KEYS)}"
+    )
+    if holders:
+        raise CheckpointError(
+            f"{path}: holds a state_dict under each of {holders}; expected {expected}. Save the "
+            "weights you mean on their own: torch.save(model.state_dict(), path)"
+        )
+    others = [(key, value) for key, value in checkpoint.items() if not _is_state_dict({key: value})]
+    listed = ", ".join(f"{str(key)[:40]!r}: {_kind(value)}" for key, value in others[:8])
+    more = f", ... ({len(others) - 8} more)" if len(others) > 8 else ""
+    tensors = len(checkpoint) - len(others)
+    found = f"{tensors} tensors under text keys and {{{listed}{more}}}" if tensors else f"{{{listed}{more}}}"
+    raise CheckpointError(f"{path}: found a dict of {found}; expected {expected}")
+
+
+def _is_state_dict(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items())
+    )
+
+
+def _kind(value: Any) -> str:
+    """A value's type in words: 'a tensor', 'a dict of 3 tensors', 'a dict', 'an int', ..."""
+    if isinstance(value, torch.Tensor):
+        return "a tensor"
+    if isinstance(value, dict):
+        tensors = sum(isinstance(item, torch.Tensor) for item in value.values())
+        return f"a dict of {len(value)} entries ({tensors} tensors)"
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def check_training_state(checkpoint: Any, path: str | os.PathLike) -> None:

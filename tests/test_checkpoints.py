@@ -378,3 +378,58 @@ def test_unrecognized_files_are_clear_errors(tmp_path):
         load_checkpoint(build_model("fastpose", depth=18), path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(build_model("fastpose", depth=18), tmp_path / "nothing.pt")
+
+
+# --- the common ways to save --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "saved",
+    [
+        lambda state: {"model": state},
+        lambda state: {"model": state, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "epoch": 3},
+        lambda state: {"state_dict": state, "meta": {"epoch": 3}},
+        lambda state: {"net": state, "iteration": 1000},
+        lambda state: {"module": state},
+    ],
+    ids=["model", "model+optimizer", "state_dict", "net", "module"],
+)
+def test_a_dict_holding_one_state_dict_loads_from_it(tmp_path, saved):
+    reference = randomized(RefFastPose(18, joints=17), seed=4)
+    path = tmp_path / "saved.pth"
+    torch.save(saved(reference.state_dict()), path)
+    model = build_model("fastpose", depth=18)
+    report = load_checkpoint(model, path)
+    assert report["format"] == "alphapose" and report["missing"] == report["unexpected"] == []
+    assert_same_outputs(reference, model, torch.randn(1, 3, 64, 64))
+    # a posecore model's own weights, saved as {"model": model.state_dict()}
+    torch.save({"model": model.state_dict(), "epoch": 1}, path)
+    assert load_checkpoint(build_model("fastpose", depth=18), path)["format"] == "posecore"
+
+
+@pytest.mark.parametrize(
+    "saved, words",
+    [
+        (
+            lambda state: {"model": state, "net": state},
+            "holds a state_dict under each of ['model', 'net']; expected a state_dict (text keys -> tensors), "
+            "or a dict holding exactly one under 'model' / 'state_dict' / 'net' / 'module'",
+        ),
+        (
+            lambda state: {"weights": [1, 2], "epoch": 3},
+            "found a dict of {'weights': a list, 'epoch': an int}; expected a state_dict (text keys -> tensors)",
+        ),
+        (
+            lambda state: {**state, "epoch": 3},
+            "'epoch': an int",
+        ),
+        (
+            lambda state: {"model": {"conv.weight": [1.0]}},
+            "'model': a dict of 1 entries (0 tensors)",
+        ),
+    ],
+)
+def test_what_a_checkpoint_holds_is_said_when_it_is_not_weights(tmp_path, saved, words):
+    path = tmp_path / "other.pth"
+    torch.save(saved(RefFastPose(18, joints=17).state_dict()), path)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(build_model("fastpose", depth=18), path)
+    assert words in str(error.value) and "damaged" not in str(error.value), error.value
