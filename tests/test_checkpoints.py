@@ -381,6 +381,12 @@ def test_unrecognized_files_are_clear_errors(tmp_path):
 
 
 # --- the common ways to save --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def alphapose_weights():
+    """(a randomized AlphaPose FastPose-18, a posecore FastPose-18 to load into)."""
+    return randomized(RefFastPose(18, joints=17), seed=4), build_model("fastpose", depth=18)
+
+
 @pytest.mark.parametrize(
     "saved",
     [
@@ -392,17 +398,23 @@ def test_unrecognized_files_are_clear_errors(tmp_path):
     ],
     ids=["model", "model+optimizer", "state_dict", "net", "module"],
 )
-def test_a_dict_holding_one_state_dict_loads_from_it(tmp_path, saved):
-    reference = randomized(RefFastPose(18, joints=17), seed=4)
+def test_a_dict_holding_one_state_dict_loads_from_it(tmp_path, alphapose_weights, saved):
+    reference, model = alphapose_weights
     path = tmp_path / "saved.pth"
     torch.save(saved(reference.state_dict()), path)
-    model = build_model("fastpose", depth=18)
+    with torch.no_grad():
+        model.head.final_layer.weight.zero_()
     report = load_checkpoint(model, path)
     assert report["format"] == "alphapose" and report["missing"] == report["unexpected"] == []
-    assert_same_outputs(reference, model, torch.randn(1, 3, 64, 64))
-    # a posecore model's own weights, saved as {"model": model.state_dict()}
-    torch.save({"model": model.state_dict(), "epoch": 1}, path)
-    assert load_checkpoint(build_model("fastpose", depth=18), path)["format"] == "posecore"
+    assert torch.equal(model.head.final_layer.weight, reference.state_dict()["conv_out.weight"])
+
+
+def test_a_posecore_model_saved_as_model_state_dict_loads(tmp_path, alphapose_weights):
+    reference, model = alphapose_weights
+    torch.save({"model": model.state_dict(), "epoch": 1}, tmp_path / "mine.pth")
+    again = build_model("fastpose", depth=18)
+    assert load_checkpoint(again, tmp_path / "mine.pth")["format"] == "posecore"
+    assert_same_outputs(model, again, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,13 @@ def test_mutated_mpii_files_read_or_name_the_file(mpii_bases, tmp_path, outputs,
 
 # --------------------------------------------------------------------------- params
 
+YAML_BASES = (
+    *sorted((Path(__file__).parent / "fixtures" / "alphapose").glob("*.yaml")),  # AlphaPose's own configs
+    Path(__file__).parents[1] / "params" / "fastpose_coco.yaml",
+    Path(__file__).parents[1] / "params" / "rtmpose_m_coco.yaml",
+)
+
+
 PARAM_KEYS = sorted(flat_params(load_params("demo")))
 
 
@@ -227,20 +234,18 @@ def test_mutated_params_overrides_load_or_name_the_key(data_draw):
     reads_or_names(lambda: load_params("demo", {key: value}), key)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=150)
 @given(st.data())
 def test_mutated_params_files_load_or_name_the_file(tmp_path, data_draw):
-    base = yaml.safe_load((Path(__file__).parents[1] / "params" / "fastpose_coco.yaml").read_text())
+    """A params file or an AlphaPose config with its values mutated: params, or an error naming
+    the file."""
+    source = data_draw.draw(st.sampled_from([Path(__file__).parents[1] / "params" / "fastpose_coco.yaml", *YAML_BASES]))
+    base = yaml.safe_load(source.read_text())
     path = tmp_path / "mutated.yaml"
     path.write_text(yaml.safe_dump(mutate(data_draw, base)))
     reads_or_names(lambda: load_params(path), "mutated.yaml")
 
 
-YAML_BASES = (
-    *sorted((Path(__file__).parent / "fixtures" / "alphapose").glob("*.yaml")),  # AlphaPose's own configs
-    Path(__file__).parents[1] / "params" / "fastpose_coco.yaml",
-    Path(__file__).parents[1] / "params" / "rtmpose_m_coco.yaml",
-)
 YAML_PIECES = [": ", "- ", "[", "]", "{", "}", "'", '"', "&a ", "*a", "!!python/object:os.system ", "\t", "  ",
                "#", "? ", "|", ">", "%YAML 1.1\n", "---\n", "...\n", "\x00", "1e999", ".nan", "0x1F", "~", ",", "@",
                "`"]  # fmt: skip
