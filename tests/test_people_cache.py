@@ -187,6 +187,13 @@ def test_people_arrays_hold_any_joint_count_and_travel_mapped(tmp_path):
         assert people[-1].image_path == "/images/3.jpg" and people.image_path(2) == "/images/1.jpg"
 
 
+def _replace_with_the_val_cache(folder: Path) -> None:
+    """A whole, valid cache of other people copied over this one."""
+    val = next(p for p in folder.parent.iterdir() if p.name.startswith("coco-val-") and p.is_dir())
+    shutil.rmtree(folder)
+    shutil.copytree(val, folder)
+
+
 def _flip_last_byte(path: Path) -> None:
     content = bytearray(path.read_bytes())
     content[-1] ^= 0x40
@@ -206,11 +213,13 @@ def _flip_last_byte(path: Path) -> None:
         (lambda f: (f / "path_index.npy").unlink(), "path_index.npy is missing"),
         (lambda f: (f / "manifest.json").write_text('{"people": 3'), "manifest.json is not JSON"),
         (lambda f: (f / "manifest.json").unlink(), "has no manifest.json"),
+        (lambda f: _replace_with_the_val_cache(f), "its meta is not the format-2 record of this key"),
     ],
 )
 def test_a_cache_that_does_not_verify_is_rebuilt_with_a_warning_naming_it(synthetic_root, own_cache, damage, words):
     params = tiny_params(synthetic_root)
     folder = load_people(params, "train")[0].folder
+    load_people(params, "val")
     damage(folder)
     with pytest.warns(UserWarning, match="does not verify") as caught:
         people = load_people(params, "train")[0]

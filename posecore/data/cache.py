@@ -132,13 +132,16 @@ def _check_meta(people: People, split: str, info: KeypointInfo) -> None:
     caught = meta.get("warnings")
     if not (
         meta.get("format") == CACHE_FORMAT
+        and meta.get("key") == people.folder.name
         and meta.get("split") == split
         and isinstance(meta.get("ann_file"), str)
         and isinstance(meta.get("gt_mat"), (str, type(None)))
         and isinstance(caught, list)
         and all(isinstance(w, list) and len(w) == 2 and all(isinstance(v, str) for v in w) for w in caught)
     ):
-        raise CacheMismatch(people.folder, f"its meta is not the format-{CACHE_FORMAT} record of split {split!r}")
+        raise CacheMismatch(
+            people.folder, f"its meta is not the format-{CACHE_FORMAT} record of this key and split {split!r}"
+        )
     if people.num_joints != info.num_joints:
         raise CacheMismatch(
             people.folder, f"it holds {people.num_joints} joints per person, the keypoint set has {info.num_joints}"
@@ -167,7 +170,14 @@ def _build(params: Params, split: str, folder: Path, problem: str | None):
     """Parse the split and save it into `folder` (replacing a folder that did not verify, whose
     `problem` the warning names); load_people's tuple. Called under the key's lock."""
     people, info, ann_file, gt_mat, caught = _parse(params, split)
-    meta = {"format": CACHE_FORMAT, "split": split, "ann_file": str(ann_file), "gt_mat": gt_mat, "warnings": caught}
+    meta = {
+        "format": CACHE_FORMAT,
+        "key": folder.name,  # a valid cache of other params or data copied here is not this one
+        "split": split,
+        "ann_file": str(ann_file),
+        "gt_mat": gt_mat,
+        "warnings": caught,
+    }
     if problem is not None:
         warnings.warn(
             f"posecore.data: the annotation cache {folder} does not verify: {problem}; rebuilt it from {ann_file}",
