@@ -59,7 +59,7 @@ MANIFEST_FORMAT = 1
 # positions and box sizes the parser lets through are within MAX_PIXELS (boxes padded, MPII's
 # 1-based pixels made 0-based: a little beyond); anything past this bound was not written by it
 POSITION_LIMIT = 10 * MAX_PIXELS
-_CHUNK = 1 << 16  # people per step of the value checks: temporaries stay a few MB at any N
+_CHUNK = 1 << 13  # people per step of the value checks: temporaries stay near 1 MB at any N
 
 
 class CacheMismatch(ValueError):
