@@ -83,9 +83,11 @@ def test_unknown_name_lists_known():
 
 def test_yaml_cannot_run_code(tmp_path):
     path = tmp_path / "evil.yaml"
-    path.write_text("train: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(yaml.YAMLError):
+    marker = tmp_path / "pwned"
+    path.write_text(f"train: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ParamsError, match=r"evil\.yaml: line 1, column 8: not valid YAML .*python/object/apply"):
         load_params(path)
+    assert not marker.exists()
 
 
 def test_import_is_lazy_and_side_effect_free():
