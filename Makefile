@@ -46,8 +46,11 @@ lock:
 	  awk '/^[A-Za-z0-9]/ {print "      - " $$1}' $(LOCK); \
 	  echo '      - -e .'; } > environment.yml.tmp && mv environment.yml.tmp environment.yml
 
+# The suite in TEST_WORKERS processes (pytest-xdist; a test file stays in one process, so its module
+# fixtures are built once): `make test TEST_WORKERS=0` runs it in this process alone
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile tests
 
 # ruff (pinned in requirements.lock; configured in pyproject.toml): the lint rules, and the format
 # the tree is kept in (`$(PY) -m ruff format .` applies it)
