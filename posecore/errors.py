@@ -1,6 +1,7 @@
 """The errors several rooms raise, below all of them: params and AlphaPose configs (ParamsError),
-training and run folders (TrainingError, RunLockedError). Each module that raises one re-exports
-it, so `posecore.params.ParamsError` and `posecore.runs.RunLockedError` keep working."""
+keypoint sets (KeypointSetError), training and run folders (TrainingError, RunLockedError). Each
+module that raises one re-exports it, so `posecore.params.ParamsError` and
+`posecore.runs.RunLockedError` keep working."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ class ParamsError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (persistent non-finite loss, out of memory, a refused run folder)."""
+
+
+class KeypointSetError(ValueError):
+    """A keypoint set (annotation category or params entry) that cannot be used as given."""
 
 
 class RunLockedError(RuntimeError):

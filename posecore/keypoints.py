@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from posecore.errors import KeypointSetError
+from posecore.joint_names import infer_flip_pairs, infer_upper_body, is_placed
 from posecore.keypoint_sets import whole_body_sets
 
 FINE_PARTS = ("face", "lefthand", "righthand")
-
-
-class KeypointSetError(ValueError):
-    """A keypoint set (annotation category or params entry) that cannot be used as given."""
 
 
 @dataclass(frozen=True)
@@ -236,123 +232,6 @@ DATASETS: dict[str, KeypointInfo] = {"coco": COCO, "mpii": MPII, **WHOLE_BODY}
 # A uniform OKS sigma, for keypoint sets nobody has measured annotator spread on: COCO's mean.
 UNIFORM_SIGMA = round(sum(COCO.sigmas) / COCO.num_joints, 3)
 
-# Words that mark a joint's side, and body-part words that place it above / below the waist
-# (the half-body augmentation's split). Names are compared by lower-case word.
-_SIDES = {"left": "<L>", "l": "<L>", "right": "<R>", "r": "<R>"}
-_MIRROR = {"<L>": "<R>", "<R>": "<L>"}
-_UPPER_WORDS = frozenset(
-    [
-        "head",
-        "nose",
-        "eye",
-        "eyes",
-        "ear",
-        "ears",
-        "mouth",
-        "lip",
-        "lips",
-        "chin",
-        "jaw",
-        "face",
-        "forehead",
-        "brow",
-        "eyebrow",
-        "cheek",
-        "neck",
-        "throat",
-        "thorax",
-        "chest",
-        "shoulder",
-        "shoulders",
-        "clavicle",
-        "elbow",
-        "elbows",
-        "wrist",
-        "wrists",
-        "hand",
-        "hands",
-        "palm",
-        "finger",
-        "thumb",
-        "index",
-        "pinky",
-    ]
-)
-_LOWER_WORDS = frozenset(
-    [
-        "pelvis",
-        "hip",
-        "hips",
-        "waist",
-        "knee",
-        "knees",
-        "ankle",
-        "ankles",
-        "foot",
-        "feet",
-        "heel",
-        "heels",
-        "toe",
-        "toes",
-        "leg",
-        "legs",
-        "thigh",
-        "shin",
-        "calf",
-    ]
-)
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
-
-def name_words(name: str) -> tuple[str, ...]:
-    """Lower-case words of a joint name, split at separators, digits and camelCase:
-    'left_shoulder' -> ('left', 'shoulder'), 'LBigToe' -> ('l', 'big', 'toe')."""
-    return tuple(word.lower() for word in _WORD.findall(name))
-
-
-def infer_flip_pairs(joint_names: Sequence[str]) -> tuple[tuple[int, int], ...]:
-    """Left/right pairs (i < j) of joints whose names differ only in their side words:
-    left_x/right_x, l_x/r_x, x_left/x_right, LX/RX, in any case. A sided name without a mirror
-    is kept as a centre joint, with a warning (flipping then mislabels it)."""
-    keys = [tuple(_SIDES.get(word, word) for word in name_words(name)) for name in joint_names]
-    pairs, unpaired = [], []
-    for i, key in enumerate(keys):
-        mirror = tuple(_MIRROR.get(word, word) for word in key)
-        if mirror == key:
-            continue
-        partners = [j for j, other in enumerate(keys) if other == mirror]
-        if len(partners) > 1:
-            raise KeypointSetError(
-                f"joint {joint_names[i]!r} mirrors several joints {[joint_names[j] for j in partners]}: "
-                "give the left/right pairs in data.flip_pairs"
-            )
-        if not partners:
-            unpaired.append(joint_names[i])
-        elif i < partners[0]:
-            pairs.append((i, partners[0]))
-    if unpaired:
-        warnings.warn(
-            f"joints {unpaired} look sided but have no mirrored joint; they flip as centre "
-            "joints. Give data.flip_pairs, or set data.flip: false",
-            stacklevel=2,
-        )
-    _check_pairs(pairs, joint_names, "inferred flip pairs")
-    return tuple(pairs)
-
-
-def infer_upper_body(joint_names: Sequence[str]) -> tuple[int, ...] | None:
-    """Indices of the upper-body joints when every name has a known body-part word (head, eye,
-    neck, shoulder, wrist, ... above the waist; hip, pelvis, knee, ankle, toe, ... below); None
-    when some name has none, since half-body crops need every joint placed."""
-    upper = []
-    for index, name in enumerate(joint_names):
-        words = set(name_words(name))
-        if words & _UPPER_WORDS:
-            upper.append(index)
-        elif not words & _LOWER_WORDS:
-            return None
-    return tuple(upper)
-
 
 def coco_keypoint_category(coco: dict, source: str) -> dict:
     """The one category of a COCO-format annotation dict that defines keypoints."""
@@ -504,7 +383,7 @@ def _apply_overrides(base: KeypointInfo, params: Any) -> KeypointInfo:
         raise _missing_sigmas(base)
     info = dataclasses.replace(base, **changes) if changes else base
     if data.half_body_prob > 0 and not info.upper_body:
-        unplaced = [n for n in info.joint_names if not set(name_words(n)) & (_UPPER_WORDS | _LOWER_WORDS)]
+        unplaced = [n for n in info.joint_names if not is_placed(n)]
         raise KeypointSetError(
             f"data.half_body_prob is {data.half_body_prob} but the upper body cannot be told from the "
             f"joint names (no body-part word in {unplaced}): list the upper-body joints in "
