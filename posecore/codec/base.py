@@ -19,8 +19,9 @@ import numpy as np
 
 from posecore.files import finite_number
 
-# Exports and checkpoints from before posecore recorded the codec were trained with this one.
-LEGACY_CODEC = "msra"
+# The params' default codec (data.codec). Exports and checkpoints from before posecore recorded
+# the codec were trained with it too.
+DEFAULT_CODEC = LEGACY_CODEC = "msra"
 
 
 @runtime_checkable
