@@ -14,7 +14,7 @@ import torch
 from helpers import pycocotools_stats, tiny_params
 
 import posecore
-from posecore import checkpoints, data, evaluation, export, onnx_metadata, viz
+from posecore import checkpoint_files, data, evaluation, export, onnx_metadata, viz
 from posecore.checkpoints import CheckpointError, load_model
 from posecore.data.synthetic import CUSTOM_JOINTS, CUSTOM_SIGMAS, CUSTOM_SKELETON
 from posecore.files import REPO_ROOT, read_json, read_jsonl
@@ -154,8 +154,8 @@ def test_fine_tuning_from_a_coco_checkpoint_skips_exactly_the_head(custom_root, 
     path = tmp_path / "coco.pt"
     if upstream == "posecore":
         torch.save({"format": "posecore/1", "model_name": "fastpose", "num_joints": 17, "model": state}, path)
-    else:  # AlphaPose's key names (the inverse of checkpoints.ALPHAPOSE_PREFIXES)
-        rename = {new: old for old, new in checkpoints.ALPHAPOSE_PREFIXES.items()}
+    else:  # AlphaPose's key names (the inverse of checkpoint_files.ALPHAPOSE_PREFIXES)
+        rename = {new: old for old, new in checkpoint_files.ALPHAPOSE_PREFIXES.items()}
         saved = {}
         for key, value in state.items():
             prefix = next(p for p in [*rename, ""] if key.startswith(p))
