@@ -1,20 +1,6 @@
 """Training: `train(params, npus=1, run_name=None)` fills outputs/<run_name>/.
 
-Run folder:
-  params.yaml        the resolved params; the only thing the workers read
-  env.json           devices, versions, every installed package, world size, threads, git commit
-                     (code.patch: the uncommitted diff), data fingerprint (posecore.environment)
-  log.jsonl          {"type": "train", epoch, step, loss, lr, images_per_s, data_wait, skipped}
-                     every train.log_every optimizer steps of train.global_batch images each,
-                     {"type": "val", epoch, step, <metrics>} after
-                     each validation, {"type": "summary", ...} at the end of every invocation,
-                     {"type": "params_changed", changed: {key: [before, now]}} on a changed resume
-  metrics.json       the latest validation metrics
-  checkpoints/last.pt, best.pt   (CHECKPOINT keys below; best by evaluation.primary_metric)
-  logs/              per-rank stdout/stderr of multi-process runs
-  events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
-  .writer.lock       held while the run trains (posecore.runs.run_lock)
-
+What training writes into the run folder is listed in posecore.runs.
 Loss and learning rate: posecore.optim (`build_loss`: each seed's own loss, train.loss x
 train.loss_weight; `schedule`: the LR of every optimizer step, multi-step or cosine, linear
 warm-up, AlphaPose's DPG restart counted as its train.py counts it). train.ipynb plots the schedule
@@ -25,23 +11,18 @@ on any device count, as `accumulate` micro-batches per rank, exactly the batches
 world x accumulate devices (data.step_order); each loss is scaled by 1/accumulate, DDP syncs the
 gradients on the last micro-batch only (no_sync), the scaler, optimizer and LR schedule step once.
 
-Determinism and resume: the sample order of epoch e is data.grouped_order(seed, e) (images
-shuffled, an image's people adjacent so they share one decode; contiguous slices per rank, padded
-like DistributedSampler), augmentation depends on (seed, epoch, index) only, train.deterministic
+Determinism and resume: the sample order of epoch e is data.epoch_order(seed, e) (people shuffled,
+or with data.group_by_image images shuffled and an image's people adjacent; contiguous slices per
+rank, padded like DistributedSampler), augmentation depends on (seed, epoch, index) only, train.deterministic
 (on for CPU runs by default) selects deterministic kernels, and checkpoints carry every RNG state.
 So on CPU, a run killed at any point after its first checkpoint and started again (same run_name)
 ends with bitwise the same weights as an uninterrupted run. last.pt is written atomically at the
-end of every epoch. An interrupt
-(Ctrl-C / kernel interrupt, SIGINT to the workers) or SIGTERM (a batch system's notice) stops after
-the current step and writes last.pt at that step (epoch_step > 0: resuming skips the batches
-already seen), then raises KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM); a second one
-in a notebook stops at once, leaving the last epoch's last.pt intact. Performance mode
-(train.max_steps > 0) writes no checkpoints.
+end of every epoch. An interrupt or SIGTERM (posecore.stopping) stops after the current step and
+writes last.pt at that step (epoch_step > 0: resuming skips the batches already seen), then raises
+KeyboardInterrupt or SystemExit(143). Performance mode (train.max_steps > 0) writes no checkpoints.
 
-One run folder has one writer (posecore.runs.run_lock). A resume first compares the params with
-the run's params.yaml (`check_resume`): changes that alter the model, the optimizer state's meaning
-or the data order are refused unless train.accept_changes lists them; accepted changes are
-recorded in log.jsonl ({"type": "params_changed"}) before params.yaml is rewritten.
+One run folder has one writer (runs.run_lock). A resume checks the new params against the run's
+(posecore.resume.check_resume) and records accepted changes in log.jsonl before params.yaml.
 """
 
 from __future__ import annotations
@@ -50,9 +31,7 @@ import contextlib
 import math
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -85,6 +64,7 @@ from posecore.params import Params, TrainParams, check_model_geometry, load_para
 from posecore.progress import progress_bar
 from posecore.resume import check_resume
 from posecore.runs import Run, default_run_name
+from posecore.stopping import StopRequest, data_worker_init, stop_on_signals
 from posecore.tensorboard_log import TensorBoardLog
 
 _ADVICE_STEPS = 10  # steps after train.perf_warmup_steps that the advice is measured on
@@ -204,41 +184,6 @@ def _wrap_model(bare: nn.Module, train: TrainParams, dev: torch.device, world: i
 
 
 @contextlib.contextmanager
-def _stop_on_interrupt(trainer: _Trainer, launched: bool):
-    """SIGINT, and SIGTERM (what SLURM and Kubernetes send before a kill), ask the trainer to stop
-    after the current step; in a notebook a second one stops now.
-
-    Launched workers always wait for the step: the kernel interrupt reaches them twice (the
-    process group and the launcher), and the launcher kills them after its shutdown timeout.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if trainer.stop_requested and not launched:
-            raise KeyboardInterrupt
-        if not trainer.stop_requested and trainer.main:
-            what = "interrupted" if signum == signal.SIGINT else f"received {signal.Signals(signum).name}"
-            print(
-                f"\n{what}: stopping after the current step and saving {trainer.last_path.name} "
-                "(interrupt again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
-        trainer.stop_requested = True
-        trainer.stop_signal = trainer.stop_signal or signum
-
-    fallback = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    previous = {signum: signal.signal(signum, handler) for signum in fallback}
-    try:
-        yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before if before is not None else fallback[signum])
-
-
-@contextlib.contextmanager
 def _out_of_memory_explained(dev: torch.device, params: Params):
     """An out-of-memory error of a training step becomes a TrainingError naming the fixes."""
     try:
@@ -252,13 +197,6 @@ def _out_of_memory_explained(dev: torch.device, params: Params):
                 f"train.global_batch set, more micro-batches then keep the step's images"
             ) from error
         raise
-
-
-def _data_worker_init(worker_id: int) -> None:
-    """DataLoader workers ignore SIGTERM (a batch system sends it to every process of the job):
-    the training process finishes its step and saves first; the workers die with it."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    distributed.die_with_parent(worker_id)
 
 
 class _Trainer:
@@ -288,8 +226,7 @@ class _Trainer:
         self.lrs = schedule(self.train, 1)  # replaced by the run's schedule once the epoch length is known
         self.best_metric: float | None = None
         self.metrics: dict[str, float] = {}
-        self.stop_requested = False
-        self.stop_signal = 0  # the signal that asked this rank to stop
+        self.stop = StopRequest()
         self.lr = float(self.lrs[0])
         self._resume_or_start()
         self.board = TensorBoardLog(folder, self.params, self.step, enabled=self.main)
@@ -370,7 +307,12 @@ class _Trainer:
         last_epoch = min(self.train.epochs, self.epoch + 1) if perf_mode else self.train.epochs
         stopped = "done"
         launched = self.world > 1
-        with _stop_on_interrupt(self, launched), contextlib.closing(self.board):
+        announce = (
+            f"stopping after the current step and saving {self.last_path.name} (interrupt again to stop at once)"
+            if self.main
+            else None
+        )
+        with stop_on_signals(self.stop, announce, launched), contextlib.closing(self.board):
             while self.epoch < last_epoch:
                 completed = self._train_epoch(perf_mode)
                 if perf_mode or not completed:
@@ -407,7 +349,7 @@ class _Trainer:
             sampler=indices[self.epoch_step * self.accumulate * batch_size :],
             num_workers=self.params.data.workers,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=_data_worker_init,
+            worker_init_fn=data_worker_init,
             generator=generator,
             drop_last=True,
         )
@@ -481,7 +423,7 @@ class _Trainer:
                 with contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync():
                     loss_sum += self._forward_backward(batch, last).detach().float()
             # one collective per step: the mean loss and the stop vote, so all ranks decide alike
-            shared = torch.stack([loss_sum, torch.tensor(float(self.stop_requested), device=self.device)])
+            shared = torch.stack([loss_sum, torch.tensor(float(self.stop.requested), device=self.device)])
             rank_loss_sum, stop_votes = distributed.all_reduce_sum(shared).tolist()
             mean_loss = rank_loss_sum / self.world
             self._count(self._optimizer_step(math.isfinite(mean_loss)))
@@ -589,7 +531,7 @@ class _Trainer:
                 save_checkpoint(self.best_path, checkpoint)
             save_checkpoint(self.last_path, checkpoint)
         if self._stop_agreed():
-            raise self._stopped()
+            raise self.stop.error()
 
     def _validate(self, epoch: int) -> bool:
         with torch.no_grad():
@@ -610,7 +552,7 @@ class _Trainer:
         return improved
 
     def _stop_agreed(self) -> bool:
-        votes = torch.tensor([float(self.stop_requested)], device=self.device)
+        votes = torch.tensor([float(self.stop.requested)], device=self.device)
         return distributed.all_reduce_sum(votes).item() > 0
 
     def _interrupted(self) -> None:
@@ -622,15 +564,7 @@ class _Trainer:
                 file=sys.stderr,
                 flush=True,
             )
-        raise self._stopped()
-
-    def _stopped(self) -> BaseException:
-        """What a stop request raises once last.pt is saved: KeyboardInterrupt for an interrupt;
-        for SIGTERM, SystemExit with the shell's status for it (128 + 15), so that a batch
-        system's job ends as stopped, not as done."""
-        if self.stop_signal in (0, signal.SIGINT):
-            return KeyboardInterrupt()
-        return SystemExit(128 + self.stop_signal)
+        raise self.stop.error()
 
     def _finish(self, stopped: str) -> dict[str, Any]:
         """Speed over the steps after train.perf_warmup_steps (over all steps if there are none)."""

@@ -6,6 +6,21 @@ them back; no other module spells those names. A run folder has one writer at a 
 (`run_lock`: an OS file lock that dies with its process); taking the lock also removes the temp
 files that interrupted atomic writes left behind. The crash-safe writes themselves (atomic_write,
 JSON lines) live in posecore.files.
+
+What training (posecore.engine) writes:
+  params.yaml        the resolved params; the only thing the workers read
+  env.json           devices, versions, every installed package, world size, threads, git commit
+                     (code.patch: the uncommitted diff), data fingerprint (posecore.environment)
+  log.jsonl          {"type": "train", epoch, step, loss, lr, images_per_s, data_wait, skipped}
+                     every train.log_every optimizer steps of train.global_batch images each,
+                     {"type": "val", epoch, step, <metrics>} after
+                     each validation, {"type": "summary", ...} at the end of every invocation,
+                     {"type": "params_changed", changed: {key: [before, now]}} on a changed resume
+  metrics.json       the latest validation metrics
+  checkpoints/last.pt, best.pt   (checkpoints.CHECKPOINT_KEYS; best by evaluation.primary_metric)
+  logs/              per-rank stdout/stderr of multi-process runs
+  events.out.tfevents.*   the same curves for TensorBoard (posecore.tensorboard_log; rank 0)
+  .writer.lock       held while the run trains (run_lock)
 """
 
 from __future__ import annotations
