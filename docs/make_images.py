@@ -18,36 +18,21 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's posecore, whatever the venv has installed
 
+sys.path.insert(0, str(REPO / "tests"))  # lab_server: the private JupyterLab the browser tests use too
+from lab_server import CHROMIUM, CHROMIUM_ARGS, launch_lab, stop_lab, wait_for_idle_kernel, wait_until_up  # noqa: E402
+
 from posecore.runs import Run, outputs_root  # noqa: E402
 
-CHROMIUM = os.environ.get("POSECORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# the front-end plugin that asks to fetch Jupyter news (a popup over the page, and network requests)
-DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 WIDGET_CELL = "browser.widget()"
 COPIED = {"report_predictions.png": "eval_worst.png", "infer_frames.png": "infer_frames.png"}
 MAX_BYTES = 280_000
@@ -84,19 +69,6 @@ def ensure_demo(run: Run) -> None:
 # --- the pose browser in JupyterLab ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _api(url: str, token: str, method: str = "GET"):
-    request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
 def browser_notebook(run_name: str, folder: Path) -> Path:
     """visualize.ipynb's cells up to `browser.widget()` (the static views and the report, which
     write into the run, are left out), with papermill's parameters for the run."""
@@ -120,80 +92,6 @@ def browser_notebook(run_name: str, folder: Path) -> Path:
     return target
 
 
-def start_lab(root_dir: Path, base: Path) -> tuple[subprocess.Popen, str, str]:
-    """JupyterLab on 127.0.0.1 (a free port, a token, its own config dirs) serving root_dir."""
-    config = base / "config"
-    (config / "labconfig").mkdir(parents=True)
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}})
-    )
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-        "POSECORE_OUTPUTS": str(outputs_root()),
-        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root_dir}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",
-    ]
-    log = open(base / "server.log", "w")  # noqa: SIM115  (the server writes it for its whole life)
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if server.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited {server.returncode}:\n{(base / 'server.log').read_text()[-3000:]}")
-        try:
-            _api(f"{url}/api/status", token)
-            return server, url, token
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"JupyterLab did not answer on {url} within 120 s") from None
-            time.sleep(0.3)
-
-
-def stop_lab(server: subprocess.Popen, url: str, token: str) -> None:
-    if server.poll() is None:
-        try:  # kernels run in their own sessions: shut them down before the server
-            for kernel in _api(f"{url}/api/kernels", token):
-                _api(f"{url}/api/kernels/{kernel['id']}", token, method="DELETE")
-        except OSError:
-            pass
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-def _wait_for_idle_kernel(url: str, token: str, notebook: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(
-            s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
-            for s in _api(f"{url}/api/sessions", token)
-        ):
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"no idle kernel for {notebook} within {timeout_s:.0f} s")
-
-
 def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600) -> bytes:
     """A screenshot of the `browser.widget()` cell after every cell above it ran in JupyterLab."""
     if not Path(CHROMIUM).is_file():
@@ -203,8 +101,9 @@ def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600)
     with tempfile.TemporaryDirectory(prefix="docs-images-") as temp:
         folder = Path(temp)
         browser_notebook(run_name, folder)
-        server, url, token = start_lab(folder, folder / "lab")
+        lab = launch_lab(folder, folder / "lab", env={"POSECORE_OUTPUTS": str(outputs_root())})
         try:
+            wait_until_up(lab, timeout_s=120)
             with sync_playwright() as playwright:
                 context = playwright.chromium.launch_persistent_context(
                     str(folder / "profile"),
@@ -216,9 +115,9 @@ def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600)
                 )
                 try:
                     page = context.new_page()
-                    page.goto(f"{url}/lab/tree/notebooks/visualize.ipynb?reset&token={token}")
+                    page.goto(f"{lab.url}/lab/tree/notebooks/visualize.ipynb?reset&token={lab.token}")
                     page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
-                    _wait_for_idle_kernel(url, token, "visualize.ipynb")
+                    wait_for_idle_kernel(lab, "visualize.ipynb", timeout_s=120)
                     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
                     page.click("li.lm-MenuBar-item:has-text('Run')")
                     page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
@@ -237,7 +136,7 @@ def pose_browser_png(run_name: str, rank: int, joint: str, timeout_s: int = 600)
                 finally:
                     context.close()
         finally:
-            stop_lab(server, url, token)
+            stop_lab(lab)
 
 
 def _choose(page, cell, figure, rank: int, joint: str) -> None:

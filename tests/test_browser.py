@@ -13,39 +13,19 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from lab_server import CHROMIUM, CHROMIUM_ARGS, launch_lab, stop_lab, wait_for_idle_kernel, wait_until_up
 
 from posecore.files import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("POSECORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RUN = "browser"
 TRAIN_RUN = "browser-train"
-# the front-end plugin that asks to fetch Jupyter news (a popup over the page, and network requests)
-DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 # a pixel counts as changed when a channel moves by more than this (ignores anti-aliasing jitter)
 PIXEL_STEP = 24
 MIN_CHANGED_SHARE = 0.005
@@ -84,59 +64,14 @@ def tiny_run(workspace):
 # --- JupyterLab and Chromium ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _api(url: str, token: str, method: str = "GET"):
-    request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
 @pytest.fixture(scope="module")
 def lab(workspace, request):
-    """JupyterLab on 127.0.0.1 (free port, a token, its own root and config dirs) serving a
-    papermill-prepared visualize.ipynb; its kernels inherit this tree and the run's outputs.
-    The server starts first and the run is made while it boots."""
-    base = workspace / "lab"
+    """JupyterLab on 127.0.0.1 (tests/lab_server.py) serving a papermill-prepared visualize.ipynb
+    and train.ipynb; its kernels inherit this tree and the run's outputs. The server starts first
+    and the run is made while it boots."""
     root_dir = workspace  # the notebooks (in notebooks/) and the run folders (in outputs/) side by side
-    config = base / "config"
-    (config / "labconfig").mkdir(parents=True)
     (root_dir / "notebooks").mkdir()
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {name: True for name in DISABLED_LAB_PLUGINS}})
-    )
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root_dir}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",
-    ]
-    log = open(base / "server.log", "w")  # noqa: SIM115  (the server writes it for its whole life)
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = launch_lab(root_dir, workspace / "lab")
     try:
         import papermill
 
@@ -167,31 +102,13 @@ def lab(workspace, request):
             prepare_only=True,
             progress_bar=False,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"JupyterLab exited {server.returncode}:\n{(base / 'server.log').read_text()[-3000:]}")
-            try:
-                _api(f"{url}/api/status", token)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not answer on {url} within 60 s")
-                time.sleep(0.2)
-        yield {"url": url, "token": token, "log": base / "server.log"}
+        try:
+            wait_until_up(server)
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        yield server
     finally:
-        if server.poll() is None:
-            try:  # kernels run in their own sessions: shut them down before the server
-                for kernel in _api(f"{url}/api/kernels", token):
-                    _api(f"{url}/api/kernels/{kernel['id']}", token, method="DELETE")
-            except OSError:
-                pass
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        log.close()
+        stop_lab(server)
 
 
 @pytest.fixture(scope="module")
@@ -285,23 +202,17 @@ def _redrawn(page, before: dict, what: str, timeout_s: float = 30.0) -> tuple[di
 
 
 def _wait_for_kernel(lab, notebook: str, timeout_s: float = 60.0) -> None:
-    """Until the notebook's kernel has started and is idle (cells run before that are dropped)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        sessions = _api(f"{lab['url']}/api/sessions", lab["token"])
-        if any(
-            s["path"].endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle" for s in sessions
-        ):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"no idle kernel for {notebook} within {timeout_s:.0f} s; server log {lab['log']}")
+    try:
+        wait_for_idle_kernel(lab, notebook, timeout_s)
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 def _run_all_cells(page, lab, shots: Path, notebook: str = "visualize.ipynb", timeout_s: int = 120) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     # ?reset: only this notebook open (JupyterLab would restore the tabs of the test before)
-    page.goto(f"{lab['url']}/lab/tree/notebooks/{notebook}?reset&token={lab['token']}")
+    page.goto(f"{lab.url}/lab/tree/notebooks/{notebook}?reset&token={lab.token}")
     page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
     _wait_for_kernel(lab, notebook)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
@@ -325,7 +236,7 @@ def _run_all_cells(page, lab, shots: Path, notebook: str = "visualize.ipynb", ti
         )
         pytest.fail(
             f"{notebook} did not finish running in {timeout_s} s: prompts {prompts}, "
-            f"screenshot {shots / 'stuck.png'}, server log {lab['log']}"
+            f"screenshot {shots / 'stuck.png'}, server log {lab.log}"
         )
 
 
