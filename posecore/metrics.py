@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import os
 import warnings
@@ -37,6 +36,7 @@ from pycocotools.cocoeval import COCOeval
 from scipy.io import loadmat, savemat
 
 from posecore.error_analysis import analyze_coco  # noqa: F401  (re-exported: posecore.metrics.analyze_coco)
+from posecore.error_analysis.common import load_results
 from posecore.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def coco_keypoint_eval(
     Stats are fractions exactly as COCOeval computes them (-1 where an area range has no ground
     truth). An empty result list scores 0 with a warning (pycocotools itself raises on it).
     """
-    results = _load_results(results)
+    results = load_results(results)
     coco_gt = load_coco(gt_json_path)
     if not results:
         warnings.warn("no keypoint results to score (empty list): AP and AR are 0", stacklevel=2)
@@ -387,15 +387,6 @@ def coco_per_joint(coco_eval: Any, oks_thr: float = 0.5) -> list[dict]:
             }
         )
     return rows
-
-
-def _load_results(results: list[dict] | str | os.PathLike) -> list[dict]:
-    if isinstance(results, (str, os.PathLike)):
-        with open(results) as f:
-            results = json.load(f)
-    if not isinstance(results, list):
-        raise ValueError("keypoint results must be a list of dicts (COCO results format)")
-    return results
 
 
 def _check_results(results: list[dict], coco_gt: Any, sigmas: Sequence[float] | None) -> None:

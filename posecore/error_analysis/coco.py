@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +84,7 @@ from posecore.error_analysis.common import (
     _image_entries,
     _precision,
     _Problem,
+    load_results,
 )
 from posecore.keypoints import COCO, KeypointInfo
 
@@ -159,7 +159,7 @@ def _problem(gt_file: Any, results_file: Any, info: KeypointInfo, part: str) -> 
     sigmas = np.asarray(info.sigmas, dtype=np.float64)[joints]
     is_coco_17 = names == COCO.joint_names and np.array_equal(sigmas, COCO.sigmas)
     coco_gt = _ground_truth(gt_file, joints)
-    results = _load_results(results_file)
+    results = load_results(results_file)
     kept, result_index = _top_detections(results, set(coco_gt.getImgIds()), joints)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(kept)
@@ -219,15 +219,6 @@ def _cut_person(ann: dict, joints: Sequence[int]) -> dict:
         )
     cut = triples[list(joints)]
     return {**ann, "keypoints": cut.reshape(-1).tolist(), "num_keypoints": int((cut[:, 2] > 0).sum())}
-
-
-def _load_results(results_file: Any) -> list[dict]:
-    if isinstance(results_file, (str, os.PathLike)):
-        with open(results_file) as f:
-            results_file = json.load(f)
-    if not isinstance(results_file, list):
-        raise ValueError("keypoint results must be a list of dicts (COCO results format)")
-    return results_file
 
 
 def _top_detections(results: list[dict], image_ids: set, joints: Sequence[int]) -> tuple[list[dict], list[int]]:

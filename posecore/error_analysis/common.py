@@ -1,11 +1,13 @@
 """What the error analysis shares: its constants (coco-analyze's thresholds, the error types and
 stages, the background studies' bins), the analysed problem, and the COCOeval runs every stage
-makes."""
+makes; and the reader of a COCO keypoint results list (posecore.metrics uses it too)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,3 +114,13 @@ def _precision(coco_eval: Any) -> np.ndarray:
 
 def _image_entries(coco_eval: Any) -> list[dict]:
     return [entry for entry in coco_eval.evalImgs if entry is not None]
+
+
+def load_results(results: list[dict] | str | os.PathLike) -> list[dict]:
+    """A COCO keypoint results list, given as the list or as the path of its JSON file."""
+    if isinstance(results, (str, os.PathLike)):
+        with open(results) as f:
+            results = json.load(f)
+    if not isinstance(results, list):
+        raise ValueError("keypoint results must be a list of dicts (COCO results format)")
+    return results
